@@ -1,0 +1,418 @@
+//! The top-level keys of `BuildmasterConfig`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use mlua::{Lua, Table, Value};
+
+use super::build::{BuilderConfig, ChangeSourceConfig, SchedulerConfig, WorkerConfig};
+use super::errors::{report, report_unimplemented, unknown, ConfigError, Location};
+use super::kwargs::{FromOption, OptionError};
+use super::status::StatusTarget;
+use super::PortSpec;
+use crate::model::Properties;
+
+/// Every key `BuildmasterConfig` accepts.
+pub const GLOBAL_KEYS: &[&str] = &[
+    "title",
+    "titleURL",
+    "buildbotURL",
+    "workers",
+    "slaves",
+    "builders",
+    "schedulers",
+    "change_source",
+    "status",
+    "services",
+    "db",
+    "db_url",
+    "properties",
+    "protocols",
+    "slavePortnum",
+    "www",
+    // Accepted so a translated master.cfg loads, but not implemented yet.
+    "changeHorizon",
+    "buildHorizon",
+    "eventHorizon",
+    "logHorizon",
+    "buildCacheSize",
+    "changeCacheSize",
+    "caches",
+    "logCompressionLimit",
+    "logCompressionMethod",
+    "logMaxSize",
+    "logMaxTailSize",
+    "logEncoding",
+    "collapseRequests",
+    "mergeRequests",
+    "prioritizeBuilders",
+    "codebaseGenerator",
+    "revlink",
+    "user_managers",
+    "manhole",
+    "metrics",
+    "multiMaster",
+    "debugPassword",
+    "validation",
+    "buildbotNetUsageData",
+];
+
+/// The keys of [`GLOBAL_KEYS`] that are accepted but not implemented yet.
+const UNIMPLEMENTED_KEYS: &[&str] = &[
+    "changeHorizon",
+    "buildHorizon",
+    "eventHorizon",
+    "logHorizon",
+    "buildCacheSize",
+    "changeCacheSize",
+    "caches",
+    "logCompressionLimit",
+    "logCompressionMethod",
+    "logMaxSize",
+    "logMaxTailSize",
+    "logEncoding",
+    "collapseRequests",
+    "mergeRequests",
+    "prioritizeBuilders",
+    "codebaseGenerator",
+    "revlink",
+    "user_managers",
+    "manhole",
+    "metrics",
+    "multiMaster",
+    "debugPassword",
+    "validation",
+    "buildbotNetUsageData",
+];
+
+const DB_KEYS: &[&str] = &["db_url", "db_poll_interval"];
+const PROTOCOLS: &[&str] = &["pb"];
+
+/// A validated master configuration.
+#[derive(Clone, Debug)]
+pub struct MasterConfig {
+    /// The directory holding `master.cfg.lua`; relative paths in the config start here.
+    pub basedir: PathBuf,
+    pub title: String,
+    pub title_url: String,
+    /// Always ends with `/`.
+    pub buildbot_url: String,
+    pub db_url: String,
+    /// `c['properties']`, whose source is the config file as in Buildbot.
+    pub properties: Properties,
+    /// Where workers connect: `c['protocols'] = {pb={port=...}}` or `c['slavePortnum']`.
+    pub worker_port: Option<PortSpec>,
+    pub workers: Vec<WorkerConfig>,
+    pub builders: Vec<BuilderConfig>,
+    pub schedulers: Vec<SchedulerConfig>,
+    pub change_sources: Vec<ChangeSourceConfig>,
+    /// `c['status']` and `c['services']`, with `c['www']` as a WebStatus among them.
+    pub status: Vec<StatusTarget>,
+    /// Lists that held an object whose own errors were reported: cross-checks against such a
+    /// list would only repeat them.
+    pub(super) incomplete: Vec<&'static str>,
+}
+
+/// Where each top-level key was assigned, to point errors at it.
+struct KeyReader<'a> {
+    lua: &'a Lua,
+    store: &'a Table,
+    locations: &'a Table,
+    chunk_name: &'a str,
+}
+
+impl KeyReader<'_> {
+    fn location(&self, key: &str) -> Location {
+        let place: Option<String> = self.locations.get(key).ok().flatten();
+        place
+            .and_then(|p| {
+                let (file, line) = p.rsplit_once(':')?;
+                Some(Location {
+                    file: file.to_string(),
+                    line: line.parse().ok()?,
+                })
+            })
+            .unwrap_or_else(|| Location {
+                file: self.chunk_name.to_string(),
+                line: 0,
+            })
+    }
+
+    fn raw(&self, key: &str) -> Option<Value> {
+        self.store
+            .raw_get::<Value>(key)
+            .ok()
+            .filter(|v| !v.is_nil())
+    }
+
+    fn error(&self, key: &str, message: impl Into<String>) {
+        report(
+            self.lua,
+            ConfigError::at(self.location(key), message.into()),
+        );
+    }
+
+    fn get<T: FromOption>(&self, key: &str) -> Option<T> {
+        let value = self.raw(key)?;
+        match T::from_option(value, self.lua) {
+            Ok(v) => Some(v),
+            Err(OptionError::Wrong(why)) => {
+                self.error(key, format!("c['{key}'] {why}"));
+                None
+            }
+            Err(OptionError::Reported) => None,
+        }
+    }
+
+    /// A list-valued key, item by item, so that one bad item does not hide the rest. A key
+    /// holding an object already reported invalid is added to `incomplete`.
+    fn list<T: FromOption>(
+        &self,
+        key: &'static str,
+        allow_single: bool,
+        incomplete: &mut Vec<&'static str>,
+    ) -> Vec<T> {
+        let Some(value) = self.raw(key) else {
+            return Vec::new();
+        };
+        let is_list = matches!(&value, Value::Table(t) if t.metatable().is_some() || t.raw_len() > 0 || t.clone().pairs::<Value, Value>().next().is_none());
+        let items: Vec<Value> = match value {
+            Value::Table(table) if is_list => table
+                .sequence_values::<Value>()
+                .filter_map(Result::ok)
+                .collect(),
+            single if allow_single => vec![single],
+            other => {
+                self.error(
+                    key,
+                    format!(
+                        "c['{key}'] must be a list of {}, got {}",
+                        T::expected(),
+                        super::kwargs::describe(&other)
+                    ),
+                );
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (index, item) in items.into_iter().enumerate() {
+            match T::from_option(item, self.lua) {
+                Ok(v) => out.push(v),
+                Err(OptionError::Wrong(why)) => {
+                    self.error(key, format!("c['{key}'] item {} {why}", index + 1))
+                }
+                Err(OptionError::Reported) => {
+                    if !incomplete.contains(&key) {
+                        incomplete.push(key);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+pub(super) fn read(
+    lua: &Lua,
+    store: &Table,
+    locations: &Table,
+    chunk_name: &str,
+    basedir: PathBuf,
+) -> MasterConfig {
+    // A config that rebinds the global (`BuildmasterConfig = {...}`) is read from there.
+    let rebound = match lua.globals().get::<Value>("BuildmasterConfig") {
+        Ok(Value::Table(t)) if t.metatable().is_none() => Some(t),
+        _ => None,
+    };
+    let store = rebound.as_ref().unwrap_or(store);
+    let keys = KeyReader {
+        lua,
+        store,
+        locations,
+        chunk_name,
+    };
+
+    for pair in store.clone().pairs::<Value, Value>() {
+        let Ok((key, _)) = pair else { continue };
+        let key = match key {
+            Value::String(s) => s.to_string_lossy(),
+            other => {
+                report(
+                    lua,
+                    ConfigError::global(format!(
+                        "BuildmasterConfig keys must be strings, got {}",
+                        super::kwargs::describe(&other)
+                    )),
+                );
+                continue;
+            }
+        };
+        if !GLOBAL_KEYS.contains(&key.as_str()) {
+            keys.error(&key, unknown("BuildmasterConfig key", &key, GLOBAL_KEYS));
+        } else if UNIMPLEMENTED_KEYS.contains(&key.as_str()) {
+            report_unimplemented(
+                lua,
+                ConfigError::at(
+                    keys.location(&key),
+                    format!("c['{key}'] is not implemented yet"),
+                ),
+            );
+        }
+    }
+
+    let mut incomplete = Vec::new();
+    let mut workers: Vec<WorkerConfig> = keys.list("workers", false, &mut incomplete);
+    workers.extend(keys.list("slaves", false, &mut incomplete));
+    let builders = keys.list("builders", false, &mut incomplete);
+    let schedulers = keys.list("schedulers", false, &mut incomplete);
+    let change_sources = keys.list("change_source", true, &mut incomplete);
+    let mut status: Vec<StatusTarget> = keys.list("status", false, &mut incomplete);
+    status.extend(keys.list("services", false, &mut incomplete));
+    if let Some(value) = keys.raw("www") {
+        if let Some(target) = super::status::read_www(lua, value, keys.location("www")) {
+            status.push(target);
+        }
+    }
+
+    let buildbot_url = keys
+        .get::<String>("buildbotURL")
+        .unwrap_or_else(|| "http://localhost:8080/".into());
+    if !buildbot_url.ends_with('/') {
+        keys.error(
+            "buildbotURL",
+            format!("c['buildbotURL'] must end with '/' (got '{buildbot_url}')"),
+        );
+    }
+
+    MasterConfig {
+        basedir,
+        title: keys.get("title").unwrap_or_else(|| "Buildbot".into()),
+        title_url: keys
+            .get("titleURL")
+            .unwrap_or_else(|| "http://buildbot.net/".into()),
+        buildbot_url,
+        db_url: read_db_url(&keys),
+        properties: keys
+            .get::<BTreeMap<String, serde_json::Value>>("properties")
+            .map(|props| Properties::from_pairs(props, chunk_name))
+            .unwrap_or_default(),
+        worker_port: read_worker_port(&keys),
+        workers,
+        builders,
+        schedulers,
+        change_sources,
+        status,
+        incomplete,
+    }
+}
+
+fn read_db_url(keys: &KeyReader) -> String {
+    let from_db = keys
+        .get::<BTreeMap<String, serde_json::Value>>("db")
+        .and_then(|db| {
+            for key in db.keys().filter(|k| !DB_KEYS.contains(&k.as_str())) {
+                keys.error("db", format!("c['db']: {}", unknown("key", key, DB_KEYS)));
+            }
+            if db.contains_key("db_poll_interval") {
+                report_unimplemented(
+                    keys.lua,
+                    ConfigError::at(
+                        keys.location("db"),
+                        "c['db']['db_poll_interval'] is not implemented yet",
+                    ),
+                );
+            }
+            match db.get("db_url") {
+                Some(serde_json::Value::String(url)) => Some(url.clone()),
+                Some(other) => {
+                    keys.error(
+                        "db",
+                        format!("c['db']['db_url'] must be a string, got {other}"),
+                    );
+                    None
+                }
+                None => None,
+            }
+        });
+    let from_key = keys.get::<String>("db_url");
+    if from_db.is_some() && from_key.is_some() {
+        keys.error(
+            "db_url",
+            "give the database URL once: c['db'] = {db_url=...} or c['db_url'], not both",
+        );
+    }
+    let url = from_db
+        .or(from_key)
+        .unwrap_or_else(|| "sqlite:///state.sqlite".into());
+    let supported = [
+        "sqlite://",
+        "postgresql://",
+        "postgres://",
+        "postgresql+psycopg2://",
+    ];
+    if !supported.iter().any(|scheme| url.starts_with(scheme)) {
+        let key = if keys.raw("db").is_some() {
+            "db"
+        } else {
+            "db_url"
+        };
+        keys.error(
+            key,
+            format!(
+                "database URL '{url}' is not supported (use sqlite:///FILE or postgresql://...)"
+            ),
+        );
+    }
+    url
+}
+
+fn read_worker_port(keys: &KeyReader) -> Option<PortSpec> {
+    let from_protocols = keys
+        .get::<BTreeMap<String, BTreeMap<String, serde_json::Value>>>("protocols")
+        .and_then(|protocols| {
+            let mut port = None;
+            for (name, options) in protocols {
+                if !PROTOCOLS.contains(&name.as_str()) {
+                    keys.error(
+                        "protocols",
+                        format!("c['protocols']: {}", unknown("protocol", &name, PROTOCOLS)),
+                    );
+                    continue;
+                }
+                for (key, value) in options {
+                    if key != "port" {
+                        keys.error(
+                            "protocols",
+                            format!("c['protocols']['{name}']: unknown option '{key}'"),
+                        );
+                        continue;
+                    }
+                    let spec = match &value {
+                        serde_json::Value::Number(n) => n
+                            .as_u64()
+                            .and_then(|n| u16::try_from(n).ok())
+                            .map(|port| PortSpec {
+                                port,
+                                interface: None,
+                            })
+                            .ok_or_else(|| format!("{n} is not a port number")),
+                        serde_json::Value::String(s) => PortSpec::parse(s),
+                        other => Err(format!("must be a port, got {other}")),
+                    };
+                    match spec {
+                        Ok(spec) => port = Some(spec),
+                        Err(why) => keys.error(
+                            "protocols",
+                            format!("c['protocols']['{name}']['port'] {why}"),
+                        ),
+                    }
+                }
+            }
+            port
+        });
+    let from_key = keys.get::<PortSpec>("slavePortnum");
+    if from_protocols.is_some() && from_key.is_some() {
+        keys.error("slavePortnum", "give the worker port once: c['protocols'] = {pb={port=...}} or c['slavePortnum'], not both");
+    }
+    from_protocols.or(from_key)
+}

@@ -1,0 +1,8 @@
+//! moonbot: a Buildbot-style build master configured by `master.cfg.lua`.
+//!
+//! `config` turns the user's Lua into a typed [`config::MasterConfig`]; `script` runs the
+//! user's Lua callbacks and renderables; `model` holds the plain data both share.
+
+pub mod config;
+pub mod model;
+pub mod script;
