@@ -519,3 +519,12 @@ fn plural(expected: &str) -> String {
         format!("{noun}s")
     }
 }
+
+/// A constructor as users write it and every option it accepts; the editor annotations in
+/// `lua/types/` must declare exactly these.
+#[derive(Clone, Copy, Debug)]
+pub struct ClassOptions {
+    /// As written in Lua, e.g. `status.MailNotifier`.
+    pub name: &'static str,
+    pub options: &'static [&'static str],
+}

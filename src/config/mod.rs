@@ -28,7 +28,7 @@ pub use errors::{
     Location,
 };
 pub use global::{MasterConfig, GLOBAL_KEYS};
-pub use kwargs::{FromOption, Kwargs, OneOrMany, OptionError};
+pub use kwargs::{ClassOptions, FromOption, Kwargs, OneOrMany, OptionError};
 pub use port::PortSpec;
 
 /// The name of the config file in a base directory.
@@ -40,6 +40,15 @@ pub struct LoadedConfig {
     pub lua: Lua,
     /// Documented options that are accepted but not implemented yet.
     pub unimplemented: Vec<ConfigError>,
+}
+
+/// Every constructor of the Lua surface with its options.
+pub fn classes() -> Vec<ClassOptions> {
+    let mut all = Vec::new();
+    all.extend_from_slice(status::CLASSES);
+    all.extend_from_slice(build::CLASSES);
+    all.extend_from_slice(crate::script::CLASSES);
+    all
 }
 
 /// Loads `path`: a base directory (its `master.cfg.lua`) or the config file itself.

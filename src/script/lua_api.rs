@@ -98,6 +98,18 @@ impl FromOption for Renderable {
 pub const PROPERTY_OPTIONS: &[&str] = &["name", "default", "defaultWhenFalse"];
 pub const FLATTEN_LIST_OPTIONS: &[&str] = &["nestedlist", "types"];
 
+/// The renderable constructors that take options tables.
+pub const CLASSES: &[crate::config::ClassOptions] = &[
+    crate::config::ClassOptions {
+        name: "util.Property",
+        options: PROPERTY_OPTIONS,
+    },
+    crate::config::ClassOptions {
+        name: "util.FlattenList",
+        options: FLATTEN_LIST_OPTIONS,
+    },
+];
+
 pub fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
     define(&ns.util, "Interpolate", lua.create_function(interpolate)?)?;
     define(

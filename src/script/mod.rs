@@ -6,5 +6,5 @@ pub mod objects;
 pub mod renderable;
 
 pub use callback::Callback;
-pub use lua_api::register;
+pub use lua_api::{register, CLASSES};
 pub use renderable::{RenderData, RenderError, Renderable};

@@ -35,6 +35,9 @@ impl StatusTarget {
     }
 }
 
+/// Every constructor this part registers, with its options.
+pub const CLASSES: &[crate::config::ClassOptions] = &[];
+
 pub fn register(_lua: &Lua, _ns: &Namespaces) -> mlua::Result<()> {
     Ok(())
 }
