@@ -72,6 +72,23 @@ pub fn load_path(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
     load_source(&chunk_name, &source, &basedir)
 }
 
+/// A fresh VM with the `buildbot` library loaded, ready to evaluate a config (or, in tests,
+/// any Lua that uses the library).
+pub fn prepared_vm() -> Result<Lua, ConfigError> {
+    let lua = Lua::new();
+    lua.set_app_data(Diagnostics::default());
+    let (store, locations) =
+        env::prepare(&lua).map_err(|e| ConfigError::global(format!("internal: {e}")))?;
+    lua.set_named_registry_value(STORE_KEY, store)
+        .map_err(|e| ConfigError::global(format!("internal: {e}")))?;
+    lua.set_named_registry_value(LOCATIONS_KEY, locations)
+        .map_err(|e| ConfigError::global(format!("internal: {e}")))?;
+    Ok(lua)
+}
+
+const STORE_KEY: &str = "moonbot.config";
+const LOCATIONS_KEY: &str = "moonbot.config_locations";
+
 /// Evaluates config source text. `chunk_name` is what errors show as the file
 /// (`master.cfg.lua:42: ...`); `basedir` anchors relative paths.
 pub fn load_source(
@@ -79,8 +96,7 @@ pub fn load_source(
     source: &str,
     basedir: &Path,
 ) -> Result<LoadedConfig, ConfigErrors> {
-    let lua = Lua::new();
-    lua.set_app_data(Diagnostics::default());
+    let lua = prepared_vm().map_err(|e| ConfigErrors(vec![e]))?;
     let mut errors = Vec::new();
     let config = match evaluate(&lua, chunk_name, source, basedir) {
         Ok(config) => Some(config),
@@ -109,12 +125,13 @@ fn evaluate(
     source: &str,
     basedir: &Path,
 ) -> Result<MasterConfig, ConfigError> {
-    let (store, locations) =
-        env::prepare(lua).map_err(|e| ConfigError::global(format!("internal: {e}")))?;
     lua.load(source)
         .set_name(format!("@{chunk_name}"))
         .exec()
         .map_err(lua_error)?;
+    let internal = |e: mlua::Error| ConfigError::global(format!("internal: {e}"));
+    let store = lua.named_registry_value(STORE_KEY).map_err(internal)?;
+    let locations = lua.named_registry_value(LOCATIONS_KEY).map_err(internal)?;
     let config = global::read(lua, &store, &locations, chunk_name, PathBuf::from(basedir));
     validate::check(lua, &config);
     Ok(config)
