@@ -110,25 +110,19 @@ fn parse_gerrit(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
         GERRIT_STATUS_PUSH_OPTIONS,
     );
     let name = read_name(&mut kw);
+    let callbacks_given = [kw.has("reviewCB"), kw.has("startCB"), kw.has("summaryCB")];
     let review_cb: Option<Callback> = kw.optional("reviewCB");
     let start_cb: Option<Callback> = kw.optional("startCB");
     let summary_cb = kw.optional_or("summaryCB", SummaryCallback::BuiltIn);
-    // An argument whose callback is missing would never be used.
+    // An argument whose callback is missing would never be used (`summaryCB=false` has none).
+    let summary_off = matches!(summary_cb, SummaryCallback::Off);
     for (arg, callback, has_callback) in [
-        (
-            "reviewArg",
-            "reviewCB",
-            review_cb.is_some() || kw.has("reviewCB"),
-        ),
-        (
-            "startArg",
-            "startCB",
-            start_cb.is_some() || kw.has("startCB"),
-        ),
+        ("reviewArg", "reviewCB", callbacks_given[0]),
+        ("startArg", "startCB", callbacks_given[1]),
         (
             "summaryArg",
             "summaryCB",
-            matches!(summary_cb, SummaryCallback::Lua(_)) || kw.has("summaryCB"),
+            callbacks_given[2] && !summary_off,
         ),
     ] {
         if kw.has(arg) && !has_callback {
@@ -306,6 +300,14 @@ mod tests {
             (
                 "status.GerritStatusPush('g', 'u', {summaryArg=1})",
                 "master.cfg.lua:1: GerritStatusPush: option 'summaryArg' is only passed to a summaryCB function, and none is given",
+            ),
+            (
+                "status.GerritStatusPush('g', 'u', {summaryCB=false, summaryArg=1})",
+                "master.cfg.lua:1: GerritStatusPush: option 'summaryArg' is only passed to a summaryCB function, and none is given",
+            ),
+            (
+                "status.GerritStatusPush('g', 'u', {reviewCB=1, reviewArg=1})",
+                "master.cfg.lua:1: GerritStatusPush: option 'reviewCB' must be a function, got number 1",
             ),
             (
                 "status.GerritStatusPush('g', 'u', {summaryCB=true})",

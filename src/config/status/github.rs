@@ -63,12 +63,11 @@ fn parse_github(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
         GITHUB_STATUS_OPTIONS,
     );
     let name = read_name(&mut kw);
-    let token_given = kw.has("token");
-    if !token_given {
+    if !kw.has("token") {
         kw.error("needs a token (option 'token', a GitHub API token)");
     }
-    let token: String = kw.optional("token").unwrap_or_default();
-    if token_given && token.is_empty() {
+    let token: Option<String> = kw.optional("token");
+    if token.as_deref() == Some("") {
         kw.error("option 'token' is empty");
     }
     let base_url = kw.optional_or("baseURL", "https://api.github.com/".to_string());
@@ -79,7 +78,7 @@ fn parse_github(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
     }
     let config = GitHubStatusConfig {
         name,
-        token,
+        token: token.unwrap_or_default(),
         repo_owner: kw.required("repoOwner"),
         repo_name: kw.required("repoName"),
         sha: kw.optional("sha").unwrap_or_else(default_sha),

@@ -469,14 +469,15 @@ fn parse_mail_notifier(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
     }
     let use_tls = kw.optional_or("useTls", false);
     let use_smtps = kw.optional_or("useSmtps", false);
+    let credentials_given = (kw.has("smtpUser"), kw.has("smtpPassword"));
     let smtp_user: Option<String> = kw.optional("smtpUser");
     let smtp_password: Option<String> = kw.optional("smtpPassword");
     if use_tls && use_smtps {
         kw.error("options 'useTls' (STARTTLS) and 'useSmtps' (TLS from the start) exclude each other; give one");
     }
-    if smtp_user.is_some() != smtp_password.is_some() {
+    if credentials_given.0 != credentials_given.1 {
         kw.error("options 'smtpUser' and 'smtpPassword' go together; give both or neither");
-    } else if use_tls && smtp_user.is_none() {
+    } else if use_tls && !credentials_given.0 {
         kw.error("option 'useTls' needs 'smtpUser' and 'smtpPassword' to authenticate with");
     }
     let config = MailNotifierConfig {
@@ -779,6 +780,14 @@ mod tests {
             (
                 "status.MailNotifier{fromaddr='a@b.org', useTls=true}",
                 "master.cfg.lua:1: MailNotifier: option 'useTls' needs 'smtpUser' and 'smtpPassword' to authenticate with",
+            ),
+            (
+                "status.MailNotifier{fromaddr='a@b.org', useTls=true, smtpUser=1, smtpPassword='p'}",
+                "master.cfg.lua:1: MailNotifier: option 'smtpUser' must be a string, got number 1",
+            ),
+            (
+                "status.MailNotifier{fromaddr='a@b.org', smtpUser='u', smtpPassword=1}",
+                "master.cfg.lua:1: MailNotifier: option 'smtpPassword' must be a string, got number 1",
             ),
             (
                 "status.MailNotifier{fromaddr='a@b.org', smtpUser='u'}",

@@ -371,6 +371,145 @@ mod tests {
     }
 
     #[test]
+    fn every_option_names_the_type_it_wants() {
+        const BOOL: &str = "must be a boolean, got number 1";
+        const STRING: &str = "must be a string, got number 1";
+        const STRINGS: &str = "must be a list of strings, got string 'x'";
+        const FUNCTION: &str = "must be a function, got number 1";
+        const NUMBER: &str = "must be a number, got string 'x'";
+        const USIZE: &str = "must be an integer from 0 to 18446744073709551615, got number -1";
+        const U16: &str = "must be an integer from 0 to 65535, got string 'x'";
+        const RENDERABLE: &str = "must be a string, number, boolean, table or renderable \
+                                  (util.Interpolate, util.Property, ...), got function";
+        // (object, call up to the option, the rest of the call, option, value, message)
+        let web = ("WebStatus", "status.WebStatus{http_port=8010, ", "}");
+        let mail = (
+            "MailNotifier",
+            "status.MailNotifier{fromaddr='a@b.org', ",
+            "}",
+        );
+        let irc = ("IRC", "status.IRC('h', 'n', {", "})");
+        let pb = ("PBListener", "status.PBListener{port=1, ", "}");
+        let push = ("StatusPush", "status.StatusPush{serverPushCb=print, ", "}");
+        let http = (
+            "HttpStatusPush",
+            "status.HttpStatusPush{serverUrl='http://x', ",
+            "}",
+        );
+        let gerrit = (
+            "GerritStatusPush",
+            "status.GerritStatusPush{server='g', username='u', ",
+            "}",
+        );
+        let github = (
+            "GitHubStatus",
+            "status.GitHubStatus{token='t', repoOwner='o', repoName='r', ",
+            "}",
+        );
+        let stash = (
+            "StashStatusPush",
+            "status.StashStatusPush{base_url='http://s', user='u', password='p', ",
+            "}",
+        );
+        let authz = ("util.Authz", "util.Authz{useHttpHeader=true, ", "}");
+        let rows = [
+            (web, "allowForce", "1", BOOL),
+            (web, "public_html", "1", STRING),
+            (web, "num_events", "-1", USIZE),
+            (web, "num_events_max", "-1", USIZE),
+            (web, "order_console_by_time", "1", BOOL),
+            (web, "repositories", "1", "must be a table of names to URLs or a function, got number 1"),
+            (web, "changecommentlink", "1", "must be a {regex, replacement, title} triple, a table of project names to triples, or a function, got number 1"),
+            (web, "rotateLength", "-1", "must be an integer from 0 to 18446744073709551615, got number -1"),
+            (web, "maxRotatedFiles", "-1", "must be an integer from 0 to 4294967295, got number -1"),
+            (web, "template_dirs", "'x'", STRINGS),
+            (mail, "sendToInterestedUsers", "1", BOOL),
+            (mail, "subject", "1", STRING),
+            (mail, "builders", "'x'", STRINGS),
+            (mail, "tags", "'x'", STRINGS),
+            (mail, "categories", "'x'", STRINGS),
+            (mail, "addPatch", "1", BOOL),
+            (mail, "buildSetSummary", "1", BOOL),
+            (mail, "relayhost", "1", STRING),
+            (mail, "useTls", "1", BOOL),
+            (mail, "useSmtps", "1", BOOL),
+            (mail, "previousBuildGetter", "1", FUNCTION),
+            (mail, "dumpMailsToLog", "1", BOOL),
+            (irc, "pm_to_nicks", "'x'", STRINGS),
+            (irc, "port", "'x'", U16),
+            (irc, "allowForce", "1", BOOL),
+            (irc, "allowShutdown", "1", BOOL),
+            (irc, "password", "1", STRING),
+            (irc, "noticeOnChannel", "1", BOOL),
+            (irc, "showBlameList", "1", BOOL),
+            (irc, "useRevisions", "1", BOOL),
+            (irc, "useSSL", "1", BOOL),
+            (irc, "useColors", "1", BOOL),
+            (pb, "user", "1", STRING),
+            (pb, "passwd", "1", STRING),
+            (push, "path", "1", STRING),
+            (push, "filter", "1", BOOL),
+            (push, "retryDelay", "'x'", NUMBER),
+            (http, "debug", "1", BOOL),
+            (http, "maxMemoryItems", "-1", USIZE),
+            (http, "maxDiskItems", "-1", USIZE),
+            (http, "maxHttpRequestSize", "-1", USIZE),
+            (http, "bufferDelay", "'x'", NUMBER),
+            (gerrit, "startCB", "1", FUNCTION),
+            (gerrit, "identity_file", "1", STRING),
+            (gerrit, "notify", "1", STRING),
+            (gerrit, "wantSteps", "1", BOOL),
+            (gerrit, "wantLogs", "1", BOOL),
+            (github, "sha", "print", RENDERABLE),
+            (github, "startDescription", "print", RENDERABLE),
+            (github, "endDescription", "print", RENDERABLE),
+            (github, "baseURL", "1", STRING),
+            (stash, "name", "1", STRING),
+            (authz, "httpLoginUrl", "1", STRING),
+            (authz, "default_action", "'x'", "must be true, false, 'auth' or a function, got string 'x'"),
+        ];
+        for ((object, opening, closing), option, value, message) in rows {
+            let snippet = format!("{opening}{option}={value}{closing}");
+            assert_eq!(
+                super::testing::errors(&snippet),
+                format!("master.cfg.lua:1: {object}: option '{option}' {message}"),
+                "{snippet}"
+            );
+        }
+        // Every action of util.Authz.
+        for action in AuthzAction::ALL {
+            let snippet = format!("util.Authz{{{}=1}}", action.name());
+            assert_eq!(
+                super::testing::errors(&snippet),
+                format!(
+                    "master.cfg.lua:1: util.Authz: option '{}' must be true, false, 'auth' or a function, got number 1",
+                    action.name()
+                )
+            );
+        }
+        // Required and positional options.
+        for (snippet, expected) in [
+            ("status.WebStatus{http_port=true}", "master.cfg.lua:1: WebStatus: option 'http_port' must be a port number or 'tcp:PORT:interface=ADDR', got boolean true"),
+            ("status.MailNotifier{fromaddr=1}", "master.cfg.lua:1: MailNotifier: option 'fromaddr' must be a string, got number 1"),
+            ("status.IRC(1, 'n')", "master.cfg.lua:1: IRC: option 'host' must be a string, got number 1"),
+            ("status.IRC('h', 1)", "master.cfg.lua:1: IRC: option 'nick' must be a string, got number 1"),
+            ("status.GerritStatusPush(1, 'u')", "master.cfg.lua:1: GerritStatusPush: option 'server' must be a string, got number 1"),
+            ("status.GerritStatusPush('g', 1)", "master.cfg.lua:1: GerritStatusPush: option 'username' must be a string, got number 1"),
+            ("status.GitHubStatus{token=1, repoOwner='o', repoName='r'}", "master.cfg.lua:1: GitHubStatus: option 'token' must be a string, got number 1"),
+            ("status.GitHubStatus{token='t', repoOwner=print, repoName='r'}", &format!("master.cfg.lua:1: GitHubStatus: option 'repoOwner' {RENDERABLE}")),
+            ("status.StashStatusPush(1, 'u', 'p')", "master.cfg.lua:1: StashStatusPush: option 'base_url' must be a string, got number 1"),
+            ("status.StashStatusPush('http://s', 1, 'p')", "master.cfg.lua:1: StashStatusPush: option 'user' must be a string, got number 1"),
+            ("util.Authz{useHttpHeader=1}", "master.cfg.lua:1: util.Authz: option 'useHttpHeader' must be a boolean, got number 1"),
+            ("util.HTPasswdAuth(1)", "master.cfg.lua:1: util.HTPasswdAuth: option 'file' must be a string, got number 1"),
+            ("util.HTPasswdAprAuth(1)", "master.cfg.lua:1: util.HTPasswdAprAuth: option 'file' must be a string, got number 1"),
+            ("util.Domain(1)", "master.cfg.lua:1: util.Domain: option 'domain' must be a string, got number 1"),
+            ("status.Domain(1)", "master.cfg.lua:1: status.Domain: option 'domain' must be a string, got number 1"),
+        ] {
+            assert_eq!(super::testing::errors(snippet), expected, "{snippet}");
+        }
+    }
+
+    #[test]
     fn every_class_is_registered_under_its_name() {
         for class in CLASSES {
             let (namespace, name) = class.name.split_once('.').unwrap();
