@@ -1,0 +1,208 @@
+//! `status.GitHubStatus`: build status on commits through GitHub's Status API.
+
+use std::collections::BTreeMap;
+
+use mlua::{Lua, MultiValue};
+
+use super::shared::{is_http_url, read_name};
+use super::StatusTarget;
+use crate::config::kwargs::constructor;
+use crate::config::{define, Kwargs, Location, Namespaces};
+use crate::script::renderable::Interpolate;
+use crate::script::Renderable;
+
+/// `status.GitHubStatus{token=, repoOwner=, repoName=, ...}`. A status whose owner, name or
+/// sha renders empty is not sent, as in Buildbot.
+#[derive(Clone, Debug)]
+pub struct GitHubStatusConfig {
+    pub name: Option<String>,
+    /// The GitHub API token.
+    pub token: String,
+    pub repo_owner: Renderable,
+    pub repo_name: Renderable,
+    /// The commit; by default `%(src::revision)s`.
+    pub sha: Renderable,
+    pub start_description: Renderable,
+    pub end_description: Renderable,
+    /// The API endpoint (GitHub Enterprise has its own).
+    pub base_url: String,
+    pub location: Location,
+}
+
+pub const GITHUB_STATUS_OPTIONS: &[&str] = &[
+    "token",
+    "repoOwner",
+    "repoName",
+    "sha",
+    "startDescription",
+    "endDescription",
+    "baseURL",
+    "name",
+];
+
+pub fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
+    define(
+        &ns.status,
+        "GitHubStatus",
+        constructor(lua, "status.GitHubStatus", parse_github)?,
+    )
+}
+
+fn default_sha() -> Renderable {
+    Renderable::Interpolate(
+        Interpolate::new("%(src::revision)s", Vec::new(), BTreeMap::new()).expect("a valid format"),
+    )
+}
+
+fn parse_github(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
+    let mut kw = Kwargs::new(
+        lua,
+        "GitHubStatus",
+        args,
+        &["token", "repoOwner", "repoName"],
+        GITHUB_STATUS_OPTIONS,
+    );
+    let name = read_name(&mut kw);
+    if !kw.has("token") {
+        kw.error("needs a token (option 'token', a GitHub API token)");
+    }
+    let token: Option<String> = kw.optional("token");
+    if token.as_deref() == Some("") {
+        kw.error("option 'token' is empty");
+    }
+    let base_url = kw.optional_or("baseURL", "https://api.github.com/".to_string());
+    if !is_http_url(&base_url) {
+        kw.error(format!(
+            "option 'baseURL' must be an http:// or https:// URL, got '{base_url}'"
+        ));
+    }
+    let config = GitHubStatusConfig {
+        name,
+        token: token.unwrap_or_default(),
+        repo_owner: kw.required("repoOwner"),
+        repo_name: kw.required("repoName"),
+        sha: kw.optional("sha").unwrap_or_else(default_sha),
+        start_description: kw
+            .optional("startDescription")
+            .unwrap_or_else(|| Renderable::string("Build started.")),
+        end_description: kw
+            .optional("endDescription")
+            .unwrap_or_else(|| Renderable::string("Build done.")),
+        base_url,
+        location: kw.location(),
+    };
+    kw.finish()
+        .then(|| StatusTarget::GitHubStatus(Box::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::status::testing::{errors, target};
+    use crate::model::{Properties, SourceStamp};
+    use crate::script::RenderData;
+
+    fn github(snippet: &str) -> GitHubStatusConfig {
+        match target(snippet) {
+            StatusTarget::GitHubStatus(config) => *config,
+            other => panic!("expected a GitHubStatus, got {other:?}"),
+        }
+    }
+
+    fn data() -> RenderData {
+        RenderData {
+            properties: Properties::from_pairs(
+                [
+                    ("github_repo_owner", serde_json::json!("buildbot")),
+                    ("github_repo_name", serde_json::json!("bbtools")),
+                ],
+                "test",
+            ),
+            sourcestamps: vec![SourceStamp {
+                revision: Some("abc123".into()),
+                ..SourceStamp::default()
+            }],
+            ..RenderData::default()
+        }
+    }
+
+    fn render(renderable: &Renderable) -> String {
+        renderable.render_string(&data(), None).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let config = github(
+            "c['status'] = {status.GitHubStatus{token='t', repoOwner='buildbot', repoName='bbtools'}}",
+        );
+        assert_eq!(config.name, None);
+        assert_eq!(config.token, "t");
+        assert_eq!(render(&config.repo_owner), "buildbot");
+        assert_eq!(render(&config.repo_name), "bbtools");
+        assert_eq!(render(&config.sha), "abc123");
+        assert_eq!(render(&config.start_description), "Build started.");
+        assert_eq!(render(&config.end_description), "Build done.");
+        assert_eq!(config.base_url, "https://api.github.com/");
+    }
+
+    #[test]
+    fn every_option_and_the_spec_example() {
+        let config = github(
+            "local repoOwner = util.Interpolate('%(prop:github_repo_owner)s')
+             local repoName = util.Interpolate('%(prop:github_repo_name)s')
+             local sha = util.Interpolate('%(src::revision)s')
+             local gs = status.GitHubStatus{token='githubAPIToken',
+                                            repoOwner=repoOwner,
+                                            repoName=repoName,
+                                            sha=sha,
+                                            startDescription='Build started.',
+                                            endDescription='Build done.'}
+             c['status']:append(gs)",
+        );
+        assert_eq!(render(&config.repo_owner), "buildbot");
+        assert_eq!(render(&config.repo_name), "bbtools");
+        assert_eq!(render(&config.sha), "abc123");
+        let config = github(
+            "c['status'] = {status.GitHubStatus('tok', 'o', 'r', {sha='deadbeef',
+               startDescription=util.Interpolate('%(prop:github_repo_name)s started'),
+               endDescription='over', baseURL='https://github.example.com/api/v3/',
+               name='github'})}",
+        );
+        assert_eq!(config.name.as_deref(), Some("github"));
+        assert_eq!(config.token, "tok");
+        assert_eq!(render(&config.sha), "deadbeef");
+        assert_eq!(render(&config.start_description), "bbtools started");
+        assert_eq!(render(&config.end_description), "over");
+        assert_eq!(config.base_url, "https://github.example.com/api/v3/");
+    }
+
+    #[test]
+    fn errors_are_exact() {
+        let cases = [
+            (
+                "status.GitHubStatus{repoOwner='o', repoName='r'}",
+                "master.cfg.lua:1: GitHubStatus: needs a token (option 'token', a GitHub API token)",
+            ),
+            (
+                "status.GitHubStatus{token='', repoOwner='o', repoName='r'}",
+                "master.cfg.lua:1: GitHubStatus: option 'token' is empty",
+            ),
+            (
+                "status.GitHubStatus{token='t'}",
+                "master.cfg.lua:1: GitHubStatus: missing required option 'repoOwner'\n\
+                 master.cfg.lua:1: GitHubStatus: missing required option 'repoName'",
+            ),
+            (
+                "status.GitHubStatus{token='t', repoOwner='o', repoName=print}",
+                "master.cfg.lua:1: GitHubStatus: option 'repoName' must be a string, number, boolean, table or renderable (util.Interpolate, util.Property, ...), got function",
+            ),
+            (
+                "status.GitHubStatus{token='t', repoOwner='o', repoName='r', baseURL='github.example.com'}",
+                "master.cfg.lua:1: GitHubStatus: option 'baseURL' must be an http:// or https:// URL, got 'github.example.com'",
+            ),
+        ];
+        for (snippet, expected) in cases {
+            assert_eq!(errors(snippet), expected, "{snippet}");
+        }
+    }
+}
