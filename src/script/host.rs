@@ -8,12 +8,13 @@
 //! Every job runs under a deadline and the VM under a memory limit, so a runaway callback
 //! ends in a [`ScriptError`] naming the callback's `file:line`, and the next call works.
 //! The deadline is enforced by a count hook installed on the VM's main thread, which every
-//! coroutine inherits. Callbacks run in a fresh coroutine: when the deadline passes, the hook
+//! coroutine inherits. Callbacks run in a coroutine: when the deadline passes, the hook
 //! suspends it (which no `pcall` in the callback can catch) and the host drops it. Where the
 //! code cannot be suspended (inside a C function such as `table.sort`, or in a renderable,
-//! which runs on the main thread), the hook raises an error instead, again at every check
-//! until the job ends. One thing escapes: a single C call that never returns to Lua (a
-//! pathological `string.find` pattern) is not interrupted.
+//! which runs on the main thread), the hook raises an error, then again at every instruction,
+//! so that no `pcall` can keep the code going. Two things escape: a single C call that never
+//! returns to Lua (a pathological `string.find` pattern), and a loop inside a coroutine the
+//! config created while it was evaluated, before the hook was installed.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
@@ -41,7 +42,7 @@ use crate::model::{BuildInfo, Change, MasterInfo, SourceStamp};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostLimits {
     pub call_timeout: Duration,
-    /// Bytes for the whole VM, the config's own data included.
+    /// Bytes for the whole VM, the config's own data included; 0 for no limit.
     pub memory_limit: usize,
 }
 
@@ -102,7 +103,7 @@ impl From<i64> for Arg {
 
 impl Arg {
     fn into_lua(self, lua: &Lua) -> mlua::Result<Value> {
-        let missing = |what: &str| mlua::Error::runtime(format!("internal: no such {what}"));
+        let missing = |what: &str| mlua::Error::runtime(format!("no such {what} in the build"));
         let userdata = |ud: mlua::AnyUserData| Value::UserData(ud);
         match self {
             Arg::Json(value) => json_to_lua(lua, &value),
@@ -326,7 +327,7 @@ impl ScriptHost {
     pub fn call<R: FromScript>(&self, callback: &Callback, args: Vec<Arg>) -> Pending<R> {
         let callback = callback.clone();
         self.submit(Some(callback.location().clone()), move |vm| {
-            vm.call(&callback, args)
+            vm.job(|vm, deadline| vm.call(&callback, args, deadline))
         })
     }
 
@@ -334,14 +335,16 @@ impl ScriptHost {
     /// holding one); plain ones render here as well.
     pub fn render(&self, renderable: &Renderable, data: RenderData) -> Pending<serde_json::Value> {
         let renderable = renderable.clone();
-        self.submit(None, move |vm| vm.render(&renderable, &data))
+        self.submit(None, move |vm| {
+            vm.job(|vm, deadline| vm.render(&renderable, &data, deadline))
+        })
     }
 
     /// Switches to a new config's VM; the old one is closed. Callbacks of the old config fail
     /// from now on, so services rebind theirs to the new config's. Fails, keeping the old VM,
     /// when the new one already holds more than the memory limit.
     pub fn replace_vm(&self, lua: Lua) -> Pending<()> {
-        self.submit(None, move |vm| vm.replace(lua))
+        self.submit(None, move |vm| vm.job(|vm, _| vm.replace(lua)))
     }
 
     fn submit<R: Send + 'static>(
@@ -385,6 +388,12 @@ fn prepare(lua: &Lua, limits: &HostLimits) -> Result<(), ScriptError> {
     }
     lua.set_memory_limit(limits.memory_limit)
         .map_err(|e| internal(format!("cannot limit the Lua memory: {e}")))?;
+    install_hook(lua).map_err(|e| internal(format!("cannot install the time limit: {e}")))
+}
+
+/// Installs [`deadline_hook`] on the VM's main thread, which coroutines created from then on
+/// inherit; after a timeout, this also restores its normal interval.
+fn install_hook(lua: &Lua) -> mlua::Result<()> {
     // SAFETY: lua_sethook on the state exec_raw hands us (the main thread, as no Lua code is
     // running); `deadline_hook` upholds the hook contract (see there).
     unsafe {
@@ -397,7 +406,6 @@ fn prepare(lua: &Lua, limits: &HostLimits) -> Result<(), ScriptError> {
             )
         })
     }
-    .map_err(|e| internal(format!("cannot install the time limit: {e}")))
 }
 
 thread_local! {
@@ -409,7 +417,9 @@ thread_local! {
 }
 
 /// The count hook. Between jobs and before the deadline it returns at once. After it, the
-/// running coroutine is suspended when it can be, and an error is raised otherwise.
+/// running coroutine is suspended when it can be. Otherwise an error is raised, and from then
+/// on at every instruction of this Lua thread: code that catches the error with `pcall`
+/// cannot run a single instruction more, so the error climbs out of every `pcall`.
 ///
 /// SAFETY contract: `lua_error` does not return (it unwinds with longjmp), so nothing with a
 /// destructor may be alive in this frame when it is called.
@@ -423,6 +433,7 @@ unsafe extern "C-unwind" fn deadline_hook(state: *mut ffi::lua_State, ar: *mut f
         ffi::lua_yield(state, 0);
         return;
     }
+    ffi::lua_sethook(state, Some(deadline_hook), ffi::LUA_MASKCOUNT, 1);
     ffi::lua_pushfstring(
         state,
         c"%s:%d: timed out".as_ptr(),
@@ -503,13 +514,30 @@ struct Vm {
 }
 
 impl Vm {
+    /// Runs one job under its deadline. A job that timed out may have left the hook firing
+    /// at every instruction, on the main thread or on the spare coroutine: reset both.
+    fn job<T>(
+        &mut self,
+        work: impl FnOnce(&mut Vm, &Deadline) -> Result<T, ScriptError>,
+    ) -> Result<T, ScriptError> {
+        let deadline = Deadline::start(self.limits.call_timeout);
+        let result = work(self, &deadline);
+        if deadline.stopped_at().is_some() {
+            self.spare = None;
+            if let Err(e) = install_hook(&self.lua) {
+                tracing::error!("cannot reset the Lua time limit hook: {e}");
+            }
+        }
+        result
+    }
+
     fn call<R: FromScript>(
         &mut self,
         callback: &Callback,
         args: Vec<Arg>,
+        deadline: &Deadline,
     ) -> Result<R, ScriptError> {
         let location = callback.location();
-        let deadline = Deadline::start(self.limits.call_timeout);
         let lua = &self.lua;
         let function = callback.function(lua).map_err(|e| match e {
             mlua::Error::MismatchedRegistryKey => ScriptError::new(
@@ -517,13 +545,20 @@ impl Vm {
                 Some(location),
                 "the function belongs to a config that was replaced",
             ),
-            e => self.error(e, Some(location), &deadline),
+            e => self.error(e, Some(location), deadline),
         })?;
         let args = args
             .into_iter()
             .map(|arg| arg.into_lua(lua))
             .collect::<mlua::Result<MultiValue>>()
-            .map_err(|e| self.error(e, Some(location), &deadline))?;
+            .map_err(|e| match e {
+                e if is_memory_error(&e) => self.error(e, Some(location), deadline),
+                e => ScriptError::new(
+                    ScriptErrorKind::Internal,
+                    Some(location),
+                    format!("bad argument: {}", describe_error(&e).0),
+                ),
+            })?;
         let run = || -> mlua::Result<(ThreadStatus, MultiValue)> {
             let thread = match self.spare.take() {
                 Some(thread) => {
@@ -539,7 +574,7 @@ impl Vm {
             }
             Ok((status, values))
         };
-        let (status, values) = run().map_err(|e| self.error(e, Some(location), &deadline))?;
+        let (status, values) = run().map_err(|e| self.error(e, Some(location), deadline))?;
         if let Some(timeout) = deadline.timeout(Some(location)) {
             return Err(timeout);
         }
@@ -559,8 +594,8 @@ impl Vm {
         &mut self,
         renderable: &Renderable,
         data: &RenderData,
+        deadline: &Deadline,
     ) -> Result<serde_json::Value, ScriptError> {
-        let deadline = Deadline::start(self.limits.call_timeout);
         let rendered = renderable.render(data, Some(&self.lua));
         if rendered.is_ok() {
             // A renderer that caught the timeout error and returned still timed out.
@@ -569,7 +604,7 @@ impl Vm {
             }
         }
         rendered.map_err(|e| match e {
-            RenderError::Lua { location, source } => self.error(source, Some(&location), &deadline),
+            RenderError::Lua { location, source } => self.error(source, Some(&location), deadline),
             RenderError::Format(message) => {
                 ScriptError::new(ScriptErrorKind::Failed, None, message)
             }
@@ -579,13 +614,11 @@ impl Vm {
         })
     }
 
+    /// Closing the old VM runs its config's finalizers, under the job's deadline.
     fn replace(&mut self, lua: Lua) -> Result<(), ScriptError> {
         prepare(&lua, &self.limits)?;
         self.spare = None;
-        let old = std::mem::replace(&mut self.lua, lua);
-        // Closing runs the old config's finalizers: they get the same time limit as a call.
-        let _deadline = Deadline::start(self.limits.call_timeout);
-        drop(old);
+        drop(std::mem::replace(&mut self.lua, lua));
         Ok(())
     }
 
@@ -688,6 +721,11 @@ function fns.sort()
   for i = 1, 100 do t[i] = i end
   table.sort(t, function(a, b) while true do end end) -- SORT
 end
+function fns.sort_swallow()
+  table.sort({ 3, 2, 1 }, function(a, b)
+    while true do pcall(function() while true do end end) end -- SORT_SWALLOW
+  end)
+end
 function fns.hog()
   local t = {}
   while true do t[#t + 1] = ("x"):rep(64) .. #t end
@@ -710,6 +748,11 @@ function fns.returns_build(build) return { build = build } end
 function fns.previous(build) return build:getPreviousBuild() end
 function fns.same(build) return build end
 function fns.props(props) return props:getProperty("branch", "none") end
+function fns.describe(...)
+  local t = {}
+  for i = 1, select('#', ...) do t[i] = tostring((select(i, ...))) end
+  return t
+end
 "#;
 
     const LIMITS: HostLimits = HostLimits {
@@ -811,6 +854,7 @@ function fns.props(props) return props:getProperty("branch", "none") end
             ("swallow", "fns.swallow"),
             ("nested", "-- NESTED"),
             ("sort", "-- SORT"),
+            ("sort_swallow", "-- SORT_SWALLOW"),
         ] {
             let error = call(&host, &fns[name], vec![]).unwrap_err();
             let defined = fns[name].location();
@@ -1018,6 +1062,7 @@ function fns.props(props) return props:getProperty("branch", "none") end
   util.renderer(function(props) return props:getProperty('branch') .. '!' end),
   util.Interpolate('%(prop:branch)s-%(kw:n)s', {{n = util.Transform(function(x) return x * 2 end, 21)}}),
   util.renderer(function() while true do end end), -- RENDERLOOP
+  util.renderer(function() while true do pcall(function() while true do end end) end end), -- SWALLOW
 }}\n"
         );
         let loaded =
@@ -1049,7 +1094,59 @@ function fns.props(props) return props:getProperty("branch", "none") end
             error.to_string(),
             format!("master.cfg.lua:{at}: function timed out after 200ms at master.cfg.lua:{at}")
         );
+        let error = render(&renderables[3]).unwrap_err();
+        let at = source
+            .lines()
+            .position(|l| l.contains("-- SWALLOW"))
+            .unwrap()
+            + 1;
+        assert_eq!(
+            error.to_string(),
+            format!("master.cfg.lua:{at}: function timed out after 200ms at master.cfg.lua:{at}")
+        );
         assert_eq!(render(&renderables[0]).unwrap(), json!("main!"));
+    }
+
+    #[test]
+    fn every_kind_of_argument_reaches_callbacks() {
+        let (host, fns) = start(CONFIG, LIMITS);
+        let sample = sample();
+        let build = sample.build.clone();
+        let ss = Arc::new(build.sourcestamps[0].clone());
+        let change = Arc::new(ss.changes[0].clone());
+        let args = vec![
+            Arg::Step(build.clone(), 1),
+            Arg::Log(build.clone(), 1, 1),
+            Arg::SourceStamp(ss),
+            Arg::Change(change),
+            Arg::Master(sample.master.clone()),
+            Arg::Json(json!(null)),
+            Arg::Json(json!(1.5)),
+            Arg::Json(json!({"a": [true]})),
+        ];
+        let answer = call(&host, &fns["describe"], args).unwrap();
+        assert_eq!(
+            answer,
+            json!([
+                "step compile",
+                "log compile.warnings",
+                "sourcestamp :abc123",
+                "change 5",
+                "master Example",
+                "nil",
+                "1.5",
+                answer[7].clone()
+            ])
+        );
+        assert!(answer[7].as_str().unwrap().starts_with("table: "));
+        let error = call(&host, &fns["describe"], vec![Arg::Step(build, 9)]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}: internal error: bad argument: no such step in the build",
+                fns["describe"].location()
+            )
+        );
     }
 
     #[test]
