@@ -823,6 +823,9 @@ end
 
     #[tokio::test]
     async fn calls_are_awaited_from_async_code() {
+        fn shared_across_tasks<T: Send + Sync + 'static>() {}
+        shared_across_tasks::<ScriptHost>();
+        shared_across_tasks::<Pending<serde_json::Value>>();
         let (host, fns) = start(CONFIG, LIMITS);
         let build = sample().build;
         let answers = futures_join(
