@@ -1,10 +1,13 @@
-//! Running the user's Lua: callback handles, renderables, and the status objects callbacks see.
+//! Running the user's Lua: the script host, callback handles, renderables, and the status
+//! objects callbacks see.
 
 mod callback;
+pub mod host;
 mod lua_api;
 pub mod objects;
 pub mod renderable;
 
 pub use callback::Callback;
+pub use host::{Arg, FromScript, HostLimits, Pending, ScriptError, ScriptErrorKind, ScriptHost};
 pub use lua_api::{register, CLASSES};
 pub use renderable::{RenderData, RenderError, Renderable};
