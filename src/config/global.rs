@@ -273,6 +273,7 @@ pub(super) fn read(
             status.push(target);
         }
     }
+    super::status::assign_default_names(&mut status);
 
     let buildbot_url = keys
         .get::<String>("buildbotURL")

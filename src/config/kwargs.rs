@@ -313,7 +313,12 @@ impl Kwargs {
 }
 
 /// Whether the last argument is the options table rather than a positional table value.
+/// An empty table is the options table (`status.WebStatus{}`): an empty positional list reads
+/// the same as none.
 fn is_options_table(table: &Table, all_positionals_given: bool, allowed: &[&str]) -> bool {
+    if table.clone().pairs::<Value, Value>().next().is_none() {
+        return true;
+    }
     let mut any_known = false;
     for pair in table.clone().pairs::<Value, Value>() {
         match pair {

@@ -265,7 +265,7 @@ enum Conversion {
 #[derive(Clone, Debug)]
 enum Source {
     Property,
-    SourceStamp { codebase: String },
+    Codebase { codebase: String },
     Worker,
     Keyword,
 }
@@ -406,7 +406,7 @@ impl Interpolate {
     ) -> Result<Value, RenderError> {
         let found = match &lookup.source {
             Source::Property => data.properties.get(&lookup.name).cloned(),
-            Source::SourceStamp { codebase } => data.sourcestamp_attr(codebase, &lookup.name),
+            Source::Codebase { codebase } => data.sourcestamp_attr(codebase, &lookup.name),
             Source::Worker => data.worker_info.get(&lookup.name).cloned(),
             Source::Keyword => match self.kwargs.get(&lookup.name) {
                 Some(renderable) => Some(renderable.render(data, lua)?),
@@ -560,7 +560,7 @@ fn parse_selector(key: &str) -> Result<Lookup, String> {
                 return Err(format!("invalid codebase or attribute in '%({key})s'"));
             }
             (
-                Source::SourceStamp {
+                Source::Codebase {
                     codebase: codebase.to_string(),
                 },
                 attr,

@@ -182,7 +182,7 @@ mod tests {
     fn defaults_send_only_the_built_in_summary() {
         let config =
             gerrit("c['status'] = {status.GerritStatusPush('gerrit.example.org', 'buildbot')}");
-        assert_eq!(config.name, None);
+        assert_eq!(config.name.as_deref(), Some("GerritStatusPush"));
         assert_eq!(config.server, "gerrit.example.org");
         assert_eq!(config.username, "buildbot");
         assert_eq!(config.port, 29418);

@@ -135,7 +135,7 @@ mod tests {
         let config = github(
             "c['status'] = {status.GitHubStatus{token='t', repoOwner='buildbot', repoName='bbtools'}}",
         );
-        assert_eq!(config.name, None);
+        assert_eq!(config.name.as_deref(), Some("GitHubStatus"));
         assert_eq!(config.token, "t");
         assert_eq!(render(&config.repo_owner), "buildbot");
         assert_eq!(render(&config.repo_name), "bbtools");

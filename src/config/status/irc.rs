@@ -370,7 +370,7 @@ mod tests {
     #[test]
     fn defaults() {
         let config = irc("c['status'] = {status.IRC('irc.example.org', 'bot')}");
-        assert_eq!(config.name, None);
+        assert_eq!(config.name.as_deref(), Some("IRC"));
         assert_eq!(
             (config.host.as_str(), config.nick.as_str()),
             ("irc.example.org", "bot")

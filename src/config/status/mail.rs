@@ -535,7 +535,7 @@ mod tests {
     #[test]
     fn defaults() {
         let config = mail("c['status'] = {status.MailNotifier{fromaddr='buildbot@localhost'}}");
-        assert_eq!(config.name, None);
+        assert_eq!(config.name.as_deref(), Some("MailNotifier"));
         assert_eq!(config.fromaddr, "buildbot@localhost");
         assert!(config.send_to_interested_users);
         assert!(config.extra_recipients.is_empty());

@@ -76,7 +76,7 @@ mod tests {
     fn parses() {
         check(
             "c['status'] = {status.PBListener(9988)}",
-            config("9988", "statusClient", "clientpw", None),
+            config("9988", "statusClient", "clientpw", Some("PBListener")),
         );
         // The spec's example, `PBListener(port=int, user=str, passwd=str)`.
         check(

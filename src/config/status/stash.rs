@@ -76,7 +76,7 @@ mod tests {
         assert_eq!(
             config,
             StashStatusPushConfig {
-                name: None,
+                name: Some("StashStatusPush".into()),
                 base_url: "https://stash.example.com:8080/".into(),
                 user: "stash_username".into(),
                 password: "secret_password".into(),

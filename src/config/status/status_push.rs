@@ -245,7 +245,7 @@ mod tests {
         assert_eq!(
             http_push("c['status'] = {status.HttpStatusPush('http://example.com/submit')}"),
             HttpStatusPushConfig {
-                name: None,
+                name: Some("HttpStatusPush".into()),
                 server_url: "http://example.com/submit".into(),
                 debug: false,
                 max_memory_items: None,

@@ -680,7 +680,7 @@ mod tests {
     fn defaults() {
         let config = web("c['status'] = {status.WebStatus(8080)}");
         assert_eq!(config.http_port, Some(PortSpec::parse("8080").unwrap()));
-        assert_eq!(config.name, None);
+        assert_eq!(config.name.as_deref(), Some("WebStatus"));
         assert_eq!(config.allow_force, None);
         assert_eq!(config.public_html, "public_html");
         assert_eq!(config.numbuilds, 20);

@@ -1,0 +1,5 @@
+local c = BuildmasterConfig
+c['status']:append(status.GitHubStatus{
+  repoOwner = util.Interpolate("%(prop:owner)s"),
+  repoName = "bbtools",
+})

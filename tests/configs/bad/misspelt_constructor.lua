@@ -1,0 +1,2 @@
+local c = BuildmasterConfig
+c['status']:append(status.MailNotifer{fromaddr = "ci@example.org"})

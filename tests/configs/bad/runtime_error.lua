@@ -1,0 +1,3 @@
+local c = BuildmasterConfig
+local helpers = nil
+c['title'] = helpers.title()
