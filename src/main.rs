@@ -11,7 +11,11 @@ use moonbot::config::{self, CONFIG_FILE};
 const SAMPLE_CONFIG: &str = include_str!("../master.cfg.lua");
 
 #[derive(Parser)]
-#[command(name = "moonbot", version, about = "A Buildbot-style CI build master configured in Lua")]
+#[command(
+    name = "moonbot",
+    version,
+    about = "A Buildbot-style CI build master configured in Lua"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,8 +59,13 @@ fn create_master(dir: &Path) -> anyhow::Result<()> {
         bail!("{} already exists; not overwriting it", file.display());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::write(&file, SAMPLE_CONFIG).with_context(|| format!("cannot write {}", file.display()))?;
-    println!("created {}; check it with: moonbot checkconfig {}", file.display(), dir.display());
+    std::fs::write(&file, SAMPLE_CONFIG)
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    println!(
+        "created {}; check it with: moonbot checkconfig {}",
+        file.display(),
+        dir.display()
+    );
     Ok(())
 }
 

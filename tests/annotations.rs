@@ -47,14 +47,21 @@ fn annotations_declare_exactly_the_accepted_options() {
                     problems.push(format!("{key}: option '{missing}' is not declared"));
                 }
                 for extra in fields.difference(&accepted) {
-                    problems.push(format!("{key}: declares '{extra}', which the parser does not accept"));
+                    problems.push(format!(
+                        "{key}: declares '{extra}', which the parser does not accept"
+                    ));
                 }
             }
         }
     }
-    let known: BTreeSet<String> = moonbot::config::classes().iter().map(|c| format!("buildbot.{}Options", c.name)).collect();
+    let known: BTreeSet<String> = moonbot::config::classes()
+        .iter()
+        .map(|c| format!("buildbot.{}Options", c.name))
+        .collect();
     for class in declared.keys().filter(|k| !known.contains(*k)) {
-        problems.push(format!("{class}: declared, but no constructor has these options"));
+        problems.push(format!(
+            "{class}: declared, but no constructor has these options"
+        ));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(moonbot::config::classes().len() >= 2);

@@ -9,9 +9,15 @@ fn bad_configs_fail_with_their_golden_errors() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/bad");
     let update = std::env::var_os("MOONBOT_UPDATE_GOLDEN").is_some();
     let mut checked = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
-    for config in entries.iter().filter(|p| p.extension().is_some_and(|e| e == "lua")) {
+    for config in entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "lua"))
+    {
         let name = config.file_name().unwrap().to_string_lossy().into_owned();
         let source = std::fs::read_to_string(config).unwrap();
         let errors = match moonbot::config::load_source(&name, &source, &dir) {
@@ -22,8 +28,12 @@ fn bad_configs_fail_with_their_golden_errors() {
         if update {
             std::fs::write(&golden, &errors).unwrap();
         } else {
-            let expected = std::fs::read_to_string(&golden)
-                .unwrap_or_else(|_| panic!("{} is missing; run with MOONBOT_UPDATE_GOLDEN=1", golden.display()));
+            let expected = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+                panic!(
+                    "{} is missing; run with MOONBOT_UPDATE_GOLDEN=1",
+                    golden.display()
+                )
+            });
             assert_eq!(errors, expected, "{name}");
         }
         checked += 1;

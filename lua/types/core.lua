@@ -33,6 +33,7 @@
 ---@field protocols { pb: { port: integer|string } }
 ---@field slavePortnum integer|string 0.8 spelling of c['protocols'].pb.port.
 ---@field www table Buildbot 0.9's web server: {port=8010, ...}, the same as a WebStatus.
+---@field lua { timeout: number?, memoryLimit: integer? } Limits for each Lua callback: seconds (default 5) and VM bytes (default 256 MiB).
 BuildmasterConfig = {}
 
 ---@class buildbot.Namespaces

@@ -38,6 +38,38 @@ status = {}
 ---@return buildbot.StatusTarget
 function status.WebStatus(http_port, options) end
 
+---The 0.8 name of the web status: the same options as WebStatus.
+---@class buildbot.status.WaterfallOptions: buildbot.status.WebStatusOptions
+---@field name? string Service name (default "WebStatus").
+---@field http_port? buildbot.Port
+---@field distrib_port? buildbot.Port Not implemented yet.
+---@field allowForce? boolean
+---@field public_html? string Directory of static files (default "public_html").
+---@field site? any Not implemented yet.
+---@field numbuilds? integer Builds shown by default (20).
+---@field num_events? integer Waterfall events shown by default (200).
+---@field num_events_max? integer
+---@field auth? any
+---@field order_console_by_time? boolean
+---@field changecommentlink? table|function {regex, replacement, title}, project -> triple, or a function.
+---@field revlink? string|table|function Format with %s, repository -> format, or a function.
+---@field projects? table<string, string>|function
+---@field repositories? table<string, string>|function
+---@field authz? buildbot.util.Authz
+---@field logRotateLength? integer Old name of rotateLength.
+---@field rotateLength? integer
+---@field maxRotatedFiles? integer
+---@field change_hook_dialects? table<string, boolean|table>
+---@field change_hook_auth? string[] e.g. {"file:changehook.passwd"}
+---@field provide_feeds? string[] Not implemented yet.
+---@field jinja_loaders? any Refused: use template_dirs.
+---@field template_dirs? string[] Directories whose templates override the built-in pages.
+
+---@param http_port buildbot.Port|buildbot.status.WaterfallOptions
+---@param options? buildbot.status.WaterfallOptions
+---@return buildbot.StatusTarget
+function status.Waterfall(http_port, options) end
+
 ---@class buildbot.status.MailNotifierOptions
 ---@field name? string Service name (default "MailNotifier").
 ---@field fromaddr string The From address.
@@ -216,21 +248,43 @@ function status.StashStatusPush(base_url, user, password) end
 ---@return buildbot.util.Authz
 function util.Authz(options) end
 
----@param users {[1]: string, [2]: string}[]|table<string, string>
+---@class buildbot.util.BasicAuthOptions
+---@field users {[1]: string, [2]: string}[]|table<string, string> {user, password} pairs, or user -> password.
+
+---@param users {[1]: string, [2]: string}[]|table<string, string>|buildbot.util.BasicAuthOptions
 ---@return buildbot.util.Auth
 function util.BasicAuth(users) end
 
----@param file string
+---@class buildbot.util.HTPasswdAuthOptions
+---@field file string An .htpasswd file.
+
+---@param file string|buildbot.util.HTPasswdAuthOptions
 ---@return buildbot.util.Auth
 function util.HTPasswdAuth(file) end
 
----@param file string
+---@class buildbot.util.HTPasswdAprAuthOptions
+---@field file string An .htpasswd file; apr1/md5 and sha1 hashes too.
+
+---@param file string|buildbot.util.HTPasswdAprAuthOptions
 ---@return buildbot.util.Auth
 function util.HTPasswdAprAuth(file) end
+
+---Checks credentials against the users stored by the master.
+---@class buildbot.util.UsersAuthOptions
 
 ---@return buildbot.util.Auth
 function util.UsersAuth() end
 
----@param domain string
+---@class buildbot.util.DomainOptions
+---@field domain string "example.org" maps user "alice" to alice@example.org.
+
+---@param domain string|buildbot.util.DomainOptions
 ---@return buildbot.util.Domain
 function util.Domain(domain) end
+
+---@class buildbot.status.DomainOptions
+---@field domain string The same as util.Domain.
+
+---@param domain string|buildbot.status.DomainOptions
+---@return buildbot.util.Domain
+function status.Domain(domain) end

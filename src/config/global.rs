@@ -11,6 +11,7 @@ use super::kwargs::{FromOption, OptionError};
 use super::status::StatusTarget;
 use super::PortSpec;
 use crate::model::Properties;
+use crate::script::HostLimits;
 
 /// Every key `BuildmasterConfig` accepts.
 pub const GLOBAL_KEYS: &[&str] = &[
@@ -30,6 +31,7 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "protocols",
     "slavePortnum",
     "www",
+    "lua",
     // Accepted so a translated master.cfg loads, but not implemented yet.
     "changeHorizon",
     "buildHorizon",
@@ -86,6 +88,7 @@ const UNIMPLEMENTED_KEYS: &[&str] = &[
 ];
 
 const DB_KEYS: &[&str] = &["db_url", "db_poll_interval"];
+const LUA_KEYS: &[&str] = &["timeout", "memoryLimit"];
 const PROTOCOLS: &[&str] = &["pb"];
 
 /// A validated master configuration.
@@ -106,6 +109,8 @@ pub struct MasterConfig {
     pub builders: Vec<BuilderConfig>,
     pub schedulers: Vec<SchedulerConfig>,
     pub change_sources: Vec<ChangeSourceConfig>,
+    /// `c['lua'] = {timeout=SECONDS, memoryLimit=BYTES}`: what one Lua callback may take.
+    pub script_limits: HostLimits,
     /// `c['status']` and `c['services']`, with `c['www']` as a WebStatus among them.
     pub status: Vec<StatusTarget>,
     /// Lists that held an object whose own errors were reported: cross-checks against such a
@@ -298,6 +303,7 @@ pub(super) fn read(
             .map(|props| Properties::from_pairs(props, chunk_name))
             .unwrap_or_default(),
         worker_port: read_worker_port(&keys),
+        script_limits: read_script_limits(&keys),
         workers,
         builders,
         schedulers,
@@ -365,6 +371,23 @@ fn read_db_url(keys: &KeyReader) -> String {
         );
     }
     url
+}
+
+fn read_script_limits(keys: &KeyReader) -> HostLimits {
+    let mut limits = HostLimits::default();
+    let Some(table) = keys.get::<BTreeMap<String, f64>>("lua") else {
+        return limits;
+    };
+    for (key, value) in table {
+        match key.as_str() {
+            "timeout" if value > 0.0 && value <= 3600.0 => limits.call_timeout = std::time::Duration::from_secs_f64(value),
+            "timeout" => keys.error("lua", format!("c['lua']['timeout'] must be from 0 to 3600 seconds, got {value}")),
+            "memoryLimit" if value >= 1_048_576.0 && value.fract() == 0.0 => limits.memory_limit = value as usize,
+            "memoryLimit" => keys.error("lua", format!("c['lua']['memoryLimit'] must be a whole number of bytes, at least 1048576, got {value}")),
+            other => keys.error("lua", format!("c['lua']: {}", unknown("key", other, LUA_KEYS))),
+        }
+    }
+    limits
 }
 
 fn read_worker_port(keys: &KeyReader) -> Option<PortSpec> {
