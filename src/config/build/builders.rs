@@ -31,7 +31,7 @@ pub struct BuilderConfig {
     pub default_properties: BTreeMap<String, serde_json::Value>,
     pub env: BTreeMap<String, Renderable>,
     /// Whether pending requests merge into one build; `None` follows `c['collapseRequests']`.
-    pub collapse_requests: Option<ValueOrFunction<bool>>,
+    pub collapse_requests: Option<CollapseRequests>,
     /// `fn(builder, workers, request)` picking the worker.
     pub next_worker: Option<Callback>,
     /// `fn(builder, requests)` picking the next request.
@@ -45,6 +45,16 @@ pub struct BuilderConfig {
 }
 
 impl UserData for BuilderConfig {}
+
+/// `collapseRequests`, or 0.8's `mergeRequests`, whose function takes no `master`.
+#[derive(Clone, Debug)]
+pub enum CollapseRequests {
+    Value(bool),
+    /// `fn(master, builder, request1, request2) -> bool`.
+    Function(Callback),
+    /// 0.8's `fn(builder, request1, request2) -> bool`.
+    MergeFunction(Callback),
+}
 
 /// Taking a builder out of Lua detaches its factory: steps added after the config is read
 /// do not reach the loaded config.
@@ -174,7 +184,7 @@ fn builder_config(lua: &Lua, args: MultiValue) -> Option<BuilderConfig> {
         properties: kw.optional("properties").unwrap_or_default(),
         default_properties: kw.optional("defaultProperties").unwrap_or_default(),
         env: kw.optional("env").unwrap_or_default(),
-        collapse_requests: kw.alias(&["collapseRequests", "mergeRequests"]),
+        collapse_requests: collapse_requests(&mut kw),
         next_worker: kw.alias(&["nextWorker", "nextSlave"]),
         next_build: kw.optional("nextBuild"),
         can_start_build: kw.optional("canStartBuild"),
@@ -184,6 +194,17 @@ fn builder_config(lua: &Lua, args: MultiValue) -> Option<BuilderConfig> {
         name,
     };
     kw.finish().then_some(config)
+}
+
+fn collapse_requests(kw: &mut Kwargs) -> Option<CollapseRequests> {
+    let old = kw.has("mergeRequests") && !kw.has("collapseRequests");
+    Some(
+        match kw.alias::<ValueOrFunction<bool>>(&["collapseRequests", "mergeRequests"])? {
+            ValueOrFunction::Value(collapse) => CollapseRequests::Value(collapse),
+            ValueOrFunction::Function(f) if old => CollapseRequests::MergeFunction(f),
+            ValueOrFunction::Function(f) => CollapseRequests::Function(f),
+        },
+    )
 }
 
 /// Buildbot's `safeTranslate`: the characters a directory name should not hold become `_`.

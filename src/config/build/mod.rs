@@ -23,7 +23,7 @@ use mlua::Lua;
 
 use super::{ClassOptions, Namespaces};
 
-pub use builders::BuilderConfig;
+pub use builders::{BuilderConfig, CollapseRequests};
 pub use changes::{
     ChangeFilter, ChangeSourceConfig, FieldFilter, GitBranches, GitPoller, PbChangeSource,
     PropertyFilters,

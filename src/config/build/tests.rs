@@ -246,7 +246,7 @@ c.builders = {util.BuilderConfig{name="linux build", workernames={"w1", "w2"}, w
     );
     assert!(matches!(
         b.collapse_requests,
-        Some(ValueOrFunction::Value(false))
+        Some(CollapseRequests::Value(false))
     ));
     assert_eq!(b.description.as_deref(), Some("Builds it"));
     assert_eq!(b.description_format.as_deref(), Some("markdown"));
@@ -264,9 +264,15 @@ c.builders = {
   util.BuilderConfig{name="old", slavenames="s1", slavename="s2", slavebuilddir="sb",
     category="nightly", nextSlave=function() end, mergeRequests=function() return true end,
     factory=util.BuildFactory()},
+  util.BuilderConfig{name="new", workername="s1", factory=util.BuildFactory(),
+    collapseRequests=function(master, builder, a, b) return true end},
 }"#,
     );
     let (a, old) = (&loaded.config.builders[0], &loaded.config.builders[1]);
+    assert!(matches!(
+        loaded.config.builders[2].collapse_requests,
+        Some(CollapseRequests::Function(_))
+    ));
     assert_eq!(a.builddir, "a_b_c");
     assert_eq!(a.workerbuilddir, "a_b_c");
     assert!(a.tags.is_empty() && a.env.is_empty() && a.collapse_requests.is_none());
@@ -278,7 +284,7 @@ c.builders = {
     assert!(old.next_worker.is_some());
     assert!(matches!(
         old.collapse_requests,
-        Some(ValueOrFunction::Function(_))
+        Some(CollapseRequests::MergeFunction(_))
     ));
 }
 
