@@ -1,0 +1,156 @@
+//! `util.BuildFactory`: the list of steps a builder runs.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use mlua::{Lua, MetaMethod, MultiValue, UserData, UserDataMethods, Value};
+
+use super::steps::StepConfig;
+use super::values::read_args;
+use crate::config::kwargs::{describe, FromOption, OptionError};
+use crate::config::{report_error, report_unimplemented, ConfigError, Location, Namespaces};
+
+/// The step list is shared by the Lua object and every `BuilderConfig` made from it, because
+/// a config may add steps after making the builder (`f:addStep(...)` below
+/// `util.BuilderConfig{factory=f}`). A loaded config keeps a [`BuildFactory::detached`] copy.
+#[derive(Clone, Debug, Default)]
+pub struct BuildFactory {
+    steps: Arc<Mutex<Vec<StepConfig>>>,
+}
+
+pub const BUILD_FACTORY_OPTIONS: &[&str] = &["steps"];
+
+impl BuildFactory {
+    fn lock(&self) -> MutexGuard<'_, Vec<StepConfig>> {
+        // A panic while holding the lock cannot leave the list half-written: pushes are
+        // single operations, so a poisoned list is still whole.
+        self.steps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The steps as they are now.
+    pub fn steps(&self) -> Vec<StepConfig> {
+        self.lock().clone()
+    }
+
+    /// A copy that no later `addStep` reaches.
+    pub fn detached(&self) -> BuildFactory {
+        BuildFactory {
+            steps: Arc::new(Mutex::new(self.steps())),
+        }
+    }
+
+    /// Adds one Lua value as a step, reporting (not raising) a value that is not one, so
+    /// evaluation goes on and every mistake is listed.
+    fn add(&self, lua: &Lua, what: &str, value: Value, location: &Location) {
+        match StepConfig::from_option(value, lua) {
+            Ok(step) => self.lock().push(step),
+            Err(OptionError::Wrong(why)) => report_error(
+                lua,
+                ConfigError::at(location.clone(), format!("{what}: the step {why}")),
+            ),
+            Err(OptionError::Reported) => {}
+        }
+    }
+
+    /// Adds every item of a Lua list.
+    fn add_list(&self, lua: &Lua, what: &str, value: Value, location: &Location) {
+        let Value::Table(table) = &value else {
+            report_error(
+                lua,
+                ConfigError::at(
+                    location.clone(),
+                    format!(
+                        "{what}: the steps must be a list of build steps, got {}",
+                        describe(&value)
+                    ),
+                ),
+            );
+            return;
+        };
+        for item in table.clone().sequence_values::<Value>().flatten() {
+            self.add(lua, what, item, location);
+        }
+    }
+
+    /// `addStep`/`addSteps` bound to this factory. They accept both `f:addStep(s)` and the
+    /// Python spelling `f.addStep(s)`: a leading factory argument is the `self` of a colon
+    /// call and is skipped.
+    fn method(&self, lua: &Lua, name: &str) -> mlua::Result<Value> {
+        let this = self.clone();
+        let function = match name {
+            "addStep" => lua.create_function(move |lua, args: MultiValue| {
+                let location = Location::of_caller(lua);
+                let mut args = without_self(args).into_iter();
+                let step = args.next().unwrap_or(Value::Nil);
+                this.add(lua, "BuildFactory:addStep", step, &location);
+                Ok(())
+            })?,
+            "addSteps" => lua.create_function(move |lua, args: MultiValue| {
+                let location = Location::of_caller(lua);
+                let mut args = without_self(args).into_iter();
+                let steps = args.next().unwrap_or(Value::Nil);
+                this.add_list(lua, "BuildFactory:addSteps", steps, &location);
+                if args.next().is_some_and(|v| !v.is_nil()) {
+                    report_unimplemented(
+                        lua,
+                        ConfigError::at(
+                            location,
+                            "BuildFactory:addSteps: withSecrets is not implemented yet",
+                        ),
+                    );
+                }
+                Ok(())
+            })?,
+            _ => return Ok(Value::Nil),
+        };
+        Ok(Value::Function(function))
+    }
+}
+
+fn without_self(args: MultiValue) -> Vec<Value> {
+    let mut args: Vec<Value> = args.into_iter().collect();
+    if matches!(args.first(), Some(Value::UserData(ud)) if ud.is::<BuildFactory>()) {
+        args.remove(0);
+    }
+    args
+}
+
+impl UserData for BuildFactory {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_meta_method(MetaMethod::Index, |lua, this, key: String| {
+            match this.method(lua, &key)? {
+                // Raised, as a misspelt method cannot be called anyway; the place leads the
+                // message so that it reads like the other config errors.
+                Value::Nil => Err(mlua::Error::runtime(format!(
+                    "{}: util.BuildFactory has no '{key}' (it has addStep and addSteps)",
+                    Location::of_caller(lua)
+                ))),
+                method => Ok(method),
+            }
+        });
+    }
+}
+
+crate::config_object!(BuildFactory, "util.BuildFactory");
+
+pub(super) fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
+    let new = lua.create_function(|lua, args: MultiValue| {
+        let mut kw = read_args(
+            lua,
+            "BuildFactory",
+            args,
+            &["steps"],
+            &["steps"],
+            &[],
+            BUILD_FACTORY_OPTIONS,
+        );
+        let factory = BuildFactory::default();
+        if let Some(steps) = kw.raw("steps") {
+            factory.add_list(lua, "BuildFactory", steps, &kw.location());
+        }
+        kw.finish();
+        // Always a factory, even after errors (they are reported), so that the config's
+        // `f:addStep(...)` lines still run and report their own mistakes.
+        Ok(factory)
+    })?;
+    crate::config::define(&ns.util, "BuildFactory", new)
+}
