@@ -4,3 +4,4 @@ c['status']:append(status.MailNotifier{name = "a", fromaddr = "ci@example.org", 
 c['status']:append(status.MailNotifier{name = "b", fromaddr = "ci@example.org", useTls = true, smtpUser = "me"})
 c['status']:append(status.MailNotifier{name = "c", fromaddr = "ci@example.org", mode = {"failing", "broken"}})
 c['status']:append(status.MailNotifier{name = "d", sendToInterestedUsers = false})
+c['status']:append(status.MailNotifier{name = "e", fromaddr = "ci@example.org", useTls = true})
