@@ -20,7 +20,9 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-use mlua::Lua;
+use std::time::{Duration, Instant};
+
+use mlua::{HookTriggers, Lua, VmState};
 
 pub use env::{define, Namespaces};
 pub use errors::{
@@ -117,6 +119,12 @@ pub fn load_source(
     }
 }
 
+/// How long evaluating a config may take: a config with an endless loop must not hang
+/// `checkconfig` or a reconfig.
+const EVALUATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much memory evaluating a config may take.
+const EVALUATION_MEMORY_LIMIT: usize = 512 * 1024 * 1024;
+
 /// Runs the chunk and reads the result. A Lua error ends evaluation and is returned; problems
 /// found by constructors and checks go to the VM's [`Diagnostics`].
 fn evaluate(
@@ -125,11 +133,33 @@ fn evaluate(
     source: &str,
     basedir: &Path,
 ) -> Result<MasterConfig, ConfigError> {
-    lua.load(source)
-        .set_name(format!("@{chunk_name}"))
-        .exec()
-        .map_err(lua_error)?;
     let internal = |e: mlua::Error| ConfigError::global(format!("internal: {e}"));
+    let deadline = Instant::now() + EVALUATION_TIMEOUT;
+    lua.set_hook(
+        HookTriggers::new().every_nth_instruction(10_000),
+        move |_, debug| {
+            if Instant::now() < deadline {
+                return Ok(VmState::Continue);
+            }
+            let file = debug
+                .source()
+                .short_src
+                .map(|s| s.into_owned())
+                .unwrap_or_default();
+            Err(mlua::Error::runtime(format!(
+                "{file}:{}: evaluating the config took longer than {} s (an endless loop?)",
+                debug.curr_line(),
+                EVALUATION_TIMEOUT.as_secs()
+            )))
+        },
+    );
+    let previous_limit = lua
+        .set_memory_limit(EVALUATION_MEMORY_LIMIT)
+        .map_err(internal)?;
+    let result = lua.load(source).set_name(format!("@{chunk_name}")).exec();
+    lua.remove_hook();
+    lua.set_memory_limit(previous_limit).map_err(internal)?;
+    result.map_err(lua_error)?;
     let store = lua.named_registry_value(STORE_KEY).map_err(internal)?;
     let locations = lua.named_registry_value(LOCATIONS_KEY).map_err(internal)?;
     let config = global::read(lua, &store, &locations, chunk_name, PathBuf::from(basedir));
