@@ -1,0 +1,80 @@
+---@meta
+-- LuaLS annotations for the read-only status objects callbacks receive (messageFormatter,
+-- reviewCB, previousBuildGetter, renderers, ...). 0.8 method names, plus plain fields.
+
+---@class buildbot.Builder
+---@field getName fun(self: buildbot.Builder): string
+---@field getTags fun(self: buildbot.Builder): string[]
+
+---@class buildbot.Build
+---@field number integer
+---@field builderName string
+---@field results integer?
+---@field reason string
+---@field workername string
+---@field getNumber fun(self: buildbot.Build): integer
+---@field getBuilder fun(self: buildbot.Build): buildbot.Builder
+---@field getProperties fun(self: buildbot.Build): buildbot.Properties
+---@field getProperty fun(self: buildbot.Build, name: string, default?: any): any
+---@field getReason fun(self: buildbot.Build): string
+---@field getResults fun(self: buildbot.Build): integer?
+---@field getText fun(self: buildbot.Build): string[]
+---@field getTimes fun(self: buildbot.Build): number, number?
+---@field isFinished fun(self: buildbot.Build): boolean
+---@field getSlavename fun(self: buildbot.Build): string
+---@field getWorkername fun(self: buildbot.Build): string
+---@field getResponsibleUsers fun(self: buildbot.Build): string[]
+---@field getSourceStamps fun(self: buildbot.Build): buildbot.SourceStamp[]
+---@field getSourceStamp fun(self: buildbot.Build): buildbot.SourceStamp?
+---@field getChanges fun(self: buildbot.Build): buildbot.Change[]
+---@field getSteps fun(self: buildbot.Build): buildbot.BuildStep[]
+---@field getLogs fun(self: buildbot.Build): buildbot.Log[]
+---@field getPreviousBuild fun(self: buildbot.Build): buildbot.Build? The previous finished build of the same builder.
+
+---@class buildbot.BuildStep
+---@field getName fun(self: buildbot.BuildStep): string
+---@field getResults fun(self: buildbot.BuildStep): integer?, string[]
+---@field getText fun(self: buildbot.BuildStep): string[]
+---@field isFinished fun(self: buildbot.BuildStep): boolean
+---@field getLogs fun(self: buildbot.BuildStep): buildbot.Log[]
+---@field getTimes fun(self: buildbot.BuildStep): number?, number?
+
+---@class buildbot.Log
+---@field getName fun(self: buildbot.Log): string
+---@field getStep fun(self: buildbot.Log): buildbot.BuildStep
+---@field getText fun(self: buildbot.Log): string Read when called: logs can be very large.
+---@field isFinished fun(self: buildbot.Log): boolean
+
+---@class buildbot.SourceStamp
+---@field codebase string
+---@field branch string?
+---@field revision string?
+---@field repository string
+---@field project string
+---@field patch table?
+---@field patch_info table? {author, comment}
+---@field changes buildbot.Change[]
+
+---@class buildbot.Change
+---@field who string
+---@field author string
+---@field revision string?
+---@field branch string?
+---@field when integer Seconds since the epoch.
+---@field files string[]
+---@field comments string
+---@field repository string
+---@field project string
+---@field category string?
+---@field revlink string?
+---@field properties table<string, any>
+---@field asText fun(self: buildbot.Change): string
+---@field asDict fun(self: buildbot.Change): table
+
+---@class buildbot.MasterStatus
+---@field getTitle fun(self: buildbot.MasterStatus): string
+---@field getTitleURL fun(self: buildbot.MasterStatus): string
+---@field getBuildbotURL fun(self: buildbot.MasterStatus): string
+---@field getURLForThing fun(self: buildbot.MasterStatus, thing: any): string?
+---@field getBuilderNames fun(self: buildbot.MasterStatus): string[]
+---@field getBuilder fun(self: buildbot.MasterStatus, name: string): buildbot.Builder?
