@@ -96,17 +96,8 @@ fn parse_gerrit(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
         lua,
         "GerritStatusPush",
         args,
-        &[
-            "server",
-            "username",
-            "reviewCB",
-            "startCB",
-            "port",
-            "reviewArg",
-            "startArg",
-            "summaryCB",
-            "summaryArg",
-        ],
+        // Buildbot's positional order is the first nine options.
+        &GERRIT_STATUS_PUSH_OPTIONS[..9],
         GERRIT_STATUS_PUSH_OPTIONS,
     );
     let name = read_name(&mut kw);
