@@ -1,101 +1,139 @@
 -- MailNotifier with an HTML messageFormatter that shows the changes of the build and the
--- last 80 lines of the last finished step's stdio log (Buildbot manual, "MailNotifier").
+-- last 80 lines of the last finished step's stdio log (Buildbot manual, "MailNotifier"),
+-- translated line by line. Python's 0-based tuples are 1-based tables here
+-- (`ss.patch_info[2]` is the comment), and an empty string is true in Lua, so
+-- `if ss.codebase` becomes `if ss.codebase ~= ""`.
 local c = BuildmasterConfig
 
+-- Python's cgi.escape.
 local function escape(s)
-  return (tostring(s):gsub("[&<>\"]", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;" }))
+  return (s:gsub("&", "&amp;"):gsub("<", "&lt;"):gsub(">", "&gt;"))
 end
 
+-- Python's str.splitlines.
 local function splitlines(s)
   local lines = {}
-  for line in (s .. "\n"):gmatch("(.-)\r?\n") do
+  for line in s:gmatch("([^\n]*)\n?") do
     lines[#lines + 1] = line
-  end
-  if lines[#lines] == "" then
-    lines[#lines] = nil
   end
   return lines
 end
 
 local function html_message_formatter(mode, name, build, results, master_status)
+  -- Provide a customized message to Buildbot's MailNotifier.
+  --
+  -- The last 80 lines of the log are provided as well as the changes
+  -- relevant to the build.  Message content is formatted as html.
   local result = util.Results[results]
+
   local limit_lines = 80
   local text = {}
-  local function add(s) text[#text + 1] = s end
-
-  add(("<h4>Build status: %s</h4>"):format(result:upper()))
-  add('<table cellspacing="10"><tr>')
-  add(("<td>Worker for this Build:</td><td><b>%s</b></td></tr>"):format(build:getWorkername()))
-  local url = master_status:getURLForThing(build)
-  if url then
-    add(('<tr><td>Complete logs for all build steps:</td><td><a href="%s">%s</a></td></tr>'):format(url, url))
-    add(("<tr><td>Build Reason:</td><td>%s</td></tr>"):format(escape(build:getReason())))
-    local source, last_ss = "", nil
-    for _, ss in ipairs(build:getSourceStamps()) do
-      last_ss = ss
-      if ss.codebase ~= "" then source = source .. ss.codebase .. ": " end
-      if ss.branch then source = source .. ("[branch %s] "):format(ss.branch) end
-      source = source .. (ss.revision or "HEAD")
-      if ss.patch then source = source .. " (plus patch)" end
-      if ss.patch_info then source = source .. (" (%s)"):format(ss.patch_info[2]) end
+  local function append(line) text[#text + 1] = line end
+  append(("<h4>Build status: %s</h4>"):format(result:upper()))
+  append('<table cellspacing="10"><tr>')
+  append(("<td>Buildslave for this Build:</td><td><b>%s</b></td></tr>"):format(build:getSlavename()))
+  if master_status:getURLForThing(build) then
+    append(('<tr><td>Complete logs for all build steps:</td><td><a href="%s">%s</a></td></tr>')
+      :format(master_status:getURLForThing(build), master_status:getURLForThing(build)))
+    append(("<tr><td>Build Reason:</td><td>%s</td></tr>"):format(build:getReason()))
+    local source = ""
+    local ss
+    for _, s in ipairs(build:getSourceStamps()) do
+      ss = s
+      if ss.codebase ~= "" then
+        source = source .. ("%s: "):format(ss.codebase)
+      end
+      if ss.branch then
+        source = source .. ("[branch %s] "):format(ss.branch)
+      end
+      if ss.revision then
+        source = source .. ss.revision
+      else
+        source = source .. "HEAD"
+      end
+      if ss.patch then
+        source = source .. " (plus patch)"
+      end
+      if ss.patch_info then -- add patch comment
+        source = source .. (" (%s)"):format(ss.patch_info[2])
+      end
     end
-    add(("<tr><td>Build Source Stamp:</td><td><b>%s</b></td></tr>"):format(escape(source)))
-    add(("<tr><td>Blamelist:</td><td>%s</td></tr>"):format(escape(table.concat(build:getResponsibleUsers(), ","))))
-    add("</table>")
-    if last_ss and #last_ss.changes > 0 then
-      add("<h4>Recent Changes:</h4>")
-      for _, change in ipairs(last_ss.changes) do
-        local cd = change:asDict()
-        add('<table cellspacing="10">')
-        add(("<tr><td>Repository:</td><td>%s</td></tr>"):format(escape(cd.repository)))
-        add(("<tr><td>Project:</td><td>%s</td></tr>"):format(escape(cd.project)))
-        add(("<tr><td>Time:</td><td>%s</td></tr>"):format(os.date("!%c", cd.when)))
-        add(("<tr><td>Changed by:</td><td>%s</td></tr>"):format(escape(cd.who)))
-        add(("<tr><td>Comments:</td><td>%s</td></tr>"):format(escape(cd.comments)))
-        add("</table>")
-        if #cd.files > 0 then
-          add('<table cellspacing="10"><tr><th align="left">Files</th></tr>')
-          for _, file in ipairs(cd.files) do
-            add(("<tr><td>%s:</td></tr>"):format(escape(file.name)))
+    append(("<tr><td>Build Source Stamp:</td><td><b>%s</b></td></tr>"):format(source))
+    append(("<tr><td>Blamelist:</td><td>%s</td></tr>"):format(table.concat(build:getResponsibleUsers(), ",")))
+    append("</table>")
+    if #ss.changes > 0 then
+      append("<h4>Recent Changes:</h4>")
+      for _, c in ipairs(ss.changes) do
+        local cd = c:asDict()
+        local when = os.date("!%c", cd.when)
+        append('<table cellspacing="10">')
+        append(("<tr><td>Repository:</td><td>%s</td></tr>"):format(cd.repository))
+        append(("<tr><td>Project:</td><td>%s</td></tr>"):format(cd.project))
+        append(("<tr><td>Time:</td><td>%s</td></tr>"):format(when))
+        append(("<tr><td>Changed by:</td><td>%s</td></tr>"):format(cd.who))
+        append(("<tr><td>Comments:</td><td>%s</td></tr>"):format(cd.comments))
+        append("</table>")
+        local files = cd.files
+        if #files > 0 then
+          append('<table cellspacing="10"><tr><th align="left">Files</th></tr>')
+          for _, file in ipairs(files) do
+            append(("<tr><td>%s:</td></tr>"):format(file.name))
           end
-          add("</table>")
+          append("</table>")
         end
       end
     end
-    add("<br>")
-
-    -- the last step that finished, and its stdio log (or any stdio log if none finished)
-    local steps_list, logs = build:getSteps(), nil
-    for i = #steps_list, 1, -1 do
-      if steps_list[i]:isFinished() then
-        logs = steps_list[i]:getLogs()
+    append("<br>")
+    -- get all the steps in build in reversed order, and find the last step that finished
+    local steps = build:getSteps()
+    local step
+    for i = #steps, 1, -1 do
+      step = steps[i]
+      if step:isFinished() then
         break
       end
     end
-    logs = logs or build:getLogs()
+    local logs
+    if step:isFinished() then
+      -- get logs for the last finished step
+      logs = step:getLogs()
+    else
+      -- No step finished, loop just exhausted itself; so as a special case we fetch all logs
+      logs = build:getLogs()
+    end
+    -- logs within a step are in reverse order. Search back until we find stdio
     local log
     for i = #logs, 1, -1 do
       log = logs[i]
-      if log:getName() == "stdio" then break end
-    end
-    if log then
-      local step = log:getStep()
-      local log_name = ("%s.%s"):format(step:getName(), log:getName())
-      local content = splitlines(log:getText())
-      local log_url = ("%s/steps/%s/logs/%s"):format(url, step:getName(), log:getName())
-      add(('<i>Detailed log of last build step:</i> <a href="%s">%s</a>'):format(log_url, log_url))
-      add("<br>")
-      add(('<h4>Last %d lines of "%s"</h4>'):format(limit_lines, log_name))
-      add("<pre>")
-      for i = math.max(1, #content - limit_lines + 1), #content do
-        add(escape(content[i]))
+      if log:getName() == "stdio" then
+        break
       end
-      add("</pre>")
     end
-    add("<br><br>")
-    add("<b>-The Buildbot</b>")
+    local name = ("%s.%s"):format(log:getStep():getName(), log:getName())
+    local status, _ = log:getStep():getResults()
+    local content = splitlines(log:getText()) -- Note: can be VERY LARGE
+    local url = ("%s/steps/%s/logs/%s"):format(master_status:getURLForThing(build),
+      log:getStep():getName(), log:getName())
+
+    append(('<i>Detailed log of last build step:</i> <a href="%s">%s</a>'):format(url, url))
+    append("<br>")
+    append(('<h4>Last %d lines of "%s"</h4>'):format(limit_lines, name))
+    local unilist = {}
+    for i = math.max(1, #content - limit_lines + 1), #content do
+      unilist[#unilist + 1] = escape(content[i])
+    end
+    append("<pre>")
+    for _, line in ipairs(unilist) do
+      append(line)
+    end
+    append("</pre>")
+    append("<br><br>")
+    append("<b>-The Buildbot</b>")
+    return {
+      body = table.concat(text, "\n"),
+      type = "html",
+    }
   end
-  return { body = table.concat(text, "\n"), type = "html" }
 end
 
 c['status']:append(status.MailNotifier{

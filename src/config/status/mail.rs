@@ -897,94 +897,16 @@ mod tests {
         assert!(config.message_formatter.is_some());
         let config = mail(HTML_MESSAGE_FORMATTER);
         assert_eq!(modes(&config), ["failing"]);
-        assert_eq!(config.message_formatter.unwrap().location().line, 1);
+        let defined_at = HTML_MESSAGE_FORMATTER
+            .lines()
+            .position(|l| l.starts_with("local function html_message_formatter"))
+            .unwrap();
+        assert_eq!(
+            config.message_formatter.unwrap().location().line as usize,
+            defined_at + 1
+        );
     }
 
-    /// The spec's `html_message_formatter`, in Lua.
-    const HTML_MESSAGE_FORMATTER: &str = r#"local function html_message_formatter(mode, name, build, results, master_status)
-  -- Provide a customized message to Buildbot's MailNotifier: the last 80 lines of the log
-  -- and the changes relevant to the build, as html.
-  local function escape(s)
-    return (s:gsub('&', '&amp;'):gsub('<', '&lt;'):gsub('>', '&gt;'))
-  end
-  local result = util.Results[results]
-  local limit_lines = 80
-  local text = {}
-  table.insert(text, ('<h4>Build status: %s</h4>'):format(result:upper()))
-  table.insert(text, '<table cellspacing="10"><tr>')
-  table.insert(text, ('<td>Buildslave for this Build:</td><td><b>%s</b></td></tr>'):format(build:getSlavename()))
-  local ss
-  if master_status:getURLForThing(build) then
-    local url = master_status:getURLForThing(build)
-    table.insert(text, ('<tr><td>Complete logs for all build steps:</td><td><a href="%s">%s</a></td></tr>'):format(url, url))
-    table.insert(text, ('<tr><td>Build Reason:</td><td>%s</td></tr>'):format(build:getReason()))
-    local source = ''
-    for _, stamp in ipairs(build:getSourceStamps()) do
-      ss = stamp
-      if ss.codebase ~= '' then source = source .. ss.codebase .. ': ' end
-      if ss.branch then source = source .. ('[branch %s] '):format(ss.branch) end
-      source = source .. (ss.revision or 'HEAD')
-      if ss.patch then source = source .. ' (plus patch)' end
-      if ss.patch_info then source = source .. (' (%s)'):format(ss.patch_info[2]) end
-    end
-    table.insert(text, ('<tr><td>Build Source Stamp:</td><td><b>%s</b></td></tr>'):format(source))
-    table.insert(text, ('<tr><td>Blamelist:</td><td>%s</td></tr>'):format(table.concat(build:getResponsibleUsers(), ',')))
-    table.insert(text, '</table>')
-    if ss and #ss.changes > 0 then
-      table.insert(text, '<h4>Recent Changes:</h4>')
-      for _, c in ipairs(ss.changes) do
-        local cd = c:asDict()
-        table.insert(text, '<table cellspacing="10">')
-        table.insert(text, ('<tr><td>Repository:</td><td>%s</td></tr>'):format(cd.repository))
-        table.insert(text, ('<tr><td>Project:</td><td>%s</td></tr>'):format(cd.project))
-        table.insert(text, ('<tr><td>Time:</td><td>%s</td></tr>'):format(os.date('%c', cd.when)))
-        table.insert(text, ('<tr><td>Changed by:</td><td>%s</td></tr>'):format(cd.who))
-        table.insert(text, ('<tr><td>Comments:</td><td>%s</td></tr>'):format(cd.comments))
-        table.insert(text, '</table>')
-        if #cd.files > 0 then
-          table.insert(text, '<table cellspacing="10"><tr><th align="left">Files</th></tr>')
-          for _, file in ipairs(cd.files) do
-            table.insert(text, ('<tr><td>%s:</td></tr>'):format(file.name))
-          end
-          table.insert(text, '</table>')
-        end
-      end
-    end
-    table.insert(text, '<br>')
-    -- the logs of the last step that finished, or all logs when none did
-    local steps, step = build:getSteps(), nil
-    for i = #steps, 1, -1 do
-      if steps[i]:isFinished() then step = steps[i] break end
-    end
-    local logs = step and step:getLogs() or build:getLogs()
-    local log
-    for i = #logs, 1, -1 do
-      log = logs[i]
-      if log:getName() == 'stdio' then break end
-    end
-    local log_name = ('%s.%s'):format(log:getStep():getName(), log:getName())
-    local content = {}
-    for line in log:getText():gmatch('[^\n]*') do table.insert(content, line) end
-    local log_url = ('%s/steps/%s/logs/%s'):format(master_status:getURLForThing(build),
-        log:getStep():getName(), log:getName())
-    table.insert(text, ('<i>Detailed log of last build step:</i> <a href="%s">%s</a>'):format(log_url, log_url))
-    table.insert(text, '<br>')
-    table.insert(text, ('<h4>Last %d lines of "%s"</h4>'):format(limit_lines, log_name))
-    table.insert(text, '<pre>')
-    for i = math.max(1, #content - limit_lines + 1), #content do
-      table.insert(text, escape(content[i]))
-    end
-    table.insert(text, '</pre>')
-    table.insert(text, '<br><br>')
-    table.insert(text, '<b>-The Buildbot</b>')
-  end
-  return {body=table.concat(text, '\n'), type='html'}
-end
-
-local mn = status.MailNotifier{fromaddr='buildbot@example.org',
-                               sendToInterestedUsers=false,
-                               mode={'failing'},
-                               extraRecipients={'listaddr@example.org'},
-                               messageFormatter=html_message_formatter}
-c['status']:append(mn)"#;
+    /// The spec's `html_message_formatter`, as `examples/` ships it.
+    const HTML_MESSAGE_FORMATTER: &str = include_str!("../../../examples/mail_html_formatter.lua");
 }

@@ -498,16 +498,32 @@ fn callbacks_cannot_change_a_snapshot() {
     ]);
 }
 
-/// Config VM with the spec's formatters in `fns`, started in a host.
-fn formatters() -> (ScriptHost, Callback, Callback) {
-    let loaded =
-        crate::config::load_source("master.cfg.lua", FORMATTERS, std::path::Path::new("."))
-            .unwrap();
-    let fns: mlua::Table = loaded.lua.globals().get("fns").unwrap();
-    let callback = |name: &str| Callback::new(&loaded.lua, &fns.get(name).unwrap()).unwrap();
-    let (short, html) = (callback("short"), callback("html"));
-    let host = ScriptHost::start(loaded.lua, HostLimits::default()).unwrap();
-    (host, short, html)
+/// The messageFormatter of a shipped example, in the VM that loaded it.
+fn example_formatter(file: &str) -> (mlua::Lua, Callback) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(file);
+    let loaded = crate::config::load_path(&path).unwrap();
+    let formatter = loaded
+        .config
+        .status
+        .iter()
+        .find_map(|target| match target {
+            crate::config::status::StatusTarget::MailNotifier(mail) => {
+                mail.message_formatter.clone()
+            }
+            _ => None,
+        })
+        .unwrap();
+    (loaded.lua, formatter)
+}
+
+/// The spec's two formatters, as the examples ship them, each started in a host.
+fn formatters() -> (ScriptHost, Callback, ScriptHost, Callback) {
+    let (short_vm, short) = example_formatter("mail_short_formatter.lua");
+    let (html_vm, html) = example_formatter("mail_html_formatter.lua");
+    let start = |lua| ScriptHost::start(lua, HostLimits::default()).unwrap();
+    (start(short_vm), short, start(html_vm), html)
 }
 
 fn formatter_args(sample: &Sample, mode: &str) -> Vec<Arg> {
@@ -520,11 +536,9 @@ fn formatter_args(sample: &Sample, mode: &str) -> Vec<Arg> {
     ]
 }
 
-const FORMATTERS: &str = include_str!("testdata/formatters.lua");
-
 #[test]
 fn the_short_message_formatter_of_the_spec() {
-    let (host, short, _) = formatters();
+    let (host, short, _, _) = formatters();
     let sample = sample();
     let message: serde_json::Value = host
         .call(&short, formatter_args(&sample, "problem"))
@@ -536,7 +550,7 @@ fn the_short_message_formatter_of_the_spec() {
 
 #[test]
 fn the_html_message_formatter_of_the_spec() {
-    let (host, _, html) = formatters();
+    let (_, _, host, html) = formatters();
     let sample = sample();
     let message: serde_json::Value = host
         .call(&html, formatter_args(&sample, "failing"))
