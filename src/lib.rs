@@ -3,6 +3,10 @@
 //! `config` turns the user's Lua into a typed [`config::MasterConfig`]; `script` runs the
 //! user's Lua callbacks and renderables; `model` holds the plain data both share.
 
+pub mod bus;
 pub mod config;
+pub mod data;
+pub mod db;
+pub mod master;
 pub mod model;
 pub mod script;

@@ -1,0 +1,208 @@
+//! Storage: one SQL schema for SQLite (the default, in the base directory) and PostgreSQL
+//! (`db_url`), reached through sqlx's `Any` driver so both run the same queries.
+//!
+//! The schema is Buildbot's data model (see `migrations/`). Queries use `$1`-style
+//! placeholders, which both databases accept; times are seconds since the epoch as `f64`,
+//! JSON columns are text. Each part of the master keeps its queries in its own submodule
+//! here.
+
+mod buildsets;
+mod logs;
+mod registry;
+
+pub use buildsets::{BuildsetSpec, SourceStampSpec};
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use thiserror::Error;
+
+/// Embedded migrations, applied in order at start; a migration is never edited once landed.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+
+/// The SQL flavour behind a [`Db`], where the portable schema needs a word of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    fn schema(self, sql: &str) -> String {
+        let (id, blob) = match self {
+            Dialect::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"),
+            Dialect::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA"),
+        };
+        sql.replace("@ID@", id).replace("@BLOB@", blob)
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error("unsupported db_url '{0}': use sqlite:///FILE or postgresql://USER:PASS@HOST/DB")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("corrupt data in the database: {0}")]
+    Corrupt(String),
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// A pool of connections to the master's database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub dialect: Dialect,
+}
+
+impl Db {
+    /// Opens the database `db_url` names (relative SQLite paths are under `basedir`) and
+    /// applies the migrations it has not seen yet.
+    pub async fn open(db_url: &str, basedir: &Path) -> DbResult<Db> {
+        sqlx::any::install_default_drivers();
+        let (dialect, url) = sqlx_url(db_url, basedir)?;
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = match dialect {
+            // SQLite takes one writer at a time; a few connections serve the readers.
+            Dialect::Sqlite => AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode=WAL").await?;
+                        conn.execute("PRAGMA synchronous=NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout=10000").await?;
+                        Ok(())
+                    })
+                }),
+            Dialect::Postgres => AnyPoolOptions::new().max_connections(8),
+        }
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(options)
+        .await?;
+        let db = Db { pool, dialect };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> DbResult<()> {
+        self.pool
+            .execute("CREATE TABLE IF NOT EXISTS moonbot_migrations (version BIGINT PRIMARY KEY)")
+            .await?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM moonbot_migrations")
+            .fetch_all(&self.pool)
+            .await?;
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            for statement in split_statements(&self.dialect.schema(sql)) {
+                tx.execute(statement.as_str()).await?;
+            }
+            sqlx::query("INSERT INTO moonbot_migrations (version) VALUES ($1)")
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Turns a Buildbot-style `db_url` into the URL sqlx understands.
+fn sqlx_url(db_url: &str, basedir: &Path) -> DbResult<(Dialect, String)> {
+    let (scheme, rest) = db_url
+        .split_once("://")
+        .ok_or_else(|| DbError::UnsupportedUrl(db_url.into()))?;
+    // SQLAlchemy names a driver after a '+': postgresql+psycopg2://...
+    match scheme.split('+').next().unwrap_or_default() {
+        "sqlite" => {
+            // sqlite:///state.sqlite is relative to the base directory, sqlite:////abs absolute.
+            let path = rest.strip_prefix('/').unwrap_or(rest);
+            let (path, _query) = path.split_once('?').unwrap_or((path, ""));
+            let file = if path == ":memory:" {
+                return Ok((Dialect::Sqlite, "sqlite::memory:".into()));
+            } else {
+                basedir.join(path)
+            };
+            Ok((
+                Dialect::Sqlite,
+                format!("sqlite://{}?mode=rwc", file.display()),
+            ))
+        }
+        "postgresql" | "postgres" => Ok((Dialect::Postgres, format!("postgres://{rest}"))),
+        _ => Err(DbError::UnsupportedUrl(db_url.into())),
+    }
+}
+
+/// Splits a migration into statements: each ends with `;` at the end of a line.
+fn split_statements(sql: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    for line in sql.lines() {
+        let code = line.split("--").next().unwrap_or_default();
+        if code.trim().is_empty() {
+            continue;
+        }
+        current.push_str(code);
+        current.push('\n');
+        if code.trim_end().ends_with(';') {
+            statements.push(std::mem::take(&mut current));
+        }
+    }
+    statements
+}
+
+/// Seconds since the epoch, as the database stores times.
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buildbot_urls_become_sqlx_urls() {
+        let base = Path::new("/srv/master");
+        assert_eq!(
+            sqlx_url("sqlite:///state.sqlite", base).unwrap(),
+            (
+                Dialect::Sqlite,
+                "sqlite:///srv/master/state.sqlite?mode=rwc".into()
+            )
+        );
+        assert_eq!(
+            sqlx_url("sqlite:////var/db.sqlite", base).unwrap().1,
+            "sqlite:///var/db.sqlite?mode=rwc"
+        );
+        assert_eq!(
+            sqlx_url("postgresql+psycopg2://bb:pw@localhost/bb", base).unwrap(),
+            (Dialect::Postgres, "postgres://bb:pw@localhost/bb".into())
+        );
+        assert!(sqlx_url("mysql://x", base).is_err());
+    }
+
+    #[tokio::test]
+    async fn migrations_apply_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM moonbot_migrations")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(count, MIGRATIONS.len() as i64);
+    }
+}

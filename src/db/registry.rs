@@ -1,0 +1,103 @@
+//! The named things a config defines (masters, builders, workers, schedulers, change
+//! sources): each gets a stable id the first time its name is seen.
+
+use super::{Db, DbResult};
+
+impl Db {
+    /// The id of the named row in `table` (`builders`, `workers`, `schedulers`,
+    /// `changesources`, `masters`), created if it is new.
+    async fn id_for_name(&self, table: &'static str, name: &str, insert: &str) -> DbResult<i64> {
+        let select = format!("SELECT id FROM {table} WHERE name = $1");
+        if let Some(id) = sqlx::query_scalar(&select)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            return Ok(id);
+        }
+        sqlx::query(insert)
+            .bind(name)
+            .bind(super::now())
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar(&select)
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn builder_id(&self, name: &str) -> DbResult<i64> {
+        self.id_for_name(
+            "builders",
+            name,
+            "INSERT INTO builders (name) SELECT $1 WHERE $2 = $2 ON CONFLICT (name) DO NOTHING",
+        )
+        .await
+    }
+
+    /// Records what the config says of a builder: its description, tags and workers.
+    pub async fn update_builder(
+        &self,
+        builderid: i64,
+        description: Option<&str>,
+        tags: &[String],
+        worker_ids: &[i64],
+    ) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE builders SET description = $1, tags = $2, active = 1 WHERE id = $3")
+            .bind(description)
+            .bind(serde_json::to_string(tags).unwrap_or_else(|_| "[]".into()))
+            .bind(builderid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM builder_workers WHERE builderid = $1")
+            .bind(builderid)
+            .execute(&mut *tx)
+            .await?;
+        for workerid in worker_ids {
+            sqlx::query("INSERT INTO builder_workers (builderid, workerid) VALUES ($1, $2)")
+                .bind(builderid)
+                .bind(workerid)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn worker_id(&self, name: &str) -> DbResult<i64> {
+        self.id_for_name(
+            "workers",
+            name,
+            "INSERT INTO workers (name) SELECT $1 WHERE $2 = $2 ON CONFLICT (name) DO NOTHING",
+        )
+        .await
+    }
+
+    pub async fn scheduler_id(&self, name: &str) -> DbResult<i64> {
+        self.id_for_name(
+            "schedulers",
+            name,
+            "INSERT INTO schedulers (name) SELECT $1 WHERE $2 = $2 ON CONFLICT (name) DO NOTHING",
+        )
+        .await
+    }
+
+    pub async fn changesource_id(&self, name: &str) -> DbResult<i64> {
+        self.id_for_name(
+            "changesources",
+            name,
+            "INSERT INTO changesources (name) SELECT $1 WHERE $2 = $2 ON CONFLICT (name) DO NOTHING",
+        )
+        .await
+    }
+
+    pub async fn master_id(&self, name: &str) -> DbResult<i64> {
+        self.id_for_name(
+            "masters",
+            name,
+            "INSERT INTO masters (name, last_active) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .await
+    }
+}

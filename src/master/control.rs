@@ -1,0 +1,135 @@
+//! Control requests to the running master (force a build, stop one, rebuild, cancel a
+//! request): the REST API's JSON-RPC sends them, the engine answers.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a control request was refused; `status` is the HTTP status the API answers with.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ControlError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ControlError {
+    pub fn bad_request(message: impl Into<String>) -> ControlError {
+        ControlError {
+            status: 400,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ControlError {
+        ControlError {
+            status: 404,
+            message: message.into(),
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> ControlError {
+        ControlError {
+            status: 503,
+            message: message.into(),
+        }
+    }
+}
+
+/// A new buildset and its request id per builder id, as Buildbot's `force` and
+/// `rebuild` answer `[bsid, {builderid: brid}]`.
+pub type Submitted = (i64, BTreeMap<i64, i64>);
+
+type Reply<T> = oneshot::Sender<Result<T, ControlError>>;
+
+pub enum ControlRequest {
+    /// `POST /api/v2/forceschedulers/NAME {"method": "force", "params": {...}}`; `params`
+    /// holds `builderid` or `builderNames` and the scheduler's parameters by name.
+    Force {
+        scheduler: String,
+        params: Map<String, Value>,
+        reply: Reply<Submitted>,
+    },
+    StopBuild {
+        buildid: i64,
+        reason: String,
+        reply: Reply<()>,
+    },
+    Rebuild {
+        buildid: i64,
+        reply: Reply<Submitted>,
+    },
+    CancelRequest {
+        buildrequestid: i64,
+        reason: String,
+        reply: Reply<()>,
+    },
+}
+
+/// The sending side; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Control {
+    sender: mpsc::Sender<ControlRequest>,
+}
+
+impl Control {
+    pub fn channel() -> (Control, mpsc::Receiver<ControlRequest>) {
+        let (sender, receiver) = mpsc::channel(64);
+        (Control { sender }, receiver)
+    }
+
+    async fn ask<T>(
+        &self,
+        request: impl FnOnce(Reply<T>) -> ControlRequest,
+    ) -> Result<T, ControlError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || ControlError::unavailable("the master is shutting down");
+        self.sender
+            .send(request(reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    pub async fn force(
+        &self,
+        scheduler: &str,
+        params: Map<String, Value>,
+    ) -> Result<Submitted, ControlError> {
+        let scheduler = scheduler.to_string();
+        self.ask(|reply| ControlRequest::Force {
+            scheduler,
+            params,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn stop_build(&self, buildid: i64, reason: String) -> Result<(), ControlError> {
+        self.ask(|reply| ControlRequest::StopBuild {
+            buildid,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn rebuild(&self, buildid: i64) -> Result<Submitted, ControlError> {
+        self.ask(|reply| ControlRequest::Rebuild { buildid, reply })
+            .await
+    }
+
+    pub async fn cancel_request(
+        &self,
+        buildrequestid: i64,
+        reason: String,
+    ) -> Result<(), ControlError> {
+        self.ask(|reply| ControlRequest::CancelRequest {
+            buildrequestid,
+            reason,
+            reply,
+        })
+        .await
+    }
+}

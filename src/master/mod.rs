@@ -1,0 +1,74 @@
+//! The running master: loads the config, opens storage, starts every service (change
+//! sources, schedulers, builders and workers, the web server) and stops them in order.
+
+pub mod control;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::Bus;
+use crate::config::{self, MasterConfig};
+use crate::db::Db;
+use crate::script::ScriptHost;
+pub use control::{Control, ControlError, ControlRequest, Submitted};
+
+/// What every service of a running master shares. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    pub db: Db,
+    pub bus: Bus,
+    pub control: Control,
+    /// Runs the config's Lua callbacks and renderables.
+    pub script: ScriptHost,
+    pub config: Arc<MasterConfig>,
+    pub basedir: PathBuf,
+    pub masterid: i64,
+    /// Cancelled when the master begins to shut down.
+    pub shutdown: CancellationToken,
+}
+
+/// Runs the master of `basedir` until `shutdown` is cancelled, then stops cleanly.
+pub async fn run(basedir: &Path, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let loaded = config::load_path(basedir).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    if !loaded.unimplemented.is_empty() {
+        let list: Vec<String> = loaded
+            .unimplemented
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        bail!(
+            "the config uses options that are not implemented yet:\n{}",
+            list.join("\n")
+        );
+    }
+    let config = Arc::new(loaded.config);
+    let db = Db::open(&config.db_url, basedir)
+        .await
+        .with_context(|| format!("cannot open the database {}", config.db_url))?;
+    let script = ScriptHost::start(loaded.lua, config.script_limits)?;
+    let masterid = db.master_id(&master_name(basedir)).await?;
+    let (control, _requests) = Control::channel();
+    let context = Context {
+        db,
+        bus: Bus::default(),
+        control,
+        script,
+        config,
+        basedir: basedir.to_path_buf(),
+        masterid,
+        shutdown: shutdown.clone(),
+    };
+    tracing::info!(basedir = %context.basedir.display(), "master started");
+    shutdown.cancelled().await;
+    tracing::info!("master stopped");
+    Ok(())
+}
+
+/// Buildbot names a master `hostname:basedir`.
+fn master_name(basedir: &Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}", host.trim(), basedir.display())
+}
