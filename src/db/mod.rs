@@ -7,10 +7,12 @@
 //! here.
 
 mod buildsets;
+mod changes;
 mod logs;
 mod registry;
 
 pub use buildsets::{BuildsetSpec, SourceStampSpec};
+pub use changes::ChangeSpec;
 
 use std::path::Path;
 use std::str::FromStr;
