@@ -7,6 +7,8 @@ pub mod bus;
 pub mod config;
 pub mod data;
 pub mod db;
+pub mod engine;
 pub mod master;
 pub mod model;
 pub mod script;
+pub mod steps;

@@ -6,11 +6,13 @@
 //! JSON columns are text. Each part of the master keeps its queries in its own submodule
 //! here.
 
+mod builds;
 mod buildsets;
 mod changes;
 mod logs;
 mod registry;
 
+pub use builds::PendingRequest;
 pub use buildsets::{BuildsetSpec, SourceStampSpec};
 pub use changes::ChangeSpec;
 

@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::Bus;
 use crate::config::{self, MasterConfig};
 use crate::db::Db;
+use crate::engine::{Engine, SHUTDOWN_GRACE};
 use crate::script::ScriptHost;
 pub use control::{Control, ControlError, ControlRequest, Submitted};
 
@@ -32,39 +34,62 @@ pub struct Context {
 
 /// Runs the master of `basedir` until `shutdown` is cancelled, then stops cleanly.
 pub async fn run(basedir: &Path, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let loaded = config::load_path(basedir).map_err(|errors| anyhow::anyhow!("{errors}"))?;
-    if !loaded.unimplemented.is_empty() {
-        let list: Vec<String> = loaded
-            .unimplemented
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        bail!(
-            "the config uses options that are not implemented yet:\n{}",
-            list.join("\n")
-        );
+    Master::start(basedir, shutdown).await?.wait().await
+}
+
+/// A started master: its shared context and the tasks of its services.
+pub struct Master {
+    pub context: Context,
+    engine: JoinHandle<()>,
+}
+
+impl Master {
+    /// Loads the config, opens storage and starts every service. Errors here (a broken
+    /// config, a database that cannot be opened) leave nothing running.
+    pub async fn start(basedir: &Path, shutdown: CancellationToken) -> anyhow::Result<Master> {
+        let loaded = config::load_path(basedir).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+        if !loaded.unimplemented.is_empty() {
+            let list: Vec<String> = loaded
+                .unimplemented
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            bail!(
+                "the config uses options that are not implemented yet:\n{}",
+                list.join("\n")
+            );
+        }
+        let config = Arc::new(loaded.config);
+        let db = Db::open(&config.db_url, basedir)
+            .await
+            .with_context(|| format!("cannot open the database {}", config.db_url))?;
+        let script = ScriptHost::start(loaded.lua, config.script_limits)?;
+        let masterid = db.master_id(&master_name(basedir)).await?;
+        let (control, requests) = Control::channel();
+        let context = Context {
+            db,
+            bus: Bus::default(),
+            control,
+            script,
+            config,
+            basedir: basedir.to_path_buf(),
+            masterid,
+            shutdown,
+        };
+        let engine = Engine::new(context.clone()).await?;
+        let engine = tokio::spawn(engine.run(requests, SHUTDOWN_GRACE));
+        tracing::info!(basedir = %context.basedir.display(), "master started");
+        Ok(Master { context, engine })
     }
-    let config = Arc::new(loaded.config);
-    let db = Db::open(&config.db_url, basedir)
-        .await
-        .with_context(|| format!("cannot open the database {}", config.db_url))?;
-    let script = ScriptHost::start(loaded.lua, config.script_limits)?;
-    let masterid = db.master_id(&master_name(basedir)).await?;
-    let (control, _requests) = Control::channel();
-    let context = Context {
-        db,
-        bus: Bus::default(),
-        control,
-        script,
-        config,
-        basedir: basedir.to_path_buf(),
-        masterid,
-        shutdown: shutdown.clone(),
-    };
-    tracing::info!(basedir = %context.basedir.display(), "master started");
-    shutdown.cancelled().await;
-    tracing::info!("master stopped");
-    Ok(())
+
+    /// Waits for the shutdown signal, then for every service to stop.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.context.shutdown.cancelled().await;
+        tracing::info!("master shutting down");
+        self.engine.await?;
+        tracing::info!("master stopped");
+        Ok(())
+    }
 }
 
 /// Buildbot names a master `hostname:basedir`.

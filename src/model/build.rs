@@ -133,8 +133,11 @@ pub struct LogInfo {
 impl LogInfo {
     /// The URL-safe name Buildbot derives from the log's name (`forceIdentifier(50, name)`).
     pub fn slug(&self) -> String {
-        self.name
-            .chars()
+        Self::slug_of(&self.name)
+    }
+
+    pub fn slug_of(name: &str) -> String {
+        name.chars()
             .take(50)
             .map(|c| {
                 if c.is_ascii_alphanumeric() || c == '_' || c == '-' {

@@ -34,6 +34,24 @@ impl BuildResult {
         self as i64
     }
 
+    /// The worse of two results, in Buildbot's `worst_status` order: SKIPPED is the
+    /// mildest (a skipped step does not spoil a build), CANCELLED the worst.
+    pub fn worst(self, other: BuildResult) -> BuildResult {
+        const WORST_FIRST: [BuildResult; 7] = [
+            BuildResult::Cancelled,
+            BuildResult::Retry,
+            BuildResult::Exception,
+            BuildResult::Failure,
+            BuildResult::Warnings,
+            BuildResult::Success,
+            BuildResult::Skipped,
+        ];
+        WORST_FIRST
+            .into_iter()
+            .find(|r| *r == self || *r == other)
+            .unwrap_or(self)
+    }
+
     /// The lowercase name Buildbot uses (`Results[code]`).
     pub fn name(self) -> &'static str {
         match self {
@@ -67,5 +85,14 @@ mod tests {
         }
         assert_eq!(BuildResult::from_code(7), None);
         assert_eq!(BuildResult::from_code(-1), None);
+    }
+
+    #[test]
+    fn worst_follows_buildbot_order() {
+        use BuildResult::*;
+        assert_eq!(Success.worst(Skipped), Success);
+        assert_eq!(Skipped.worst(Warnings), Warnings);
+        assert_eq!(Failure.worst(Warnings), Failure);
+        assert_eq!(Exception.worst(Cancelled), Cancelled);
     }
 }

@@ -10,4 +10,4 @@ pub mod renderable;
 pub use callback::Callback;
 pub use host::{Arg, FromScript, HostLimits, Pending, ScriptError, ScriptErrorKind, ScriptHost};
 pub use lua_api::{register, CLASSES};
-pub use renderable::{RenderData, RenderError, Renderable};
+pub use renderable::{is_falsy, RenderData, RenderError, Renderable};

@@ -1,0 +1,275 @@
+//! Build requests as builders take them, builds, their properties and steps.
+
+use serde_json::Value;
+use sqlx::Row;
+
+use super::{now, Db, DbResult};
+use crate::model::{BuildResult, Properties};
+
+/// An unclaimed build request, with what collapsing and ordering look at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingRequest {
+    pub id: i64,
+    pub buildsetid: i64,
+    pub priority: i64,
+    pub submitted_at: f64,
+}
+
+impl Db {
+    /// The unclaimed, incomplete requests of a builder, the one to build first first
+    /// (highest priority, then oldest), as Buildbot's default `nextBuild` orders them.
+    pub async fn pending_requests(&self, builderid: i64) -> DbResult<Vec<PendingRequest>> {
+        let rows = sqlx::query(
+            "SELECT id, buildsetid, priority, submitted_at FROM buildrequests \
+             WHERE builderid = $1 AND complete = 0 AND claimed_by_masterid IS NULL \
+             ORDER BY priority DESC, submitted_at, id",
+        )
+        .bind(builderid)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(PendingRequest {
+                    id: row.try_get(0)?,
+                    buildsetid: row.try_get(1)?,
+                    priority: row.try_get(2)?,
+                    submitted_at: row.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Claims requests for this master; false when another claim got there first.
+    pub async fn claim_requests(&self, ids: &[i64], masterid: i64) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let claimed_at = now();
+        for id in ids {
+            let done = sqlx::query(
+                "UPDATE buildrequests SET claimed_by_masterid = $1, claimed_at = $2 \
+                 WHERE id = $3 AND claimed_by_masterid IS NULL AND complete = 0",
+            )
+            .bind(masterid)
+            .bind(claimed_at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Gives requests back to the queue (a build that could not start, or one to retry).
+    pub async fn unclaim_requests(&self, ids: &[i64]) -> DbResult<()> {
+        for id in ids {
+            sqlx::query(
+                "UPDATE buildrequests SET claimed_by_masterid = NULL, claimed_at = NULL \
+                 WHERE id = $1 AND complete = 0",
+            )
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Marks requests complete. Returns the buildsets they belong to.
+    pub async fn complete_requests(&self, ids: &[i64], results: BuildResult) -> DbResult<Vec<i64>> {
+        let complete_at = now();
+        let mut buildsets = Vec::new();
+        for id in ids {
+            let bsid: Option<i64> = sqlx::query_scalar(
+                "UPDATE buildrequests SET complete = 1, results = $1, complete_at = $2 \
+                 WHERE id = $3 AND complete = 0 RETURNING buildsetid",
+            )
+            .bind(results.code())
+            .bind(complete_at)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(bsid) = bsid.filter(|bsid| !buildsets.contains(bsid)) {
+                buildsets.push(bsid);
+            }
+        }
+        Ok(buildsets)
+    }
+
+    /// Completes a buildset whose requests are all complete, with the worst of their
+    /// results; `None` while some are still pending or if it was already complete.
+    pub async fn maybe_complete_buildset(&self, bsid: i64) -> DbResult<Option<BuildResult>> {
+        let rows: Vec<(i64, Option<i64>)> =
+            sqlx::query_as("SELECT complete, results FROM buildrequests WHERE buildsetid = $1")
+                .bind(bsid)
+                .fetch_all(&self.pool)
+                .await?;
+        if rows.iter().any(|(complete, _)| *complete == 0) {
+            return Ok(None);
+        }
+        let results = rows
+            .iter()
+            .filter_map(|(_, results)| results.and_then(BuildResult::from_code))
+            .fold(BuildResult::Success, BuildResult::worst);
+        let updated = sqlx::query(
+            "UPDATE buildsets SET complete = 1, complete_at = $1, results = $2 \
+             WHERE id = $3 AND complete = 0",
+        )
+        .bind(now())
+        .bind(results.code())
+        .bind(bsid)
+        .execute(&self.pool)
+        .await?;
+        Ok((updated.rows_affected() == 1).then_some(results))
+    }
+
+    /// Starts a build: numbers it within its builder and stores it. Returns (id, number).
+    pub async fn add_build(
+        &self,
+        builderid: i64,
+        buildrequestid: i64,
+        workerid: i64,
+        masterid: i64,
+    ) -> DbResult<(i64, i64)> {
+        let mut tx = self.pool.begin().await?;
+        let number: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE builderid = $1",
+        )
+        .bind(builderid)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, \
+             started_at, state_string) VALUES ($1, $2, $3, $4, $5, $6, 'starting') RETURNING id",
+        )
+        .bind(number)
+        .bind(builderid)
+        .bind(buildrequestid)
+        .bind(workerid)
+        .bind(masterid)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((id, number))
+    }
+
+    pub async fn set_build_state(&self, buildid: i64, state: &str) -> DbResult<()> {
+        sqlx::query("UPDATE builds SET state_string = $1 WHERE id = $2")
+            .bind(state)
+            .bind(buildid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn finish_build(
+        &self,
+        buildid: i64,
+        results: BuildResult,
+        state: &str,
+    ) -> DbResult<()> {
+        sqlx::query(
+            "UPDATE builds SET complete_at = $1, results = $2, state_string = $3 WHERE id = $4",
+        )
+        .bind(now())
+        .bind(results.code())
+        .bind(state)
+        .bind(buildid)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores every property of a build, replacing earlier values.
+    pub async fn set_build_properties(
+        &self,
+        buildid: i64,
+        properties: &Properties,
+    ) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for (name, value) in properties.values() {
+            sqlx::query(
+                "INSERT INTO build_properties (buildid, name, value, source) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (buildid, name) DO UPDATE SET value = excluded.value, source = excluded.source",
+            )
+            .bind(buildid)
+            .bind(name)
+            .bind(value.to_string())
+            .bind(properties.source(name).unwrap_or_default())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn build_properties(&self, buildid: i64) -> DbResult<Properties> {
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT name, value, source FROM build_properties WHERE buildid = $1")
+                .bind(buildid)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut properties = Properties::new();
+        for (name, value, source) in rows {
+            let value: Value = serde_json::from_str(&value).unwrap_or(Value::String(value));
+            properties.set(name, value, &source);
+        }
+        Ok(properties)
+    }
+
+    pub async fn add_step(&self, buildid: i64, number: i64, name: &str) -> DbResult<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO steps (number, name, buildid, state_string) VALUES ($1, $2, $3, 'pending') \
+             RETURNING id",
+        )
+        .bind(number)
+        .bind(name)
+        .bind(buildid)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn start_step(&self, stepid: i64, state: &str) -> DbResult<()> {
+        sqlx::query("UPDATE steps SET started_at = $1, state_string = $2 WHERE id = $3")
+            .bind(now())
+            .bind(state)
+            .bind(stepid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn finish_step(
+        &self,
+        stepid: i64,
+        results: BuildResult,
+        state: &str,
+        hidden: bool,
+    ) -> DbResult<()> {
+        sqlx::query(
+            "UPDATE steps SET complete_at = $1, results = $2, state_string = $3, hidden = $4 \
+             WHERE id = $5",
+        )
+        .bind(now())
+        .bind(results.code())
+        .bind(state)
+        .bind(hidden as i64)
+        .bind(stepid)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The buildset of a build's request and the build's request id.
+    pub async fn build_request_of(&self, buildid: i64) -> DbResult<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT r.buildsetid, r.id FROM builds b JOIN buildrequests r ON r.id = b.buildrequestid \
+             WHERE b.id = $1",
+        )
+        .bind(buildid)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}

@@ -1,0 +1,361 @@
+//! Running one build: properties, the worker directory, the steps in order with Buildbot's
+//! result rules, then the requests and buildsets it completes.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::build::ValueOrFunction;
+use crate::config::build::{StepCommon, StepConfig};
+use crate::data::{publish, Resource};
+use crate::db::{DbResult, PendingRequest};
+use crate::master::Context;
+use crate::model::{BuildResult, Properties};
+use crate::script::Arg;
+use crate::steps::{RunningBuild, StepOutcome, StepRun};
+
+/// What the engine hands a build: the builder, the worker, the requests it satisfies.
+pub struct BuildPlan {
+    pub builderid: i64,
+    pub builder_name: String,
+    pub builder_properties: Vec<(String, Value)>,
+    pub builder_env: Vec<(String, crate::script::Renderable)>,
+    pub steps: Arc<Vec<StepConfig>>,
+    pub workerid: i64,
+    pub worker_name: String,
+    pub worker_properties: Vec<(String, Value)>,
+    /// `BASEDIR/workers/WORKDIR/WORKERBUILDDIR`.
+    pub builder_dir: PathBuf,
+    /// The request built; Buildbot 4 builds one request per build.
+    pub request: PendingRequest,
+    pub stop: CancellationToken,
+}
+
+/// Runs a build to its end and returns its result. Storage errors end the build with
+/// EXCEPTION after logging them; they never leave it hanging.
+pub async fn run(ctx: Context, plan: BuildPlan) -> BuildResult {
+    let (buildid, number) = match ctx
+        .db
+        .add_build(plan.builderid, plan.request.id, plan.workerid, ctx.masterid)
+        .await
+    {
+        Ok(ids) => ids,
+        Err(error) => {
+            tracing::error!(builder = %plan.builder_name, "cannot store a new build: {error}");
+            let _ = ctx.db.unclaim_requests(&[plan.request.id]).await;
+            return BuildResult::Exception;
+        }
+    };
+    let results = match execute(&ctx, &plan, buildid, number).await {
+        Ok(results) => results,
+        Err(error) => {
+            tracing::error!(build = buildid, "storage failed during the build: {error}");
+            let _ = ctx
+                .db
+                .finish_build(buildid, BuildResult::Exception, "storage error")
+                .await;
+            BuildResult::Exception
+        }
+    };
+    if let Err(error) = complete(&ctx, &plan, buildid, results).await {
+        tracing::error!(
+            build = buildid,
+            "cannot complete the build's requests: {error}"
+        );
+    }
+    results
+}
+
+async fn execute(
+    ctx: &Context,
+    plan: &BuildPlan,
+    buildid: i64,
+    number: i64,
+) -> DbResult<BuildResult> {
+    let bsid = plan.request.buildsetid;
+    let sourcestamps = ctx.db.buildset_sourcestamps(bsid).await?;
+    let properties = build_properties(ctx, plan, number, &sourcestamps, bsid).await?;
+    ctx.db.set_build_properties(buildid, &properties).await?;
+    publish(&ctx.db, &ctx.bus, Resource::Build(buildid), "new").await?;
+    tracing::info!(builder = %plan.builder_name, number, worker = %plan.worker_name, "build started");
+
+    let build = RunningBuild {
+        ctx: ctx.clone(),
+        buildid,
+        number,
+        builderid: plan.builderid,
+        builder_name: plan.builder_name.clone(),
+        worker_name: plan.worker_name.clone(),
+        builder_dir: plan.builder_dir.clone(),
+        properties: Mutex::new(properties),
+        sourcestamps,
+        env: plan.builder_env.clone(),
+        stop: plan.stop.clone(),
+    };
+    if let Err(error) = tokio::fs::create_dir_all(&plan.builder_dir).await {
+        let why = format!(
+            "cannot create the worker directory {}: {error}",
+            plan.builder_dir.display()
+        );
+        tracing::error!(build = buildid, "{why}");
+        return finish(&build, BuildResult::Exception, &why).await;
+    }
+
+    let mut results = BuildResult::Success;
+    let mut summaries: Vec<String> = Vec::new();
+    let mut halted = false;
+    for (index, step) in plan.steps.iter().enumerate() {
+        if halted && !step.common.always_run {
+            continue;
+        }
+        ctx.db
+            .set_build_state(buildid, &format!("running {}", step.common.name))
+            .await?;
+        let stepid = ctx
+            .db
+            .add_step(buildid, index as i64, &step.common.name)
+            .await?;
+        publish(&ctx.db, &ctx.bus, Resource::Step(stepid), "new").await?;
+        let run = StepRun {
+            build: &build,
+            config: step,
+            stepid,
+        };
+        let outcome = run_step(&run, plan.stop.is_cancelled() && !step.common.always_run).await;
+        let summary = outcome
+            .summary
+            .clone()
+            .unwrap_or_else(|| step_summary(step, outcome.results));
+        let hidden = hide(&build, &step.common, outcome.results).await;
+        ctx.db
+            .set_build_properties(buildid, &build.properties())
+            .await?;
+        ctx.db
+            .finish_step(stepid, outcome.results, &summary, hidden)
+            .await?;
+        publish(&ctx.db, &ctx.bus, Resource::Step(stepid), "finished").await?;
+        if step
+            .common
+            .update_build_summary_policy
+            .contains(&outcome.results)
+        {
+            summaries.push(summary);
+        }
+        let (overall, terminate) = result_and_termination(&step.common, outcome.results, results);
+        results = overall;
+        halted |= terminate || plan.stop.is_cancelled();
+    }
+    if plan.stop.is_cancelled() {
+        results = results.worst(BuildResult::Cancelled);
+    }
+    let state = if summaries.is_empty() && results == BuildResult::Success {
+        "build successful".to_string()
+    } else if summaries.is_empty() {
+        results.name().to_string()
+    } else {
+        summaries.join(" ")
+    };
+    finish(&build, results, &state).await
+}
+
+/// Runs one step, or skips it when `doStepIf` says so or the build is being stopped.
+async fn run_step(run: &StepRun<'_>, stopping: bool) -> StepOutcome {
+    let build = run.build;
+    let common = &run.config.common;
+    let properties_only = || Vec::new();
+    let wanted = match &common.do_step_if {
+        ValueOrFunction::Value(wanted) => Ok(*wanted),
+        ValueOrFunction::Function(callback) => build.decide(callback, properties_only()).await,
+    };
+    match wanted {
+        _ if stopping => return StepOutcome::of(BuildResult::Cancelled),
+        Ok(false) => return StepOutcome::of(BuildResult::Skipped),
+        Ok(true) => {}
+        Err(error) => {
+            tracing::warn!(build = build.buildid, step = %common.name, "doStepIf failed: {error}");
+            let _ = run
+                .note("err.text", &format!("doStepIf failed: {error}"))
+                .await;
+            return StepOutcome::of(BuildResult::Exception);
+        }
+    }
+    let description = common
+        .description
+        .as_ref()
+        .map(|words| words.join(" "))
+        .unwrap_or_else(|| common.name.clone());
+    if let Err(error) = build.ctx.db.start_step(run.stepid, &description).await {
+        tracing::error!(build = build.buildid, "cannot start a step: {error}");
+        return StepOutcome::of(BuildResult::Exception);
+    }
+    let _ = publish(
+        &build.ctx.db,
+        &build.ctx.bus,
+        Resource::Step(run.stepid),
+        "started",
+    )
+    .await;
+    run.run().await
+}
+
+async fn hide(build: &RunningBuild, common: &StepCommon, results: BuildResult) -> bool {
+    match &common.hide_step_if {
+        ValueOrFunction::Value(hidden) => *hidden,
+        ValueOrFunction::Function(callback) => build
+            .decide(callback, vec![Arg::Json(results.code().into())])
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(build = build.buildid, step = %common.name, "hideStepIf failed: {error}");
+                false
+            }),
+    }
+}
+
+/// Buildbot's `getResultSummary`: `descriptionDone` (or the name) with its suffix, and the
+/// result in parentheses unless it is a success.
+fn step_summary(step: &StepConfig, results: BuildResult) -> String {
+    let common = &step.common;
+    let mut words = common
+        .description_done
+        .clone()
+        .unwrap_or_else(|| vec![common.name.clone()]);
+    words.extend(common.description_suffix.iter().flatten().cloned());
+    let mut summary = words.join(" ");
+    if results != BuildResult::Success {
+        summary.push_str(&format!(" ({results})"));
+    }
+    summary
+}
+
+/// Buildbot's `computeResultAndTermination`: how a step's result counts toward the
+/// build's, and whether the build stops.
+fn result_and_termination(
+    step: &StepCommon,
+    result: BuildResult,
+    previous: BuildResult,
+) -> (BuildResult, bool) {
+    let mut overall = result;
+    let mut terminate = false;
+    match result {
+        BuildResult::Failure => {
+            if !step.flunk_on_failure {
+                overall = BuildResult::Success;
+            }
+            if step.warn_on_failure {
+                overall = BuildResult::Warnings;
+            }
+            if step.flunk_on_failure {
+                overall = BuildResult::Failure;
+            }
+            terminate = step.halt_on_failure;
+        }
+        BuildResult::Warnings => {
+            overall = if step.warn_on_warnings {
+                BuildResult::Warnings
+            } else {
+                BuildResult::Success
+            };
+            if step.flunk_on_warnings {
+                overall = BuildResult::Failure;
+            }
+        }
+        BuildResult::Exception | BuildResult::Retry | BuildResult::Cancelled => terminate = true,
+        BuildResult::Success | BuildResult::Skipped => {}
+    }
+    (previous.worst(overall), terminate)
+}
+
+async fn finish(build: &RunningBuild, results: BuildResult, state: &str) -> DbResult<BuildResult> {
+    let ctx = &build.ctx;
+    ctx.db
+        .set_build_properties(build.buildid, &build.properties())
+        .await?;
+    ctx.db.finish_build(build.buildid, results, state).await?;
+    publish(
+        &ctx.db,
+        &ctx.bus,
+        Resource::Build(build.buildid),
+        "finished",
+    )
+    .await?;
+    tracing::info!(builder = %build.builder_name, number = build.number, %results, "build finished");
+    Ok(results)
+}
+
+/// Completes the build's request, and its buildset when that was the last one.
+async fn complete(
+    ctx: &Context,
+    plan: &BuildPlan,
+    _buildid: i64,
+    results: BuildResult,
+) -> DbResult<()> {
+    let buildsets = ctx
+        .db
+        .complete_requests(&[plan.request.id], results)
+        .await?;
+    publish(
+        &ctx.db,
+        &ctx.bus,
+        Resource::BuildRequest(plan.request.id),
+        "complete",
+    )
+    .await?;
+    for bsid in buildsets {
+        if ctx.db.maybe_complete_buildset(bsid).await?.is_some() {
+            publish(&ctx.db, &ctx.bus, Resource::Buildset(bsid), "complete").await?;
+        }
+    }
+    Ok(())
+}
+
+/// The properties a build starts with, from the least to the most specific source, as
+/// Buildbot layers them: global, builder, worker, buildset (scheduler, force, trigger),
+/// then what the build itself knows.
+async fn build_properties(
+    ctx: &Context,
+    plan: &BuildPlan,
+    number: i64,
+    sourcestamps: &[crate::model::SourceStamp],
+    bsid: i64,
+) -> DbResult<Properties> {
+    let mut properties = ctx.config.properties.clone();
+    for (name, value) in &plan.builder_properties {
+        properties.set(name.clone(), value.clone(), "Builder");
+    }
+    for (name, value) in &plan.worker_properties {
+        properties.set(name.clone(), value.clone(), "Worker");
+    }
+    properties.update(&ctx.db.buildset_properties(bsid).await?);
+    for change in sourcestamps.iter().flat_map(|ss| ss.changes.iter()) {
+        for (name, value) in &change.properties {
+            properties.set(name.clone(), value.clone(), "Change");
+        }
+    }
+    if let Some(ss) = sourcestamps.first() {
+        let text = |v: &Option<String>| v.clone().map(Value::String).unwrap_or(Value::Null);
+        properties.set("branch", text(&ss.branch), "Build");
+        properties.set("revision", text(&ss.revision), "Build");
+        properties.set("repository", Value::String(ss.repository.clone()), "Build");
+        properties.set("project", Value::String(ss.project.clone()), "Build");
+        properties.set("codebase", Value::String(ss.codebase.clone()), "Build");
+    }
+    properties.set(
+        "buildername",
+        Value::String(plan.builder_name.clone()),
+        "Builder",
+    );
+    properties.set("buildnumber", Value::from(number), "Build");
+    properties.set(
+        "workername",
+        Value::String(plan.worker_name.clone()),
+        "Worker",
+    );
+    properties.set(
+        "builddir",
+        Value::String(plan.builder_dir.display().to_string()),
+        "Worker",
+    );
+    Ok(properties)
+}

@@ -1,0 +1,345 @@
+//! The build engine: builders take pending build requests, pick a worker with a free slot,
+//! and run builds; the control channel (force, stop, rebuild, cancel) is answered here.
+//!
+//! One task owns the engine's state. It wakes on `buildrequests/*/new` events, on a build
+//! finishing and on control requests, and looks for work each time, so nothing polls.
+
+mod build;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use build::BuildPlan;
+
+use crate::config::build::{BuilderConfig, StepConfig, WorkerKind};
+use crate::data::{publish, Resource};
+use crate::db::DbResult;
+use crate::master::{Context, ControlError, ControlRequest};
+use crate::model::BuildResult;
+
+/// How long running builds may take to finish at shutdown before they are stopped.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+
+struct Builder {
+    id: i64,
+    config: BuilderConfig,
+    steps: Arc<Vec<StepConfig>>,
+}
+
+struct Worker {
+    id: i64,
+    name: String,
+    /// `BASEDIR/workers/WORKDIR`.
+    basedir: PathBuf,
+    max_builds: Option<u32>,
+    properties: Vec<(String, Value)>,
+    running: usize,
+}
+
+struct Running {
+    stop: CancellationToken,
+    worker: String,
+}
+
+pub struct Engine {
+    ctx: Context,
+    builders: BTreeMap<String, Builder>,
+    workers: BTreeMap<String, Worker>,
+    /// Running builds by build request id.
+    running: BTreeMap<i64, Running>,
+}
+
+/// What a build task reports when it ends.
+struct Finished {
+    buildrequestid: i64,
+}
+
+impl Engine {
+    /// Registers the config's builders and workers in storage.
+    pub async fn new(ctx: Context) -> DbResult<Engine> {
+        let mut workers = BTreeMap::new();
+        for config in &ctx.config.workers {
+            let id = ctx.db.worker_id(&config.name).await?;
+            let workdir = match &config.kind {
+                WorkerKind::Local { workdir } => workdir.clone(),
+                _ => continue,
+            };
+            publish(&ctx.db, &ctx.bus, Resource::Worker(id), "connected").await?;
+            workers.insert(
+                config.name.clone(),
+                Worker {
+                    id,
+                    name: config.name.clone(),
+                    basedir: ctx.basedir.join("workers").join(workdir),
+                    max_builds: config.max_builds,
+                    properties: config.properties.clone().into_iter().collect(),
+                    running: 0,
+                },
+            );
+        }
+        let mut builders = BTreeMap::new();
+        for config in &ctx.config.builders {
+            let id = ctx.db.builder_id(&config.name).await?;
+            let mut worker_ids = Vec::new();
+            for name in &config.workernames {
+                worker_ids.push(ctx.db.worker_id(name).await?);
+            }
+            ctx.db
+                .update_builder(id, config.description.as_deref(), &config.tags, &worker_ids)
+                .await?;
+            builders.insert(
+                config.name.clone(),
+                Builder {
+                    id,
+                    steps: Arc::new(config.steps()),
+                    config: config.clone(),
+                },
+            );
+        }
+        Ok(Engine {
+            ctx,
+            builders,
+            workers,
+            running: BTreeMap::new(),
+        })
+    }
+
+    /// Runs until the master shuts down, then lets running builds finish (stopping them
+    /// after `grace`).
+    pub async fn run(mut self, mut control: mpsc::Receiver<ControlRequest>, grace: Duration) {
+        let mut events = self.ctx.bus.subscribe();
+        let mut builds: JoinSet<Finished> = JoinSet::new();
+        let shutdown = self.ctx.shutdown.clone();
+        self.start_builds(&mut builds).await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                event = events.recv() => match event {
+                    Ok(event) if event.key.starts_with("buildrequests/") && event.key.ends_with("/new") => {
+                        self.start_builds(&mut builds).await;
+                    }
+                    Ok(_) => {}
+                    // Missed events: storage has the truth, so look for work.
+                    Err(_) => self.start_builds(&mut builds).await,
+                },
+                Some(done) = builds.join_next() => {
+                    if let Ok(finished) = done {
+                        self.finished(finished);
+                    }
+                    self.start_builds(&mut builds).await;
+                }
+                Some(request) = control.recv() => {
+                    self.answer(request).await;
+                    self.start_builds(&mut builds).await;
+                }
+            }
+        }
+        if !self.running.is_empty() {
+            tracing::info!(
+                builds = self.running.len(),
+                "waiting for running builds to finish"
+            );
+        }
+        let wait_all = async {
+            while let Some(done) = builds.join_next().await {
+                if let Ok(finished) = done {
+                    self.running.remove(&finished.buildrequestid);
+                }
+            }
+        };
+        if tokio::time::timeout(grace, wait_all).await.is_err() {
+            tracing::warn!("builds still running after {grace:?}; stopping them");
+            for running in self.running.values() {
+                running.stop.cancel();
+            }
+            while builds.join_next().await.is_some() {}
+        }
+    }
+
+    fn finished(&mut self, finished: Finished) {
+        if let Some(running) = self.running.remove(&finished.buildrequestid) {
+            if let Some(worker) = self.workers.get_mut(&running.worker) {
+                worker.running -= 1;
+            }
+        }
+    }
+
+    /// Starts every build that can start now.
+    async fn start_builds(&mut self, builds: &mut JoinSet<Finished>) {
+        if self.ctx.shutdown.is_cancelled() {
+            return;
+        }
+        let names: Vec<String> = self.builders.keys().cloned().collect();
+        for name in names {
+            if let Err(error) = self.start_builds_of(&name, builds).await {
+                tracing::error!(builder = %name, "cannot start builds: {error}");
+            }
+        }
+    }
+
+    async fn start_builds_of(
+        &mut self,
+        name: &str,
+        builds: &mut JoinSet<Finished>,
+    ) -> DbResult<()> {
+        let builder = &self.builders[name];
+        let pending = self.ctx.db.pending_requests(builder.id).await?;
+        for request in pending {
+            let Some(worker_name) = self.free_worker(name) else {
+                break;
+            };
+            if !self
+                .ctx
+                .db
+                .claim_requests(&[request.id], self.ctx.masterid)
+                .await?
+            {
+                continue;
+            }
+            publish(
+                &self.ctx.db,
+                &self.ctx.bus,
+                Resource::BuildRequest(request.id),
+                "claimed",
+            )
+            .await?;
+            let builder = &self.builders[name];
+            let worker = self
+                .workers
+                .get_mut(&worker_name)
+                .expect("free_worker names a worker");
+            worker.running += 1;
+            let stop = CancellationToken::new();
+            let plan = BuildPlan {
+                builderid: builder.id,
+                builder_name: builder.config.name.clone(),
+                builder_properties: builder.config.properties.clone().into_iter().collect(),
+                builder_env: builder.config.env.clone().into_iter().collect(),
+                steps: builder.steps.clone(),
+                workerid: worker.id,
+                worker_name: worker.name.clone(),
+                worker_properties: worker.properties.clone(),
+                builder_dir: worker.basedir.join(&builder.config.workerbuilddir),
+                request: request.clone(),
+                stop: stop.clone(),
+            };
+            self.running.insert(
+                request.id,
+                Running {
+                    stop,
+                    worker: worker_name,
+                },
+            );
+            let ctx = self.ctx.clone();
+            builds.spawn(async move {
+                build::run(ctx, plan).await;
+                Finished {
+                    buildrequestid: request.id,
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// The first of the builder's workers with a free slot, the least busy first.
+    fn free_worker(&self, builder: &str) -> Option<String> {
+        self.builders[builder]
+            .config
+            .workernames
+            .iter()
+            .filter_map(|name| self.workers.get(name))
+            .filter(|w| w.max_builds.is_none_or(|max| w.running < max as usize))
+            .min_by_key(|w| w.running)
+            .map(|w| w.name.clone())
+    }
+
+    async fn answer(&mut self, request: ControlRequest) {
+        match request {
+            ControlRequest::Force { reply, .. } => {
+                let _ = reply.send(Err(ControlError::unavailable("forcing is not wired yet")));
+            }
+            ControlRequest::StopBuild {
+                buildid,
+                reason,
+                reply,
+            } => {
+                let _ = reply.send(self.stop_build(buildid, &reason).await);
+            }
+            ControlRequest::Rebuild { reply, .. } => {
+                let _ = reply.send(Err(ControlError::unavailable("rebuild is not wired yet")));
+            }
+            ControlRequest::CancelRequest {
+                buildrequestid,
+                reason,
+                reply,
+            } => {
+                let _ = reply.send(self.cancel_request(buildrequestid, &reason).await);
+            }
+        }
+    }
+
+    async fn stop_build(&mut self, buildid: i64, reason: &str) -> Result<(), ControlError> {
+        let (_, brid) = self
+            .ctx
+            .db
+            .build_request_of(buildid)
+            .await
+            .map_err(|_| ControlError::not_found(format!("no build with id {buildid}")))?;
+        match self.running.get(&brid) {
+            Some(running) => {
+                tracing::info!(build = buildid, "stopping the build: {reason}");
+                running.stop.cancel();
+                Ok(())
+            }
+            None => Err(ControlError::bad_request(format!(
+                "build {buildid} is not running"
+            ))),
+        }
+    }
+
+    async fn cancel_request(&mut self, brid: i64, reason: &str) -> Result<(), ControlError> {
+        if let Some(running) = self.running.get(&brid) {
+            running.stop.cancel();
+            return Ok(());
+        }
+        let internal = |e: crate::db::DbError| {
+            tracing::error!("cannot cancel request {brid}: {e}");
+            ControlError {
+                status: 500,
+                message: "storage error".into(),
+            }
+        };
+        let buildsets = self
+            .ctx
+            .db
+            .complete_requests(&[brid], BuildResult::Cancelled)
+            .await
+            .map_err(internal)?;
+        if buildsets.is_empty() {
+            return Err(ControlError::bad_request(format!(
+                "build request {brid} does not exist or is already complete"
+            )));
+        }
+        tracing::info!(buildrequest = brid, "build request cancelled: {reason}");
+        let db = &self.ctx.db;
+        let _ = publish(db, &self.ctx.bus, Resource::BuildRequest(brid), "cancel").await;
+        for bsid in buildsets {
+            if db
+                .maybe_complete_buildset(bsid)
+                .await
+                .map_err(internal)?
+                .is_some()
+            {
+                let _ = publish(db, &self.ctx.bus, Resource::Buildset(bsid), "complete").await;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,97 @@
+//! Writing a step's log while the step runs: lines are buffered a little and stored in
+//! chunks, so a chatty process costs a few database writes a second, not one per line.
+
+use std::time::{Duration, Instant};
+
+use crate::data::{publish, Resource};
+use crate::db::DbResult;
+use crate::master::Context;
+
+/// Flush when this much text is buffered ...
+const FLUSH_BYTES: usize = 64 * 1024;
+/// ... or when the oldest buffered line is this old.
+const FLUSH_AFTER: Duration = Duration::from_millis(200);
+
+/// One log of a running step.
+pub struct LogWriter {
+    ctx: Context,
+    pub logid: i64,
+    /// Buildbot's type: `s` (stdio, each line prefixed by its channel) or `t`.
+    stdio: bool,
+    buffer: String,
+    oldest: Option<Instant>,
+}
+
+impl LogWriter {
+    pub async fn create(
+        ctx: &Context,
+        stepid: i64,
+        name: &str,
+        stdio: bool,
+    ) -> DbResult<LogWriter> {
+        let slug = crate::model::LogInfo::slug_of(name);
+        let logid = ctx
+            .db
+            .add_log(stepid, name, &slug, if stdio { "s" } else { "t" })
+            .await?;
+        publish(&ctx.db, &ctx.bus, Resource::Log(logid), "new").await?;
+        Ok(LogWriter {
+            ctx: ctx.clone(),
+            logid,
+            stdio,
+            buffer: String::new(),
+            oldest: None,
+        })
+    }
+
+    /// Adds one line (without its newline) on a stdio channel: `o`, `e` or `h`; the channel
+    /// is ignored for text logs.
+    pub async fn line(&mut self, channel: char, line: &str) -> DbResult<()> {
+        if self.stdio {
+            self.buffer.push(channel);
+        }
+        self.buffer.push_str(line);
+        self.buffer.push('\n');
+        let oldest = *self.oldest.get_or_insert_with(Instant::now);
+        if self.buffer.len() >= FLUSH_BYTES || oldest.elapsed() >= FLUSH_AFTER {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Adds text that may hold several lines.
+    pub async fn text(&mut self, channel: char, text: &str) -> DbResult<()> {
+        for line in text.lines() {
+            self.line(channel, line).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> DbResult<()> {
+        self.oldest = None;
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let lines = std::mem::take(&mut self.buffer);
+        self.ctx.db.append_log(self.logid, &lines).await?;
+        publish(
+            &self.ctx.db,
+            &self.ctx.bus,
+            Resource::Log(self.logid),
+            "append",
+        )
+        .await
+    }
+
+    pub async fn finish(mut self) -> DbResult<()> {
+        self.flush().await?;
+        self.ctx.db.finish_log(self.logid).await?;
+        publish(
+            &self.ctx.db,
+            &self.ctx.bus,
+            Resource::Log(self.logid),
+            "finished",
+        )
+        .await
+    }
+}

@@ -1,0 +1,196 @@
+//! Build steps as they run: each step kind of `config::build::StepKind` turns into work on
+//! the build's worker directory, its logs, and the build's properties.
+
+mod log;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+pub use log::LogWriter;
+
+use crate::config::build::{StepConfig, StepKind};
+use crate::master::Context;
+use crate::model::{BuildResult, Properties, SourceStamp};
+use crate::script::{Arg, RenderData, Renderable};
+
+/// What steps share of the build they run in.
+pub struct RunningBuild {
+    pub ctx: Context,
+    pub buildid: i64,
+    pub number: i64,
+    pub builderid: i64,
+    pub builder_name: String,
+    pub worker_name: String,
+    /// The builder's directory on the worker; steps run in `workdir` below it.
+    pub builder_dir: PathBuf,
+    pub properties: Mutex<Properties>,
+    pub sourcestamps: Vec<SourceStamp>,
+    /// The builder's `env`, under every shell step's own.
+    pub env: Vec<(String, Renderable)>,
+    /// Cancelled when the build is stopped (`stop` through the API, or shutdown's timeout).
+    pub stop: CancellationToken,
+}
+
+impl RunningBuild {
+    pub fn properties(&self) -> Properties {
+        self.properties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_property(&self, name: &str, value: Value, source: &str) {
+        self.properties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set(name, value, source);
+    }
+
+    fn render_data(&self) -> RenderData {
+        RenderData {
+            properties: self.properties(),
+            sourcestamps: self.sourcestamps.clone(),
+            worker_info: Default::default(),
+        }
+    }
+
+    /// Renders against the build's properties now. Lua renderers run on the script host;
+    /// everything else renders here.
+    pub async fn render(&self, renderable: &Renderable) -> Result<Value, String> {
+        let data = self.render_data();
+        if renderable.needs_lua() {
+            self.ctx
+                .script
+                .render(renderable, data)
+                .await
+                .map_err(|e| e.to_string())
+        } else {
+            renderable.render(&data, None).map_err(|e| e.to_string())
+        }
+    }
+
+    pub async fn render_string(&self, renderable: &Renderable) -> Result<String, String> {
+        Ok(match self.render(renderable).await? {
+            Value::String(s) => s,
+            Value::Null => String::new(),
+            other => other.to_string(),
+        })
+    }
+
+    /// A Lua `fn(props...)` deciding something about a step (`doStepIf`, `hideStepIf`).
+    pub async fn decide(
+        &self,
+        callback: &crate::script::Callback,
+        mut args: Vec<Arg>,
+    ) -> Result<bool, String> {
+        args.push(Arg::Properties(Arc::new(self.render_data())));
+        self.ctx
+            .script
+            .call::<Value>(callback, args)
+            .await
+            .map(|value| !crate::script::is_falsy(&value))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The directory a step runs in.
+    pub async fn workdir(&self, step: &StepConfig) -> Result<PathBuf, String> {
+        let relative = match &step.common.workdir {
+            Some(workdir) => self.render_string(workdir).await?,
+            None => "build".to_string(),
+        };
+        Ok(self.builder_dir.join(relative))
+    }
+}
+
+/// How a step ended: its result and the words the UI shows for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepOutcome {
+    pub results: BuildResult,
+    /// Replaces the step's usual summary (`descriptionDone`), e.g. with the reason it failed.
+    pub summary: Option<String>,
+}
+
+impl StepOutcome {
+    pub fn of(results: BuildResult) -> StepOutcome {
+        StepOutcome {
+            results,
+            summary: None,
+        }
+    }
+
+    pub fn failed(results: BuildResult, why: impl Into<String>) -> StepOutcome {
+        StepOutcome {
+            results,
+            summary: Some(why.into()),
+        }
+    }
+}
+
+/// One step being run.
+pub struct StepRun<'a> {
+    pub build: &'a RunningBuild,
+    pub config: &'a StepConfig,
+    pub stepid: i64,
+}
+
+impl StepRun<'_> {
+    pub async fn log(&self, name: &str, stdio: bool) -> Result<LogWriter, String> {
+        LogWriter::create(&self.build.ctx, self.stepid, name, stdio)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Writes `text` to a text log named `name` (what a step that fails early explains).
+    pub async fn note(&self, name: &str, text: &str) -> Result<(), String> {
+        let mut log = self.log(name, false).await?;
+        log.text('o', text).await.map_err(|e| e.to_string())?;
+        log.finish().await.map_err(|e| e.to_string())
+    }
+
+    /// Runs the step; any error it meets becomes an EXCEPTION with the reason in a log.
+    pub async fn run(&self) -> StepOutcome {
+        match self.execute().await {
+            Ok(outcome) => outcome,
+            Err(why) => {
+                tracing::warn!(build = self.build.buildid, step = %self.config.common.name, "step failed: {why}");
+                let _ = self.note("err.text", &why).await;
+                StepOutcome::failed(
+                    BuildResult::Exception,
+                    format!("{} (exception)", self.config.common.name),
+                )
+            }
+        }
+    }
+
+    async fn execute(&self) -> Result<StepOutcome, String> {
+        let build = self.build;
+        match &self.config.kind {
+            StepKind::SetProperty { property, value } => {
+                let name = build.render_string(property).await?;
+                let value = build.render(value).await?;
+                build.set_property(&name, value, "SetProperty Step");
+                Ok(StepOutcome::of(BuildResult::Success))
+            }
+            StepKind::MakeDirectory { dir } => {
+                let dir = build.builder_dir.join(build.render_string(dir).await?);
+                tokio::fs::create_dir_all(&dir)
+                    .await
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                Ok(StepOutcome::of(BuildResult::Success))
+            }
+            StepKind::RemoveDirectory { dir } => {
+                let dir = build.builder_dir.join(build.render_string(dir).await?);
+                match tokio::fs::remove_dir_all(&dir).await {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Err(format!("cannot remove {}: {e}", dir.display()))
+                    }
+                    _ => Ok(StepOutcome::of(BuildResult::Success)),
+                }
+            }
+            _ => Err(format!("step kind {} cannot run yet", self.config.class())),
+        }
+    }
+}
