@@ -10,5 +10,6 @@ pub mod db;
 pub mod engine;
 pub mod master;
 pub mod model;
+pub mod process;
 pub mod script;
 pub mod steps;
