@@ -133,3 +133,174 @@ async fn a_build_runs_its_steps_and_records_properties_with_sources() {
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
 }
+
+/// Runs `git` in `dir`, failing the test if it fails.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=Alice",
+            "-c",
+            "user.email=alice@example.org",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+async fn log_text(master: &Master, step: &str, log: &str) -> String {
+    let db = &master.context.db;
+    let logid: i64 = sqlx::query_scalar(
+        "SELECT l.id FROM logs l JOIN steps s ON s.id = l.stepid WHERE s.name = $1 AND l.name = $2 ORDER BY l.id DESC LIMIT 1",
+    )
+    .bind(step)
+    .bind(log)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap_or_else(|_| panic!("no log {log} of step {step}"));
+    db.log_lines(logid, 0, i64::MAX).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_steps_run_real_processes_and_stream_their_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README"), "hello\n").unwrap();
+    git(&repo, &["add", "README"]);
+    git(&repo, &["commit", "-q", "-m", "first"]);
+    let head = git(&repo, &["rev-parse", "HEAD"]);
+    let config = format!(
+        r#"
+local c = BuildmasterConfig
+c['workers'] = {{ worker.LocalWorker("local") }}
+local f = util.BuildFactory()
+f:addStep(steps.Git{{repourl="{repo}", mode="full", method="fresh"}})
+f:addStep(steps.ShellCommand{{name="hello", command={{"sh", "-c", util.Interpolate("cat README; echo to-err >&2; echo %(prop:buildername)s")}}}})
+f:addStep(steps.Compile{{command="echo 'a.c:1: warning: unused'; echo ok"}})
+f:addStep(steps.Test{{command="echo 'test result: ok. 4 passed; 0 failed; 1 ignored'"}})
+f:addStep(steps.SetPropertyFromCommand{{command="printf 'v1.2\n'", property="version"}})
+f:addStep(steps.SetPropertyFromCommand{{name="extract", command="echo x=1; echo oops >&2", extract_fn=function(rc, out, err) return {{rc=rc, out=out, err=err}} end}})
+f:addStep(steps.FileUpload{{workersrc="README", masterdest="uploads/README"}})
+f:addStep(steps.ShellCommand{{name="missing", command={{"no-such-command-here"}}, haltOnFailure=true}})
+f:addStep(steps.ShellCommand{{name="after-halt", command="true"}})
+f:addStep(steps.ShellCommand{{name="always", command="true", alwaysRun=true}})
+c['builders'] = {{ util.BuilderConfig{{name="b", workernames={{"local"}}, factory=f}} }}
+"#,
+        repo = repo.display()
+    );
+    let master = start(dir.path(), &config).await;
+    let bsid = submit(&master, &["b"], &[]).await;
+    assert_eq!(complete(&master, bsid).await, BuildResult::Failure);
+
+    let db = &master.context.db;
+    let steps: Vec<(String, i64)> =
+        sqlx::query_as("SELECT name, results FROM steps ORDER BY number")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let names: Vec<(&str, i64)> = steps.iter().map(|(n, r)| (n.as_str(), *r)).collect();
+    assert_eq!(
+        names,
+        vec![
+            ("git", 0),
+            ("hello", 0),
+            ("compile", 1),
+            ("test", 0),
+            ("setproperty", 0),
+            ("extract", 0),
+            ("upload", 0),
+            ("missing", 2),
+            ("always", 0)
+        ]
+    );
+    let hello = log_text(&master, "hello", "stdio").await;
+    assert!(hello.contains("\nohello\n"), "{hello}");
+    assert!(hello.contains("\neto-err\n"), "{hello}");
+    assert!(hello.contains("\nob\n"), "{hello}");
+    assert!(hello.starts_with('h'), "the header comes first: {hello}");
+    let missing = log_text(&master, "missing", "stdio").await;
+    assert!(missing.contains("no-such-command-here"), "{missing}");
+
+    let buildid: i64 = sqlx::query_scalar("SELECT id FROM builds")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let props = db.build_properties(buildid).await.unwrap();
+    assert_eq!(props.get("got_revision"), Some(&Value::from(head)));
+    assert_eq!(props.get("version"), Some(&Value::from("v1.2")));
+    assert_eq!(props.get("warnings-count"), Some(&Value::from(1)));
+    assert_eq!(props.get("tests-passed"), Some(&Value::from(4)));
+    assert_eq!(props.get("rc"), Some(&Value::from(0)));
+    assert_eq!(props.get("err"), Some(&Value::from("oops\n")));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("uploads/README")).unwrap(),
+        "hello\n"
+    );
+    let state: String = sqlx::query_scalar("SELECT state_string FROM builds")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(state.contains("(failed to start)"), "{state}");
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lua_sees_the_stored_build_its_logs_and_the_previous_finished_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local") }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="say", command="echo said; echo warned >&2"})
+c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f} }
+function describe(build)
+  local step = build:getSteps()[1]
+  local log = step:getLogs()[1]
+  local previous = build:getPreviousBuild()
+  return string.format("%s #%d %s %s [%s] prev=%s", build:getBuilder():getName(), build:getNumber(),
+    step:getName(), log:getName(), log:getText(), previous and previous:getNumber() or "none")
+end
+"#;
+    let master = start(dir.path(), config).await;
+    for _ in 0..2 {
+        let bsid = submit(&master, &["b"], &[]).await;
+        complete(&master, bsid).await;
+    }
+    let ctx = &master.context;
+    let buildid: i64 = sqlx::query_scalar("SELECT id FROM builds WHERE number = 2")
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap();
+    let build = moonbot::engine::snapshot::build_info(&ctx.db, buildid)
+        .await
+        .unwrap();
+    assert!(build.is_finished());
+    let describe = {
+        let loaded = moonbot::config::load_source("t.lua", config, dir.path()).unwrap();
+        let f: mlua::Function = loaded.lua.globals().get("describe").unwrap();
+        let callback = moonbot::script::Callback::new(&loaded.lua, &f).unwrap();
+        ctx.script.replace_vm(loaded.lua).await.unwrap();
+        callback
+    };
+    let text: Value = ctx
+        .script
+        .call(
+            &describe,
+            vec![moonbot::script::Arg::Build(std::sync::Arc::new(build))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(text, Value::from("b #2 say stdio [said\nwarned\n] prev=1"));
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}

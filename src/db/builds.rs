@@ -273,3 +273,25 @@ impl Db {
         .await?)
     }
 }
+
+impl Db {
+    /// The sourcestamp ids of a buildset, which a rebuild reuses.
+    pub async fn buildset_sourcestamp_ids(&self, bsid: i64) -> DbResult<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT sourcestampid FROM buildset_sourcestamps WHERE buildsetid = $1 ORDER BY sourcestampid",
+        )
+        .bind(bsid)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The builder a build ran on.
+    pub async fn builder_of_build(&self, buildid: i64) -> DbResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT builderid FROM builds WHERE id = $1")
+                .bind(buildid)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}

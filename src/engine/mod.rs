@@ -5,6 +5,7 @@
 //! finishing and on control requests, and looks for work each time, so nothing polls.
 
 mod build;
+pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,7 +22,8 @@ pub use build::BuildPlan;
 use crate::config::build::{BuilderConfig, StepConfig, WorkerKind};
 use crate::data::{publish, Resource};
 use crate::db::DbResult;
-use crate::master::{Context, ControlError, ControlRequest};
+use crate::db::{BuildsetSpec, DbError};
+use crate::master::{Context, ControlError, ControlRequest, Submitted};
 use crate::model::BuildResult;
 
 /// How long running builds may take to finish at shutdown before they are stopped.
@@ -272,8 +274,8 @@ impl Engine {
             } => {
                 let _ = reply.send(self.stop_build(buildid, &reason).await);
             }
-            ControlRequest::Rebuild { reply, .. } => {
-                let _ = reply.send(Err(ControlError::unavailable("rebuild is not wired yet")));
+            ControlRequest::Rebuild { buildid, reply } => {
+                let _ = reply.send(self.rebuild(buildid).await);
             }
             ControlRequest::CancelRequest {
                 buildrequestid,
@@ -302,6 +304,33 @@ impl Engine {
                 "build {buildid} is not running"
             ))),
         }
+    }
+
+    /// Buildbot's `rebuild`: a new buildset with the same sourcestamps and properties, for
+    /// the build's builder.
+    async fn rebuild(&mut self, buildid: i64) -> Result<Submitted, ControlError> {
+        let db = &self.ctx.db;
+        let (bsid, _) = db
+            .build_request_of(buildid)
+            .await
+            .map_err(|_| ControlError::not_found(format!("no build with id {buildid}")))?;
+        let spec = async {
+            Ok::<_, crate::db::DbError>(BuildsetSpec {
+                reason: format!("rebuild of build {buildid}"),
+                scheduler: "rebuild".into(),
+                sourcestamp_ids: db.buildset_sourcestamp_ids(bsid).await?,
+                properties: db.buildset_properties(bsid).await?,
+                builder_ids: vec![db.builder_of_build(buildid).await?],
+                ..BuildsetSpec::default()
+            })
+        };
+        let submitted = async { db.add_buildset(&spec.await?).await };
+        let (new_bsid, brids) = submitted.await.map_err(|e| storage_error("rebuild", e))?;
+        let _ = publish(db, &self.ctx.bus, Resource::Buildset(new_bsid), "new").await;
+        for brid in brids.values() {
+            let _ = publish(db, &self.ctx.bus, Resource::BuildRequest(*brid), "new").await;
+        }
+        Ok((new_bsid, brids))
     }
 
     async fn cancel_request(&mut self, brid: i64, reason: &str) -> Result<(), ControlError> {
@@ -341,5 +370,14 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+/// A storage failure behind a control request: logged here, a bare 500 for the caller.
+fn storage_error(what: &str, error: DbError) -> ControlError {
+    tracing::error!("{what} failed: {error}");
+    ControlError {
+        status: 500,
+        message: format!("{what} failed: internal error"),
     }
 }

@@ -2,6 +2,9 @@
 //! the build's worker directory, its logs, and the build's properties.
 
 mod log;
+mod shell;
+mod source;
+mod transfer;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -190,6 +193,19 @@ impl StepRun<'_> {
                     _ => Ok(StepOutcome::of(BuildResult::Success)),
                 }
             }
+            StepKind::ShellCommand(step) | StepKind::Configure(step) => {
+                self.shell(step, None, false).await
+            }
+            StepKind::Compile(step, warnings) => self.shell(step, Some(warnings), false).await,
+            StepKind::Test(step, warnings) => self.shell(step, Some(warnings), true).await,
+            StepKind::ShellSequence { commands, shell } => self.sequence(commands, shell).await,
+            StepKind::SetPropertyFromCommand(step, target) => {
+                self.property_from_command(step, target).await
+            }
+            StepKind::MasterShellCommand(step) => self.master_shell(step).await,
+            StepKind::Git(step) => self.git(step).await,
+            StepKind::FileUpload(step) => self.upload(step).await,
+            StepKind::FileDownload(step) => self.download(step).await,
             _ => Err(format!("step kind {} cannot run yet", self.config.class())),
         }
     }

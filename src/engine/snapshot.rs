@@ -1,0 +1,153 @@
+//! Status objects from storage: the `BuildInfo` snapshots Lua callbacks and status targets
+//! receive, with log text and earlier builds read only when a callback asks for them.
+
+use std::sync::Arc;
+
+use sqlx::Row;
+use tokio::runtime::Handle;
+
+use crate::db::{Db, DbError, DbResult};
+use crate::model::{
+    BuildHistory, BuildInfo, BuildResult, BuilderInfo, LogInfo, LogSource, StepInfo,
+};
+
+/// Takes a snapshot of a build as it is stored now.
+pub async fn build_info(db: &Db, buildid: i64) -> DbResult<BuildInfo> {
+    let row = sqlx::query(
+        "SELECT b.number, b.builderid, b.started_at, b.complete_at, b.state_string, b.results, \
+         r.buildsetid, s.reason, bl.name AS builder, bl.tags, w.name AS worker \
+         FROM builds b JOIN buildrequests r ON r.id = b.buildrequestid \
+         JOIN buildsets s ON s.id = r.buildsetid JOIN builders bl ON bl.id = b.builderid \
+         LEFT JOIN workers w ON w.id = b.workerid WHERE b.id = $1",
+    )
+    .bind(buildid)
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or_else(|| DbError::NotFound(format!("build {buildid}")))?;
+    let tags: String = row.try_get("tags")?;
+    let state: String = row.try_get("state_string")?;
+    let results: Option<i64> = row.try_get("results")?;
+    let bsid: i64 = row.try_get("buildsetid")?;
+    let properties = db.build_properties(buildid).await?;
+    Ok(BuildInfo {
+        builder: BuilderInfo {
+            id: row.try_get("builderid")?,
+            name: row.try_get("builder")?,
+            tags: serde_json::from_str(&tags).unwrap_or_default(),
+        },
+        number: row.try_get("number")?,
+        reason: row.try_get("reason")?,
+        results: results.and_then(BuildResult::from_code),
+        text: state.split_whitespace().map(String::from).collect(),
+        started_at: row.try_get("started_at")?,
+        complete_at: row.try_get("complete_at")?,
+        worker_name: row
+            .try_get::<Option<String>, _>("worker")?
+            .unwrap_or_default(),
+        properties,
+        sourcestamps: db.buildset_sourcestamps(bsid).await?,
+        steps: steps(db, buildid).await?,
+        history: Some(Arc::new(StoredHistory {
+            db: db.clone(),
+            runtime: Handle::current(),
+        })),
+    })
+}
+
+async fn steps(db: &Db, buildid: i64) -> DbResult<Vec<StepInfo>> {
+    let rows = sqlx::query(
+        "SELECT id, name, results, state_string, started_at, complete_at FROM steps \
+         WHERE buildid = $1 ORDER BY number",
+    )
+    .bind(buildid)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut steps = Vec::new();
+    for row in rows {
+        let stepid: i64 = row.try_get("id")?;
+        let logs: Vec<(i64, String, i64, String)> = sqlx::query_as(
+            "SELECT id, name, complete, type FROM logs WHERE stepid = $1 ORDER BY id",
+        )
+        .bind(stepid)
+        .fetch_all(&db.pool)
+        .await?;
+        let state: String = row.try_get("state_string")?;
+        let results: Option<i64> = row.try_get("results")?;
+        steps.push(StepInfo {
+            name: row.try_get("name")?,
+            results: results.and_then(BuildResult::from_code),
+            text: state.split_whitespace().map(String::from).collect(),
+            started_at: row.try_get("started_at")?,
+            complete_at: row.try_get("complete_at")?,
+            logs: logs
+                .into_iter()
+                .map(|(logid, name, complete, log_type)| LogInfo {
+                    name,
+                    finished: complete == 1,
+                    source: Arc::new(StoredLog {
+                        db: db.clone(),
+                        logid,
+                        stdio: log_type == "s",
+                        runtime: Handle::current(),
+                    }),
+                })
+                .collect(),
+        });
+    }
+    Ok(steps)
+}
+
+/// A log in storage. `text` runs on the script host's thread, outside the runtime, so it
+/// may block on the query.
+struct StoredLog {
+    db: Db,
+    logid: i64,
+    stdio: bool,
+    runtime: Handle,
+}
+
+impl LogSource for StoredLog {
+    /// The log's text; for a stdio log, stdout and stderr without the header lines, as
+    /// Buildbot 0.8's `getText` gives.
+    fn text(&self) -> anyhow::Result<String> {
+        let lines = self
+            .runtime
+            .block_on(self.db.log_lines(self.logid, 0, i64::MAX))?;
+        if !self.stdio {
+            return Ok(lines);
+        }
+        Ok(lines
+            .split_inclusive('\n')
+            .filter(|line| !line.starts_with('h'))
+            .map(|line| line.get(1..).unwrap_or_default())
+            .collect())
+    }
+}
+
+struct StoredHistory {
+    db: Db,
+    runtime: Handle,
+}
+
+impl BuildHistory for StoredHistory {
+    fn previous_finished(
+        &self,
+        builder: &BuilderInfo,
+        number: i64,
+    ) -> anyhow::Result<Option<Arc<BuildInfo>>> {
+        self.runtime.block_on(async {
+            let previous: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM builds WHERE builderid = $1 AND number < $2 \
+                 AND complete_at IS NOT NULL ORDER BY number DESC LIMIT 1",
+            )
+            .bind(builder.id)
+            .bind(number)
+            .fetch_optional(&self.db.pool)
+            .await?;
+            match previous {
+                Some(id) => Ok(Some(Arc::new(build_info(&self.db, id).await?))),
+                None => Ok(None),
+            }
+        })
+    }
+}
