@@ -222,10 +222,9 @@ async fn git_poller_reports_new_commits_oldest_first_and_never_twice() {
         );
     }
 
-    // A restart: a new poller over the same database replays nothing.
+    // A restart: a new poller over the same database knows what was seen, so a commit made
+    // while it was down is reported, and nothing before it again.
     drop(first);
-    let mut restarted = poller(&ctx, 0);
-    assert_eq!(restarted.poll().await.unwrap(), 0);
     let m3 = commit(
         &repo,
         "README",
@@ -233,7 +232,9 @@ async fn git_poller_reports_new_commits_oldest_first_and_never_twice() {
         "Amy <amy@example.org>",
         1_700_000_300,
     );
+    let mut restarted = poller(&ctx, 0);
     assert_eq!(restarted.poll().await.unwrap(), 1);
+    assert_eq!(restarted.poll().await.unwrap(), 0);
     assert_eq!(change_count(&ctx.db).await, 4);
     let (change, _) = ctx.db.change(4).await.unwrap();
     assert_eq!(change.revision, Some(m3));
@@ -266,6 +267,44 @@ async fn git_poller_fails_a_poll_with_gits_message_and_goes_on() {
     let (change, _) = ctx.db.change(1).await.unwrap();
     // The remote's default branch, found through its HEAD.
     assert_eq!(change.branch.as_deref(), Some("trunk"));
+}
+
+#[tokio::test]
+async fn only_tags_and_pushes_without_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = upstream(dir.path());
+    git(&repo, &["tag", "v1"], "");
+    let url = repo.to_str().unwrap();
+    let ctx = context(
+        dir.path(),
+        &format!(
+            r#"c['change_source']:append(changes.GitPoller{{
+                 repourl = "{url}", only_tags = true, name = "tags" }})
+               c['change_source']:append(changes.GitPoller{{
+                 repourl = "{url}", only_tags = true, name = "pushes",
+                 buildPushesWithNoCommits = true }})"#
+        ),
+    )
+    .await;
+    let (mut tags, mut pushes) = (poller(&ctx, 0), poller(&ctx, 1));
+    assert_eq!(tags.poll().await.unwrap(), 0);
+    assert_eq!(pushes.poll().await.unwrap(), 0);
+    // A new tag on a commit already seen: no new commit, but a push.
+    git(&repo, &["tag", "v2"], "");
+    assert_eq!(tags.poll().await.unwrap(), 0);
+    assert_eq!(pushes.poll().await.unwrap(), 1);
+    let (change, _) = ctx.db.change(1).await.unwrap();
+    assert_eq!(change.branch.as_deref(), Some("refs/tags/v2"));
+    assert_eq!(change.revision, Some(git(&repo, &["rev-parse", "v1"], "")));
+    // A branch commit is not a tag.
+    commit(&repo, "f", "untagged", "A <a@example.org>", 1_700_000_000);
+    assert_eq!(tags.poll().await.unwrap(), 0);
+    let tagged = commit(&repo, "f", "tagged", "A <a@example.org>", 1_700_000_001);
+    git(&repo, &["tag", "v3"], "");
+    assert_eq!(tags.poll().await.unwrap(), 2, "both commits up to the tag");
+    let (change, _) = ctx.db.change(3).await.unwrap();
+    assert_eq!(change.revision, Some(tagged));
+    assert_eq!(change.branch.as_deref(), Some("refs/tags/v3"));
 }
 
 #[tokio::test]

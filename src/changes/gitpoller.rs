@@ -676,6 +676,33 @@ mod tests {
     }
 
     #[test]
+    fn ssh_files_are_private_and_gone_after_the_poll() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let workdir = tempfile::tempdir().unwrap();
+        let dir = workdir.path().join(".moonbot-ssh-test");
+        let files = SshFiles {
+            key: dir.join("ssh-key"),
+            known_hosts: Some(dir.join("ssh-known-hosts")),
+            dir: dir.clone(),
+        };
+        files.write("KEY\n", Some("* ssh-ed25519 AAAA")).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&files.key), 0o600);
+        assert_eq!(std::fs::read_to_string(&files.key).unwrap(), "KEY\n");
+        assert_eq!(
+            files.command(),
+            format!(
+                "ssh -o BatchMode=yes -i \"{}\" -o \"UserKnownHostsFile={}\"",
+                dir.join("ssh-key").display(),
+                dir.join("ssh-known-hosts").display()
+            )
+        );
+        drop(files);
+        assert!(!dir.exists());
+    }
+
+    #[test]
     fn encodings_by_python_name() {
         assert_eq!(TextEncoding::from_label("UTF_8"), Some(TextEncoding::Utf8));
         assert_eq!(
