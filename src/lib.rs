@@ -4,6 +4,7 @@
 //! user's Lua callbacks and renderables; `model` holds the plain data both share.
 
 pub mod bus;
+pub mod changes;
 pub mod config;
 pub mod data;
 pub mod db;

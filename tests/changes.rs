@@ -1,0 +1,546 @@
+//! Change sources against real peers: GitPoller with the git binary on repositories in temp
+//! dirs, PBChangeSource over HTTP on 127.0.0.1 fed by the sendchange client, all storing into
+//! a real SQLite database and announcing on the bus.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moonbot::bus::Event;
+use moonbot::changes::{
+    self, send_change, sendchange, ChangeMessage, GitPollerService, SendError, SendchangeArgs,
+};
+use moonbot::config::build::ChangeSourceConfig;
+use moonbot::db::Db;
+use moonbot::master::{Context, Control};
+use moonbot::script::ScriptHost;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A master context over `basedir` with the given config (its `c` is BuildmasterConfig).
+async fn context(basedir: &Path, config: &str) -> Context {
+    let source = format!("local c = BuildmasterConfig\n{config}");
+    let loaded = moonbot::config::load_source("master.cfg.lua", &source, basedir)
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let config = Arc::new(loaded.config);
+    let db = Db::open("sqlite:///state.sqlite", basedir).await.unwrap();
+    let script = ScriptHost::start(loaded.lua, config.script_limits).unwrap();
+    let masterid = db.master_id("test:master").await.unwrap();
+    Context {
+        db,
+        bus: Default::default(),
+        control: Control::channel().0,
+        script,
+        config,
+        basedir: basedir.to_path_buf(),
+        masterid,
+        shutdown: CancellationToken::new(),
+    }
+}
+
+fn git(repo: &Path, args: &[&str], date: &str) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(repo)
+        .env("GIT_AUTHOR_DATE", date)
+        .env("GIT_COMMITTER_DATE", date)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", repo)
+        .env("GIT_COMMITTER_NAME", "Com Mitter")
+        .env("GIT_COMMITTER_EMAIL", "cm@example.org")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+/// A repository with one commit on `main`; returns its path.
+fn upstream(dir: &Path) -> std::path::PathBuf {
+    let repo = dir.join("upstream");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"], "");
+    commit(
+        &repo,
+        "README",
+        "start",
+        "Up Stream <up@example.org>",
+        1_600_000_000,
+    );
+    repo
+}
+
+/// Commits `file` with `message` by `author` at `when`; returns the new revision.
+fn commit(repo: &Path, file: &str, message: &str, author: &str, when: i64) -> String {
+    let path = repo.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, format!("{message}\n")).unwrap();
+    git(repo, &["add", file], "");
+    let date = format!("@{when} +0000");
+    git(
+        repo,
+        &["commit", "-q", "--author", author, "-m", message],
+        &date,
+    );
+    git(repo, &["rev-parse", "HEAD"], "")
+}
+
+fn poller(ctx: &Context, index: usize) -> GitPollerService {
+    match &ctx.config.change_sources[index] {
+        ChangeSourceConfig::GitPoller(config) => {
+            GitPollerService::new(ctx.clone(), config, ctx.shutdown.child_token()).unwrap()
+        }
+        other => panic!("source {index} is a {}", other.kind()),
+    }
+}
+
+async fn next_event(events: &mut broadcast::Receiver<Arc<Event>>) -> Arc<Event> {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("an event in time")
+        .unwrap()
+}
+
+async fn change_count(db: &Db) -> usize {
+    let mut count = 0;
+    while db.change(count as i64 + 1).await.is_ok() {
+        count += 1;
+    }
+    count
+}
+
+#[tokio::test]
+async fn git_poller_reports_new_commits_oldest_first_and_never_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = upstream(dir.path());
+    git(&repo, &["branch", "dev"], "");
+    let url = repo.to_str().unwrap();
+    let ctx = context(
+        dir.path(),
+        &format!(
+            r#"c['change_source']:append(changes.GitPoller{{
+                 repourl = "{url}", branches = {{ "main", "dev" }}, workdir = "gp",
+                 project = "hello", category = "upstream" }})"#
+        ),
+    )
+    .await;
+
+    let mut first = poller(&ctx, 0);
+    assert_eq!(first.poll().await.unwrap(), 0, "history is not news");
+    let main_head = git(&repo, &["rev-parse", "main"], "");
+    let heads = ctx
+        .db
+        .get_state(&format!("GitPoller:{url}"), "lastRev")
+        .await;
+    assert_eq!(
+        heads.unwrap(),
+        Some(json!({ "main": main_head, "dev": main_head }))
+    );
+    assert_eq!(change_count(&ctx.db).await, 0);
+    assert!(
+        dir.path().join("gp/HEAD").exists(),
+        "a bare repository in the workdir"
+    );
+
+    let mut events = ctx.bus.subscribe();
+    let m1 = commit(
+        &repo,
+        "src/a.c",
+        "first on main\n\nwith a body",
+        "Amy <amy@example.org>",
+        1_700_000_000,
+    );
+    let m2 = commit(
+        &repo,
+        "café.txt",
+        "second on main",
+        "Bob <bob@example.org>",
+        1_700_000_100,
+    );
+    git(&repo, &["checkout", "-q", "dev"], "");
+    let d1 = commit(
+        &repo,
+        "dev.txt",
+        "on dev",
+        "Dee <dee@example.org>",
+        1_700_000_200,
+    );
+    git(&repo, &["checkout", "-q", "main"], "");
+
+    assert_eq!(first.poll().await.unwrap(), 3);
+    // Branches in ref order (dev, main), each branch's commits oldest first; the comments
+    // are subject and body as Buildbot reads them (`%s%n%b`).
+    let expected = [
+        (
+            &d1,
+            "dev",
+            "Dee <dee@example.org>",
+            "on dev",
+            "dev.txt",
+            1_700_000_200,
+        ),
+        (
+            &m1,
+            "main",
+            "Amy <amy@example.org>",
+            "first on main\nwith a body",
+            "src/a.c",
+            1_700_000_000,
+        ),
+        (
+            &m2,
+            "main",
+            "Bob <bob@example.org>",
+            "second on main",
+            "café.txt",
+            1_700_000_100,
+        ),
+    ];
+    for (index, (revision, branch, author, comments, file, when)) in expected.iter().enumerate() {
+        let id = index as i64 + 1;
+        let (change, _) = ctx.db.change(id).await.unwrap();
+        assert_eq!(change.revision.as_deref(), Some(revision.as_str()));
+        assert_eq!(change.branch.as_deref(), Some(*branch));
+        assert_eq!(change.who, *author);
+        assert_eq!(change.comments, *comments);
+        assert_eq!(change.files, vec![file.to_string()]);
+        assert_eq!(change.when, *when);
+        assert_eq!(change.project, "hello");
+        assert_eq!(change.category.as_deref(), Some("upstream"));
+        assert_eq!(change.repository, url);
+        assert_eq!(
+            next_event(&mut events).await.key,
+            format!("changes/{id}/new")
+        );
+    }
+
+    // A restart: a new poller over the same database knows what was seen, so a commit made
+    // while it was down is reported, and nothing before it again.
+    drop(first);
+    let m3 = commit(
+        &repo,
+        "README",
+        "third on main",
+        "Amy <amy@example.org>",
+        1_700_000_300,
+    );
+    let mut restarted = poller(&ctx, 0);
+    assert_eq!(restarted.poll().await.unwrap(), 1);
+    assert_eq!(restarted.poll().await.unwrap(), 0);
+    assert_eq!(change_count(&ctx.db).await, 4);
+    let (change, _) = ctx.db.change(4).await.unwrap();
+    assert_eq!(change.revision, Some(m3));
+    assert_eq!(next_event(&mut events).await.key, "changes/4/new");
+}
+
+#[tokio::test]
+async fn git_poller_fails_a_poll_with_gits_message_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-repo");
+    let ctx = context(
+        dir.path(),
+        &format!(
+            r#"c['change_source']:append(changes.GitPoller{{ repourl = "{}" }})"#,
+            missing.display()
+        ),
+    )
+    .await;
+    let mut service = poller(&ctx, 0);
+    let error = format!("{:#}", service.poll().await.unwrap_err());
+    assert!(error.contains("ls-remote"), "{error}");
+    assert!(error.contains("no-such-repo"), "{error}");
+    // Once the repository exists, the same poller works.
+    std::fs::create_dir(&missing).unwrap();
+    git(&missing, &["init", "-q", "-b", "trunk"], "");
+    commit(&missing, "f", "one", "A <a@example.org>", 1_600_000_000);
+    assert_eq!(service.poll().await.unwrap(), 0);
+    commit(&missing, "f", "two", "A <a@example.org>", 1_600_000_001);
+    assert_eq!(service.poll().await.unwrap(), 1);
+    let (change, _) = ctx.db.change(1).await.unwrap();
+    // The remote's default branch, found through its HEAD.
+    assert_eq!(change.branch.as_deref(), Some("trunk"));
+}
+
+#[tokio::test]
+async fn only_tags_and_pushes_without_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = upstream(dir.path());
+    git(&repo, &["tag", "v1"], "");
+    let url = repo.to_str().unwrap();
+    let ctx = context(
+        dir.path(),
+        &format!(
+            r#"c['change_source']:append(changes.GitPoller{{
+                 repourl = "{url}", only_tags = true, name = "tags" }})
+               c['change_source']:append(changes.GitPoller{{
+                 repourl = "{url}", only_tags = true, name = "pushes",
+                 buildPushesWithNoCommits = true }})"#
+        ),
+    )
+    .await;
+    let (mut tags, mut pushes) = (poller(&ctx, 0), poller(&ctx, 1));
+    assert_eq!(tags.poll().await.unwrap(), 0);
+    assert_eq!(pushes.poll().await.unwrap(), 0);
+    // A new tag on a commit already seen: no new commit, but a push.
+    git(&repo, &["tag", "v2"], "");
+    assert_eq!(tags.poll().await.unwrap(), 0);
+    assert_eq!(pushes.poll().await.unwrap(), 1);
+    let (change, _) = ctx.db.change(1).await.unwrap();
+    assert_eq!(change.branch.as_deref(), Some("refs/tags/v2"));
+    assert_eq!(change.revision, Some(git(&repo, &["rev-parse", "v1"], "")));
+    // A branch commit is not a tag.
+    commit(&repo, "f", "untagged", "A <a@example.org>", 1_700_000_000);
+    assert_eq!(tags.poll().await.unwrap(), 0);
+    let tagged = commit(&repo, "f", "tagged", "A <a@example.org>", 1_700_000_001);
+    git(&repo, &["tag", "v3"], "");
+    assert_eq!(tags.poll().await.unwrap(), 2, "both commits up to the tag");
+    let (change, _) = ctx.db.change(3).await.unwrap();
+    assert_eq!(change.revision, Some(tagged));
+    assert_eq!(change.branch.as_deref(), Some("refs/tags/v3"));
+}
+
+#[tokio::test]
+async fn a_started_poller_polls_on_its_own_until_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = upstream(dir.path());
+    let url = repo.to_str().unwrap();
+    let ctx = context(
+        dir.path(),
+        &format!(
+            r#"c['change_source']:append(changes.GitPoller{{
+                 repourl = "{url}", branches = true, pollInterval = 1, pollAtLaunch = true,
+                 category = function(change) return change.branch .. "-" .. #change.files end }})"#
+        ),
+    )
+    .await;
+    let mut events = ctx.bus.subscribe();
+    let running = changes::start(&ctx, &ctx.config.change_sources[0])
+        .await
+        .unwrap();
+    assert_eq!(running.local_addr(), None);
+    let state = format!("GitPoller:{url}");
+    tokio::time::timeout(WAIT, async {
+        while ctx.db.get_state(&state, "lastRev").await.unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the launch poll records the heads");
+    git(&repo, &["checkout", "-q", "-b", "feature"], "");
+    let revision = commit(
+        &repo,
+        "x/y.c",
+        "feature work",
+        "Fay <fay@example.org>",
+        1_700_000_000,
+    );
+
+    let event = next_event(&mut events).await;
+    assert_eq!(event.key, "changes/1/new");
+    let (change, _) = ctx.db.change(1).await.unwrap();
+    assert_eq!(change.revision, Some(revision));
+    assert_eq!(change.branch.as_deref(), Some("feature"));
+    assert_eq!(change.category.as_deref(), Some("feature-1"));
+
+    ctx.shutdown.cancel();
+    tokio::time::timeout(WAIT, running.stop())
+        .await
+        .expect("the poller stops on shutdown");
+}
+
+const PB_CONFIG: &str = r#"
+c['change_source']:append(changes.PBChangeSource{
+  port = "tcp:0:interface=127.0.0.1", user = "alice", passwd = "sekrit", prefix = "trunk/" })
+c['change_source']:append(changes.PBChangeSource{ name = "second", port = "tcp:0:interface=127.0.0.1" })
+"#;
+
+/// One raw HTTP request to the source; the status and the body as JSON.
+async fn raw_post(
+    addr: std::net::SocketAddr,
+    auth: &str,
+    method: &str,
+    body: &str,
+) -> (u16, Value) {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(auth);
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} /changes HTTP/1.1\r\nHost: test\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1;
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(Value::String(body.into())),
+    )
+}
+
+#[tokio::test]
+async fn sendchange_reaches_a_pb_change_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), PB_CONFIG).await;
+    let mut events = ctx.bus.subscribe();
+    let first = changes::start(&ctx, &ctx.config.change_sources[0])
+        .await
+        .unwrap();
+    let second = changes::start(&ctx, &ctx.config.change_sources[1])
+        .await
+        .unwrap();
+    let addr = first.local_addr().unwrap();
+    assert_ne!(
+        addr,
+        second.local_addr().unwrap(),
+        "each source has its own port"
+    );
+    let master = addr.to_string();
+
+    let change = ChangeMessage {
+        who: "Carl <carl@example.org>".into(),
+        files: vec!["trunk/src/a.c".into(), "branches/old/b.c".into()],
+        comments: "fix the frobnicator".into(),
+        branch: Some("main".into()),
+        revision: Some("1234abcd".into()),
+        category: Some("fixes".into()),
+        when: Some(1_650_000_000.0),
+        properties: [("ticket".to_string(), json!("42"))].into(),
+        repository: "https://example.org/r.git".into(),
+        project: "frob".into(),
+        revlink: Some("https://example.org/r/1234abcd".into()),
+        codebase: Some("frobcode".into()),
+        vc: Some("git".into()),
+        ..ChangeMessage::default()
+    };
+    let id = send_change(&master, "alice", "sekrit", &change)
+        .await
+        .unwrap();
+    let (stored, _) = ctx.db.change(id).await.unwrap();
+    assert_eq!(stored.who, "Carl <carl@example.org>");
+    assert_eq!(stored.files, vec!["src/a.c"], "prefix applied");
+    assert_eq!(stored.comments, "fix the frobnicator");
+    assert_eq!(stored.branch.as_deref(), Some("main"));
+    assert_eq!(stored.revision.as_deref(), Some("1234abcd"));
+    assert_eq!(stored.category.as_deref(), Some("fixes"));
+    assert_eq!(stored.when, 1_650_000_000);
+    assert_eq!(stored.properties, vec![("ticket".to_string(), json!("42"))]);
+    assert_eq!(stored.repository, "https://example.org/r.git");
+    assert_eq!(stored.project, "frob");
+    assert_eq!(
+        stored.revlink.as_deref(),
+        Some("https://example.org/r/1234abcd")
+    );
+    assert_eq!(stored.codebase, "frobcode");
+    assert_eq!(
+        next_event(&mut events).await.key,
+        format!("changes/{id}/new")
+    );
+
+    match send_change(&master, "alice", "wrong", &change).await {
+        Err(SendError::Rejected {
+            status: 401,
+            message,
+        }) => {
+            assert!(message.contains("password"), "{message}")
+        }
+        other => panic!("a wrong password was {other:?}"),
+    }
+    let (status, body) = raw_post(addr, "alice:wrong", "POST", "{}").await;
+    assert_eq!((status, body["error"].is_string()), (401, true));
+
+    // Bad input is refused, saying what was wrong, and the server goes on.
+    let (status, body) = raw_post(addr, "alice:sekrit", "POST", "{not json").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("bad change"),
+        "{body}"
+    );
+    let (status, body) = raw_post(addr, "alice:sekrit", "POST", r#"{"files": []}"#).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("who"), "{body}");
+    let (status, body) = raw_post(
+        addr,
+        "alice:sekrit",
+        "POST",
+        r#"{"who": "x", "when": "soon"}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("invalid type"),
+        "{body}"
+    );
+    let (status, _) = raw_post(addr, "alice:sekrit", "GET", "").await;
+    assert_eq!(status, 405);
+    assert_eq!(change_count(&ctx.db).await, 1, "nothing bad was stored");
+
+    // The default credentials on the second source, through the command's own function.
+    let args = SendchangeArgs {
+        master: second.local_addr().unwrap().to_string(),
+        auth: "change:changepw".into(),
+        who: "Dora".into(),
+        repository: String::new(),
+        vc: None,
+        project: String::new(),
+        branch: Some("dev".into()),
+        category: None,
+        codebase: None,
+        revision: Some("feed".into()),
+        revision_file: None,
+        properties: vec!["reason:late:night".into()],
+        comments: Some("from the command".into()),
+        logfile: None,
+        when: None,
+        revlink: String::new(),
+        files: vec!["trunk/kept-as-is".into()],
+    };
+    sendchange(args.clone()).await.unwrap();
+    let (stored, _) = ctx.db.change(2).await.unwrap();
+    assert_eq!(stored.who, "Dora");
+    assert_eq!(
+        stored.files,
+        vec!["trunk/kept-as-is"],
+        "no prefix on this source"
+    );
+    assert_eq!(
+        stored.properties,
+        vec![("reason".to_string(), json!("late:night"))]
+    );
+    assert!(
+        (stored.when - moonbot::db::now() as i64).abs() < 60,
+        "now when not given"
+    );
+
+    let refused = sendchange(SendchangeArgs {
+        auth: "change:nope".into(),
+        ..args.clone()
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        format!("{refused:#}").starts_with("change not sent"),
+        "{refused:#}"
+    );
+
+    first.stop().await;
+    second.stop().await;
+    let closed = send_change(&master, "alice", "sekrit", &change).await;
+    assert!(
+        matches!(closed, Err(SendError::Connect { .. })),
+        "{closed:?}"
+    );
+}
