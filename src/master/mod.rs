@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::Bus;
+use crate::changes::{self, RunningSource};
 use crate::config::{self, MasterConfig};
 use crate::db::Db;
 use crate::engine::{Engine, SHUTDOWN_GRACE};
@@ -41,6 +42,7 @@ pub async fn run(basedir: &Path, shutdown: CancellationToken) -> anyhow::Result<
 pub struct Master {
     pub context: Context,
     engine: JoinHandle<()>,
+    change_sources: Vec<RunningSource>,
 }
 
 impl Master {
@@ -77,15 +79,22 @@ impl Master {
             shutdown,
         };
         let engine = Engine::new(context.clone()).await?;
+        let mut change_sources = Vec::new();
+        for source in &context.config.change_sources {
+            change_sources.push(changes::start(&context, source).await?);
+        }
         let engine = tokio::spawn(engine.run(requests, SHUTDOWN_GRACE));
         tracing::info!(basedir = %context.basedir.display(), "master started");
-        Ok(Master { context, engine })
+        Ok(Master { context, engine, change_sources })
     }
 
     /// Waits for the shutdown signal, then for every service to stop.
     pub async fn wait(self) -> anyhow::Result<()> {
         self.context.shutdown.cancelled().await;
         tracing::info!("master shutting down");
+        for source in self.change_sources {
+            source.stop().await;
+        }
         self.engine.await?;
         tracing::info!("master stopped");
         Ok(())
