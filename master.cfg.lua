@@ -16,18 +16,23 @@ c['db'] = { db_url = "sqlite:///state.sqlite" }
 -- Workers: a local worker runs steps as processes on this machine.
 c['workers']:append(worker.LocalWorker("local", { max_builds = 2 }))
 
--- Change sources: poll a git repository for new commits.
-c['change_source']:append(changes.GitPoller{
-  repourl = "https://example.org/hello.git",
-  branches = { "main" },
-  pollInterval = 300,
-})
+-- Change sources: poll a git repository for new commits. Point it at your repository and
+-- uncomment it (and the Git step below).
+-- c['change_source']:append(changes.GitPoller{
+--   repourl = "https://example.org/hello.git",
+--   branches = { "main" },
+--   pollInterval = 300,
+-- })
 
--- Builders: what to do, and where.
+-- Builders: what to do, and where. Steps run in workers/local/runtests/build.
 local f = util.BuildFactory()
-f:addStep(steps.Git{ repourl = "https://example.org/hello.git", mode = "incremental" })
-f:addStep(steps.ShellCommand{ command = { "make", "all" }, haltOnFailure = true })
-f:addStep(steps.ShellCommand{ name = "test", command = { "make", "test" } })
+-- f:addStep(steps.Git{ repourl = "https://example.org/hello.git", mode = "incremental" })
+f:addStep(steps.ShellCommand{
+  name = "hello",
+  command = { "sh", "-c", util.Interpolate("echo hello from build %(prop:buildnumber)s of %(prop:buildername)s") },
+  haltOnFailure = true,
+})
+f:addStep(steps.ShellCommand{ name = "test", command = "uname -a && ls -la" })
 
 c['builders']:append(util.BuilderConfig{ name = "runtests", workernames = { "local" }, factory = f })
 
