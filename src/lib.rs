@@ -9,4 +9,5 @@ pub mod data;
 pub mod db;
 pub mod master;
 pub mod model;
+pub mod schedulers;
 pub mod script;
