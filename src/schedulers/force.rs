@@ -239,7 +239,8 @@ fn value(parameter: &ForceParameter, given: Option<&Value>) -> Result<Value, Str
                 .map_err(|_| format!("{label}: '{first}' is not an integer")),
         },
         ParameterKind::UserName { need_email, .. } => {
-            if *need_email && !(first.is_empty() && !parameter.required) && !EMAIL.is_match(first) {
+            let may_be_blank = first.is_empty() && !parameter.required;
+            if *need_email && !may_be_blank && !EMAIL.is_match(first) {
                 return Err(format!(
                     "{}: please fill in email address in the form 'User <email@email.com>'",
                     parameter.name
