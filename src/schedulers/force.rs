@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use serde_json::{Map, Value};
 
 use super::{stamps_with_defaults, submit, Request};
-use crate::config::build::{ForceParameter, ForceScheduler, ParameterKind};
+use crate::config::build::{ForceParameter, ForceScheduler, ParameterKind, SchedulerConfig};
 use crate::db::SourceStampSpec;
 use crate::master::{Context, ControlError, Submitted};
 use crate::model::Properties;
@@ -19,6 +19,25 @@ const SOURCE: &str = "Force Build Form";
 static EMAIL: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"(?:\S+@[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+\.?)").expect("valid pattern")
 });
+
+/// [`force`] for the ForceScheduler named `scheduler`, as `ControlRequest::Force` names it;
+/// 404 when the config has none of that name.
+pub async fn force_named(
+    ctx: &Context,
+    scheduler: &str,
+    params: Map<String, Value>,
+) -> Result<Submitted, ControlError> {
+    let config = ctx
+        .config
+        .schedulers
+        .iter()
+        .find_map(|s| match s {
+            SchedulerConfig::Force(force) if force.base.name == scheduler => Some(force),
+            _ => None,
+        })
+        .ok_or_else(|| ControlError::not_found(format!("no ForceScheduler named '{scheduler}'")))?;
+    force(ctx, config, params).await
+}
 
 /// Forces a build with `params`, the force request's parameters: `builderNames` (or
 /// `builderid`), `owner` (the logged-in user; absent or `"anonymous"` takes the `username`

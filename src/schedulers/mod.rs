@@ -35,7 +35,7 @@ use crate::master::{Context, Submitted};
 use crate::model::{Change, Properties};
 use crate::script::Arg;
 
-pub use force::force;
+pub use force::{force, force_named};
 pub use triggerable::{trigger, TriggerRequest};
 
 /// Starts the scheduler `config` describes: registers it, reloads what it kept from an
