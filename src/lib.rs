@@ -12,5 +12,6 @@ pub mod engine;
 pub mod master;
 pub mod model;
 pub mod process;
+pub mod schedulers;
 pub mod script;
 pub mod steps;

@@ -1,0 +1,247 @@
+//! SingleBranchScheduler and AnyBranchScheduler: build when changes arrive, at once or
+//! once the tree has been stable for `treeStableTimer` seconds (per branch for
+//! AnyBranchScheduler), as Buildbot's `BaseBasicScheduler`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{filter, next_event, sleep_until, store, submit_for_changes, LastCodebases, Service};
+use crate::bus::Event;
+use crate::config::build::BranchScheduler;
+use crate::db::{DbError, DbResult};
+use crate::model::Change;
+use crate::script::Arg;
+
+/// Which tree-stable timer a change restarts: AnyBranchScheduler keeps one per codebase,
+/// project, repository and branch; SingleBranchScheduler one in all.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct TimerKey {
+    codebase: String,
+    project: String,
+    repository: String,
+    branch: Option<String>,
+}
+
+struct Basic {
+    service: Service,
+    config: BranchScheduler,
+    per_branch: bool,
+    /// When each running tree-stable timer fires.
+    timers: BTreeMap<TimerKey, Instant>,
+    last: Option<LastCodebases>,
+}
+
+pub(super) async fn start(
+    service: Service,
+    config: BranchScheduler,
+    per_branch: bool,
+) -> DbResult<JoinHandle<()>> {
+    // Listen before reloading, so that no change falls between the two.
+    let events = service.ctx.bus.subscribe();
+    let last = if config.create_absolute_source_stamps {
+        let object = service.state_object(&config.base.name);
+        Some(LastCodebases::load(&service.ctx, object).await?)
+    } else {
+        None
+    };
+    let mut scheduler = Basic {
+        service,
+        config,
+        per_branch,
+        timers: BTreeMap::new(),
+        last,
+    };
+    if scheduler.config.tree_stable_timer.is_some() {
+        scheduler.restart_timers().await?;
+    } else {
+        // Changes classified under an earlier config that had a timer are of no use now.
+        store::flush(&scheduler.service.ctx.db, scheduler.service.id, None).await?;
+    }
+    Ok(tokio::spawn(scheduler.run(events)))
+}
+
+impl Basic {
+    fn name(&self) -> &str {
+        &self.config.base.name
+    }
+
+    async fn run(mut self, mut events: broadcast::Receiver<Arc<Event>>) {
+        let shutdown = self.service.ctx.shutdown.clone();
+        loop {
+            let next_timer = self.timers.values().min().copied();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                event = next_event(&mut events, &self.config.base.name) => {
+                    let Some(event) = event else { break };
+                    if let Some(changeid) = super::event_id(&event, "changes", "new") {
+                        if let Err(error) = self.got_change_event(changeid).await {
+                            tracing::warn!(scheduler = self.name(), "cannot handle change {changeid}: {error}");
+                        }
+                    }
+                }
+                _ = sleep_until(next_timer) => {
+                    if let Err(error) = self.fire_due_timers().await {
+                        tracing::warn!(scheduler = self.name(), "cannot build the stable changes: {error}");
+                    }
+                }
+            }
+        }
+        self.service.stopped(&self.config.base.name).await;
+    }
+
+    /// Buildbot's `_changeCallback`: filter the change, then classify it.
+    async fn got_change_event(&mut self, changeid: i64) -> DbResult<()> {
+        if !self.service.enabled().await {
+            return Ok(());
+        }
+        let ctx = &self.service.ctx;
+        let (change, _) = ctx.db.change(changeid).await?;
+        let change = Arc::new(change);
+        if let Some(change_filter) = &self.config.change_filter {
+            if !filter::passes(ctx, change_filter, &change).await {
+                return Ok(());
+            }
+        }
+        if !self.config.base.codebases.0.contains_key(&change.codebase) {
+            tracing::info!(
+                scheduler = self.name(),
+                "change {changeid} is for codebase '{}', which this scheduler does not build",
+                change.codebase
+            );
+            return Ok(());
+        }
+        let important = match &self.config.file_is_important {
+            None => true,
+            Some(callback) => {
+                match filter::predicate(ctx, callback, vec![Arg::Change(change.clone())]).await {
+                    Ok(important) => important,
+                    Err(error) => {
+                        tracing::warn!(
+                            scheduler = self.name(),
+                            "fileIsImportant failed for change {changeid}, taking it as important: {error}"
+                        );
+                        true
+                    }
+                }
+            }
+        };
+        if !important && self.config.only_important {
+            return Ok(());
+        }
+        self.got_change(&change, important).await
+    }
+
+    /// Buildbot's `gotChange`: build at once, or (re)start the change's timer and keep the
+    /// change until it fires.
+    async fn got_change(&mut self, change: &Change, important: bool) -> DbResult<()> {
+        let ctx = &self.service.ctx;
+        if let Some(last) = &mut self.last {
+            last.record(ctx, change).await?;
+        }
+        let Some(stable) = self.config.tree_stable_timer else {
+            if important {
+                submit_for_changes(
+                    ctx,
+                    &self.config.base,
+                    &self.config.reason,
+                    &[change.number],
+                    self.last.as_ref(),
+                )
+                .await?;
+            }
+            return Ok(());
+        };
+        // An important change starts the timer; any change restarts a running one.
+        let key = self.timer_key(change);
+        if important || self.timers.contains_key(&key) {
+            self.timers
+                .insert(key, Instant::now() + Duration::from_secs(stable));
+        }
+        store::classify(&ctx.db, self.service.id, change.number, important).await
+    }
+
+    fn timer_key(&self, change: &Change) -> TimerKey {
+        if !self.per_branch {
+            return TimerKey::default();
+        }
+        TimerKey {
+            codebase: change.codebase.clone(),
+            project: change.project.clone(),
+            repository: change.repository.clone(),
+            branch: change.branch.clone(),
+        }
+    }
+
+    /// At start, the changes an earlier run classified but did not build restart their
+    /// timers, as Buildbot's `scanExistingClassifiedChanges`.
+    async fn restart_timers(&mut self) -> DbResult<()> {
+        let classified = store::classified(&self.service.ctx.db, self.service.id).await?;
+        for entry in classified {
+            match self.service.ctx.db.change(entry.changeid).await {
+                Ok((change, _)) => self.got_change(&change, entry.important).await?,
+                Err(DbError::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        if !self.timers.is_empty() {
+            tracing::info!(
+                scheduler = self.name(),
+                "restarted the tree-stable timer for changes kept from the last run"
+            );
+        }
+        Ok(())
+    }
+
+    async fn fire_due_timers(&mut self) -> DbResult<()> {
+        let now = Instant::now();
+        let due: Vec<TimerKey> = self
+            .timers
+            .iter()
+            .filter(|(_, &at)| at <= now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in due {
+            self.timers.remove(&key);
+            self.stable_timer_fired(&key).await?;
+        }
+        Ok(())
+    }
+
+    /// Builds every change classified under `key`, then forgets them. Unlike Buildbot,
+    /// which forgets every older change of the scheduler, other branches' changes stay
+    /// for their own timers.
+    async fn stable_timer_fired(&mut self, key: &TimerKey) -> DbResult<()> {
+        if !self.service.enabled().await {
+            return Ok(());
+        }
+        let ctx = &self.service.ctx;
+        let mut changeids = Vec::new();
+        for entry in store::classified(&ctx.db, self.service.id).await? {
+            if self.per_branch {
+                match ctx.db.change(entry.changeid).await {
+                    Ok((change, _)) if self.timer_key(&change) == *key => {}
+                    Ok(_) | Err(DbError::NotFound(_)) => continue,
+                    Err(error) => return Err(error),
+                }
+            }
+            changeids.push(entry.changeid);
+        }
+        if changeids.is_empty() {
+            return Ok(());
+        }
+        submit_for_changes(
+            ctx,
+            &self.config.base,
+            &self.config.reason,
+            &changeids,
+            self.last.as_ref(),
+        )
+        .await?;
+        store::flush(&ctx.db, self.service.id, Some(&changeids)).await
+    }
+}

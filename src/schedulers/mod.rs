@@ -1,0 +1,454 @@
+//! The schedulers: they turn changes, clocks, force requests, Trigger steps and finished
+//! upstream buildsets into buildsets, as Buildbot's `buildbot.schedulers`.
+//!
+//! Each configured scheduler is one task ([`start`]) reading the bus until the master shuts
+//! down. What it decides is written to storage first (`scheduler_changes` for changes
+//! waiting on `treeStableTimer`, `object_state` for the times of timed schedulers and a
+//! Dependent's upstream buildsets), so a restart picks up where it stopped. Every buildset
+//! goes through [`submit`], which stores it and announces it and its requests on the bus
+//! (`buildsets/N/new`, `buildrequests/N/new`), where the builders pick the requests up.
+
+mod basic;
+pub mod cron;
+mod dependent;
+mod filter;
+mod force;
+mod store;
+mod timed;
+mod triggerable;
+
+use std::collections::BTreeMap;
+use std::future::pending;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde_json::{json, Map, Value};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::bus::Event;
+use crate::config::build::{CodebaseDefaults, SchedulerBase, SchedulerConfig, ValueOrFunction};
+use crate::data::{self, Resource};
+use crate::db::{BuildsetSpec, DbResult, SourceStampSpec};
+use crate::master::{Context, Submitted};
+use crate::model::{Change, Properties};
+use crate::script::Arg;
+
+pub use force::{force, force_named};
+pub use triggerable::{trigger, TriggerRequest};
+
+/// Starts the scheduler `config` describes: registers it, reloads what it kept from an
+/// earlier run, and runs it until `ctx.shutdown` is cancelled. When this returns, the
+/// scheduler already listens to the bus. Force and Triggerable schedulers act only when
+/// asked ([`force`], [`trigger`]); their task only holds their registration.
+pub async fn start(ctx: Context, config: &SchedulerConfig) -> anyhow::Result<JoinHandle<()>> {
+    let name = config.name().to_string();
+    let id = ctx
+        .db
+        .scheduler_id(&name)
+        .await
+        .with_context(|| format!("cannot register scheduler '{name}'"))?;
+    store::set_master(&ctx.db, id, Some(ctx.masterid))
+        .await
+        .with_context(|| format!("cannot claim scheduler '{name}'"))?;
+    let service = Service {
+        ctx,
+        id,
+        kind: config.kind(),
+    };
+    let handle = match config {
+        SchedulerConfig::SingleBranch(s) => basic::start(service, s.clone(), false).await,
+        SchedulerConfig::AnyBranch(s) => basic::start(service, s.clone(), true).await,
+        SchedulerConfig::Periodic(s) | SchedulerConfig::Nightly(s) => {
+            timed::start(service, s.clone()).await
+        }
+        SchedulerConfig::Dependent(s) => dependent::start(service, s.clone()).await,
+        SchedulerConfig::Force(_) | SchedulerConfig::Triggerable(_) => {
+            Ok(tokio::spawn(async move {
+                service.ctx.shutdown.cancelled().await;
+                service.stopped(&name).await;
+            }))
+        }
+    }
+    .with_context(|| format!("cannot start scheduler '{}'", config.name()))?;
+    tracing::info!(
+        scheduler = config.name(),
+        kind = config.kind(),
+        "scheduler started"
+    );
+    Ok(handle)
+}
+
+/// What every scheduler task holds.
+struct Service {
+    ctx: Context,
+    /// The scheduler's row in `schedulers`, which `scheduler_changes` refers to.
+    id: i64,
+    kind: &'static str,
+}
+
+impl Service {
+    /// The `object_state` name of the scheduler's state: its class and name, as Buildbot
+    /// keys state by both.
+    fn state_object(&self, name: &str) -> String {
+        format!("{}:{name}", self.kind)
+    }
+
+    /// Gives up the claim on the scheduler so another master may run it.
+    async fn stopped(&self, name: &str) {
+        if let Err(error) = store::set_master(&self.ctx.db, self.id, None).await {
+            tracing::warn!(scheduler = name, "cannot release the scheduler: {error}");
+        }
+        tracing::info!(scheduler = name, "scheduler stopped");
+    }
+
+    async fn enabled(&self) -> bool {
+        store::enabled(&self.ctx.db, self.id).await.unwrap_or(true)
+    }
+}
+
+/// One sourcestamp of a buildset.
+#[derive(Clone, Debug, PartialEq)]
+enum Stamp {
+    /// The sourcestamp a change made.
+    Existing(i64),
+    New(SourceStampSpec),
+}
+
+/// A buildset a scheduler asks for.
+struct Request {
+    reason: String,
+    stamps: Vec<Stamp>,
+    /// Layered over the scheduler's own properties.
+    properties: Properties,
+    /// `None` builds on all the scheduler's builders.
+    builder_names: Option<Vec<String>>,
+    priority: i64,
+    parent_buildid: Option<i64>,
+    parent_relationship: Option<String>,
+    waited_for: bool,
+}
+
+impl Request {
+    fn new(reason: String, stamps: Vec<Stamp>, priority: i64) -> Request {
+        Request {
+            reason,
+            stamps,
+            properties: Properties::new(),
+            builder_names: None,
+            priority,
+            parent_buildid: None,
+            parent_relationship: None,
+            waited_for: false,
+        }
+    }
+}
+
+/// Stores a buildset and its requests, then announces them. The properties are, from
+/// weakest to strongest: the scheduler's (`scheduler` names it), the request's, and those
+/// of the changes behind its sourcestamps, as Buildbot layers them.
+async fn submit(ctx: &Context, base: &SchedulerBase, request: Request) -> DbResult<Submitted> {
+    let mut properties = Properties::new();
+    for (name, value) in &base.properties {
+        properties.set(name, value.clone(), "Scheduler");
+    }
+    properties.set("scheduler", Value::from(base.name.clone()), "Scheduler");
+    properties.update(&request.properties);
+    let mut sourcestamp_ids = Vec::new();
+    let mut new_sourcestamps = Vec::new();
+    for stamp in request.stamps {
+        match stamp {
+            Stamp::Existing(ssid) => {
+                for changeid in store::changes_of_sourcestamp(&ctx.db, ssid).await? {
+                    let (change, _) = ctx.db.change(changeid).await?;
+                    for (name, value) in change.properties {
+                        properties.set(name, value, "Change");
+                    }
+                }
+                sourcestamp_ids.push(ssid);
+            }
+            Stamp::New(spec) => new_sourcestamps.push(spec),
+        }
+    }
+    let builder_names = request
+        .builder_names
+        .unwrap_or_else(|| base.builder_names.clone());
+    let mut builder_ids = Vec::with_capacity(builder_names.len());
+    for name in &builder_names {
+        builder_ids.push(ctx.db.builder_id(name).await?);
+    }
+    let spec = BuildsetSpec {
+        reason: request.reason,
+        scheduler: base.name.clone(),
+        external_idstring: None,
+        sourcestamp_ids,
+        new_sourcestamps,
+        properties,
+        builder_ids,
+        priority: request.priority,
+        parent_buildid: request.parent_buildid,
+        parent_relationship: request.parent_relationship,
+        waited_for: request.waited_for,
+    };
+    let (bsid, brids) = ctx.db.add_buildset(&spec).await?;
+    data::publish(&ctx.db, &ctx.bus, Resource::Buildset(bsid), "new").await?;
+    for &brid in brids.values() {
+        data::publish(&ctx.db, &ctx.bus, Resource::BuildRequest(brid), "new").await?;
+    }
+    tracing::info!(
+        scheduler = %base.name,
+        buildset = bsid,
+        "scheduler '{}' submitted buildset {bsid} for {}: {}",
+        base.name,
+        builder_names.join(", "),
+        spec.reason
+    );
+    Ok((bsid, brids))
+}
+
+/// A buildset of the given changes: per codebase of the scheduler, the sourcestamp of its
+/// latest change, or a new one from the codebase's defaults when no change is for it.
+async fn submit_for_changes(
+    ctx: &Context,
+    base: &SchedulerBase,
+    reason: &str,
+    changeids: &[i64],
+    last: Option<&LastCodebases>,
+) -> DbResult<Submitted> {
+    let mut by_codebase: BTreeMap<String, Vec<(Change, i64)>> = BTreeMap::new();
+    for &changeid in changeids {
+        let (change, ssid) = ctx.db.change(changeid).await?;
+        by_codebase
+            .entry(change.codebase.clone())
+            .or_default()
+            .push((change, ssid));
+    }
+    let mut stamps = Vec::new();
+    for (codebase, defaults) in &base.codebases.0 {
+        let latest = by_codebase
+            .get(codebase)
+            .and_then(|changes| changes.iter().max_by_key(|(change, _)| change.number));
+        stamps.push(match latest {
+            Some((_, ssid)) => Stamp::Existing(*ssid),
+            None => Stamp::New(codebase_stamp(codebase, defaults, last)),
+        });
+    }
+    let changes: BTreeMap<String, Vec<Change>> = by_codebase
+        .into_iter()
+        .map(|(codebase, changes)| (codebase, changes.into_iter().map(|(c, _)| c).collect()))
+        .collect();
+    let priority = priority(ctx, base, &changes).await;
+    submit(
+        ctx,
+        base,
+        Request::new(reason.to_string(), stamps, priority),
+    )
+    .await
+}
+
+/// Buildbot's `addBuildsetForSourceStampsWithDefaults`: a sourcestamp for each of the
+/// scheduler's codebases from its defaults, replaced by the one given for it, and the given
+/// ones for other codebases after them.
+fn stamps_with_defaults(
+    base: &SchedulerBase,
+    given: Vec<SourceStampSpec>,
+    last: Option<&LastCodebases>,
+) -> Vec<Stamp> {
+    let mut given: BTreeMap<String, SourceStampSpec> = given
+        .into_iter()
+        .map(|ss| (ss.codebase.clone(), ss))
+        .collect();
+    let mut stamps: Vec<Stamp> = base
+        .codebases
+        .0
+        .iter()
+        .map(|(codebase, defaults)| {
+            Stamp::New(
+                given
+                    .remove(codebase)
+                    .unwrap_or_else(|| codebase_stamp(codebase, defaults, last)),
+            )
+        })
+        .collect();
+    stamps.extend(given.into_values().map(Stamp::New));
+    stamps
+}
+
+/// The sourcestamp of a codebase no change is for: what `createAbsoluteSourceStamps`
+/// remembers of its last change, else the configured defaults.
+fn codebase_stamp(
+    codebase: &str,
+    defaults: &CodebaseDefaults,
+    last: Option<&LastCodebases>,
+) -> SourceStampSpec {
+    if let Some(remembered) = last.and_then(|l| l.get(codebase)) {
+        return remembered;
+    }
+    SourceStampSpec {
+        codebase: codebase.to_string(),
+        branch: defaults.branch.clone(),
+        revision: defaults.revision.clone(),
+        repository: defaults.repository.clone().unwrap_or_default(),
+        project: String::new(),
+    }
+}
+
+/// The priority of the scheduler's requests: its `priority`, or what
+/// `priority(builder_names, changes_by_codebase)` answers. A failing function is logged
+/// and the priority is 0.
+async fn priority(
+    ctx: &Context,
+    base: &SchedulerBase,
+    changes: &BTreeMap<String, Vec<Change>>,
+) -> i64 {
+    match &base.priority {
+        None => 0,
+        Some(ValueOrFunction::Value(priority)) => *priority,
+        Some(ValueOrFunction::Function(callback)) => {
+            let changes: Map<String, Value> = changes
+                .iter()
+                .map(|(codebase, changes)| {
+                    (codebase.clone(), changes.iter().map(change_json).collect())
+                })
+                .collect();
+            let args = vec![
+                Arg::Json(json!(base.builder_names)),
+                Arg::Json(Value::Object(changes)),
+            ];
+            match ctx.script.call::<Value>(callback, args).await {
+                Ok(value) => value.as_i64().unwrap_or_else(|| {
+                    tracing::warn!(
+                        scheduler = %base.name,
+                        "priority function at {} returned {value}, not an integer: using 0",
+                        callback.location()
+                    );
+                    0
+                }),
+                Err(error) => {
+                    tracing::warn!(scheduler = %base.name, "{error}: using priority 0");
+                    0
+                }
+            }
+        }
+    }
+}
+
+/// A change as the priority function receives it: the fields of Buildbot's change model.
+fn change_json(change: &Change) -> Value {
+    json!({
+        "changeid": change.number,
+        "author": change.who,
+        "comments": change.comments,
+        "branch": change.branch,
+        "revision": change.revision,
+        "revlink": change.revlink,
+        "when_timestamp": change.when,
+        "category": change.category,
+        "repository": change.repository,
+        "codebase": change.codebase,
+        "project": change.project,
+        "files": change.files,
+        "properties": change.properties.iter().cloned().collect::<Map<String, Value>>(),
+    })
+}
+
+/// `createAbsoluteSourceStamps`: the latest change seen per codebase, kept in the
+/// scheduler's state (`lastCodebases`, as Buildbot names it) so that a build for a codebase
+/// without new changes still names the revision last seen.
+struct LastCodebases {
+    object: String,
+    codebases: Map<String, Value>,
+}
+
+impl LastCodebases {
+    const KEY: &'static str = "lastCodebases";
+
+    async fn load(ctx: &Context, object: String) -> DbResult<LastCodebases> {
+        let codebases = match ctx.db.get_state(&object, Self::KEY).await? {
+            Some(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        Ok(LastCodebases { object, codebases })
+    }
+
+    fn get(&self, codebase: &str) -> Option<SourceStampSpec> {
+        let entry = self.codebases.get(codebase)?;
+        let text = |key: &str| entry.get(key).and_then(Value::as_str).map(str::to_string);
+        Some(SourceStampSpec {
+            codebase: codebase.to_string(),
+            branch: text("branch"),
+            revision: text("revision"),
+            repository: text("repository").unwrap_or_default(),
+            project: String::new(),
+        })
+    }
+
+    /// Remembers `change` when it is newer than what is kept for its codebase.
+    async fn record(&mut self, ctx: &Context, change: &Change) -> DbResult<()> {
+        let last = self
+            .codebases
+            .get(&change.codebase)
+            .and_then(|entry| entry.get("lastChange"))
+            .and_then(Value::as_i64)
+            .unwrap_or(-1);
+        if change.number <= last {
+            return Ok(());
+        }
+        self.codebases.insert(
+            change.codebase.clone(),
+            json!({
+                "repository": change.repository,
+                "branch": change.branch,
+                "revision": change.revision,
+                "lastChange": change.number,
+            }),
+        );
+        ctx.db
+            .set_state(
+                &self.object,
+                Self::KEY,
+                &Value::Object(self.codebases.clone()),
+            )
+            .await
+    }
+}
+
+/// The id in a bus key `KIND/ID/EVENT`, for the given kind and event.
+fn event_id(event: &Event, kind: &str, name: &str) -> Option<i64> {
+    let mut parts = event.parts();
+    let (Some(k), Some(id), Some(e), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    (k == kind && e == name).then(|| id.parse().ok()).flatten()
+}
+
+/// Waits for the next bus event; `None` when the bus is gone. Missed events are logged:
+/// the bus keeps a bounded backlog, and a scheduler that falls that far behind loses them.
+async fn next_event(
+    events: &mut broadcast::Receiver<Arc<Event>>,
+    scheduler: &str,
+) -> Option<Arc<Event>> {
+    loop {
+        match events.recv().await {
+            Ok(event) => return Some(event),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    scheduler,
+                    "scheduler fell behind and missed {missed} bus events"
+                );
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => pending().await,
+    }
+}

@@ -1,0 +1,269 @@
+//! Periodic and Nightly: build on a clock, as Buildbot's `Timed` schedulers. The time of
+//! the last build is kept (`last_build`), so a restart resumes the schedule: Periodic
+//! builds one interval after the last build, Nightly at the first matching time after it
+//! (at once when that time passed while the master was down).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{
+    cron, filter, next_event, priority, sleep_until, stamps_with_defaults, store, submit,
+    submit_for_changes, LastCodebases, Request, Service,
+};
+use crate::bus::Event;
+use crate::config::build::{Branch, Schedule, TimedScheduler};
+use crate::db::{now, DbResult};
+use crate::script::Arg;
+
+struct Timed {
+    service: Service,
+    config: TimedScheduler,
+    /// `object_state` name for `last_build` and `last_only_if_changed`.
+    object: String,
+    last_actuated: Option<f64>,
+    /// No build was ever started: the first one runs even with `onlyIfChanged`.
+    first_build: bool,
+    last: Option<LastCodebases>,
+}
+
+pub(super) async fn start(service: Service, config: TimedScheduler) -> DbResult<JoinHandle<()>> {
+    let ctx = service.ctx.clone();
+    let object = service.state_object(&config.base.name);
+    // Changes matter only to decide whether to build, or to remember revisions.
+    let watches_changes = config.only_if_changed || config.create_absolute_source_stamps;
+    let events = watches_changes.then(|| ctx.bus.subscribe());
+    if !watches_changes {
+        store::flush(&ctx.db, service.id, None).await?;
+    }
+    let last_actuated = ctx
+        .db
+        .get_state(&object, "last_build")
+        .await?
+        .and_then(|v| v.as_f64());
+    let last = if config.create_absolute_source_stamps {
+        Some(LastCodebases::load(&ctx, object.clone()).await?)
+    } else {
+        None
+    };
+    let timed = Timed {
+        service,
+        config,
+        object,
+        first_build: last_actuated.is_none(),
+        last_actuated,
+        last,
+    };
+    Ok(tokio::spawn(timed.run(events)))
+}
+
+impl Timed {
+    fn name(&self) -> &str {
+        &self.config.base.name
+    }
+
+    async fn run(mut self, mut events: Option<broadcast::Receiver<Arc<Event>>>) {
+        let shutdown = self.service.ctx.shutdown.clone();
+        let mut actuate_at = self.schedule_next();
+        loop {
+            let deadline = actuate_at
+                .map(|at| Instant::now() + Duration::from_secs_f64((at - now()).max(0.0)));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                event = async {
+                    match events.as_mut() {
+                        Some(events) => next_event(events, &self.config.base.name).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let Some(event) = event else { break };
+                    if let Some(changeid) = super::event_id(&event, "changes", "new") {
+                        if let Err(error) = self.got_change(changeid).await {
+                            tracing::warn!(scheduler = self.name(), "cannot handle change {changeid}: {error}");
+                        }
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    if let Some(at) = actuate_at {
+                        self.actuate(at).await;
+                    }
+                    actuate_at = self.schedule_next();
+                }
+            }
+        }
+        self.service.stopped(&self.config.base.name).await;
+    }
+
+    /// When to build next: never before now.
+    fn schedule_next(&self) -> Option<f64> {
+        let current = now();
+        let next = match &self.config.schedule {
+            Schedule::Periodic { seconds } => match self.last_actuated {
+                None => current,
+                Some(last) => last + *seconds as f64,
+            },
+            Schedule::Nightly { at, .. } => {
+                cron::next_fire_local(at, self.last_actuated.unwrap_or(current))?
+            }
+        };
+        if next < current && self.last_actuated.is_some() {
+            tracing::info!(
+                scheduler = self.name(),
+                "missed the scheduled build time - building immediately"
+            );
+        }
+        Some(next.max(current))
+    }
+
+    /// Records the build time, then builds (or decides not to).
+    async fn actuate(&mut self, at: f64) {
+        self.last_actuated = Some(at);
+        let ctx = &self.service.ctx;
+        if let Err(error) = ctx
+            .db
+            .set_state(&self.object, "last_build", &Value::from(at))
+            .await
+        {
+            tracing::warn!(
+                scheduler = self.name(),
+                "cannot record the build time: {error}"
+            );
+        }
+        if let Err(error) = self.start_build().await {
+            tracing::warn!(scheduler = self.name(), "cannot start the build: {error}");
+        }
+    }
+
+    /// Buildbot's `Timed.gotChange`: keep the change (important or not) for the next
+    /// build, when it passes the filter and is on the scheduler's branch.
+    async fn got_change(&mut self, changeid: i64) -> DbResult<()> {
+        if !self.service.enabled().await {
+            return Ok(());
+        }
+        let ctx = &self.service.ctx;
+        let (change, _) = ctx.db.change(changeid).await?;
+        let change = Arc::new(change);
+        if let Some(change_filter) = &self.config.change_filter {
+            if !filter::passes(ctx, change_filter, &change).await {
+                return Ok(());
+            }
+        }
+        if !self.config.base.codebases.0.contains_key(&change.codebase) {
+            return Ok(());
+        }
+        let important = match &self.config.file_is_important {
+            None => true,
+            Some(callback) => {
+                match filter::predicate(ctx, callback, vec![Arg::Change(change.clone())]).await {
+                    Ok(important) => important,
+                    Err(error) => {
+                        tracing::warn!(
+                            scheduler = self.name(),
+                            "fileIsImportant failed for change {changeid}, taking it as important: {error}"
+                        );
+                        true
+                    }
+                }
+            }
+        };
+        if !important && self.config.only_important {
+            return Ok(());
+        }
+        let on_branch = match &self.config.branch {
+            None => true,
+            Some(Branch::Default) => change.branch.is_none(),
+            Some(Branch::Named(name)) => change.branch.as_deref() == Some(name.as_str()),
+        };
+        if !on_branch {
+            return Ok(());
+        }
+        store::classify(&ctx.db, self.service.id, changeid, important).await?;
+        if let Some(last) = &mut self.last {
+            last.record(ctx, &change).await?;
+        }
+        Ok(())
+    }
+
+    /// Buildbot's `Timed.startBuild`: with `onlyIfChanged`, no important change since the
+    /// last build means no build (except the first, after `onlyIfChanged` was turned on,
+    /// or at a `force_at_*` time).
+    async fn start_build(&mut self) -> DbResult<()> {
+        if !self.service.enabled().await {
+            tracing::info!(scheduler = self.name(), "scheduler is disabled: no build");
+            return Ok(());
+        }
+        let ctx = &self.service.ctx;
+        let classified = store::classified(&ctx.db, self.service.id).await?;
+        let last_only_if_changed = ctx
+            .db
+            .get_state(&self.object, "last_only_if_changed")
+            .await?
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true);
+        let only_if_changed = self.config.only_if_changed;
+        if last_only_if_changed
+            && only_if_changed
+            && !classified.iter().any(|c| c.important)
+            && !self.first_build
+            && !self.forced_now()
+        {
+            tracing::info!(
+                scheduler = self.name(),
+                "skipping build - no important changes"
+            );
+            return Ok(());
+        }
+        if last_only_if_changed != only_if_changed {
+            ctx.db
+                .set_state(
+                    &self.object,
+                    "last_only_if_changed",
+                    &Value::from(only_if_changed),
+                )
+                .await?;
+        }
+        let base = &self.config.base;
+        if classified.is_empty() {
+            // Nothing changed (or nobody watches): build what the codebases name.
+            let stamps = stamps_with_defaults(base, Vec::new(), self.last.as_ref());
+            let priority = priority(ctx, base, &Default::default()).await;
+            submit(
+                ctx,
+                base,
+                Request::new(self.config.reason.clone(), stamps, priority),
+            )
+            .await?;
+        } else {
+            let changeids: Vec<i64> = classified.iter().map(|c| c.changeid).collect();
+            submit_for_changes(
+                ctx,
+                base,
+                &self.config.reason,
+                &changeids,
+                self.last.as_ref(),
+            )
+            .await?;
+            store::flush(&ctx.db, self.service.id, Some(&changeids)).await?;
+        }
+        self.first_build = false;
+        Ok(())
+    }
+
+    /// Whether the build time just reached is one of Nightly's `force_at_*` times.
+    fn forced_now(&self) -> bool {
+        match (&self.config.schedule, self.last_actuated) {
+            (
+                Schedule::Nightly {
+                    force_at: Some(force_at),
+                    ..
+                },
+                Some(at),
+            ) => cron::matches_local(force_at, at),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,883 @@
+//! The schedulers against a real SQLite database, a real bus and the real script host: a
+//! config defines them, changes are stored and announced as change sources do, and the
+//! buildsets they submit are read back from storage.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Map, Value};
+use tokio::sync::broadcast::Receiver;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use moonbot::bus::{Bus, Event};
+use moonbot::config::build::{Schedule, SchedulerConfig};
+use moonbot::config::{self};
+use moonbot::data::{self, Resource};
+use moonbot::db::{ChangeSpec, Db, SourceStampSpec};
+use moonbot::master::{Context, Control};
+use moonbot::model::Properties;
+use moonbot::schedulers::{self, TriggerRequest};
+use moonbot::script::ScriptHost;
+
+/// Three builders the schedulers of each test can name.
+const BUILDERS: &str = r#"
+local c = BuildmasterConfig
+c['workers']:append(worker.LocalWorker("local"))
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{ command = { "true" } })
+for _, name in ipairs({ "a", "b", "c" }) do
+  c['builders']:append(util.BuilderConfig{ name = name, workernames = { "local" }, factory = f })
+end
+"#;
+
+/// A master's shared state over the database in `dir`, with the schedulers `lua` defines.
+async fn context(dir: &Path, lua: &str) -> Context {
+    let source = format!("{BUILDERS}\n{lua}");
+    let loaded = config::load_source("master.cfg.lua", &source, dir)
+        .unwrap_or_else(|errors| panic!("config errors:\n{errors}"));
+    let config = Arc::new(loaded.config);
+    let db = Db::open("sqlite:///state.sqlite", dir).await.unwrap();
+    let script = ScriptHost::start(loaded.lua, config.script_limits).unwrap();
+    let masterid = db.master_id("test:master").await.unwrap();
+    let (control, _requests) = Control::channel();
+    Context {
+        db,
+        bus: Bus::default(),
+        control,
+        script,
+        config,
+        basedir: dir.to_path_buf(),
+        masterid,
+        shutdown: CancellationToken::new(),
+    }
+}
+
+/// Starts every scheduler of the config.
+async fn start_all(ctx: &Context) -> Vec<JoinHandle<()>> {
+    let mut handles = Vec::new();
+    for scheduler in &ctx.config.schedulers {
+        handles.push(schedulers::start(ctx.clone(), scheduler).await.unwrap());
+    }
+    handles
+}
+
+/// Stops the schedulers and waits until they are gone.
+async fn stop(ctx: &Context, handles: Vec<JoinHandle<()>>) {
+    ctx.shutdown.cancel();
+    for handle in handles {
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .expect("the scheduler stops")
+            .unwrap();
+    }
+}
+
+fn change(branch: &str, revision: &str, files: &[&str]) -> ChangeSpec {
+    ChangeSpec {
+        author: "alice <alice@example.org>".into(),
+        comments: format!("commit {revision}"),
+        branch: Some(branch.into()),
+        revision: Some(revision.into()),
+        repository: "https://example.org/repo.git".into(),
+        files: files.iter().map(|f| f.to_string()).collect(),
+        ..ChangeSpec::default()
+    }
+}
+
+/// Stores a change and announces it, as a change source does.
+async fn add_change(ctx: &Context, spec: ChangeSpec) -> i64 {
+    let id = ctx.db.add_change(&spec).await.unwrap();
+    data::publish(&ctx.db, &ctx.bus, Resource::Change(id), "new")
+        .await
+        .unwrap();
+    id
+}
+
+/// The next buildset announced within `within`, if any.
+async fn next_buildset(events: &mut Receiver<Arc<Event>>, within: Duration) -> Option<i64> {
+    let wait = async {
+        loop {
+            let event = events.recv().await.expect("the bus is open");
+            let parts: Vec<&str> = event.parts().collect();
+            if let ["buildsets", id, "new"] = parts.as_slice() {
+                return id.parse().unwrap();
+            }
+        }
+    };
+    tokio::time::timeout(within, wait).await.ok()
+}
+
+async fn expect_buildset(events: &mut Receiver<Arc<Event>>) -> i64 {
+    next_buildset(events, Duration::from_secs(10))
+        .await
+        .expect("a buildset is submitted")
+}
+
+/// A stored buildset, as the tests look at it.
+#[derive(Debug)]
+struct Buildset {
+    reason: String,
+    scheduler: String,
+    parent_buildid: Option<i64>,
+    builders: Vec<String>,
+    priorities: Vec<i64>,
+    waited_for: Vec<i64>,
+    properties: Properties,
+    ssids: Vec<i64>,
+}
+
+async fn buildset(ctx: &Context, bsid: i64) -> Buildset {
+    let (reason, scheduler, parent_buildid): (String, String, Option<i64>) =
+        sqlx::query_as("SELECT reason, scheduler, parent_buildid FROM buildsets WHERE id = $1")
+            .bind(bsid)
+            .fetch_one(&ctx.db.pool)
+            .await
+            .unwrap();
+    let requests: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT b.name, r.priority, r.waited_for FROM buildrequests r \
+         JOIN builders b ON b.id = r.builderid WHERE r.buildsetid = $1 ORDER BY b.name",
+    )
+    .bind(bsid)
+    .fetch_all(&ctx.db.pool)
+    .await
+    .unwrap();
+    let ssids: Vec<i64> = sqlx::query_scalar(
+        "SELECT sourcestampid FROM buildset_sourcestamps WHERE buildsetid = $1 \
+         ORDER BY sourcestampid",
+    )
+    .bind(bsid)
+    .fetch_all(&ctx.db.pool)
+    .await
+    .unwrap();
+    Buildset {
+        reason,
+        scheduler,
+        parent_buildid,
+        builders: requests.iter().map(|r| r.0.clone()).collect(),
+        priorities: requests.iter().map(|r| r.1).collect(),
+        waited_for: requests.iter().map(|r| r.2).collect(),
+        properties: ctx.db.buildset_properties(bsid).await.unwrap(),
+        ssids,
+    }
+}
+
+async fn change_ssid(ctx: &Context, changeid: i64) -> i64 {
+    ctx.db.change(changeid).await.unwrap().1
+}
+
+fn scheduler<'a>(ctx: &'a Context, name: &str) -> &'a SchedulerConfig {
+    ctx.config
+        .schedulers
+        .iter()
+        .find(|s| s.name() == name)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_change_on_the_branch_is_built_at_once_with_its_sourcestamp_and_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        dir.path(),
+        r#"
+        c['schedulers']:append(schedulers.SingleBranchScheduler{
+          name = "main", branch = "main", builderNames = { "a", "b" },
+          properties = { team = "core" }, priority = 5,
+        })
+        "#,
+    )
+    .await;
+    let mut events = ctx.bus.subscribe();
+    let handles = start_all(&ctx).await;
+
+    add_change(&ctx, change("dev", "d1", &["x.c"])).await;
+    let mut on_main = change("main", "m1", &["x.c"]);
+    on_main.properties = vec![("ticket".into(), json!(42), "Change".into())];
+    let changeid = add_change(&ctx, on_main).await;
+
+    let bsid = expect_buildset(&mut events).await;
+    let bs = buildset(&ctx, bsid).await;
+    assert_eq!(bs.builders, ["a", "b"]);
+    assert_eq!(bs.priorities, [5, 5]);
+    assert_eq!(bs.scheduler, "main");
+    assert_eq!(
+        bs.reason,
+        "The SingleBranchScheduler scheduler named 'main' triggered this build"
+    );
+    assert_eq!(bs.ssids, [change_ssid(&ctx, changeid).await]);
+    let stamps = ctx.db.buildset_sourcestamps(bsid).await.unwrap();
+    assert_eq!(stamps[0].revision.as_deref(), Some("m1"));
+    assert_eq!(stamps[0].changes[0].number, changeid);
+    let props = &bs.properties;
+    assert_eq!(props.get("scheduler"), Some(&json!("main")));
+    assert_eq!(props.source("scheduler"), Some("Scheduler"));
+    assert_eq!(props.get("team"), Some(&json!("core")));
+    assert_eq!(props.source("team"), Some("Scheduler"));
+    assert_eq!(props.get("ticket"), Some(&json!(42)));
+    assert_eq!(props.source("ticket"), Some("Change"));
+
+    // The change on "dev" made nothing, and neither does another one.
+    add_change(&ctx, change("dev", "d2", &["x.c"])).await;
+    assert_eq!(
+        next_buildset(&mut events, Duration::from_millis(500)).await,
+        None
+    );
+    // The requests were announced for the builders to pick up.
+    let requests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM buildrequests")
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(requests, 2);
+    stop(&ctx, handles).await;
+}
+
+#[tokio::test]
+async fn change_filters_select_by_fields_patterns_and_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        dir.path(),
+        r#"
+        c['schedulers']:append(schedulers.SingleBranchScheduler{
+          name = "releases", builderNames = { "a" },
+          change_filter = util.ChangeFilter{
+            branch_re = "^release/",
+            repository = "https://example.org/repo.git",
+            filter_fn = function(change) return change.who ~= "bot" end,
+            property_not_eq = { skip = "yes" },
+          },
+        })
+        "#,
+    )
+    .await;
+    let mut events = ctx.bus.subscribe();
+    let handles = start_all(&ctx).await;
+
+    add_change(&ctx, change("main", "r0", &[])).await;
+    let mut by_bot = change("release/1.0", "r1", &[]);
+    by_bot.author = "bot".into();
+    add_change(&ctx, by_bot).await;
+    let mut skipped = change("release/1.0", "r2", &[]);
+    skipped.properties = vec![("skip".into(), json!("yes"), "Change".into())];
+    add_change(&ctx, skipped).await;
+    let mut elsewhere = change("release/1.0", "r3", &[]);
+    elsewhere.repository = "https://example.org/other.git".into();
+    add_change(&ctx, elsewhere).await;
+    let wanted = add_change(&ctx, change("release/1.0", "r4", &[])).await;
+
+    let bsid = expect_buildset(&mut events).await;
+    assert_eq!(
+        buildset(&ctx, bsid).await.ssids,
+        [change_ssid(&ctx, wanted).await]
+    );
+    assert_eq!(
+        next_buildset(&mut events, Duration::from_millis(500)).await,
+        None
+    );
+    stop(&ctx, handles).await;
+}
+
+#[tokio::test]
+async fn the_tree_stable_timer_batches_changes_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let lua = r#"
+        c['schedulers']:append(schedulers.SingleBranchScheduler{
+          name = "stable", branch = "main", treeStableTimer = 1, builderNames = { "a" },
+        })
+    "#;
+    let ctx = context(dir.path(), lua).await;
+    let mut events = ctx.bus.subscribe();
+    let handles = start_all(&ctx).await;
+
+    let started = tokio::time::Instant::now();
+    add_change(&ctx, change("main", "s1", &["a.c"])).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    add_change(&ctx, change("main", "s2", &["b.c"])).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let last = add_change(&ctx, change("main", "s3", &["c.c"])).await;
+    let bsid = expect_buildset(&mut events).await;
+    // The timer restarted with each change: one build, a second after the last change.
+    assert!(started.elapsed() >= Duration::from_millis(1700));
+    assert_eq!(
+        buildset(&ctx, bsid).await.ssids,
+        [change_ssid(&ctx, last).await]
+    );
+    assert_eq!(
+        next_buildset(&mut events, Duration::from_millis(1500)).await,
+        None
+    );
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM scheduler_changes")
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 0, "built changes are forgotten");
+
+    // A change whose timer has not fired when the master stops is built after the restart.
+    let pending = add_change(&ctx, change("main", "s4", &["d.c"])).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop(&ctx, handles).await;
+    let kept: Vec<i64> = sqlx::query_scalar("SELECT changeid FROM scheduler_changes")
+        .fetch_all(&ctx.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, [pending]);
+
+    let ctx = context(dir.path(), lua).await;
+    let mut events = ctx.bus.subscribe();
+    let handles = start_all(&ctx).await;
+    let bsid = expect_buildset(&mut events).await;
+    assert_eq!(
+        buildset(&ctx, bsid).await.ssids,
+        [change_ssid(&ctx, pending).await]
+    );
+    stop(&ctx, handles).await;
+}
+
+#[tokio::test]
+async fn file_is_important_decides_which_changes_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        dir.path(),
+        r#"
+        local function code_changed(change)
+          for _, file in ipairs(change.files) do
+            if file:match("%.c$") then return true end
+          end
+          return false
+        end
+        c['schedulers']:append(schedulers.SingleBranchScheduler{
+          name = "code", branch = "main", builderNames = { "a" },
+          fileIsImportant = code_changed,
+        })
+        c['schedulers']:append(schedulers.SingleBranchScheduler{
+          name = "only-code", branch = "dev", treeStableTimer = 1, builderNames = { "b" },
+          fileIsImportant = code_changed, onlyImportant = true,
+        })
+        c['schedulers']:append(schedulers.SingleBranchScheduler{
+          name = "broken", branch = "broken", builderNames = { "c" },
+          fileIsImportant = function(change) error("no idea") end,
+        })
+        "#,
+    )
+    .await;
+    let mut events = ctx.bus.subscribe();
+    let handles = start_all(&ctx).await;
+
+    // Without a timer, an unimportant change builds nothing.
+    add_change(&ctx, change("main", "m1", &["README"])).await;
+    let code = add_change(&ctx, change("main", "m2", &["main.c"])).await;
+    let bsid = expect_buildset(&mut events).await;
+    let bs = buildset(&ctx, bsid).await;
+    assert_eq!(
+        (bs.scheduler.as_str(), bs.ssids),
+        ("code", vec![change_ssid(&ctx, code).await])
+    );
+
+    // With onlyImportant, an unimportant change is not even kept for the build.
+    let important = add_change(&ctx, change("dev", "d1", &["lib.c"])).await;
+    add_change(&ctx, change("dev", "d2", &["NEWS"])).await;
+    let bsid = expect_buildset(&mut events).await;
+    let bs = buildset(&ctx, bsid).await;
+    assert_eq!(bs.scheduler, "only-code");
+    assert_eq!(bs.ssids, [change_ssid(&ctx, important).await]);
+
+    // A failing function takes the change as important.
+    let broken = add_change(&ctx, change("broken", "b1", &["README"])).await;
+    let bsid = expect_buildset(&mut events).await;
+    let bs = buildset(&ctx, bsid).await;
+    assert_eq!(
+        (bs.scheduler.as_str(), bs.ssids),
+        ("broken", vec![change_ssid(&ctx, broken).await])
+    );
+    stop(&ctx, handles).await;
+}
+
+#[tokio::test]
+async fn any_branch_keeps_one_timer_per_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        dir.path(),
+        r#"
+        c['schedulers']:append(schedulers.AnyBranchScheduler{
+          name = "any", treeStableTimer = 1, builderNames = { "a" },
+        })
+        "#,
+    )
+    .await;
+    let mut events = ctx.bus.subscribe();
+    let handles = start_all(&ctx).await;
+
+    add_change(&ctx, change("x", "x1", &[])).await;
+    let y = add_change(&ctx, change("y", "y1", &[])).await;
+    let x = add_change(&ctx, change("x", "x2", &[])).await;
+    let mut built = Vec::new();
+    for _ in 0..2 {
+        let bsid = expect_buildset(&mut events).await;
+        built.extend(buildset(&ctx, bsid).await.ssids);
+    }
+    built.sort();
+    let mut expected = vec![change_ssid(&ctx, x).await, change_ssid(&ctx, y).await];
+    expected.sort();
+    assert_eq!(built, expected);
+    assert_eq!(
+        next_buildset(&mut events, Duration::from_millis(1500)).await,
+        None
+    );
+    stop(&ctx, handles).await;
+}
+
+const FORCE: &str = r#"
+c['schedulers']:append(schedulers.ForceScheduler{
+  name = "force", builderNames = { "a", "b" },
+  properties = {
+    util.StringParameter{ name = "target", required = true, regex = "^[a-z]+$" },
+    util.IntParameter{ name = "jobs", default = 2 },
+    util.ChoiceStringParameter{ name = "mode", choices = { "fast", "full" }, default = "fast" },
+    util.BooleanParameter{ name = "clean" },
+  },
+})
+"#;
+
+fn params(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!("params are an object"),
+    }
+}
+
+fn force_scheduler(ctx: &Context) -> &moonbot::config::build::ForceScheduler {
+    match scheduler(ctx, "force") {
+        SchedulerConfig::Force(force) => force,
+        other => panic!("not a force scheduler: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn force_builds_with_the_validated_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), FORCE).await;
+    let handles = start_all(&ctx).await;
+    let mut events = ctx.bus.subscribe();
+
+    let (bsid, brids) = schedulers::force(
+        &ctx,
+        force_scheduler(&ctx),
+        params(json!({
+            "builderNames": ["a"],
+            "owner": "anonymous",
+            "username": "Ann <ann@example.org>",
+            "reason": "try it",
+            "branch": "feature",
+            "revision": "abc123",
+            "target": "web",
+            "jobs": "4",
+            "clean": true,
+        })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(expect_buildset(&mut events).await, bsid);
+    let builder_a = ctx.db.builder_id("a").await.unwrap();
+    assert_eq!(brids.keys().copied().collect::<Vec<_>>(), [builder_a]);
+    let bs = buildset(&ctx, bsid).await;
+    assert_eq!(bs.builders, ["a"]);
+    assert_eq!(
+        bs.reason,
+        "A build was forced by 'Ann <ann@example.org>': try it"
+    );
+    let props = &bs.properties;
+    for (name, value) in [
+        ("owner", json!("Ann <ann@example.org>")),
+        ("reason", json!("try it")),
+        ("target", json!("web")),
+        ("jobs", json!(4)),
+        ("mode", json!("fast")),
+        ("clean", json!(true)),
+    ] {
+        assert_eq!(props.get(name), Some(&value), "property {name}");
+        assert_eq!(
+            props.source(name),
+            Some("Force Build Form"),
+            "source of {name}"
+        );
+    }
+    assert_eq!(props.get("scheduler"), Some(&json!("force")));
+    let stamps = ctx.db.buildset_sourcestamps(bsid).await.unwrap();
+    assert_eq!(stamps.len(), 1);
+    assert_eq!(stamps[0].branch.as_deref(), Some("feature"));
+    assert_eq!(stamps[0].revision.as_deref(), Some("abc123"));
+
+    // A logged-in user is the owner; `builderid` picks one builder; defaults fill the rest.
+    let builder_b = ctx.db.builder_id("b").await.unwrap();
+    let (bsid, brids) = schedulers::force(
+        &ctx,
+        force_scheduler(&ctx),
+        params(json!({ "builderid": builder_b, "owner": "bob@example.org", "target": "api" })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(brids.keys().copied().collect::<Vec<_>>(), [builder_b]);
+    let bs = buildset(&ctx, bsid).await;
+    assert_eq!(bs.properties.get("owner"), Some(&json!("bob@example.org")));
+    assert_eq!(bs.properties.get("reason"), Some(&json!("force build")));
+    assert_eq!(bs.properties.get("jobs"), Some(&json!(2)));
+    assert_eq!(bs.properties.get("clean"), Some(&json!(false)));
+    let stamps = ctx.db.buildset_sourcestamps(bsid).await.unwrap();
+    assert_eq!(
+        (stamps[0].branch.clone(), stamps[0].revision.clone()),
+        (None, None)
+    );
+    stop(&ctx, handles).await;
+}
+
+#[tokio::test]
+async fn force_refuses_bad_fields_naming_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), FORCE).await;
+    let force = force_scheduler(&ctx);
+    let cases = [
+        (
+            json!({ "username": "Ann <ann@example.org>" }),
+            vec!["target"],
+        ),
+        (
+            json!({ "username": "Ann <ann@example.org>", "target": "Web" }),
+            vec!["target"],
+        ),
+        (
+            json!({ "username": "Ann <ann@example.org>", "target": "web", "jobs": "many" }),
+            vec!["jobs"],
+        ),
+        (
+            json!({ "username": "ann", "target": "web", "mode": "slow" }),
+            vec!["mode", "username"],
+        ),
+    ];
+    for (given, names) in cases {
+        let error = schedulers::force(&ctx, force, params(given.clone()))
+            .await
+            .expect_err("bad parameters are refused");
+        assert_eq!(error.status, 400, "{given}");
+        for name in names {
+            assert!(
+                error.message.contains(&format!("{name}:")),
+                "{given}: {}",
+                error.message
+            );
+        }
+    }
+    let error = schedulers::force(
+        &ctx,
+        force,
+        params(json!({ "builderNames": ["zzz"], "target": "web", "owner": "bob" })),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.status, 400);
+    assert!(error.message.contains("builderNames"), "{}", error.message);
+    let error = schedulers::force_named(&ctx, "nope", params(json!({ "target": "web" })))
+        .await
+        .unwrap_err();
+    assert_eq!(error.status, 404);
+    let error = schedulers::force_named(&ctx, "force", params(json!({ "owner": "bob" })))
+        .await
+        .unwrap_err();
+    assert_eq!(error.status, 400);
+    assert!(error.message.contains("target:"), "{}", error.message);
+    let buildsets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM buildsets")
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(buildsets, 0);
+}
+
+#[tokio::test]
+async fn periodic_builds_every_interval_and_resumes_from_the_last_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        dir.path(),
+        r#"
+        c['schedulers']:append(schedulers.Periodic{
+          name = "often", periodicBuildTimer = 1, builderNames = { "a" },
+        })
+        c['schedulers']:append(schedulers.Periodic{
+          name = "hourly", periodicBuildTimer = 3600, builderNames = { "b" },
+        })
+        "#,
+    )
+    .await;
+    let mut events = ctx.bus.subscribe();
+    let handles = start_all(&ctx).await;
+    let started = tokio::time::Instant::now();
+    let mut by_scheduler = std::collections::BTreeMap::<String, usize>::new();
+    while by_scheduler.get("often").copied().unwrap_or(0) < 3 {
+        let bsid = expect_buildset(&mut events).await;
+        let bs = buildset(&ctx, bsid).await;
+        *by_scheduler.entry(bs.scheduler).or_default() += 1;
+    }
+    // The first build is at once, then one a second.
+    assert!(started.elapsed() >= Duration::from_millis(1900));
+    assert_eq!(by_scheduler.get("hourly"), Some(&1));
+    let last = ctx
+        .db
+        .get_state("Periodic:hourly", "last_build")
+        .await
+        .unwrap();
+    assert!(last.and_then(|v| v.as_f64()).is_some());
+    stop(&ctx, handles).await;
+
+    // After a restart the hourly one waits for its hour; the other one carries on.
+    let ctx = context(
+        dir.path(),
+        r#"
+        c['schedulers']:append(schedulers.Periodic{
+          name = "hourly", periodicBuildTimer = 3600, builderNames = { "b" },
+        })
+        "#,
+    )
+    .await;
+    let mut events = ctx.bus.subscribe();
+    let handles = start_all(&ctx).await;
+    assert_eq!(
+        next_buildset(&mut events, Duration::from_millis(1500)).await,
+        None
+    );
+    stop(&ctx, handles).await;
+}
+
+#[tokio::test]
+async fn nightly_fires_at_its_cron_times_with_monday_as_day_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        dir.path(),
+        r#"
+        c['schedulers']:append(schedulers.Nightly{
+          name = "weekly", hour = 3, minute = 30, dayOfWeek = 0, builderNames = { "a" },
+        })
+        c['schedulers']:append(schedulers.Nightly{
+          name = "twice", hour = { 9, 21 }, builderNames = { "a" },
+        })
+        "#,
+    )
+    .await;
+    let times = |name: &str| match scheduler(&ctx, name) {
+        SchedulerConfig::Nightly(timed) => match &timed.schedule {
+            Schedule::Nightly { at, .. } => (**at).clone(),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    // Wednesday 31 January 2024, noon.
+    let after = Utc.with_ymd_and_hms(2024, 1, 31, 12, 0, 0).unwrap();
+    let weekly = times("weekly");
+    let next = schedulers::cron::next_fire(&weekly, &after).unwrap();
+    assert_eq!(next, Utc.with_ymd_and_hms(2024, 2, 5, 3, 30, 0).unwrap());
+    let next = schedulers::cron::next_fire(&weekly, &next).unwrap();
+    assert_eq!(next, Utc.with_ymd_and_hms(2024, 2, 12, 3, 30, 0).unwrap());
+    let twice = times("twice");
+    let next = schedulers::cron::next_fire(&twice, &after).unwrap();
+    assert_eq!(next, Utc.with_ymd_and_hms(2024, 1, 31, 21, 0, 0).unwrap());
+    let next = schedulers::cron::next_fire(&twice, &next).unwrap();
+    assert_eq!(next, Utc.with_ymd_and_hms(2024, 2, 1, 9, 0, 0).unwrap());
+}
+
+#[tokio::test]
+async fn a_nightly_build_missed_while_down_runs_at_start_unless_nothing_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        dir.path(),
+        r#"
+        c['schedulers']:append(schedulers.Nightly{
+          name = "nightly", hour = 3, builderNames = { "a" },
+        })
+        c['schedulers']:append(schedulers.Nightly{
+          name = "if-changed", hour = 3, onlyIfChanged = true, builderNames = { "b" },
+        })
+        "#,
+    )
+    .await;
+    // Both last built two days ago: their 3 o'clock builds since then were missed.
+    let two_days_ago = moonbot::db::now() - 2.0 * 86400.0;
+    for object in ["Nightly:nightly", "Nightly:if-changed"] {
+        ctx.db
+            .set_state(object, "last_build", &json!(two_days_ago))
+            .await
+            .unwrap();
+    }
+    let mut events = ctx.bus.subscribe();
+    let handles = start_all(&ctx).await;
+    let bsid = expect_buildset(&mut events).await;
+    let bs = buildset(&ctx, bsid).await;
+    assert_eq!(bs.scheduler, "nightly");
+    assert_eq!(
+        bs.reason,
+        "The Nightly scheduler named 'nightly' triggered this build"
+    );
+    // The onlyIfChanged one saw no change, so it skipped its build.
+    assert_eq!(
+        next_buildset(&mut events, Duration::from_millis(1000)).await,
+        None
+    );
+    let last = ctx
+        .db
+        .get_state("Nightly:if-changed", "last_build")
+        .await
+        .unwrap()
+        .and_then(|v| v.as_f64())
+        .unwrap();
+    assert!(last > two_days_ago, "the skipped build time is recorded");
+    stop(&ctx, handles).await;
+}
+
+#[tokio::test]
+async fn triggerable_builds_what_the_trigger_step_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        dir.path(),
+        r#"
+        c['schedulers']:append(schedulers.Triggerable{
+          name = "trig", builderNames = { "c" },
+          codebases = { app = {}, lib = { repository = "https://example.org/lib.git", branch = "stable" } },
+          properties = { kind = "triggered" },
+        })
+        "#,
+    )
+    .await;
+    let handles = start_all(&ctx).await;
+    let mut events = ctx.bus.subscribe();
+    let mut properties = Properties::new();
+    properties.set("reason", json!("because the parent said so"), "Trigger");
+    properties.set("kind", json!("from-parent"), "Trigger");
+    let request = TriggerRequest {
+        sourcestamps: vec![SourceStampSpec {
+            codebase: "app".into(),
+            branch: Some("main".into()),
+            revision: Some("feedbeef".into()),
+            repository: "https://example.org/app.git".into(),
+            project: "app".into(),
+        }],
+        properties,
+        parent_buildid: Some(7),
+        parent_relationship: Some("Triggered from".into()),
+        waited_for: true,
+    };
+    let (bsid, brids) = schedulers::trigger(&ctx, "trig", request).await.unwrap();
+    assert_eq!(expect_buildset(&mut events).await, bsid);
+    assert_eq!(brids.len(), 1);
+    let bs = buildset(&ctx, bsid).await;
+    assert_eq!(bs.reason, "because the parent said so");
+    assert_eq!(bs.parent_buildid, Some(7));
+    assert_eq!(bs.waited_for, [1]);
+    assert_eq!(bs.properties.get("kind"), Some(&json!("from-parent")));
+    assert_eq!(bs.properties.source("kind"), Some("Trigger"));
+    let stamps = ctx.db.buildset_sourcestamps(bsid).await.unwrap();
+    let described: Vec<(String, Option<String>, Option<String>, String)> = stamps
+        .into_iter()
+        .map(|s| (s.codebase, s.branch, s.revision, s.repository))
+        .collect();
+    assert_eq!(
+        described,
+        [
+            (
+                "app".to_string(),
+                Some("main".to_string()),
+                Some("feedbeef".to_string()),
+                "https://example.org/app.git".to_string()
+            ),
+            (
+                "lib".to_string(),
+                Some("stable".to_string()),
+                None,
+                "https://example.org/lib.git".to_string()
+            ),
+        ]
+    );
+
+    let error = schedulers::trigger(&ctx, "nope", TriggerRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(error.status, 404);
+    stop(&ctx, handles).await;
+}
+
+/// Marks a buildset complete with `results` and announces it, as the engine does.
+async fn complete(ctx: &Context, bsid: i64, results: i64) {
+    sqlx::query("UPDATE buildsets SET complete = 1, complete_at = $1, results = $2 WHERE id = $3")
+        .bind(moonbot::db::now())
+        .bind(results)
+        .bind(bsid)
+        .execute(&ctx.db.pool)
+        .await
+        .unwrap();
+    data::publish(&ctx.db, &ctx.bus, Resource::Buildset(bsid), "complete")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn dependent_builds_after_its_upstream_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        dir.path(),
+        r#"
+        local up = schedulers.SingleBranchScheduler{ name = "up", branch = "main", builderNames = { "a" } }
+        c['schedulers']:append(up)
+        c['schedulers']:append(schedulers.Dependent{ name = "down", upstream = up, builderNames = { "b" } })
+        "#,
+    )
+    .await;
+    let mut events = ctx.bus.subscribe();
+    let handles = start_all(&ctx).await;
+
+    let changeid = add_change(&ctx, change("main", "u1", &[])).await;
+    let upstream = expect_buildset(&mut events).await;
+    assert_eq!(buildset(&ctx, upstream).await.scheduler, "up");
+    complete(&ctx, upstream, 1).await;
+    let downstream = expect_buildset(&mut events).await;
+    let bs = buildset(&ctx, downstream).await;
+    assert_eq!(bs.scheduler, "down");
+    assert_eq!(bs.reason, "downstream");
+    assert_eq!(bs.builders, ["b"]);
+    assert_eq!(bs.ssids, [change_ssid(&ctx, changeid).await]);
+
+    // A failed upstream buildset is not followed.
+    add_change(&ctx, change("main", "u2", &[])).await;
+    let upstream = expect_buildset(&mut events).await;
+    complete(&ctx, upstream, 2).await;
+    assert_eq!(
+        next_buildset(&mut events, Duration::from_millis(800)).await,
+        None
+    );
+    stop(&ctx, handles).await;
+
+    // One that succeeds while the master is down is followed at the next start.
+    let lua = r#"
+        local up = schedulers.SingleBranchScheduler{ name = "up", branch = "main", builderNames = { "a" } }
+        c['schedulers']:append(up)
+        c['schedulers']:append(schedulers.Dependent{ name = "down", upstream = up, builderNames = { "b" } })
+    "#;
+    let ctx = context(dir.path(), lua).await;
+    let mut events = ctx.bus.subscribe();
+    let handles = start_all(&ctx).await;
+    add_change(&ctx, change("main", "u3", &[])).await;
+    let upstream = expect_buildset(&mut events).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop(&ctx, handles).await;
+    complete(&ctx, upstream, 0).await;
+
+    let ctx = context(dir.path(), lua).await;
+    let handles = start_all(&ctx).await;
+    // The follow-up is submitted while the scheduler starts.
+    let downstream: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM buildsets WHERE scheduler = 'down' ORDER BY id")
+            .fetch_all(&ctx.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(downstream.len(), 2);
+    assert_eq!(
+        buildset(&ctx, downstream[1]).await.ssids,
+        buildset(&ctx, upstream).await.ssids
+    );
+    stop(&ctx, handles).await;
+}
