@@ -304,3 +304,138 @@ end
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
 }
+
+const FLOW: &str = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local", {max_builds=2}) }
+local parent = util.BuildFactory()
+parent:addStep(steps.ShellCommand{name="work", command={"echo", util.Interpolate("branch=%(prop:branch)s owner=%(prop:owner)s")}})
+parent:addStep(steps.Trigger{schedulerNames={"child"}, waitForFinish=true, set_properties={from_parent=util.Property("buildnumber")}})
+local child = util.BuildFactory()
+child:addStep(steps.ShellCommand{name="child-work", command=util.Interpolate("test %(prop:from_parent)s = 1")})
+c['builders'] = {
+  util.BuilderConfig{name="parent", workernames={"local"}, factory=parent},
+  util.BuilderConfig{name="child", workernames={"local"}, factory=child},
+}
+c['schedulers'] = {
+  schedulers.ForceScheduler{name="force", builderNames={"parent"}},
+  schedulers.SingleBranchScheduler{name="main", change_filter=util.ChangeFilter{branch="main"}, builderNames={"parent"}},
+  schedulers.Triggerable{name="child", builderNames={"child"}},
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_build_triggers_a_child_and_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start(dir.path(), FLOW).await;
+    let ctx = &master.context;
+    let params = serde_json::json!({"builderNames": ["parent"], "username": "bob <bob@example.org>", "reason": "try", "branch": "dev"});
+    let (bsid, brids) = ctx
+        .control
+        .force("force", params.as_object().unwrap().clone())
+        .await
+        .unwrap();
+    assert_eq!(brids.len(), 1);
+    assert_eq!(complete(&master, bsid).await, BuildResult::Success);
+    let work = log_text(&master, "work", "stdio").await;
+    assert!(
+        work.contains("obranch=dev owner=bob <bob@example.org>\n"),
+        "{work}"
+    );
+    let child: (i64, Option<i64>) = sqlx::query_as(
+        "SELECT b.results, s.parent_buildid FROM builds b JOIN buildrequests r ON r.id = b.buildrequestid \
+         JOIN buildsets s ON s.id = r.buildsetid JOIN builders bl ON bl.id = b.builderid WHERE bl.name = 'child'",
+    )
+    .fetch_one(&ctx.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(child, (0, Some(1)));
+
+    let bad = ctx
+        .control
+        .force("nosuch", serde_json::Map::new())
+        .await
+        .unwrap_err();
+    assert_eq!(bad.status, 404);
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_main_starts_a_build_with_its_sourcestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = start(dir.path(), FLOW).await;
+    let ctx = &master.context;
+    let mut events = ctx.bus.subscribe();
+    let change = moonbot::db::ChangeSpec {
+        author: "carol".into(),
+        branch: Some("main".into()),
+        revision: Some("abc123".into()),
+        comments: "fix".into(),
+        ..Default::default()
+    };
+    moonbot::changes::submit(ctx, change).await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let event = events.recv().await.unwrap();
+            if event.key == "builds/1/finished" {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("a build finishes");
+    let buildid: i64 = sqlx::query_scalar("SELECT id FROM builds ORDER BY id LIMIT 1")
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap();
+    let props = ctx.db.build_properties(buildid).await.unwrap();
+    assert_eq!(props.get("revision"), Some(&Value::from("abc123")));
+    assert_eq!(props.get("scheduler"), Some(&Value::from("main")));
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_running_build_cancels_it_and_kills_its_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local") }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="slow", command="sleep 60"})
+f:addStep(steps.ShellCommand{name="never", command="true"})
+c['builders'] = { util.BuilderConfig{name="slow", workernames={"local"}, factory=f} }
+"#;
+    let master = start(dir.path(), config).await;
+    let bsid = submit(&master, &["slow"], &[]).await;
+    let ctx = &master.context;
+    let buildid = tokio::time::timeout(WAIT, async {
+        loop {
+            let id: Option<i64> = sqlx::query_scalar("SELECT b.id FROM builds b JOIN steps s ON s.buildid = b.id WHERE s.started_at IS NOT NULL")
+                .fetch_optional(&ctx.db.pool)
+                .await
+                .unwrap();
+            if let Some(id) = id {
+                return id;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ctx.control
+        .stop_build(buildid, "enough".into())
+        .await
+        .unwrap();
+    assert_eq!(complete(&master, bsid).await, BuildResult::Cancelled);
+    let steps: Vec<(String, i64)> =
+        sqlx::query_as("SELECT name, results FROM steps ORDER BY number")
+            .fetch_all(&ctx.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(steps, vec![("slow".to_string(), 6)]);
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}

@@ -295,3 +295,22 @@ impl Db {
         )
     }
 }
+
+impl Db {
+    /// A buildset's result once it is complete.
+    pub async fn buildset_result(&self, bsid: i64) -> DbResult<Option<BuildResult>> {
+        let row: Option<(i64, Option<i64>)> =
+            sqlx::query_as("SELECT complete, results FROM buildsets WHERE id = $1")
+                .bind(bsid)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            Some((1, results)) => Some(
+                results
+                    .and_then(BuildResult::from_code)
+                    .unwrap_or(BuildResult::Success),
+            ),
+            _ => None,
+        })
+    }
+}

@@ -25,6 +25,7 @@ use crate::db::DbResult;
 use crate::db::{BuildsetSpec, DbError};
 use crate::master::{Context, ControlError, ControlRequest, Submitted};
 use crate::model::BuildResult;
+use crate::schedulers;
 
 /// How long running builds may take to finish at shutdown before they are stopped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
@@ -264,8 +265,12 @@ impl Engine {
 
     async fn answer(&mut self, request: ControlRequest) {
         match request {
-            ControlRequest::Force { reply, .. } => {
-                let _ = reply.send(Err(ControlError::unavailable("forcing is not wired yet")));
+            ControlRequest::Force {
+                scheduler,
+                params,
+                reply,
+            } => {
+                let _ = reply.send(schedulers::force_named(&self.ctx, &scheduler, params).await);
             }
             ControlRequest::StopBuild {
                 buildid,

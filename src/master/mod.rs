@@ -15,6 +15,7 @@ use crate::changes::{self, RunningSource};
 use crate::config::{self, MasterConfig};
 use crate::db::Db;
 use crate::engine::{Engine, SHUTDOWN_GRACE};
+use crate::schedulers;
 use crate::script::ScriptHost;
 pub use control::{Control, ControlError, ControlRequest, Submitted};
 
@@ -43,6 +44,7 @@ pub struct Master {
     pub context: Context,
     engine: JoinHandle<()>,
     change_sources: Vec<RunningSource>,
+    schedulers: Vec<JoinHandle<()>>,
 }
 
 impl Master {
@@ -83,9 +85,18 @@ impl Master {
         for source in &context.config.change_sources {
             change_sources.push(changes::start(&context, source).await?);
         }
+        let mut schedulers = Vec::new();
+        for scheduler in &context.config.schedulers {
+            schedulers.push(schedulers::start(context.clone(), scheduler).await?);
+        }
         let engine = tokio::spawn(engine.run(requests, SHUTDOWN_GRACE));
         tracing::info!(basedir = %context.basedir.display(), "master started");
-        Ok(Master { context, engine, change_sources })
+        Ok(Master {
+            context,
+            engine,
+            change_sources,
+            schedulers,
+        })
     }
 
     /// Waits for the shutdown signal, then for every service to stop.
@@ -94,6 +105,9 @@ impl Master {
         tracing::info!("master shutting down");
         for source in self.change_sources {
             source.stop().await;
+        }
+        for scheduler in self.schedulers {
+            scheduler.await?;
         }
         self.engine.await?;
         tracing::info!("master stopped");

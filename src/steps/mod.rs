@@ -5,6 +5,7 @@ mod log;
 mod shell;
 mod source;
 mod transfer;
+mod trigger;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -206,7 +207,7 @@ impl StepRun<'_> {
             StepKind::Git(step) => self.git(step).await,
             StepKind::FileUpload(step) => self.upload(step).await,
             StepKind::FileDownload(step) => self.download(step).await,
-            _ => Err(format!("step kind {} cannot run yet", self.config.class())),
+            StepKind::Trigger(step) => self.trigger(step).await,
         }
     }
 }
