@@ -10,3 +10,4 @@ pub mod db;
 pub mod master;
 pub mod model;
 pub mod script;
+pub mod www;

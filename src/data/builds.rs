@@ -5,10 +5,11 @@ use serde_json::{json, Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::query::{bind_all, id_list, wanted_properties, Bind, Entity, FieldType as F, Listing, Page, Query};
+use super::query::{
+    bind_all, id_list, wanted_properties, Bind, Entity, FieldType as F, Listing, Page, Query,
+};
 use super::{flag, opt_int, opt_time, projected, time};
 use crate::db::{Db, DbResult};
-
 
 pub const BUILD: Entity = Entity {
     name: "build",
@@ -110,12 +111,12 @@ pub async fn builder_id(db: &Db, builder: &BuilderRef) -> DbResult<Option<i64>> 
             .bind(id)
             .fetch_optional(&db.pool)
             .await?),
-        BuilderRef::Name(name) => {
-            Ok(sqlx::query_scalar("SELECT id FROM builders WHERE name = $1")
+        BuilderRef::Name(name) => Ok(
+            sqlx::query_scalar("SELECT id FROM builders WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&db.pool)
-                .await?)
-        }
+                .await?,
+        ),
     }
 }
 
@@ -202,7 +203,10 @@ const BUILD_COLUMNS: &[(&str, &str)] = &[
         "(CASE WHEN builds.complete_at IS NULL THEN 0 ELSE 1 END)",
     ),
     ("complete_at", "CAST(builds.complete_at AS BIGINT)"),
-    ("locks_duration_s", "CAST(builds.locks_duration_s AS BIGINT)"),
+    (
+        "locks_duration_s",
+        "CAST(builds.locks_duration_s AS BIGINT)",
+    ),
     ("state_string", "builds.state_string"),
     ("results", "builds.results"),
 ];
@@ -289,7 +293,10 @@ pub async fn build(db: &Db, buildid: i64, query: &Query) -> DbResult<Option<Valu
 }
 
 /// The properties of builds, `name -> [value, source]`, by build id, in one query.
-pub async fn build_properties(db: &Db, buildids: &[i64]) -> DbResult<Vec<(i64, Map<String, Value>)>> {
+pub async fn build_properties(
+    db: &Db,
+    buildids: &[i64],
+) -> DbResult<Vec<(i64, Map<String, Value>)>> {
     if buildids.is_empty() {
         return Ok(Vec::new());
     }
@@ -453,11 +460,10 @@ pub async fn log_contents(
     let last = match limit {
         Some(limit) => first + limit - 1,
         None => {
-            let lines: Option<i64> =
-                sqlx::query_scalar("SELECT num_lines FROM logs WHERE id = $1")
-                    .bind(logid)
-                    .fetch_optional(&db.pool)
-                    .await?;
+            let lines: Option<i64> = sqlx::query_scalar("SELECT num_lines FROM logs WHERE id = $1")
+                .bind(logid)
+                .fetch_optional(&db.pool)
+                .await?;
             let Some(lines) = lines else {
                 return Ok(None);
             };

@@ -4,7 +4,9 @@ use serde_json::{json, Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::query::{bind_all, id_list, wanted_properties, Bind, Entity, FieldType as F, Listing, Page, Query};
+use super::query::{
+    bind_all, id_list, wanted_properties, Bind, Entity, FieldType as F, Listing, Page, Query,
+};
 use super::{flag, opt_int, opt_time, projected, time};
 use crate::db::{Db, DbResult};
 
@@ -321,9 +323,17 @@ async fn add_buildset_sourcestamps(db: &Db, items: &mut [Value]) -> DbResult<()>
 }
 
 pub async fn buildsets(db: &Db, query: &Query) -> DbResult<Page> {
-    let listing = Listing::new(BUILDSET_SELECT, "buildsets", BUILDSET_COLUMNS, "buildsets.id");
+    let listing = Listing::new(
+        BUILDSET_SELECT,
+        "buildsets",
+        BUILDSET_COLUMNS,
+        "buildsets.id",
+    );
     let (rows, counted, rest) = listing.fetch(db, query).await?;
-    let items = rows.iter().map(buildset_json).collect::<DbResult<Vec<_>>>()?;
+    let items = rows
+        .iter()
+        .map(buildset_json)
+        .collect::<DbResult<Vec<_>>>()?;
     let mut page = rest.page(items, counted);
     add_buildset_sourcestamps(db, &mut page.items).await?;
     Ok(projected(query, page))
@@ -391,7 +401,10 @@ fn buildrequest_json(row: &AnyRow) -> DbResult<Value> {
 /// Fills `properties` of each request with its buildset's properties that `property=`
 /// asked for, in one query.
 async fn add_request_properties(db: &Db, query: &Query, items: &mut [Value]) -> DbResult<()> {
-    let mut ids: Vec<i64> = items.iter().filter_map(|i| i["buildsetid"].as_i64()).collect();
+    let mut ids: Vec<i64> = items
+        .iter()
+        .filter_map(|i| i["buildsetid"].as_i64())
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     let mut by_buildset: Vec<(i64, Map<String, Value>)> =
@@ -438,7 +451,10 @@ pub async fn buildrequests(db: &Db, builderid: Option<i64>, query: &Query) -> Db
         listing = listing.when("buildrequests.builderid", Bind::Int(builderid));
     }
     let (rows, counted, rest) = listing.fetch(db, query).await?;
-    let items = rows.iter().map(buildrequest_json).collect::<DbResult<Vec<_>>>()?;
+    let items = rows
+        .iter()
+        .map(buildrequest_json)
+        .collect::<DbResult<Vec<_>>>()?;
     let mut page = rest.page(items, counted);
     if !query.properties.is_empty() {
         add_request_properties(db, query, &mut page.items).await?;
@@ -447,7 +463,8 @@ pub async fn buildrequests(db: &Db, builderid: Option<i64>, query: &Query) -> Db
 }
 
 pub async fn buildrequest(db: &Db, brid: i64, query: &Query) -> DbResult<Option<Value>> {
-    let sql = format!("SELECT {BUILDREQUEST_SELECT} FROM buildrequests WHERE buildrequests.id = $1");
+    let sql =
+        format!("SELECT {BUILDREQUEST_SELECT} FROM buildrequests WHERE buildrequests.id = $1");
     let Some(row) = sqlx::query(&sql)
         .bind(brid)
         .fetch_optional(&db.pool)

@@ -4,7 +4,9 @@
 use serde_json::{json, Map, Value};
 
 use super::query::{Entity, FieldType as F};
-use crate::config::build::{CodebaseParameter, ForceParameter, ForceScheduler, ParameterKind, SchedulerConfig};
+use crate::config::build::{
+    CodebaseParameter, ForceParameter, ForceScheduler, ParameterKind, SchedulerConfig,
+};
 use crate::config::MasterConfig;
 
 pub const FORCESCHEDULER: Entity = Entity {

@@ -212,7 +212,11 @@ mod tests {
         }
         assert_eq!(
             keys,
-            ["builders/2/builds/5/new", "builds/7/new", "workers/3/builds/7/new"]
+            [
+                "builders/2/builds/5/new",
+                "builds/7/new",
+                "workers/3/builds/7/new"
+            ]
         );
         assert!(matches!(
             publish(&db, &bus, Resource::Build(8), "new").await,

@@ -208,7 +208,10 @@ fn worker_json(row: &AnyRow) -> DbResult<Value> {
 
 /// Fills `configured_on` of each worker: its active builders on each active master.
 async fn add_configured_on(db: &Db, items: &mut [Value]) -> DbResult<()> {
-    let ids: Vec<i64> = items.iter().filter_map(|i| i["workerid"].as_i64()).collect();
+    let ids: Vec<i64> = items
+        .iter()
+        .filter_map(|i| i["workerid"].as_i64())
+        .collect();
     let masters = active_masters(db).await?;
     if ids.is_empty() || masters.is_empty() {
         return Ok(());
@@ -397,7 +400,10 @@ pub async fn schedulers(db: &Db, masterid: Option<i64>, query: &Query) -> DbResu
         listing = listing.when("schedulers.masterid", Bind::Int(masterid));
     }
     let (rows, counted, rest) = listing.fetch(db, query).await?;
-    let items = rows.iter().map(scheduler_json).collect::<DbResult<Vec<_>>>()?;
+    let items = rows
+        .iter()
+        .map(scheduler_json)
+        .collect::<DbResult<Vec<_>>>()?;
     Ok(projected(query, rest.page(items, counted)))
 }
 
