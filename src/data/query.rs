@@ -363,7 +363,7 @@ pub(crate) struct Listing<'a> {
     pub from: &'a str,
     /// Field name -> SQL expression.
     pub columns: &'a [(&'a str, &'a str)],
-    /// The order when none is asked, and the tie-breaker after the asked one.
+    /// The order when none is asked.
     pub default_order: &'a str,
     conditions: Vec<String>,
     binds: Vec<Bind>,
@@ -498,7 +498,11 @@ impl<'a> Listing<'a> {
         if order.len() == query.order.len() {
             rest.order.clear();
         }
-        order.push(self.default_order.to_string());
+        // Only the default order breaks ties, as in Buildbot: an index on the asked
+        // columns (`builderid, number`) then serves the order without a sort.
+        if order.is_empty() {
+            order.push(self.default_order.to_string());
+        }
         let conditions = if self.conditions.is_empty() {
             String::new()
         } else {

@@ -185,7 +185,6 @@ fn patterns() -> &'static [Pattern] {
             add(&format!("{log}/raw"), LogRaw);
             add(&format!("{log}/raw_inline"), LogRawInline);
         }
-        add("logchunks", LogContents);
         add("changes", Changes);
         add("changes/n:changeid", Change);
         add("sourcestamps/n:ssid/changes", Changes);

@@ -247,17 +247,10 @@ async fn answer(context: &Context, path: &str, raw_query: &str) -> Result<Answer
             Some(id) => builds::log(db, id).await?,
             None => None,
         },
-        LogContents => {
-            let logid = match args.log() {
-                Some(log) => builds::log_id(db, &log).await?,
-                // `/logchunks` names its log in the query, as `logid=`.
-                None => None,
-            };
-            match logid {
-                Some(id) => builds::log_contents(db, id, query.offset, query.limit).await?,
-                None => None,
-            }
-        }
+        LogContents => match builds::log_id(db, &args.log().ok_or_else(not_found)?).await? {
+            Some(id) => builds::log_contents(db, id, query.offset, query.limit).await?,
+            None => None,
+        },
         LogRaw | LogRawInline => {
             let logid = builds::log_id(db, &args.log().ok_or_else(not_found)?)
                 .await?
