@@ -15,3 +15,4 @@ pub mod process;
 pub mod schedulers;
 pub mod script;
 pub mod steps;
+pub mod www;

@@ -1,8 +1,25 @@
 //! The data API: Buildbot's resources (builds, steps, logs, ...) read from storage in the
 //! JSON shapes of Buildbot's REST API, and the bus events that announce their changes.
+//!
+//! Each resource type has an [`Entity`] (its fields, for parsing a [`Query`]), a collection
+//! reader that takes the query (filters, order and paging go into the SQL where a field has
+//! a column) and a single-item reader. Times are whole seconds since the epoch, as Buildbot
+//! shows them.
+
+pub mod builds;
+pub mod changes;
+pub mod forceschedulers;
+pub mod query;
+pub mod registry;
+
+pub use query::{Entity, FieldType, Filter, Op, Page, Query};
+
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::Row;
 
 use crate::bus::Bus;
-use crate::db::{Db, DbResult};
+use crate::db::{Db, DbError, DbResult};
 
 /// A resource whose change is published on the bus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,22 +40,187 @@ pub enum Resource {
 /// `complete`, `append`, `connected`, ...) about it under each of Buildbot's routing keys
 /// for its type (a build: `builds/ID/EVENT` and `builders/B/builds/N/EVENT`, ...).
 pub async fn publish(db: &Db, bus: &Bus, resource: Resource, event: &str) -> DbResult<()> {
-    let _ = db;
-    let (kind, id) = match resource {
-        Resource::Change(id) => ("changes", id),
-        Resource::Buildset(id) => ("buildsets", id),
-        Resource::BuildRequest(id) => ("buildrequests", id),
-        Resource::Build(id) => ("builds", id),
-        Resource::Step(id) => ("steps", id),
-        Resource::Log(id) => ("logs", id),
-        Resource::Worker(id) => ("workers", id),
-        Resource::Builder(id) => ("builders", id),
-        Resource::Master(id) => ("masters", id),
-        Resource::Scheduler(id) => ("schedulers", id),
+    let none = Query::default();
+    let message = match resource {
+        Resource::Change(id) => changes::change(db, id).await?,
+        Resource::Buildset(id) => changes::buildset(db, id).await?,
+        Resource::BuildRequest(id) => changes::buildrequest(db, id, &none).await?,
+        Resource::Build(id) => builds::build(db, id, &none).await?,
+        Resource::Step(id) => builds::step(db, id).await?,
+        Resource::Log(id) => builds::log(db, id).await?,
+        Resource::Worker(id) => registry::worker(db, id).await?,
+        Resource::Builder(id) => registry::builder(db, id).await?,
+        Resource::Master(id) => registry::master(db, id).await?,
+        Resource::Scheduler(id) => registry::scheduler(db, id).await?,
     };
-    bus.publish(
-        format!("{kind}/{id}/{event}"),
-        serde_json::json!({ "id": id }),
-    );
+    let message = message.ok_or_else(|| DbError::NotFound(format!("{resource:?}")))?;
+    for path in event_paths(resource, &message) {
+        bus.publish(format!("{path}/{event}"), message.clone());
+    }
     Ok(())
+}
+
+/// Buildbot's `eventPathPatterns` of a resource type, filled in from its message. A build
+/// on no worker has no `workers/...` path.
+pub fn event_paths(resource: Resource, message: &Value) -> Vec<String> {
+    let field = |name: &str| match &message[name] {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let has = |name: &str| !message[name].is_null();
+    match resource {
+        Resource::Change(id) => vec![format!("changes/{id}")],
+        Resource::Buildset(id) => vec![format!("buildsets/{id}")],
+        Resource::BuildRequest(id) => vec![
+            format!(
+                "buildsets/{}/builders/{}/buildrequests/{id}",
+                field("buildsetid"),
+                field("builderid")
+            ),
+            format!("buildrequests/{id}"),
+            format!("builders/{}/buildrequests/{id}", field("builderid")),
+        ],
+        Resource::Build(id) => {
+            let mut paths = vec![
+                format!("builders/{}/builds/{}", field("builderid"), field("number")),
+                format!("builds/{id}"),
+            ];
+            if has("workerid") {
+                paths.push(format!("workers/{}/builds/{id}", field("workerid")));
+            }
+            paths
+        }
+        Resource::Step(id) => vec![
+            format!("builds/{}/steps/{id}", field("buildid")),
+            format!("steps/{id}"),
+        ],
+        Resource::Log(id) => vec![
+            format!("logs/{id}"),
+            format!("steps/{}/logs/{}", field("stepid"), field("slug")),
+        ],
+        Resource::Worker(id) => vec![format!("workers/{id}")],
+        Resource::Builder(id) => vec![format!("builders/{id}")],
+        Resource::Master(id) => vec![format!("masters/{id}")],
+        Resource::Scheduler(id) => vec![format!("schedulers/{id}")],
+    }
+}
+
+// ---- reading rows --------------------------------------------------------------------
+
+/// A nullable integer column as JSON.
+fn opt_int(row: &AnyRow, index: usize) -> DbResult<Value> {
+    Ok(row
+        .try_get::<Option<i64>, _>(index)?
+        .map_or(Value::Null, Value::from))
+}
+
+/// A time column as Buildbot shows times: whole seconds.
+fn time(row: &AnyRow, index: usize) -> DbResult<Value> {
+    Ok(Value::from(row.try_get::<f64, _>(index)? as i64))
+}
+
+fn opt_time(row: &AnyRow, index: usize) -> DbResult<Value> {
+    Ok(row
+        .try_get::<Option<f64>, _>(index)?
+        .map_or(Value::Null, |t| Value::from(t as i64)))
+}
+
+/// A 0/1 flag column.
+fn flag(row: &AnyRow, index: usize) -> DbResult<bool> {
+    Ok(row.try_get::<i64, _>(index)? != 0)
+}
+
+/// Applies `field=` to each item of a page.
+fn projected(query: &Query, mut page: Page) -> Page {
+    for item in &mut page.items {
+        query.project(item);
+    }
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn each_type_has_buildbots_routing_keys() {
+        let cases = [
+            (
+                Resource::Build(7),
+                json!({"buildid": 7, "builderid": 2, "number": 5, "workerid": 3}),
+                vec!["builders/2/builds/5", "builds/7", "workers/3/builds/7"],
+            ),
+            (
+                Resource::Build(7),
+                json!({"buildid": 7, "builderid": 2, "number": 5, "workerid": null}),
+                vec!["builders/2/builds/5", "builds/7"],
+            ),
+            (
+                Resource::Step(9),
+                json!({"stepid": 9, "buildid": 7}),
+                vec!["builds/7/steps/9", "steps/9"],
+            ),
+            (
+                Resource::Log(4),
+                json!({"logid": 4, "stepid": 9, "slug": "stdio"}),
+                vec!["logs/4", "steps/9/logs/stdio"],
+            ),
+            (
+                Resource::BuildRequest(11),
+                json!({"buildrequestid": 11, "buildsetid": 6, "builderid": 2}),
+                vec![
+                    "buildsets/6/builders/2/buildrequests/11",
+                    "buildrequests/11",
+                    "builders/2/buildrequests/11",
+                ],
+            ),
+            (Resource::Buildset(6), json!({}), vec!["buildsets/6"]),
+            (Resource::Change(3), json!({}), vec!["changes/3"]),
+            (Resource::Worker(3), json!({}), vec!["workers/3"]),
+            (Resource::Builder(2), json!({}), vec!["builders/2"]),
+            (Resource::Master(1), json!({}), vec!["masters/1"]),
+            (Resource::Scheduler(8), json!({}), vec!["schedulers/8"]),
+        ];
+        for (resource, message, expected) in cases {
+            assert_eq!(event_paths(resource, &message), expected, "{resource:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn publish_sends_the_stored_build_under_every_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO builds (id, number, builderid, buildrequestid, workerid, masterid, \
+             started_at, state_string) VALUES (7, 5, 2, 1, 3, 1, 100.5, 'building')",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        let bus = Bus::new(16);
+        let mut events = bus.subscribe();
+        publish(&db, &bus, Resource::Build(7), "new").await.unwrap();
+        let mut keys = Vec::new();
+        for _ in 0..3 {
+            let event = events.try_recv().unwrap();
+            assert_eq!(event.message["state_string"], "building");
+            assert_eq!(event.message["started_at"], 100);
+            keys.push(event.key.clone());
+        }
+        assert_eq!(
+            keys,
+            [
+                "builders/2/builds/5/new",
+                "builds/7/new",
+                "workers/3/builds/7/new"
+            ]
+        );
+        assert!(matches!(
+            publish(&db, &bus, Resource::Build(8), "new").await,
+            Err(DbError::NotFound(_))
+        ));
+    }
 }

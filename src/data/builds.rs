@@ -1,0 +1,560 @@
+//! Builds, their steps, the steps' logs and the logs' contents, and the ways a URL names
+//! them (`/builds/7`, `/builders/NAME/builds/3/steps/compile/logs/stdio`).
+
+use serde_json::{json, Map, Value};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::query::{
+    bind_all, id_list, wanted_properties, Bind, Entity, FieldType as F, Listing, Page, Query,
+};
+use super::{flag, opt_int, opt_time, projected, time};
+use crate::db::{Db, DbResult};
+
+pub const BUILD: Entity = Entity {
+    name: "build",
+    plural: "builds",
+    fields: &[
+        ("buildid", F::Integer),
+        ("number", F::Integer),
+        ("builderid", F::Integer),
+        ("buildrequestid", F::Integer),
+        ("workerid", F::Integer),
+        ("masterid", F::Integer),
+        ("started_at", F::DateTime),
+        ("complete", F::Boolean),
+        ("complete_at", F::DateTime),
+        ("locks_duration_s", F::Integer),
+        ("results", F::Integer),
+        ("state_string", F::String),
+        ("properties", F::Object),
+    ],
+};
+
+pub const STEP: Entity = Entity {
+    name: "step",
+    plural: "steps",
+    fields: &[
+        ("stepid", F::Integer),
+        ("number", F::Integer),
+        ("name", F::String),
+        ("buildid", F::Integer),
+        ("started_at", F::DateTime),
+        ("locks_acquired_at", F::DateTime),
+        ("complete", F::Boolean),
+        ("complete_at", F::DateTime),
+        ("results", F::Integer),
+        ("state_string", F::String),
+        ("urls", F::Object),
+        ("hidden", F::Boolean),
+    ],
+};
+
+pub const LOG: Entity = Entity {
+    name: "log",
+    plural: "logs",
+    fields: &[
+        ("logid", F::Integer),
+        ("name", F::String),
+        ("slug", F::String),
+        ("stepid", F::Integer),
+        ("complete", F::Boolean),
+        ("num_lines", F::Integer),
+        ("type", F::String),
+    ],
+};
+
+pub const LOGCHUNK: Entity = Entity {
+    name: "logchunk",
+    plural: "logchunks",
+    fields: &[
+        ("logid", F::Integer),
+        ("firstline", F::Integer),
+        ("content", F::String),
+    ],
+};
+
+// ---- how a URL names a builder, build, step or log -------------------------------------
+
+/// `/builders/N` or `/builders/NAME`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BuilderRef {
+    Id(i64),
+    Name(String),
+}
+
+/// `/builds/ID` or `/builders/B/builds/NUMBER`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BuildRef {
+    Id(i64),
+    Number(BuilderRef, i64),
+}
+
+/// A step by id, or by number or name within a build.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepRef {
+    Id(i64),
+    Number(BuildRef, i64),
+    Name(BuildRef, String),
+}
+
+/// A log by id, or by slug within a step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LogRef {
+    Id(i64),
+    Slug(StepRef, String),
+}
+
+pub async fn builder_id(db: &Db, builder: &BuilderRef) -> DbResult<Option<i64>> {
+    match builder {
+        BuilderRef::Id(id) => Ok(sqlx::query_scalar("SELECT id FROM builders WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&db.pool)
+            .await?),
+        BuilderRef::Name(name) => Ok(
+            sqlx::query_scalar("SELECT id FROM builders WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&db.pool)
+                .await?,
+        ),
+    }
+}
+
+pub async fn build_id(db: &Db, build: &BuildRef) -> DbResult<Option<i64>> {
+    match build {
+        BuildRef::Id(id) => Ok(sqlx::query_scalar("SELECT id FROM builds WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&db.pool)
+            .await?),
+        BuildRef::Number(builder, number) => {
+            let Some(builderid) = builder_id(db, builder).await? else {
+                return Ok(None);
+            };
+            Ok(
+                sqlx::query_scalar("SELECT id FROM builds WHERE builderid = $1 AND number = $2")
+                    .bind(builderid)
+                    .bind(number)
+                    .fetch_optional(&db.pool)
+                    .await?,
+            )
+        }
+    }
+}
+
+pub async fn step_id(db: &Db, step: &StepRef) -> DbResult<Option<i64>> {
+    let (build, column, value) = match step {
+        StepRef::Id(id) => {
+            return Ok(sqlx::query_scalar("SELECT id FROM steps WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&db.pool)
+                .await?)
+        }
+        StepRef::Number(build, number) => (build, "number", Bind::Int(*number)),
+        StepRef::Name(build, name) => (build, "name", Bind::Text(name.clone())),
+    };
+    let Some(buildid) = build_id(db, build).await? else {
+        return Ok(None);
+    };
+    let sql = format!("SELECT id FROM steps WHERE buildid = $1 AND {column} = $2");
+    let binds = [Bind::Int(buildid), value];
+    let row = bind_all(sqlx::query(&sql), &binds)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?)
+}
+
+pub async fn log_id(db: &Db, log: &LogRef) -> DbResult<Option<i64>> {
+    match log {
+        LogRef::Id(id) => Ok(sqlx::query_scalar("SELECT id FROM logs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&db.pool)
+            .await?),
+        LogRef::Slug(step, slug) => {
+            let Some(stepid) = step_id(db, step).await? else {
+                return Ok(None);
+            };
+            Ok(
+                sqlx::query_scalar("SELECT id FROM logs WHERE stepid = $1 AND slug = $2")
+                    .bind(stepid)
+                    .bind(slug)
+                    .fetch_optional(&db.pool)
+                    .await?,
+            )
+        }
+    }
+}
+
+// ---- builds --------------------------------------------------------------------------
+
+const BUILD_SELECT: &str = "builds.id, builds.number, builds.builderid, builds.buildrequestid, \
+     builds.workerid, builds.masterid, builds.started_at, builds.complete_at, \
+     builds.locks_duration_s, builds.state_string, builds.results";
+
+const BUILD_COLUMNS: &[(&str, &str)] = &[
+    ("buildid", "builds.id"),
+    ("number", "builds.number"),
+    ("builderid", "builds.builderid"),
+    ("buildrequestid", "builds.buildrequestid"),
+    ("workerid", "builds.workerid"),
+    ("masterid", "builds.masterid"),
+    ("started_at", "CAST(builds.started_at AS BIGINT)"),
+    (
+        "complete",
+        "(CASE WHEN builds.complete_at IS NULL THEN 0 ELSE 1 END)",
+    ),
+    ("complete_at", "CAST(builds.complete_at AS BIGINT)"),
+    (
+        "locks_duration_s",
+        "CAST(builds.locks_duration_s AS BIGINT)",
+    ),
+    ("state_string", "builds.state_string"),
+    ("results", "builds.results"),
+];
+
+fn build_json(row: &AnyRow) -> DbResult<Value> {
+    let complete_at = opt_time(row, 7)?;
+    Ok(json!({
+        "buildid": row.try_get::<i64, _>(0)?,
+        "number": row.try_get::<i64, _>(1)?,
+        "builderid": row.try_get::<i64, _>(2)?,
+        "buildrequestid": row.try_get::<i64, _>(3)?,
+        "workerid": opt_int(row, 4)?,
+        "masterid": row.try_get::<i64, _>(5)?,
+        "started_at": time(row, 6)?,
+        "complete": !complete_at.is_null(),
+        "complete_at": complete_at,
+        "locks_duration_s": row.try_get::<f64, _>(8)? as i64,
+        "state_string": row.try_get::<String, _>(9)?,
+        "results": opt_int(row, 10)?,
+        "properties": {},
+    }))
+}
+
+/// Which builds a collection URL names.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BuildsOf {
+    pub builderid: Option<i64>,
+    pub buildrequestid: Option<i64>,
+    pub workerid: Option<i64>,
+    /// Builds of a change: of the buildsets holding its sourcestamp.
+    pub changeid: Option<i64>,
+    /// Builds a build triggered: of the buildsets it is the parent of.
+    pub parent_buildid: Option<i64>,
+}
+
+pub async fn builds(db: &Db, of: &BuildsOf, query: &Query) -> DbResult<Page> {
+    let from = match (of.changeid, of.parent_buildid) {
+        (Some(_), _) => {
+            "builds JOIN buildrequests br ON br.id = builds.buildrequestid \
+             JOIN buildset_sourcestamps bss ON bss.buildsetid = br.buildsetid \
+             JOIN changes ch ON ch.sourcestampid = bss.sourcestampid"
+        }
+        (None, Some(_)) => {
+            "builds JOIN buildrequests br ON br.id = builds.buildrequestid \
+             JOIN buildsets bs ON bs.id = br.buildsetid"
+        }
+        (None, None) => "builds",
+    };
+    let mut listing = Listing::new(BUILD_SELECT, from, BUILD_COLUMNS, "builds.id");
+    for (value, column) in [
+        (of.builderid, "builds.builderid"),
+        (of.buildrequestid, "builds.buildrequestid"),
+        (of.workerid, "builds.workerid"),
+        (of.changeid, "ch.changeid"),
+        (of.parent_buildid, "bs.parent_buildid"),
+    ] {
+        if let Some(id) = value {
+            listing = listing.when(column, Bind::Int(id));
+        }
+    }
+    let (rows, counted, rest) = listing.fetch(db, query).await?;
+    let items = rows.iter().map(build_json).collect::<DbResult<Vec<_>>>()?;
+    let mut page = rest.page(items, counted);
+    if !query.properties.is_empty() {
+        add_build_properties(db, query, &mut page.items).await?;
+    }
+    Ok(projected(query, page))
+}
+
+pub async fn build(db: &Db, buildid: i64, query: &Query) -> DbResult<Option<Value>> {
+    let sql = format!("SELECT {BUILD_SELECT} FROM builds WHERE builds.id = $1");
+    let Some(row) = sqlx::query(&sql)
+        .bind(buildid)
+        .fetch_optional(&db.pool)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut items = vec![build_json(&row)?];
+    if !query.properties.is_empty() {
+        add_build_properties(db, query, &mut items).await?;
+    }
+    Ok(items.pop())
+}
+
+/// The properties of builds, `name -> [value, source]`, by build id, in one query.
+pub async fn build_properties(
+    db: &Db,
+    buildids: &[i64],
+) -> DbResult<Vec<(i64, Map<String, Value>)>> {
+    if buildids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (placeholders, binds) = id_list(buildids);
+    let sql = format!(
+        "SELECT buildid, name, value, source FROM build_properties \
+         WHERE buildid IN ({placeholders}) ORDER BY buildid, name"
+    );
+    let rows = bind_all(sqlx::query(&sql), &binds)
+        .fetch_all(&db.pool)
+        .await?;
+    let mut by_build: Vec<(i64, Map<String, Value>)> = Vec::new();
+    for row in rows {
+        let buildid: i64 = row.try_get(0)?;
+        let value: String = row.try_get(2)?;
+        let value = serde_json::from_str(&value).unwrap_or(Value::String(value));
+        let pair = json!([value, row.try_get::<String, _>(3)?]);
+        match by_build.last_mut() {
+            Some((id, map)) if *id == buildid => {
+                map.insert(row.try_get(1)?, pair);
+            }
+            _ => {
+                let mut map = Map::new();
+                map.insert(row.try_get(1)?, pair);
+                by_build.push((buildid, map));
+            }
+        }
+    }
+    Ok(by_build)
+}
+
+/// Fills `properties` of each build with those `property=` asked for.
+async fn add_build_properties(db: &Db, query: &Query, items: &mut [Value]) -> DbResult<()> {
+    let ids: Vec<i64> = items.iter().filter_map(|i| i["buildid"].as_i64()).collect();
+    let mut all = build_properties(db, &ids).await?;
+    for item in items {
+        let id = item["buildid"].as_i64();
+        if let Some(position) = all.iter().position(|(b, _)| Some(*b) == id) {
+            let (_, properties) = all.swap_remove(position);
+            item["properties"] = Value::Object(wanted_properties(query, properties));
+        }
+    }
+    Ok(())
+}
+
+// ---- steps ---------------------------------------------------------------------------
+
+const STEP_SELECT: &str = "steps.id, steps.number, steps.name, steps.buildid, steps.started_at, \
+     steps.complete_at, steps.state_string, steps.results, steps.urls, steps.hidden";
+
+const STEP_COLUMNS: &[(&str, &str)] = &[
+    ("stepid", "steps.id"),
+    ("number", "steps.number"),
+    ("name", "steps.name"),
+    ("buildid", "steps.buildid"),
+    ("started_at", "CAST(steps.started_at AS BIGINT)"),
+    (
+        "complete",
+        "(CASE WHEN steps.complete_at IS NULL THEN 0 ELSE 1 END)",
+    ),
+    ("complete_at", "CAST(steps.complete_at AS BIGINT)"),
+    ("results", "steps.results"),
+    ("state_string", "steps.state_string"),
+    ("hidden", "steps.hidden"),
+];
+
+fn step_json(row: &AnyRow) -> DbResult<Value> {
+    let started_at = opt_time(row, 4)?;
+    let complete_at = opt_time(row, 5)?;
+    let urls: String = row.try_get(8)?;
+    Ok(json!({
+        "stepid": row.try_get::<i64, _>(0)?,
+        "number": row.try_get::<i64, _>(1)?,
+        "name": row.try_get::<String, _>(2)?,
+        "buildid": row.try_get::<i64, _>(3)?,
+        // Steps take their locks as they start: the engine has no step locks to wait for.
+        "locks_acquired_at": started_at,
+        "started_at": started_at,
+        "complete": !complete_at.is_null(),
+        "complete_at": complete_at,
+        "state_string": row.try_get::<String, _>(6)?,
+        "results": opt_int(row, 7)?,
+        "urls": serde_json::from_str::<Value>(&urls).unwrap_or_else(|_| json!([])),
+        "hidden": flag(row, 9)?,
+    }))
+}
+
+/// The steps of a build.
+pub async fn steps(db: &Db, buildid: i64, query: &Query) -> DbResult<Page> {
+    let listing = Listing::new(STEP_SELECT, "steps", STEP_COLUMNS, "steps.number")
+        .when("steps.buildid", Bind::Int(buildid));
+    let (rows, counted, rest) = listing.fetch(db, query).await?;
+    let items = rows.iter().map(step_json).collect::<DbResult<Vec<_>>>()?;
+    Ok(projected(query, rest.page(items, counted)))
+}
+
+pub async fn step(db: &Db, stepid: i64) -> DbResult<Option<Value>> {
+    let sql = format!("SELECT {STEP_SELECT} FROM steps WHERE steps.id = $1");
+    let row = sqlx::query(&sql)
+        .bind(stepid)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref().map(step_json).transpose()
+}
+
+// ---- logs ----------------------------------------------------------------------------
+
+const LOG_SELECT: &str =
+    "logs.id, logs.name, logs.slug, logs.stepid, logs.complete, logs.num_lines, logs.type";
+
+const LOG_COLUMNS: &[(&str, &str)] = &[
+    ("logid", "logs.id"),
+    ("name", "logs.name"),
+    ("slug", "logs.slug"),
+    ("stepid", "logs.stepid"),
+    ("complete", "logs.complete"),
+    ("num_lines", "logs.num_lines"),
+    ("type", "logs.type"),
+];
+
+fn log_json(row: &AnyRow) -> DbResult<Value> {
+    Ok(json!({
+        "logid": row.try_get::<i64, _>(0)?,
+        "name": row.try_get::<String, _>(1)?,
+        "slug": row.try_get::<String, _>(2)?,
+        "stepid": row.try_get::<i64, _>(3)?,
+        "complete": flag(row, 4)?,
+        "num_lines": row.try_get::<i64, _>(5)?,
+        "type": row.try_get::<String, _>(6)?,
+    }))
+}
+
+/// The logs of a step.
+pub async fn logs(db: &Db, stepid: i64, query: &Query) -> DbResult<Page> {
+    let listing = Listing::new(LOG_SELECT, "logs", LOG_COLUMNS, "logs.id")
+        .when("logs.stepid", Bind::Int(stepid));
+    let (rows, counted, rest) = listing.fetch(db, query).await?;
+    let items = rows.iter().map(log_json).collect::<DbResult<Vec<_>>>()?;
+    Ok(projected(query, rest.page(items, counted)))
+}
+
+pub async fn log(db: &Db, logid: i64) -> DbResult<Option<Value>> {
+    let sql = format!("SELECT {LOG_SELECT} FROM logs WHERE logs.id = $1");
+    let row = sqlx::query(&sql)
+        .bind(logid)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref().map(log_json).transpose()
+}
+
+/// Lines `offset ..` (at most `limit`) of a log as Buildbot's logchunk: `{logid, firstline,
+/// content}`, the content as stored (stdio lines keep their channel letter). `None` for a
+/// range outside the log, as Buildbot answers.
+pub async fn log_contents(
+    db: &Db,
+    logid: i64,
+    offset: Option<i64>,
+    limit: Option<i64>,
+) -> DbResult<Option<Value>> {
+    let first = offset.unwrap_or(0);
+    let last = match limit {
+        Some(limit) => first + limit - 1,
+        None => {
+            let lines: Option<i64> = sqlx::query_scalar("SELECT num_lines FROM logs WHERE id = $1")
+                .bind(logid)
+                .fetch_optional(&db.pool)
+                .await?;
+            let Some(lines) = lines else {
+                return Ok(None);
+            };
+            (lines - 1).max(0)
+        }
+    };
+    if first < 0 || last < 0 || first > last {
+        return Ok(None);
+    }
+    let content = db.log_lines(logid, first, last).await?;
+    Ok(Some(
+        json!({"logid": logid, "firstline": first, "content": content}),
+    ))
+}
+
+/// What `/raw` serves of a log: where it comes from (for the file name and the header of a
+/// stdio log) and its type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawLog {
+    pub logid: i64,
+    /// `s` stdio, `t` text, `h` html.
+    pub log_type: String,
+    pub num_lines: i64,
+    /// `BUILDER_build_N_step_STEP_log_SLUG`, Buildbot's download name.
+    pub filename: String,
+    /// `Builder: B\nBuild number: N\nWorker name: W\n` before a stdio log.
+    pub header: String,
+}
+
+pub async fn raw_log(db: &Db, logid: i64) -> DbResult<Option<RawLog>> {
+    let row = sqlx::query(
+        "SELECT logs.type, logs.num_lines, logs.slug, steps.name, builds.number, \
+         builders.name, workers.name \
+         FROM logs LEFT JOIN steps ON steps.id = logs.stepid \
+         LEFT JOIN builds ON builds.id = steps.buildid \
+         LEFT JOIN builders ON builders.id = builds.builderid \
+         LEFT JOIN workers ON workers.id = builds.workerid WHERE logs.id = $1",
+    )
+    .bind(logid)
+    .fetch_optional(&db.pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let log_type: String = row.try_get(0)?;
+    let slug: String = row.try_get(2)?;
+    let step: Option<String> = row.try_get(3)?;
+    let number: Option<i64> = row.try_get(4)?;
+    let builder: Option<String> = row.try_get(5)?;
+    let worker: Option<String> = row.try_get(6)?;
+    let mut header = String::new();
+    if log_type == "s" {
+        if let Some(builder) = &builder {
+            header.push_str(&format!("Builder: {builder}\n"));
+        }
+        if let Some(number) = number {
+            header.push_str(&format!("Build number: {number}\n"));
+        }
+        if let Some(worker) = &worker {
+            header.push_str(&format!("Worker name: {worker}\n"));
+        }
+    }
+    let mut parts = Vec::new();
+    parts.extend(builder);
+    if let Some(number) = number {
+        parts.extend(["build".to_string(), number.to_string()]);
+    }
+    if let Some(step) = step {
+        parts.extend(["step".to_string(), step]);
+    }
+    parts.extend(["log".to_string(), slug]);
+    Ok(Some(RawLog {
+        logid,
+        num_lines: row.try_get(1)?,
+        filename: parts.join("_"),
+        log_type,
+        header,
+    }))
+}
+
+/// Lines `first..=last` of a raw log: stdio lines lose their channel letter.
+pub async fn raw_lines(db: &Db, log: &RawLog, first: i64, last: i64) -> DbResult<String> {
+    let text = db.log_lines(log.logid, first, last).await?;
+    if log.log_type != "s" {
+        return Ok(text);
+    }
+    let mut raw = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let mut chars = line.chars();
+        chars.next();
+        raw.push_str(chars.as_str());
+    }
+    Ok(raw)
+}

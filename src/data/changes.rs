@@ -1,0 +1,481 @@
+//! Changes, sourcestamps, buildsets and build requests: what is asked to be built.
+
+use serde_json::{json, Map, Value};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::query::{
+    bind_all, id_list, wanted_properties, Bind, Entity, FieldType as F, Listing, Page, Query,
+};
+use super::{flag, opt_int, opt_time, projected, time};
+use crate::db::{Db, DbResult};
+
+pub const SOURCESTAMP: Entity = Entity {
+    name: "sourcestamp",
+    plural: "sourcestamps",
+    fields: &[
+        ("ssid", F::Integer),
+        ("revision", F::String),
+        ("branch", F::String),
+        ("repository", F::String),
+        ("project", F::String),
+        ("codebase", F::String),
+        ("patch", F::Object),
+        ("created_at", F::DateTime),
+    ],
+};
+
+pub const CHANGE: Entity = Entity {
+    name: "change",
+    plural: "changes",
+    fields: &[
+        ("changeid", F::Integer),
+        ("parent_changeids", F::IntegerList),
+        ("author", F::String),
+        ("committer", F::String),
+        ("files", F::StringList),
+        ("comments", F::String),
+        ("revision", F::String),
+        ("when_timestamp", F::Integer),
+        ("branch", F::String),
+        ("category", F::String),
+        ("revlink", F::String),
+        ("properties", F::Object),
+        ("repository", F::String),
+        ("project", F::String),
+        ("codebase", F::String),
+        ("sourcestamp", F::Object),
+    ],
+};
+
+pub const BUILDSET: Entity = Entity {
+    name: "buildset",
+    plural: "buildsets",
+    fields: &[
+        ("bsid", F::Integer),
+        ("external_idstring", F::String),
+        ("reason", F::String),
+        ("rebuilt_buildid", F::Integer),
+        ("submitted_at", F::Integer),
+        ("complete", F::Boolean),
+        ("complete_at", F::Integer),
+        ("results", F::Integer),
+        ("sourcestamps", F::Object),
+        ("parent_buildid", F::Integer),
+        ("parent_relationship", F::String),
+    ],
+};
+
+pub const BUILDREQUEST: Entity = Entity {
+    name: "buildrequest",
+    plural: "buildrequests",
+    fields: &[
+        ("buildrequestid", F::Integer),
+        ("buildsetid", F::Integer),
+        ("builderid", F::Integer),
+        ("priority", F::Integer),
+        ("claimed", F::Boolean),
+        ("claimed_at", F::DateTime),
+        ("claimed_by_masterid", F::Integer),
+        ("complete", F::Boolean),
+        ("results", F::Integer),
+        ("submitted_at", F::DateTime),
+        ("complete_at", F::DateTime),
+        ("waited_for", F::Boolean),
+        ("properties", F::Object),
+    ],
+};
+
+// ---- sourcestamps ----------------------------------------------------------------------
+
+/// The sourcestamp columns (with its patch, 13 in all), as `sourcestamp_json` reads them.
+const SS_SELECT: &str = "ss.id, ss.branch, ss.revision, ss.project, ss.repository, ss.codebase, \
+     ss.created_at, p.id, p.patchlevel, p.subdir, p.author, p.comment, p.patch";
+const SS_FROM: &str = "sourcestamps ss LEFT JOIN patches p ON p.id = ss.patchid";
+
+const SS_COLUMNS: &[(&str, &str)] = &[
+    ("ssid", "ss.id"),
+    ("branch", "ss.branch"),
+    ("revision", "ss.revision"),
+    ("project", "ss.project"),
+    ("repository", "ss.repository"),
+    ("codebase", "ss.codebase"),
+    ("created_at", "CAST(ss.created_at AS BIGINT)"),
+];
+
+/// A sourcestamp from the row's columns `at..at + SS_WIDTH`.
+fn sourcestamp_json(row: &AnyRow, at: usize) -> DbResult<Value> {
+    let patch = match opt_int(row, at + 7)? {
+        Value::Null => Value::Null,
+        patchid => {
+            let body: Vec<u8> = row.try_get(at + 12)?;
+            json!({
+                "patchid": patchid,
+                "level": row.try_get::<i64, _>(at + 8)?,
+                "subdir": row.try_get::<Option<String>, _>(at + 9)?,
+                "author": row.try_get::<Option<String>, _>(at + 10)?,
+                "comment": row.try_get::<Option<String>, _>(at + 11)?,
+                "body": String::from_utf8_lossy(&body),
+            })
+        }
+    };
+    Ok(json!({
+        "ssid": row.try_get::<i64, _>(at)?,
+        "branch": row.try_get::<Option<String>, _>(at + 1)?,
+        "revision": row.try_get::<Option<String>, _>(at + 2)?,
+        "project": row.try_get::<String, _>(at + 3)?,
+        "repository": row.try_get::<String, _>(at + 4)?,
+        "codebase": row.try_get::<String, _>(at + 5)?,
+        "created_at": time(row, at + 6)?,
+        "patch": patch,
+    }))
+}
+
+/// All sourcestamps, or those of a buildset.
+pub async fn sourcestamps(db: &Db, buildsetid: Option<i64>, query: &Query) -> DbResult<Page> {
+    let listing = match buildsetid {
+        Some(bsid) => Listing::new(
+            SS_SELECT,
+            "sourcestamps ss LEFT JOIN patches p ON p.id = ss.patchid \
+             JOIN buildset_sourcestamps bss ON bss.sourcestampid = ss.id",
+            SS_COLUMNS,
+            "ss.id",
+        )
+        .when("bss.buildsetid", Bind::Int(bsid)),
+        None => Listing::new(SS_SELECT, SS_FROM, SS_COLUMNS, "ss.id"),
+    };
+    let (rows, counted, rest) = listing.fetch(db, query).await?;
+    let items = rows
+        .iter()
+        .map(|row| sourcestamp_json(row, 0))
+        .collect::<DbResult<Vec<_>>>()?;
+    Ok(projected(query, rest.page(items, counted)))
+}
+
+pub async fn sourcestamp(db: &Db, ssid: i64) -> DbResult<Option<Value>> {
+    let sql = format!("SELECT {SS_SELECT} FROM {SS_FROM} WHERE ss.id = $1");
+    let row = sqlx::query(&sql)
+        .bind(ssid)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.map(|row| sourcestamp_json(&row, 0)).transpose()
+}
+
+// ---- changes ---------------------------------------------------------------------------
+
+const CHANGE_COLUMNS: &[(&str, &str)] = &[
+    ("changeid", "changes.changeid"),
+    ("author", "changes.author"),
+    ("committer", "changes.committer"),
+    ("comments", "changes.comments"),
+    ("branch", "changes.branch"),
+    ("revision", "changes.revision"),
+    ("revlink", "changes.revlink"),
+    ("when_timestamp", "CAST(changes.when_timestamp AS BIGINT)"),
+    ("category", "changes.category"),
+    ("repository", "changes.repository"),
+    ("codebase", "changes.codebase"),
+    ("project", "changes.project"),
+];
+
+fn change_select() -> String {
+    format!(
+        "changes.changeid, changes.author, changes.committer, changes.comments, \
+         changes.branch, changes.revision, changes.revlink, changes.when_timestamp, \
+         changes.category, changes.repository, changes.codebase, changes.project, \
+         changes.files, changes.properties, changes.parent_changeid, {SS_SELECT}"
+    )
+}
+
+const CHANGE_FROM: &str = "changes JOIN sourcestamps ss ON ss.id = changes.sourcestampid \
+     LEFT JOIN patches p ON p.id = ss.patchid";
+
+fn change_json(row: &AnyRow) -> DbResult<Value> {
+    let files: String = row.try_get(12)?;
+    let properties: String = row.try_get(13)?;
+    let parents: Vec<i64> = row.try_get::<Option<i64>, _>(14)?.into_iter().collect();
+    Ok(json!({
+        "changeid": row.try_get::<i64, _>(0)?,
+        "author": row.try_get::<String, _>(1)?,
+        "committer": row.try_get::<Option<String>, _>(2)?,
+        "comments": row.try_get::<String, _>(3)?,
+        "branch": row.try_get::<Option<String>, _>(4)?,
+        "revision": row.try_get::<Option<String>, _>(5)?,
+        "revlink": row.try_get::<Option<String>, _>(6)?,
+        "when_timestamp": time(row, 7)?,
+        "category": row.try_get::<Option<String>, _>(8)?,
+        "repository": row.try_get::<String, _>(9)?,
+        "codebase": row.try_get::<String, _>(10)?,
+        "project": row.try_get::<String, _>(11)?,
+        "files": serde_json::from_str::<Value>(&files).unwrap_or_else(|_| json!([])),
+        "properties": serde_json::from_str::<Value>(&properties).unwrap_or_else(|_| json!({})),
+        "parent_changeids": parents,
+        "sourcestamp": sourcestamp_json(row, 15)?,
+    }))
+}
+
+/// Which changes a collection URL names.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChangesOf {
+    /// The changes a build was made of: those of its buildset's sourcestamps.
+    pub buildid: Option<i64>,
+    /// The change that made a sourcestamp.
+    pub ssid: Option<i64>,
+}
+
+pub async fn changes(db: &Db, of: &ChangesOf, query: &Query) -> DbResult<Page> {
+    let select = change_select();
+    let from = match of.buildid {
+        Some(_) => format!(
+            "{CHANGE_FROM} JOIN buildset_sourcestamps bss ON bss.sourcestampid = ss.id \
+             JOIN buildrequests br ON br.buildsetid = bss.buildsetid \
+             JOIN builds b ON b.buildrequestid = br.id"
+        ),
+        None => CHANGE_FROM.to_string(),
+    };
+    let mut listing = Listing::new(&select, &from, CHANGE_COLUMNS, "changes.changeid");
+    if let Some(buildid) = of.buildid {
+        listing = listing.when("b.id", Bind::Int(buildid));
+    }
+    if let Some(ssid) = of.ssid {
+        listing = listing.when("changes.sourcestampid", Bind::Int(ssid));
+    }
+    let (rows, counted, rest) = listing.fetch(db, query).await?;
+    let items = rows.iter().map(change_json).collect::<DbResult<Vec<_>>>()?;
+    Ok(projected(query, rest.page(items, counted)))
+}
+
+pub async fn change(db: &Db, changeid: i64) -> DbResult<Option<Value>> {
+    let sql = format!(
+        "SELECT {} FROM {CHANGE_FROM} WHERE changes.changeid = $1",
+        change_select()
+    );
+    let row = sqlx::query(&sql)
+        .bind(changeid)
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref().map(change_json).transpose()
+}
+
+// ---- buildsets -------------------------------------------------------------------------
+
+const BUILDSET_SELECT: &str = "buildsets.id, buildsets.external_idstring, buildsets.reason, \
+     buildsets.submitted_at, buildsets.complete, buildsets.complete_at, buildsets.results, \
+     buildsets.parent_buildid, buildsets.parent_relationship";
+
+const BUILDSET_COLUMNS: &[(&str, &str)] = &[
+    ("bsid", "buildsets.id"),
+    ("external_idstring", "buildsets.external_idstring"),
+    ("reason", "buildsets.reason"),
+    ("submitted_at", "CAST(buildsets.submitted_at AS BIGINT)"),
+    ("complete", "buildsets.complete"),
+    ("complete_at", "CAST(buildsets.complete_at AS BIGINT)"),
+    ("results", "buildsets.results"),
+    ("parent_buildid", "buildsets.parent_buildid"),
+    ("parent_relationship", "buildsets.parent_relationship"),
+];
+
+fn buildset_json(row: &AnyRow) -> DbResult<Value> {
+    Ok(json!({
+        "bsid": row.try_get::<i64, _>(0)?,
+        "external_idstring": row.try_get::<Option<String>, _>(1)?,
+        "reason": row.try_get::<String, _>(2)?,
+        "submitted_at": time(row, 3)?,
+        "complete": flag(row, 4)?,
+        "complete_at": opt_time(row, 5)?,
+        "results": opt_int(row, 6)?,
+        "parent_buildid": opt_int(row, 7)?,
+        "parent_relationship": row.try_get::<Option<String>, _>(8)?,
+        // Rebuilds are recorded as new buildsets without a link back.
+        "rebuilt_buildid": null,
+        "sourcestamps": [],
+    }))
+}
+
+/// Fills `sourcestamps` of each buildset, in one query.
+async fn add_buildset_sourcestamps(db: &Db, items: &mut [Value]) -> DbResult<()> {
+    let ids: Vec<i64> = items.iter().filter_map(|i| i["bsid"].as_i64()).collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let (placeholders, binds) = id_list(&ids);
+    let sql = format!(
+        "SELECT bss.buildsetid, {SS_SELECT} FROM buildset_sourcestamps bss \
+         JOIN sourcestamps ss ON ss.id = bss.sourcestampid \
+         LEFT JOIN patches p ON p.id = ss.patchid \
+         WHERE bss.buildsetid IN ({placeholders}) ORDER BY ss.id"
+    );
+    let rows = bind_all(sqlx::query(&sql), &binds)
+        .fetch_all(&db.pool)
+        .await?;
+    for row in rows {
+        let bsid: i64 = row.try_get(0)?;
+        let stamp = sourcestamp_json(&row, 1)?;
+        if let Some(Value::Array(stamps)) = items
+            .iter_mut()
+            .find(|i| i["bsid"].as_i64() == Some(bsid))
+            .map(|i| &mut i["sourcestamps"])
+        {
+            stamps.push(stamp);
+        }
+    }
+    Ok(())
+}
+
+pub async fn buildsets(db: &Db, query: &Query) -> DbResult<Page> {
+    let listing = Listing::new(
+        BUILDSET_SELECT,
+        "buildsets",
+        BUILDSET_COLUMNS,
+        "buildsets.id",
+    );
+    let (rows, counted, rest) = listing.fetch(db, query).await?;
+    let items = rows
+        .iter()
+        .map(buildset_json)
+        .collect::<DbResult<Vec<_>>>()?;
+    let mut page = rest.page(items, counted);
+    add_buildset_sourcestamps(db, &mut page.items).await?;
+    Ok(projected(query, page))
+}
+
+pub async fn buildset(db: &Db, bsid: i64) -> DbResult<Option<Value>> {
+    let sql = format!("SELECT {BUILDSET_SELECT} FROM buildsets WHERE buildsets.id = $1");
+    let Some(row) = sqlx::query(&sql)
+        .bind(bsid)
+        .fetch_optional(&db.pool)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut items = [buildset_json(&row)?];
+    add_buildset_sourcestamps(db, &mut items).await?;
+    let [item] = items;
+    Ok(Some(item))
+}
+
+// ---- build requests --------------------------------------------------------------------
+
+const BUILDREQUEST_SELECT: &str = "buildrequests.id, buildrequests.buildsetid, \
+     buildrequests.builderid, buildrequests.priority, buildrequests.claimed_at, \
+     buildrequests.claimed_by_masterid, buildrequests.complete, buildrequests.results, \
+     buildrequests.submitted_at, buildrequests.complete_at, buildrequests.waited_for";
+
+const BUILDREQUEST_COLUMNS: &[(&str, &str)] = &[
+    ("buildrequestid", "buildrequests.id"),
+    ("buildsetid", "buildrequests.buildsetid"),
+    ("builderid", "buildrequests.builderid"),
+    ("priority", "buildrequests.priority"),
+    (
+        "claimed",
+        "(CASE WHEN buildrequests.claimed_by_masterid IS NULL THEN 0 ELSE 1 END)",
+    ),
+    ("claimed_at", "CAST(buildrequests.claimed_at AS BIGINT)"),
+    ("claimed_by_masterid", "buildrequests.claimed_by_masterid"),
+    ("complete", "buildrequests.complete"),
+    ("results", "buildrequests.results"),
+    ("submitted_at", "CAST(buildrequests.submitted_at AS BIGINT)"),
+    ("complete_at", "CAST(buildrequests.complete_at AS BIGINT)"),
+    ("waited_for", "buildrequests.waited_for"),
+];
+
+fn buildrequest_json(row: &AnyRow) -> DbResult<Value> {
+    let claimed_by = opt_int(row, 5)?;
+    Ok(json!({
+        "buildrequestid": row.try_get::<i64, _>(0)?,
+        "buildsetid": row.try_get::<i64, _>(1)?,
+        "builderid": row.try_get::<i64, _>(2)?,
+        "priority": row.try_get::<i64, _>(3)?,
+        "claimed": !claimed_by.is_null(),
+        "claimed_at": opt_time(row, 4)?,
+        "claimed_by_masterid": claimed_by,
+        "complete": flag(row, 6)?,
+        "results": opt_int(row, 7)?,
+        "submitted_at": time(row, 8)?,
+        "complete_at": opt_time(row, 9)?,
+        "waited_for": flag(row, 10)?,
+        "properties": null,
+    }))
+}
+
+/// Fills `properties` of each request with its buildset's properties that `property=`
+/// asked for, in one query.
+async fn add_request_properties(db: &Db, query: &Query, items: &mut [Value]) -> DbResult<()> {
+    let mut ids: Vec<i64> = items
+        .iter()
+        .filter_map(|i| i["buildsetid"].as_i64())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut by_buildset: Vec<(i64, Map<String, Value>)> =
+        ids.iter().map(|id| (*id, Map::new())).collect();
+    if !ids.is_empty() {
+        let (placeholders, binds) = id_list(&ids);
+        let sql = format!(
+            "SELECT buildsetid, name, value, source FROM buildset_properties \
+             WHERE buildsetid IN ({placeholders})"
+        );
+        let rows = bind_all(sqlx::query(&sql), &binds)
+            .fetch_all(&db.pool)
+            .await?;
+        for row in rows {
+            let bsid: i64 = row.try_get(0)?;
+            let value: String = row.try_get(2)?;
+            let value = serde_json::from_str(&value).unwrap_or(Value::String(value));
+            if let Some((_, map)) = by_buildset.iter_mut().find(|(id, _)| *id == bsid) {
+                map.insert(
+                    row.try_get(1)?,
+                    json!([value, row.try_get::<String, _>(3)?]),
+                );
+            }
+        }
+    }
+    for item in items {
+        let bsid = item["buildsetid"].as_i64();
+        if let Some((_, map)) = by_buildset.iter().find(|(id, _)| Some(*id) == bsid) {
+            item["properties"] = Value::Object(wanted_properties(query, map.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// All build requests, or those of a builder.
+pub async fn buildrequests(db: &Db, builderid: Option<i64>, query: &Query) -> DbResult<Page> {
+    let mut listing = Listing::new(
+        BUILDREQUEST_SELECT,
+        "buildrequests",
+        BUILDREQUEST_COLUMNS,
+        "buildrequests.id",
+    );
+    if let Some(builderid) = builderid {
+        listing = listing.when("buildrequests.builderid", Bind::Int(builderid));
+    }
+    let (rows, counted, rest) = listing.fetch(db, query).await?;
+    let items = rows
+        .iter()
+        .map(buildrequest_json)
+        .collect::<DbResult<Vec<_>>>()?;
+    let mut page = rest.page(items, counted);
+    if !query.properties.is_empty() {
+        add_request_properties(db, query, &mut page.items).await?;
+    }
+    Ok(projected(query, page))
+}
+
+pub async fn buildrequest(db: &Db, brid: i64, query: &Query) -> DbResult<Option<Value>> {
+    let sql =
+        format!("SELECT {BUILDREQUEST_SELECT} FROM buildrequests WHERE buildrequests.id = $1");
+    let Some(row) = sqlx::query(&sql)
+        .bind(brid)
+        .fetch_optional(&db.pool)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut items = [buildrequest_json(&row)?];
+    if !query.properties.is_empty() {
+        add_request_properties(db, query, &mut items).await?;
+    }
+    let [item] = items;
+    Ok(Some(item))
+}

@@ -1,0 +1,53 @@
+//! The web server: Buildbot's REST API under `/api/v2/` (see [`rest`]), on the port of the
+//! config's first WebStatus (or `c['www']`).
+
+mod paths;
+mod rest;
+
+use anyhow::Context as _;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::status::StatusTarget;
+use crate::master::Context;
+
+/// Binds the web server's port, or `None` when the config has no web server.
+pub async fn bind(context: &Context) -> anyhow::Result<Option<TcpListener>> {
+    let Some(port) = context
+        .config
+        .status
+        .iter()
+        .find_map(|target| match target {
+            StatusTarget::WebStatus(web) => web.http_port.clone(),
+            _ => None,
+        })
+    else {
+        return Ok(None);
+    };
+    let host = port.interface.as_deref().unwrap_or("0.0.0.0");
+    let listener = TcpListener::bind((host, port.port))
+        .await
+        .with_context(|| format!("cannot listen on {port} for the web server"))?;
+    Ok(Some(listener))
+}
+
+/// The routes, sharing the master's context.
+pub fn router(context: Context) -> Router {
+    Router::new()
+        .route("/api/v2/{*path}", get(rest::get).post(rest::post))
+        .with_state(context)
+}
+
+/// Serves on `listener` until the master shuts down; requests under way are finished.
+pub async fn serve(context: Context, listener: TcpListener) -> anyhow::Result<()> {
+    let shutdown = context.shutdown.clone();
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "web server listening");
+    axum::serve(listener, router(context))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("the web server failed")?;
+    tracing::info!(%address, "web server stopped");
+    Ok(())
+}
