@@ -439,3 +439,83 @@ c['builders'] = { util.BuilderConfig{name="slow", workernames={"local"}, factory
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_forced_through_the_rest_api_shows_up_there_with_buildbot_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local") }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="hello", command={"echo", "hello"}})
+c['builders'] = { util.BuilderConfig{name="runtests", workernames={"local"}, factory=f} }
+c['schedulers'] = { schedulers.ForceScheduler{name="force", builderNames={"runtests"}} }
+c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
+"#;
+    let master = start(dir.path(), config).await;
+    let api = format!(
+        "http://{}/api/v2",
+        master.web_address.expect("a web server")
+    );
+    let http = reqwest::Client::new();
+    let answer: Value = http
+        .post(format!("{api}/forceschedulers/force"))
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "method": "force", "id": 1,
+            "params": {"builderid": 1, "username": "dev <dev@example.org>", "reason": "check"}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bsid = answer["result"][0]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert_eq!(complete(&master, bsid).await, BuildResult::Success);
+
+    let builds: Value = http
+        .get(format!("{api}/builders/runtests/builds?property=owner"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let build = &builds["builds"][0];
+    assert_eq!(build["number"], 1);
+    assert_eq!(build["results"], 0);
+    assert_eq!(build["complete"], true);
+    assert_eq!(build["state_string"], "build successful");
+    assert_eq!(
+        build["properties"]["owner"],
+        serde_json::json!(["dev <dev@example.org>", "Force Build Form"])
+    );
+    assert_eq!(builds["meta"]["total"], 1);
+    let steps: Value = http
+        .get(format!("{api}/builds/1/steps"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(steps["steps"][0]["name"], "hello");
+    assert_eq!(steps["steps"][0]["state_string"], "'echo hello'");
+    let raw = http
+        .get(format!("{api}/builds/1/steps/hello/logs/stdio/raw"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(raw.contains("\nhello\n"), "{raw}");
+    let missing = http.get(format!("{api}/builds/99")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}

@@ -101,3 +101,16 @@ impl Db {
         .await
     }
 }
+
+impl Db {
+    /// Marks the master running (or not), as `/api/v2/masters` shows it.
+    pub async fn set_master_active(&self, masterid: i64, active: bool) -> DbResult<()> {
+        sqlx::query("UPDATE masters SET active = $1, last_active = $2 WHERE id = $3")
+            .bind(active as i64)
+            .bind(super::now())
+            .bind(masterid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

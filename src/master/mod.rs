@@ -15,8 +15,8 @@ use crate::changes::{self, RunningSource};
 use crate::config::{self, MasterConfig};
 use crate::db::Db;
 use crate::engine::{Engine, SHUTDOWN_GRACE};
-use crate::schedulers;
 use crate::script::ScriptHost;
+use crate::{schedulers, www};
 pub use control::{Control, ControlError, ControlRequest, Submitted};
 
 /// What every service of a running master shares. Cheap to clone.
@@ -45,6 +45,9 @@ pub struct Master {
     engine: JoinHandle<()>,
     change_sources: Vec<RunningSource>,
     schedulers: Vec<JoinHandle<()>>,
+    web: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Where the web server listens, when the config has one.
+    pub web_address: Option<std::net::SocketAddr>,
 }
 
 impl Master {
@@ -80,6 +83,8 @@ impl Master {
             masterid,
             shutdown,
         };
+        // Bound first, so a port in use fails the start before anything runs.
+        let web = www::bind(&context).await?;
         let engine = Engine::new(context.clone()).await?;
         let mut change_sources = Vec::new();
         for source in &context.config.change_sources {
@@ -90,12 +95,20 @@ impl Master {
             schedulers.push(schedulers::start(context.clone(), scheduler).await?);
         }
         let engine = tokio::spawn(engine.run(requests, SHUTDOWN_GRACE));
+        let web_address = web.as_ref().and_then(|listener| listener.local_addr().ok());
+        if let Some(address) = web_address {
+            tracing::info!(%address, "web server listening");
+        }
+        let web = web.map(|listener| tokio::spawn(www::serve(context.clone(), listener)));
+        context.db.set_master_active(context.masterid, true).await?;
         tracing::info!(basedir = %context.basedir.display(), "master started");
         Ok(Master {
             context,
             engine,
             change_sources,
             schedulers,
+            web,
+            web_address,
         })
     }
 
@@ -110,6 +123,13 @@ impl Master {
             scheduler.await?;
         }
         self.engine.await?;
+        if let Some(web) = self.web {
+            web.await??;
+        }
+        self.context
+            .db
+            .set_master_active(self.context.masterid, false)
+            .await?;
         tracing::info!("master stopped");
         Ok(())
     }

@@ -260,10 +260,9 @@ fn value(parameter: &ForceParameter, given: Option<&Value>) -> Result<Value, Str
         ParameterKind::UserName { need_email, .. } => {
             let may_be_blank = first.is_empty() && !parameter.required;
             if *need_email && !may_be_blank && !EMAIL.is_match(first) {
-                return Err(format!(
-                    "{}: please fill in email address in the form 'User <email@email.com>'",
-                    parameter.name
-                ));
+                return Err(
+                    "please fill in email address in the form 'User <email@email.com>'".into(),
+                );
             }
             Ok(Value::from(first.clone()))
         }
