@@ -25,7 +25,7 @@ pub const FORCESCHEDULER: Entity = Entity {
 /// The force schedulers of the config, or those that can build `builder`.
 pub fn forceschedulers(config: &MasterConfig, builder: Option<&str>) -> Vec<Value> {
     force_schedulers(config)
-        .filter(|s| builder.map_or(true, |b| s.base.builder_names.iter().any(|n| n == b)))
+        .filter(|s| builder.is_none_or(|b| s.base.builder_names.iter().any(|n| n == b)))
         .map(forcescheduler_json)
         .collect()
 }

@@ -362,7 +362,7 @@ async fn answer(context: &Context, path: &str, raw_query: &str) -> Result<Answer
 
 /// Whether `item[list]` holds `id` (no id: no condition).
 fn in_list(item: &Value, list: &str, id: Option<i64>) -> bool {
-    id.map_or(true, |id| {
+    id.is_none_or(|id| {
         item[list]
             .as_array()
             .is_some_and(|ids| ids.iter().any(|v| v.as_i64() == Some(id)))
@@ -376,15 +376,15 @@ fn configured_on(worker: &Value, masterid: Option<i64>, builderid: Option<i64>) 
     }
     worker["configured_on"].as_array().is_some_and(|list| {
         list.iter().any(|entry| {
-            masterid.map_or(true, |m| entry["masterid"].as_i64() == Some(m))
-                && builderid.map_or(true, |b| entry["builderid"].as_i64() == Some(b))
+            masterid.is_none_or(|m| entry["masterid"].as_i64() == Some(m))
+                && builderid.is_none_or(|b| entry["builderid"].as_i64() == Some(b))
         })
     })
 }
 
 /// Whether a scheduler or change source runs on the master a path names.
 fn run_by(service: &Value, masterid: Option<i64>) -> bool {
-    masterid.map_or(true, |m| service["master"]["masterid"].as_i64() == Some(m))
+    masterid.is_none_or(|m| service["master"]["masterid"].as_i64() == Some(m))
 }
 
 /// Streams a log's text, a thousand lines per read, stdio channel letters stripped.
