@@ -519,3 +519,53 @@ c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_requests_collapse_and_lua_picks_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("w1", {max_builds=1}), worker.LocalWorker("w2") }
+local slow = util.BuildFactory()
+slow:addStep(steps.ShellCommand{name="slow", command="sleep 0.5"})
+c['builders'] = {
+  util.BuilderConfig{name="busy", workernames={"w1"}, factory=slow},
+  util.BuilderConfig{name="picky", workernames={"w1", "w2"}, factory=slow,
+    nextWorker=function(builder, workers, request)
+      for _, w in ipairs(workers) do if w.name == "w2" then return w end end
+    end},
+}
+"#;
+    let master = start(dir.path(), config).await;
+    // The first request occupies the only worker; the next three wait, and the newest
+    // collapses the two before it.
+    let first = submit(&master, &["busy"], &[]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiting = [
+        submit(&master, &["busy"], &[]).await,
+        submit(&master, &["busy"], &[]).await,
+        submit(&master, &["busy"], &[]).await,
+    ];
+    // As in Buildbot, a buildset whose request was skipped still completes with SUCCESS:
+    // the request carries the SKIPPED.
+    for bsid in [first].iter().chain(&waiting) {
+        complete(&master, *bsid).await;
+    }
+    let results: Vec<i64> = sqlx::query_scalar("SELECT results FROM buildrequests ORDER BY id")
+        .fetch_all(&master.context.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(results, vec![0, 3, 3, 0]);
+
+    let picky = submit(&master, &["picky"], &[]).await;
+    complete(&master, picky).await;
+    let worker: String = sqlx::query_scalar(
+        "SELECT w.name FROM builds b JOIN workers w ON w.id = b.workerid JOIN builders bl ON bl.id = b.builderid WHERE bl.name = 'picky'",
+    )
+    .fetch_one(&master.context.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(worker, "w2");
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}

@@ -314,3 +314,28 @@ impl Db {
         })
     }
 }
+
+impl Db {
+    /// A request still waiting for a builder, with its builder's id.
+    pub async fn pending_request(&self, id: i64) -> DbResult<Option<(i64, PendingRequest)>> {
+        let row = sqlx::query(
+            "SELECT builderid, buildsetid, priority, submitted_at FROM buildrequests \
+             WHERE id = $1 AND complete = 0 AND claimed_by_masterid IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok((
+                row.try_get(0)?,
+                PendingRequest {
+                    id,
+                    buildsetid: row.try_get(1)?,
+                    priority: row.try_get(2)?,
+                    submitted_at: row.try_get(3)?,
+                },
+            ))
+        })
+        .transpose()
+    }
+}

@@ -52,28 +52,29 @@ impl Db {
         } else {
             (lines.as_bytes().to_vec(), 0)
         };
+        // Reserving the lines is the transaction's first statement: it takes SQLite's write
+        // lock and PostgreSQL's row lock at once, so concurrent appends queue instead of
+        // reading the same line count.
         let mut tx = self.pool.begin().await?;
-        let first: i64 = sqlx::query_scalar("SELECT num_lines FROM logs WHERE id = $1")
-            .bind(logid)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| DbError::NotFound(format!("log {logid}")))?;
+        let end: i64 = sqlx::query_scalar(
+            "UPDATE logs SET num_lines = num_lines + $1 WHERE id = $2 RETURNING num_lines",
+        )
+        .bind(count)
+        .bind(logid)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| DbError::NotFound(format!("log {logid}")))?;
         sqlx::query(
             "INSERT INTO logchunks (logid, first_line, last_line, content, compressed) \
              VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(logid)
-        .bind(first)
-        .bind(first + count - 1)
+        .bind(end - count)
+        .bind(end - 1)
         .bind(content)
         .bind(compressed)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE logs SET num_lines = $1 WHERE id = $2")
-            .bind(first + count)
-            .bind(logid)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! finishing and on control requests, and looks for work each time, so nothing polls.
 
 mod build;
+mod choose;
 pub mod snapshot;
 
 use std::collections::BTreeMap;
@@ -21,8 +22,8 @@ pub use build::BuildPlan;
 
 use crate::config::build::{BuilderConfig, StepConfig, WorkerKind};
 use crate::data::{publish, Resource};
-use crate::db::DbResult;
 use crate::db::{BuildsetSpec, DbError};
+use crate::db::{DbResult, PendingRequest};
 use crate::master::{Context, ControlError, ControlRequest, Submitted};
 use crate::model::BuildResult;
 use crate::schedulers;
@@ -126,6 +127,12 @@ impl Engine {
                 _ = shutdown.cancelled() => break,
                 event = events.recv() => match event {
                     Ok(event) if event.key.starts_with("buildrequests/") && event.key.ends_with("/new") => {
+                        let brid = event.key.split('/').nth(1).and_then(|id| id.parse().ok());
+                        if let Some(brid) = brid {
+                            if let Err(error) = self.collapse(brid).await {
+                                tracing::error!(buildrequest = brid, "cannot collapse requests: {error}");
+                            }
+                        }
                         self.start_builds(&mut builds).await;
                     }
                     Ok(_) => {}
@@ -193,10 +200,90 @@ impl Engine {
         builds: &mut JoinSet<Finished>,
     ) -> DbResult<()> {
         let builder = &self.builders[name];
-        let pending = self.ctx.db.pending_requests(builder.id).await?;
-        for request in pending {
-            let Some(worker_name) = self.free_worker(name) else {
+        let builderid = builder.id;
+        let table = choose::builder_table(name, builderid);
+        let config = &builder.config;
+        let (next_build, next_worker, can_start, do_build_if) = (
+            config.next_build.clone(),
+            config.next_worker.clone(),
+            config.can_start_build.clone(),
+            config.do_build_if.clone(),
+        );
+        let mut pending = self.ctx.db.pending_requests(builderid).await?;
+        while !pending.is_empty() {
+            let mut free = self.free_workers(name);
+            if free.is_empty() {
                 break;
+            }
+            let index = match &next_build {
+                None => 0,
+                Some(callback) => {
+                    let requests = pending
+                        .iter()
+                        .map(|r| choose::request_table(r, builderid))
+                        .collect();
+                    let chosen = choose::call(
+                        &self.ctx,
+                        "nextBuild",
+                        callback,
+                        vec![table.clone(), Value::Array(requests)],
+                    )
+                    .await;
+                    let id = chosen
+                        .as_ref()
+                        .and_then(|c| c.get("buildrequestid"))
+                        .and_then(Value::as_i64);
+                    match id.and_then(|id| pending.iter().position(|r| r.id == id)) {
+                        Some(index) => index,
+                        None => break,
+                    }
+                }
+            };
+            let request = pending.remove(index);
+            let request_table = choose::request_table(&request, builderid);
+            if let Some(callback) = &do_build_if {
+                if !choose::allowed(
+                    &self.ctx,
+                    "do_build_if",
+                    callback,
+                    vec![request_table.clone()],
+                )
+                .await
+                {
+                    choose::skip(&self.ctx, &[request.id]).await?;
+                    continue;
+                }
+            }
+            if let Some(callback) = &can_start {
+                let mut allowed = Vec::new();
+                for worker in free {
+                    let args = vec![
+                        table.clone(),
+                        choose::worker_table(&worker),
+                        request_table.clone(),
+                    ];
+                    if choose::allowed(&self.ctx, "canStartBuild", callback, args).await {
+                        allowed.push(worker);
+                    }
+                }
+                free = allowed;
+            }
+            let worker_name = match (&next_worker, free.first()) {
+                (_, None) => continue,
+                (None, Some(first)) => first.clone(),
+                (Some(callback), Some(_)) => {
+                    let workers = free.iter().map(|w| choose::worker_table(w)).collect();
+                    let args = vec![table.clone(), Value::Array(workers), request_table.clone()];
+                    let chosen = choose::call(&self.ctx, "nextWorker", callback, args).await;
+                    match chosen
+                        .as_ref()
+                        .and_then(|c| c.get("name"))
+                        .and_then(Value::as_str)
+                    {
+                        Some(name) if free.iter().any(|w| w == name) => name.to_string(),
+                        _ => continue,
+                    }
+                }
             };
             if !self
                 .ctx
@@ -213,54 +300,83 @@ impl Engine {
                 "claimed",
             )
             .await?;
-            let builder = &self.builders[name];
-            let worker = self
-                .workers
-                .get_mut(&worker_name)
-                .expect("free_worker names a worker");
-            worker.running += 1;
-            let stop = CancellationToken::new();
-            let plan = BuildPlan {
-                builderid: builder.id,
-                builder_name: builder.config.name.clone(),
-                builder_properties: builder.config.properties.clone().into_iter().collect(),
-                builder_env: builder.config.env.clone().into_iter().collect(),
-                steps: builder.steps.clone(),
-                workerid: worker.id,
-                worker_name: worker.name.clone(),
-                worker_properties: worker.properties.clone(),
-                builder_dir: worker.basedir.join(&builder.config.workerbuilddir),
-                request: request.clone(),
-                stop: stop.clone(),
-            };
-            self.running.insert(
-                request.id,
-                Running {
-                    stop,
-                    worker: worker_name,
-                },
-            );
-            let ctx = self.ctx.clone();
-            builds.spawn(async move {
-                build::run(ctx, plan).await;
-                Finished {
-                    buildrequestid: request.id,
-                }
-            });
+            self.spawn_build(name, &worker_name, request, builds);
         }
         Ok(())
     }
 
-    /// The first of the builder's workers with a free slot, the least busy first.
-    fn free_worker(&self, builder: &str) -> Option<String> {
-        self.builders[builder]
+    fn spawn_build(
+        &mut self,
+        builder: &str,
+        worker_name: &str,
+        request: PendingRequest,
+        builds: &mut JoinSet<Finished>,
+    ) {
+        let builder = &self.builders[builder];
+        let worker = self
+            .workers
+            .get_mut(worker_name)
+            .expect("a free worker is a known worker");
+        worker.running += 1;
+        let stop = CancellationToken::new();
+        let plan = BuildPlan {
+            builderid: builder.id,
+            builder_name: builder.config.name.clone(),
+            builder_properties: builder.config.properties.clone().into_iter().collect(),
+            builder_env: builder.config.env.clone().into_iter().collect(),
+            steps: builder.steps.clone(),
+            workerid: worker.id,
+            worker_name: worker.name.clone(),
+            worker_properties: worker.properties.clone(),
+            builder_dir: worker.basedir.join(&builder.config.workerbuilddir),
+            request: request.clone(),
+            stop: stop.clone(),
+        };
+        self.running.insert(
+            request.id,
+            Running {
+                stop,
+                worker: worker_name.to_string(),
+            },
+        );
+        let ctx = self.ctx.clone();
+        builds.spawn(async move {
+            build::run(ctx, plan).await;
+            Finished {
+                buildrequestid: request.id,
+            }
+        });
+    }
+
+    /// A new request collapses the older ones it can (Buildbot's `collapseRequests`).
+    async fn collapse(&mut self, brid: i64) -> DbResult<()> {
+        let Some((builderid, request)) = self.ctx.db.pending_request(brid).await? else {
+            return Ok(());
+        };
+        let Some(builder) = self.builders.values().find(|b| b.id == builderid) else {
+            return Ok(());
+        };
+        let table = choose::builder_table(&builder.config.name, builderid);
+        let rule = builder.config.collapse_requests.clone();
+        let collapsed =
+            choose::collapsible(&self.ctx, rule.as_ref(), table, builderid, &request).await?;
+        if !collapsed.is_empty() {
+            tracing::info!(buildrequest = brid, collapsed = ?collapsed, "build requests collapsed");
+        }
+        choose::skip(&self.ctx, &collapsed).await
+    }
+
+    /// The builder's workers with a free slot, the least busy first.
+    fn free_workers(&self, builder: &str) -> Vec<String> {
+        let mut free: Vec<&Worker> = self.builders[builder]
             .config
             .workernames
             .iter()
             .filter_map(|name| self.workers.get(name))
             .filter(|w| w.max_builds.is_none_or(|max| w.running < max as usize))
-            .min_by_key(|w| w.running)
-            .map(|w| w.name.clone())
+            .collect();
+        free.sort_by_key(|w| w.running);
+        free.into_iter().map(|w| w.name.clone()).collect()
     }
 
     async fn answer(&mut self, request: ControlRequest) {
