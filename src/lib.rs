@@ -5,6 +5,7 @@
 
 pub mod bus;
 pub mod config;
+pub mod daemon;
 pub mod data;
 pub mod db;
 pub mod master;
