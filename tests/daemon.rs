@@ -46,8 +46,16 @@ impl MasterDir {
 
     /// Runs `moonbot ARGS... DIR` to its end.
     fn moonbot(&self, args: &[&str]) -> Output {
+        self.moonbot_logging(args, "info")
+    }
+
+    /// Runs `moonbot ARGS... DIR` with `MOONBOT_LOG` set to `filter`.
+    fn moonbot_logging(&self, args: &[&str], filter: &str) -> Output {
         let mut command = Command::new(MOONBOT);
-        command.args(args).arg(self.path());
+        command
+            .args(args)
+            .arg(self.path())
+            .env("MOONBOT_LOG", filter);
         run(command)
     }
 
@@ -208,6 +216,7 @@ fn nodaemon_stays_in_the_foreground_and_exits_cleanly_on_sigterm() {
     let mut child = Command::new(MOONBOT)
         .args(["start", "--nodaemon"])
         .arg(master.path())
+        .env("MOONBOT_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -300,4 +309,25 @@ fn stop_without_a_running_master_clears_a_stale_pid_file() {
     let pid = master.start();
     assert!(master.moonbot(&["stop"]).status.success());
     assert!(!alive(pid));
+}
+
+#[test]
+fn moonbot_log_filters_the_log_without_hiding_readiness() {
+    let master = MasterDir::new();
+    let out = master.moonbot_logging(&["start"], "nonsense=[");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("invalid MOONBOT_LOG"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!master.file("moonbot.pid").exists());
+
+    // The start line is below the filter, yet `start` still sees the master come up.
+    let out = master.moonbot_logging(&["start"], "warn");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pid = master.pid();
+    assert!(master.moonbot(&["stop"]).status.success());
+    assert!(!alive(pid));
+    assert!(!master.log().contains("INFO"), "{}", master.log());
 }
