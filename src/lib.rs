@@ -6,6 +6,7 @@
 pub mod bus;
 pub mod changes;
 pub mod config;
+pub mod daemon;
 pub mod data;
 pub mod db;
 pub mod engine;

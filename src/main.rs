@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use moonbot::config::{self, CONFIG_FILE};
+use moonbot::daemon::{self, StartOptions, Stopped, LOG_FILE};
 
 /// The sample config `create-master` writes: the same file as `master.cfg.lua` in the repo.
 const SAMPLE_CONFIG: &str = include_str!("../master.cfg.lua");
@@ -34,12 +36,60 @@ enum Command {
         #[arg(default_value = ".")]
         path: PathBuf,
     },
+    /// Start the master: in the background, returning once it is up or has failed.
+    Start {
+        #[command(flatten)]
+        start: StartArgs,
+    },
+    /// Stop the master: send it SIGTERM and wait until it is gone.
+    Stop {
+        #[command(flatten)]
+        stop: StopArgs,
+    },
+    /// Stop the master if it runs, then start it.
+    Restart {
+        #[command(flatten)]
+        start: StartArgs,
+        /// Seconds to wait for the old master to stop.
+        #[arg(long, default_value_t = 10)]
+        stop_timeout: u64,
+    },
 }
 
+#[derive(clap::Args)]
+struct StartArgs {
+    /// The master's base directory.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Stay in the foreground and log to stderr (for systemd and the like).
+    #[arg(long = "nodaemon")]
+    no_daemon: bool,
+    /// Seconds to wait for the master to report that it is up.
+    #[arg(long, default_value_t = 10)]
+    start_timeout: u64,
+}
+
+#[derive(clap::Args)]
+struct StopArgs {
+    /// The master's base directory.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Seconds to wait for the master to exit.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+}
+
+// No thread may be started before `start`: it forks the daemon.
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::CreateMaster { dir } => report(create_master(&dir)),
         Command::Checkconfig { path } => checkconfig(&path),
+        Command::Start { start: args } => report(start(&args)),
+        Command::Stop { stop: args } => report(stop(&args.dir, args.timeout)),
+        Command::Restart {
+            start: args,
+            stop_timeout,
+        } => report(stop(&args.dir, stop_timeout).and_then(|()| start(&args))),
     }
 }
 
@@ -66,6 +116,29 @@ fn create_master(dir: &Path) -> anyhow::Result<()> {
         file.display(),
         dir.display()
     );
+    Ok(())
+}
+
+fn start(args: &StartArgs) -> anyhow::Result<()> {
+    let options = StartOptions {
+        daemon: !args.no_daemon,
+        start_timeout: Duration::from_secs(args.start_timeout),
+    };
+    if let Some(pid) = daemon::start(&args.dir, &options)? {
+        println!(
+            "master started in {} (pid {pid}); its log is {}",
+            args.dir.display(),
+            args.dir.join(LOG_FILE).display()
+        );
+    }
+    Ok(())
+}
+
+fn stop(dir: &Path, timeout: u64) -> anyhow::Result<()> {
+    match daemon::stop(dir, Duration::from_secs(timeout))? {
+        Stopped::NotRunning => println!("master not running in {}", dir.display()),
+        Stopped::Stopped(pid) => println!("master stopped (pid {pid})"),
+    }
     Ok(())
 }
 

@@ -1,0 +1,333 @@
+//! `moonbot start`, `stop` and `restart` on real processes: the daemon, its pid file, its
+//! log and its database, signals, and the errors a user sees.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const MOONBOT: &str = env!("CARGO_BIN_EXE_moonbot");
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A master with no status target, so tests running at once never fight for a port.
+const CONFIG: &str = r#"
+local c = BuildmasterConfig
+c['workers']:append(worker.LocalWorker("local"))
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{ command = { "echo", "hello" } })
+c['builders']:append(util.BuilderConfig{ name = "hello", workernames = { "local" }, factory = f })
+c['schedulers']:append(schedulers.ForceScheduler{ name = "force", builderNames = { "hello" } })
+"#;
+
+/// A base directory made by `create-master`, with [`CONFIG`]. Dropping it kills any master
+/// still running there, so a failed test leaves no daemon behind.
+struct MasterDir {
+    dir: tempfile::TempDir,
+}
+
+impl MasterDir {
+    fn new() -> MasterDir {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterDir { dir };
+        let out = master.moonbot(&["create-master"]);
+        assert!(out.status.success(), "create-master: {}", text(&out.stderr));
+        std::fs::write(master.path().join("master.cfg.lua"), CONFIG).unwrap();
+        master
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.path().join(name)
+    }
+
+    /// Runs `moonbot ARGS... DIR` to its end.
+    fn moonbot(&self, args: &[&str]) -> Output {
+        self.moonbot_logging(args, "info")
+    }
+
+    /// Runs `moonbot ARGS... DIR` with `MOONBOT_LOG` set to `filter`.
+    fn moonbot_logging(&self, args: &[&str], filter: &str) -> Output {
+        let mut command = Command::new(MOONBOT);
+        command
+            .args(args)
+            .arg(self.path())
+            .env("MOONBOT_LOG", filter);
+        run(command)
+    }
+
+    fn pid(&self) -> i32 {
+        let text = std::fs::read_to_string(self.file("moonbot.pid")).expect("moonbot.pid");
+        text.trim().parse().expect("a pid in moonbot.pid")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.file("moonbot.log")).unwrap_or_default()
+    }
+
+    fn start(&self) -> i32 {
+        let out = self.moonbot(&["start"]);
+        assert!(
+            out.status.success(),
+            "start failed: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let pid = self.pid();
+        assert!(
+            text(&out.stdout).contains(&format!("pid {pid}")),
+            "{}",
+            text(&out.stdout)
+        );
+        pid
+    }
+}
+
+impl Drop for MasterDir {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(self.file("moonbot.pid"))
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+        {
+            if alive(pid) {
+                // SAFETY: kill has no memory effects.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// Runs a command to its end, under [`TIMEOUT`].
+fn run(mut command: Command) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || sender.send(child.wait_with_output()));
+    match receiver.recv_timeout(TIMEOUT) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            // SAFETY: kill has no memory effects.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("{command:?} did not finish in {TIMEOUT:?}");
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Whether a process exists and has not exited (a zombie has: the daemon's parent is init,
+/// which may reap it late).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit_once(')').unwrap().1.split_whitespace().next();
+            state != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn start_runs_a_detached_daemon_and_stop_ends_it() {
+    let master = MasterDir::new();
+    let pid = master.start();
+    assert!(alive(pid), "the daemon {pid} is not running");
+    // SAFETY: getsid only reads.
+    let (daemon_session, our_session) = unsafe { (libc::getsid(pid), libc::getsid(0)) };
+    assert_ne!(
+        daemon_session, our_session,
+        "the daemon has its own session"
+    );
+    let log = master.log();
+    assert!(log.contains("INFO master started"), "{log}");
+    assert!(log.contains(&format!("pid={pid}")), "{log}");
+    assert!(master.file("state.sqlite").is_file());
+
+    let out = master.moonbot(&["stop"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("master stopped (pid {pid})")
+    );
+    assert!(!alive(pid), "the daemon {pid} still runs after stop");
+    assert!(!master.file("moonbot.pid").exists());
+    let log = master.log();
+    assert!(log.contains("shutting down signal=\"SIGTERM\""), "{log}");
+    assert!(log.contains("INFO master stopped"), "{log}");
+}
+
+#[test]
+fn start_with_a_broken_config_prints_its_errors_and_fails() {
+    let master = MasterDir::new();
+    std::fs::write(
+        master.file("master.cfg.lua"),
+        "local c = BuildmasterConfig\nc['workers']:append(worker.LocalWorker('w', {bogus = 1}))\n",
+    )
+    .unwrap();
+    let out = master.moonbot(&["start"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("master.cfg.lua:2: LocalWorker: unknown option 'bogus'"),
+        "{stderr}"
+    );
+    assert!(!master.file("moonbot.pid").exists());
+    assert!(master.log().contains("ERROR the master failed"));
+}
+
+#[test]
+fn start_refuses_while_the_master_runs() {
+    let master = MasterDir::new();
+    let pid = master.start();
+    let out = master.moonbot(&["start"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("already running (pid {pid})")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(master.pid(), pid);
+    assert!(alive(pid));
+    assert!(master.moonbot(&["stop"]).status.success());
+    assert!(!alive(pid));
+}
+
+#[test]
+fn nodaemon_stays_in_the_foreground_and_exits_cleanly_on_sigterm() {
+    let master = MasterDir::new();
+    let mut child = Command::new(MOONBOT)
+        .args(["start", "--nodaemon"])
+        .arg(master.path())
+        .env("MOONBOT_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (sender, lines) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|line: &String| line.contains("master started"))
+    {
+        match lines.recv_timeout(TIMEOUT) {
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no 'master started' on stderr; got {seen:?}");
+            }
+        }
+    }
+    let pid = child.id() as i32;
+    assert_eq!(
+        master.pid(),
+        pid,
+        "the foreground master writes its pid file"
+    );
+    assert!(
+        !master.file("moonbot.log").exists(),
+        "it logs to stderr only"
+    );
+
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let mut status = None;
+    wait_until("the foreground master exits", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().code(), Some(0));
+    assert!(!master.file("moonbot.pid").exists());
+    let rest: Vec<String> = lines.iter().collect();
+    assert!(
+        rest.iter().any(|line| line.contains("master stopped")),
+        "{rest:?}"
+    );
+}
+
+#[test]
+fn restart_replaces_the_running_master() {
+    let master = MasterDir::new();
+    let first = master.start();
+    let out = master.moonbot(&["restart"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let second = master.pid();
+    assert_ne!(first, second);
+    assert!(!alive(first), "the old master {first} still runs");
+    assert!(alive(second), "the new master {second} is not running");
+    assert!(master.moonbot(&["stop"]).status.success());
+    assert!(!alive(second));
+}
+
+#[test]
+fn stop_without_a_running_master_clears_a_stale_pid_file() {
+    let master = MasterDir::new();
+    let out = master.moonbot(&["stop"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("master not running"),
+        "{}",
+        text(&out.stdout)
+    );
+    // A master killed without cleaning up left its pid file; the process is gone.
+    let mut dead = Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    std::fs::write(master.file("moonbot.pid"), format!("{pid}\n")).unwrap();
+    let out = master.moonbot(&["stop"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("master not running"));
+    assert!(!master.file("moonbot.pid").exists());
+    // And start then works.
+    let pid = master.start();
+    assert!(master.moonbot(&["stop"]).status.success());
+    assert!(!alive(pid));
+}
+
+#[test]
+fn moonbot_log_filters_the_log_without_hiding_readiness() {
+    let master = MasterDir::new();
+    let out = master.moonbot_logging(&["start"], "nonsense=[");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("invalid MOONBOT_LOG"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!master.file("moonbot.pid").exists());
+
+    // The start line is below the filter, yet `start` still sees the master come up.
+    let out = master.moonbot_logging(&["start"], "warn");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pid = master.pid();
+    assert!(master.moonbot(&["stop"]).status.success());
+    assert!(!alive(pid));
+    assert!(!master.log().contains("INFO"), "{}", master.log());
+}

@@ -1,0 +1,599 @@
+//! Every `Db` method on both databases the master supports: SQLite in a temporary
+//! directory, and PostgreSQL through `MOONBOT_TEST_POSTGRES_URL` (set by `scripts/test`),
+//! where each test gets a database of its own, dropped afterwards.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use moonbot::db::{BuildsetSpec, ChangeSpec, Db, DbError, Dialect, SourceStampSpec};
+use moonbot::model::Properties;
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor, PgConnection};
+
+const POSTGRES_ENV: &str = "MOONBOT_TEST_POSTGRES_URL";
+
+/// A database for one test, removed when dropped.
+struct TestDb {
+    db: Db,
+    /// The `db_url` the master's config would name.
+    db_url: String,
+    basedir: tempfile::TempDir,
+    /// The admin URL and name of a PostgreSQL database made for this test.
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    async fn sqlite() -> TestDb {
+        let basedir = tempfile::tempdir().unwrap();
+        let db_url = "sqlite:///state.sqlite".to_string();
+        let db = Db::open(&db_url, basedir.path()).await.unwrap();
+        assert_eq!(db.dialect, Dialect::Sqlite);
+        assert!(basedir.path().join("state.sqlite").is_file());
+        TestDb {
+            db,
+            db_url,
+            basedir,
+            postgres: None,
+        }
+    }
+
+    async fn postgres() -> TestDb {
+        let admin_url = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| {
+            panic!(
+                "{POSTGRES_ENV} is not set: the storage tests need a PostgreSQL server; run \
+                 them with scripts/test, which installs and starts one and sets it"
+            )
+        });
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "moonbot_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {admin_url}: {e}"));
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let db_url = with_database(&admin_url, &name);
+        let basedir = tempfile::tempdir().unwrap();
+        let db = Db::open(&db_url, basedir.path()).await.unwrap();
+        assert_eq!(db.dialect, Dialect::Postgres);
+        TestDb {
+            db,
+            db_url,
+            basedir,
+            postgres: Some((admin_url, name)),
+        }
+    }
+
+    /// Opens the same database again, as a restarted master does.
+    async fn reopen(&self) -> Db {
+        Db::open(&self.db_url, self.basedir.path()).await.unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin_url, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs outside async code (and also when a test panics): use a runtime of its
+        // own on a thread of its own. FORCE ends this test's pooled connections.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let mut admin = PgConnection::connect(&admin_url).await?;
+                    admin
+                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                        .await?;
+                    admin.close().await
+                })
+        })
+        .join();
+        if let Ok(Err(error)) = dropped {
+            eprintln!("cannot drop a test database: {error}");
+        }
+    }
+}
+
+/// `admin_url` with its database replaced by `name`.
+fn with_database(admin_url: &str, name: &str) -> String {
+    let (url, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
+    let (server, _database) = url.rsplit_once('/').expect("a database in the URL");
+    if query.is_empty() {
+        format!("{server}/{name}")
+    } else {
+        format!("{server}/{name}?{query}")
+    }
+}
+
+async fn count(db: &Db, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&db.pool).await.unwrap()
+}
+
+/// Runs one test body on SQLite and on PostgreSQL, as `NAME::sqlite` and `NAME::postgres`.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::TestDb::sqlite().await).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(super::TestDb::postgres().await).await;
+            }
+        }
+    )*};
+}
+
+on_both_databases!(
+    migrations_apply_once,
+    a_change_comes_back_as_stored,
+    a_buildset_keeps_its_sourcestamps_properties_and_requests,
+    registry_ids_are_stable,
+    log_lines_come_back_across_chunks,
+    state_is_kept_and_overwritten,
+);
+
+async fn migrations_apply_once(test: TestDb) {
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM moonbot_migrations")
+        .fetch_all(&test.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(versions, vec![1]);
+    let builder = test.db.builder_id("kept").await.unwrap();
+    // Reopening is a no-op: nothing is applied twice and the data stays.
+    let again = test.reopen().await;
+    assert_eq!(
+        count(&again, "SELECT COUNT(*) FROM moonbot_migrations").await,
+        1
+    );
+    assert_eq!(again.builder_id("kept").await.unwrap(), builder);
+    for table in [
+        "masters",
+        "builders",
+        "workers",
+        "builder_workers",
+        "schedulers",
+        "changesources",
+        "patches",
+        "sourcestamps",
+        "changes",
+        "scheduler_changes",
+        "buildsets",
+        "buildset_properties",
+        "buildset_sourcestamps",
+        "buildrequests",
+        "builds",
+        "build_properties",
+        "steps",
+        "logs",
+        "logchunks",
+        "object_state",
+    ] {
+        let rows = count(&again, &format!("SELECT COUNT(*) FROM {table}")).await;
+        assert_eq!(rows, i64::from(table == "builders"), "rows in {table}");
+    }
+}
+
+fn full_change() -> ChangeSpec {
+    ChangeSpec {
+        author: "alice <alice@example.org>".into(),
+        committer: Some("bob <bob@example.org>".into()),
+        comments: "fix the frobnicator\n\nwith a body".into(),
+        branch: Some("main".into()),
+        revision: Some("0123456789abcdef".into()),
+        revlink: Some("https://example.org/r/0123456789abcdef".into()),
+        when: Some(1_700_000_000.25),
+        category: Some("bugfix".into()),
+        repository: "https://example.org/hello.git".into(),
+        codebase: "hello".into(),
+        project: "hello-project".into(),
+        files: vec!["src/a.c".into(), "docs/ünïcode.md".into()],
+        properties: vec![
+            ("ticket".into(), json!(7), "Change".into()),
+            ("reviewers".into(), json!(["carol", "dan"]), "Change".into()),
+            (
+                "meta".into(),
+                json!({"ok": true, "ratio": 0.5}),
+                "Gerrit".into(),
+            ),
+        ],
+    }
+}
+
+async fn a_change_comes_back_as_stored(test: TestDb) {
+    let db = &test.db;
+    let spec = full_change();
+    let id = db.add_change(&spec).await.unwrap();
+    let (change, ssid) = db.change(id).await.unwrap();
+    assert_eq!(change.number, id);
+    assert_eq!(change.who, spec.author);
+    assert_eq!(change.comments, spec.comments);
+    assert_eq!(change.branch, spec.branch);
+    assert_eq!(change.revision, spec.revision);
+    assert_eq!(change.revlink, spec.revlink);
+    assert_eq!(change.when, 1_700_000_000);
+    assert_eq!(change.category, spec.category);
+    assert_eq!(change.repository, spec.repository);
+    assert_eq!(change.codebase, spec.codebase);
+    assert_eq!(change.project, spec.project);
+    assert_eq!(change.files, spec.files);
+    let properties: BTreeMap<String, Value> = change.properties.into_iter().collect();
+    let expected: BTreeMap<String, Value> = spec
+        .properties
+        .iter()
+        .map(|(name, value, _source)| (name.clone(), value.clone()))
+        .collect();
+    assert_eq!(properties, expected);
+    let committer: Option<String> =
+        sqlx::query_scalar("SELECT committer FROM changes WHERE changeid = $1")
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(committer, spec.committer);
+    let when: f64 = sqlx::query_scalar("SELECT when_timestamp FROM changes WHERE changeid = $1")
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(when, 1_700_000_000.25);
+
+    // The change's sourcestamp describes the same code.
+    let (branch, revision, repository, codebase, project): (
+        Option<String>,
+        Option<String>,
+        String,
+        String,
+        String,
+    ) = sqlx::query_as(
+        "SELECT branch, revision, repository, codebase, project FROM sourcestamps WHERE id = $1",
+    )
+    .bind(ssid)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (branch, revision, repository, codebase, project),
+        (
+            spec.branch.clone(),
+            spec.revision.clone(),
+            spec.repository.clone(),
+            spec.codebase.clone(),
+            spec.project.clone()
+        )
+    );
+
+    // The fewest fields: NULLs and defaults come back as such; no time means now.
+    let before = moonbot::db::now();
+    let minimal = ChangeSpec {
+        author: "eve".into(),
+        ..ChangeSpec::default()
+    };
+    let second = db.add_change(&minimal).await.unwrap();
+    assert!(second > id);
+    let (change, second_ssid) = db.change(second).await.unwrap();
+    assert_ne!(second_ssid, ssid);
+    assert_eq!(change.who, "eve");
+    assert_eq!((change.branch, change.revision), (None, None));
+    assert_eq!((change.category, change.revlink), (None, None));
+    assert!(change.files.is_empty() && change.properties.is_empty());
+    assert!((before as i64..=moonbot::db::now() as i64 + 1).contains(&change.when));
+
+    let missing = db.change(second + 100).await.unwrap_err();
+    assert!(matches!(missing, DbError::NotFound(_)), "{missing}");
+}
+
+async fn a_buildset_keeps_its_sourcestamps_properties_and_requests(test: TestDb) {
+    let db = &test.db;
+    let changeid = db.add_change(&full_change()).await.unwrap();
+    let (_, change_ssid) = db.change(changeid).await.unwrap();
+    let builders = [
+        db.builder_id("linux").await.unwrap(),
+        db.builder_id("windows").await.unwrap(),
+    ];
+    let mut properties = Properties::new();
+    properties.set("reason_code", json!(3), "Scheduler");
+    properties.set("owner", json!("alice"), "Force Build Form");
+    properties.set("flags", json!({"fast": true, "jobs": [1, 2]}), "Scheduler");
+    let spec = BuildsetSpec {
+        reason: "forced by alice".into(),
+        scheduler: "force".into(),
+        external_idstring: Some("ext-1".into()),
+        sourcestamp_ids: vec![change_ssid],
+        new_sourcestamps: vec![SourceStampSpec {
+            codebase: "lib".into(),
+            branch: Some("stable".into()),
+            revision: None,
+            repository: "https://example.org/lib.git".into(),
+            project: "lib-project".into(),
+        }],
+        properties: properties.clone(),
+        builder_ids: builders.to_vec(),
+        priority: 5,
+        parent_buildid: None,
+        parent_relationship: None,
+        waited_for: true,
+    };
+    let (bsid, requests) = db.add_buildset(&spec).await.unwrap();
+    assert_eq!(requests.keys().copied().collect::<Vec<_>>(), {
+        let mut ids = builders.to_vec();
+        ids.sort();
+        ids
+    });
+    assert_ne!(requests[&builders[0]], requests[&builders[1]]);
+
+    assert_eq!(
+        db.buildset_properties(bsid).await.unwrap().as_dict(),
+        properties.as_dict()
+    );
+
+    let stamps = db.buildset_sourcestamps(bsid).await.unwrap();
+    assert_eq!(stamps.len(), 2);
+    // Ordered by codebase: the change's "hello", then the new "lib".
+    assert_eq!(stamps[0].codebase, "hello");
+    assert_eq!(stamps[0].revision.as_deref(), Some("0123456789abcdef"));
+    assert_eq!(stamps[0].changes.len(), 1);
+    assert_eq!(stamps[0].changes[0].number, changeid);
+    assert_eq!(stamps[1].codebase, "lib");
+    assert_eq!(stamps[1].branch.as_deref(), Some("stable"));
+    assert_eq!(stamps[1].revision, None);
+    assert_eq!(stamps[1].repository, "https://example.org/lib.git");
+    assert_eq!(stamps[1].project, "lib-project");
+    assert!(stamps[1].changes.is_empty());
+
+    let (reason, scheduler, external, complete): (String, Option<String>, Option<String>, i64) =
+        sqlx::query_as(
+            "SELECT reason, scheduler, external_idstring, complete FROM buildsets WHERE id = $1",
+        )
+        .bind(bsid)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            reason.as_str(),
+            scheduler.as_deref(),
+            external.as_deref(),
+            complete
+        ),
+        ("forced by alice", Some("force"), Some("ext-1"), 0)
+    );
+    for (&builderid, &brid) in &requests {
+        let (bs, builder, priority, complete, waited_for): (i64, i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT buildsetid, builderid, priority, complete, waited_for \
+                 FROM buildrequests WHERE id = $1",
+            )
+            .bind(brid)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            (bs, builder, priority, complete, waited_for),
+            (bsid, builderid, 5, 0, 1)
+        );
+    }
+
+    // A child buildset (a Trigger's): only new sourcestamps, no properties, one builder.
+    let child = BuildsetSpec {
+        reason: "triggered".into(),
+        scheduler: "trigger".into(),
+        new_sourcestamps: vec![SourceStampSpec::default()],
+        builder_ids: vec![builders[0]],
+        parent_buildid: Some(42),
+        parent_relationship: Some("Triggered from".into()),
+        ..BuildsetSpec::default()
+    };
+    let (child_id, child_requests) = db.add_buildset(&child).await.unwrap();
+    assert!(child_id > bsid);
+    assert_eq!(child_requests.len(), 1);
+    assert!(db.buildset_properties(child_id).await.unwrap().is_empty());
+    let stamps = db.buildset_sourcestamps(child_id).await.unwrap();
+    assert_eq!(stamps.len(), 1);
+    assert_eq!(
+        (stamps[0].branch.clone(), stamps[0].codebase.as_str()),
+        (None, "")
+    );
+    let (parent, relationship): (Option<i64>, Option<String>) =
+        sqlx::query_as("SELECT parent_buildid, parent_relationship FROM buildsets WHERE id = $1")
+            .bind(child_id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (parent, relationship.as_deref()),
+        (Some(42), Some("Triggered from"))
+    );
+}
+
+async fn registry_ids_are_stable(test: TestDb) {
+    let db = &test.db;
+    let linux = db.builder_id("linux").await.unwrap();
+    let windows = db.builder_id("windows").await.unwrap();
+    assert_ne!(linux, windows);
+    assert_eq!(db.builder_id("linux").await.unwrap(), linux);
+    let worker = db.worker_id("local").await.unwrap();
+    assert_eq!(db.worker_id("local").await.unwrap(), worker);
+    let other_worker = db.worker_id("remote").await.unwrap();
+    assert_ne!(other_worker, worker);
+    let scheduler = db.scheduler_id("force").await.unwrap();
+    assert_eq!(db.scheduler_id("force").await.unwrap(), scheduler);
+    let source = db.changesource_id("GitPoller:hello").await.unwrap();
+    assert_eq!(db.changesource_id("GitPoller:hello").await.unwrap(), source);
+    let master = db.master_id("host:/srv/master").await.unwrap();
+    assert_eq!(db.master_id("host:/srv/master").await.unwrap(), master);
+    assert_ne!(db.master_id("other:/srv/master").await.unwrap(), master);
+    // A restarted master sees the same ids.
+    let again = test.reopen().await;
+    assert_eq!(again.builder_id("windows").await.unwrap(), windows);
+    assert_eq!(again.master_id("host:/srv/master").await.unwrap(), master);
+
+    let tags = vec!["fast".to_string(), "ünïcode".to_string()];
+    db.update_builder(
+        linux,
+        Some("builds on linux"),
+        &tags,
+        &[worker, other_worker],
+    )
+    .await
+    .unwrap();
+    let (description, stored_tags, active): (Option<String>, String, i64) =
+        sqlx::query_as("SELECT description, tags, active FROM builders WHERE id = $1")
+            .bind(linux)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(description.as_deref(), Some("builds on linux"));
+    assert_eq!(
+        serde_json::from_str::<Vec<String>>(&stored_tags).unwrap(),
+        tags
+    );
+    assert_eq!(active, 1);
+    let workers_of = |builderid: i64| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT workerid FROM builder_workers WHERE builderid = $1 ORDER BY workerid",
+        )
+        .bind(builderid)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+    };
+    let mut both = vec![worker, other_worker];
+    both.sort();
+    assert_eq!(workers_of(linux).await, both);
+    // A reconfig replaces the description, the tags and the worker list.
+    db.update_builder(linux, None, &[], &[other_worker])
+        .await
+        .unwrap();
+    let (description, stored_tags): (Option<String>, String) =
+        sqlx::query_as("SELECT description, tags FROM builders WHERE id = $1")
+            .bind(linux)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((description, stored_tags.as_str()), (None, "[]"));
+    assert_eq!(workers_of(linux).await, vec![other_worker]);
+    assert!(workers_of(windows).await.is_empty());
+}
+
+async fn log_lines_come_back_across_chunks(test: TestDb) {
+    let db = &test.db;
+    let logid = db.add_log(7, "stdio", "stdio", "s").await.unwrap();
+    let other = db.add_log(7, "summary", "summary", "t").await.unwrap();
+    assert_ne!(logid, other);
+    db.append_log(logid, "hecho hi\n").await.unwrap();
+    // Not a complete line: nothing is stored.
+    db.append_log(logid, "").await.unwrap();
+    let long: String = (0..200).map(|i| format!("oline {i} ünïcode\n")).collect();
+    db.append_log(logid, &long).await.unwrap();
+    db.append_log(logid, "eboom\nhexit 1\n").await.unwrap();
+    db.append_log(other, "just text\n").await.unwrap();
+
+    assert_eq!(db.log_lines(logid, 0, 0).await.unwrap(), "hecho hi\n");
+    assert_eq!(
+        db.log_lines(logid, 0, 2).await.unwrap(),
+        "hecho hi\noline 0 ünïcode\noline 1 ünïcode\n"
+    );
+    assert_eq!(
+        db.log_lines(logid, 200, 1000).await.unwrap(),
+        "oline 199 ünïcode\neboom\nhexit 1\n"
+    );
+    let all = db.log_lines(logid, 0, i64::MAX).await.unwrap();
+    assert_eq!(all, format!("hecho hi\n{long}eboom\nhexit 1\n"));
+    assert_eq!(db.log_lines(logid, 500, 600).await.unwrap(), "");
+    assert_eq!(db.log_lines(other, 0, 10).await.unwrap(), "just text\n");
+
+    let (num_lines, complete): (i64, i64) =
+        sqlx::query_as("SELECT num_lines, complete FROM logs WHERE id = $1")
+            .bind(logid)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((num_lines, complete), (203, 0));
+    db.finish_log(logid).await.unwrap();
+    let complete: i64 = sqlx::query_scalar("SELECT complete FROM logs WHERE id = $1")
+        .bind(logid)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(complete, 1);
+
+    // Small chunks are stored as they are, big ones compressed.
+    let methods: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT first_line, compressed FROM logchunks WHERE logid = $1 ORDER BY first_line",
+    )
+    .bind(logid)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(methods, vec![(0, 0), (1, 1), (201, 0)]);
+    let stored: Vec<u8> =
+        sqlx::query_scalar("SELECT content FROM logchunks WHERE logid = $1 AND first_line = 1")
+            .bind(logid)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(stored.len() < long.len() / 2, "{} bytes", stored.len());
+
+    let missing = db.append_log(other + 100, "x\n").await.unwrap_err();
+    assert!(matches!(missing, DbError::NotFound(_)), "{missing}");
+}
+
+async fn state_is_kept_and_overwritten(test: TestDb) {
+    let db = &test.db;
+    assert_eq!(
+        db.get_state("GitPoller:hello", "lastRev").await.unwrap(),
+        None
+    );
+    let revisions = json!({"main": "abc", "dev": "def"});
+    db.set_state("GitPoller:hello", "lastRev", &revisions)
+        .await
+        .unwrap();
+    db.set_state("GitPoller:hello", "count", &json!(1))
+        .await
+        .unwrap();
+    db.set_state("GitPoller:other", "lastRev", &json!(null))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.get_state("GitPoller:hello", "lastRev").await.unwrap(),
+        Some(revisions)
+    );
+    db.set_state("GitPoller:hello", "lastRev", &json!({"main": "ghi"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.get_state("GitPoller:hello", "lastRev").await.unwrap(),
+        Some(json!({"main": "ghi"}))
+    );
+    assert_eq!(
+        db.get_state("GitPoller:hello", "count").await.unwrap(),
+        Some(json!(1))
+    );
+    assert_eq!(
+        db.get_state("GitPoller:other", "lastRev").await.unwrap(),
+        Some(Value::Null)
+    );
+    assert_eq!(
+        count(db, "SELECT COUNT(*) FROM object_state").await,
+        3,
+        "an overwrite replaces the row"
+    );
+    // It survives a restart.
+    let again = test.reopen().await;
+    assert_eq!(
+        again.get_state("GitPoller:hello", "count").await.unwrap(),
+        Some(json!(1))
+    );
+}
