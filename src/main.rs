@@ -41,6 +41,8 @@ enum Command {
         #[command(flatten)]
         start: StartArgs,
     },
+    /// Send a change to a master's PBChangeSource (as `buildbot sendchange`).
+    Sendchange(moonbot::changes::SendchangeArgs),
     /// Stop the master: send it SIGTERM and wait until it is gone.
     Stop {
         #[command(flatten)]
@@ -90,6 +92,13 @@ fn main() -> ExitCode {
             start: args,
             stop_timeout,
         } => report(stop(&args.dir, stop_timeout).and_then(|()| start(&args))),
+        Command::Sendchange(args) => report(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| runtime.block_on(moonbot::changes::sendchange(args))),
+        ),
     }
 }
 

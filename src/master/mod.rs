@@ -96,9 +96,6 @@ impl Master {
         }
         let engine = tokio::spawn(engine.run(requests, SHUTDOWN_GRACE));
         let web_address = web.as_ref().and_then(|listener| listener.local_addr().ok());
-        if let Some(address) = web_address {
-            tracing::info!(%address, "web server listening");
-        }
         let web = web.map(|listener| tokio::spawn(www::serve(context.clone(), listener)));
         context.db.set_master_active(context.masterid, true).await?;
         tracing::info!(basedir = %context.basedir.display(), "master started");
