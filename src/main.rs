@@ -42,7 +42,7 @@ enum Command {
         start: StartArgs,
     },
     /// Send a change to a master's PBChangeSource (as `buildbot sendchange`).
-    Sendchange(moonbot::changes::SendchangeArgs),
+    Sendchange(Box<moonbot::changes::SendchangeArgs>),
     /// Stop the master: send it SIGTERM and wait until it is gone.
     Stop {
         #[command(flatten)]
@@ -97,7 +97,7 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|runtime| runtime.block_on(moonbot::changes::sendchange(args))),
+                .and_then(|runtime| runtime.block_on(moonbot::changes::sendchange(*args))),
         ),
     }
 }
