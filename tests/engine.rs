@@ -569,3 +569,89 @@ c['builders'] = {
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
 }
+
+/// The resident memory of this process (the master runs in it), in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_printing_200_megabytes_keeps_the_master_small_and_the_log_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local") }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="flood", command="yes 'a line of output that repeats' | head -c 200000000", logEnviron=false})
+c['builders'] = { util.BuilderConfig{name="flood", workernames={"local"}, factory=f} }
+"#;
+    let master = start(dir.path(), config).await;
+    let before = rss_kib();
+    let bsid = submit(&master, &["flood"], &[]).await;
+    let peak = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut peak = before;
+        loop {
+            peak = peak.max(rss_kib());
+            if master
+                .context
+                .db
+                .buildset_result(bsid)
+                .await
+                .unwrap()
+                .is_some()
+            {
+                return peak;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the build finishes");
+    assert!(
+        peak - before < 100 * 1024,
+        "the master grew by {} KiB",
+        peak - before
+    );
+    let lines: i64 = sqlx::query_scalar("SELECT num_lines FROM logs WHERE name = 'stdio'")
+        .fetch_one(&master.context.db.pool)
+        .await
+        .unwrap();
+    // 200,000,000 bytes of 31-byte lines, plus the header lines.
+    assert!(lines > 200_000_000 / 31, "{lines} lines");
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_running_build_finish_and_starts_no_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local", {max_builds=1}) }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="work", command="sleep 1"})
+c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f, collapseRequests=false} }
+"#;
+    let master = start(dir.path(), config).await;
+    let running = submit(&master, &["b"], &[]).await;
+    let queued = submit(&master, &["b"], &[]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let db = master.context.db.clone();
+    master.context.shutdown.cancel();
+    tokio::time::timeout(WAIT, master.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        db.buildset_result(running).await.unwrap(),
+        Some(BuildResult::Success)
+    );
+    assert_eq!(db.buildset_result(queued).await.unwrap(), None);
+    let builds: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM builds")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(builds, 1);
+}
