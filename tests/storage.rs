@@ -142,7 +142,84 @@ on_both_databases!(
     registry_ids_are_stable,
     log_lines_come_back_across_chunks,
     state_is_kept_and_overwritten,
+    a_whole_build_runs_on_this_database,
 );
+
+/// The engine's queries, end to end: a master on this database runs a forced build with a
+/// trigger, and its steps, logs and properties read back through the data API.
+async fn a_whole_build_runs_on_this_database(test: TestDb) {
+    let config = format!(
+        r#"
+local c = BuildmasterConfig
+c['db_url'] = "{url}"
+c['workers'] = {{ worker.LocalWorker("local") }}
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{{name="hello", command={{"echo", "hello"}}}})
+f:addStep(steps.Trigger{{schedulerNames={{"child"}}, waitForFinish=true}})
+local g = util.BuildFactory()
+g:addStep(steps.SetProperty{{property="x", value="y"}})
+c['builders'] = {{
+  util.BuilderConfig{{name="parent", workernames={{"local"}}, factory=f}},
+  util.BuilderConfig{{name="child", workernames={{"local"}}, factory=g}},
+}}
+c['schedulers'] = {{
+  schedulers.ForceScheduler{{name="force", builderNames={{"parent"}}}},
+  schedulers.Triggerable{{name="child", builderNames={{"child"}}}},
+}}
+"#,
+        url = test.db_url
+    );
+    let basedir = test.basedir.path();
+    std::fs::write(basedir.join("master.cfg.lua"), config).unwrap();
+    let master =
+        moonbot::master::Master::start(basedir, tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap();
+    let ctx = &master.context;
+    let params = serde_json::json!({"builderNames": ["parent"], "username": "a <a@example.org>"});
+    let (bsid, _) = ctx
+        .control
+        .force("force", params.as_object().unwrap().clone())
+        .await
+        .unwrap();
+    let result = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            if let Some(result) = ctx.db.buildset_result(bsid).await.unwrap() {
+                return result;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the buildset completes");
+    assert_eq!(result, moonbot::model::BuildResult::Success);
+    let build = moonbot::engine::snapshot::build_info(&ctx.db, 1)
+        .await
+        .unwrap();
+    assert_eq!(build.steps.len(), 2);
+    assert_eq!(
+        build.properties.get("owner"),
+        Some(&serde_json::json!("a <a@example.org>"))
+    );
+    let query =
+        moonbot::data::query::Query::parse(&[], &moonbot::data::builds::BUILD, false).unwrap();
+    let json = moonbot::data::builds::build(&ctx.db, 1, &query)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(json["state_string"], "build successful");
+    assert_eq!(json["complete"], true);
+    assert_eq!(
+        count(
+            &test.db,
+            "SELECT COUNT(*) FROM builds WHERE complete_at IS NOT NULL"
+        )
+        .await,
+        2
+    );
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
 
 async fn migrations_apply_once(test: TestDb) {
     let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM moonbot_migrations")
