@@ -1,6 +1,5 @@
 //! Build requests as builders take them, builds, their properties and steps.
 
-use serde_json::Value;
 use sqlx::Row;
 
 use super::{now, Db, DbResult};
@@ -211,12 +210,7 @@ impl Db {
                 .bind(buildid)
                 .fetch_all(&self.pool)
                 .await?;
-        let mut properties = Properties::new();
-        for (name, value, source) in rows {
-            let value: Value = serde_json::from_str(&value).unwrap_or(Value::String(value));
-            properties.set(name, value, &source);
-        }
-        Ok(properties)
+        Ok(super::properties_from_rows(rows))
     }
 
     pub async fn add_step(&self, buildid: i64, number: i64, name: &str) -> DbResult<i64> {

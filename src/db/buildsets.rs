@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use super::{now, Db, DbResult};
 use crate::model::Properties;
 
@@ -120,11 +118,6 @@ impl Db {
         .bind(bsid)
         .fetch_all(&self.pool)
         .await?;
-        let mut properties = Properties::new();
-        for (name, value, source) in rows {
-            let value: Value = serde_json::from_str(&value).unwrap_or(Value::String(value));
-            properties.set(name, value, &source);
-        }
-        Ok(properties)
+        Ok(super::properties_from_rows(rows))
     }
 }

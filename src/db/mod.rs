@@ -163,6 +163,16 @@ fn split_statements(sql: &str) -> Vec<String> {
     statements
 }
 
+/// Properties from `(name, JSON value, source)` rows.
+fn properties_from_rows(rows: Vec<(String, String, String)>) -> crate::model::Properties {
+    let mut properties = crate::model::Properties::new();
+    for (name, value, source) in rows {
+        let value = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
+        properties.set(name, value, &source);
+    }
+    properties
+}
+
 /// Seconds since the epoch, as the database stores times.
 pub fn now() -> f64 {
     SystemTime::now()

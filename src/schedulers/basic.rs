@@ -15,7 +15,6 @@ use crate::bus::Event;
 use crate::config::build::BranchScheduler;
 use crate::db::{DbError, DbResult};
 use crate::model::Change;
-use crate::script::Arg;
 
 /// Which tree-stable timer a change restarts: AnyBranchScheduler keeps one per codebase,
 /// project, repository and branch; SingleBranchScheduler one in all.
@@ -115,21 +114,13 @@ impl Basic {
             );
             return Ok(());
         }
-        let important = match &self.config.file_is_important {
-            None => true,
-            Some(callback) => {
-                match filter::predicate(ctx, callback, vec![Arg::Change(change.clone())]).await {
-                    Ok(important) => important,
-                    Err(error) => {
-                        tracing::warn!(
-                            scheduler = self.name(),
-                            "fileIsImportant failed for change {changeid}, taking it as important: {error}"
-                        );
-                        true
-                    }
-                }
-            }
-        };
+        let important = filter::is_important(
+            ctx,
+            self.name(),
+            self.config.file_is_important.as_ref(),
+            &change,
+        )
+        .await;
         if !important && self.config.only_important {
             return Ok(());
         }

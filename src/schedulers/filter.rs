@@ -9,6 +9,30 @@ use crate::master::Context;
 use crate::model::Change;
 use crate::script::{Arg, Callback, ScriptError};
 
+/// `fileIsImportant(change)`; without one every change is important, and so is one whose
+/// callback fails (the failure is logged).
+pub async fn is_important(
+    ctx: &Context,
+    scheduler: &str,
+    callback: Option<&Callback>,
+    change: &std::sync::Arc<crate::model::Change>,
+) -> bool {
+    let Some(callback) = callback else {
+        return true;
+    };
+    match predicate(ctx, callback, vec![Arg::Change(change.clone())]).await {
+        Ok(important) => important,
+        Err(error) => {
+            tracing::warn!(
+                scheduler,
+                "fileIsImportant failed for change {}, taking it as important: {error}",
+                change.number
+            );
+            true
+        }
+    }
+}
+
 /// Calls a predicate the config gave (`fileIsImportant`, `filter_fn`, `branch_fn`, ...):
 /// Lua's truth, where only `nil` and `false` are false.
 pub async fn predicate(

@@ -18,7 +18,6 @@ use super::{
 use crate::bus::Event;
 use crate::config::build::{Branch, Schedule, TimedScheduler};
 use crate::db::{now, DbResult};
-use crate::script::Arg;
 
 struct Timed {
     service: Service,
@@ -155,21 +154,13 @@ impl Timed {
         if !self.config.base.codebases.0.contains_key(&change.codebase) {
             return Ok(());
         }
-        let important = match &self.config.file_is_important {
-            None => true,
-            Some(callback) => {
-                match filter::predicate(ctx, callback, vec![Arg::Change(change.clone())]).await {
-                    Ok(important) => important,
-                    Err(error) => {
-                        tracing::warn!(
-                            scheduler = self.name(),
-                            "fileIsImportant failed for change {changeid}, taking it as important: {error}"
-                        );
-                        true
-                    }
-                }
-            }
-        };
+        let important = filter::is_important(
+            ctx,
+            self.name(),
+            self.config.file_is_important.as_ref(),
+            &change,
+        )
+        .await;
         if !important && self.config.only_important {
             return Ok(());
         }
