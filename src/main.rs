@@ -53,10 +53,13 @@ enum Command {
         #[command(flatten)]
         start: StartArgs,
         /// Seconds to wait for the old master to stop.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = STOP_WAIT_SECS)]
         stop_timeout: u64,
     },
 }
+
+/// How long `stop` waits by default: longer than the grace running builds get to finish.
+const STOP_WAIT_SECS: u64 = moonbot::engine::SHUTDOWN_GRACE.as_secs() + 30;
 
 #[derive(clap::Args)]
 struct StartArgs {
@@ -77,7 +80,7 @@ struct StopArgs {
     #[arg(default_value = ".")]
     dir: PathBuf,
     /// Seconds to wait for the master to exit.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = STOP_WAIT_SECS)]
     timeout: u64,
 }
 
