@@ -40,7 +40,7 @@ impl Db {
 
     /// Claims requests for this master; false when another claim got there first.
     pub async fn claim_requests(&self, ids: &[i64], masterid: i64) -> DbResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let claimed_at = now();
         for id in ids {
             let done = sqlx::query(
@@ -131,7 +131,7 @@ impl Db {
         workerid: i64,
         masterid: i64,
     ) -> DbResult<(i64, i64)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let number: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE builderid = $1",
         )
@@ -187,7 +187,7 @@ impl Db {
         buildid: i64,
         properties: &Properties,
     ) -> DbResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (name, value) in properties.values() {
             sqlx::query(
                 "INSERT INTO build_properties (buildid, name, value, source) VALUES ($1, $2, $3, $4) \

@@ -40,7 +40,7 @@ impl Db {
     /// transaction. Returns the buildset id and the request id per builder id.
     pub async fn add_buildset(&self, spec: &BuildsetSpec) -> DbResult<(i64, BTreeMap<i64, i64>)> {
         let submitted_at = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let bsid: i64 = sqlx::query_scalar(
             "INSERT INTO buildsets (external_idstring, reason, submitted_at, complete, \
              parent_buildid, parent_relationship, scheduler) \

@@ -35,7 +35,7 @@ impl Db {
             .iter()
             .map(|(name, value, source)| (name.clone(), serde_json::json!([value, source])))
             .collect();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let ssid: i64 = sqlx::query_scalar(
             "INSERT INTO sourcestamps (branch, revision, repository, codebase, project, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",

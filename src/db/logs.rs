@@ -55,7 +55,7 @@ impl Db {
         // Reserving the lines is the transaction's first statement: it takes SQLite's write
         // lock and PostgreSQL's row lock at once, so concurrent appends queue instead of
         // reading the same line count.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let end: i64 = sqlx::query_scalar(
             "UPDATE logs SET num_lines = num_lines + $1 WHERE id = $2 RETURNING num_lines",
         )

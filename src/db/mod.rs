@@ -76,6 +76,8 @@ impl Db {
             // SQLite takes one writer at a time; a few connections serve the readers.
             Dialect::Sqlite => AnyPoolOptions::new()
                 .max_connections(4)
+                // A file cannot drop a connection: no ping round trip before each query.
+                .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute("PRAGMA journal_mode=WAL").await?;
@@ -94,6 +96,16 @@ impl Db {
         Ok(db)
     }
 
+    /// Begins a transaction that will write. SQLite takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first cannot wait for the lock
+    /// when it later writes, and fails at once with "database is locked".
+    pub async fn begin_write(&self) -> DbResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        })
+    }
+
     async fn migrate(&self) -> DbResult<()> {
         self.pool
             .execute("CREATE TABLE IF NOT EXISTS moonbot_migrations (version BIGINT PRIMARY KEY)")
@@ -105,7 +117,7 @@ impl Db {
             if applied.contains(version) {
                 continue;
             }
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             for statement in split_statements(&self.dialect.schema(sql)) {
                 tx.execute(statement.as_str()).await?;
             }

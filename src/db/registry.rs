@@ -43,7 +43,7 @@ impl Db {
         tags: &[String],
         worker_ids: &[i64],
     ) -> DbResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE builders SET description = $1, tags = $2, active = 1 WHERE id = $3")
             .bind(description)
             .bind(serde_json::to_string(tags).unwrap_or_else(|_| "[]".into()))

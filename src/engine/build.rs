@@ -89,6 +89,7 @@ async fn execute(
         builder_name: plan.builder_name.clone(),
         worker_name: plan.worker_name.clone(),
         builder_dir: plan.builder_dir.clone(),
+        stored_properties: Mutex::new(properties.clone()),
         properties: Mutex::new(properties),
         sourcestamps,
         env: plan.builder_env.clone(),
@@ -129,9 +130,7 @@ async fn execute(
             .clone()
             .unwrap_or_else(|| step_summary(step, outcome.results));
         let hidden = hide(&build, &step.common, outcome.results).await;
-        ctx.db
-            .set_build_properties(buildid, &build.properties())
-            .await?;
+        store_changed_properties(&build).await?;
         ctx.db
             .finish_step(stepid, outcome.results, &summary, hidden)
             .await?;
@@ -269,9 +268,7 @@ fn result_and_termination(
 
 async fn finish(build: &RunningBuild, results: BuildResult, state: &str) -> DbResult<BuildResult> {
     let ctx = &build.ctx;
-    ctx.db
-        .set_build_properties(build.buildid, &build.properties())
-        .await?;
+    store_changed_properties(build).await?;
     ctx.db.finish_build(build.buildid, results, state).await?;
     publish(
         &ctx.db,
@@ -358,4 +355,36 @@ async fn build_properties(
         "Worker",
     );
     Ok(properties)
+}
+
+/// Writes the properties that changed since the last write (steps set a few; most never
+/// change after the build starts).
+async fn store_changed_properties(build: &RunningBuild) -> DbResult<()> {
+    let current = build.properties();
+    let changed = {
+        let stored = build
+            .stored_properties
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut changed = Properties::new();
+        for (name, value) in current.values() {
+            let source = current.source(name).unwrap_or_default();
+            if stored.get(name) != Some(value) || stored.source(name) != Some(source) {
+                changed.set(name, value.clone(), source);
+            }
+        }
+        changed
+    };
+    if !changed.is_empty() {
+        build
+            .ctx
+            .db
+            .set_build_properties(build.buildid, &changed)
+            .await?;
+    }
+    *build
+        .stored_properties
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = current;
+    Ok(())
 }

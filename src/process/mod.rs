@@ -221,7 +221,7 @@ pub async fn run(spec: &CommandSpec, sink: Sender<Chunk>, interrupt: Cancellatio
         Stdio::null()
     };
     let start = Instant::now();
-    let mut child = match Command::new(program)
+    let mut child = match Command::new(resolve_program(program, &env, &spec.workdir))
         .args(args)
         .env_clear()
         .envs(&env)
@@ -626,4 +626,30 @@ mod tests {
         let error = "BOGUS".parse::<Signal>().unwrap_err();
         assert!(error.to_string().starts_with("unknown signal 'BOGUS'"));
     }
+}
+
+/// The program as a path, looked up in the step's own PATH: std's Command falls back from
+/// posix_spawn (vfork) to fork, which copies the master's page tables, when the environment
+/// sets PATH and the program is a bare name. Unresolved names go through unchanged, so
+/// spawning reports them as not found.
+fn resolve_program(
+    program: &str,
+    env: &BTreeMap<OsString, OsString>,
+    workdir: &std::path::Path,
+) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return PathBuf::from(program);
+    }
+    let path = env
+        .get(&OsString::from("PATH"))
+        .cloned()
+        .unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
+    std::env::split_paths(&path)
+        .map(|dir| workdir.join(dir).join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| PathBuf::from(program))
 }

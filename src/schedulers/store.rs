@@ -63,7 +63,7 @@ pub async fn flush(db: &Db, schedulerid: i64, changeids: Option<&[i64]>) -> DbRe
                 .await?;
         }
         Some(ids) => {
-            let mut tx = db.pool.begin().await?;
+            let mut tx = db.begin_write().await?;
             for id in ids {
                 sqlx::query(
                     "DELETE FROM scheduler_changes WHERE schedulerid = $1 AND changeid = $2",
