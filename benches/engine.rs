@@ -1,0 +1,602 @@
+//! The running master's figures (issue 3), printed by `scripts/bench`: build throughput,
+//! change-to-build latency, REST reads under a real load generator (`wrk`), start-up time
+//! and resident memory. Each figure is printed with the workload that produced it.
+//!
+//! Memory is measured first, while the process is still fresh, because freed memory is
+//! not always given back to the system and later figures would inflate it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use moonbot::db::{ChangeSpec, Db};
+use moonbot::master::Master;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+/// The longest any single wait may take before the benchmark gives up.
+const WAIT: Duration = Duration::from_secs(120);
+const FORCED_BUILDS: usize = 200;
+const CHANGES: usize = 100;
+const STORED_BUILDS: i64 = 10_000;
+const STARTS: usize = 10;
+
+/// The sample config's shape: a LocalWorker, a builder, two schedulers, WebStatus on port 0.
+const SAMPLE_LIKE: &str = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local", { max_builds = 2 }) }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{ name = "hello", command = { "sh", "-c", util.Interpolate("echo build %(prop:buildnumber)s") }, haltOnFailure = true })
+f:addStep(steps.ShellCommand{ name = "test", command = "uname -a && ls -la" })
+c['builders'] = { util.BuilderConfig{ name = "runtests", workernames = { "local" }, factory = f } }
+c['schedulers'] = {
+  schedulers.SingleBranchScheduler{ name = "all", change_filter = util.ChangeFilter{ branch = "main" }, builderNames = { "runtests" } },
+  schedulers.ForceScheduler{ name = "force", builderNames = { "runtests" } },
+}
+c['status'] = { status.WebStatus{ http_port = "tcp:0:interface=127.0.0.1" } }
+"#;
+
+/// Two trivial steps on a LocalWorker running four builds at once; no request collapses.
+const TRIVIAL: &str = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local", { max_builds = 4 }) }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{ name = "one", command = { "true" } })
+f:addStep(steps.ShellCommand{ name = "two", command = { "true" } })
+c['builders'] = { util.BuilderConfig{ name = "b", workernames = { "local" }, factory = f, collapseRequests = false } }
+c['schedulers'] = {
+  schedulers.ForceScheduler{ name = "force", builderNames = { "b" } },
+  schedulers.SingleBranchScheduler{ name = "main", change_filter = util.ChangeFilter{ branch = "main" }, builderNames = { "b" } },
+}
+"#;
+
+fn main() -> anyhow::Result<()> {
+    // The master's warnings explain a failed build; RUST_LOG shows more.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let binary = moonbot_binary();
+    println!("moonbot engine benchmark (release, {} cores)", cores());
+
+    let sample = scratch.path().join("sample");
+    start_up_and_memory(&sample).await?;
+    rest_reads(&sample).await?;
+    match &binary {
+        Some(binary) => process_figures(binary, &scratch.path().join("process")).await?,
+        None => println!(
+            "  (no `moonbot start --nodaemon` in target/release/moonbot yet: start-up and memory \
+             are measured in-process only)"
+        ),
+    }
+    let trivial = scratch.path().join("trivial");
+    let mut problems = Vec::new();
+    build_throughput(&trivial, &mut problems).await?;
+    change_latency(&trivial).await?;
+    for problem in &problems {
+        println!("INVALID: {problem}");
+    }
+    anyhow::ensure!(
+        problems.is_empty(),
+        "some figures are not valid (see above)"
+    );
+    Ok(())
+}
+
+/// Figure 4 (in-process) and the idle half of figure 5.
+async fn start_up_and_memory(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("master.cfg.lua"), SAMPLE_LIKE)?;
+    // The first start creates the database; the timed ones find it.
+    let master = Master::start(dir, CancellationToken::new()).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    println!(
+        "resident memory, bench process with the sample-like master started and idle 1 s: {}",
+        vm_rss("self")?
+    );
+    stop(master).await?;
+    let mut times = Vec::new();
+    for _ in 0..STARTS {
+        let begin = Instant::now();
+        let master = Master::start(dir, CancellationToken::new()).await?;
+        times.push(begin.elapsed());
+        stop(master).await?;
+    }
+    times.sort();
+    println!(
+        "start-up (Master::start, sample-like config, existing SQLite DB), median of {STARTS}: {:.1} ms (min {:.1}, max {:.1})",
+        ms(times[STARTS / 2]),
+        ms(times[0]),
+        ms(times[STARTS - 1])
+    );
+    Ok(())
+}
+
+/// Figure 3 and the loaded half of figure 5.
+async fn rest_reads(dir: &Path) -> anyhow::Result<()> {
+    let master = Master::start(dir, CancellationToken::new()).await?;
+    let begin = Instant::now();
+    store_builds(&master.context.db, "runtests", STORED_BUILDS).await?;
+    println!(
+        "  (stored {STORED_BUILDS} builds with their buildsets, requests and properties in {:.2} s)",
+        begin.elapsed().as_secs_f64()
+    );
+    let address = master.web_address.expect("the config has a WebStatus");
+    let url = format!("http://{address}/api/v2/builds?limit=50");
+    for accept in [None, Some("application/json")] {
+        let load = wrk(&url, accept)?;
+        println!(
+            "REST reads, `{}` against the in-process master, {STORED_BUILDS} builds stored: {:.0} req/s, p50 {}, p99 {}{}",
+            load.command, load.requests_per_second, load.p50, load.p99, load.errors
+        );
+    }
+    println!(
+        "resident memory, bench process after {STORED_BUILDS} builds stored and those wrk bursts: {}",
+        vm_rss("self")?
+    );
+    stop(master).await
+}
+
+/// Figures 4 and 5 for what users run: `moonbot start --nodaemon` as its own process.
+async fn process_figures(binary: &Path, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let port = free_port()?;
+    std::fs::write(
+        dir.join("master.cfg.lua"),
+        SAMPLE_LIKE.replace("tcp:0:", &format!("tcp:{port}:")),
+    )?;
+    // Create the database and the stored builds with an in-process master, then stop it.
+    let master = Master::start(dir, CancellationToken::new()).await?;
+    store_builds(&master.context.db, "runtests", STORED_BUILDS).await?;
+    stop(master).await?;
+
+    let command = format!("{} start --nodaemon {}", binary.display(), dir.display());
+    let mut times = Vec::new();
+    for _ in 0..STARTS {
+        let (child, elapsed) = spawn_until_answering(binary, dir, port).await?;
+        times.push(elapsed);
+        terminate(child)?;
+    }
+    times.sort();
+    println!(
+        "start-up, `{command}` until the REST API answers, {STORED_BUILDS} builds stored, median of {STARTS}: {:.1} ms (min {:.1}, max {:.1})",
+        ms(times[STARTS / 2]),
+        ms(times[0]),
+        ms(times[STARTS - 1])
+    );
+    let (child, _) = spawn_until_answering(binary, dir, port).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = child.id().to_string();
+    let idle = vm_rss(&pid)?;
+    let load = wrk(
+        &format!("http://127.0.0.1:{port}/api/v2/builds?limit=50"),
+        None,
+    )?;
+    let loaded = vm_rss(&pid)?;
+    terminate(child)?;
+    println!(
+        "resident memory of `{command}`: idle 1 s after start {idle}; after `{}` ({:.0} req/s, p99 {}) {loaded}",
+        load.command, load.requests_per_second, load.p99
+    );
+    Ok(())
+}
+
+/// Figure 1: forced builds finished per second, and the master's CPU per build.
+/// A build that did not succeed is added to `problems`: the figure is then not valid.
+async fn build_throughput(dir: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("master.cfg.lua"), TRIVIAL)?;
+    let master = Master::start(dir, CancellationToken::new()).await?;
+    let ctx = &master.context;
+    let mut events = ctx.bus.subscribe();
+    let params =
+        serde_json::json!({"builderNames": ["b"], "username": "bench <bench@example.org>"});
+    let params = params.as_object().expect("an object").clone();
+    let self_before = rusage(libc::RUSAGE_SELF);
+    let children_before = rusage(libc::RUSAGE_CHILDREN);
+    let begin = Instant::now();
+    let mut buildsets = std::collections::HashSet::new();
+    for _ in 0..FORCED_BUILDS {
+        let (bsid, _) = ctx.control.force("force", params.clone()).await?;
+        buildsets.insert(bsid);
+    }
+    let mut complete = 0;
+    tokio::time::timeout(WAIT, async {
+        while complete < FORCED_BUILDS {
+            match events.recv().await {
+                Ok(event) => {
+                    let parts: Vec<&str> = event.parts().collect();
+                    if let ["buildsets", id, "complete"] = parts[..] {
+                        if id.parse().is_ok_and(|id: i64| buildsets.contains(&id)) {
+                            complete += 1;
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    anyhow::bail!("the bench fell {missed} events behind the bus")
+                }
+                Err(RecvError::Closed) => anyhow::bail!("the bus closed"),
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("only {complete} of {FORCED_BUILDS} builds finished"))??;
+    let elapsed = begin.elapsed().as_secs_f64();
+    let master_cpu = rusage(libc::RUSAGE_SELF) - self_before;
+    let children_cpu = rusage(libc::RUSAGE_CHILDREN) - children_before;
+    let failed: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT b.state_string, COALESCE(GROUP_CONCAT(s.name || ': ' || s.state_string, '; '), ''), \
+         COUNT(DISTINCT b.id) FROM builds b LEFT JOIN steps s ON s.buildid = b.id AND s.results != 0 \
+         WHERE b.results != 0 GROUP BY b.state_string",
+    )
+    .fetch_all(&ctx.db.pool)
+    .await?;
+    if !failed.is_empty() {
+        let count: i64 = failed.iter().map(|(_, _, n)| n).sum();
+        problems.push(format!(
+            "{count} of {FORCED_BUILDS} forced builds did not succeed (state, failed steps, count): {failed:?}"
+        ));
+    }
+    println!(
+        "build throughput, {FORCED_BUILDS} forced builds of two `true` steps, LocalWorker max_builds=4, collapseRequests=false, first force to last buildset complete: {:.1} builds/s ({elapsed:.2} s)",
+        FORCED_BUILDS as f64 / elapsed
+    );
+    println!(
+        "master CPU per build (getrusage RUSAGE_SELF user+sys): {:.2} ms; the step processes (RUSAGE_CHILDREN): {:.2} ms per build",
+        master_cpu * 1000.0 / FORCED_BUILDS as f64,
+        children_cpu * 1000.0 / FORCED_BUILDS as f64
+    );
+    stop(master).await
+}
+
+/// Figure 2: from `changes::submit` to the build's `builds/N/new`, one change at a time.
+async fn change_latency(dir: &Path) -> anyhow::Result<()> {
+    let master = Master::start(dir, CancellationToken::new()).await?;
+    let ctx = &master.context;
+    let mut events = ctx.bus.subscribe();
+    let mut latencies = Vec::new();
+    for i in 0..CHANGES {
+        let change = ChangeSpec {
+            author: "bench".into(),
+            branch: Some("main".into()),
+            revision: Some(format!("{i:040x}")),
+            ..Default::default()
+        };
+        let begin = Instant::now();
+        moonbot::changes::submit(ctx, change).await?;
+        wait_for(&mut events, |key| {
+            key.starts_with("builds/") && key.ends_with("/new")
+        })
+        .await?;
+        latencies.push(begin.elapsed());
+        // The next change must not race this build's end.
+        wait_for(&mut events, |key| {
+            key.starts_with("buildsets/") && key.ends_with("/complete")
+        })
+        .await?;
+    }
+    latencies.sort();
+    println!(
+        "change to build start, {CHANGES} changes on main one at a time, SingleBranchScheduler without treeStableTimer, changes::submit to builds/N/new: median {:.2} ms, p99 {:.2} ms",
+        ms(latencies[CHANGES / 2]),
+        ms(latencies[CHANGES * 99 / 100])
+    );
+    stop(master).await
+}
+
+async fn wait_for(
+    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<moonbot::bus::Event>>,
+    wanted: impl Fn(&str) -> bool,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Ok(event) if wanted(&event.key) => return Ok(()),
+                Ok(_) => {}
+                Err(error) => anyhow::bail!("the bus failed the bench: {error}"),
+            }
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("no awaited event within {WAIT:?}"))?
+}
+
+/// Inserts `count` finished builds of `builder`, each with its buildset (two properties,
+/// a sourcestamp), build request and three build properties, in one transaction.
+async fn store_builds(db: &Db, builder: &str, count: i64) -> anyhow::Result<()> {
+    let builderid = db.builder_id(builder).await?;
+    let workerid = db.worker_id("local").await?;
+    let masterid: i64 = sqlx::query_scalar("SELECT id FROM masters ORDER BY id LIMIT 1")
+        .fetch_one(&db.pool)
+        .await?;
+    let first: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) FROM builds WHERE builderid = $1")
+            .bind(builderid)
+            .fetch_one(&db.pool)
+            .await?;
+    let mut tx = db.pool.begin().await?;
+    let start = moonbot::db::now() - count as f64 * 10.0;
+    for i in 0..count {
+        let at = start + i as f64 * 10.0;
+        let ssid: i64 = sqlx::query_scalar(
+            "INSERT INTO sourcestamps (branch, revision, repository, codebase, project, created_at) \
+             VALUES ('main', $1, 'https://example.org/hello.git', '', 'hello', $2) RETURNING id",
+        )
+        .bind(format!("{i:040x}"))
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let bsid: i64 = sqlx::query_scalar(
+            "INSERT INTO buildsets (reason, submitted_at, complete, complete_at, results, scheduler) \
+             VALUES ('The SingleBranchScheduler scheduler named ''all'' triggered this build', $1, 1, $2, 0, 'all') RETURNING id",
+        )
+        .bind(at)
+        .bind(at + 5.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO buildset_sourcestamps (buildsetid, sourcestampid) VALUES ($1, $2)",
+        )
+        .bind(bsid)
+        .bind(ssid)
+        .execute(&mut *tx)
+        .await?;
+        for (name, value) in [("scheduler", "\"all\""), ("reason", "\"a change\"")] {
+            sqlx::query(
+                "INSERT INTO buildset_properties (buildsetid, name, value, source) VALUES ($1, $2, $3, 'Scheduler')",
+            )
+            .bind(bsid)
+            .bind(name)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let brid: i64 = sqlx::query_scalar(
+            "INSERT INTO buildrequests (buildsetid, builderid, complete, results, submitted_at, complete_at, claimed_by_masterid, claimed_at) \
+             VALUES ($1, $2, 1, 0, $3, $4, $5, $3) RETURNING id",
+        )
+        .bind(bsid)
+        .bind(builderid)
+        .bind(at)
+        .bind(at + 5.0)
+        .bind(masterid)
+        .fetch_one(&mut *tx)
+        .await?;
+        let number = first + i + 1;
+        let buildid: i64 = sqlx::query_scalar(
+            "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at, complete_at, state_string, results) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'build successful', 0) RETURNING id",
+        )
+        .bind(number)
+        .bind(builderid)
+        .bind(brid)
+        .bind(workerid)
+        .bind(masterid)
+        .bind(at + 0.1)
+        .bind(at + 5.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        let props = [
+            ("buildername", format!("\"{builder}\""), "Builder"),
+            ("buildnumber", number.to_string(), "Build"),
+            ("workername", "\"local\"".to_string(), "Worker"),
+        ];
+        for (name, value, source) in props {
+            sqlx::query(
+                "INSERT INTO build_properties (buildid, name, value, source) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(buildid)
+            .bind(name)
+            .bind(value)
+            .bind(source)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What `wrk` reported for one run.
+struct Load {
+    command: String,
+    requests_per_second: f64,
+    p50: String,
+    p99: String,
+    /// Empty, or wrk's complaint about failed or non-2xx responses.
+    errors: String,
+}
+
+/// Runs wrk from its own process: 2 threads, 32 connections, 10 s, with the latency
+/// distribution; `accept` sets the Accept header (none gets indented text, as curl does).
+fn wrk(url: &str, accept: Option<&str>) -> anyhow::Result<Load> {
+    let mut args = vec![
+        "-t2".to_string(),
+        "-c32".into(),
+        "-d10s".into(),
+        "--latency".into(),
+    ];
+    if let Some(accept) = accept {
+        args.extend(["-H".into(), format!("Accept: {accept}")]);
+    }
+    args.push(url.into());
+    let command = format!(
+        "wrk {}",
+        args.iter()
+            .map(|arg| if arg.contains(' ') {
+                format!("'{arg}'")
+            } else {
+                arg.clone()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let output = Command::new("wrk")
+        .args(&args)
+        .output()
+        .map_err(|error| anyhow::anyhow!("cannot run wrk (scripts/bench installs it): {error}"))?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    anyhow::ensure!(output.status.success(), "{command} failed: {text}");
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix(prefix))
+            .map(|rest| rest.trim().to_string())
+            .ok_or_else(|| anyhow::anyhow!("no '{prefix}' in wrk's output:\n{text}"))
+    };
+    let requests_per_second = field("Requests/sec:")?.parse()?;
+    let errors = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("Non-2xx") || line.starts_with("Socket errors"))
+        .map(|line| format!(" [{line}]"))
+        .collect();
+    Ok(Load {
+        p50: field("50%")?,
+        p99: field("99%")?,
+        command,
+        requests_per_second,
+        errors,
+    })
+}
+
+/// Starts `moonbot start --nodaemon DIR` and returns it once `/api/v2/builders` answers,
+/// with the time that took.
+async fn spawn_until_answering(
+    binary: &Path,
+    dir: &Path,
+    port: u16,
+) -> anyhow::Result<(std::process::Child, Duration)> {
+    let begin = Instant::now();
+    let child = Command::new(binary)
+        .args(["start", "--nodaemon"])
+        .arg(dir)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/v2/builders");
+    loop {
+        if let Ok(answer) = http.get(&url).send().await {
+            if answer.status().is_success() {
+                return Ok((child, begin.elapsed()));
+            }
+        }
+        anyhow::ensure!(
+            begin.elapsed() < WAIT,
+            "{} did not answer on {url}",
+            binary.display()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// SIGTERM, then waits for the exit (the process's clean stop).
+fn terminate(mut child: std::process::Child) -> anyhow::Result<()> {
+    let pid = libc::pid_t::try_from(child.id())?;
+    // SAFETY: kill(2) on our own child's pid; no memory is shared.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    child.wait()?;
+    Ok(())
+}
+
+/// `target/release/moonbot`, if it has the `start` command (`start --help` succeeds).
+fn moonbot_binary() -> Option<PathBuf> {
+    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/moonbot");
+    let help = Command::new(&binary)
+        .args(["start", "--help"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&help.stdout);
+    (help.status.success() && text.contains("--nodaemon")).then_some(binary)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn stop(master: Master) -> anyhow::Result<()> {
+    master.context.shutdown.cancel();
+    master.wait().await
+}
+
+/// Resident memory of a process, from `/proc/PID/status` (`pid` may be "self").
+struct Resident {
+    total: u64,
+    /// Heap and stacks: what the master allocates.
+    anon: u64,
+    /// Mapped files, mostly executable code; the bench binary's code is larger than
+    /// `moonbot`'s (it also links the HTTP client and the bench).
+    file: u64,
+}
+
+impl std::fmt::Display for Resident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.1} MiB (anonymous {:.1} MiB, file-backed {:.1} MiB)",
+            mib(self.total),
+            mib(self.anon),
+            mib(self.file)
+        )
+    }
+}
+
+fn vm_rss(pid: &str) -> anyhow::Result<Resident> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|kib| kib * 1024)
+            .ok_or_else(|| anyhow::anyhow!("no {name} in /proc/{pid}/status"))
+    };
+    Ok(Resident {
+        total: field("VmRSS:")?,
+        anon: field("RssAnon:")?,
+        file: field("RssFile:")? + field("RssShmem:")?,
+    })
+}
+
+/// User plus system CPU seconds of `who` (RUSAGE_SELF or RUSAGE_CHILDREN).
+fn rusage(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage fills the zeroed struct we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
