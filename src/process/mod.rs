@@ -614,20 +614,6 @@ impl Drop for GroupGuard {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signals_parse_by_buildbot_name() {
-        assert_eq!("KILL".parse(), Ok(Signal::KILL));
-        assert_eq!("SIGTERM".parse(), Ok(Signal::TERM));
-        assert_eq!(Signal::INT.to_string(), "SIGINT");
-        let error = "BOGUS".parse::<Signal>().unwrap_err();
-        assert!(error.to_string().starts_with("unknown signal 'BOGUS'"));
-    }
-}
-
 /// The program as a path, looked up in the step's own PATH: std's Command falls back from
 /// posix_spawn (vfork) to fork, which copies the master's page tables, when the environment
 /// sets PATH and the program is a bare name. Unresolved names go through unchanged, so
@@ -652,4 +638,18 @@ fn resolve_program(
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
         .unwrap_or_else(|| PathBuf::from(program))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_by_buildbot_name() {
+        assert_eq!("KILL".parse(), Ok(Signal::KILL));
+        assert_eq!("SIGTERM".parse(), Ok(Signal::TERM));
+        assert_eq!(Signal::INT.to_string(), "SIGINT");
+        let error = "BOGUS".parse::<Signal>().unwrap_err();
+        assert!(error.to_string().starts_with("unknown signal 'BOGUS'"));
+    }
 }
