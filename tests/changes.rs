@@ -36,7 +36,7 @@ async fn context(basedir: &Path, config: &str) -> Context {
         bus: Default::default(),
         control: Control::channel().0,
         script,
-        config,
+        config: moonbot::master::SharedConfig::new((*config).clone()),
         basedir: basedir.to_path_buf(),
         masterid,
         shutdown: CancellationToken::new(),
@@ -94,7 +94,7 @@ fn commit(repo: &Path, file: &str, message: &str, author: &str, when: i64) -> St
 }
 
 fn poller(ctx: &Context, index: usize) -> GitPollerService {
-    match &ctx.config.change_sources[index] {
+    match &ctx.config.current().change_sources[index] {
         ChangeSourceConfig::GitPoller(config) => {
             GitPollerService::new(ctx.clone(), config, ctx.shutdown.child_token()).unwrap()
         }
@@ -322,7 +322,7 @@ async fn a_started_poller_polls_on_its_own_until_shutdown() {
     )
     .await;
     let mut events = ctx.bus.subscribe();
-    let running = changes::start(&ctx, &ctx.config.change_sources[0])
+    let running = changes::start(&ctx, &ctx.config.current().change_sources[0])
         .await
         .unwrap();
     assert_eq!(running.local_addr(), None);
@@ -396,10 +396,10 @@ async fn sendchange_reaches_a_pb_change_source() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path(), PB_CONFIG).await;
     let mut events = ctx.bus.subscribe();
-    let first = changes::start(&ctx, &ctx.config.change_sources[0])
+    let first = changes::start(&ctx, &ctx.config.current().change_sources[0])
         .await
         .unwrap();
-    let second = changes::start(&ctx, &ctx.config.change_sources[1])
+    let second = changes::start(&ctx, &ctx.config.current().change_sources[1])
         .await
         .unwrap();
     let addr = first.local_addr().unwrap();

@@ -261,7 +261,7 @@ async fn lua_sees_the_stored_build_its_logs_and_the_previous_finished_build() {
 local c = BuildmasterConfig
 c['workers'] = { worker.LocalWorker("local") }
 local f = util.BuildFactory()
-f:addStep(steps.ShellCommand{name="say", command="echo said; echo warned >&2"})
+f:addStep(steps.ShellCommand{name="say", command="echo said; sleep 0.1; echo warned >&2"})
 c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f} }
 function describe(build)
   local step = build:getSteps()[1]
@@ -566,60 +566,6 @@ c['builders'] = {
     .await
     .unwrap();
     assert_eq!(worker, "w2");
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
-}
-
-/// The resident memory of this process (the master runs in it), in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_step_printing_200_megabytes_keeps_the_master_small_and_the_log_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = r#"
-local c = BuildmasterConfig
-c['workers'] = { worker.LocalWorker("local") }
-local f = util.BuildFactory()
-f:addStep(steps.ShellCommand{name="flood", command="yes 'a line of output that repeats' | head -c 200000000", logEnviron=false})
-c['builders'] = { util.BuilderConfig{name="flood", workernames={"local"}, factory=f} }
-"#;
-    let master = start(dir.path(), config).await;
-    let before = rss_kib();
-    let bsid = submit(&master, &["flood"], &[]).await;
-    let peak = tokio::time::timeout(Duration::from_secs(120), async {
-        let mut peak = before;
-        loop {
-            peak = peak.max(rss_kib());
-            if master
-                .context
-                .db
-                .buildset_result(bsid)
-                .await
-                .unwrap()
-                .is_some()
-            {
-                return peak;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the build finishes");
-    assert!(
-        peak - before < 100 * 1024,
-        "the master grew by {} KiB",
-        peak - before
-    );
-    let lines: i64 = sqlx::query_scalar("SELECT num_lines FROM logs WHERE name = 'stdio'")
-        .fetch_one(&master.context.db.pool)
-        .await
-        .unwrap();
-    // 200,000,000 bytes of 31-byte lines, plus the header lines.
-    assert!(lines > 200_000_000 / 31, "{lines} lines");
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
 }

@@ -48,7 +48,7 @@ async fn context(dir: &Path, lua: &str) -> Context {
         bus: Bus::default(),
         control,
         script,
-        config,
+        config: moonbot::master::SharedConfig::new((*config).clone()),
         basedir: dir.to_path_buf(),
         masterid,
         shutdown: CancellationToken::new(),
@@ -58,7 +58,7 @@ async fn context(dir: &Path, lua: &str) -> Context {
 /// Starts every scheduler of the config.
 async fn start_all(ctx: &Context) -> Vec<JoinHandle<()>> {
     let mut handles = Vec::new();
-    for scheduler in &ctx.config.schedulers {
+    for scheduler in &ctx.config.current().schedulers {
         handles.push(schedulers::start(ctx.clone(), scheduler).await.unwrap());
     }
     handles
@@ -168,12 +168,14 @@ async fn change_ssid(ctx: &Context, changeid: i64) -> i64 {
     ctx.db.change(changeid).await.unwrap().1
 }
 
-fn scheduler<'a>(ctx: &'a Context, name: &str) -> &'a SchedulerConfig {
+fn scheduler(ctx: &Context, name: &str) -> SchedulerConfig {
     ctx.config
+        .current()
         .schedulers
         .iter()
         .find(|s| s.name() == name)
         .unwrap()
+        .clone()
 }
 
 #[tokio::test]
@@ -446,7 +448,7 @@ fn params(value: Value) -> Map<String, Value> {
     }
 }
 
-fn force_scheduler(ctx: &Context) -> &moonbot::config::build::ForceScheduler {
+fn force_scheduler(ctx: &Context) -> Box<moonbot::config::build::ForceScheduler> {
     match scheduler(ctx, "force") {
         SchedulerConfig::Force(force) => force,
         other => panic!("not a force scheduler: {other:?}"),
@@ -462,7 +464,7 @@ async fn force_builds_with_the_validated_fields() {
 
     let (bsid, brids) = schedulers::force(
         &ctx,
-        force_scheduler(&ctx),
+        &force_scheduler(&ctx),
         params(json!({
             "builderNames": ["a"],
             "owner": "anonymous",
@@ -512,7 +514,7 @@ async fn force_builds_with_the_validated_fields() {
     let builder_b = ctx.db.builder_id("b").await.unwrap();
     let (bsid, brids) = schedulers::force(
         &ctx,
-        force_scheduler(&ctx),
+        &force_scheduler(&ctx),
         params(json!({ "builderid": builder_b, "owner": "bob@example.org", "target": "api" })),
     )
     .await
@@ -555,7 +557,7 @@ async fn force_refuses_bad_fields_naming_each() {
         ),
     ];
     for (given, names) in cases {
-        let error = schedulers::force(&ctx, force, params(given.clone()))
+        let error = schedulers::force(&ctx, &force, params(given.clone()))
             .await
             .expect_err("bad parameters are refused");
         assert_eq!(error.status, 400, "{given}");
@@ -569,7 +571,7 @@ async fn force_refuses_bad_fields_naming_each() {
     }
     let error = schedulers::force(
         &ctx,
-        force,
+        &force,
         params(json!({ "builderNames": ["zzz"], "target": "web", "owner": "bob" })),
     )
     .await

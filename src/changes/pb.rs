@@ -124,7 +124,7 @@ pub(super) async fn serve(
     let port = source
         .port
         .clone()
-        .or_else(|| ctx.config.worker_port.clone())
+        .or_else(|| ctx.config.current().worker_port.clone())
         .with_context(|| {
             format!(
                 "{}: no port specified, and no worker port configured",

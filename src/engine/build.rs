@@ -317,7 +317,7 @@ async fn build_properties(
     sourcestamps: &[crate::model::SourceStamp],
     bsid: i64,
 ) -> DbResult<Properties> {
-    let mut properties = ctx.config.properties.clone();
+    let mut properties = ctx.config.current().properties.clone();
     for (name, value) in &plan.builder_properties {
         properties.set(name.clone(), value.clone(), "Builder");
     }

@@ -69,7 +69,7 @@ impl Engine {
     /// Registers the config's builders and workers in storage.
     pub async fn new(ctx: Context) -> DbResult<Engine> {
         let mut workers = BTreeMap::new();
-        for config in &ctx.config.workers {
+        for config in &ctx.config.current().workers {
             let id = ctx.db.worker_id(&config.name).await?;
             let workdir = match &config.kind {
                 WorkerKind::Local { workdir } => workdir.clone(),
@@ -89,7 +89,7 @@ impl Engine {
             );
         }
         let mut builders = BTreeMap::new();
-        for config in &ctx.config.builders {
+        for config in &ctx.config.current().builders {
             let id = ctx.db.builder_id(&config.name).await?;
             let mut worker_ids = Vec::new();
             for name in &config.workernames {

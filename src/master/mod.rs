@@ -2,9 +2,9 @@
 //! sources, schedulers, builders and workers, the web server) and stops them in order.
 
 pub mod control;
+pub mod service;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use tokio::task::JoinHandle;
@@ -12,12 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::Bus;
 use crate::changes::{self, RunningSource};
-use crate::config::{self, MasterConfig};
+use crate::config;
 use crate::db::Db;
 use crate::engine::{Engine, SHUTDOWN_GRACE};
 use crate::script::ScriptHost;
 use crate::{schedulers, www};
 pub use control::{Control, ControlError, ControlRequest, Submitted};
+pub use service::{Reconfigured, Service, SharedConfig};
 
 /// What every service of a running master shares. Cheap to clone.
 #[derive(Clone)]
@@ -27,7 +28,8 @@ pub struct Context {
     pub control: Control,
     /// Runs the config's Lua callbacks and renderables.
     pub script: ScriptHost,
-    pub config: Arc<MasterConfig>,
+    /// The config running now; a reconfig replaces it.
+    pub config: SharedConfig,
     pub basedir: PathBuf,
     pub masterid: i64,
     /// Cancelled when the master begins to shut down.
@@ -66,7 +68,7 @@ impl Master {
                 list.join("\n")
             );
         }
-        let config = Arc::new(loaded.config);
+        let config = loaded.config;
         let db = Db::open(&config.db_url, basedir)
             .await
             .with_context(|| format!("cannot open the database {}", config.db_url))?;
@@ -78,7 +80,7 @@ impl Master {
             bus: Bus::default(),
             control,
             script,
-            config,
+            config: SharedConfig::new(config),
             basedir: basedir.to_path_buf(),
             masterid,
             shutdown,
@@ -87,11 +89,12 @@ impl Master {
         let web = www::bind(&context).await?;
         let engine = Engine::new(context.clone()).await?;
         let mut change_sources = Vec::new();
-        for source in &context.config.change_sources {
+        let config = context.config.current();
+        for source in &config.change_sources {
             change_sources.push(changes::start(&context, source).await?);
         }
         let mut schedulers = Vec::new();
-        for scheduler in &context.config.schedulers {
+        for scheduler in &config.schedulers {
             schedulers.push(schedulers::start(context.clone(), scheduler).await?);
         }
         let engine = tokio::spawn(engine.run(requests, SHUTDOWN_GRACE));

@@ -27,8 +27,8 @@ pub async fn force_named(
     scheduler: &str,
     params: Map<String, Value>,
 ) -> Result<Submitted, ControlError> {
-    let config = ctx
-        .config
+    let current = ctx.config.current();
+    let config = current
         .schedulers
         .iter()
         .find_map(|s| match s {

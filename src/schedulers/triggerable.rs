@@ -31,8 +31,8 @@ pub async fn trigger(
     scheduler_name: &str,
     request: TriggerRequest,
 ) -> Result<Submitted, ControlError> {
-    let scheduler = ctx
-        .config
+    let config = ctx.config.current();
+    let scheduler = config
         .schedulers
         .iter()
         .find_map(|s| match s {

@@ -16,6 +16,7 @@ use crate::master::Context;
 pub async fn bind(context: &Context) -> anyhow::Result<Option<TcpListener>> {
     let Some(port) = context
         .config
+        .current()
         .status
         .iter()
         .find_map(|target| match target {

@@ -343,7 +343,8 @@ async fn answer(context: &Context, path: &str, raw_query: &str) -> Result<Answer
                 },
                 None => None,
             };
-            let items = forceschedulers::forceschedulers(&context.config, builder.as_deref());
+            let items =
+                forceschedulers::forceschedulers(&context.config.current(), builder.as_deref());
             let mut page = query.page(items, None);
             for item in &mut page.items {
                 query.project(item);
@@ -351,7 +352,7 @@ async fn answer(context: &Context, path: &str, raw_query: &str) -> Result<Answer
             return collection(page);
         }
         ForceScheduler => forceschedulers::forcescheduler(
-            &context.config,
+            &context.config.current(),
             args.text("schedulername").unwrap_or_default(),
         ),
     };
@@ -603,7 +604,7 @@ async fn call(
     match (endpoint, method) {
         (Endpoint::ForceScheduler, "force") => {
             let name = args.text("schedulername").unwrap_or_default();
-            if forceschedulers::forcescheduler(&context.config, name).is_none() {
+            if forceschedulers::forcescheduler(&context.config.current(), name).is_none() {
                 return Err(not_found("forcescheduler"));
             }
             // Without a login, Buildbot's owner is "anonymous" and the form's username counts.

@@ -1,0 +1,87 @@
+//! A step that prints 200 MB: the master's memory stays bounded and the log is whole. In a
+//! file of its own, so no other test's master shares the process whose memory it measures.
+
+use std::path::Path;
+use std::time::Duration;
+
+use moonbot::data::{publish, Resource};
+use moonbot::db::{BuildsetSpec, SourceStampSpec};
+use moonbot::master::Master;
+use tokio_util::sync::CancellationToken;
+
+async fn start(dir: &Path, config: &str) -> Master {
+    std::fs::write(dir.join("master.cfg.lua"), config).unwrap();
+    Master::start(dir, CancellationToken::new()).await.unwrap()
+}
+
+async fn submit(master: &Master, builder: &str) -> i64 {
+    let ctx = &master.context;
+    let spec = BuildsetSpec {
+        reason: "test".into(),
+        scheduler: "test".into(),
+        new_sourcestamps: vec![SourceStampSpec::default()],
+        builder_ids: vec![ctx.db.builder_id(builder).await.unwrap()],
+        ..Default::default()
+    };
+    let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
+    for brid in brids.values() {
+        publish(&ctx.db, &ctx.bus, Resource::BuildRequest(*brid), "new")
+            .await
+            .unwrap();
+    }
+    bsid
+}
+
+/// The resident memory of this process (the master runs in it), in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_printing_200_megabytes_keeps_the_master_small_and_the_log_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local") }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="flood", command="yes 'a line of output that repeats' | head -c 200000000", logEnviron=false})
+c['builders'] = { util.BuilderConfig{name="flood", workernames={"local"}, factory=f} }
+"#;
+    let master = start(dir.path(), config).await;
+    let before = rss_kib();
+    let bsid = submit(&master, "flood").await;
+    let peak = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut peak = before;
+        loop {
+            peak = peak.max(rss_kib());
+            if master
+                .context
+                .db
+                .buildset_result(bsid)
+                .await
+                .unwrap()
+                .is_some()
+            {
+                return peak;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the build finishes");
+    assert!(
+        peak - before < 100 * 1024,
+        "the master grew by {} KiB",
+        peak - before
+    );
+    let lines: i64 = sqlx::query_scalar("SELECT num_lines FROM logs WHERE name = 'stdio'")
+        .fetch_one(&master.context.db.pool)
+        .await
+        .unwrap();
+    // 200,000,000 bytes of 31-byte lines, plus the header lines.
+    assert!(lines > 200_000_000 / 31, "{lines} lines");
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
