@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use crate::master::{Outcome, RECONFIG_FILE};
 use tokio_util::sync::CancellationToken;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -118,6 +120,57 @@ pub fn stop(basedir: &Path, timeout: Duration) -> anyhow::Result<Stopped> {
     // A master that died without cleaning up leaves its pid file behind.
     remove_pid_file(&path, pid);
     Ok(Stopped::Stopped(pid))
+}
+
+/// Asks the master of `basedir` to reconfig (SIGHUP), then waits up to `timeout` for the
+/// outcome it writes to `moonbot.reconfig`, and returns that outcome.
+pub fn reconfig(basedir: &Path, timeout: Duration) -> anyhow::Result<Outcome> {
+    let basedir = master_dir(basedir)?;
+    let Some(pid) = running_pid(&basedir) else {
+        bail!("no master is running in {}", basedir.display());
+    };
+    let outcome_file = basedir.join(RECONFIG_FILE);
+    let read = || -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(&outcome_file).ok()?).ok()
+    };
+    let count = |value: &Option<serde_json::Value>| {
+        value
+            .as_ref()
+            .and_then(|v| v["count"].as_u64())
+            .unwrap_or(0)
+    };
+    let before = count(&read());
+    // SAFETY: kill has no memory effects; the pid came from the master's own pid file.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        let error = io::Error::last_os_error();
+        return Err(error).with_context(|| format!("cannot signal the master (pid {pid})"));
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let current = read();
+        if count(&current) > before {
+            let value = current.unwrap_or_default();
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            return Ok(Outcome {
+                ok: value["ok"].as_bool().unwrap_or(false),
+                line: text(&value["line"]),
+                errors: value["errors"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(text)
+                    .collect(),
+            });
+        }
+        if Instant::now() >= deadline || !process_alive(pid) {
+            bail!(
+                "no reconfig outcome from the master (pid {pid}) after {}s; see {}",
+                timeout.as_secs(),
+                basedir.join(LOG_FILE).display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The canonical base directory, which must hold a config.

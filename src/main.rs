@@ -41,6 +41,15 @@ enum Command {
         #[command(flatten)]
         start: StartArgs,
     },
+    /// Ask the running master to reload master.cfg.lua; print the outcome (and every error).
+    Reconfig {
+        /// The master's base directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Seconds to wait for the outcome.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Send a change to a master's PBChangeSource (as `buildbot sendchange`).
     Sendchange(Box<moonbot::changes::SendchangeArgs>),
     /// Stop the master: send it SIGTERM and wait until it is gone.
@@ -95,6 +104,7 @@ fn main() -> ExitCode {
             start: args,
             stop_timeout,
         } => report(stop(&args.dir, stop_timeout).and_then(|()| start(&args))),
+        Command::Reconfig { dir, timeout } => reconfig(&dir, timeout),
         Command::Sendchange(args) => report(
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -102,6 +112,23 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
                 .and_then(|runtime| runtime.block_on(moonbot::changes::sendchange(*args))),
         ),
+    }
+}
+
+fn reconfig(dir: &Path, timeout: u64) -> ExitCode {
+    match daemon::reconfig(dir, Duration::from_secs(timeout)) {
+        Ok(outcome) => {
+            for error in &outcome.errors {
+                eprintln!("{error}");
+            }
+            println!("{}", outcome.line);
+            if outcome.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => report(Err(error)),
     }
 }
 

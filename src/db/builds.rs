@@ -333,3 +333,67 @@ impl Db {
         .transpose()
     }
 }
+
+impl Db {
+    /// After a crash: the builds this master left running are finished as RETRY (with their
+    /// steps and logs closed) and the requests it had claimed go back to the queue, as
+    /// Buildbot does. Returns the ids of the builds it finished.
+    pub async fn recover_interrupted(&self, masterid: i64) -> DbResult<Vec<i64>> {
+        let now = now();
+        let retry = BuildResult::Retry.code();
+        let mut tx = self.begin_write().await?;
+        let builds: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM builds WHERE complete_at IS NULL AND masterid = $1 ORDER BY id",
+        )
+        .bind(masterid)
+        .fetch_all(&mut *tx)
+        .await?;
+        for buildid in &builds {
+            sqlx::query(
+                "UPDATE logs SET complete = 1 WHERE complete = 0 AND stepid IN \
+                 (SELECT id FROM steps WHERE buildid = $1)",
+            )
+            .bind(buildid)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE steps SET complete_at = $1, results = $2, \
+                 state_string = state_string || ' (interrupted)' \
+                 WHERE buildid = $3 AND complete_at IS NULL",
+            )
+            .bind(now)
+            .bind(retry)
+            .bind(buildid)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE builds SET complete_at = $1, results = $2, \
+                 state_string = 'interrupted: the master stopped while it ran' WHERE id = $3",
+            )
+            .bind(now)
+            .bind(retry)
+            .bind(buildid)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE buildrequests SET claimed_by_masterid = NULL, claimed_at = NULL \
+             WHERE complete = 0 AND claimed_by_masterid = $1",
+        )
+        .bind(masterid)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(builds)
+    }
+
+    /// Records the outcome of the last start or reconfig, which `/api/v2/masters` shows.
+    pub async fn set_last_reconfig(&self, masterid: i64, outcome: &str) -> DbResult<()> {
+        sqlx::query("UPDATE masters SET last_reconfig = $1 WHERE id = $2")
+            .bind(outcome)
+            .bind(masterid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -114,3 +114,16 @@ impl Db {
         Ok(())
     }
 }
+
+impl Db {
+    /// Marks builders the running config no longer defines; their history stays.
+    pub async fn deactivate_builders(&self, ids: &[i64]) -> DbResult<()> {
+        for id in ids {
+            sqlx::query("UPDATE builders SET active = 0 WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use build::BuildPlan;
 
 use crate::config::build::{BuilderConfig, StepConfig, WorkerKind};
+use crate::config::MasterConfig;
 use crate::data::{publish, Resource};
 use crate::db::{BuildsetSpec, DbError};
 use crate::db::{DbResult, PendingRequest};
@@ -65,59 +66,136 @@ struct Finished {
     buildrequestid: i64,
 }
 
+/// What a reconfig did to the engine's builders and workers, counted for its outcome line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+}
+
+impl std::ops::AddAssign for Diff {
+    fn add_assign(&mut self, other: Diff) {
+        self.added += other.added;
+        self.changed += other.changed;
+        self.removed += other.removed;
+    }
+}
+
+/// A reconfig for the engine: the new config, and where to report what changed.
+pub struct Reconfigure {
+    pub config: Arc<MasterConfig>,
+    pub reply: oneshot::Sender<DbResult<Diff>>,
+}
+
 impl Engine {
     /// Registers the config's builders and workers in storage.
     pub async fn new(ctx: Context) -> DbResult<Engine> {
+        let mut engine = Engine {
+            ctx: ctx.clone(),
+            builders: BTreeMap::new(),
+            workers: BTreeMap::new(),
+            running: BTreeMap::new(),
+        };
+        engine.apply(&ctx.config.current()).await?;
+        Ok(engine)
+    }
+
+    /// Takes a config's workers and builders, by name: new ones are registered, changed
+    /// ones replaced, removed ones dropped. Running builds are untouched: each holds the
+    /// steps it started with, and a removed worker's slots are simply not reused.
+    async fn apply(&mut self, config: &MasterConfig) -> DbResult<Diff> {
+        let ctx = self.ctx.clone();
+        let mut diff = Diff::default();
         let mut workers = BTreeMap::new();
-        for config in &ctx.config.current().workers {
-            let id = ctx.db.worker_id(&config.name).await?;
-            let workdir = match &config.kind {
-                WorkerKind::Local { workdir } => workdir.clone(),
-                _ => continue,
+        for worker in &config.workers {
+            let WorkerKind::Local { workdir } = &worker.kind else {
+                continue;
             };
-            publish(&ctx.db, &ctx.bus, Resource::Worker(id), "connected").await?;
-            workers.insert(
-                config.name.clone(),
-                Worker {
-                    id,
-                    name: config.name.clone(),
-                    basedir: ctx.basedir.join("workers").join(workdir),
-                    max_builds: config.max_builds,
-                    properties: config.properties.clone().into_iter().collect(),
-                    running: 0,
-                },
-            );
+            let id = ctx.db.worker_id(&worker.name).await?;
+            let fresh = Worker {
+                id,
+                name: worker.name.clone(),
+                basedir: ctx.basedir.join("workers").join(workdir),
+                max_builds: worker.max_builds,
+                properties: worker.properties.clone().into_iter().collect(),
+                running: 0,
+            };
+            match self.workers.remove(&worker.name) {
+                Some(old) => {
+                    if (&old.basedir, old.max_builds, &old.properties)
+                        != (&fresh.basedir, fresh.max_builds, &fresh.properties)
+                    {
+                        diff.changed += 1;
+                    }
+                    workers.insert(
+                        worker.name.clone(),
+                        Worker {
+                            running: old.running,
+                            ..fresh
+                        },
+                    );
+                }
+                None => {
+                    diff.added += 1;
+                    publish(&ctx.db, &ctx.bus, Resource::Worker(id), "connected").await?;
+                    workers.insert(worker.name.clone(), fresh);
+                }
+            }
+        }
+        for gone in std::mem::replace(&mut self.workers, workers).into_values() {
+            diff.removed += 1;
+            publish(&ctx.db, &ctx.bus, Resource::Worker(gone.id), "disconnected").await?;
         }
         let mut builders = BTreeMap::new();
-        for config in &ctx.config.current().builders {
-            let id = ctx.db.builder_id(&config.name).await?;
+        for builder in &config.builders {
+            let id = ctx.db.builder_id(&builder.name).await?;
             let mut worker_ids = Vec::new();
-            for name in &config.workernames {
+            for name in &builder.workernames {
                 worker_ids.push(ctx.db.worker_id(name).await?);
             }
             ctx.db
-                .update_builder(id, config.description.as_deref(), &config.tags, &worker_ids)
+                .update_builder(
+                    id,
+                    builder.description.as_deref(),
+                    &builder.tags,
+                    &worker_ids,
+                )
                 .await?;
+            match self.builders.remove(&builder.name) {
+                Some(old) if format!("{:?}", old.config) != format!("{builder:?}") => {
+                    diff.changed += 1
+                }
+                Some(_) => {}
+                None => diff.added += 1,
+            }
+            let steps = Arc::new(builder.steps());
             builders.insert(
-                config.name.clone(),
+                builder.name.clone(),
                 Builder {
                     id,
-                    steps: Arc::new(config.steps()),
-                    config: config.clone(),
+                    steps,
+                    config: builder.clone(),
                 },
             );
         }
-        Ok(Engine {
-            ctx,
-            builders,
-            workers,
-            running: BTreeMap::new(),
-        })
+        let removed: Vec<i64> = std::mem::replace(&mut self.builders, builders)
+            .into_values()
+            .map(|b| b.id)
+            .collect();
+        diff.removed += removed.len();
+        ctx.db.deactivate_builders(&removed).await?;
+        Ok(diff)
     }
 
     /// Runs until the master shuts down, then lets running builds finish (stopping them
     /// after `grace`).
-    pub async fn run(mut self, mut control: mpsc::Receiver<ControlRequest>, grace: Duration) {
+    pub async fn run(
+        mut self,
+        mut control: mpsc::Receiver<ControlRequest>,
+        mut reconfigs: mpsc::Receiver<Reconfigure>,
+        grace: Duration,
+    ) {
         let mut events = self.ctx.bus.subscribe();
         let mut builds: JoinSet<Finished> = JoinSet::new();
         let shutdown = self.ctx.shutdown.clone();
@@ -143,6 +221,10 @@ impl Engine {
                     if let Ok(finished) = done {
                         self.finished(finished);
                     }
+                    self.start_builds(&mut builds).await;
+                }
+                Some(reconfigure) = reconfigs.recv() => {
+                    let _ = reconfigure.reply.send(self.apply(&reconfigure.config).await);
                     self.start_builds(&mut builds).await;
                 }
                 Some(request) = control.recv() => {

@@ -2,22 +2,26 @@
 //! sources, schedulers, builders and workers, the web server) and stops them in order.
 
 pub mod control;
+mod reconfig;
 pub mod service;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::Bus;
 use crate::changes::{self, RunningSource};
-use crate::config;
+use crate::data;
 use crate::db::Db;
-use crate::engine::{Engine, SHUTDOWN_GRACE};
+use crate::engine::{Engine, Reconfigure, SHUTDOWN_GRACE};
 use crate::script::ScriptHost;
 use crate::{schedulers, www};
 pub use control::{Control, ControlError, ControlRequest, Submitted};
+pub use reconfig::{Outcome, RECONFIG_FILE};
 pub use service::{Reconfigured, Service, SharedConfig};
 
 /// What every service of a running master shares. Cheap to clone.
@@ -38,36 +42,42 @@ pub struct Context {
 
 /// Runs the master of `basedir` until `shutdown` is cancelled, then stops cleanly.
 pub async fn run(basedir: &Path, shutdown: CancellationToken) -> anyhow::Result<()> {
-    Master::start(basedir, shutdown).await?.wait().await
+    // Installed first: SIGHUP's default action would end the process.
+    let mut hangups = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let master = Master::start(basedir, shutdown).await?;
+    let requests = master.reconfig_requests();
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reconfig requested");
+            // A full queue already holds a reconfig that will read the file afresh.
+            let _ = requests.try_send(());
+        }
+    });
+    master.wait().await
 }
 
 /// A started master: its shared context and the tasks of its services.
 pub struct Master {
     pub context: Context,
     engine: JoinHandle<()>,
+    engine_reconfigs: mpsc::Sender<Reconfigure>,
     change_sources: Vec<RunningSource>,
     schedulers: Vec<JoinHandle<()>>,
     web: Option<JoinHandle<anyhow::Result<()>>>,
     /// Where the web server listens, when the config has one.
     pub web_address: Option<std::net::SocketAddr>,
+    reconfig_sender: mpsc::Sender<()>,
+    reconfig_receiver: mpsc::Receiver<()>,
+    /// How many reconfigs ran, for `moonbot reconfig` to see its own outcome.
+    reconfig_count: u64,
 }
 
 impl Master {
     /// Loads the config, opens storage and starts every service. Errors here (a broken
     /// config, a database that cannot be opened) leave nothing running.
     pub async fn start(basedir: &Path, shutdown: CancellationToken) -> anyhow::Result<Master> {
-        let loaded = config::load_path(basedir).map_err(|errors| anyhow::anyhow!("{errors}"))?;
-        if !loaded.unimplemented.is_empty() {
-            let list: Vec<String> = loaded
-                .unimplemented
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            bail!(
-                "the config uses options that are not implemented yet:\n{}",
-                list.join("\n")
-            );
-        }
+        let loaded = reconfig::load_checked(basedir)
+            .map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
         let config = loaded.config;
         let db = Db::open(&config.db_url, basedir)
             .await
@@ -85,6 +95,20 @@ impl Master {
             masterid,
             shutdown,
         };
+        let interrupted = context.db.recover_interrupted(masterid).await?;
+        for buildid in &interrupted {
+            tracing::warn!(
+                build = buildid,
+                "build interrupted by the last stop: marked RETRY, its request queued again"
+            );
+            data::publish(
+                &context.db,
+                &context.bus,
+                data::Resource::Build(*buildid),
+                "finished",
+            )
+            .await?;
+        }
         // Bound first, so a port in use fails the start before anything runs.
         let web = www::bind(&context).await?;
         let engine = Engine::new(context.clone()).await?;
@@ -97,24 +121,47 @@ impl Master {
         for scheduler in &config.schedulers {
             schedulers.push(schedulers::start(context.clone(), scheduler).await?);
         }
-        let engine = tokio::spawn(engine.run(requests, SHUTDOWN_GRACE));
+        let (engine_reconfigs, engine_reconfig_receiver) = mpsc::channel(1);
+        let engine = tokio::spawn(engine.run(requests, engine_reconfig_receiver, SHUTDOWN_GRACE));
         let web_address = web.as_ref().and_then(|listener| listener.local_addr().ok());
         let web = web.map(|listener| tokio::spawn(www::serve(context.clone(), listener)));
         context.db.set_master_active(context.masterid, true).await?;
+        context.db.set_last_reconfig(masterid, "started").await?;
+        let (reconfig_sender, reconfig_receiver) = mpsc::channel(1);
         tracing::info!(basedir = %context.basedir.display(), "master started");
         Ok(Master {
             context,
             engine,
+            engine_reconfigs,
             change_sources,
             schedulers,
             web,
             web_address,
+            reconfig_sender,
+            reconfig_receiver,
+            reconfig_count: 0,
         })
     }
 
-    /// Waits for the shutdown signal, then for every service to stop.
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.context.shutdown.cancelled().await;
+    /// Where to ask for a reconfig (SIGHUP does); requests made while one runs are served
+    /// by one more right after it.
+    pub fn reconfig_requests(&self) -> mpsc::Sender<()> {
+        self.reconfig_sender.clone()
+    }
+
+    /// Serves reconfig requests until the shutdown signal, then stops every service. A
+    /// shutdown during a reconfig waits for it to end.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let shutdown = self.context.shutdown.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(()) = self.reconfig_receiver.recv() => {
+                    self.reconfig().await;
+                }
+            }
+        }
         tracing::info!("master shutting down");
         for source in self.change_sources {
             source.stop().await;

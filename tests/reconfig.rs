@@ -1,0 +1,365 @@
+//! Reconfig against running masters: in-process for the engine's side, and the real binary
+//! for SIGHUP, `moonbot reconfig` and a crash.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use moonbot::master::Master;
+use moonbot::model::BuildResult;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn config(builders: &str, extra: &str) -> String {
+    format!(
+        r#"
+local c = BuildmasterConfig
+c['workers'] = {{ worker.LocalWorker("local") }}
+local slow = util.BuildFactory()
+slow:addStep(steps.ShellCommand{{name="slow", command="sleep 1"}})
+local quick = util.BuildFactory()
+quick:addStep(steps.ShellCommand{{name="say", command={{"echo", util.renderer(function(props) return "v1 " .. props:getProperty("buildername") end)}}}})
+c['builders'] = {{ {builders} }}
+{extra}
+"#
+    )
+}
+
+const SLOW: &str = r#"util.BuilderConfig{name="slow", workernames={"local"}, factory=slow}"#;
+const QUICK: &str = r#"util.BuilderConfig{name="quick", workernames={"local"}, factory=quick}"#;
+
+/// Queues a build as a scheduler would.
+async fn force(master: &Master, builder: &str) -> i64 {
+    let ctx = &master.context;
+    let spec = moonbot::db::BuildsetSpec {
+        reason: "test".into(),
+        scheduler: "test".into(),
+        new_sourcestamps: vec![Default::default()],
+        builder_ids: vec![ctx.db.builder_id(builder).await.unwrap()],
+        ..Default::default()
+    };
+    let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
+    for brid in brids.values() {
+        moonbot::data::publish(
+            &ctx.db,
+            &ctx.bus,
+            moonbot::data::Resource::BuildRequest(*brid),
+            "new",
+        )
+        .await
+        .unwrap();
+    }
+    bsid
+}
+
+async fn finished(master: &Master, bsid: i64) -> BuildResult {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(result) = master.context.db.buildset_result(bsid).await.unwrap() {
+                return result;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the buildset completes")
+}
+
+async fn start(dir: &Path, text: &str) -> Master {
+    std::fs::write(dir.join("master.cfg.lua"), text).unwrap();
+    Master::start(dir, CancellationToken::new()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_builder_added_while_another_builds_appears_and_the_build_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut master = start(dir.path(), &config(SLOW, "")).await;
+    let running = force(&master, "slow").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(
+        dir.path().join("master.cfg.lua"),
+        config(&format!("{SLOW}, {QUICK}"), ""),
+    )
+    .unwrap();
+    let outcome = master.reconfig().await;
+    assert_eq!(
+        outcome.line, "reconfig complete (+1 ~0 -0 services)",
+        "{outcome:?}"
+    );
+    assert_eq!(finished(&master, running).await, BuildResult::Success);
+    let quick = force(&master, "quick").await;
+    assert_eq!(finished(&master, quick).await, BuildResult::Success);
+    let active: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM builders WHERE active = 1 ORDER BY name")
+            .fetch_all(&master.context.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(active, ["quick", "slow"]);
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_config_changes_nothing_and_every_error_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut master = start(dir.path(), &config(SLOW, "")).await;
+    let cases = [
+        (config(SLOW, "c['title'] = = 1"), vec!["master.cfg.lua:9:"]),
+        (
+            config(SLOW, "c['workers']:append(worker.LocalWorker('x', {max_bulds=1}))\nc['schedulers']:append(schedulers.Periodic{name='p', builderNames={'nosuch'}, periodicBuildTimer=60})"),
+            vec!["master.cfg.lua:9: LocalWorker: unknown option 'max_bulds'", "master.cfg.lua:10:"],
+        ),
+        (config(SLOW, "c['db_url'] = 'sqlite:///other.sqlite'"), vec!["restart the master"]),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(dir.path().join("master.cfg.lua"), &text).unwrap();
+        let outcome = master.reconfig().await;
+        assert!(!outcome.ok);
+        assert!(
+            outcome
+                .line
+                .starts_with("reconfig aborted without changes: "),
+            "{outcome:?}"
+        );
+        assert_eq!(outcome.errors.len(), expected.len(), "{outcome:?}");
+        for (error, wanted) in outcome.errors.iter().zip(&expected) {
+            assert!(error.contains(wanted), "{error} should contain {wanted}");
+        }
+        // The old config still runs, callbacks included.
+        let bsid = force(&master, "slow").await;
+        assert_eq!(finished(&master, bsid).await, BuildResult::Success);
+    }
+    let last: String = sqlx::query_scalar("SELECT last_reconfig FROM masters")
+        .fetch_one(&master.context.db.pool)
+        .await
+        .unwrap();
+    assert!(
+        last.starts_with("reconfig aborted without changes: 1 error"),
+        "{last}"
+    );
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_renderer_is_used_by_the_next_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut master = start(dir.path(), &config(QUICK, "")).await;
+    let first = force(&master, "quick").await;
+    finished(&master, first).await;
+    std::fs::write(
+        dir.path().join("master.cfg.lua"),
+        config(QUICK, "").replace("\"v1 \"", "\"v2 \""),
+    )
+    .unwrap();
+    let outcome = master.reconfig().await;
+    assert!(outcome.ok, "{outcome:?}");
+    let second = force(&master, "quick").await;
+    assert_eq!(finished(&master, second).await, BuildResult::Success);
+    let lines: Vec<String> = sqlx::query_scalar("SELECT l.id FROM logs l ORDER BY l.id")
+        .fetch_all(&master.context.db.pool)
+        .await
+        .map(|ids: Vec<i64>| ids.into_iter().map(|id| id.to_string()).collect())
+        .unwrap();
+    let db = &master.context.db;
+    let first_log = db
+        .log_lines(lines[0].parse().unwrap(), 0, i64::MAX)
+        .await
+        .unwrap();
+    let second_log = db
+        .log_lines(lines[1].parse().unwrap(), 0, i64::MAX)
+        .await
+        .unwrap();
+    assert!(first_log.contains("\nov1 quick\n"), "{first_log}");
+    assert!(second_log.contains("\nov2 quick\n"), "{second_log}");
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_builder_removed_while_it_builds_finishes_its_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut master = start(dir.path(), &config(&format!("{SLOW}, {QUICK}"), "")).await;
+    let running = force(&master, "quick").await;
+    let slow = force(&master, "slow").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::fs::write(dir.path().join("master.cfg.lua"), config(QUICK, "")).unwrap();
+    let outcome = master.reconfig().await;
+    assert_eq!(
+        outcome.line, "reconfig complete (+0 ~0 -1 services)",
+        "{outcome:?}"
+    );
+    assert_eq!(finished(&master, slow).await, BuildResult::Success);
+    assert_eq!(finished(&master, running).await, BuildResult::Success);
+    let active: i64 = sqlx::query_scalar("SELECT active FROM builders WHERE name = 'slow'")
+        .fetch_one(&master.context.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(active, 0);
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+// ---- the real binary --------------------------------------------------------------------
+
+fn moonbot(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_moonbot"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn pid(dir: &Path) -> i32 {
+    std::fs::read_to_string(dir.join("moonbot.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn sql(dir: &Path, query: &str) -> Vec<Value> {
+    let out = Command::new("python3")
+        .args(["-c", "import sqlite3,sys,json\nwith sqlite3.connect(sys.argv[1]) as db: print(json.dumps(db.execute(sys.argv[2]).fetchall()))"])
+        .arg(dir.join("state.sqlite"))
+        .arg(query)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn moonbot_reconfig_reports_errors_and_many_sighups_end_in_one_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    std::fs::write(base.join("master.cfg.lua"), config(SLOW, "")).unwrap();
+    let dir_arg = base.to_str().unwrap();
+    let out = moonbot(&["start", dir_arg]);
+    assert!(out.status.success(), "{}", text(&out));
+    let started = pid(base);
+
+    std::fs::write(base.join("master.cfg.lua"), config(SLOW, "c['title'] = 5")).unwrap();
+    let out = moonbot(&["reconfig", dir_arg]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(
+        said.contains("master.cfg.lua:9: c['title'] must be a string"),
+        "{said}"
+    );
+    assert!(
+        said.contains("reconfig aborted without changes: 1 error"),
+        "{said}"
+    );
+
+    std::fs::write(
+        base.join("master.cfg.lua"),
+        config(&format!("{SLOW}, {QUICK}"), ""),
+    )
+    .unwrap();
+    for _ in 0..10 {
+        // SAFETY: signalling the master this test started.
+        unsafe { libc::kill(started, libc::SIGHUP) };
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = moonbot(&["reconfig", dir_arg]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("reconfig complete"), "{}", text(&out));
+    assert_eq!(pid(base), started, "the same process serves on");
+    let log = std::fs::read_to_string(base.join("moonbot.log")).unwrap();
+    let outcomes = log
+        .lines()
+        .filter(|l| {
+            l.contains("reconfig complete")
+                || l.contains("reconfig aborted")
+                || l.contains("partially applied")
+        })
+        .count();
+    let begun = log
+        .lines()
+        .filter(|l| l.contains("reconfig started"))
+        .count();
+    assert_eq!(outcomes, begun, "one outcome line per reconfig:\n{log}");
+    assert!(
+        !log.contains("ERROR")
+            || log
+                .lines()
+                .filter(|l| l.contains("ERROR"))
+                .all(|l| l.contains("title") || l.contains("aborted")),
+        "{log}"
+    );
+    let active = sql(
+        base,
+        "SELECT name FROM builders WHERE active = 1 ORDER BY name",
+    );
+    assert_eq!(
+        active,
+        vec![serde_json::json!(["quick"]), serde_json::json!(["slow"])]
+    );
+    assert!(moonbot(&["stop", dir_arg]).status.success());
+}
+
+#[test]
+fn a_build_running_when_the_master_is_killed_is_marked_retry_and_built_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    std::fs::write(
+        base.join("master.cfg.lua"),
+        config(
+            SLOW,
+            "c['status'] = { status.WebStatus{http_port='tcp:0:interface=127.0.0.1'} }",
+        ),
+    )
+    .unwrap();
+    let dir_arg = base.to_str().unwrap();
+    // A request written while the master is stopped is picked up when it starts.
+    assert!(moonbot(&["start", dir_arg]).status.success());
+    assert!(moonbot(&["stop", dir_arg]).status.success());
+    sql(
+        base,
+        "INSERT INTO buildsets (reason, submitted_at, complete, scheduler) VALUES ('t', 0, 0, 't')",
+    );
+    sql(base, "INSERT INTO buildrequests (buildsetid, builderid, priority, complete, submitted_at, waited_for) VALUES (1, 1, 0, 0, 0, 0)");
+    assert!(moonbot(&["start", dir_arg]).status.success());
+    let deadline = std::time::Instant::now() + WAIT;
+    while sql(base, "SELECT id FROM steps WHERE started_at IS NOT NULL").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the build starts");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: killing the master this test started.
+    unsafe { libc::kill(pid(base), libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = std::fs::remove_file(base.join("moonbot.pid"));
+    assert!(moonbot(&["start", dir_arg]).status.success());
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let complete = sql(base, "SELECT complete, results FROM buildsets WHERE id = 1");
+        if complete == vec![serde_json::json!([1, 0])] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the buildset completes: {complete:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let builds = sql(
+        base,
+        "SELECT number, results, state_string FROM builds ORDER BY number",
+    );
+    assert_eq!(
+        builds[0],
+        serde_json::json!([1, 5, "interrupted: the master stopped while it ran"])
+    );
+    assert_eq!(builds[1][1], serde_json::json!(0));
+    assert!(moonbot(&["stop", dir_arg]).status.success());
+}
