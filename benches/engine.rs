@@ -20,6 +20,7 @@ const FORCED_BUILDS: usize = 200;
 const CHANGES: usize = 100;
 const STORED_BUILDS: i64 = 10_000;
 const STARTS: usize = 10;
+const RECONFIGS: usize = 10;
 
 /// The sample config's shape: a LocalWorker, a builder, two schedulers, WebStatus on port 0.
 const SAMPLE_LIKE: &str = r#"
@@ -79,6 +80,9 @@ async fn run() -> anyhow::Result<()> {
              are measured in-process only)"
         ),
     }
+    if let Some(binary) = &binary {
+        reconfig_latency(binary, &scratch.path().join("reconfig")).await?;
+    }
     let trivial = scratch.path().join("trivial");
     let mut problems = Vec::new();
     build_throughput(&trivial, &mut problems).await?;
@@ -90,6 +94,60 @@ async fn run() -> anyhow::Result<()> {
         problems.is_empty(),
         "some figures are not valid (see above)"
     );
+    Ok(())
+}
+
+/// Issue 4's figure: SIGHUP to the outcome, on the sample-like config and on one with 500
+/// builders, through the real binary (the outcome file is written with the log line).
+async fn reconfig_latency(binary: &Path, dir: &Path) -> anyhow::Result<()> {
+    let mut many = String::from(TRIVIAL);
+    for n in 0..500 {
+        many.push_str(&format!(
+            "c['builders']:append(util.BuilderConfig{{ name = \"b{n}\", workernames = {{ \"local\" }}, factory = f }})\n"
+        ));
+    }
+    for (name, config) in [("sample-like config", SAMPLE_LIKE.to_string()), ("500 builders", many)] {
+        std::fs::create_dir_all(dir)?;
+        let port = free_port()?;
+        let config = config.replace("tcp:0:interface", &format!("tcp:{port}:interface"));
+        let config = if config.contains("WebStatus") {
+            config
+        } else {
+            format!("{config}\nc['status'] = {{ status.WebStatus{{ http_port = \"tcp:{port}:interface=127.0.0.1\" }} }}\n")
+        };
+        std::fs::write(dir.join("master.cfg.lua"), &config)?;
+        let (child, _) = spawn_until_answering(binary, dir, port).await?;
+        let pid = libc::pid_t::try_from(child.id())?;
+        let outcome_file = dir.join(moonbot::master::RECONFIG_FILE);
+        let mut times = Vec::new();
+        for round in 1..=RECONFIGS {
+            // A changed file each time, as a user's edit.
+            std::fs::write(dir.join("master.cfg.lua"), format!("{config}\n-- edit {round}\n"))?;
+            let begin = Instant::now();
+            // SAFETY: kill(2) on our own child's pid; no memory is shared.
+            unsafe { libc::kill(pid, libc::SIGHUP) };
+            loop {
+                let text = std::fs::read_to_string(&outcome_file).unwrap_or_default();
+                let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if value["count"].as_u64() == Some(round as u64) {
+                    anyhow::ensure!(value["ok"] == true, "reconfig failed: {value}");
+                    break;
+                }
+                anyhow::ensure!(begin.elapsed() < WAIT, "no reconfig outcome");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            times.push(begin.elapsed());
+        }
+        terminate(child)?;
+        std::fs::remove_dir_all(dir)?;
+        times.sort();
+        println!(
+            "reconfig latency, SIGHUP to outcome, `moonbot start --nodaemon` with the {name}, median of {RECONFIGS}: {:.1} ms (min {:.1}, max {:.1})",
+            ms(times[times.len() / 2]),
+            ms(times[0]),
+            ms(times[times.len() - 1])
+        );
+    }
     Ok(())
 }
 
