@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use moonbot::bus::Event;
 use moonbot::changes::{
-    self, send_change, sendchange, ChangeMessage, GitPollerService, RunningSource, SendError,
+    send_change, sendchange, ChangeMessage, GitPollerService, RunningSource, SendError,
     SendchangeArgs,
 };
 use moonbot::config::build::ChangeSourceConfig;
@@ -323,7 +323,7 @@ async fn a_started_poller_polls_on_its_own_until_shutdown() {
     )
     .await;
     let mut events = ctx.bus.subscribe();
-    let running = changes::start(&ctx, &ctx.config.current().change_sources[0])
+    let running = RunningSource::start(&ctx, &ctx.config.current().change_sources[0])
         .await
         .unwrap();
     assert_eq!(running.local_addr(), None);
@@ -397,10 +397,10 @@ async fn sendchange_reaches_a_pb_change_source() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path(), PB_CONFIG).await;
     let mut events = ctx.bus.subscribe();
-    let first = changes::start(&ctx, &ctx.config.current().change_sources[0])
+    let first = RunningSource::start(&ctx, &ctx.config.current().change_sources[0])
         .await
         .unwrap();
-    let second = changes::start(&ctx, &ctx.config.current().change_sources[1])
+    let second = RunningSource::start(&ctx, &ctx.config.current().change_sources[1])
         .await
         .unwrap();
     let addr = first.local_addr().unwrap();
