@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use moonbot::bus::Event;
 use moonbot::changes::{
-    self, send_change, sendchange, ChangeMessage, GitPollerService, SendError, SendchangeArgs,
+    send_change, sendchange, ChangeMessage, GitPollerService, RunningSource, SendError,
+    SendchangeArgs,
 };
 use moonbot::config::build::ChangeSourceConfig;
 use moonbot::db::Db;
-use moonbot::master::{Context, Control};
+use moonbot::master::{Context, Control, Reconfigured, Service};
 use moonbot::script::ScriptHost;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -322,7 +323,7 @@ async fn a_started_poller_polls_on_its_own_until_shutdown() {
     )
     .await;
     let mut events = ctx.bus.subscribe();
-    let running = changes::start(&ctx, &ctx.config.current().change_sources[0])
+    let running = RunningSource::start(&ctx, &ctx.config.current().change_sources[0])
         .await
         .unwrap();
     assert_eq!(running.local_addr(), None);
@@ -396,10 +397,10 @@ async fn sendchange_reaches_a_pb_change_source() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path(), PB_CONFIG).await;
     let mut events = ctx.bus.subscribe();
-    let first = changes::start(&ctx, &ctx.config.current().change_sources[0])
+    let first = RunningSource::start(&ctx, &ctx.config.current().change_sources[0])
         .await
         .unwrap();
-    let second = changes::start(&ctx, &ctx.config.current().change_sources[1])
+    let second = RunningSource::start(&ctx, &ctx.config.current().change_sources[1])
         .await
         .unwrap();
     let addr = first.local_addr().unwrap();
@@ -543,4 +544,161 @@ async fn sendchange_reaches_a_pb_change_source() {
         matches!(closed, Err(SendError::Connect { .. })),
         "{closed:?}"
     );
+}
+
+/// The config `lua` defines (its `c` is BuildmasterConfig), in a fresh VM.
+fn load(basedir: &Path, lua: &str) -> moonbot::config::LoadedConfig {
+    let source = format!("local c = BuildmasterConfig\n{lua}");
+    moonbot::config::load_source("master.cfg.lua", &source, basedir)
+        .unwrap_or_else(|errors| panic!("{errors}"))
+}
+
+/// What a reconfig does for one change source: the new VM and config replace the old
+/// ones, then the running source is handed its new config.
+async fn reconfig(
+    ctx: &Context,
+    running: &mut RunningSource,
+    loaded: moonbot::config::LoadedConfig,
+) -> Reconfigured {
+    ctx.script.replace_vm(loaded.lua).await.unwrap();
+    let config = Arc::new(loaded.config);
+    ctx.config.replace(config.clone());
+    let new = config
+        .change_sources
+        .iter()
+        .find(|source| source.name() == running.name())
+        .expect("the source is still configured");
+    tokio::time::timeout(WAIT, running.reconfigure(ctx, new))
+        .await
+        .expect("the source takes its new config")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_poller_takes_a_new_interval_in_place_without_replaying_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = upstream(dir.path());
+    let url = repo.to_str().unwrap().to_string();
+    let poller = |interval: u64| {
+        format!(
+            r#"c['change_source']:append(changes.GitPoller{{
+                 repourl = "{url}", branches = {{ "main" }}, pollInterval = {interval},
+                 pollAtLaunch = true }})"#
+        )
+    };
+    let ctx = context(dir.path(), &poller(3600)).await;
+    let mut events = ctx.bus.subscribe();
+    let mut running = RunningSource::start(&ctx, &ctx.config.current().change_sources[0])
+        .await
+        .unwrap();
+    let state = format!("GitPoller:{url}");
+    let launch_head = git(&repo, &["rev-parse", "HEAD"], "");
+    tokio::time::timeout(WAIT, async {
+        while ctx.db.get_state(&state, "lastRev").await.unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the launch poll records the heads");
+    assert_eq!(
+        ctx.db.get_state(&state, "lastRev").await.unwrap(),
+        Some(json!({ "main": launch_head }))
+    );
+    let revision = commit(&repo, "b.c", "more", "Bo <bo@example.org>", 1_700_000_000);
+
+    // The next poll is an hour away until the interval shrinks.
+    assert_eq!(
+        reconfig(&ctx, &mut running, load(dir.path(), &poller(3600))).await,
+        Reconfigured::Unchanged
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), events.recv())
+            .await
+            .is_err(),
+        "no poll before the interval is over"
+    );
+    assert_eq!(
+        reconfig(&ctx, &mut running, load(dir.path(), &poller(1))).await,
+        Reconfigured::Changed
+    );
+    let event = next_event(&mut events).await;
+    assert_eq!(event.key, "changes/1/new");
+    let (change, _) = ctx.db.change(1).await.unwrap();
+    assert_eq!(change.revision.as_deref(), Some(revision.as_str()));
+    // Further polls find nothing new: the first commit was never replayed.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(change_count(&ctx.db).await, 1);
+    assert_eq!(
+        ctx.db.get_state(&state, "lastRev").await.unwrap(),
+        Some(json!({ "main": revision }))
+    );
+    tokio::time::timeout(WAIT, running.stop())
+        .await
+        .expect("the poller stops");
+}
+
+#[tokio::test]
+async fn a_pb_change_source_keeps_its_listener_for_new_credentials_and_restarts_for_a_new_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = |port: &str, passwd: &str| {
+        format!(
+            r#"c['change_source']:append(changes.PBChangeSource{{
+                 name = "pb", port = "{port}", user = "alice", passwd = "{passwd}" }})"#
+        )
+    };
+    let ctx = context(dir.path(), &source("tcp:0:interface=127.0.0.1", "old")).await;
+    let mut running = RunningSource::start(&ctx, &ctx.config.current().change_sources[0])
+        .await
+        .unwrap();
+    let addr = running.local_addr().unwrap();
+    let master = addr.to_string();
+    let change = ChangeMessage {
+        who: "Carl".into(),
+        files: vec!["a.c".into()],
+        ..ChangeMessage::default()
+    };
+    send_change(&master, "alice", "old", &change).await.unwrap();
+
+    let outcome = reconfig(
+        &ctx,
+        &mut running,
+        load(dir.path(), &source("tcp:0:interface=127.0.0.1", "new")),
+    )
+    .await;
+    assert_eq!(outcome, Reconfigured::Changed);
+    assert_eq!(running.local_addr(), Some(addr), "the same listener");
+    match send_change(&master, "alice", "old", &change).await {
+        Err(SendError::Rejected { status: 401, .. }) => {}
+        other => panic!("the old password was {other:?}"),
+    }
+    send_change(&master, "alice", "new", &change).await.unwrap();
+    assert_eq!(change_count(&ctx.db).await, 2);
+
+    // Another port: the reconfig stops this listener and starts one on the new port.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let moved = load(
+        dir.path(),
+        &source(&format!("tcp:{port}:interface=127.0.0.1"), "new"),
+    );
+    let outcome = reconfig(&ctx, &mut running, moved).await;
+    assert_eq!(outcome, Reconfigured::NeedsRestart);
+    tokio::time::timeout(WAIT, running.stop())
+        .await
+        .expect("the old listener stops");
+    let restarted = RunningSource::start(&ctx, &ctx.config.current().change_sources[0])
+        .await
+        .unwrap();
+    let moved_addr = restarted.local_addr().unwrap();
+    assert_eq!(moved_addr.port(), port);
+    send_change(&moved_addr.to_string(), "alice", "new", &change)
+        .await
+        .unwrap();
+    assert!(matches!(
+        send_change(&master, "alice", "new", &change).await,
+        Err(SendError::Connect { .. })
+    ));
+    assert_eq!(change_count(&ctx.db).await, 3);
+    restarted.stop().await;
 }

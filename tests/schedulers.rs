@@ -9,7 +9,6 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast::Receiver;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use moonbot::bus::{Bus, Event};
@@ -17,9 +16,9 @@ use moonbot::config::build::{Schedule, SchedulerConfig};
 use moonbot::config::{self};
 use moonbot::data::{self, Resource};
 use moonbot::db::{ChangeSpec, Db, SourceStampSpec};
-use moonbot::master::{Context, Control};
+use moonbot::master::{Context, Control, Reconfigured, Service};
 use moonbot::model::Properties;
-use moonbot::schedulers::{self, TriggerRequest};
+use moonbot::schedulers::{self, RunningScheduler, TriggerRequest};
 use moonbot::script::ScriptHost;
 
 /// Three builders the schedulers of each test can name.
@@ -33,11 +32,16 @@ for _, name in ipairs({ "a", "b", "c" }) do
 end
 "#;
 
+/// The config of the three builders and the schedulers `lua` defines, in a fresh VM.
+fn load(dir: &Path, lua: &str) -> config::LoadedConfig {
+    let source = format!("{BUILDERS}\n{lua}");
+    config::load_source("master.cfg.lua", &source, dir)
+        .unwrap_or_else(|errors| panic!("config errors:\n{errors}"))
+}
+
 /// A master's shared state over the database in `dir`, with the schedulers `lua` defines.
 async fn context(dir: &Path, lua: &str) -> Context {
-    let source = format!("{BUILDERS}\n{lua}");
-    let loaded = config::load_source("master.cfg.lua", &source, dir)
-        .unwrap_or_else(|errors| panic!("config errors:\n{errors}"));
+    let loaded = load(dir, lua);
     let config = Arc::new(loaded.config);
     let db = Db::open("sqlite:///state.sqlite", dir).await.unwrap();
     let script = ScriptHost::start(loaded.lua, config.script_limits).unwrap();
@@ -56,23 +60,43 @@ async fn context(dir: &Path, lua: &str) -> Context {
 }
 
 /// Starts every scheduler of the config.
-async fn start_all(ctx: &Context) -> Vec<JoinHandle<()>> {
-    let mut handles = Vec::new();
+async fn start_all(ctx: &Context) -> Vec<RunningScheduler> {
+    let mut running = Vec::new();
     for scheduler in &ctx.config.current().schedulers {
-        handles.push(schedulers::start(ctx.clone(), scheduler).await.unwrap());
+        running.push(RunningScheduler::start(ctx, scheduler).await.unwrap());
     }
-    handles
+    running
 }
 
-/// Stops the schedulers and waits until they are gone.
-async fn stop(ctx: &Context, handles: Vec<JoinHandle<()>>) {
+/// Shuts the master down and waits until the schedulers are gone.
+async fn stop(ctx: &Context, running: Vec<RunningScheduler>) {
     ctx.shutdown.cancel();
-    for handle in handles {
-        tokio::time::timeout(Duration::from_secs(5), handle)
+    for scheduler in running {
+        tokio::time::timeout(Duration::from_secs(5), scheduler.stop())
             .await
-            .expect("the scheduler stops")
-            .unwrap();
+            .expect("the scheduler stops");
     }
+}
+
+/// What a reconfig does for the schedulers: the new VM replaces the old one, the new config
+/// becomes the current one, and each running scheduler is handed its new config.
+async fn reconfig(
+    ctx: &Context,
+    running: &mut [RunningScheduler],
+    loaded: config::LoadedConfig,
+) -> Vec<Reconfigured> {
+    ctx.script.replace_vm(loaded.lua).await.unwrap();
+    let config = Arc::new(loaded.config);
+    ctx.config.replace(config.clone());
+    let mut outcomes = Vec::new();
+    for (scheduler, new) in running.iter_mut().zip(&config.schedulers) {
+        let outcome = tokio::time::timeout(Duration::from_secs(5), scheduler.reconfigure(ctx, new))
+            .await
+            .expect("the scheduler takes its new config")
+            .unwrap();
+        outcomes.push(outcome);
+    }
+    outcomes
 }
 
 fn change(branch: &str, revision: &str, files: &[&str]) -> ChangeSpec {
@@ -192,7 +216,7 @@ async fn a_change_on_the_branch_is_built_at_once_with_its_sourcestamp_and_proper
     )
     .await;
     let mut events = ctx.bus.subscribe();
-    let handles = start_all(&ctx).await;
+    let running = start_all(&ctx).await;
 
     add_change(&ctx, change("dev", "d1", &["x.c"])).await;
     let mut on_main = change("main", "m1", &["x.c"]);
@@ -232,7 +256,7 @@ async fn a_change_on_the_branch_is_built_at_once_with_its_sourcestamp_and_proper
         .await
         .unwrap();
     assert_eq!(requests, 2);
-    stop(&ctx, handles).await;
+    stop(&ctx, running).await;
 }
 
 #[tokio::test]
@@ -254,7 +278,7 @@ async fn change_filters_select_by_fields_patterns_and_functions() {
     )
     .await;
     let mut events = ctx.bus.subscribe();
-    let handles = start_all(&ctx).await;
+    let running = start_all(&ctx).await;
 
     add_change(&ctx, change("main", "r0", &[])).await;
     let mut by_bot = change("release/1.0", "r1", &[]);
@@ -277,7 +301,7 @@ async fn change_filters_select_by_fields_patterns_and_functions() {
         next_buildset(&mut events, Duration::from_millis(500)).await,
         None
     );
-    stop(&ctx, handles).await;
+    stop(&ctx, running).await;
 }
 
 #[tokio::test]
@@ -290,7 +314,7 @@ async fn the_tree_stable_timer_batches_changes_and_survives_a_restart() {
     "#;
     let ctx = context(dir.path(), lua).await;
     let mut events = ctx.bus.subscribe();
-    let handles = start_all(&ctx).await;
+    let running = start_all(&ctx).await;
 
     let started = tokio::time::Instant::now();
     add_change(&ctx, change("main", "s1", &["a.c"])).await;
@@ -318,7 +342,7 @@ async fn the_tree_stable_timer_batches_changes_and_survives_a_restart() {
     // A change whose timer has not fired when the master stops is built after the restart.
     let pending = add_change(&ctx, change("main", "s4", &["d.c"])).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    stop(&ctx, handles).await;
+    stop(&ctx, running).await;
     let kept: Vec<i64> = sqlx::query_scalar("SELECT changeid FROM scheduler_changes")
         .fetch_all(&ctx.db.pool)
         .await
@@ -327,13 +351,13 @@ async fn the_tree_stable_timer_batches_changes_and_survives_a_restart() {
 
     let ctx = context(dir.path(), lua).await;
     let mut events = ctx.bus.subscribe();
-    let handles = start_all(&ctx).await;
+    let running = start_all(&ctx).await;
     let bsid = expect_buildset(&mut events).await;
     assert_eq!(
         buildset(&ctx, bsid).await.ssids,
         [change_ssid(&ctx, pending).await]
     );
-    stop(&ctx, handles).await;
+    stop(&ctx, running).await;
 }
 
 #[tokio::test]
@@ -364,7 +388,7 @@ async fn file_is_important_decides_which_changes_build() {
     )
     .await;
     let mut events = ctx.bus.subscribe();
-    let handles = start_all(&ctx).await;
+    let running = start_all(&ctx).await;
 
     // Without a timer, an unimportant change builds nothing.
     add_change(&ctx, change("main", "m1", &["README"])).await;
@@ -392,7 +416,7 @@ async fn file_is_important_decides_which_changes_build() {
         (bs.scheduler.as_str(), bs.ssids),
         ("broken", vec![change_ssid(&ctx, broken).await])
     );
-    stop(&ctx, handles).await;
+    stop(&ctx, running).await;
 }
 
 #[tokio::test]
@@ -408,7 +432,7 @@ async fn any_branch_keeps_one_timer_per_branch() {
     )
     .await;
     let mut events = ctx.bus.subscribe();
-    let handles = start_all(&ctx).await;
+    let running = start_all(&ctx).await;
 
     add_change(&ctx, change("x", "x1", &[])).await;
     let y = add_change(&ctx, change("y", "y1", &[])).await;
@@ -426,7 +450,7 @@ async fn any_branch_keeps_one_timer_per_branch() {
         next_buildset(&mut events, Duration::from_millis(1500)).await,
         None
     );
-    stop(&ctx, handles).await;
+    stop(&ctx, running).await;
 }
 
 const FORCE: &str = r#"
@@ -459,7 +483,7 @@ fn force_scheduler(ctx: &Context) -> Box<moonbot::config::build::ForceScheduler>
 async fn force_builds_with_the_validated_fields() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path(), FORCE).await;
-    let handles = start_all(&ctx).await;
+    let running = start_all(&ctx).await;
     let mut events = ctx.bus.subscribe();
 
     let (bsid, brids) = schedulers::force(
@@ -530,7 +554,7 @@ async fn force_builds_with_the_validated_fields() {
         (stamps[0].branch.clone(), stamps[0].revision.clone()),
         (None, None)
     );
-    stop(&ctx, handles).await;
+    stop(&ctx, running).await;
 }
 
 #[tokio::test]
@@ -610,7 +634,7 @@ async fn periodic_builds_every_interval_and_resumes_from_the_last_build() {
     )
     .await;
     let mut events = ctx.bus.subscribe();
-    let handles = start_all(&ctx).await;
+    let running = start_all(&ctx).await;
     let started = tokio::time::Instant::now();
     let mut by_scheduler = std::collections::BTreeMap::<String, usize>::new();
     while by_scheduler.get("often").copied().unwrap_or(0) < 3 {
@@ -627,7 +651,7 @@ async fn periodic_builds_every_interval_and_resumes_from_the_last_build() {
         .await
         .unwrap();
     assert!(last.and_then(|v| v.as_f64()).is_some());
-    stop(&ctx, handles).await;
+    stop(&ctx, running).await;
 
     // After a restart the hourly one waits for its hour; the other one carries on.
     let ctx = context(
@@ -640,12 +664,12 @@ async fn periodic_builds_every_interval_and_resumes_from_the_last_build() {
     )
     .await;
     let mut events = ctx.bus.subscribe();
-    let handles = start_all(&ctx).await;
+    let running = start_all(&ctx).await;
     assert_eq!(
         next_buildset(&mut events, Duration::from_millis(1500)).await,
         None
     );
-    stop(&ctx, handles).await;
+    stop(&ctx, running).await;
 }
 
 #[tokio::test]
@@ -708,7 +732,7 @@ async fn a_nightly_build_missed_while_down_runs_at_start_unless_nothing_changed(
             .unwrap();
     }
     let mut events = ctx.bus.subscribe();
-    let handles = start_all(&ctx).await;
+    let running = start_all(&ctx).await;
     let bsid = expect_buildset(&mut events).await;
     let bs = buildset(&ctx, bsid).await;
     assert_eq!(bs.scheduler, "nightly");
@@ -729,7 +753,7 @@ async fn a_nightly_build_missed_while_down_runs_at_start_unless_nothing_changed(
         .and_then(|v| v.as_f64())
         .unwrap();
     assert!(last > two_days_ago, "the skipped build time is recorded");
-    stop(&ctx, handles).await;
+    stop(&ctx, running).await;
 }
 
 #[tokio::test]
@@ -746,7 +770,7 @@ async fn triggerable_builds_what_the_trigger_step_sends() {
         "#,
     )
     .await;
-    let handles = start_all(&ctx).await;
+    let running = start_all(&ctx).await;
     let mut events = ctx.bus.subscribe();
     let mut properties = Properties::new();
     properties.set("reason", json!("because the parent said so"), "Trigger");
@@ -800,7 +824,7 @@ async fn triggerable_builds_what_the_trigger_step_sends() {
         .await
         .unwrap_err();
     assert_eq!(error.status, 404);
-    stop(&ctx, handles).await;
+    stop(&ctx, running).await;
 }
 
 /// Marks a buildset complete with `results` and announces it, as the engine does.
@@ -830,7 +854,7 @@ async fn dependent_builds_after_its_upstream_succeeds() {
     )
     .await;
     let mut events = ctx.bus.subscribe();
-    let handles = start_all(&ctx).await;
+    let running = start_all(&ctx).await;
 
     let changeid = add_change(&ctx, change("main", "u1", &[])).await;
     let upstream = expect_buildset(&mut events).await;
@@ -851,7 +875,7 @@ async fn dependent_builds_after_its_upstream_succeeds() {
         next_buildset(&mut events, Duration::from_millis(800)).await,
         None
     );
-    stop(&ctx, handles).await;
+    stop(&ctx, running).await;
 
     // One that succeeds while the master is down is followed at the next start.
     let lua = r#"
@@ -861,15 +885,15 @@ async fn dependent_builds_after_its_upstream_succeeds() {
     "#;
     let ctx = context(dir.path(), lua).await;
     let mut events = ctx.bus.subscribe();
-    let handles = start_all(&ctx).await;
+    let running = start_all(&ctx).await;
     add_change(&ctx, change("main", "u3", &[])).await;
     let upstream = expect_buildset(&mut events).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    stop(&ctx, handles).await;
+    stop(&ctx, running).await;
     complete(&ctx, upstream, 0).await;
 
     let ctx = context(dir.path(), lua).await;
-    let handles = start_all(&ctx).await;
+    let running = start_all(&ctx).await;
     // The follow-up is submitted while the scheduler starts.
     let downstream: Vec<i64> =
         sqlx::query_scalar("SELECT id FROM buildsets WHERE scheduler = 'down' ORDER BY id")
@@ -881,5 +905,168 @@ async fn dependent_builds_after_its_upstream_succeeds() {
         buildset(&ctx, downstream[1]).await.ssids,
         buildset(&ctx, upstream).await.ssids
     );
-    stop(&ctx, handles).await;
+    stop(&ctx, running).await;
+}
+
+/// The `masterid` of a scheduler's row: who runs it.
+async fn scheduler_master(ctx: &Context, name: &str) -> Option<i64> {
+    sqlx::query_scalar("SELECT masterid FROM schedulers WHERE name = $1")
+        .bind(name)
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_reconfig_keeps_the_pending_tree_stable_timer_and_builds_with_the_new_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = |properties: &str| {
+        format!(
+            r#"c['schedulers']:append(schedulers.SingleBranchScheduler{{
+                 name = "stable", branch = "main", treeStableTimer = 3, builderNames = {{ "a" }},
+                 properties = {properties} }})"#
+        )
+    };
+    let ctx = context(dir.path(), &scheduler(r#"{ edition = "old" }"#)).await;
+    let mut events = ctx.bus.subscribe();
+    let mut running = start_all(&ctx).await;
+
+    let changed_at = tokio::time::Instant::now();
+    let first = add_change(&ctx, change("main", "r1", &["a.c"])).await;
+    let last = add_change(&ctx, change("main", "r2", &["b.c"])).await;
+    assert_eq!(
+        next_buildset(&mut events, Duration::from_millis(1000)).await,
+        None
+    );
+    let new = load(dir.path(), &scheduler(r#"{ edition = "new", extra = 1 }"#));
+    let outcomes = reconfig(&ctx, &mut running, new).await;
+    assert_eq!(outcomes, [Reconfigured::Changed]);
+
+    let bsid = expect_buildset(&mut events).await;
+    // The timer started with the changes, not with the reconfig (it would fire at 4s).
+    assert!(
+        changed_at.elapsed() < Duration::from_millis(3800),
+        "fired {:?} after the changes",
+        changed_at.elapsed()
+    );
+    let built = buildset(&ctx, bsid).await;
+    assert_eq!(built.ssids, [change_ssid(&ctx, last).await]);
+    assert_eq!(built.builders, ["a"]);
+    assert_eq!(
+        built.properties.get("edition"),
+        Some(&json!("new")),
+        "{:?}",
+        built.properties
+    );
+    assert_eq!(built.properties.get("extra"), Some(&json!(1)));
+    assert!(first < last);
+    assert_eq!(
+        next_buildset(&mut events, Duration::from_millis(1500)).await,
+        None,
+        "one buildset for the pending changes"
+    );
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM scheduler_changes")
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 0);
+    stop(&ctx, running).await;
+}
+
+#[tokio::test]
+async fn a_reconfig_with_a_new_vm_uses_the_new_file_is_important() {
+    let dir = tempfile::tempdir().unwrap();
+    // The function stays on the same line: the options read the same, but the VM is new.
+    let scheduler = |test: &str| {
+        format!(
+            r#"c['schedulers']:append(schedulers.SingleBranchScheduler{{
+                 name = "imp", branch = "main", builderNames = {{ "a" }},
+                 fileIsImportant = function(change) return change.files[1] {test} "docs.txt" end }})"#
+        )
+    };
+    let ctx = context(dir.path(), &scheduler("~=")).await;
+    let mut events = ctx.bus.subscribe();
+    let mut running = start_all(&ctx).await;
+    add_change(&ctx, change("main", "d1", &["docs.txt"])).await;
+    assert_eq!(
+        next_buildset(&mut events, Duration::from_millis(800)).await,
+        None,
+        "docs are not important under the first config"
+    );
+
+    let outcomes = reconfig(&ctx, &mut running, load(dir.path(), &scheduler("=="))).await;
+    assert_eq!(outcomes, [Reconfigured::Unchanged]);
+
+    let code = add_change(&ctx, change("main", "c1", &["code.c"])).await;
+    assert_eq!(
+        next_buildset(&mut events, Duration::from_millis(800)).await,
+        None,
+        "code is not important under the new function"
+    );
+    let docs = add_change(&ctx, change("main", "d2", &["docs.txt"])).await;
+    let bsid = expect_buildset(&mut events).await;
+    assert_eq!(
+        buildset(&ctx, bsid).await.ssids,
+        [change_ssid(&ctx, docs).await]
+    );
+    assert!(code < docs);
+    stop(&ctx, running).await;
+}
+
+#[tokio::test]
+async fn a_periodic_scheduler_keeps_its_schedule_unless_its_timing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let periodic = |seconds: u64| {
+        format!(
+            r#"c['schedulers']:append(schedulers.Periodic{{
+                 name = "hourly", periodicBuildTimer = {seconds}, builderNames = {{ "a" }} }})"#
+        )
+    };
+    let ctx = context(dir.path(), &periodic(3600)).await;
+    let mut events = ctx.bus.subscribe();
+    let mut running = start_all(&ctx).await;
+    let first = expect_buildset(&mut events).await;
+    assert_eq!(buildset(&ctx, first).await.scheduler, "hourly");
+    let last_build = ctx
+        .db
+        .get_state("Periodic:hourly", "last_build")
+        .await
+        .unwrap();
+    assert!(last_build.is_some());
+
+    let outcomes = reconfig(&ctx, &mut running, load(dir.path(), &periodic(3600))).await;
+    assert_eq!(outcomes, [Reconfigured::Unchanged]);
+    assert_eq!(
+        next_buildset(&mut events, Duration::from_millis(1500)).await,
+        None,
+        "the next build is still an hour away"
+    );
+    assert_eq!(
+        ctx.db
+            .get_state("Periodic:hourly", "last_build")
+            .await
+            .unwrap(),
+        last_build
+    );
+
+    // A shorter interval counts from the last build, which is already long enough ago.
+    let outcomes = reconfig(&ctx, &mut running, load(dir.path(), &periodic(1))).await;
+    assert_eq!(outcomes, [Reconfigured::Changed]);
+    let second = expect_buildset(&mut events).await;
+    assert_eq!(buildset(&ctx, second).await.scheduler, "hourly");
+
+    // Another kind under the same name cannot be taken in place.
+    let nightly = r#"c['schedulers']:append(schedulers.Nightly{
+        name = "hourly", builderNames = { "a" }, minute = 0 })"#;
+    let outcomes = reconfig(&ctx, &mut running, load(dir.path(), nightly)).await;
+    assert_eq!(outcomes, [Reconfigured::NeedsRestart]);
+
+    // Stopping one scheduler (not the master) ends its task and releases its row.
+    assert_eq!(scheduler_master(&ctx, "hourly").await, Some(ctx.masterid));
+    let scheduler = running.pop().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), scheduler.stop())
+        .await
+        .expect("the scheduler stops");
+    assert_eq!(scheduler_master(&ctx, "hourly").await, None);
+    assert!(!ctx.shutdown.is_cancelled());
 }

@@ -5,6 +5,7 @@
 //! the very first poll only records the heads.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::pending;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -12,6 +13,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use tokio::process::Command;
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::build::{GitBranches, GitPoller, ValueOrFunction};
@@ -22,7 +25,7 @@ use crate::script::renderable::display;
 use crate::script::{Arg, RenderData, Renderable};
 
 /// A running GitPoller. [`GitPollerService::poll`] is one poll; [`GitPollerService::run`]
-/// polls every `pollInterval` until stopped.
+/// polls every `pollInterval` until stopped, taking new configs between polls.
 pub struct GitPollerService {
     ctx: Context,
     config: GitPoller,
@@ -43,12 +46,7 @@ impl GitPollerService {
         config: &GitPoller,
         stop: CancellationToken,
     ) -> anyhow::Result<GitPollerService> {
-        let encoding = TextEncoding::from_label(&config.encoding).with_context(|| {
-            format!(
-                "GitPoller '{}': encoding '{}' is not supported (use utf-8 or latin-1)",
-                config.name, config.encoding
-            )
-        })?;
+        let encoding = encoding_of(config)?;
         Ok(GitPollerService {
             workdir: ctx.basedir.join(&config.workdir),
             state_object: format!("GitPoller:{}", config.name),
@@ -61,30 +59,64 @@ impl GitPollerService {
     }
 
     /// Polls at launch if asked, then every `pollInterval` (plus the random delay), logging
-    /// one line per failed poll, until the stop token is cancelled.
-    pub async fn run(mut self) {
+    /// one line per failed poll, until the stop token is cancelled. A new config from
+    /// `updates` applies from the next poll, with the last revisions seen kept; a new
+    /// interval counts from the end of the last poll.
+    pub async fn run(mut self, mut updates: watch::Receiver<GitPoller>) {
         tracing::info!(
             poller = %self.config.name,
             workdir = %self.workdir.display(),
             "GitPoller watching {}",
             self.config.repourl
         );
-        let mut first = true;
+        let mut last_poll = Instant::now();
+        let mut next_poll = match self.config.poll_at_launch {
+            true => last_poll,
+            false => last_poll + self.interval(),
+        } + self.random_delay();
         loop {
-            let wait = if first && self.config.poll_at_launch {
-                Duration::ZERO
-            } else {
-                Duration::from_secs(self.config.poll_interval)
-            } + self.random_delay();
-            first = false;
             tokio::select! {
                 _ = self.stop.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {}
+                config = next_config(&mut updates) => {
+                    let timing = self.timing();
+                    self.apply(config);
+                    if self.timing() != timing {
+                        next_poll = last_poll + self.interval() + self.random_delay();
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep_until(next_poll) => {}
             }
             if let Err(e) = self.poll().await {
                 tracing::warn!(poller = %self.config.name, "poll failed: {e:#}");
             }
+            last_poll = Instant::now();
+            next_poll = last_poll + self.interval() + self.random_delay();
         }
+    }
+
+    /// Takes a new config of the same name: where to fetch from and what to follow change
+    /// from the next poll; the last revisions seen stay, so nothing is replayed.
+    fn apply(&mut self, config: GitPoller) {
+        match encoding_of(&config) {
+            Ok(encoding) => self.encoding = encoding,
+            Err(error) => tracing::warn!(poller = %config.name, "{error:#}; keeping the encoding"),
+        }
+        self.workdir = self.ctx.basedir.join(&config.workdir);
+        self.config = config;
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_secs(self.config.poll_interval)
+    }
+
+    /// The options that say when to poll.
+    fn timing(&self) -> (u64, u64, u64) {
+        (
+            self.config.poll_interval,
+            self.config.poll_random_delay_min,
+            self.config.poll_random_delay_max,
+        )
     }
 
     fn random_delay(&self) -> Duration {
@@ -537,9 +569,27 @@ fn unquote_path(line: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// The encoding the poller decodes git's output with; fails for one we cannot decode.
+pub(super) fn encoding_of(config: &GitPoller) -> anyhow::Result<TextEncoding> {
+    TextEncoding::from_label(&config.encoding).with_context(|| {
+        format!(
+            "GitPoller '{}': encoding '{}' is not supported (use utf-8 or latin-1)",
+            config.name, config.encoding
+        )
+    })
+}
+
+/// The next config; never once the poller's [`super::RunningSource`] is gone.
+async fn next_config(updates: &mut watch::Receiver<GitPoller>) -> GitPoller {
+    match updates.changed().await {
+        Ok(()) => updates.borrow_and_update().clone(),
+        Err(_) => pending().await,
+    }
+}
+
 /// The text encodings `encoding` may name (Python codec names, any case, `_` or `-`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TextEncoding {
+pub(super) enum TextEncoding {
     Utf8,
     Latin1,
 }

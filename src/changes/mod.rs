@@ -9,13 +9,15 @@ pub mod sendchange;
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::build::ChangeSourceConfig;
+use crate::config::build::{ChangeSourceConfig, GitPoller, PbChangeSource};
+use crate::config::{Location, PortSpec};
 use crate::data::{self, Resource};
 use crate::db::ChangeSpec;
-use crate::master::Context;
+use crate::master::{Context, Reconfigured, Service};
 
 pub use gitpoller::GitPollerService;
 pub use pb::ChangeMessage;
@@ -46,54 +48,133 @@ pub async fn submit(ctx: &Context, mut spec: ChangeSpec) -> anyhow::Result<i64> 
     Ok(id)
 }
 
-/// A started change source. It runs until [`RunningSource::stop`] or until the master's
-/// shutdown token is cancelled.
+/// Starts one entry of `c['change_source']`, as [`RunningSource`]'s `Service::start`.
+pub async fn start(ctx: &Context, config: &ChangeSourceConfig) -> anyhow::Result<RunningSource> {
+    <RunningSource as Service>::start(ctx, config).await
+}
+
+/// A started change source. It runs until [`Service::stop`] or until the master's
+/// shutdown token is cancelled, and takes a new config of its name in place.
 pub struct RunningSource {
-    name: String,
+    config: ChangeSourceConfig,
     listening: Option<SocketAddr>,
+    updates: Updates,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
+/// Where a running source reads its config: the poller at its next poll, the listener at
+/// its next request.
+enum Updates {
+    GitPoller(watch::Sender<GitPoller>),
+    Pb {
+        /// The port it listens on; another one needs a new listener.
+        port: PortSpec,
+        source: watch::Sender<PbChangeSource>,
+    },
+}
+
 impl RunningSource {
     pub fn name(&self) -> &str {
-        &self.name
+        self.config.name()
     }
 
     /// The address a `PBChangeSource` listens on (useful when its port was 0).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listening
     }
+}
+
+impl Service for RunningSource {
+    type Config = ChangeSourceConfig;
+
+    /// A GitPoller's name defaults to its repourl.
+    fn name_of(config: &ChangeSourceConfig) -> &str {
+        config.name()
+    }
+
+    /// Fails only for what the source cannot run without (its port, its workdir's
+    /// encoding); poll problems later are logged, never fatal.
+    async fn start(ctx: &Context, config: &ChangeSourceConfig) -> anyhow::Result<RunningSource> {
+        let stop = ctx.shutdown.child_token();
+        let (listening, updates, task) = match config {
+            ChangeSourceConfig::GitPoller(poller) => {
+                let service = GitPollerService::new(ctx.clone(), poller, stop.clone())?;
+                let (sender, receiver) = watch::channel(poller.as_ref().clone());
+                let task = tokio::spawn(service.run(receiver));
+                (None, Updates::GitPoller(sender), task)
+            }
+            ChangeSourceConfig::PBChangeSource(source) => {
+                let port = pb::port_of(ctx, source)?;
+                let (sender, receiver) = watch::channel(source.clone());
+                let (addr, task) = pb::serve(ctx.clone(), &port, receiver, stop.clone()).await?;
+                let updates = Updates::Pb {
+                    port,
+                    source: sender,
+                };
+                (Some(addr), updates, task)
+            }
+        };
+        Ok(RunningSource {
+            config: config.clone(),
+            listening,
+            updates,
+            stop,
+            task,
+        })
+    }
+
+    /// A GitPoller takes any new option from its next poll, keeping the last revisions
+    /// seen; a PBChangeSource takes new credentials and prefix at its next request,
+    /// keeping its listener, and needs a restart only for another port.
+    async fn reconfigure(
+        &mut self,
+        ctx: &Context,
+        config: &ChangeSourceConfig,
+    ) -> anyhow::Result<Reconfigured> {
+        let outcome = if options_text(config) == options_text(&self.config) {
+            Reconfigured::Unchanged
+        } else {
+            Reconfigured::Changed
+        };
+        let sent = match (&self.updates, config) {
+            (Updates::GitPoller(sender), ChangeSourceConfig::GitPoller(poller)) => {
+                gitpoller::encoding_of(poller)?;
+                sender.send(poller.as_ref().clone()).is_ok()
+            }
+            (Updates::Pb { port, source }, ChangeSourceConfig::PBChangeSource(new)) => {
+                *port == pb::port_of(ctx, new)? && source.send(new.clone()).is_ok()
+            }
+            // Another kind of source under the same name.
+            _ => false,
+        };
+        if !sent {
+            return Ok(Reconfigured::NeedsRestart);
+        }
+        self.config = config.clone();
+        if outcome == Reconfigured::Changed {
+            tracing::info!(source = %self.name(), "change source reconfigured");
+        }
+        Ok(outcome)
+    }
 
     /// Stops the source and waits until it has: a poll that is fetching is abandoned, one
     /// that is submitting changes finishes first so that what it recorded stays consistent.
-    pub async fn stop(self) {
+    async fn stop(self) {
         self.stop.cancel();
         if let Err(e) = self.task.await {
-            tracing::error!(source = %self.name, "change source task failed: {e}");
+            tracing::error!(source = %self.config.name(), "change source task failed: {e}");
         }
     }
 }
 
-/// Starts one entry of `c['change_source']`. Fails only for what the source cannot run
-/// without (its port, its workdir's encoding); poll problems later are logged, never fatal.
-pub async fn start(ctx: &Context, config: &ChangeSourceConfig) -> anyhow::Result<RunningSource> {
-    let stop = ctx.shutdown.child_token();
-    let name = config.name().to_string();
-    let (listening, task) = match config {
-        ChangeSourceConfig::GitPoller(poller) => {
-            let service = GitPollerService::new(ctx.clone(), poller, stop.clone())?;
-            (None, tokio::spawn(service.run()))
-        }
-        ChangeSourceConfig::PBChangeSource(source) => {
-            let (addr, task) = pb::serve(ctx.clone(), source, stop.clone()).await?;
-            (Some(addr), task)
-        }
-    };
-    Ok(RunningSource {
-        name,
-        listening,
-        stop,
-        task,
-    })
+/// A source's options as text, without where the config defines them; callbacks show
+/// where they are defined.
+fn options_text(config: &ChangeSourceConfig) -> String {
+    let mut config = config.clone();
+    match &mut config {
+        ChangeSourceConfig::GitPoller(poller) => poller.location = Location::default(),
+        ChangeSourceConfig::PBChangeSource(source) => source.location = Location::default(),
+    }
+    format!("{config:?}")
 }

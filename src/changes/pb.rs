@@ -18,10 +18,12 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::build::PbChangeSource;
+use crate::config::PortSpec;
 use crate::db::ChangeSpec;
 use crate::master::Context;
 
@@ -101,27 +103,22 @@ impl ChangeMessage {
 
 struct Listener {
     ctx: Context,
-    source: PbChangeSource,
+    /// The source's current config: a reconfig changes the credentials and the prefix
+    /// without closing the port.
+    source: watch::Receiver<PbChangeSource>,
 }
 
 /// The HTTP routes of one PBChangeSource, to serve on its own port or to mount on another
 /// server (the workers' port, which a PBChangeSource without `port` shares in Buildbot).
-pub fn router(ctx: Context, source: &PbChangeSource) -> Router {
+pub fn router(ctx: Context, source: watch::Receiver<PbChangeSource>) -> Router {
     Router::new()
         .route(CHANGES_PATH, post(add_change))
-        .with_state(Arc::new(Listener {
-            ctx,
-            source: source.clone(),
-        }))
+        .with_state(Arc::new(Listener { ctx, source }))
 }
 
-/// Binds the source's port (or the workers' port when it has none) and serves until `stop`.
-pub(super) async fn serve(
-    ctx: Context,
-    source: &PbChangeSource,
-    stop: CancellationToken,
-) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    let port = source
+/// The port the source listens on: its own, or the workers' when it has none.
+pub(super) fn port_of(ctx: &Context, source: &PbChangeSource) -> anyhow::Result<PortSpec> {
+    source
         .port
         .clone()
         .or_else(|| ctx.config.current().worker_port.clone())
@@ -130,14 +127,24 @@ pub(super) async fn serve(
                 "{}: no port specified, and no worker port configured",
                 source.name
             )
-        })?;
+        })
+}
+
+/// Binds `port` and serves the source whose config `updates` holds until `stop`.
+pub(super) async fn serve(
+    ctx: Context,
+    port: &PortSpec,
+    updates: watch::Receiver<PbChangeSource>,
+    stop: CancellationToken,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let source = updates.borrow().clone();
     let interface = port.interface.as_deref().unwrap_or("0.0.0.0");
     let listener = TcpListener::bind((interface, port.port))
         .await
         .with_context(|| format!("{}: cannot listen on {port}", source.name))?;
     let addr = listener.local_addr()?;
     tracing::info!(source = %source.name, "PBChangeSource listening on {addr}");
-    let app = router(ctx, source);
+    let app = router(ctx, updates);
     let name = source.name.clone();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -159,7 +166,7 @@ async fn add_change(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let source = &listener.source;
+    let source = listener.source.borrow().clone();
     if !authorized(&headers, &source.user, &source.passwd) {
         let mut response = error(StatusCode::UNAUTHORIZED, "bad username or password");
         response.headers_mut().insert(

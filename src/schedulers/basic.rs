@@ -6,13 +6,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{filter, next_event, sleep_until, store, submit_for_changes, LastCodebases, Service};
+use super::{
+    filter, next_event, next_update, sleep_until, store, submit_for_changes, LastCodebases,
+    Registered, Update,
+};
 use crate::bus::Event;
-use crate::config::build::BranchScheduler;
+use crate::config::build::{BranchScheduler, SchedulerConfig};
 use crate::db::{DbError, DbResult};
 use crate::model::Change;
 
@@ -27,7 +30,7 @@ struct TimerKey {
 }
 
 struct Basic {
-    service: Service,
+    service: Registered,
     config: BranchScheduler,
     per_branch: bool,
     /// When each running tree-stable timer fires.
@@ -36,9 +39,10 @@ struct Basic {
 }
 
 pub(super) async fn start(
-    service: Service,
+    service: Registered,
     config: BranchScheduler,
     per_branch: bool,
+    updates: mpsc::Receiver<Update>,
 ) -> DbResult<JoinHandle<()>> {
     // Listen before reloading, so that no change falls between the two.
     let events = service.ctx.bus.subscribe();
@@ -61,7 +65,7 @@ pub(super) async fn start(
         // Changes classified under an earlier config that had a timer are of no use now.
         store::flush(&scheduler.service.ctx.db, scheduler.service.id, None).await?;
     }
-    Ok(tokio::spawn(scheduler.run(events)))
+    Ok(tokio::spawn(scheduler.run(events, updates)))
 }
 
 impl Basic {
@@ -69,12 +73,22 @@ impl Basic {
         &self.config.base.name
     }
 
-    async fn run(mut self, mut events: broadcast::Receiver<Arc<Event>>) {
-        let shutdown = self.service.ctx.shutdown.clone();
+    async fn run(
+        mut self,
+        mut events: broadcast::Receiver<Arc<Event>>,
+        mut updates: mpsc::Receiver<Update>,
+    ) {
+        let stop = self.service.stop.clone();
         loop {
             let next_timer = self.timers.values().min().copied();
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = stop.cancelled() => break,
+                update = next_update(&mut updates) => {
+                    if let Err(error) = self.reconfigure(update.config).await {
+                        tracing::warn!(scheduler = self.name(), "cannot reload the last codebases: {error}");
+                    }
+                    let _ = update.applied.send(());
+                }
                 event = next_event(&mut events, &self.config.base.name) => {
                     let Some(event) = event else { break };
                     if let Some(changeid) = super::event_id(&event, "changes", "new") {
@@ -91,6 +105,24 @@ impl Basic {
             }
         }
         self.service.stopped(&self.config.base.name).await;
+    }
+
+    /// Takes a new config in place, as Buildbot's `reconfigService`: the running
+    /// tree-stable timers and the classified changes stay, and build with the new options
+    /// when the timers fire.
+    async fn reconfigure(&mut self, config: SchedulerConfig) -> DbResult<()> {
+        let (SchedulerConfig::SingleBranch(config) | SchedulerConfig::AnyBranch(config)) = config
+        else {
+            return Ok(());
+        };
+        self.config = config;
+        if !self.config.create_absolute_source_stamps {
+            self.last = None;
+        } else if self.last.is_none() {
+            let object = self.service.state_object(&self.config.base.name);
+            self.last = Some(LastCodebases::load(&self.service.ctx, object).await?);
+        }
+        Ok(())
     }
 
     /// Buildbot's `_changeCallback`: filter the change, then classify it.

@@ -6,17 +6,17 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
-use super::{next_event, priority, store, submit, Request, Service, Stamp};
+use super::{next_event, next_update, priority, store, submit, Registered, Request, Stamp, Update};
 use crate::bus::Event;
-use crate::config::build::DependentScheduler;
+use crate::config::build::{DependentScheduler, SchedulerConfig};
 use crate::db::DbResult;
 use crate::model::BuildResult;
 
 struct Dependent {
-    service: Service,
+    service: Registered,
     config: DependentScheduler,
     object: String,
 }
@@ -24,8 +24,9 @@ struct Dependent {
 const KEY: &str = "upstream_bsids";
 
 pub(super) async fn start(
-    service: Service,
+    service: Registered,
     config: DependentScheduler,
+    updates: mpsc::Receiver<Update>,
 ) -> DbResult<JoinHandle<()>> {
     let events = service.ctx.bus.subscribe();
     let object = service.state_object(&config.base.name);
@@ -36,7 +37,7 @@ pub(super) async fn start(
     };
     // Upstream buildsets that completed while this scheduler was not running.
     dependent.check_completed(None).await?;
-    Ok(tokio::spawn(dependent.run(events)))
+    Ok(tokio::spawn(dependent.run(events, updates)))
 }
 
 impl Dependent {
@@ -44,11 +45,22 @@ impl Dependent {
         &self.config.base.name
     }
 
-    async fn run(self, mut events: broadcast::Receiver<Arc<Event>>) {
-        let shutdown = self.service.ctx.shutdown.clone();
+    async fn run(
+        mut self,
+        mut events: broadcast::Receiver<Arc<Event>>,
+        mut updates: mpsc::Receiver<Update>,
+    ) {
+        let stop = self.service.stop.clone();
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = stop.cancelled() => break,
+                update = next_update(&mut updates) => {
+                    // The watched upstream buildsets stay in the scheduler's state.
+                    if let SchedulerConfig::Dependent(config) = update.config {
+                        self.config = config;
+                    }
+                    let _ = update.applied.send(());
+                }
                 event = next_event(&mut events, &self.config.base.name) => {
                     let Some(event) = event else { break };
                     let result = if let Some(bsid) = super::event_id(&event, "buildsets", "new") {

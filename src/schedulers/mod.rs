@@ -1,8 +1,8 @@
 //! The schedulers: they turn changes, clocks, force requests, Trigger steps and finished
 //! upstream buildsets into buildsets, as Buildbot's `buildbot.schedulers`.
 //!
-//! Each configured scheduler is one task ([`start`]) reading the bus until the master shuts
-//! down. What it decides is written to storage first (`scheduler_changes` for changes
+//! Each configured scheduler is one task ([`RunningScheduler`]) reading the bus until it is
+//! stopped; a reconfig hands the task its new config, which it uses from then on. What it decides is written to storage first (`scheduler_changes` for changes
 //! waiting on `treeStableTimer`, `object_state` for the times of timed schedulers and a
 //! Dependent's upstream buildsets), so a restart picks up where it stopped. Every buildset
 //! goes through [`submit`], which stores it and announces it and its requests on the bus
@@ -23,72 +23,185 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde_json::{json, Map, Value};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::bus::Event;
 use crate::config::build::{CodebaseDefaults, SchedulerBase, SchedulerConfig, ValueOrFunction};
+use crate::config::Location;
 use crate::data::{self, Resource};
 use crate::db::{BuildsetSpec, DbResult, SourceStampSpec};
-use crate::master::{Context, Submitted};
+use crate::master::{Context, Reconfigured, Service, Submitted};
 use crate::model::{Change, Properties};
 use crate::script::Arg;
 
 pub use force::{force, force_named};
 pub use triggerable::{trigger, TriggerRequest};
 
-/// Starts the scheduler `config` describes: registers it, reloads what it kept from an
-/// earlier run, and runs it until `ctx.shutdown` is cancelled. When this returns, the
-/// scheduler already listens to the bus. Force and Triggerable schedulers act only when
-/// asked ([`force`], [`trigger`]); their task only holds their registration.
+/// Starts the scheduler `config` describes and lets it run until the master shuts down,
+/// for a master that never reconfigures it; [`RunningScheduler`] is the reconfigurable form.
 pub async fn start(ctx: Context, config: &SchedulerConfig) -> anyhow::Result<JoinHandle<()>> {
-    let name = config.name().to_string();
-    let id = ctx
-        .db
-        .scheduler_id(&name)
-        .await
-        .with_context(|| format!("cannot register scheduler '{name}'"))?;
-    store::set_master(&ctx.db, id, Some(ctx.masterid))
-        .await
-        .with_context(|| format!("cannot claim scheduler '{name}'"))?;
-    let service = Service {
-        ctx,
-        id,
-        kind: config.kind(),
-    };
-    let handle = match config {
-        SchedulerConfig::SingleBranch(s) => basic::start(service, s.clone(), false).await,
-        SchedulerConfig::AnyBranch(s) => basic::start(service, s.clone(), true).await,
-        SchedulerConfig::Periodic(s) | SchedulerConfig::Nightly(s) => {
-            timed::start(service, s.clone()).await
+    Ok(<RunningScheduler as Service>::start(&ctx, config)
+        .await?
+        .task)
+}
+
+/// A running scheduler: one task that reads the bus (and the clock), and takes a new
+/// config of the same kind in place. Force and Triggerable schedulers act only when asked
+/// ([`force`], [`trigger`], which read the current config); their task only holds their
+/// registration.
+pub struct RunningScheduler {
+    config: SchedulerConfig,
+    stop: CancellationToken,
+    updates: mpsc::Sender<Update>,
+    task: JoinHandle<()>,
+}
+
+/// A new config for a scheduler task, acknowledged once the task uses it.
+struct Update {
+    config: SchedulerConfig,
+    applied: oneshot::Sender<()>,
+}
+
+impl Service for RunningScheduler {
+    type Config = SchedulerConfig;
+
+    fn name_of(config: &SchedulerConfig) -> &str {
+        config.name()
+    }
+
+    /// Registers the scheduler, reloads what it kept from an earlier run and starts its
+    /// task. When this returns, the scheduler already listens to the bus.
+    async fn start(ctx: &Context, config: &SchedulerConfig) -> anyhow::Result<RunningScheduler> {
+        let name = config.name().to_string();
+        let id = ctx
+            .db
+            .scheduler_id(&name)
+            .await
+            .with_context(|| format!("cannot register scheduler '{name}'"))?;
+        store::set_master(&ctx.db, id, Some(ctx.masterid))
+            .await
+            .with_context(|| format!("cannot claim scheduler '{name}'"))?;
+        let stop = ctx.shutdown.child_token();
+        let registered = Registered {
+            ctx: ctx.clone(),
+            id,
+            kind: config.kind(),
+            stop: stop.clone(),
+        };
+        let (updates, received) = mpsc::channel(1);
+        let task = match config {
+            SchedulerConfig::SingleBranch(s) => {
+                basic::start(registered, s.clone(), false, received).await
+            }
+            SchedulerConfig::AnyBranch(s) => {
+                basic::start(registered, s.clone(), true, received).await
+            }
+            SchedulerConfig::Periodic(s) | SchedulerConfig::Nightly(s) => {
+                timed::start(registered, s.clone(), received).await
+            }
+            SchedulerConfig::Dependent(s) => {
+                dependent::start(registered, s.clone(), received).await
+            }
+            SchedulerConfig::Force(_) | SchedulerConfig::Triggerable(_) => {
+                Ok(tokio::spawn(registered.hold(name, received)))
+            }
         }
-        SchedulerConfig::Dependent(s) => dependent::start(service, s.clone()).await,
-        SchedulerConfig::Force(_) | SchedulerConfig::Triggerable(_) => {
-            Ok(tokio::spawn(async move {
-                service.ctx.shutdown.cancelled().await;
-                service.stopped(&name).await;
-            }))
+        .with_context(|| format!("cannot start scheduler '{}'", config.name()))?;
+        tracing::info!(
+            scheduler = config.name(),
+            kind = config.kind(),
+            "scheduler started"
+        );
+        Ok(RunningScheduler {
+            config: config.clone(),
+            stop,
+            updates,
+            task,
+        })
+    }
+
+    /// Hands the task the new config and waits until it uses it: every option applies in
+    /// place from the next change, timer or buildset, keeping pending tree-stable timers,
+    /// classified changes and the next build time (unless the timing options changed).
+    /// Only a change of kind needs a restart.
+    async fn reconfigure(
+        &mut self,
+        _ctx: &Context,
+        config: &SchedulerConfig,
+    ) -> anyhow::Result<Reconfigured> {
+        if config.kind() != self.config.kind() {
+            return Ok(Reconfigured::NeedsRestart);
+        }
+        let outcome = if options_text(config) == options_text(&self.config) {
+            Reconfigured::Unchanged
+        } else {
+            Reconfigured::Changed
+        };
+        let (applied, done) = oneshot::channel();
+        let update = Update {
+            config: config.clone(),
+            applied,
+        };
+        if self.updates.send(update).await.is_err() || done.await.is_err() {
+            // The task ended (the bus closed): only a new one can run the scheduler.
+            return Ok(Reconfigured::NeedsRestart);
+        }
+        self.config = config.clone();
+        if outcome == Reconfigured::Changed {
+            tracing::info!(scheduler = config.name(), "scheduler reconfigured");
+        }
+        Ok(outcome)
+    }
+
+    /// Ends the task once what it is doing (a submit) is done, and gives up the claim on
+    /// the scheduler.
+    async fn stop(self) {
+        self.stop.cancel();
+        if let Err(error) = self.task.await {
+            tracing::error!(
+                scheduler = self.config.name(),
+                "scheduler task failed: {error}"
+            );
         }
     }
-    .with_context(|| format!("cannot start scheduler '{}'", config.name()))?;
-    tracing::info!(
-        scheduler = config.name(),
-        kind = config.kind(),
-        "scheduler started"
-    );
-    Ok(handle)
+}
+
+/// A scheduler's options as text, without where the config defines them (moving a
+/// definition to another line changes nothing); callbacks show where they are defined.
+fn options_text(config: &SchedulerConfig) -> String {
+    let mut config = config.clone();
+    let (base, change_filter) = match &mut config {
+        SchedulerConfig::SingleBranch(s) | SchedulerConfig::AnyBranch(s) => {
+            (&mut s.base, s.change_filter.as_mut())
+        }
+        SchedulerConfig::Periodic(s) | SchedulerConfig::Nightly(s) => {
+            (&mut s.base, s.change_filter.as_mut())
+        }
+        SchedulerConfig::Force(s) => (&mut s.base, None),
+        SchedulerConfig::Triggerable(s) => (&mut s.base, None),
+        SchedulerConfig::Dependent(s) => (&mut s.base, None),
+    };
+    base.location = Location::default();
+    if let Some(change_filter) = change_filter {
+        change_filter.location = Location::default();
+    }
+    format!("{config:?}")
 }
 
 /// What every scheduler task holds.
-struct Service {
+struct Registered {
     ctx: Context,
     /// The scheduler's row in `schedulers`, which `scheduler_changes` refers to.
     id: i64,
     kind: &'static str,
+    /// Cancelled to stop the scheduler: by [`RunningScheduler::stop`] or the shutdown.
+    stop: CancellationToken,
 }
 
-impl Service {
+impl Registered {
     /// The `object_state` name of the scheduler's state: its class and name, as Buildbot
     /// keys state by both.
     fn state_object(&self, name: &str) -> String {
@@ -105,6 +218,28 @@ impl Service {
 
     async fn enabled(&self) -> bool {
         store::enabled(&self.ctx.db, self.id).await.unwrap_or(true)
+    }
+
+    /// The task of a scheduler that acts only when asked: it holds the registration and
+    /// acknowledges new configs until stopped.
+    async fn hold(self, name: String, mut updates: mpsc::Receiver<Update>) {
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => break,
+                update = next_update(&mut updates) => {
+                    let _ = update.applied.send(());
+                }
+            }
+        }
+        self.stopped(&name).await;
+    }
+}
+
+/// The next new config; never, once the scheduler's [`RunningScheduler`] is gone.
+async fn next_update(updates: &mut mpsc::Receiver<Update>) -> Update {
+    match updates.recv().await {
+        Some(update) => update,
+        None => pending().await,
     }
 }
 

@@ -7,20 +7,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{
-    cron, filter, next_event, priority, sleep_until, stamps_with_defaults, store, submit,
-    submit_for_changes, LastCodebases, Request, Service,
+    cron, filter, next_event, next_update, priority, sleep_until, stamps_with_defaults, store,
+    submit, submit_for_changes, LastCodebases, Registered, Request, Update,
 };
 use crate::bus::Event;
-use crate::config::build::{Branch, Schedule, TimedScheduler};
+use crate::config::build::{Branch, Schedule, SchedulerConfig, TimedScheduler};
 use crate::db::{now, DbResult};
 
 struct Timed {
-    service: Service,
+    service: Registered,
     config: TimedScheduler,
     /// `object_state` name for `last_build` and `last_only_if_changed`.
     object: String,
@@ -30,11 +30,19 @@ struct Timed {
     last: Option<LastCodebases>,
 }
 
-pub(super) async fn start(service: Service, config: TimedScheduler) -> DbResult<JoinHandle<()>> {
+/// Changes matter only to decide whether to build, or to remember revisions.
+fn watches_changes(config: &TimedScheduler) -> bool {
+    config.only_if_changed || config.create_absolute_source_stamps
+}
+
+pub(super) async fn start(
+    service: Registered,
+    config: TimedScheduler,
+    updates: mpsc::Receiver<Update>,
+) -> DbResult<JoinHandle<()>> {
     let ctx = service.ctx.clone();
     let object = service.state_object(&config.base.name);
-    // Changes matter only to decide whether to build, or to remember revisions.
-    let watches_changes = config.only_if_changed || config.create_absolute_source_stamps;
+    let watches_changes = watches_changes(&config);
     let events = watches_changes.then(|| ctx.bus.subscribe());
     if !watches_changes {
         store::flush(&ctx.db, service.id, None).await?;
@@ -57,7 +65,7 @@ pub(super) async fn start(service: Service, config: TimedScheduler) -> DbResult<
         last_actuated,
         last,
     };
-    Ok(tokio::spawn(timed.run(events)))
+    Ok(tokio::spawn(timed.run(events, updates)))
 }
 
 impl Timed {
@@ -65,14 +73,29 @@ impl Timed {
         &self.config.base.name
     }
 
-    async fn run(mut self, mut events: Option<broadcast::Receiver<Arc<Event>>>) {
-        let shutdown = self.service.ctx.shutdown.clone();
+    async fn run(
+        mut self,
+        mut events: Option<broadcast::Receiver<Arc<Event>>>,
+        mut updates: mpsc::Receiver<Update>,
+    ) {
+        let stop = self.service.stop.clone();
         let mut actuate_at = self.schedule_next();
         loop {
             let deadline = actuate_at
                 .map(|at| Instant::now() + Duration::from_secs_f64((at - now()).max(0.0)));
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = stop.cancelled() => break,
+                update = next_update(&mut updates) => {
+                    let schedule = self.config.schedule.clone();
+                    if let Err(error) = self.reconfigure(update.config, &mut events).await {
+                        tracing::warn!(scheduler = self.name(), "cannot apply the new config: {error}");
+                    }
+                    // The next build time stays unless the timing changed.
+                    if self.config.schedule != schedule {
+                        actuate_at = self.schedule_next();
+                    }
+                    let _ = update.applied.send(());
+                }
                 event = async {
                     match events.as_mut() {
                         Some(events) => next_event(events, &self.config.base.name).await,
@@ -95,6 +118,34 @@ impl Timed {
             }
         }
         self.service.stopped(&self.config.base.name).await;
+    }
+
+    /// Takes a new config in place; the changes kept for the next build stay, unless the
+    /// new config no longer looks at changes.
+    async fn reconfigure(
+        &mut self,
+        config: SchedulerConfig,
+        events: &mut Option<broadcast::Receiver<Arc<Event>>>,
+    ) -> DbResult<()> {
+        let (SchedulerConfig::Periodic(config) | SchedulerConfig::Nightly(config)) = config else {
+            return Ok(());
+        };
+        self.config = config;
+        let ctx = &self.service.ctx;
+        match (watches_changes(&self.config), events.is_some()) {
+            (true, false) => *events = Some(ctx.bus.subscribe()),
+            (false, true) => {
+                *events = None;
+                store::flush(&ctx.db, self.service.id, None).await?;
+            }
+            _ => {}
+        }
+        if !self.config.create_absolute_source_stamps {
+            self.last = None;
+        } else if self.last.is_none() {
+            self.last = Some(LastCodebases::load(ctx, self.object.clone()).await?);
+        }
+        Ok(())
     }
 
     /// When to build next: never before now.
