@@ -106,7 +106,10 @@ async fn reconfig_latency(binary: &Path, dir: &Path) -> anyhow::Result<()> {
             "c['builders']:append(util.BuilderConfig{{ name = \"b{n}\", workernames = {{ \"local\" }}, factory = f }})\n"
         ));
     }
-    for (name, config) in [("sample-like config", SAMPLE_LIKE.to_string()), ("500 builders", many)] {
+    for (name, config) in [
+        ("sample-like config", SAMPLE_LIKE.to_string()),
+        ("500 builders", many),
+    ] {
         std::fs::create_dir_all(dir)?;
         let port = free_port()?;
         let config = config.replace("tcp:0:interface", &format!("tcp:{port}:interface"));
@@ -122,7 +125,10 @@ async fn reconfig_latency(binary: &Path, dir: &Path) -> anyhow::Result<()> {
         let mut times = Vec::new();
         for round in 1..=RECONFIGS {
             // A changed file each time, as a user's edit.
-            std::fs::write(dir.join("master.cfg.lua"), format!("{config}\n-- edit {round}\n"))?;
+            std::fs::write(
+                dir.join("master.cfg.lua"),
+                format!("{config}\n-- edit {round}\n"),
+            )?;
             let begin = Instant::now();
             // SAFETY: kill(2) on our own child's pid; no memory is shared.
             unsafe { libc::kill(pid, libc::SIGHUP) };

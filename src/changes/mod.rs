@@ -48,11 +48,6 @@ pub async fn submit(ctx: &Context, mut spec: ChangeSpec) -> anyhow::Result<i64> 
     Ok(id)
 }
 
-/// Starts one entry of `c['change_source']`, as [`RunningSource`]'s `Service::start`.
-pub async fn start(ctx: &Context, config: &ChangeSourceConfig) -> anyhow::Result<RunningSource> {
-    <RunningSource as Service>::start(ctx, config).await
-}
-
 /// A started change source. It runs until [`Service::stop`] or until the master's
 /// shutdown token is cancelled, and takes a new config of its name in place.
 pub struct RunningSource {

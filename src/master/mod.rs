@@ -14,12 +14,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::Bus;
-use crate::changes::{self, RunningSource};
+use crate::changes::RunningSource;
 use crate::data;
 use crate::db::Db;
 use crate::engine::{Engine, Reconfigure, SHUTDOWN_GRACE};
+use crate::schedulers::RunningScheduler;
 use crate::script::ScriptHost;
-use crate::{schedulers, www};
+use crate::www;
 pub use control::{Control, ControlError, ControlRequest, Submitted};
 pub use reconfig::{Outcome, RECONFIG_FILE};
 pub use service::{Reconfigured, Service, SharedConfig};
@@ -61,8 +62,9 @@ pub struct Master {
     pub context: Context,
     engine: JoinHandle<()>,
     engine_reconfigs: mpsc::Sender<Reconfigure>,
-    change_sources: Vec<RunningSource>,
-    schedulers: Vec<JoinHandle<()>>,
+    /// Each with its name, which a reconfig diffs on.
+    change_sources: Vec<(String, RunningSource)>,
+    schedulers: Vec<(String, RunningScheduler)>,
     web: Option<JoinHandle<anyhow::Result<()>>>,
     /// Where the web server listens, when the config has one.
     pub web_address: Option<std::net::SocketAddr>,
@@ -115,11 +117,13 @@ impl Master {
         let mut change_sources = Vec::new();
         let config = context.config.current();
         for source in &config.change_sources {
-            change_sources.push(changes::start(&context, source).await?);
+            let running = RunningSource::start(&context, source).await?;
+            change_sources.push((RunningSource::name_of(source).to_string(), running));
         }
         let mut schedulers = Vec::new();
         for scheduler in &config.schedulers {
-            schedulers.push(schedulers::start(context.clone(), scheduler).await?);
+            let running = RunningScheduler::start(&context, scheduler).await?;
+            schedulers.push((RunningScheduler::name_of(scheduler).to_string(), running));
         }
         let (engine_reconfigs, engine_reconfig_receiver) = mpsc::channel(1);
         let engine = tokio::spawn(engine.run(requests, engine_reconfig_receiver, SHUTDOWN_GRACE));
@@ -163,11 +167,11 @@ impl Master {
             }
         }
         tracing::info!("master shutting down");
-        for source in self.change_sources {
+        for (_, source) in self.change_sources {
             source.stop().await;
         }
-        for scheduler in self.schedulers {
-            scheduler.await?;
+        for (_, scheduler) in self.schedulers {
+            scheduler.stop().await;
         }
         self.engine.await?;
         if let Some(web) = self.web {

@@ -3,13 +3,14 @@
 //! Each reconfig ends in exactly one outcome line, also kept for `moonbot reconfig` and
 //! `/api/v2/masters`.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::Master;
+use super::{Context, Master, Reconfigured, Service};
 use crate::config::status::StatusTarget;
 use crate::config::{self, LoadedConfig, MasterConfig};
 use crate::data::{publish, Resource};
@@ -149,13 +150,36 @@ impl Master {
         let (reply, answer) = oneshot::channel();
         let sent = self
             .engine_reconfigs
-            .send(Reconfigure { config, reply })
+            .send(Reconfigure {
+                config: config.clone(),
+                reply,
+            })
             .await;
         match (sent, answer.await) {
             (Ok(()), Ok(Ok(engine))) => diff += engine,
             (_, Ok(Err(error))) => failures.push(format!("builders and workers: {error}")),
             _ => failures.push("builders and workers: the engine is shutting down".into()),
         }
+        let sources = std::mem::take(&mut self.change_sources);
+        self.change_sources = reconcile(
+            &ctx,
+            "change source",
+            sources,
+            &config.change_sources,
+            &mut diff,
+            &mut failures,
+        )
+        .await;
+        let schedulers = std::mem::take(&mut self.schedulers);
+        self.schedulers = reconcile(
+            &ctx,
+            "scheduler",
+            schedulers,
+            &config.schedulers,
+            &mut diff,
+            &mut failures,
+        )
+        .await;
         if failures.is_empty() {
             Outcome {
                 ok: true,
@@ -176,4 +200,64 @@ impl Master {
             }
         }
     }
+}
+
+/// Diffs one kind of service by name: the ones no longer configured stop (after what
+/// they hold, which frees their ports first), the kept ones take their new config or are
+/// restarted when they cannot, and new ones start. A failure is collected naming the
+/// service; one that fails to reconfigure keeps running on its old config.
+async fn reconcile<S: Service>(
+    ctx: &Context,
+    kind: &str,
+    running: Vec<(String, S)>,
+    configs: &[S::Config],
+    diff: &mut Diff,
+    failures: &mut Vec<String>,
+) -> Vec<(String, S)> {
+    let wanted: HashSet<&str> = configs.iter().map(S::name_of).collect();
+    let mut old: HashMap<String, S> = HashMap::new();
+    for (name, service) in running {
+        if wanted.contains(name.as_str()) {
+            old.insert(name, service);
+        } else {
+            service.stop().await;
+            diff.removed += 1;
+        }
+    }
+    let mut kept = Vec::with_capacity(configs.len());
+    for config in configs {
+        let name = S::name_of(config).to_string();
+        let service = match old.remove(&name) {
+            Some(mut service) => match service.reconfigure(ctx, config).await {
+                Ok(Reconfigured::Unchanged) => Some(service),
+                Ok(Reconfigured::Changed) => {
+                    diff.changed += 1;
+                    Some(service)
+                }
+                Ok(Reconfigured::NeedsRestart) => {
+                    service.stop().await;
+                    diff.changed += 1;
+                    S::start(ctx, config)
+                        .await
+                        .map_err(|e| failures.push(format!("{kind} '{name}': {e:#}")))
+                        .ok()
+                }
+                Err(e) => {
+                    failures.push(format!("{kind} '{name}': {e:#}"));
+                    Some(service)
+                }
+            },
+            None => {
+                diff.added += 1;
+                S::start(ctx, config)
+                    .await
+                    .map_err(|e| failures.push(format!("{kind} '{name}': {e:#}")))
+                    .ok()
+            }
+        };
+        if let Some(service) = service {
+            kept.push((name, service));
+        }
+    }
+    kept
 }

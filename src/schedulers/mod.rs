@@ -40,14 +40,6 @@ use crate::script::Arg;
 pub use force::{force, force_named};
 pub use triggerable::{trigger, TriggerRequest};
 
-/// Starts the scheduler `config` describes and lets it run until the master shuts down,
-/// for a master that never reconfigures it; [`RunningScheduler`] is the reconfigurable form.
-pub async fn start(ctx: Context, config: &SchedulerConfig) -> anyhow::Result<JoinHandle<()>> {
-    Ok(<RunningScheduler as Service>::start(&ctx, config)
-        .await?
-        .task)
-}
-
 /// A running scheduler: one task that reads the bus (and the clock), and takes a new
 /// config of the same kind in place. Force and Triggerable schedulers act only when asked
 /// ([`force`], [`trigger`], which read the current config); their task only holds their
