@@ -363,3 +363,42 @@ fn a_build_running_when_the_master_is_killed_is_marked_retry_and_built_again() {
     assert_eq!(builds[1][1], serde_json::json!(0));
     assert!(moonbot(&["stop", dir_arg]).status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedulers_come_and_go_with_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut master = start(dir.path(), &config(SLOW, "")).await;
+    let params = serde_json::json!({"builderNames": ["slow"], "username": "t <t@example.org>"});
+    let params = params.as_object().unwrap().clone();
+    let force =
+        "c['schedulers'] = { schedulers.ForceScheduler{name='force', builderNames={'slow'}} }";
+    std::fs::write(dir.path().join("master.cfg.lua"), config(SLOW, force)).unwrap();
+    let outcome = master.reconfig().await;
+    assert_eq!(
+        outcome.line, "reconfig complete (+1 ~0 -0 services)",
+        "{outcome:?}"
+    );
+    let (bsid, _) = master
+        .context
+        .control
+        .force("force", params.clone())
+        .await
+        .unwrap();
+    assert_eq!(finished(&master, bsid).await, BuildResult::Success);
+
+    std::fs::write(dir.path().join("master.cfg.lua"), config(SLOW, "")).unwrap();
+    let outcome = master.reconfig().await;
+    assert_eq!(
+        outcome.line, "reconfig complete (+0 ~0 -1 services)",
+        "{outcome:?}"
+    );
+    let refused = master
+        .context
+        .control
+        .force("force", params)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status, 404);
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
