@@ -402,3 +402,42 @@ async fn schedulers_come_and_go_with_the_config() {
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_running_through_a_reconfig_still_calls_its_own_lua() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = r#"
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="wait", command="sleep 1"})
+f:addStep(steps.ShellCommand{name="after", command={"echo", util.renderer(function(props) return "old " .. props:getProperty("buildnumber") end)}})
+c['builders']:append(util.BuilderConfig{name="lua", workernames={"local"}, factory=f})
+"#;
+    let mut master = start(dir.path(), &config(QUICK, steps)).await;
+    let bsid = force(&master, "lua").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let edited = config(QUICK, &steps.replace("\"old \"", "\"new \""));
+    std::fs::write(dir.path().join("master.cfg.lua"), edited).unwrap();
+    let outcome = master.reconfig().await;
+    assert!(outcome.ok, "{outcome:?}");
+    assert_eq!(finished(&master, bsid).await, BuildResult::Success);
+    let logid: i64 = sqlx::query_scalar(
+        "SELECT l.id FROM logs l JOIN steps s ON s.id = l.stepid WHERE s.name = 'after'",
+    )
+    .fetch_one(&master.context.db.pool)
+    .await
+    .unwrap();
+    let text = master
+        .context
+        .db
+        .log_lines(logid, 0, i64::MAX)
+        .await
+        .unwrap();
+    assert!(
+        text.contains("\noold 1\n"),
+        "the build keeps the steps it started with: {text}"
+    );
+    let next = force(&master, "lua").await;
+    assert_eq!(finished(&master, next).await, BuildResult::Success);
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}

@@ -88,6 +88,25 @@ pub fn prepared_vm() -> Result<Lua, ConfigError> {
     Ok(lua)
 }
 
+/// Empties what a config's evaluation left in its VM (`BuildmasterConfig`'s values), so a
+/// VM kept only for the callbacks still in use holds no config objects of its own.
+pub fn release_config(lua: &Lua) -> mlua::Result<()> {
+    let store: mlua::Table = lua.named_registry_value(STORE_KEY)?;
+    let keys: Vec<mlua::Value> = store
+        .pairs::<mlua::Value, mlua::Value>()
+        .map(|pair| pair.map(|(k, _)| k))
+        .collect::<mlua::Result<_>>()?;
+    for key in keys {
+        store.raw_set(key, mlua::Value::Nil)?;
+    }
+    lua.unset_named_registry_value(STORE_KEY)?;
+    lua.unset_named_registry_value(LOCATIONS_KEY)?;
+    lua.globals()
+        .raw_set("BuildmasterConfig", mlua::Value::Nil)?;
+    lua.gc_collect()?;
+    lua.gc_collect()
+}
+
 const STORE_KEY: &str = "moonbot.config";
 const LOCATIONS_KEY: &str = "moonbot.config_locations";
 

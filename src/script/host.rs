@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use mlua::{ffi, Lua, LuaSerdeExt, MultiValue, ThreadStatus, Value};
 use tokio::sync::oneshot;
 
+use super::callback::VmToken;
 use super::objects::{
     build_of, LuaBuild, LuaChange, LuaLog, LuaMaster, LuaProperties, LuaSourceStamp, LuaStep,
 };
@@ -302,6 +303,7 @@ impl ScriptHost {
         let (jobs, queue) = mpsc::channel::<Job>();
         let mut vm = Vm {
             lua,
+            retired: Vec::new(),
             limits,
             spare: None,
         };
@@ -507,6 +509,9 @@ impl Drop for Deadline {
 /// The host thread's state.
 struct Vm {
     lua: Lua,
+    /// Replaced VMs whose callbacks are still held (by a running build, say), each with its
+    /// token; dropped once theirs is the last holder.
+    retired: Vec<(Lua, VmToken)>,
     limits: HostLimits,
     /// A coroutine that finished its last call, reused for the next (creating one costs
     /// more than the rest of a small call).
@@ -520,6 +525,7 @@ impl Vm {
         &mut self,
         work: impl FnOnce(&mut Vm, &Deadline) -> Result<T, ScriptError>,
     ) -> Result<T, ScriptError> {
+        self.retired.retain(|(_, token)| token.holders() > 1);
         let deadline = Deadline::start(self.limits.call_timeout);
         let result = work(self, &deadline);
         if deadline.stopped_at().is_some() {
@@ -538,7 +544,15 @@ impl Vm {
         deadline: &Deadline,
     ) -> Result<R, ScriptError> {
         let location = callback.location();
-        let lua = &self.lua;
+        let current = callback.belongs_to(&self.lua);
+        let lua = match self
+            .retired
+            .iter()
+            .find(|(lua, _)| !current && callback.belongs_to(lua))
+        {
+            Some((lua, _)) => lua,
+            None => &self.lua,
+        };
         let function = callback.function(lua).map_err(|e| match e {
             mlua::Error::MismatchedRegistryKey => ScriptError::new(
                 ScriptErrorKind::Internal,
@@ -559,8 +573,11 @@ impl Vm {
                     format!("bad argument: {}", describe_error(&e).0),
                 ),
             })?;
+        // The spare coroutine belongs to the current VM.
+        let spare = if current { self.spare.take() } else { None };
+        let mut finished_thread = None;
         let run = || -> mlua::Result<(ThreadStatus, MultiValue)> {
-            let thread = match self.spare.take() {
+            let thread = match spare {
                 Some(thread) => {
                     thread.reset(function)?;
                     thread
@@ -569,12 +586,16 @@ impl Vm {
             };
             let values = thread.resume::<MultiValue>(args)?;
             let status = thread.status();
-            if status == ThreadStatus::Finished {
-                self.spare = Some(thread);
+            if status == ThreadStatus::Finished && current {
+                finished_thread = Some(thread);
             }
             Ok((status, values))
         };
-        let (status, values) = run().map_err(|e| self.error(e, Some(location), deadline))?;
+        let ran = run();
+        if finished_thread.is_some() {
+            self.spare = finished_thread;
+        }
+        let (status, values) = ran.map_err(|e| self.error(e, Some(location), deadline))?;
         if let Some(timeout) = deadline.timeout(Some(location)) {
             return Err(timeout);
         }
@@ -596,7 +617,19 @@ impl Vm {
         data: &RenderData,
         deadline: &Deadline,
     ) -> Result<serde_json::Value, ScriptError> {
-        let rendered = renderable.render(data, Some(&self.lua));
+        let mut rendered = renderable.render(data, Some(&self.lua));
+        // A renderable of a replaced config renders in its own VM.
+        for (lua, _) in &self.retired {
+            match &rendered {
+                Err(RenderError::Lua {
+                    source: mlua::Error::MismatchedRegistryKey,
+                    ..
+                }) => {
+                    rendered = renderable.render(data, Some(lua));
+                }
+                _ => break,
+            }
+        }
         if rendered.is_ok() {
             // A renderer that caught the timeout error and returned still timed out.
             if let Some(timeout) = deadline.timeout(None) {
@@ -618,7 +651,15 @@ impl Vm {
     fn replace(&mut self, lua: Lua) -> Result<(), ScriptError> {
         prepare(&lua, &self.limits)?;
         self.spare = None;
-        drop(std::mem::replace(&mut self.lua, lua));
+        let old = std::mem::replace(&mut self.lua, lua);
+        if let Some(token) = old.remove_app_data::<VmToken>() {
+            if let Err(error) = crate::config::release_config(&old) {
+                tracing::warn!("cannot release the replaced config: {error}");
+            }
+            if token.holders() > 1 {
+                self.retired.push((old, token));
+            }
+        }
         Ok(())
     }
 
