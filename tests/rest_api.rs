@@ -1002,3 +1002,258 @@ async fn no_web_server_without_a_web_status() {
     };
     assert!(moonbot::www::bind(&context).await.unwrap().is_none());
 }
+
+// ---- pages the database writes as JSON ---------------------------------------------------
+
+const POSTGRES_ENV: &str = "MOONBOT_TEST_POSTGRES_URL";
+
+/// A PostgreSQL database of the test's own, dropped when this is.
+struct PostgresDb {
+    admin_url: String,
+    name: String,
+}
+
+impl PostgresDb {
+    async fn create() -> (PostgresDb, Db) {
+        use sqlx::{Connection, Executor};
+        let admin_url = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| {
+            panic!(
+                "{POSTGRES_ENV} is not set: this test needs a PostgreSQL server; run it with \
+                 scripts/test, which starts one and sets it"
+            )
+        });
+        let name = format!("moonbot_rest_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let (url, query) = admin_url.split_once('?').unwrap_or((&admin_url, ""));
+        let (server, _) = url.rsplit_once('/').expect("a database in the URL");
+        let db_url = match query {
+            "" => format!("{server}/{name}"),
+            query => format!("{server}/{name}?{query}"),
+        };
+        let db = Db::open(&db_url, std::path::Path::new("/")).await.unwrap();
+        (PostgresDb { admin_url, name }, db)
+    }
+}
+
+impl Drop for PostgresDb {
+    fn drop(&mut self) {
+        use sqlx::{Connection, Executor};
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Outside async code (and also after a panic): a runtime on a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                    admin
+                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                        .await?;
+                    admin.close().await
+                })
+        })
+        .join();
+        if let Ok(Err(error)) = dropped {
+            eprintln!("cannot drop a test database: {error}");
+        }
+    }
+}
+
+/// Builds and steps with every kind of value: NULLs, fractional times, strings that need
+/// escaping, JSON columns spaced in different ways.
+async fn fill_for_json(db: &Db) {
+    let texts = [
+        "plain",
+        "a \"quote\" and a \\ backslash",
+        "line\nbreak\tand tab\r",
+        "control \u{1} \u{1f} del \u{7f}",
+        "unicode é ü 漢字 🦀 / slash",
+        "",
+    ];
+    // Negative numbers stand for NULL: the values bound are never NULL.
+    for n in 1..=30i64 {
+        let started = 1_000.0 + n as f64 * 10.75;
+        let complete = n % 3 != 0;
+        sqlx::query(
+            "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, \
+             started_at, complete_at, locks_duration_s, state_string, results) \
+             VALUES ($1, $2, $3, CASE WHEN $4 < 0 THEN NULL ELSE $4 END, 1, $5, \
+             CASE WHEN $6 < 0 THEN NULL ELSE $6 END, $7, $8, \
+             CASE WHEN $9 < 0 THEN NULL ELSE $9 END)",
+        )
+        .bind(n)
+        .bind(1 + n % 2)
+        .bind(100 + n)
+        .bind(if n % 5 == 0 { -1 } else { 3i64 })
+        .bind(started)
+        .bind(if complete { started + 5.5 } else { -1.0 })
+        .bind(n as f64 * 0.75)
+        .bind(format!("{} {n}", texts[n as usize % texts.len()]))
+        .bind(if complete { n % 4 } else { -1 })
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let urls = [
+        "[]",
+        "[{\"name\": \"report\", \"url\": \"http://r/1\"}]",
+        "[ { \"name\":\"a \\\"b\\\"\",\"url\":\"http://r/2?x=1&y=[2]\" } , {\"name\": \"c\", \"url\": \"d\"} ]",
+    ];
+    for n in 0..6i64 {
+        let started = if n == 5 { -1.0 } else { 2_000.25 + n as f64 };
+        let complete = n % 2 == 0 && started > 0.0;
+        sqlx::query(
+            "INSERT INTO steps (number, name, buildid, started_at, complete_at, state_string, \
+             results, urls, hidden) VALUES ($1, $2, 1, CASE WHEN $3 < 0 THEN NULL ELSE $3 END, \
+             CASE WHEN $4 < 0 THEN NULL ELSE $4 END, $5, CASE WHEN $6 < 0 THEN NULL ELSE $6 END, \
+             $7, $8)",
+        )
+        .bind(n)
+        .bind(format!("step {n}"))
+        .bind(started)
+        .bind(if complete { started + 1.0 } else { -1.0 })
+        .bind(texts[n as usize % texts.len()])
+        .bind(if complete { n } else { -1 })
+        .bind(urls[n as usize % urls.len()])
+        .bind(n % 2)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+}
+
+fn parse_query(text: &str, entity: &moonbot::data::Entity) -> moonbot::data::Query {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(text.as_bytes())
+        .into_owned()
+        .collect();
+    moonbot::data::Query::parse(&pairs, entity, true).unwrap()
+}
+
+/// Each page the database writes as JSON is, byte for byte, the page of JSON values the
+/// general path reads, serialized; and what the SQL cannot do falls back to that path.
+async fn database_json_equals_values(db: &Db) {
+    use moonbot::data::builds::{self, BuildsOf};
+    fill_for_json(db).await;
+    let build_queries = [
+        "",
+        "limit=5",
+        "limit=5&offset=3",
+        "offset=28",
+        "limit=0",
+        "order=-number&limit=7",
+        "order=-started_at&order=number",
+        "complete=true",
+        "complete=false&limit=3",
+        "results__ne=0&order=-buildid",
+        "state_string__contains=quote",
+        "field=number&field=complete&limit=4",
+        "field=buildid&field=properties",
+        "workerid__in=3&number__gt=5&number__lt=12",
+        "complete_at__ge=1100&limit=4&offset=1",
+    ];
+    let of_all = BuildsOf::default();
+    let of_builder = BuildsOf {
+        builderid: Some(2),
+        ..BuildsOf::default()
+    };
+    for of in [&of_all, &of_builder] {
+        for text in build_queries {
+            let query = parse_query(text, &builds::BUILD);
+            let values = builds::builds(db, of, &query).await.unwrap();
+            let page = builds::builds_json(db, of, &query)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("builds?{text} was not written by the database"));
+            assert_eq!(
+                page.array,
+                serde_json::to_string(&values.items).unwrap(),
+                "{of:?} builds?{text}"
+            );
+            assert_eq!(page.total, values.total, "{of:?} builds?{text}");
+        }
+    }
+    for text in ["property=*", "property=branch&limit=2"] {
+        let query = parse_query(text, &builds::BUILD);
+        assert_eq!(
+            builds::builds_json(db, &of_all, &query).await.unwrap(),
+            None
+        );
+    }
+    for text in [
+        "",
+        "limit=2&offset=1",
+        "hidden=true",
+        "field=urls&field=name",
+        "order=-number",
+        "complete=no&field=complete&field=locks_acquired_at&field=stepid",
+    ] {
+        let query = parse_query(text, &builds::STEP);
+        let values = builds::steps(db, 1, &query).await.unwrap();
+        let page = builds::steps_json(db, 1, &query).await.unwrap().unwrap();
+        assert_eq!(
+            page.array,
+            serde_json::to_string(&values.items).unwrap(),
+            "steps?{text}"
+        );
+        assert_eq!(page.total, values.total, "steps?{text}");
+    }
+}
+
+#[tokio::test]
+async fn database_json_equals_values_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open("sqlite:///state.sqlite", dir.path())
+        .await
+        .unwrap();
+    database_json_equals_values(&db).await;
+}
+
+#[tokio::test]
+async fn database_json_equals_values_on_postgres() {
+    let (_database, db) = PostgresDb::create().await;
+    database_json_equals_values(&db).await;
+}
+
+/// Pages the database writes are answered as the others: indented as serde_json indents,
+/// or compact for clients that accept JSON.
+#[tokio::test]
+async fn database_json_is_answered_as_values_are() {
+    let f = Fixture::start().await;
+    for path in ["builds?limit=3", "builds/1/steps", "builds?limit=0"] {
+        let url = format!("{}/{path}", f.base);
+        let text = timeout(WAIT, async {
+            f.client.get(&url).send().await?.text().await
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            text,
+            serde_json::to_string_pretty(&value).unwrap(),
+            "{path}"
+        );
+        let compact = timeout(WAIT, async {
+            f.client
+                .get(&url)
+                .header("Accept", "application/json")
+                .send()
+                .await?
+                .text()
+                .await
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(compact, serde_json::to_string(&value).unwrap(), "{path}");
+    }
+    let steps = f.get("builds/1/steps").await;
+    assert_eq!(steps["meta"]["total"], 2);
+    assert_eq!(steps["steps"][1]["hidden"], true);
+}

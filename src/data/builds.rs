@@ -6,7 +6,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::query::{
-    bind_all, id_list, wanted_properties, Bind, Entity, FieldType as F, Listing, Page, Query,
+    bind_all, id_list, wanted_properties, Bind, Entity, FieldType as F, JsonField as J, JsonPage,
+    Listing, Page, Query,
 };
 use super::{flag, opt_int, opt_time, projected, time};
 use crate::db::{Db, DbResult};
@@ -242,7 +243,41 @@ pub struct BuildsOf {
     pub parent_buildid: Option<i64>,
 }
 
+/// A build as [`build_json`] makes it, made by the database.
+const BUILD_ITEM: &[(&str, J)] = &[
+    ("buildid", J::Plain("builds.id")),
+    ("number", J::Plain("builds.number")),
+    ("builderid", J::Plain("builds.builderid")),
+    ("buildrequestid", J::Plain("builds.buildrequestid")),
+    ("workerid", J::Plain("builds.workerid")),
+    ("masterid", J::Plain("builds.masterid")),
+    ("started_at", J::Seconds("builds.started_at")),
+    ("complete", J::Flag("builds.complete_at IS NOT NULL")),
+    ("complete_at", J::Seconds("builds.complete_at")),
+    ("locks_duration_s", J::Seconds("builds.locks_duration_s")),
+    ("state_string", J::Plain("builds.state_string")),
+    ("results", J::Plain("builds.results")),
+    ("properties", J::EmptyObject),
+];
+
+/// The builds a URL names, read into values.
 pub async fn builds(db: &Db, of: &BuildsOf, query: &Query) -> DbResult<Page> {
+    let (rows, counted, rest) = builds_listing(of).fetch(db, query).await?;
+    let items = rows.iter().map(build_json).collect::<DbResult<Vec<_>>>()?;
+    let mut page = rest.page(items, counted);
+    if !query.properties.is_empty() {
+        add_build_properties(db, query, &mut page.items).await?;
+    }
+    Ok(projected(query, page))
+}
+
+/// The same page as [`builds`], written as JSON by the database; `None` when it cannot
+/// be (see [`Listing::fetch_json`]).
+pub async fn builds_json(db: &Db, of: &BuildsOf, query: &Query) -> DbResult<Option<JsonPage>> {
+    builds_listing(of).fetch_json(db, query, BUILD_ITEM).await
+}
+
+fn builds_listing(of: &BuildsOf) -> Listing<'static> {
     let from = match (of.changeid, of.parent_buildid) {
         (Some(_), _) => {
             "builds JOIN buildrequests br ON br.id = builds.buildrequestid \
@@ -267,13 +302,7 @@ pub async fn builds(db: &Db, of: &BuildsOf, query: &Query) -> DbResult<Page> {
             listing = listing.when(column, Bind::Int(id));
         }
     }
-    let (rows, counted, rest) = listing.fetch(db, query).await?;
-    let items = rows.iter().map(build_json).collect::<DbResult<Vec<_>>>()?;
-    let mut page = rest.page(items, counted);
-    if !query.properties.is_empty() {
-        add_build_properties(db, query, &mut page.items).await?;
-    }
-    Ok(projected(query, page))
+    listing
 }
 
 pub async fn build(db: &Db, buildid: i64, query: &Query) -> DbResult<Option<Value>> {
@@ -384,13 +413,39 @@ fn step_json(row: &AnyRow) -> DbResult<Value> {
     }))
 }
 
-/// The steps of a build.
+/// A step as [`step_json`] makes it, made by the database.
+const STEP_ITEM: &[(&str, J)] = &[
+    ("stepid", J::Plain("steps.id")),
+    ("number", J::Plain("steps.number")),
+    ("name", J::Plain("steps.name")),
+    ("buildid", J::Plain("steps.buildid")),
+    ("locks_acquired_at", J::Seconds("steps.started_at")),
+    ("started_at", J::Seconds("steps.started_at")),
+    ("complete", J::Flag("steps.complete_at IS NOT NULL")),
+    ("complete_at", J::Seconds("steps.complete_at")),
+    ("state_string", J::Plain("steps.state_string")),
+    ("results", J::Plain("steps.results")),
+    ("urls", J::Json("steps.urls")),
+    ("hidden", J::Flag("steps.hidden <> 0")),
+];
+
+fn steps_listing(buildid: i64) -> Listing<'static> {
+    Listing::new(STEP_SELECT, "steps", STEP_COLUMNS, "steps.number")
+        .when("steps.buildid", Bind::Int(buildid))
+}
+
+/// The steps of a build, read into values.
 pub async fn steps(db: &Db, buildid: i64, query: &Query) -> DbResult<Page> {
-    let listing = Listing::new(STEP_SELECT, "steps", STEP_COLUMNS, "steps.number")
-        .when("steps.buildid", Bind::Int(buildid));
-    let (rows, counted, rest) = listing.fetch(db, query).await?;
+    let (rows, counted, rest) = steps_listing(buildid).fetch(db, query).await?;
     let items = rows.iter().map(step_json).collect::<DbResult<Vec<_>>>()?;
     Ok(projected(query, rest.page(items, counted)))
+}
+
+/// The same page as [`steps`], written as JSON by the database; `None` when it cannot be.
+pub async fn steps_json(db: &Db, buildid: i64, query: &Query) -> DbResult<Option<JsonPage>> {
+    steps_listing(buildid)
+        .fetch_json(db, query, STEP_ITEM)
+        .await
 }
 
 pub async fn step(db: &Db, stepid: i64) -> DbResult<Option<Value>> {

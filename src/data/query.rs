@@ -8,6 +8,9 @@ use std::cmp::Ordering;
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;
 
+use sqlx::Row;
+
+use super::json_text;
 use crate::db::{Db, DbResult, Dialect};
 
 /// How a field's filter values are read from the query string.
@@ -462,13 +465,9 @@ impl<'a> Listing<'a> {
         })
     }
 
-    /// Runs the read. Returns the rows, the total when the SQL did the whole query (and
-    /// paged), and what is left for [`Query::page`].
-    pub async fn fetch(
-        mut self,
-        db: &Db,
-        query: &Query,
-    ) -> DbResult<(Vec<AnyRow>, Option<i64>, Query)> {
+    /// Puts the query's filters and order into SQL where their fields have columns, and
+    /// pages in SQL when nothing is left to do on the items.
+    fn plan(&mut self, dialect: Dialect, query: &Query) -> Plan {
         let mut rest = Query {
             fields: None,
             filters: Vec::new(),
@@ -476,7 +475,7 @@ impl<'a> Listing<'a> {
             ..query.clone()
         };
         for filter in &query.filters {
-            match self.condition(filter, db.dialect) {
+            match self.condition(filter, dialect) {
                 Some(condition) => self.conditions.push(condition),
                 None => rest.filters.push(filter.clone()),
             }
@@ -511,42 +510,193 @@ impl<'a> Listing<'a> {
         let paged = rest.filters.is_empty()
             && rest.order.is_empty()
             && (query.limit.is_some() || query.offset.is_some());
-        let mut sql = format!(
-            "SELECT {} FROM {}{conditions} ORDER BY {}",
-            self.select,
+        let mut tail = format!(
+            " FROM {}{conditions} ORDER BY {}",
             self.from,
             order.join(", ")
         );
         if paged {
             // SQLite needs a LIMIT before an OFFSET; -1 is none there, ALL in PostgreSQL.
             let limit = query.limit.map_or_else(
-                || match db.dialect {
+                || match dialect {
                     Dialect::Sqlite => "-1".to_string(),
                     Dialect::Postgres => "ALL".to_string(),
                 },
                 |l| l.to_string(),
             );
-            sql.push_str(&format!(
+            tail.push_str(&format!(
                 " LIMIT {limit} OFFSET {}",
                 query.offset.unwrap_or(0)
             ));
             rest.limit = None;
             rest.offset = None;
         }
+        let count = paged.then(|| format!("SELECT COUNT(*) FROM {}{conditions}", self.from));
+        Plan { tail, count, rest }
+    }
+
+    /// Runs the read. Returns the rows, the total when the SQL did the whole query (and
+    /// paged), and what is left for [`Query::page`].
+    pub async fn fetch(
+        mut self,
+        db: &Db,
+        query: &Query,
+    ) -> DbResult<(Vec<AnyRow>, Option<i64>, Query)> {
+        let plan = self.plan(db.dialect, query);
+        let sql = format!("SELECT {}{}", self.select, plan.tail);
         let rows = bind_all(sqlx::query(&sql), &self.binds)
             .fetch_all(&db.pool)
             .await?;
-        let total = if paged {
-            let count = format!("SELECT COUNT(*) FROM {}{conditions}", self.from);
-            let total: i64 = bind_all_scalar(sqlx::query_scalar(&count), &self.binds)
-                .fetch_one(&db.pool)
-                .await?;
-            Some(total)
-        } else {
-            None
+        let total = match &plan.count {
+            Some(count) => Some(
+                bind_all_scalar(sqlx::query_scalar(count), &self.binds)
+                    .fetch_one(&db.pool)
+                    .await?,
+            ),
+            None => None,
         };
-        Ok((rows, total, rest))
+        Ok((rows, total, plan.rest))
     }
+
+    /// Runs the read as one statement whose answer is the whole page as a JSON array of
+    /// `item` objects (with only the `field=`s asked) and the total, so that no row crosses
+    /// from the database one at a time and no item is built in Rust. `None` when the SQL
+    /// cannot do all of the query (a filter or order on a field without a column) or
+    /// `property=` asks for properties: the caller reads the items with [`Listing::fetch`].
+    pub async fn fetch_json(
+        mut self,
+        db: &Db,
+        query: &Query,
+        item: &[(&str, JsonField)],
+    ) -> DbResult<Option<JsonPage>> {
+        if !query.properties.is_empty() {
+            return Ok(None);
+        }
+        let plan = self.plan(db.dialect, query);
+        if !plan.rest.filters.is_empty() || !plan.rest.order.is_empty() {
+            return Ok(None);
+        }
+        let mut item: Vec<&(&str, JsonField)> = item
+            .iter()
+            .filter(|(name, _)| {
+                query
+                    .fields
+                    .as_ref()
+                    .is_none_or(|f| f.iter().any(|f| f == name))
+            })
+            .collect();
+        // serde_json's maps keep their keys sorted: so do these objects.
+        item.sort_by_key(|(name, _)| *name);
+        let dialect = db.dialect;
+        let columns: Vec<String> = item
+            .iter()
+            .enumerate()
+            .filter_map(|(at, (_, field))| field.column(dialect).map(|c| format!("{c} AS c{at}")))
+            .collect();
+        // A page with no column still has its rows.
+        let columns = if columns.is_empty() {
+            "1 AS c".to_string()
+        } else {
+            columns.join(", ")
+        };
+        let pairs: Vec<String> = item
+            .iter()
+            .enumerate()
+            .map(|(at, (name, field))| format!("'{name}', {}", field.value(dialect, at)))
+            .collect();
+        let pairs = pairs.join(", ");
+        let array = match dialect {
+            Dialect::Sqlite => format!("json_group_array(json_object({pairs}))"),
+            Dialect::Postgres => {
+                format!("CAST(COALESCE(json_agg(json_build_object({pairs})), '[]') AS TEXT)")
+            }
+        };
+        let total = match &plan.count {
+            Some(count) => format!("({count})"),
+            None => "COUNT(*)".to_string(),
+        };
+        let sql = format!(
+            "SELECT {array}, {total} FROM (SELECT {columns}{}) AS page",
+            plan.tail
+        );
+        let row = bind_all(sqlx::query(&sql), &self.binds)
+            .fetch_one(&db.pool)
+            .await?;
+        let array: String = row.try_get(0)?;
+        let total: i64 = row.try_get(1)?;
+        let array = match dialect {
+            // SQLite writes JSON without spaces; PostgreSQL spaces it out.
+            Dialect::Sqlite => array,
+            Dialect::Postgres => json_text::compact(&array),
+        };
+        Ok(Some(JsonPage {
+            array,
+            total: total as usize,
+        }))
+    }
+}
+
+/// A read's SQL after the SELECT list, its count, and what is left to do on the items.
+struct Plan {
+    /// ` FROM ... WHERE ... ORDER BY ... [LIMIT ... OFFSET ...]`
+    tail: String,
+    /// The statement counting the whole collection, when the SQL pages.
+    count: Option<String>,
+    rest: Query,
+}
+
+/// How the database makes an item's field, in the JSON type the field has in Buildbot's
+/// REST answers. Each holds the SQL expression of the field's value.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum JsonField {
+    /// An integer or text column, as it is (`NULL` is `null`).
+    Plain(&'static str),
+    /// Seconds as a float column: whole seconds, truncated as Rust's `as i64` does.
+    Seconds(&'static str),
+    /// A condition: `true` or `false`.
+    Flag(&'static str),
+    /// A text column holding JSON, embedded as the value it holds.
+    Json(&'static str),
+    /// Always `{}`.
+    EmptyObject,
+}
+
+impl JsonField {
+    /// The expression the paging subquery selects, if the field reads a column.
+    fn column(&self, dialect: Dialect) -> Option<String> {
+        Some(match (self, dialect) {
+            (JsonField::Plain(e) | JsonField::Json(e), _) => e.to_string(),
+            (JsonField::Seconds(e), Dialect::Sqlite) => format!("CAST({e} AS INTEGER)"),
+            (JsonField::Seconds(e), Dialect::Postgres) => format!("CAST(trunc({e}) AS BIGINT)"),
+            (JsonField::Flag(e), _) => format!("({e})"),
+            (JsonField::EmptyObject, _) => return None,
+        })
+    }
+
+    /// The JSON value made from the subquery's column `c{at}`. SQLite's JSON functions
+    /// take an argument as JSON (not as a string) only when it comes straight from one of
+    /// them, so those wrap the column here rather than in the subquery.
+    fn value(&self, dialect: Dialect, at: usize) -> String {
+        match (self, dialect) {
+            (JsonField::Plain(_) | JsonField::Seconds(_), _) => format!("page.c{at}"),
+            (JsonField::Flag(_), Dialect::Sqlite) => {
+                format!("json(CASE WHEN page.c{at} THEN 'true' ELSE 'false' END)")
+            }
+            (JsonField::Flag(_), Dialect::Postgres) => format!("page.c{at}"),
+            (JsonField::Json(_), Dialect::Sqlite) => format!("json(page.c{at})"),
+            (JsonField::Json(_), Dialect::Postgres) => format!("CAST(page.c{at} AS json)"),
+            (JsonField::EmptyObject, Dialect::Sqlite) => "json_object()".to_string(),
+            (JsonField::EmptyObject, Dialect::Postgres) => "json_build_object()".to_string(),
+        }
+    }
+}
+
+/// A page of a collection as the database wrote it: a compact JSON array whose items have
+/// the shape (and the key order) the JSON values of the general path serialize to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JsonPage {
+    pub array: String,
+    pub total: usize,
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
