@@ -328,7 +328,7 @@ async fn interrupt_kills_the_group() {
 async fn interrupt_signal_term_lets_the_command_clean_up() {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = shell(
-        "trap 'echo cleaning up; exit 3' TERM; echo ready; sleep 30 & wait",
+        "trap 'echo cleaning up; exit 3' TERM; sleep 30 & echo ready; wait",
         dir.path(),
     );
     spec.interrupt_signal = "TERM".parse().unwrap();

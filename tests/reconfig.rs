@@ -441,3 +441,43 @@ c['builders']:append(util.BuilderConfig{name="lua", workernames={"local"}, facto
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_masters_endpoint_shows_the_last_outcome_and_the_bus_announces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = "c['status'] = { status.WebStatus{http_port='tcp:0:interface=127.0.0.1'} }";
+    let mut master = start(dir.path(), &config(SLOW, web)).await;
+    let api = format!("http://{}/api/v2", master.web_address.unwrap());
+    let masters: Value = reqwest::get(format!("{api}/masters"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(masters["masters"][0]["last_reconfig"], "started");
+    let mut events = master.context.bus.subscribe();
+    std::fs::write(
+        dir.path().join("master.cfg.lua"),
+        config(&format!("{SLOW}, {QUICK}"), web),
+    )
+    .unwrap();
+    let outcome = master.reconfig().await;
+    let event = events.recv().await.unwrap();
+    assert_eq!(
+        event.key,
+        format!("masters/{}/reconfig", master.context.masterid)
+    );
+    assert_eq!(event.message["last_reconfig"], outcome.line.as_str());
+    let masters: Value = reqwest::get(format!("{api}/masters"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        masters["masters"][0]["last_reconfig"],
+        "reconfig complete (+1 ~0 -0 services)"
+    );
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}

@@ -422,7 +422,7 @@ async fn resources_have_buildbots_shapes() {
                 "configured_on": [{"masterid": master, "builderid": linux}]}])
     );
     let master_json = json!({"masterid": master, "name": "host:/srv/master", "active": true,
-                             "last_active": 1700000000});
+                             "last_active": 1700000000, "last_reconfig": null});
     assert_eq!(f.get("masters").await["masters"], json!([master_json]));
     assert_eq!(
         f.get("schedulers").await["schedulers"],

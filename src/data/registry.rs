@@ -50,6 +50,7 @@ pub const MASTER: Entity = Entity {
         ("name", F::String),
         ("active", F::Boolean),
         ("last_active", F::DateTime),
+        ("last_reconfig", F::String),
     ],
 };
 
@@ -301,17 +302,19 @@ pub async fn worker(db: &Db, workerid: i64) -> DbResult<Option<Value>> {
 
 // ---- masters ---------------------------------------------------------------------------
 
-const MASTER_SELECT: &str = "masters.id, masters.name, masters.active, masters.last_active";
+const MASTER_SELECT: &str =
+    "masters.id, masters.name, masters.active, masters.last_active, masters.last_reconfig";
 
 const MASTER_COLUMNS: &[(&str, &str)] = &[
     ("masterid", "masters.id"),
     ("name", "masters.name"),
     ("active", "masters.active"),
     ("last_active", "CAST(masters.last_active AS BIGINT)"),
+    ("last_reconfig", "masters.last_reconfig"),
 ];
 
-/// A master from the row's columns `at..at + 4`; `null` when the id is NULL (a LEFT JOIN
-/// that found none).
+/// A master from the row's columns `at..at + 5`; `null` when the id is NULL (a LEFT JOIN
+/// that found none). `last_reconfig` is the outcome line of the last start or reconfig.
 fn master_json(row: &AnyRow, at: usize) -> DbResult<Value> {
     if opt_int(row, at)?.is_null() {
         return Ok(Value::Null);
@@ -321,6 +324,7 @@ fn master_json(row: &AnyRow, at: usize) -> DbResult<Value> {
         "name": row.try_get::<String, _>(at + 1)?,
         "active": flag(row, at + 2)?,
         "last_active": time(row, at + 3)?,
+        "last_reconfig": row.try_get::<Option<String>, _>(at + 4)?,
     }))
 }
 
@@ -355,7 +359,7 @@ pub async fn master(db: &Db, masterid: i64) -> DbResult<Option<Value>> {
 /// The columns of a scheduler or change source row: id, name, then `extra`, then its master.
 fn service_select(table: &str, extra: &str) -> String {
     format!(
-        "{table}.id, {table}.name, {extra}m.id, m.name, m.active, m.last_active \
+        "{table}.id, {table}.name, {extra}m.id, m.name, m.active, m.last_active, m.last_reconfig \
          FROM {table} LEFT JOIN masters m ON m.id = {table}.masterid"
     )
 }
