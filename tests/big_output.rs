@@ -1,36 +1,11 @@
 //! A step that prints 200 MB: the master's memory stays bounded and the log is whole. In a
 //! file of its own, so no other test's master shares the process whose memory it measures.
 
-use std::path::Path;
 use std::time::Duration;
 
-use moonbot::data::{publish, Resource};
-use moonbot::db::{BuildsetSpec, SourceStampSpec};
-use moonbot::master::Master;
-use tokio_util::sync::CancellationToken;
+mod support;
 
-async fn start(dir: &Path, config: &str) -> Master {
-    std::fs::write(dir.join("master.cfg.lua"), config).unwrap();
-    Master::start(dir, CancellationToken::new()).await.unwrap()
-}
-
-async fn submit(master: &Master, builder: &str) -> i64 {
-    let ctx = &master.context;
-    let spec = BuildsetSpec {
-        reason: "test".into(),
-        scheduler: "test".into(),
-        new_sourcestamps: vec![SourceStampSpec::default()],
-        builder_ids: vec![ctx.db.builder_id(builder).await.unwrap()],
-        ..Default::default()
-    };
-    let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
-    for brid in brids.values() {
-        publish(&ctx.db, &ctx.bus, Resource::BuildRequest(*brid), "new")
-            .await
-            .unwrap();
-    }
-    bsid
-}
+use support::{start, submit};
 
 /// The resident memory of this process (the master runs in it), in KiB.
 fn rss_kib() -> u64 {
@@ -51,7 +26,7 @@ c['builders'] = { util.BuilderConfig{name="flood", workernames={"local"}, factor
 "#;
     let master = start(dir.path(), config).await;
     let before = rss_kib();
-    let bsid = submit(&master, "flood").await;
+    let bsid = submit(&master, &["flood"], &[]).await;
     let peak = tokio::time::timeout(Duration::from_secs(120), async {
         let mut peak = before;
         loop {

@@ -3,67 +3,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use moonbot::data::{publish, Resource};
-use moonbot::db::{BuildsetSpec, SourceStampSpec};
 use moonbot::master::Master;
-use moonbot::model::{BuildResult, Properties};
+use moonbot::model::BuildResult;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
-const WAIT: Duration = Duration::from_secs(20);
+mod support;
 
-async fn start(dir: &Path, config: &str) -> Master {
-    std::fs::write(dir.join("master.cfg.lua"), config).unwrap();
-    Master::start(dir, CancellationToken::new()).await.unwrap()
-}
-
-/// Submits a buildset for the named builders as a scheduler would.
-async fn submit(master: &Master, builders: &[&str], properties: &[(&str, Value)]) -> i64 {
-    let ctx = &master.context;
-    let mut ids = Vec::new();
-    for name in builders {
-        ids.push(ctx.db.builder_id(name).await.unwrap());
-    }
-    let spec = BuildsetSpec {
-        reason: "test".into(),
-        scheduler: "test".into(),
-        new_sourcestamps: vec![SourceStampSpec {
-            branch: Some("main".into()),
-            ..Default::default()
-        }],
-        properties: Properties::from_pairs(properties.iter().map(|(k, v)| (*k, v.clone())), "Test"),
-        builder_ids: ids,
-        ..Default::default()
-    };
-    let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
-    for brid in brids.values() {
-        publish(&ctx.db, &ctx.bus, Resource::BuildRequest(*brid), "new")
-            .await
-            .unwrap();
-    }
-    bsid
-}
-
-/// Waits for a buildset to complete and returns its result.
-async fn complete(master: &Master, bsid: i64) -> BuildResult {
-    let db = &master.context.db;
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let row: (i64, Option<i64>) =
-                sqlx::query_as("SELECT complete, results FROM buildsets WHERE id = $1")
-                    .bind(bsid)
-                    .fetch_one(&db.pool)
-                    .await
-                    .unwrap();
-            if row.0 == 1 {
-                return BuildResult::from_code(row.1.unwrap()).unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the buildset completes")
-}
+use support::{complete, start, submit, WAIT};
 
 const PROPERTY_STEPS: &str = r#"
 local c = BuildmasterConfig

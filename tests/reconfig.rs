@@ -8,9 +8,10 @@ use std::time::Duration;
 use moonbot::master::Master;
 use moonbot::model::BuildResult;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
-const WAIT: Duration = Duration::from_secs(30);
+mod support;
+
+use support::{complete as finished, start, submit, WAIT};
 
 fn config(builders: &str, extra: &str) -> String {
     format!(
@@ -32,44 +33,7 @@ const QUICK: &str = r#"util.BuilderConfig{name="quick", workernames={"local"}, f
 
 /// Queues a build as a scheduler would.
 async fn force(master: &Master, builder: &str) -> i64 {
-    let ctx = &master.context;
-    let spec = moonbot::db::BuildsetSpec {
-        reason: "test".into(),
-        scheduler: "test".into(),
-        new_sourcestamps: vec![Default::default()],
-        builder_ids: vec![ctx.db.builder_id(builder).await.unwrap()],
-        ..Default::default()
-    };
-    let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
-    for brid in brids.values() {
-        moonbot::data::publish(
-            &ctx.db,
-            &ctx.bus,
-            moonbot::data::Resource::BuildRequest(*brid),
-            "new",
-        )
-        .await
-        .unwrap();
-    }
-    bsid
-}
-
-async fn finished(master: &Master, bsid: i64) -> BuildResult {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(result) = master.context.db.buildset_result(bsid).await.unwrap() {
-                return result;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the buildset completes")
-}
-
-async fn start(dir: &Path, text: &str) -> Master {
-    std::fs::write(dir.join("master.cfg.lua"), text).unwrap();
-    Master::start(dir, CancellationToken::new()).await.unwrap()
+    submit(master, &[builder], &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

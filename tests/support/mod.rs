@@ -1,0 +1,64 @@
+//! What the integration tests against a running master share: start one on a config, queue
+//! builds as a scheduler would, wait for them.
+// Each test file uses part of this module.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use moonbot::data::{publish, Resource};
+use moonbot::db::{BuildsetSpec, SourceStampSpec};
+use moonbot::master::Master;
+use moonbot::model::{BuildResult, Properties};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// The longest any test waits for a build.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Writes `config` as the master's config and starts the master in this process.
+pub async fn start(dir: &Path, config: &str) -> Master {
+    std::fs::write(dir.join("master.cfg.lua"), config).unwrap();
+    Master::start(dir, CancellationToken::new()).await.unwrap()
+}
+
+/// Submits a buildset for the named builders (branch `main`) as a scheduler would.
+pub async fn submit(master: &Master, builders: &[&str], properties: &[(&str, Value)]) -> i64 {
+    let ctx = &master.context;
+    let mut ids = Vec::new();
+    for name in builders {
+        ids.push(ctx.db.builder_id(name).await.unwrap());
+    }
+    let spec = BuildsetSpec {
+        reason: "test".into(),
+        scheduler: "test".into(),
+        new_sourcestamps: vec![SourceStampSpec {
+            branch: Some("main".into()),
+            ..Default::default()
+        }],
+        properties: Properties::from_pairs(properties.iter().map(|(k, v)| (*k, v.clone())), "Test"),
+        builder_ids: ids,
+        ..Default::default()
+    };
+    let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
+    for brid in brids.values() {
+        publish(&ctx.db, &ctx.bus, Resource::BuildRequest(*brid), "new")
+            .await
+            .unwrap();
+    }
+    bsid
+}
+
+/// Waits for a buildset to complete and returns its result.
+pub async fn complete(master: &Master, bsid: i64) -> BuildResult {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(result) = master.context.db.buildset_result(bsid).await.unwrap() {
+                return result;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the buildset completes")
+}
