@@ -547,3 +547,39 @@ c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f,
         .unwrap();
     assert_eq!(builds, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_events_carry_the_log_as_the_rest_api_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local") }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="say", command="echo one; echo two"})
+c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f} }
+"#;
+    let master = start(dir.path(), config).await;
+    let mut events = master.context.bus.subscribe();
+    let bsid = submit(&master, &["b"], &[]).await;
+    complete(&master, bsid).await;
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(event);
+    }
+    let finished = seen
+        .iter()
+        .find(|e| e.key.ends_with("/finished"))
+        .expect("a logs/N/finished event");
+    let logid = finished.message["logid"].as_i64().unwrap();
+    let stored = moonbot::data::builds::log(&master.context.db, logid)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(finished.message, stored);
+    assert!(seen.iter().any(|e| e.key == format!("logs/{logid}/append")));
+    assert!(seen
+        .iter()
+        .any(|e| e.key.starts_with("steps/") && e.key.ends_with("/logs/stdio/new")));
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}

@@ -36,11 +36,17 @@ impl Db {
         .await?)
     }
 
-    /// Appends complete lines (each ending in '\n') to a log as one chunk.
-    pub async fn append_log(&self, logid: i64, lines: &str) -> DbResult<()> {
+    /// Appends complete lines (each ending in '\n') to a log as one chunk. Returns the
+    /// log's line count after it.
+    pub async fn append_log(&self, logid: i64, lines: &str) -> DbResult<i64> {
         let count = lines.bytes().filter(|&b| b == b'\n').count() as i64;
         if count == 0 {
-            return Ok(());
+            return Ok(
+                sqlx::query_scalar("SELECT num_lines FROM logs WHERE id = $1")
+                    .bind(logid)
+                    .fetch_one(&self.pool)
+                    .await?,
+            );
         }
         let (content, compressed) = if lines.len() > COMPRESS_ABOVE {
             let mut encoder = ZlibEncoder::new(Vec::new(), Compression::fast());
@@ -76,7 +82,7 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(end)
     }
 
     pub async fn finish_log(&self, logid: i64) -> DbResult<()> {

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::data::{publish, Resource};
+use serde_json::json;
+
+use crate::data::{announce, Resource};
 use crate::db::DbResult;
 use crate::master::Context;
 
@@ -16,6 +18,10 @@ const FLUSH_AFTER: Duration = Duration::from_millis(200);
 pub struct LogWriter {
     ctx: Context,
     pub logid: i64,
+    stepid: i64,
+    name: String,
+    slug: String,
+    num_lines: i64,
     /// Buildbot's type: `s` (stdio, each line prefixed by its channel) or `t`.
     stdio: bool,
     buffer: String,
@@ -34,14 +40,19 @@ impl LogWriter {
             .db
             .add_log(stepid, name, &slug, if stdio { "s" } else { "t" })
             .await?;
-        publish(&ctx.db, &ctx.bus, Resource::Log(logid), "new").await?;
-        Ok(LogWriter {
+        let writer = LogWriter {
             ctx: ctx.clone(),
             logid,
+            stepid,
+            name: name.to_string(),
+            slug,
+            num_lines: 0,
             stdio,
             buffer: String::new(),
             oldest: None,
-        })
+        };
+        writer.announce("new", false);
+        Ok(writer)
     }
 
     /// Adds one line (without its newline) on a stdio channel: `o`, `e` or `h`; the channel
@@ -73,25 +84,29 @@ impl LogWriter {
             return Ok(());
         }
         let lines = std::mem::take(&mut self.buffer);
-        self.ctx.db.append_log(self.logid, &lines).await?;
-        publish(
-            &self.ctx.db,
-            &self.ctx.bus,
-            Resource::Log(self.logid),
-            "append",
-        )
-        .await
+        self.num_lines = self.ctx.db.append_log(self.logid, &lines).await?;
+        self.announce("append", false);
+        Ok(())
     }
 
     pub async fn finish(mut self) -> DbResult<()> {
         self.flush().await?;
         self.ctx.db.finish_log(self.logid).await?;
-        publish(
-            &self.ctx.db,
-            &self.ctx.bus,
-            Resource::Log(self.logid),
-            "finished",
-        )
-        .await
+        self.announce("finished", true);
+        Ok(())
+    }
+
+    /// Publishes the log as it now is. The writer knows its row, so nothing is read back.
+    fn announce(&self, event: &str, complete: bool) {
+        let message = json!({
+            "logid": self.logid,
+            "name": self.name,
+            "slug": self.slug,
+            "stepid": self.stepid,
+            "complete": complete,
+            "num_lines": self.num_lines,
+            "type": if self.stdio { "s" } else { "t" },
+        });
+        announce(&self.ctx.bus, Resource::Log(self.logid), event, message);
     }
 }
