@@ -328,7 +328,9 @@ async fn interrupt_kills_the_group() {
 async fn interrupt_signal_term_lets_the_command_clean_up() {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = shell(
-        "trap 'echo cleaning up; exit 3' TERM; sleep 30 & echo ready; wait",
+        // "ready" comes from a process that has already exec'd, so the trap
+        // the shell's forked child inherits for a moment cannot swallow the TERM.
+        "trap 'echo cleaning up; exit 3' TERM; sh -c 'echo ready; exec sleep 30' & wait",
         dir.path(),
     );
     spec.interrupt_signal = "TERM".parse().unwrap();
