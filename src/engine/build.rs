@@ -59,7 +59,8 @@ pub async fn run(ctx: Context, plan: BuildPlan) -> BuildResult {
             BuildResult::Exception
         }
     };
-    if let Err(error) = complete(&ctx, &plan, buildid, results).await {
+    let request = [plan.request.id];
+    if let Err(error) = super::complete_requests(&ctx, &request, results, "complete").await {
         tracing::error!(
             build = buildid,
             "cannot complete the build's requests: {error}"
@@ -78,6 +79,8 @@ async fn execute(
     let sourcestamps = ctx.db.buildset_sourcestamps(bsid).await?;
     let properties = build_properties(ctx, plan, number, &sourcestamps, bsid).await?;
     ctx.db.set_build_properties(buildid, &properties).await?;
+    // What storage holds, so only changed properties are written again.
+    let mut stored = properties.clone();
     publish(&ctx.db, &ctx.bus, Resource::Build(buildid), "new").await?;
     tracing::info!(builder = %plan.builder_name, number, worker = %plan.worker_name, "build started");
 
@@ -89,8 +92,7 @@ async fn execute(
         builder_name: plan.builder_name.clone(),
         worker_name: plan.worker_name.clone(),
         builder_dir: plan.builder_dir.clone(),
-        stored_properties: Mutex::new(properties.clone()),
-        properties: Mutex::new(properties),
+        properties: Mutex::new(properties.clone()),
         sourcestamps,
         env: plan.builder_env.clone(),
         stop: plan.stop.clone(),
@@ -101,7 +103,7 @@ async fn execute(
             plan.builder_dir.display()
         );
         tracing::error!(build = buildid, "{why}");
-        return finish(&build, BuildResult::Exception, &why).await;
+        return finish(&build, &mut stored, BuildResult::Exception, &why).await;
     }
 
     let mut results = BuildResult::Success;
@@ -130,7 +132,7 @@ async fn execute(
             .clone()
             .unwrap_or_else(|| step_summary(step, outcome.results));
         let hidden = hide(&build, &step.common, outcome.results).await;
-        store_changed_properties(&build).await?;
+        store_changed_properties(&build, &mut stored).await?;
         ctx.db
             .finish_step(stepid, outcome.results, &summary, hidden)
             .await?;
@@ -156,17 +158,16 @@ async fn execute(
     } else {
         summaries.join(" ")
     };
-    finish(&build, results, &state).await
+    finish(&build, &mut stored, results, &state).await
 }
 
 /// Runs one step, or skips it when `doStepIf` says so or the build is being stopped.
 async fn run_step(run: &StepRun<'_>, stopping: bool) -> StepOutcome {
     let build = run.build;
     let common = &run.config.common;
-    let properties_only = || Vec::new();
     let wanted = match &common.do_step_if {
         ValueOrFunction::Value(wanted) => Ok(*wanted),
-        ValueOrFunction::Function(callback) => build.decide(callback, properties_only()).await,
+        ValueOrFunction::Function(callback) => build.decide(callback, Vec::new()).await,
     };
     match wanted {
         _ if stopping => return StepOutcome::of(BuildResult::Cancelled),
@@ -266,9 +267,14 @@ fn result_and_termination(
     (previous.worst(overall), terminate)
 }
 
-async fn finish(build: &RunningBuild, results: BuildResult, state: &str) -> DbResult<BuildResult> {
+async fn finish(
+    build: &RunningBuild,
+    stored: &mut Properties,
+    results: BuildResult,
+    state: &str,
+) -> DbResult<BuildResult> {
     let ctx = &build.ctx;
-    store_changed_properties(build).await?;
+    store_changed_properties(build, stored).await?;
     ctx.db.finish_build(build.buildid, results, state).await?;
     publish(
         &ctx.db,
@@ -279,32 +285,6 @@ async fn finish(build: &RunningBuild, results: BuildResult, state: &str) -> DbRe
     .await?;
     tracing::info!(builder = %build.builder_name, number = build.number, %results, "build finished");
     Ok(results)
-}
-
-/// Completes the build's request, and its buildset when that was the last one.
-async fn complete(
-    ctx: &Context,
-    plan: &BuildPlan,
-    _buildid: i64,
-    results: BuildResult,
-) -> DbResult<()> {
-    let buildsets = ctx
-        .db
-        .complete_requests(&[plan.request.id], results)
-        .await?;
-    publish(
-        &ctx.db,
-        &ctx.bus,
-        Resource::BuildRequest(plan.request.id),
-        "complete",
-    )
-    .await?;
-    for bsid in buildsets {
-        if ctx.db.maybe_complete_buildset(bsid).await?.is_some() {
-            publish(&ctx.db, &ctx.bus, Resource::Buildset(bsid), "complete").await?;
-        }
-    }
-    Ok(())
 }
 
 /// The properties a build starts with, from the least to the most specific source, as
@@ -359,22 +339,15 @@ async fn build_properties(
 
 /// Writes the properties that changed since the last write (steps set a few; most never
 /// change after the build starts).
-async fn store_changed_properties(build: &RunningBuild) -> DbResult<()> {
+async fn store_changed_properties(build: &RunningBuild, stored: &mut Properties) -> DbResult<()> {
     let current = build.properties();
-    let changed = {
-        let stored = build
-            .stored_properties
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut changed = Properties::new();
-        for (name, value) in current.values() {
-            let source = current.source(name).unwrap_or_default();
-            if stored.get(name) != Some(value) || stored.source(name) != Some(source) {
-                changed.set(name, value.clone(), source);
-            }
+    let mut changed = Properties::new();
+    for (name, value) in current.values() {
+        let source = current.source(name).unwrap_or_default();
+        if stored.get(name) != Some(value) || stored.source(name) != Some(source) {
+            changed.set(name, value.clone(), source);
         }
-        changed
-    };
+    }
     if !changed.is_empty() {
         build
             .ctx
@@ -382,9 +355,6 @@ async fn store_changed_properties(build: &RunningBuild) -> DbResult<()> {
             .set_build_properties(build.buildid, &changed)
             .await?;
     }
-    *build
-        .stored_properties
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = current;
+    *stored = current;
     Ok(())
 }

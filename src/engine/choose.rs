@@ -161,26 +161,6 @@ pub async fn skip(ctx: &Context, ids: &[i64]) -> DbResult<()> {
     if ids.is_empty() || !ctx.db.claim_requests(ids, ctx.masterid).await? {
         return Ok(());
     }
-    let buildsets = ctx.db.complete_requests(ids, BuildResult::Skipped).await?;
-    for id in ids {
-        crate::data::publish(
-            &ctx.db,
-            &ctx.bus,
-            crate::data::Resource::BuildRequest(*id),
-            "complete",
-        )
-        .await?;
-    }
-    for bsid in buildsets {
-        if ctx.db.maybe_complete_buildset(bsid).await?.is_some() {
-            crate::data::publish(
-                &ctx.db,
-                &ctx.bus,
-                crate::data::Resource::Buildset(bsid),
-                "complete",
-            )
-            .await?;
-        }
-    }
+    super::complete_requests(ctx, ids, BuildResult::Skipped, "complete").await?;
     Ok(())
 }

@@ -541,39 +541,40 @@ impl Engine {
             running.stop.cancel();
             return Ok(());
         }
-        let internal = |e: crate::db::DbError| {
-            tracing::error!("cannot cancel request {brid}: {e}");
-            ControlError {
-                status: 500,
-                message: "storage error".into(),
-            }
-        };
-        let buildsets = self
-            .ctx
-            .db
-            .complete_requests(&[brid], BuildResult::Cancelled)
+        let cancelled = complete_requests(&self.ctx, &[brid], BuildResult::Cancelled, "cancel")
             .await
-            .map_err(internal)?;
-        if buildsets.is_empty() {
+            .map_err(|e| storage_error("cancel", e))?;
+        if !cancelled {
             return Err(ControlError::bad_request(format!(
                 "build request {brid} does not exist or is already complete"
             )));
         }
         tracing::info!(buildrequest = brid, "build request cancelled: {reason}");
-        let db = &self.ctx.db;
-        let _ = publish(db, &self.ctx.bus, Resource::BuildRequest(brid), "cancel").await;
-        for bsid in buildsets {
-            if db
-                .maybe_complete_buildset(bsid)
-                .await
-                .map_err(internal)?
-                .is_some()
-            {
-                let _ = publish(db, &self.ctx.bus, Resource::Buildset(bsid), "complete").await;
-            }
-        }
         Ok(())
     }
+}
+
+/// Completes pending requests with `results`, announces each with `event`, then completes
+/// and announces the buildsets whose last request this was. False when none was pending.
+pub(crate) async fn complete_requests(
+    ctx: &Context,
+    ids: &[i64],
+    results: BuildResult,
+    event: &str,
+) -> DbResult<bool> {
+    let buildsets = ctx.db.complete_requests(ids, results).await?;
+    if buildsets.is_empty() {
+        return Ok(false);
+    }
+    for id in ids {
+        publish(&ctx.db, &ctx.bus, Resource::BuildRequest(*id), event).await?;
+    }
+    for bsid in buildsets {
+        if ctx.db.maybe_complete_buildset(bsid).await?.is_some() {
+            publish(&ctx.db, &ctx.bus, Resource::Buildset(bsid), "complete").await?;
+        }
+    }
+    Ok(true)
 }
 
 /// A storage failure behind a control request: logged here, a bare 500 for the caller.

@@ -133,29 +133,16 @@ impl Basic {
         let ctx = &self.service.ctx;
         let (change, _) = ctx.db.change(changeid).await?;
         let change = Arc::new(change);
-        if let Some(change_filter) = &self.config.change_filter {
-            if !filter::passes(ctx, change_filter, &change).await {
-                return Ok(());
-            }
-        }
-        if !self.config.base.codebases.0.contains_key(&change.codebase) {
-            tracing::info!(
-                scheduler = self.name(),
-                "change {changeid} is for codebase '{}', which this scheduler does not build",
-                change.codebase
-            );
+        let intake = filter::Intake {
+            scheduler: self.name(),
+            change_filter: self.config.change_filter.as_ref(),
+            codebases: &self.config.base.codebases,
+            file_is_important: self.config.file_is_important.as_ref(),
+            only_important: self.config.only_important,
+        };
+        let Some(important) = filter::take_change(ctx, &intake, &change).await else {
             return Ok(());
-        }
-        let important = filter::is_important(
-            ctx,
-            self.name(),
-            self.config.file_is_important.as_ref(),
-            &change,
-        )
-        .await;
-        if !important && self.config.only_important {
-            return Ok(());
-        }
+        };
         self.got_change(&change, important).await
     }
 

@@ -4,33 +4,53 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::config::build::{Branch, ChangeFilter, FieldFilter, Pattern};
+use crate::config::build::{Branch, ChangeFilter, Codebases, FieldFilter, Pattern};
 use crate::master::Context;
 use crate::model::Change;
 use crate::script::{Arg, Callback, ScriptError};
 
-/// `fileIsImportant(change)`; without one every change is important, and so is one whose
-/// callback fails (the failure is logged).
-pub async fn is_important(
-    ctx: &Context,
-    scheduler: &str,
-    callback: Option<&Callback>,
-    change: &std::sync::Arc<crate::model::Change>,
-) -> bool {
-    let Some(callback) = callback else {
-        return true;
-    };
-    match predicate(ctx, callback, vec![Arg::Change(change.clone())]).await {
-        Ok(important) => important,
-        Err(error) => {
-            tracing::warn!(
-                scheduler,
-                "fileIsImportant failed for change {}, taking it as important: {error}",
-                change.number
-            );
-            true
+/// The options that decide whether a change-driven scheduler takes a change.
+pub struct Intake<'a> {
+    pub scheduler: &'a str,
+    pub change_filter: Option<&'a ChangeFilter>,
+    pub codebases: &'a Codebases,
+    pub file_is_important: Option<&'a Callback>,
+    pub only_important: bool,
+}
+
+/// Buildbot's `_changeCallback`: `None` when the change filter or the codebases leave the
+/// change out, or `onlyImportant` drops it; otherwise whether it is important.
+/// `fileIsImportant` decides that; a change whose callback fails is important (logged).
+pub async fn take_change(ctx: &Context, intake: &Intake<'_>, change: &Arc<Change>) -> Option<bool> {
+    if let Some(change_filter) = intake.change_filter {
+        if !passes(ctx, change_filter, change).await {
+            return None;
         }
     }
+    if !intake.codebases.0.contains_key(&change.codebase) {
+        tracing::info!(
+            scheduler = intake.scheduler,
+            "change {} is for codebase '{}', which this scheduler does not build",
+            change.number,
+            change.codebase
+        );
+        return None;
+    }
+    let important = match intake.file_is_important {
+        None => true,
+        Some(callback) => match predicate(ctx, callback, vec![Arg::Change(change.clone())]).await {
+            Ok(important) => important,
+            Err(error) => {
+                tracing::warn!(
+                    scheduler = intake.scheduler,
+                    "fileIsImportant failed for change {}, taking it as important: {error}",
+                    change.number
+                );
+                true
+            }
+        },
+    };
+    (important || !intake.only_important).then_some(important)
 }
 
 /// Calls a predicate the config gave (`fileIsImportant`, `filter_fn`, `branch_fn`, ...):

@@ -197,24 +197,16 @@ impl Timed {
         let ctx = &self.service.ctx;
         let (change, _) = ctx.db.change(changeid).await?;
         let change = Arc::new(change);
-        if let Some(change_filter) = &self.config.change_filter {
-            if !filter::passes(ctx, change_filter, &change).await {
-                return Ok(());
-            }
-        }
-        if !self.config.base.codebases.0.contains_key(&change.codebase) {
+        let intake = filter::Intake {
+            scheduler: self.name(),
+            change_filter: self.config.change_filter.as_ref(),
+            codebases: &self.config.base.codebases,
+            file_is_important: self.config.file_is_important.as_ref(),
+            only_important: self.config.only_important,
+        };
+        let Some(important) = filter::take_change(ctx, &intake, &change).await else {
             return Ok(());
-        }
-        let important = filter::is_important(
-            ctx,
-            self.name(),
-            self.config.file_is_important.as_ref(),
-            &change,
-        )
-        .await;
-        if !important && self.config.only_important {
-            return Ok(());
-        }
+        };
         let on_branch = match &self.config.branch {
             None => true,
             Some(Branch::Default) => change.branch.is_none(),

@@ -31,8 +31,6 @@ pub struct RunningBuild {
     /// The builder's directory on the worker; steps run in `workdir` below it.
     pub builder_dir: PathBuf,
     pub properties: Mutex<Properties>,
-    /// The properties as last written to storage, so later writes store only changes.
-    pub stored_properties: Mutex<Properties>,
     pub sourcestamps: Vec<SourceStamp>,
     /// The builder's `env`, under every shell step's own.
     pub env: Vec<(String, Renderable)>,
