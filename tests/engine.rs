@@ -19,7 +19,8 @@ local f = util.BuildFactory()
 f:addStep(steps.SetProperty{property="greeting", value=util.Interpolate("hello %(prop:who)s on %(prop:buildername)s")})
 f:addStep(steps.MakeDirectory{dir="made"})
 f:addStep(steps.SetProperty{property="skipped", value="yes", doStepIf=function(step) return step:getProperty("who") == "nobody" end})
-c['builders'] = { util.BuilderConfig{name="props", workernames={"local"}, factory=f, properties={level=3}} }
+c['builders'] = { util.BuilderConfig{name="props", workernames={"local"}, factory=f, properties={level=3},
+  defaultProperties={level=9, fallback="d"}} }
 c['schedulers'] = { schedulers.ForceScheduler{name="force", builderNames={"props"}} }
 "#;
 
@@ -44,6 +45,7 @@ async fn a_build_runs_its_steps_and_records_properties_with_sources() {
     assert_eq!(properties.source("greeting"), Some("SetProperty Step"));
     assert_eq!(properties.get("level"), Some(&Value::from(3)));
     assert_eq!(properties.source("level"), Some("Builder"));
+    assert_eq!(properties.get("fallback"), Some(&Value::from("d")));
     assert_eq!(properties.get("project_name"), Some(&Value::from("demo")));
     assert_eq!(properties.get("workername"), Some(&Value::from("local")));
     assert_eq!(properties.get("branch"), Some(&Value::from("main")));

@@ -293,6 +293,20 @@ impl Kwargs {
         }
     }
 
+    /// As [`Kwargs::unimplemented`], for an option already read whose given value does
+    /// not work yet (`usePTY=true`): reported when `when` holds.
+    pub fn unimplemented_when(&mut self, name: &str, when: bool) {
+        if when {
+            report_unimplemented(
+                &self.lua,
+                ConfigError::at(
+                    self.location.clone(),
+                    format!("{}: option '{name}' is not implemented yet", self.object),
+                ),
+            );
+        }
+    }
+
     /// A documented option that cannot work here at all (a Python class, say), with a hint.
     pub fn refuse(&mut self, name: &str, why: &str) {
         if self.raw(name).is_some() {

@@ -21,11 +21,14 @@ pub struct BuildPlan {
     pub builderid: i64,
     pub builder_name: String,
     pub builder_properties: Vec<(String, Value)>,
+    /// `defaultProperties`: set only where no other source set the property.
+    pub builder_default_properties: Vec<(String, Value)>,
     pub builder_env: Vec<(String, crate::script::Renderable)>,
     pub steps: Arc<Vec<StepConfig>>,
     pub workerid: i64,
     pub worker_name: String,
     pub worker_properties: Vec<(String, Value)>,
+    pub worker_default_properties: Vec<(String, Value)>,
     /// `BASEDIR/workers/WORKDIR/WORKERBUILDDIR`.
     pub builder_dir: PathBuf,
     /// The request built; Buildbot 4 builds one request per build.
@@ -317,6 +320,17 @@ async fn build_properties(
         properties.set("repository", Value::String(ss.repository.clone()), "Build");
         properties.set("project", Value::String(ss.project.clone()), "Build");
         properties.set("codebase", Value::String(ss.codebase.clone()), "Build");
+    }
+    let defaults = [
+        (&plan.builder_default_properties, "Builder"),
+        (&plan.worker_default_properties, "Worker"),
+    ];
+    for (values, source) in defaults {
+        for (name, value) in values {
+            if !properties.has(name) {
+                properties.set(name.clone(), value.clone(), source);
+            }
+        }
     }
     properties.set(
         "buildername",

@@ -45,6 +45,7 @@ struct Worker {
     basedir: PathBuf,
     max_builds: Option<u32>,
     properties: Vec<(String, Value)>,
+    default_properties: Vec<(String, Value)>,
     running: usize,
 }
 
@@ -119,13 +120,22 @@ impl Engine {
                 basedir: ctx.basedir.join("workers").join(workdir),
                 max_builds: worker.max_builds,
                 properties: worker.properties.clone().into_iter().collect(),
+                default_properties: worker.default_properties.clone().into_iter().collect(),
                 running: 0,
             };
             match self.workers.remove(&worker.name) {
                 Some(old) => {
-                    if (&old.basedir, old.max_builds, &old.properties)
-                        != (&fresh.basedir, fresh.max_builds, &fresh.properties)
-                    {
+                    if (
+                        &old.basedir,
+                        old.max_builds,
+                        &old.properties,
+                        &old.default_properties,
+                    ) != (
+                        &fresh.basedir,
+                        fresh.max_builds,
+                        &fresh.properties,
+                        &fresh.default_properties,
+                    ) {
                         diff.changed += 1;
                     }
                     workers.insert(
@@ -405,11 +415,18 @@ impl Engine {
             builderid: builder.id,
             builder_name: builder.config.name.clone(),
             builder_properties: builder.config.properties.clone().into_iter().collect(),
+            builder_default_properties: builder
+                .config
+                .default_properties
+                .clone()
+                .into_iter()
+                .collect(),
             builder_env: builder.config.env.clone().into_iter().collect(),
             steps: builder.steps.clone(),
             workerid: worker.id,
             worker_name: worker.name.clone(),
             worker_properties: worker.properties.clone(),
+            worker_default_properties: worker.default_properties.clone(),
             builder_dir: worker.basedir.join(&builder.config.workerbuilddir),
             request: request.clone(),
             stop: stop.clone(),

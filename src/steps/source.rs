@@ -136,6 +136,9 @@ impl Checkout<'_> {
                 .await
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             let mut clone = self.git(&["clone"]);
+            if self.step.progress {
+                clone.push("--progress".into());
+            }
             if let Some(depth) = self.step.shallow.filter(|_| revision.is_none()) {
                 clone.extend(["--depth".into(), depth.to_string()]);
             }
@@ -148,6 +151,9 @@ impl Checkout<'_> {
             }
         } else {
             let mut fetch = self.git(&["fetch", "-f"]);
+            if self.step.progress {
+                fetch.push("--progress".into());
+            }
             if self.step.tags {
                 fetch.push("-t".into());
             }

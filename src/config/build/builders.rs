@@ -166,6 +166,8 @@ fn builder_config(lua: &Lua, args: MultiValue) -> Option<BuilderConfig> {
     }
 
     let description_format: Option<String> = kw.optional("description_format");
+    // The web pages that would render it are not built yet.
+    kw.unimplemented_when("description_format", description_format.is_some());
     if let Some(format) = description_format.as_deref().filter(|f| *f != "markdown") {
         kw.error(format!(
             "option 'description_format' must be 'markdown', got '{format}'"

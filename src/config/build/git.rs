@@ -156,6 +156,10 @@ fn git(lua: &Lua, args: MultiValue) -> Option<StepConfig> {
     let ssh_known_hosts: Option<Renderable> = kw.optional("sshKnownHosts");
     kw.unimplemented("auth_credentials");
     kw.unimplemented("git_credentials");
+    let remote_submodules: bool = kw.optional_or("remoteSubmodules", false);
+    kw.unimplemented_when("remoteSubmodules", remote_submodules);
+    let retry_fetch: bool = kw.optional_or("retryFetch", false);
+    kw.unimplemented_when("retryFetch", retry_fetch);
     let codebase: String = kw.optional("codebase").unwrap_or_default();
     let step = GitStep {
         repourl,
@@ -164,13 +168,13 @@ fn git(lua: &Lua, args: MultiValue) -> Option<StepConfig> {
             .unwrap_or_else(|| Renderable::string("HEAD")),
         mode,
         submodules: kw.optional_or("submodules", false),
-        remote_submodules: kw.optional_or("remoteSubmodules", false),
+        remote_submodules,
         tags: kw.optional_or("tags", false),
         shallow,
         reference: kw.optional("reference"),
         filters: kw.optional("filters").unwrap_or_default(),
         progress: kw.optional_or("progress", true),
-        retry_fetch: kw.optional_or("retryFetch", false),
+        retry_fetch,
         clobber_on_failure: kw.optional_or("clobberOnFailure", false),
         get_description: get_description(&mut kw),
         config: kw.optional("config").unwrap_or_default(),
@@ -186,6 +190,21 @@ fn git(lua: &Lua, args: MultiValue) -> Option<StepConfig> {
         log_environ: kw.optional_or("logEnviron", true),
         codebase: codebase.clone(),
     };
+    // Accepted by the config, not yet carried out by the Git step.
+    let not_yet = [
+        ("reference", step.reference.is_some()),
+        ("filters", !step.filters.is_empty()),
+        ("getDescription", step.get_description.is_some()),
+        ("origin", step.origin.is_some()),
+        ("sshPrivateKey", step.ssh_private_key.is_some()),
+        ("sshHostKey", step.ssh_host_key.is_some()),
+        ("sshKnownHosts", step.ssh_known_hosts.is_some()),
+        ("port", step.port != 22),
+        ("retry", step.retry.is_some()),
+    ];
+    for (name, given) in not_yet {
+        kw.unimplemented_when(name, given);
+    }
     let mut common = common(&mut kw, &GIT);
     if !codebase.is_empty() {
         // As Buildbot's Source: the codebase tells apart the steps of a multi-repo build.

@@ -171,16 +171,24 @@ macro_rules! shell_options {
 const DEFAULT_TIMEOUT: u64 = 1200;
 
 fn shell_options(kw: &mut Kwargs) -> ShellOptions {
+    // The local worker runs commands on pipes, keeps every log it is asked for, and
+    // does not count lines yet.
+    let use_pty: Option<bool> = kw.optional("usePTY");
+    kw.unimplemented_when("usePTY", use_pty == Some(true));
+    let lazy: bool = kw.optional_or("lazylogfiles", false);
+    kw.unimplemented_when("lazylogfiles", lazy);
+    let max_lines: Option<u64> = kw.optional("max_lines");
+    kw.unimplemented_when("max_lines", max_lines.is_some());
     ShellOptions {
         env: kw.optional("env").unwrap_or_default(),
         want_stdout: kw.optional_or("want_stdout", true),
         want_stderr: kw.optional_or("want_stderr", true),
-        use_pty: kw.optional("usePTY"),
+        use_pty,
         logfiles: kw.optional("logfiles").unwrap_or_default(),
-        lazylogfiles: kw.optional_or("lazylogfiles", false),
+        lazylogfiles: lazy,
         timeout: optional_seconds(kw, "timeout", Some(DEFAULT_TIMEOUT)),
         max_time: optional_seconds(kw, "maxTime", None),
-        max_lines: kw.optional("max_lines"),
+        max_lines,
         log_environ: kw.optional_or("logEnviron", true),
         interrupt_signal: kw
             .optional("interruptSignal")
@@ -321,7 +329,11 @@ fn warning_counting(kw: &mut Kwargs) -> WarningCounting {
         directory_leave_pattern: kw
             .optional("directoryLeavePattern")
             .unwrap_or_else(|| builtin(DEFAULT_DIRECTORY_LEAVE)),
-        suppression_file: kw.optional("suppressionFile"),
+        suppression_file: {
+            let file: Option<Renderable> = kw.optional("suppressionFile");
+            kw.unimplemented_when("suppressionFile", file.is_some());
+            file
+        },
     }
 }
 
@@ -529,7 +541,11 @@ fn master_shell_command(lua: &Lua, args: MultiValue) -> Option<StepConfig> {
             .map(|c| c.0)
             .unwrap_or_default(),
         env: kw.optional("env").unwrap_or_default(),
-        use_pty: kw.optional_or("usePTY", false),
+        use_pty: {
+            let use_pty = kw.optional_or("usePTY", false);
+            kw.unimplemented_when("usePTY", use_pty);
+            use_pty
+        },
         interrupt_signal: kw
             .optional("interruptSignal")
             .unwrap_or_else(|| "KILL".into()),

@@ -190,7 +190,18 @@ pub(super) fn common(kw: &mut Kwargs, defaults: &Defaults) -> StepCommon {
         hide_step_if: kw
             .optional("hideStepIf")
             .unwrap_or(ValueOrFunction::Value(false)),
-        log_encoding: kw.optional("logEncoding"),
+        log_encoding: {
+            // Output is read as UTF-8 (invalid bytes replaced), which is all that works yet.
+            let encoding: Option<String> = kw.optional("logEncoding");
+            let utf8 = |e: &String| {
+                matches!(
+                    e.to_ascii_lowercase().replace('-', "_").as_str(),
+                    "utf8" | "utf_8"
+                )
+            };
+            kw.unimplemented_when("logEncoding", encoding.as_ref().is_some_and(|e| !utf8(e)));
+            encoding
+        },
         update_build_summary_policy,
         workdir: kw.optional("workdir"),
     }

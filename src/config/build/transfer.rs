@@ -132,6 +132,9 @@ fn file_upload(lua: &Lua, args: MultiValue) -> Option<StepConfig> {
         url: kw.optional("url"),
         url_text: kw.optional("urlText"),
     };
+    // Step links are not shown yet.
+    kw.unimplemented_when("url", step.url.is_some());
+    kw.unimplemented_when("urlText", step.url_text.is_some());
     let common = common(&mut kw, &UPLOAD);
     finish(kw, common, StepKind::FileUpload(step))
 }
