@@ -38,6 +38,19 @@ impl Db {
             .collect()
     }
 
+    /// The builders that have unclaimed, incomplete requests.
+    pub async fn builders_with_pending_requests(
+        &self,
+    ) -> DbResult<std::collections::BTreeSet<i64>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT builderid FROM buildrequests \
+             WHERE complete = 0 AND claimed_by_masterid IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().collect())
+    }
+
     /// Claims requests for this master; false when another claim got there first.
     pub async fn claim_requests(&self, ids: &[i64], masterid: i64) -> DbResult<bool> {
         let mut tx = self.begin_write().await?;

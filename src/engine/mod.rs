@@ -278,7 +278,20 @@ impl Engine {
         if self.ctx.shutdown.is_cancelled() {
             return;
         }
-        let names: Vec<String> = self.builders.keys().cloned().collect();
+        // One query finds the builders with work, rather than one per configured builder.
+        let waiting = match self.ctx.db.builders_with_pending_requests().await {
+            Ok(ids) => ids,
+            Err(error) => {
+                tracing::error!("cannot look for pending build requests: {error}");
+                return;
+            }
+        };
+        let names: Vec<String> = self
+            .builders
+            .iter()
+            .filter(|(_, builder)| waiting.contains(&builder.id))
+            .map(|(name, _)| name.clone())
+            .collect();
         for name in names {
             if let Err(error) = self.start_builds_of(&name, builds).await {
                 tracing::error!(builder = %name, "cannot start builds: {error}");
