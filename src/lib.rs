@@ -15,5 +15,6 @@ pub mod model;
 pub mod process;
 pub mod schedulers;
 pub mod script;
+pub mod status;
 pub mod steps;
 pub mod www;

@@ -10,11 +10,13 @@ mod builds;
 mod buildsets;
 mod changes;
 mod logs;
+mod outbox;
 mod registry;
 
 pub use builds::PendingRequest;
 pub use buildsets::{BuildsetSpec, SourceStampSpec};
 pub use changes::ChangeSpec;
+pub use outbox::{NewMessage, OutboxMessage};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -25,7 +27,10 @@ use sqlx::{AnyPool, Executor};
 use thiserror::Error;
 
 /// Embedded migrations, applied in order at start; a migration is never edited once landed.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_outbox.sql")),
+];
 
 /// The SQL flavour behind a [`Db`], where the portable schema needs a word of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

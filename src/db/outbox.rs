@@ -1,0 +1,250 @@
+//! The outbox table: notifications written before delivery, marked sent after it.
+
+use sqlx::Row;
+
+use super::{now, Db, DbResult};
+
+/// A notification to write: rendered, addressed, not yet sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewMessage {
+    pub reporter: String,
+    pub kind: String,
+    /// What the message is about; a second message with the same key is not written.
+    pub dedup_key: String,
+    pub summary: String,
+    pub meta: serde_json::Value,
+    pub body: Vec<u8>,
+}
+
+/// A stored notification.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub reporter: String,
+    pub kind: String,
+    pub dedup_key: String,
+    pub summary: String,
+    pub meta: serde_json::Value,
+    pub body: Vec<u8>,
+    /// `pending`, `sent` or `dead`.
+    pub state: String,
+    pub attempts: i64,
+    pub created_at: f64,
+    pub next_attempt_at: f64,
+    pub sent_at: Option<f64>,
+    pub last_error: Option<String>,
+}
+
+const COLUMNS: &str = "id, reporter, kind, dedup_key, summary, meta, body, state, attempts, \
+                       created_at, next_attempt_at, sent_at, last_error";
+
+fn message_of(row: &sqlx::any::AnyRow) -> DbResult<OutboxMessage> {
+    let meta: String = row.try_get("meta")?;
+    Ok(OutboxMessage {
+        id: row.try_get("id")?,
+        reporter: row.try_get("reporter")?,
+        kind: row.try_get("kind")?,
+        dedup_key: row.try_get("dedup_key")?,
+        summary: row.try_get("summary")?,
+        meta: serde_json::from_str(&meta).map_err(|e| super::DbError::Corrupt(e.to_string()))?,
+        body: row.try_get("body")?,
+        state: row.try_get("state")?,
+        attempts: row.try_get("attempts")?,
+        created_at: row.try_get("created_at")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        sent_at: row.try_get("sent_at")?,
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+impl Db {
+    /// Writes a pending message, due now. `None` when the reporter already has a message
+    /// with this key (the event was seen before).
+    pub async fn add_outbox_message(&self, message: &NewMessage) -> DbResult<Option<i64>> {
+        let at = now();
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO outbox (reporter, kind, dedup_key, summary, meta, body, state, \
+             attempts, created_at, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7) \
+             ON CONFLICT (reporter, dedup_key) DO NOTHING RETURNING id",
+        )
+        .bind(&message.reporter)
+        .bind(&message.kind)
+        .bind(&message.dedup_key)
+        .bind(&message.summary)
+        .bind(message.meta.to_string())
+        .bind(&message.body)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// The reporter's pending messages that are due at `at`, oldest first.
+    pub async fn due_outbox_messages(
+        &self,
+        reporter: &str,
+        at: f64,
+        limit: i64,
+    ) -> DbResult<Vec<OutboxMessage>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE reporter = $1 AND state = 'pending' \
+             AND next_attempt_at <= $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(reporter)
+        .bind(at)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_of).collect()
+    }
+
+    /// When the reporter's next pending message falls due, if it has one.
+    pub async fn next_outbox_due(&self, reporter: &str) -> DbResult<Option<f64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE reporter = $1 AND state = 'pending'",
+        )
+        .bind(reporter)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Marks messages the peer accepted.
+    pub async fn mark_outbox_sent(&self, ids: &[i64]) -> DbResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let list = ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        sqlx::query(&format!(
+            "UPDATE outbox SET state = 'sent', sent_at = $1, attempts = attempts + 1, \
+             last_error = NULL WHERE id IN ({list})"
+        ))
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: the message is tried again at `retry_at`, or, with `None`,
+    /// is dead.
+    pub async fn mark_outbox_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<f64>,
+    ) -> DbResult<()> {
+        let (state, at) = match retry_at {
+            Some(at) => ("pending", at),
+            None => ("dead", now()),
+        };
+        sqlx::query(
+            "UPDATE outbox SET state = $1, next_attempt_at = $2, attempts = attempts + 1, \
+             last_error = $3 WHERE id = $4",
+        )
+        .bind(state)
+        .bind(at)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Messages for listings, newest first: a reporter's or everyone's, in some states.
+    pub async fn outbox_messages(
+        &self,
+        reporter: Option<&str>,
+        states: &[&str],
+    ) -> DbResult<Vec<OutboxMessage>> {
+        let states = states
+            .iter()
+            .map(|s| format!("'{}'", s.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(",");
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE ($1 IS NULL OR reporter = $1) \
+             AND state IN ({states}) ORDER BY id DESC"
+        ))
+        .bind(reporter)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_of).collect()
+    }
+
+    /// Forgets sent messages older than `before`; pending and dead ones stay.
+    pub async fn prune_sent_outbox(&self, before: f64) -> DbResult<u64> {
+        let done = sqlx::query("DELETE FROM outbox WHERE state = 'sent' AND sent_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn message(key: &str) -> NewMessage {
+        NewMessage {
+            reporter: "MailNotifier".into(),
+            kind: "mail".into(),
+            dedup_key: key.into(),
+            summary: format!("about {key}"),
+            meta: json!({"from": "bb@example.org", "to": ["a@example.org"]}),
+            body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_is_written_once_retried_then_sent_or_dead() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path()).await.unwrap();
+        let first = db.add_outbox_message(&message("build:1")).await.unwrap();
+        assert!(first.is_some());
+        assert_eq!(db.add_outbox_message(&message("build:1")).await.unwrap(), None);
+        let second = db.add_outbox_message(&message("build:2")).await.unwrap();
+
+        let due = db
+            .due_outbox_messages("MailNotifier", now(), 10)
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 2);
+        assert_eq!(due[0].body, message("build:1").body);
+        assert_eq!(due[0].meta, message("build:1").meta);
+
+        let later = now() + 100.0;
+        db.mark_outbox_failed(due[0].id, "451 try later", Some(later))
+            .await
+            .unwrap();
+        db.mark_outbox_sent(&[second.unwrap()]).await.unwrap();
+        assert!(db
+            .due_outbox_messages("MailNotifier", now(), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            db.next_outbox_due("MailNotifier").await.unwrap(),
+            Some(later)
+        );
+
+        db.mark_outbox_failed(due[0].id, "550 no such user", None)
+            .await
+            .unwrap();
+        let dead = db
+            .outbox_messages(Some("MailNotifier"), &["pending", "dead"])
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].state, "dead");
+        assert_eq!(dead[0].attempts, 2);
+        assert_eq!(dead[0].last_error.as_deref(), Some("550 no such user"));
+        assert_eq!(db.next_outbox_due("MailNotifier").await.unwrap(), None);
+        assert_eq!(db.prune_sent_outbox(now() + 1.0).await.unwrap(), 1);
+    }
+}

@@ -1,0 +1,4 @@
+//! Running status targets, and what they share: the outbox.
+
+pub mod mail;
+pub mod outbox;
