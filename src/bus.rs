@@ -21,6 +21,17 @@ impl Event {
     pub fn parts(&self) -> impl Iterator<Item = &str> {
         self.key.split('/')
     }
+
+    /// The id in a key of the form `KIND/ID/NAME` (`builds/17/finished`), if it is one.
+    pub fn id_of(&self, kind: &str, name: &str) -> Option<i64> {
+        let mut parts = self.parts();
+        let (Some(k), Some(id), Some(e), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        (k == kind && e == name).then(|| id.parse().ok()).flatten()
+    }
 }
 
 /// A broadcast channel of events. A subscriber that falls more than the capacity behind

@@ -34,6 +34,7 @@
 ---@field slavePortnum integer|string 0.8 spelling of c['protocols'].pb.port.
 ---@field www table Buildbot 0.9's web server: {port=8010, ...}, the same as a WebStatus.
 ---@field lua { timeout: number?, memoryLimit: integer? } Limits for each Lua callback: seconds (default 5) and VM bytes (default 256 MiB).
+---@field outbox { retryDelay: number?, maxRetryDelay: number?, giveUpAfter: number? } How status targets retry delivery, in seconds (defaults 1, 300, 86400).
 BuildmasterConfig = {}
 
 ---@class buildbot.Namespaces

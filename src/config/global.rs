@@ -8,10 +8,11 @@ use mlua::{Lua, Table, Value};
 use super::build::{BuilderConfig, ChangeSourceConfig, SchedulerConfig, WorkerConfig};
 use super::errors::{report, report_unimplemented, unknown, ConfigError, Location};
 use super::kwargs::{FromOption, OptionError};
-use super::status::StatusTarget;
+use super::status::{MailNotifierConfig, StatusTarget};
 use super::PortSpec;
 use crate::model::Properties;
 use crate::script::HostLimits;
+use crate::status::outbox::RetryPolicy;
 
 /// Every key `BuildmasterConfig` accepts.
 pub const GLOBAL_KEYS: &[&str] = &[
@@ -32,6 +33,7 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "slavePortnum",
     "www",
     "lua",
+    "outbox",
     // Accepted so a translated master.cfg loads, but not implemented yet.
     "changeHorizon",
     "buildHorizon",
@@ -111,11 +113,27 @@ pub struct MasterConfig {
     pub change_sources: Vec<ChangeSourceConfig>,
     /// `c['lua'] = {timeout=SECONDS, memoryLimit=BYTES}`: what one Lua callback may take.
     pub script_limits: HostLimits,
+    /// `c['outbox'] = {retryDelay=SECONDS, maxRetryDelay=SECONDS, giveUpAfter=SECONDS}`: how
+    /// status targets retry delivery.
+    pub outbox: RetryPolicy,
     /// `c['status']` and `c['services']`, with `c['www']` as a WebStatus among them.
     pub status: Vec<StatusTarget>,
     /// Lists that held an object whose own errors were reported: cross-checks against such a
     /// list would only repeat them.
     pub(super) incomplete: Vec<&'static str>,
+}
+
+impl MasterConfig {
+    /// The MailNotifiers among the status targets.
+    pub fn mail_notifiers(&self) -> Vec<MailNotifierConfig> {
+        self.status
+            .iter()
+            .filter_map(|target| match target {
+                StatusTarget::MailNotifier(config) => Some(config.as_ref().clone()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// Where each top-level key was assigned, to point errors at it.
@@ -304,6 +322,7 @@ pub(super) fn read(
             .unwrap_or_default(),
         worker_port: read_worker_port(&keys),
         script_limits: read_script_limits(&keys),
+        outbox: read_outbox_policy(&keys),
         workers,
         builders,
         schedulers,
@@ -388,6 +407,43 @@ fn read_script_limits(keys: &KeyReader) -> HostLimits {
         }
     }
     limits
+}
+
+const OUTBOX_KEYS: &[&str] = &["retryDelay", "maxRetryDelay", "giveUpAfter"];
+
+fn read_outbox_policy(keys: &KeyReader) -> RetryPolicy {
+    let mut policy = RetryPolicy::default();
+    let Some(table) = keys.get::<BTreeMap<String, f64>>("outbox") else {
+        return policy;
+    };
+    for (key, value) in table {
+        let slot = match key.as_str() {
+            "retryDelay" => &mut policy.first_delay,
+            "maxRetryDelay" => &mut policy.max_delay,
+            "giveUpAfter" => &mut policy.give_up_after,
+            other => {
+                keys.error(
+                    "outbox",
+                    format!("c['outbox']: {}", unknown("key", other, OUTBOX_KEYS)),
+                );
+                continue;
+            }
+        };
+        match std::time::Duration::try_from_secs_f64(value) {
+            Ok(duration) if value > 0.0 => *slot = duration,
+            _ => keys.error(
+                "outbox",
+                format!("c['outbox']['{key}'] must be a positive number of seconds, got {value}"),
+            ),
+        }
+    }
+    if policy.max_delay < policy.first_delay {
+        keys.error(
+            "outbox",
+            "c['outbox']['maxRetryDelay'] must be at least 'retryDelay'",
+        );
+    }
+    policy
 }
 
 fn read_worker_port(keys: &KeyReader) -> Option<PortSpec> {

@@ -15,6 +15,7 @@ pub mod builds;
 pub mod changes;
 pub mod forceschedulers;
 pub mod json_text;
+pub mod outbox;
 pub mod query;
 pub mod registry;
 

@@ -114,11 +114,7 @@ impl Db {
         if ids.is_empty() {
             return Ok(());
         }
-        let list = ids
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         sqlx::query(&format!(
             "UPDATE outbox SET state = 'sent', sent_at = $1, attempts = attempts + 1, \
              last_error = NULL WHERE id IN ({list})"
@@ -204,10 +200,15 @@ mod tests {
     #[tokio::test]
     async fn a_message_is_written_once_retried_then_sent_or_dead() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open("sqlite:///state.sqlite", dir.path()).await.unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
         let first = db.add_outbox_message(&message("build:1")).await.unwrap();
         assert!(first.is_some());
-        assert_eq!(db.add_outbox_message(&message("build:1")).await.unwrap(), None);
+        assert_eq!(
+            db.add_outbox_message(&message("build:1")).await.unwrap(),
+            None
+        );
         let second = db.add_outbox_message(&message("build:2")).await.unwrap();
 
         let due = db

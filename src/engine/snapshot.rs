@@ -124,6 +124,24 @@ impl LogSource for StoredLog {
     }
 }
 
+/// The id and result of the most recent finished build of a builder numbered below
+/// `number`.
+pub async fn previous_finished(
+    db: &Db,
+    builderid: i64,
+    number: i64,
+) -> DbResult<Option<(i64, Option<BuildResult>)>> {
+    let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT id, results FROM builds WHERE builderid = $1 AND number < $2 \
+         AND complete_at IS NOT NULL ORDER BY number DESC LIMIT 1",
+    )
+    .bind(builderid)
+    .bind(number)
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(row.map(|(id, results)| (id, results.and_then(BuildResult::from_code))))
+}
+
 struct StoredHistory {
     db: Db,
     runtime: Handle,
@@ -136,16 +154,8 @@ impl BuildHistory for StoredHistory {
         number: i64,
     ) -> anyhow::Result<Option<Arc<BuildInfo>>> {
         self.runtime.block_on(async {
-            let previous: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM builds WHERE builderid = $1 AND number < $2 \
-                 AND complete_at IS NOT NULL ORDER BY number DESC LIMIT 1",
-            )
-            .bind(builder.id)
-            .bind(number)
-            .fetch_optional(&self.db.pool)
-            .await?;
-            match previous {
-                Some(id) => Ok(Some(Arc::new(build_info(&self.db, id).await?))),
+            match previous_finished(&self.db, builder.id, number).await? {
+                Some((id, _)) => Ok(Some(Arc::new(build_info(&self.db, id).await?))),
                 None => Ok(None),
             }
         })

@@ -20,6 +20,7 @@ use crate::db::Db;
 use crate::engine::{Engine, Reconfigure, SHUTDOWN_GRACE};
 use crate::schedulers::RunningScheduler;
 use crate::script::ScriptHost;
+use crate::status::mail::MailNotifier;
 use crate::www;
 pub use control::{Control, ControlError, ControlRequest, Submitted};
 pub use reconfig::{Outcome, RECONFIG_FILE};
@@ -65,6 +66,7 @@ pub struct Master {
     /// Each with its name, which a reconfig diffs on.
     change_sources: Vec<(String, RunningSource)>,
     schedulers: Vec<(String, RunningScheduler)>,
+    mail_notifiers: Vec<(String, MailNotifier)>,
     web: Option<JoinHandle<anyhow::Result<()>>>,
     /// Where the web server listens, when the config has one.
     pub web_address: Option<std::net::SocketAddr>,
@@ -125,6 +127,11 @@ impl Master {
             let running = RunningScheduler::start(&context, scheduler).await?;
             schedulers.push((RunningScheduler::name_of(scheduler).to_string(), running));
         }
+        let mut mail_notifiers = Vec::new();
+        for notifier in &config.mail_notifiers() {
+            let running = MailNotifier::start(&context, notifier).await?;
+            mail_notifiers.push((MailNotifier::name_of(notifier).to_string(), running));
+        }
         let (engine_reconfigs, engine_reconfig_receiver) = mpsc::channel(1);
         let engine = tokio::spawn(engine.run(requests, engine_reconfig_receiver, SHUTDOWN_GRACE));
         let web_address = web.as_ref().and_then(|listener| listener.local_addr().ok());
@@ -139,6 +146,7 @@ impl Master {
             engine_reconfigs,
             change_sources,
             schedulers,
+            mail_notifiers,
             web,
             web_address,
             reconfig_sender,
@@ -174,6 +182,10 @@ impl Master {
             scheduler.stop().await;
         }
         self.engine.await?;
+        // After the engine: builds that finish in the grace period are mailed too.
+        for (_, notifier) in self.mail_notifiers {
+            notifier.stop().await;
+        }
         if let Some(web) = self.web {
             web.await??;
         }

@@ -180,6 +180,16 @@ impl Master {
             &mut failures,
         )
         .await;
+        let notifiers = std::mem::take(&mut self.mail_notifiers);
+        self.mail_notifiers = reconcile(
+            &ctx,
+            "status target",
+            notifiers,
+            &config.mail_notifiers(),
+            &mut diff,
+            &mut failures,
+        )
+        .await;
         if failures.is_empty() {
             Outcome {
                 ok: true,

@@ -91,7 +91,7 @@ impl Basic {
                 }
                 event = next_event(&mut events, &self.config.base.name) => {
                     let Some(event) = event else { break };
-                    if let Some(changeid) = super::event_id(&event, "changes", "new") {
+                    if let Some(changeid) = event.id_of("changes", "new") {
                         if let Err(error) = self.got_change_event(changeid).await {
                             tracing::warn!(scheduler = self.name(), "cannot handle change {changeid}: {error}");
                         }

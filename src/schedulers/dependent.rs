@@ -63,9 +63,9 @@ impl Dependent {
                 }
                 event = next_event(&mut events, &self.config.base.name) => {
                     let Some(event) = event else { break };
-                    let result = if let Some(bsid) = super::event_id(&event, "buildsets", "new") {
+                    let result = if let Some(bsid) = event.id_of("buildsets", "new") {
                         self.buildset_new(bsid).await
-                    } else if let Some(bsid) = super::event_id(&event, "buildsets", "complete") {
+                    } else if let Some(bsid) = event.id_of("buildsets", "complete") {
                         self.check_completed(Some(bsid)).await
                     } else {
                         Ok(())

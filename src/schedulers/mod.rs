@@ -541,17 +541,6 @@ impl LastCodebases {
     }
 }
 
-/// The id in a bus key `KIND/ID/EVENT`, for the given kind and event.
-fn event_id(event: &Event, kind: &str, name: &str) -> Option<i64> {
-    let mut parts = event.parts();
-    let (Some(k), Some(id), Some(e), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    (k == kind && e == name).then(|| id.parse().ok()).flatten()
-}
-
 /// Waits for the next bus event; `None` when the bus is gone. Missed events are logged:
 /// the bus keeps a bounded backlog, and a scheduler that falls that far behind loses them.
 async fn next_event(

@@ -103,7 +103,7 @@ impl Timed {
                     }
                 } => {
                     let Some(event) = event else { break };
-                    if let Some(changeid) = super::event_id(&event, "changes", "new") {
+                    if let Some(changeid) = event.id_of("changes", "new") {
                         if let Err(error) = self.got_change(changeid).await {
                             tracing::warn!(scheduler = self.name(), "cannot handle change {changeid}: {error}");
                         }

@@ -36,6 +36,7 @@ use super::objects::{
 use super::renderable::{lua_serialize_options, RenderData, RenderError, Renderable};
 use super::Callback;
 use crate::config::kwargs::describe;
+use crate::config::status::LuaHandle;
 use crate::config::Location;
 use crate::model::{BuildInfo, Change, MasterInfo, SourceStamp};
 
@@ -76,6 +77,8 @@ pub enum Arg {
     Master(Arc<MasterInfo>),
     /// A `Properties` object, as renderers receive.
     Properties(Arc<RenderData>),
+    /// A value the config holds (a `lookup` object, passed as `self` to its method).
+    Handle(LuaHandle),
 }
 
 impl From<serde_json::Value> for Arg {
@@ -121,6 +124,7 @@ impl Arg {
             Arg::Change(change) => lua.create_userdata(LuaChange(change)).map(userdata),
             Arg::Master(master) => lua.create_userdata(LuaMaster(master)).map(userdata),
             Arg::Properties(data) => lua.create_userdata(LuaProperties(data)).map(userdata),
+            Arg::Handle(handle) => handle.value(lua),
         }
     }
 }

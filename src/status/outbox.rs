@@ -51,9 +51,10 @@ impl RetryPolicy {
     /// The wait before attempt `failures + 1`: exponential, capped, with jitter over its
     /// upper half so that messages failed together do not retry together.
     pub fn delay(&self, failures: u32) -> Duration {
-        let exponential = self
-            .first_delay
-            .saturating_mul(1u32.checked_shl(failures.saturating_sub(1)).unwrap_or(u32::MAX));
+        let exponential = self.first_delay.saturating_mul(
+            1u32.checked_shl(failures.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        );
         let capped = exponential.min(self.max_delay);
         capped.mul_f64(0.5 + fastrand::f64() * 0.5)
     }
@@ -107,6 +108,11 @@ impl<T: Transport> Delivery<T> {
     /// Says a message was written: deliver now rather than at the next due time.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// A handle to [`Delivery::wake`] with, for the task that writes the messages.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
     }
 
     /// The next batch goes through `transport` (a reconfig changed the peer) under `policy`.
@@ -235,7 +241,11 @@ mod tests {
                 .iter()
                 .map(|message| {
                     if self.0.up.load(Ordering::SeqCst) {
-                        self.0.accepted.lock().unwrap().push(message.summary.clone());
+                        self.0
+                            .accepted
+                            .lock()
+                            .unwrap()
+                            .push(message.summary.clone());
                         Ok(())
                     } else {
                         Err("peer: connection refused".into())
@@ -275,7 +285,14 @@ mod tests {
     #[test]
     fn delays_double_with_jitter_up_to_the_cap() {
         let policy = RetryPolicy::default();
-        for (failures, full) in [(1, 1.0), (2, 2.0), (3, 4.0), (9, 256.0), (10, 300.0), (60, 300.0)] {
+        for (failures, full) in [
+            (1, 1.0),
+            (2, 2.0),
+            (3, 4.0),
+            (9, 256.0),
+            (10, 300.0),
+            (60, 300.0),
+        ] {
             let delay = policy.delay(failures).as_secs_f64();
             assert!(delay >= full / 2.0 && delay <= full, "{failures}: {delay}");
         }
@@ -284,7 +301,9 @@ mod tests {
     #[tokio::test]
     async fn messages_wait_for_a_peer_that_is_down_then_go_once_each_in_one_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open("sqlite:///state.sqlite", dir.path()).await.unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
         let peer = Arc::new(Peer::default());
         let delivery = Delivery::spawn(db.clone(), "test".into(), ToPeer(peer.clone()), FAST);
         for n in 0..10 {
@@ -294,7 +313,10 @@ mod tests {
         until(|| peer.connections.load(Ordering::SeqCst) >= 3).await;
         peer.up.store(true, Ordering::SeqCst);
         until(|| peer.accepted.lock().unwrap().len() == 10).await;
-        let pending = db.outbox_messages(None, &["pending", "dead"]).await.unwrap();
+        let pending = db
+            .outbox_messages(None, &["pending", "dead"])
+            .await
+            .unwrap();
         assert!(pending.is_empty());
         let mut accepted = peer.accepted.lock().unwrap().clone();
         accepted.sort();
@@ -306,7 +328,9 @@ mod tests {
     #[tokio::test]
     async fn a_restart_resumes_and_old_failures_end_dead_with_their_error() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open("sqlite:///state.sqlite", dir.path()).await.unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
         db.add_outbox_message(&message(1)).await.unwrap();
         let peer = Arc::new(Peer::default());
         let brief = RetryPolicy {
@@ -314,9 +338,7 @@ mod tests {
             ..FAST
         };
         let delivery = Delivery::spawn(db.clone(), "test".into(), ToPeer(peer.clone()), brief);
-        let dead = || async {
-            db.outbox_messages(Some("test"), &["dead"]).await.unwrap()
-        };
+        let dead = || async { db.outbox_messages(Some("test"), &["dead"]).await.unwrap() };
         for _ in 0..200 {
             if !dead().await.is_empty() {
                 break;
@@ -325,7 +347,10 @@ mod tests {
         }
         let dead = dead().await;
         assert_eq!(dead.len(), 1);
-        assert_eq!(dead[0].last_error.as_deref(), Some("peer: connection refused"));
+        assert_eq!(
+            dead[0].last_error.as_deref(),
+            Some("peer: connection refused")
+        );
         delivery.stop().await;
 
         // Written while no delivery task runs, as if the master had died: the next one

@@ -40,6 +40,9 @@ pub enum Endpoint {
     ChangeSource,
     ForceSchedulers,
     ForceScheduler,
+    Reporters,
+    Reporter,
+    Messages,
 }
 
 #[derive(Clone, Debug)]
@@ -231,6 +234,9 @@ fn patterns() -> &'static [Pattern] {
         add("forceschedulers", ForceSchedulers);
         add("builders/n:builderid/forceschedulers", ForceSchedulers);
         add("forceschedulers/i:schedulername", ForceScheduler);
+        add("reporters", Reporters);
+        add("reporters/s:reportername", Reporter);
+        add("reporters/s:reportername/messages", Messages);
         table
             .into_iter()
             .map(|(pattern, endpoint)| Pattern {

@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value};
 use super::paths::{resolve, Endpoint};
 use crate::data::builds::{self, BuilderRef, BuildsOf, RawLog};
 use crate::data::changes::{self, ChangesOf};
-use crate::data::forceschedulers;
 use crate::data::registry::{self, BuildersOf, WorkersOf};
+use crate::data::{forceschedulers, outbox};
 use crate::data::{json_text, Entity, JsonPage, Page, Query};
 use crate::db::DbError;
 use crate::master::{Context, ControlError};
@@ -95,6 +95,8 @@ fn entity(endpoint: Endpoint) -> &'static Entity {
         Schedulers | Scheduler => &registry::SCHEDULER,
         ChangeSources | ChangeSource => &registry::CHANGESOURCE,
         ForceSchedulers | ForceScheduler => &forceschedulers::FORCESCHEDULER,
+        Reporters | Reporter => &outbox::REPORTER,
+        Messages => &outbox::MESSAGE,
     }
 }
 
@@ -116,6 +118,8 @@ fn is_collection(endpoint: Endpoint) -> bool {
             | Schedulers
             | ChangeSources
             | ForceSchedulers
+            | Reporters
+            | Messages
     )
 }
 
@@ -378,11 +382,21 @@ async fn answer(context: &Context, path: &str, raw_query: &str) -> Result<Answer
             };
             let items =
                 forceschedulers::forceschedulers(&context.config.current(), builder.as_deref());
-            let mut page = query.page(items, None);
-            for item in &mut page.items {
-                query.project(item);
-            }
-            return collection(page);
+            return collection(paged(&query, items));
+        }
+        Reporters => {
+            let items = outbox::reporters(db, &context.config.current()).await?;
+            return collection(paged(&query, items));
+        }
+        Reporter => {
+            let name = args.text("reportername").unwrap_or_default();
+            let items = outbox::reporters(db, &context.config.current()).await?;
+            items.into_iter().find(|r| r["name"] == name)
+        }
+        Messages => {
+            let name = args.text("reportername").unwrap_or_default();
+            let items = outbox::messages(db, name).await?;
+            return collection(paged(&query, items));
         }
         ForceScheduler => forceschedulers::forcescheduler(
             &context.config.current(),
@@ -392,6 +406,15 @@ async fn answer(context: &Context, path: &str, raw_query: &str) -> Result<Answer
     let mut item = single.ok_or_else(not_found)?;
     query.project(&mut item);
     Ok(Answer::Single(entity, item))
+}
+
+/// Items read whole, filtered, ordered, paged and projected as the query asks.
+fn paged(query: &Query, items: Vec<Value>) -> Page {
+    let mut page = query.page(items, None);
+    for item in &mut page.items {
+        query.project(item);
+    }
+    page
 }
 
 /// Builds as the database writes them when it can, else read into values.

@@ -1,0 +1,97 @@
+//! The outbox as the REST API shows it: `/reporters` (each status target that sends
+//! something, with how many of its messages wait or died) and
+//! `/reporters/NAME/messages` (those messages, newest first).
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::query::FieldType as F;
+use super::Entity;
+use crate::config::MasterConfig;
+use crate::db::{Db, DbResult, OutboxMessage};
+
+pub const REPORTER: Entity = Entity {
+    name: "reporter",
+    plural: "reporters",
+    fields: &[
+        ("name", F::String),
+        ("kind", F::String),
+        ("configured", F::Boolean),
+        ("pending", F::Integer),
+        ("dead", F::Integer),
+    ],
+};
+
+pub const MESSAGE: Entity = Entity {
+    name: "message",
+    plural: "messages",
+    fields: &[
+        ("messageid", F::Integer),
+        ("reporter", F::String),
+        ("kind", F::String),
+        ("about", F::String),
+        ("summary", F::String),
+        ("state", F::String),
+        ("attempts", F::Integer),
+        ("created_at", F::DateTime),
+        ("next_attempt_at", F::DateTime),
+        ("last_error", F::String),
+        ("recipients", F::StringList),
+    ],
+};
+
+/// The states a listing shows: what has not been delivered.
+const UNSENT: &[&str] = &["pending", "dead"];
+
+/// Every configured status target but the web server, and any other that still has
+/// messages in the outbox (one removed by a reconfig, say).
+pub async fn reporters(db: &Db, config: &MasterConfig) -> DbResult<Vec<Value>> {
+    let mut counts: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for message in db.outbox_messages(None, UNSENT).await? {
+        let count = counts.entry(message.reporter).or_default();
+        match message.state.as_str() {
+            "pending" => count.0 += 1,
+            _ => count.1 += 1,
+        }
+    }
+    let mut items = Vec::new();
+    for target in config.status.iter().filter(|t| t.kind() != "WebStatus") {
+        let (pending, dead) = counts.remove(target.name()).unwrap_or_default();
+        items.push(
+            json!({"name": target.name(), "kind": target.kind(), "configured": true,
+                          "pending": pending, "dead": dead}),
+        );
+    }
+    for (name, (pending, dead)) in counts {
+        items.push(json!({"name": name, "kind": null, "configured": false,
+                          "pending": pending, "dead": dead}));
+    }
+    Ok(items)
+}
+
+/// A reporter's pending and dead messages, newest first.
+pub async fn messages(db: &Db, reporter: &str) -> DbResult<Vec<Value>> {
+    Ok(db
+        .outbox_messages(Some(reporter), UNSENT)
+        .await?
+        .iter()
+        .map(message)
+        .collect())
+}
+
+fn message(message: &OutboxMessage) -> Value {
+    json!({
+        "messageid": message.id,
+        "reporter": message.reporter,
+        "kind": message.kind,
+        "about": message.dedup_key,
+        "summary": message.summary,
+        "state": message.state,
+        "attempts": message.attempts,
+        "created_at": message.created_at as i64,
+        "next_attempt_at": message.next_attempt_at as i64,
+        "last_error": message.last_error,
+        "recipients": message.meta["to"],
+    })
+}
