@@ -66,6 +66,10 @@ const BATCH: i64 = 100;
 /// The wait before trying storage again after it failed.
 const STORAGE_RETRY: Duration = Duration::from_secs(1);
 
+/// Sent messages are kept this long (for a look at what went out), then forgotten.
+const KEEP_SENT: Duration = Duration::from_secs(7 * 24 * 3600);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// What the delivery task reads afresh before each batch: a reconfig replaces it.
 struct Settings<T> {
     transport: Arc<T>,
@@ -138,7 +142,14 @@ async fn deliver_forever<T: Transport>(
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) {
+    let mut pruned_at: Option<std::time::Instant> = None;
     while !stop.is_cancelled() {
+        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(std::time::Instant::now());
+            if let Err(error) = db.prune_sent_outbox(now() - KEEP_SENT.as_secs_f64()).await {
+                tracing::warn!("{reporter}: cannot prune sent messages: {error}");
+            }
+        }
         let (transport, policy) = {
             let settings = settings.lock().unwrap_or_else(|e| e.into_inner());
             (settings.transport.clone(), settings.policy)
