@@ -114,7 +114,11 @@ async fn run() -> anyhow::Result<()> {
     .fetch_all(&master.context.db.pool)
     .await?;
     waits.sort_by(f64::total_cmp);
-    anyhow::ensure!(waits.len() == PACED_BUILDS, "{} paced mails sent", waits.len());
+    anyhow::ensure!(
+        waits.len() == PACED_BUILDS,
+        "{} paced mails sent",
+        waits.len()
+    );
     println!(
         "  outbox wait, written to accepted by the relay, {PACED_BUILDS} builds one at a time: \
          median {:.2} ms, p99 {:.2} ms",

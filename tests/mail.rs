@@ -1,9 +1,9 @@
 //! MailNotifier end to end: real builds, a real SMTP server (aiosmtpd) on loopback, mail
 //! parsed back with Python's MIME parser.
 
-mod support;
 #[path = "support/smtp.rs"]
 mod smtp;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,10 +26,11 @@ fn config(port: u16, status: &str) -> String {
 local c = BuildmasterConfig
 c['buildbotURL'] = 'http://ci.example.org/'
 c['title'] = 'Moon'
+c['www'] = {{port='tcp:0:interface=127.0.0.1'}}
 c['workers'] = {{worker.LocalWorker('local')}}
 local function factory()
   local f = util.BuildFactory()
-  f:addStep(steps.ShellCommand{{name='run', decodeRC={{[0]=util.SUCCESS, [1]=util.WARNINGS, [2]=util.FAILURE, [3]=util.EXCEPTION}},
+  f:addStep(steps.ShellCommand{{name='run', warnOnWarnings=true, decodeRC={{[0]=util.SUCCESS, [1]=util.WARNINGS, [2]=util.FAILURE, [3]=util.EXCEPTION}},
     command={{'sh', '-c', util.Interpolate('echo first line; echo second line; exit %(prop:rc:-0)s')}}}})
   return f
 end
@@ -74,7 +75,14 @@ fn by_recipient(mails: &[ReceivedMail]) -> BTreeMap<String, Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_mode_mails_exactly_the_builds_it_names() {
     let server = SmtpServer::start(SmtpOptions::default());
-    let modes = ["change", "failing", "passing", "problem", "warnings", "exception"];
+    let modes = [
+        "change",
+        "failing",
+        "passing",
+        "problem",
+        "warnings",
+        "exception",
+    ];
     let status: String = modes
         .iter()
         .map(|mode| {
@@ -89,7 +97,14 @@ async fn each_mode_mails_exactly_the_builds_it_names() {
     let dir = tempfile::tempdir().unwrap();
     let master = start(dir.path(), &config(server.port(), &status)).await;
     use BuildResult::*;
-    let sequence = [(0, Success), (2, Failure), (2, Failure), (0, Success), (1, Warnings), (3, Exception)];
+    let sequence = [
+        (0, Success),
+        (2, Failure),
+        (2, Failure),
+        (0, Success),
+        (1, Warnings),
+        (3, Exception),
+    ];
     for (rc, expected) in sequence {
         assert_eq!(build(&master, "b", rc).await, expected);
     }
@@ -112,7 +127,7 @@ async fn each_mode_mails_exactly_the_builds_it_names() {
     })
     .collect();
     let total = expected.values().map(Vec::len).sum();
-    let mails = server.wait_for(total, WAIT);
+    let mails = server.wait_for(total, WAIT).await;
     let mut seen = by_recipient(&mails);
     seen.values_mut().for_each(|builds| builds.sort());
     assert_eq!(seen, expected);
@@ -198,7 +213,10 @@ async fn interested_users_get_to_extras_cc_and_logs_and_patches_are_attached() {
         scheduler: "test".into(),
         sourcestamp_ids: vec![ssid],
         properties: moonbot::model::Properties::from_pairs(
-            [("rc", json!(2)), ("owner", json!("Carol <carol@elsewhere.org>"))],
+            [
+                ("rc", json!(2)),
+                ("owner", json!("Carol <carol@elsewhere.org>")),
+            ],
             "Test",
         ),
         builder_ids: vec![builderid],
@@ -216,31 +234,46 @@ async fn interested_users_get_to_extras_cc_and_logs_and_patches_are_attached() {
         .unwrap();
     }
     assert_eq!(complete(&master, bsid).await, BuildResult::Failure);
-    let mails = server.wait_for(2, WAIT);
+    let mails = server.wait_for(2, WAIT).await;
     let to_users = mails
         .iter()
         .find(|m| header(m, "To").contains("alice"))
         .expect("a mail to the interested users");
     assert_eq!(
         header(to_users, "To"),
-        "Carol <carol@elsewhere.org>, alice@example.org"
+        "Carol <carol@elsewhere.org>, alice@example.org, bob@example.org"
     );
     assert_eq!(header(to_users, "Cc"), "list@example.org");
     let mut envelope = to_users.rcpt_tos.clone();
     envelope.sort();
     assert_eq!(
         envelope,
-        ["alice@example.org", "carol@elsewhere.org", "list@example.org"]
+        [
+            "alice@example.org",
+            "bob@example.org",
+            "carol@elsewhere.org",
+            "list@example.org"
+        ]
     );
     let attachments: Vec<_> = to_users
         .parts
         .iter()
-        .filter_map(|p| Some((p.filename.clone()?, p.content_type.as_str(), p.content.as_str())))
+        .filter_map(|p| {
+            Some((
+                p.filename.clone()?,
+                p.content_type.as_str(),
+                p.content.as_str(),
+            ))
+        })
         .collect();
     assert_eq!(
         attachments,
         [
-            ("run.stdio".to_string(), "text/plain", "first line\nsecond line\n"),
+            (
+                "run.stdio".to_string(),
+                "text/plain",
+                "first line\nsecond line\n"
+            ),
             (
                 "source patch".to_string(),
                 "text/x-diff",
@@ -255,7 +288,11 @@ async fn interested_users_get_to_extras_cc_and_logs_and_patches_are_attached() {
         .expect("a mail to the extra recipient only");
     assert_eq!(quiet.header("Cc"), None);
     assert_eq!(quiet.rcpt_tos, ["only@example.org"]);
-    let names: Vec<_> = quiet.parts.iter().filter_map(|p| p.filename.as_deref()).collect();
+    let names: Vec<_> = quiet
+        .parts
+        .iter()
+        .filter_map(|p| p.filename.as_deref())
+        .collect();
     assert_eq!(names, ["run.stdio"]);
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
@@ -270,7 +307,7 @@ async fn build_set_summary_sends_one_mail_for_a_buildset_of_three_builders() {
     let master = start(dir.path(), &config(server.port(), status)).await;
     let bsid = submit(&master, &["b", "c", "d"], &[("rc", json!(2))]).await;
     assert_eq!(complete(&master, bsid).await, BuildResult::Failure);
-    let mails = server.wait_for(1, WAIT);
+    let mails = server.wait_for(1, WAIT).await;
     let body = &mails[0].parts[0].content;
     for builder in ["b", "c", "d"] {
         let line = format!("The Buildbot has detected a failed build on builder {builder} ");
@@ -320,7 +357,7 @@ async fn mail_waits_for_a_relay_that_is_down_and_arrives_once_each() {
         listed[0]
     );
     server.restart();
-    let mails = server.wait_for(10, WAIT);
+    let mails = server.wait_for(10, WAIT).await;
     let mut builds: Vec<u32> = mails
         .iter()
         .map(|m| header(m, "X-Build").parse().unwrap())
@@ -392,9 +429,13 @@ async fn a_reconfig_changes_the_next_mail_and_a_new_relay_gets_the_queued_ones()
     };
     let dir = tempfile::tempdir().unwrap();
     let cfg = |port, recipient, formatter| config(0, &status(port, recipient, formatter));
-    let mut master = start(dir.path(), &cfg(old_relay.port(), "one@example.org", "first")).await;
+    let mut master = start(
+        dir.path(),
+        &cfg(old_relay.port(), "one@example.org", "first"),
+    )
+    .await;
     assert_eq!(build(&master, "b", 2).await, BuildResult::Failure);
-    let mails = old_relay.wait_for(1, WAIT);
+    let mails = old_relay.wait_for(1, WAIT).await;
     assert_eq!(mails[0].parts[0].content.trim_end(), "first");
 
     // The relay goes down with a mail queued; the new config names another relay, another
@@ -410,10 +451,15 @@ async fn a_reconfig_changes_the_next_mail_and_a_new_relay_gets_the_queued_ones()
     assert!(outcome.ok, "{outcome:?}");
     assert_eq!(outcome.line, "reconfig complete (+0 ~1 -0 services)");
     assert_eq!(build(&master, "b", 2).await, BuildResult::Failure);
-    let mails = new_relay.wait_for(2, WAIT);
+    let mails = new_relay.wait_for(2, WAIT).await;
     let mut got: Vec<(String, String)> = mails
         .iter()
-        .map(|m| (header(m, "To").to_string(), m.parts[0].content.trim_end().to_string()))
+        .map(|m| {
+            (
+                header(m, "To").to_string(),
+                m.parts[0].content.trim_end().to_string(),
+            )
+        })
         .collect();
     got.sort();
     assert_eq!(
@@ -436,7 +482,10 @@ async fn the_html_formatter_of_the_spec_sends_its_page() {
     .unwrap()
     .replace(
         "fromaddr = \"buildbot@example.org\",",
-        &format!("fromaddr = \"buildbot@example.org\", relayhost='127.0.0.1', smtpPort={},", server.port()),
+        &format!(
+            "fromaddr = \"buildbot@example.org\", relayhost='127.0.0.1', smtpPort={},",
+            server.port()
+        ),
     );
     let dir = tempfile::tempdir().unwrap();
     let config = config(0, "") + &example;
@@ -483,10 +532,11 @@ async fn the_html_formatter_of_the_spec_sends_its_page() {
         .unwrap();
     }
     assert_eq!(complete(&master, bsid).await, BuildResult::Failure);
-    let mails = server.wait_for(1, WAIT);
+    let mails = server.wait_for(1, WAIT).await;
     let part = &mails[0].parts[0];
     assert_eq!(part.content_type, "text/html");
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/mail/html_formatter_build.html");
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/mail/html_formatter_build.html");
     if std::env::var_os("MOONBOT_BLESS").is_some() {
         std::fs::write(&golden, &part.content).unwrap();
     }
@@ -519,7 +569,7 @@ fn spawn_master(dir: &Path, env: &[(&str, &str)]) -> Child {
         .args(["start", "--nodaemon"])
         .arg(dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
         .env("MOONBOT_LOG", "info");
     for (name, value) in env {
         command.env(name, value);
@@ -536,7 +586,10 @@ fn outbox_count(dir: &Path, state: &str) -> i64 {
         .arg(dir.join("state.sqlite"))
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(-1)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(-1)
 }
 
 fn wait_for_file_text(path: &Path, needle: &str) -> String {
@@ -546,21 +599,34 @@ fn wait_for_file_text(path: &Path, needle: &str) -> String {
         if text.contains(needle) {
             return text;
         }
-        assert!(Instant::now() < deadline, "{needle:?} never appeared in {}:\n{text}", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never appeared in {}:\n{text}",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// Forces builds through the web server's JSON-RPC.
+/// Forces a build through the web server's JSON-RPC.
 fn force(web_port: u16, rc: i64) {
     let body = json!({"jsonrpc": "2.0", "method": "force", "id": 1,
                       "params": {"builderid": 1, "username": "me <me@example.org>", "rc": rc}});
     let deadline = Instant::now() + WAIT;
     loop {
         let answer = Command::new("curl")
-            .args(["-sf", "-X", "POST", "-H", "Content-Type: application/json", "-d"])
+            .args([
+                "-sf",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+            ])
             .arg(body.to_string())
-            .arg(format!("http://127.0.0.1:{web_port}/api/v2/forceschedulers/force"))
+            .arg(format!(
+                "http://127.0.0.1:{web_port}/api/v2/forceschedulers/force"
+            ))
             .output()
             .unwrap();
         if answer.status.success() {
@@ -569,6 +635,13 @@ fn force(web_port: u16, rc: i64) {
         assert!(Instant::now() < deadline, "the master never took the force");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// [`SmtpServer::wait_for`] outside async code.
+fn wait_blocking(server: &SmtpServer, count: usize) -> Vec<ReceivedMail> {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(server.wait_for(count, WAIT))
 }
 
 fn free_port() -> u16 {
@@ -591,7 +664,11 @@ fn mail_queued_when_the_master_is_killed_arrives_after_the_restart() {
            extraRecipients={{'list@example.org'}}, mode={{'failing'}}}})"
     );
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("master.cfg.lua"), config(server.port(), &status)).unwrap();
+    std::fs::write(
+        dir.path().join("master.cfg.lua"),
+        config(server.port(), &status),
+    )
+    .unwrap();
     server.stop();
     let mut master = spawn_master(dir.path(), &[]);
     for _ in 0..3 {
@@ -606,7 +683,7 @@ fn mail_queued_when_the_master_is_killed_arrives_after_the_restart() {
     master.wait().unwrap();
     server.restart();
     let mut master = spawn_master(dir.path(), &[]);
-    let mails = server.wait_for(3, WAIT);
+    let mails = wait_blocking(&server, 3);
     assert_eq!(mails.len(), 3);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(server.received().len(), 3);
@@ -617,8 +694,9 @@ fn mail_queued_when_the_master_is_killed_arrives_after_the_restart() {
 #[test]
 fn over_starttls_with_a_private_ca_a_runaway_formatter_gives_way_to_the_built_in_message() {
     let server = SmtpServer::start(SmtpOptions {
-        tls: Tls::StartTls,
+        tls: Tls::Starttls,
         auth: Some(("bb".into(), "secret".into())),
+        ..SmtpOptions::default()
     });
     let web = free_port();
     let status = format!(
@@ -641,10 +719,10 @@ fn over_starttls_with_a_private_ca_a_runaway_formatter_gives_way_to_the_built_in
         .unwrap()
         + 1;
     std::fs::write(dir.path().join("master.cfg.lua"), &config).unwrap();
-    let ca = server.ca_file().unwrap();
+    let ca = server.ca_file();
     let mut master = spawn_master(dir.path(), &[("SSL_CERT_FILE", ca.to_str().unwrap())]);
     force(web, 2);
-    let mails = server.wait_for(1, WAIT);
+    let mails = wait_blocking(&server, 1);
     assert!(
         mails[0].parts[0]
             .content
@@ -652,7 +730,7 @@ fn over_starttls_with_a_private_ca_a_runaway_formatter_gives_way_to_the_built_in
         "{}",
         mails[0].raw
     );
-    let log = wait_for_file_text(&dir.path().join("moonbot.log"), "messageFormatter");
+    let log = wait_for_file_text(&dir.path().join("stderr.log"), "messageFormatter");
     assert!(
         log.contains(&format!("master.cfg.lua:{spin_line}")),
         "the log does not name line {spin_line}:\n{log}"

@@ -4,7 +4,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use super::{now, Db, DbError, DbResult};
-use crate::model::{Change, SourceStamp};
+use crate::model::{Change, Patch, SourceStamp};
 
 /// A change as a change source submits it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -24,6 +24,20 @@ pub struct ChangeSpec {
     pub files: Vec<String>,
     /// Name, value, source.
     pub properties: Vec<(String, Value, String)>,
+}
+
+/// The patch columns of a sourcestamp row (a LEFT JOIN of `patches`), if it has one.
+fn patch_of(row: &sqlx::any::AnyRow) -> DbResult<Option<Patch>> {
+    let Some(level) = row.try_get::<Option<i64>, _>("patchlevel")? else {
+        return Ok(None);
+    };
+    Ok(Some(Patch {
+        level,
+        body: row.try_get("patch")?,
+        subdir: row.try_get("patch_subdir")?,
+        author: row.try_get("patch_author")?,
+        comment: row.try_get("patch_comment")?,
+    }))
 }
 
 impl Db {
@@ -114,8 +128,11 @@ impl Db {
     /// The sourcestamps of a buildset, each with the changes that made it.
     pub async fn buildset_sourcestamps(&self, bsid: i64) -> DbResult<Vec<SourceStamp>> {
         let rows = sqlx::query(
-            "SELECT s.id, s.branch, s.revision, s.repository, s.codebase, s.project \
+            "SELECT s.id, s.branch, s.revision, s.repository, s.codebase, s.project, \
+             p.patchlevel, p.patch, p.author AS patch_author, p.comment AS patch_comment, \
+             p.subdir AS patch_subdir \
              FROM sourcestamps s JOIN buildset_sourcestamps b ON b.sourcestampid = s.id \
+             LEFT JOIN patches p ON p.id = s.patchid \
              WHERE b.buildsetid = $1 ORDER BY s.codebase",
         )
         .bind(bsid)
@@ -140,7 +157,7 @@ impl Db {
                 revision: row.try_get("revision")?,
                 repository: row.try_get("repository")?,
                 project: row.try_get("project")?,
-                patch: None,
+                patch: patch_of(&row)?,
                 changes,
             });
         }
