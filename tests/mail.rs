@@ -164,6 +164,62 @@ async fn each_mode_mails_exactly_the_builds_it_names() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previous_build_getter_decides_change_mail_and_failed_formatters_give_way() {
+    let server = SmtpServer::start(SmtpOptions::default());
+    let notifier = |name: &str, options: &str| {
+        format!(
+            "c['status']:append(mail{{name='{name}', fromaddr='bb@example.org', \
+             sendToInterestedUsers=false, extraRecipients={{'{name}@example.org'}}, \
+             extraHeaders={{['X-Build']=util.Interpolate('%(prop:buildnumber)s')}}, {options}}})\n"
+        )
+    };
+    let status = [
+        notifier(
+            "none",
+            "mode={'change'}, previousBuildGetter=function(build) return nil end",
+        ),
+        notifier(
+            "getter",
+            "mode={'change'}, previousBuildGetter=function(build) return build:getPreviousBuild() end",
+        ),
+        notifier(
+            "broken",
+            "mode={'failing'}, messageFormatter=function() error('formatter broke') end",
+        ),
+        notifier(
+            "shape",
+            "mode={'failing'}, messageFormatter=function() return 42 end",
+        ),
+    ]
+    .concat();
+    let dir = tempfile::tempdir().unwrap();
+    let master = start(dir.path(), &config(server.port(), &status)).await;
+    assert_eq!(build(&master, "b", 0).await, BuildResult::Success);
+    assert_eq!(build(&master, "b", 2).await, BuildResult::Failure);
+    let mails = server.wait_for(3, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(server.received().len(), 3);
+    let seen = by_recipient(&mails);
+    let expected: BTreeMap<String, Vec<String>> = ["broken", "getter", "shape"]
+        .into_iter()
+        .map(|name| (format!("{name}@example.org"), vec!["2".to_string()]))
+        .collect();
+    assert_eq!(seen, expected);
+    for mail in mails
+        .iter()
+        .filter(|m| header(m, "To") != "getter@example.org")
+    {
+        let body = &mail.parts[0].content;
+        assert!(
+            body.starts_with("The Buildbot has detected a failed build on builder b"),
+            "{body}"
+        );
+    }
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interested_users_get_to_extras_cc_and_logs_and_patches_are_attached() {
     let server = SmtpServer::start(SmtpOptions::default());
     let status = "c['status']:append(mail{fromaddr='bb@example.org', lookup='example.org', \
@@ -608,28 +664,17 @@ fn wait_for_file_text(path: &Path, needle: &str) -> String {
     }
 }
 
-/// Forces a build through the web server's JSON-RPC.
+/// Forces a build through the web server's JSON-RPC, retrying while the master starts.
 fn force(web_port: u16, rc: i64) {
     let body = json!({"jsonrpc": "2.0", "method": "force", "id": 1,
                       "params": {"builderid": 1, "username": "me <me@example.org>", "rc": rc}});
+    let url = format!("http://127.0.0.1:{web_port}/api/v2/forceschedulers/force");
+    let client = reqwest::Client::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
     let deadline = Instant::now() + WAIT;
     loop {
-        let answer = Command::new("curl")
-            .args([
-                "-sf",
-                "-X",
-                "POST",
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-            ])
-            .arg(body.to_string())
-            .arg(format!(
-                "http://127.0.0.1:{web_port}/api/v2/forceschedulers/force"
-            ))
-            .output()
-            .unwrap();
-        if answer.status.success() {
+        let answer = runtime.block_on(client.post(&url).json(&body).send());
+        if answer.is_ok_and(|answer| answer.status().is_success()) {
             return;
         }
         assert!(Instant::now() < deadline, "the master never took the force");
