@@ -226,7 +226,11 @@ async fn interested_users_get_to_extras_cc_and_logs_and_patches_are_attached() {
                   extraRecipients={'list@example.org'}, mode={'failing'}, addLogs={'run.stdio'}})\n\
                   c['status']:append(mail{name='quiet', fromaddr='bb@example.org', \
                   extraRecipients={'only@example.org'}, sendToInterestedUsers=false, \
-                  addLogs=true, addPatch=false, mode={'failing'}})";
+                  addLogs=true, addPatch=false, mode={'failing'}})\n\
+                  local directory = {known={alice='alice@corp.example'}}\n\
+                  function directory:getAddress(name) return self.known[name] end\n\
+                  c['status']:append(mail{name='lookup', fromaddr='bb@example.org', \
+                  lookup=directory, addPatch=false, mode={'failing'}})";
     let dir = tempfile::tempdir().unwrap();
     let master = start(dir.path(), &config(server.port(), status)).await;
     let ctx = &master.context;
@@ -290,10 +294,10 @@ async fn interested_users_get_to_extras_cc_and_logs_and_patches_are_attached() {
         .unwrap();
     }
     assert_eq!(complete(&master, bsid).await, BuildResult::Failure);
-    let mails = server.wait_for(2, WAIT).await;
+    let mails = server.wait_for(3, WAIT).await;
     let to_users = mails
         .iter()
-        .find(|m| header(m, "To").contains("alice"))
+        .find(|m| header(m, "To").contains("alice@example.org"))
         .expect("a mail to the interested users");
     assert_eq!(
         header(to_users, "To"),
@@ -350,6 +354,13 @@ async fn interested_users_get_to_extras_cc_and_logs_and_patches_are_attached() {
         .filter_map(|p| p.filename.as_deref())
         .collect();
     assert_eq!(names, ["run.stdio"]);
+
+    // A Lua lookup: only the names it answers an address for are mailed.
+    let looked_up = mails
+        .iter()
+        .find(|m| header(m, "To") == "alice@corp.example")
+        .expect("a mail to the address the Lua lookup gave");
+    assert_eq!(looked_up.rcpt_tos, ["alice@corp.example"]);
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
 }
@@ -754,7 +765,8 @@ fn over_starttls_with_a_private_ca_a_runaway_formatter_gives_way_to_the_built_in
          end\n\
          c['status']:append(mail{{relayhost='localhost', fromaddr='bb@example.org', \
            sendToInterestedUsers=false, extraRecipients={{'list@example.org'}}, mode={{'failing'}}, \
-           useTls=true, smtpUser='bb', smtpPassword='secret', messageFormatter=spin}})"
+           useTls=true, smtpUser='bb', smtpPassword='secret', messageFormatter=spin, \
+           dumpMailsToLog=true}})"
     );
     let dir = tempfile::tempdir().unwrap();
     let config = config(server.port(), &status);
@@ -779,6 +791,11 @@ fn over_starttls_with_a_private_ca_a_runaway_formatter_gives_way_to_the_built_in
     assert!(
         log.contains(&format!("master.cfg.lua:{spin_line}")),
         "the log does not name line {spin_line}:\n{log}"
+    );
+    // dumpMailsToLog: the mail as written to the outbox.
+    wait_for_file_text(
+        &dir.path().join("stderr.log"),
+        "Subject: buildbot failure in Moon on b",
     );
     master.kill().unwrap();
     master.wait().unwrap();
