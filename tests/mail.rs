@@ -56,6 +56,45 @@ async fn build(master: &Master, builder: &str, rc: i64) -> BuildResult {
     complete(master, bsid).await
 }
 
+/// Stores a change as a change source would; answers its sourcestamp.
+async fn change_sourcestamp(master: &Master, spec: ChangeSpec) -> i64 {
+    let ctx = &master.context;
+    let changeid = submit_change(ctx, spec).await.unwrap();
+    sqlx::query_scalar("SELECT sourcestampid FROM changes WHERE changeid = $1")
+        .bind(changeid)
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap()
+}
+
+/// Queues a build of `b` on an existing sourcestamp, as a scheduler would.
+async fn submit_on(master: &Master, ssid: i64, reason: &str, properties: &[(&str, Value)]) -> i64 {
+    let ctx = &master.context;
+    let spec = BuildsetSpec {
+        reason: reason.into(),
+        scheduler: "test".into(),
+        sourcestamp_ids: vec![ssid],
+        properties: moonbot::model::Properties::from_pairs(
+            properties.iter().map(|(k, v)| (*k, v.clone())),
+            "Test",
+        ),
+        builder_ids: vec![ctx.db.builder_id("b").await.unwrap()],
+        ..BuildsetSpec::default()
+    };
+    let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
+    for brid in brids.values() {
+        moonbot::data::publish(
+            &ctx.db,
+            &ctx.bus,
+            moonbot::data::Resource::BuildRequest(*brid),
+            "new",
+        )
+        .await
+        .unwrap();
+    }
+    bsid
+}
+
 fn header<'a>(mail: &'a ReceivedMail, name: &str) -> &'a str {
     mail.header(name)
         .unwrap_or_else(|| panic!("no {name} header in {}", mail.raw))
@@ -234,8 +273,8 @@ async fn interested_users_get_to_extras_cc_and_logs_and_patches_are_attached() {
     let dir = tempfile::tempdir().unwrap();
     let master = start(dir.path(), &config(server.port(), status)).await;
     let ctx = &master.context;
-    let changeid = submit_change(
-        ctx,
+    let ssid = change_sourcestamp(
+        &master,
         ChangeSpec {
             author: "alice".into(),
             comments: "break it".into(),
@@ -245,13 +284,7 @@ async fn interested_users_get_to_extras_cc_and_logs_and_patches_are_attached() {
             ..ChangeSpec::default()
         },
     )
-    .await
-    .unwrap();
-    let ssid: i64 = sqlx::query_scalar("SELECT sourcestampid FROM changes WHERE changeid = $1")
-        .bind(changeid)
-        .fetch_one(&ctx.db.pool)
-        .await
-        .unwrap();
+    .await;
     let patch = b"--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old\n+new\n";
     let patchid: i64 = sqlx::query_scalar(
         "INSERT INTO patches (patchlevel, patch, author, comment) VALUES (1, $1, 'bob', 'try') \
@@ -267,32 +300,8 @@ async fn interested_users_get_to_extras_cc_and_logs_and_patches_are_attached() {
         .execute(&ctx.db.pool)
         .await
         .unwrap();
-    let builderid = ctx.db.builder_id("b").await.unwrap();
-    let spec = BuildsetSpec {
-        reason: "try".into(),
-        scheduler: "test".into(),
-        sourcestamp_ids: vec![ssid],
-        properties: moonbot::model::Properties::from_pairs(
-            [
-                ("rc", json!(2)),
-                ("owner", json!("Carol <carol@elsewhere.org>")),
-            ],
-            "Test",
-        ),
-        builder_ids: vec![builderid],
-        ..BuildsetSpec::default()
-    };
-    let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
-    for brid in brids.values() {
-        moonbot::data::publish(
-            &ctx.db,
-            &ctx.bus,
-            moonbot::data::Resource::BuildRequest(*brid),
-            "new",
-        )
-        .await
-        .unwrap();
-    }
+    let owner = json!("Carol <carol@elsewhere.org>");
+    let bsid = submit_on(&master, ssid, "try", &[("rc", json!(2)), ("owner", owner)]).await;
     assert_eq!(complete(&master, bsid).await, BuildResult::Failure);
     let mails = server.wait_for(3, WAIT).await;
     let to_users = mails
@@ -402,13 +411,12 @@ async fn mail_waits_for_a_relay_that_is_down_and_arrives_once_each() {
     for _ in 0..10 {
         assert_eq!(build(&master, "b", 2).await, BuildResult::Failure);
     }
-    let client = reqwest::Client::new();
     let url = format!(
         "http://{}/api/v2/reporters/MailNotifier/messages",
         master.web_address.unwrap()
     );
     let listed = wait_until(|| async {
-        let answer: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        let answer = get_json(&url).await;
         let messages = answer["messages"].as_array().unwrap().clone();
         let tried = messages.iter().all(|m| m["attempts"].as_i64() > Some(0));
         (messages.len() == 10 && tried).then_some(messages)
@@ -433,7 +441,7 @@ async fn mail_waits_for_a_relay_that_is_down_and_arrives_once_each() {
     assert_eq!(builds, (1..=10).collect::<Vec<_>>());
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.received().len(), 10);
-    let answer: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+    let answer = get_json(&url).await;
     assert_eq!(answer["messages"], json!([]));
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
@@ -452,11 +460,10 @@ async fn mail_that_keeps_failing_ends_dead_with_its_last_error_and_is_listed() {
     let dir = tempfile::tempdir().unwrap();
     let master = start(dir.path(), &config(server.port(), status)).await;
     assert_eq!(build(&master, "b", 2).await, BuildResult::Failure);
-    let client = reqwest::Client::new();
     let base = format!("http://{}/api/v2", master.web_address.unwrap());
     let dead = wait_until(|| async {
         let url = format!("{base}/reporters/MailNotifier/messages?state=dead");
-        let answer: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        let answer = get_json(&url).await;
         answer["messages"].as_array().unwrap().first().cloned()
     })
     .await;
@@ -465,14 +472,7 @@ async fn mail_that_keeps_failing_ends_dead_with_its_last_error_and_is_listed() {
     assert_eq!(dead["recipients"], json!(["list@example.org"]));
     let error = dead["last_error"].as_str().unwrap();
     assert!(error.contains("535"), "{error}");
-    let reporters: Value = client
-        .get(format!("{base}/reporters"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reporters = get_json(&format!("{base}/reporters")).await;
     assert_eq!(
         reporters["reporters"],
         json!([{"name": "MailNotifier", "kind": "MailNotifier", "configured": true,
@@ -557,9 +557,8 @@ async fn the_html_formatter_of_the_spec_sends_its_page() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(0, "") + &example;
     let master = start(dir.path(), &config).await;
-    let ctx = &master.context;
-    let changeid = submit_change(
-        ctx,
+    let ssid = change_sourcestamp(
+        &master,
         ChangeSpec {
             author: "Alice <alice@example.org>".into(),
             comments: "Fix the frobnicator".into(),
@@ -572,32 +571,8 @@ async fn the_html_formatter_of_the_spec_sends_its_page() {
             ..ChangeSpec::default()
         },
     )
-    .await
-    .unwrap();
-    let ssid: i64 = sqlx::query_scalar("SELECT sourcestampid FROM changes WHERE changeid = $1")
-        .bind(changeid)
-        .fetch_one(&ctx.db.pool)
-        .await
-        .unwrap();
-    let spec = BuildsetSpec {
-        reason: "the change".into(),
-        scheduler: "test".into(),
-        sourcestamp_ids: vec![ssid],
-        properties: moonbot::model::Properties::from_pairs([("rc", json!(2))], "Test"),
-        builder_ids: vec![ctx.db.builder_id("b").await.unwrap()],
-        ..BuildsetSpec::default()
-    };
-    let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
-    for brid in brids.values() {
-        moonbot::data::publish(
-            &ctx.db,
-            &ctx.bus,
-            moonbot::data::Resource::BuildRequest(*brid),
-            "new",
-        )
-        .await
-        .unwrap();
-    }
+    .await;
+    let bsid = submit_on(&master, ssid, "the change", &[("rc", json!(2))]).await;
     assert_eq!(complete(&master, bsid).await, BuildResult::Failure);
     let mails = server.wait_for(1, WAIT).await;
     let part = &mails[0].parts[0];
@@ -610,6 +585,10 @@ async fn the_html_formatter_of_the_spec_sends_its_page() {
     assert_eq!(part.content, std::fs::read_to_string(&golden).unwrap());
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
+}
+
+async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
 /// Polls `probe` until it answers something, for at most [`WAIT`].
