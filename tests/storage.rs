@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use moonbot::db::{BuildsetSpec, ChangeSpec, Db, DbError, Dialect, SourceStampSpec};
+use moonbot::db::{
+    now, BuildsetSpec, ChangeSpec, Db, DbError, Dialect, NewMessage, SourceStampSpec,
+};
 use moonbot::model::Properties;
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor, PgConnection};
@@ -143,7 +145,64 @@ on_both_databases!(
     log_lines_come_back_across_chunks,
     state_is_kept_and_overwritten,
     a_whole_build_runs_on_this_database,
+    the_outbox_keeps_messages_until_sent,
 );
+
+/// The outbox's queries: one row per reporter and key, due rows, failures, sent and dead
+/// states, listings for one reporter or all (a NULL parameter PostgreSQL must type).
+async fn the_outbox_keeps_messages_until_sent(test: TestDb) {
+    let db = &test.db;
+    let message = |reporter: &str, key: &str| NewMessage {
+        reporter: reporter.into(),
+        kind: "mail".into(),
+        dedup_key: key.into(),
+        summary: format!("{reporter} {key}"),
+        meta: json!({"from": "bb@example.org", "to": ["a@example.org"]}),
+        body: b"Subject: x\r\n\r\nnot UTF-8: \xff\r\n".to_vec(),
+    };
+    let first = db
+        .add_outbox_message(&message("mail", "build:1"))
+        .await
+        .unwrap();
+    assert!(first.is_some());
+    assert_eq!(
+        db.add_outbox_message(&message("mail", "build:1"))
+            .await
+            .unwrap(),
+        None
+    );
+    let other = db
+        .add_outbox_message(&message("irc", "build:1"))
+        .await
+        .unwrap();
+    assert!(other.is_some());
+    let due = db.due_outbox_messages("mail", now(), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].body, message("mail", "build:1").body);
+    db.mark_outbox_failed(due[0].id, "refused", Some(now() + 60.0))
+        .await
+        .unwrap();
+    assert!(db
+        .due_outbox_messages("mail", now(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(db.next_outbox_due("mail").await.unwrap().is_some());
+    db.mark_outbox_sent(&[other.unwrap()]).await.unwrap();
+    let unsent = db
+        .outbox_messages(None, &["pending", "dead"])
+        .await
+        .unwrap();
+    assert_eq!(unsent.len(), 1);
+    assert_eq!(unsent[0].last_error.as_deref(), Some("refused"));
+    db.mark_outbox_failed(due[0].id, "gave up", None)
+        .await
+        .unwrap();
+    let dead = db.outbox_messages(Some("mail"), &["dead"]).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(db.next_outbox_due("mail").await.unwrap(), None);
+    assert_eq!(db.prune_sent_outbox(now() + 1.0).await.unwrap(), 1);
+}
 
 /// The engine's queries, end to end: a master on this database runs a forced build with a
 /// trigger, and its steps, logs and properties read back through the data API.
