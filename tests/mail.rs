@@ -203,7 +203,7 @@ async fn each_mode_mails_exactly_the_builds_it_names() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn previous_build_getter_decides_change_mail_and_failed_formatters_give_way() {
+async fn previous_build_getter_tags_and_failing_formatters_each_decide_their_mail() {
     let server = SmtpServer::start(SmtpOptions::default());
     let notifier = |name: &str, options: &str| {
         format!(
@@ -229,20 +229,28 @@ async fn previous_build_getter_decides_change_mail_and_failed_formatters_give_wa
             "shape",
             "mode={'failing'}, messageFormatter=function() return 42 end",
         ),
+        notifier("tagged", "mode={'failing'}, tags={'fast'}"),
     ]
     .concat();
     let dir = tempfile::tempdir().unwrap();
     let master = start(dir.path(), &config(server.port(), &status)).await;
     assert_eq!(build(&master, "b", 0).await, BuildResult::Success);
     assert_eq!(build(&master, "b", 2).await, BuildResult::Failure);
-    let mails = server.wait_for(3, WAIT).await;
+    // Builder c has no tags: only the untagged notifiers mail about it.
+    assert_eq!(build(&master, "c", 2).await, BuildResult::Failure);
+    let mails = server.wait_for(6, WAIT).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(server.received().len(), 3);
-    let seen = by_recipient(&mails);
-    let expected: BTreeMap<String, Vec<String>> = ["broken", "getter", "shape"]
+    assert_eq!(server.received().len(), 6);
+    let mut seen = by_recipient(&mails);
+    let mut expected: BTreeMap<String, Vec<String>> = ["broken", "getter", "shape", "tagged"]
         .into_iter()
         .map(|name| (format!("{name}@example.org"), vec!["2".to_string()]))
         .collect();
+    for name in ["broken", "shape"] {
+        let builds = expected.get_mut(&format!("{name}@example.org")).unwrap();
+        builds.insert(0, "1".to_string());
+    }
+    seen.values_mut().for_each(|builds| builds.sort());
     assert_eq!(seen, expected);
     for mail in mails
         .iter()
@@ -250,7 +258,7 @@ async fn previous_build_getter_decides_change_mail_and_failed_formatters_give_wa
     {
         let body = &mail.parts[0].content;
         assert!(
-            body.starts_with("The Buildbot has detected a failed build on builder b"),
+            body.starts_with("The Buildbot has detected a failed build on builder "),
             "{body}"
         );
     }
