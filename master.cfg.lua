@@ -47,3 +47,12 @@ c['schedulers']:append(schedulers.ForceScheduler{ name = "force", builderNames =
 
 -- Status targets: the web UI and REST API on http://localhost:8010/.
 c['status']:append(status.WebStatus{ http_port = "tcp:8010:interface=127.0.0.1" })
+
+-- Mail about failed builds: uncomment and point relayhost at your mail server. Mail waits
+-- in the outbox while the relay is down; see GET /api/v2/reporters.
+-- c['status']:append(status.MailNotifier{
+--   fromaddr = "buildbot@example.org",
+--   mode = { "failing", "problem" },
+--   extraRecipients = { "team@example.org" },
+--   relayhost = "localhost", smtpPort = 25,
+-- })
