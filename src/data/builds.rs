@@ -9,8 +9,11 @@ use super::query::{
     bind_all, id_list, wanted_properties, Bind, Entity, FieldType as F, JsonField as J, JsonPage,
     Listing, Page, Query,
 };
+use super::{announce, Resource};
 use super::{flag, opt_int, opt_time, projected, time};
-use crate::db::{Db, DbResult};
+use crate::bus::Bus;
+use crate::db::{now, Db, DbResult};
+use crate::model::BuildResult;
 
 pub const BUILD: Entity = Entity {
     name: "build",
@@ -612,4 +615,90 @@ pub async fn raw_lines(db: &Db, log: &RawLog, first: i64, last: i64) -> DbResult
         raw.push_str(chars.as_str());
     }
     Ok(raw)
+}
+
+// ---- writes that announce themselves ------------------------------------------------
+//
+// As Buildbot's `data.updates`: each statement returns the row it changed, which becomes the
+// event's message, so no read follows the write. On the engine's hot path every query is a
+// round trip to a database thread.
+
+/// Adds a step, pending, and announces it as `new`; answers its id.
+pub async fn add_step(db: &Db, bus: &Bus, buildid: i64, number: i64, name: &str) -> DbResult<i64> {
+    let sql = format!(
+        "INSERT INTO steps (number, name, buildid, state_string) VALUES ($1, $2, $3, 'pending') \
+         RETURNING {STEP_SELECT}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(number)
+        .bind(name)
+        .bind(buildid)
+        .fetch_one(&db.pool)
+        .await?;
+    let stepid = row.try_get(0)?;
+    announce(bus, Resource::Step(stepid), "new", step_json(&row)?);
+    Ok(stepid)
+}
+
+/// Marks a step started and announces it.
+pub async fn start_step(db: &Db, bus: &Bus, stepid: i64, state: &str) -> DbResult<()> {
+    let sql = format!(
+        "UPDATE steps SET started_at = $1, state_string = $2 WHERE id = $3 RETURNING {STEP_SELECT}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(now())
+        .bind(state)
+        .bind(stepid)
+        .fetch_one(&db.pool)
+        .await?;
+    announce(bus, Resource::Step(stepid), "started", step_json(&row)?);
+    Ok(())
+}
+
+/// Marks a step finished and announces it.
+pub async fn finish_step(
+    db: &Db,
+    bus: &Bus,
+    stepid: i64,
+    results: BuildResult,
+    state: &str,
+    hidden: bool,
+) -> DbResult<()> {
+    let sql = format!(
+        "UPDATE steps SET complete_at = $1, results = $2, state_string = $3, hidden = $4 \
+         WHERE id = $5 RETURNING {STEP_SELECT}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(now())
+        .bind(results.code())
+        .bind(state)
+        .bind(hidden as i64)
+        .bind(stepid)
+        .fetch_one(&db.pool)
+        .await?;
+    announce(bus, Resource::Step(stepid), "finished", step_json(&row)?);
+    Ok(())
+}
+
+/// Marks a build finished and announces it.
+pub async fn finish_build(
+    db: &Db,
+    bus: &Bus,
+    buildid: i64,
+    results: BuildResult,
+    state: &str,
+) -> DbResult<()> {
+    let sql = format!(
+        "UPDATE builds SET complete_at = $1, results = $2, state_string = $3 WHERE id = $4 \
+         RETURNING {BUILD_SELECT}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(now())
+        .bind(results.code())
+        .bind(state)
+        .bind(buildid)
+        .fetch_one(&db.pool)
+        .await?;
+    announce(bus, Resource::Build(buildid), "finished", build_json(&row)?);
+    Ok(())
 }

@@ -176,24 +176,6 @@ impl Db {
         Ok(())
     }
 
-    pub async fn finish_build(
-        &self,
-        buildid: i64,
-        results: BuildResult,
-        state: &str,
-    ) -> DbResult<()> {
-        sqlx::query(
-            "UPDATE builds SET complete_at = $1, results = $2, state_string = $3 WHERE id = $4",
-        )
-        .bind(now())
-        .bind(results.code())
-        .bind(state)
-        .bind(buildid)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// Stores every property of a build, replacing earlier values.
     pub async fn set_build_properties(
         &self,
@@ -224,49 +206,6 @@ impl Db {
                 .fetch_all(&self.pool)
                 .await?;
         Ok(super::properties_from_rows(rows))
-    }
-
-    pub async fn add_step(&self, buildid: i64, number: i64, name: &str) -> DbResult<i64> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO steps (number, name, buildid, state_string) VALUES ($1, $2, $3, 'pending') \
-             RETURNING id",
-        )
-        .bind(number)
-        .bind(name)
-        .bind(buildid)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    pub async fn start_step(&self, stepid: i64, state: &str) -> DbResult<()> {
-        sqlx::query("UPDATE steps SET started_at = $1, state_string = $2 WHERE id = $3")
-            .bind(now())
-            .bind(state)
-            .bind(stepid)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn finish_step(
-        &self,
-        stepid: i64,
-        results: BuildResult,
-        state: &str,
-        hidden: bool,
-    ) -> DbResult<()> {
-        sqlx::query(
-            "UPDATE steps SET complete_at = $1, results = $2, state_string = $3, hidden = $4 \
-             WHERE id = $5",
-        )
-        .bind(now())
-        .bind(results.code())
-        .bind(state)
-        .bind(hidden as i64)
-        .bind(stepid)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// The buildset of a build's request and the build's request id.

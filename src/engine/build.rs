@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::build::ValueOrFunction;
 use crate::config::build::{StepCommon, StepConfig};
+use crate::data::builds::{add_step, finish_build, finish_step, start_step};
 use crate::data::{publish, Resource};
 use crate::db::{DbResult, PendingRequest};
 use crate::master::Context;
@@ -55,10 +56,14 @@ pub async fn run(ctx: Context, plan: BuildPlan) -> BuildResult {
         Ok(results) => results,
         Err(error) => {
             tracing::error!(build = buildid, "storage failed during the build: {error}");
-            let _ = ctx
-                .db
-                .finish_build(buildid, BuildResult::Exception, "storage error")
-                .await;
+            let _ = finish_build(
+                &ctx.db,
+                &ctx.bus,
+                buildid,
+                BuildResult::Exception,
+                "storage error",
+            )
+            .await;
             BuildResult::Exception
         }
     };
@@ -119,11 +124,7 @@ async fn execute(
         ctx.db
             .set_build_state(buildid, &format!("running {}", step.common.name))
             .await?;
-        let stepid = ctx
-            .db
-            .add_step(buildid, index as i64, &step.common.name)
-            .await?;
-        publish(&ctx.db, &ctx.bus, Resource::Step(stepid), "new").await?;
+        let stepid = add_step(&ctx.db, &ctx.bus, buildid, index as i64, &step.common.name).await?;
         let run = StepRun {
             build: &build,
             config: step,
@@ -136,10 +137,7 @@ async fn execute(
             .unwrap_or_else(|| step_summary(step, outcome.results));
         let hidden = hide(&build, &step.common, outcome.results).await;
         store_changed_properties(&build, &mut stored).await?;
-        ctx.db
-            .finish_step(stepid, outcome.results, &summary, hidden)
-            .await?;
-        publish(&ctx.db, &ctx.bus, Resource::Step(stepid), "finished").await?;
+        finish_step(&ctx.db, &ctx.bus, stepid, outcome.results, &summary, hidden).await?;
         if step
             .common
             .update_build_summary_policy
@@ -189,17 +187,11 @@ async fn run_step(run: &StepRun<'_>, stopping: bool) -> StepOutcome {
         .as_ref()
         .map(|words| words.join(" "))
         .unwrap_or_else(|| common.name.clone());
-    if let Err(error) = build.ctx.db.start_step(run.stepid, &description).await {
+    let ctx = &build.ctx;
+    if let Err(error) = start_step(&ctx.db, &ctx.bus, run.stepid, &description).await {
         tracing::error!(build = build.buildid, "cannot start a step: {error}");
         return StepOutcome::of(BuildResult::Exception);
     }
-    let _ = publish(
-        &build.ctx.db,
-        &build.ctx.bus,
-        Resource::Step(run.stepid),
-        "started",
-    )
-    .await;
     run.run().await
 }
 
@@ -278,14 +270,7 @@ async fn finish(
 ) -> DbResult<BuildResult> {
     let ctx = &build.ctx;
     store_changed_properties(build, stored).await?;
-    ctx.db.finish_build(build.buildid, results, state).await?;
-    publish(
-        &ctx.db,
-        &ctx.bus,
-        Resource::Build(build.buildid),
-        "finished",
-    )
-    .await?;
+    finish_build(&ctx.db, &ctx.bus, build.buildid, results, state).await?;
     tracing::info!(builder = %build.builder_name, number = build.number, %results, "build finished");
     Ok(results)
 }
