@@ -623,6 +623,49 @@ pub async fn raw_lines(db: &Db, log: &RawLog, first: i64, last: i64) -> DbResult
 // event's message, so no read follows the write. On the engine's hot path every query is a
 // round trip to a database thread.
 
+/// A build just stored, with its message for `new`: the caller announces it once the
+/// build's properties are stored too.
+pub struct NewBuild {
+    pub buildid: i64,
+    pub number: i64,
+    pub message: Value,
+}
+
+/// Stores a new build, numbered after the builder's last one.
+pub async fn add_build(
+    db: &Db,
+    builderid: i64,
+    buildrequestid: i64,
+    workerid: i64,
+    masterid: i64,
+) -> DbResult<NewBuild> {
+    let mut tx = db.begin_write().await?;
+    let number: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE builderid = $1")
+            .bind(builderid)
+            .fetch_one(&mut *tx)
+            .await?;
+    let sql = format!(
+        "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at, \
+         state_string) VALUES ($1, $2, $3, $4, $5, $6, 'starting') RETURNING {BUILD_SELECT}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(number)
+        .bind(builderid)
+        .bind(buildrequestid)
+        .bind(workerid)
+        .bind(masterid)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(NewBuild {
+        buildid: row.try_get(0)?,
+        number,
+        message: build_json(&row)?,
+    })
+}
+
 /// Adds a step, pending, and announces it as `new`; answers its id.
 pub async fn add_step(db: &Db, bus: &Bus, buildid: i64, number: i64, name: &str) -> DbResult<i64> {
     let sql = format!(

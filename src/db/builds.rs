@@ -136,37 +136,6 @@ impl Db {
         Ok((updated.rows_affected() == 1).then_some(results))
     }
 
-    /// Starts a build: numbers it within its builder and stores it. Returns (id, number).
-    pub async fn add_build(
-        &self,
-        builderid: i64,
-        buildrequestid: i64,
-        workerid: i64,
-        masterid: i64,
-    ) -> DbResult<(i64, i64)> {
-        let mut tx = self.begin_write().await?;
-        let number: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE builderid = $1",
-        )
-        .bind(builderid)
-        .fetch_one(&mut *tx)
-        .await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, \
-             started_at, state_string) VALUES ($1, $2, $3, $4, $5, $6, 'starting') RETURNING id",
-        )
-        .bind(number)
-        .bind(builderid)
-        .bind(buildrequestid)
-        .bind(workerid)
-        .bind(masterid)
-        .bind(now())
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok((id, number))
-    }
-
     pub async fn set_build_state(&self, buildid: i64, state: &str) -> DbResult<()> {
         sqlx::query("UPDATE builds SET state_string = $1 WHERE id = $2")
             .bind(state)

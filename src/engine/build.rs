@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::build::ValueOrFunction;
 use crate::config::build::{StepCommon, StepConfig};
-use crate::data::builds::{add_step, finish_build, finish_step, start_step};
-use crate::data::{publish, Resource};
+use crate::data::builds::{add_build, add_step, finish_build, finish_step, start_step, NewBuild};
+use crate::data::{announce, Resource};
 use crate::db::{DbResult, PendingRequest};
 use crate::master::Context;
 use crate::model::{BuildResult, Properties};
@@ -40,19 +40,24 @@ pub struct BuildPlan {
 /// Runs a build to its end and returns its result. Storage errors end the build with
 /// EXCEPTION after logging them; they never leave it hanging.
 pub async fn run(ctx: Context, plan: BuildPlan) -> BuildResult {
-    let (buildid, number) = match ctx
-        .db
-        .add_build(plan.builderid, plan.request.id, plan.workerid, ctx.masterid)
-        .await
+    let new = match add_build(
+        &ctx.db,
+        plan.builderid,
+        plan.request.id,
+        plan.workerid,
+        ctx.masterid,
+    )
+    .await
     {
-        Ok(ids) => ids,
+        Ok(new) => new,
         Err(error) => {
             tracing::error!(builder = %plan.builder_name, "cannot store a new build: {error}");
             let _ = ctx.db.unclaim_requests(&[plan.request.id]).await;
             return BuildResult::Exception;
         }
     };
-    let results = match execute(&ctx, &plan, buildid, number).await {
+    let buildid = new.buildid;
+    let results = match execute(&ctx, &plan, new).await {
         Ok(results) => results,
         Err(error) => {
             tracing::error!(build = buildid, "storage failed during the build: {error}");
@@ -77,19 +82,19 @@ pub async fn run(ctx: Context, plan: BuildPlan) -> BuildResult {
     results
 }
 
-async fn execute(
-    ctx: &Context,
-    plan: &BuildPlan,
-    buildid: i64,
-    number: i64,
-) -> DbResult<BuildResult> {
+async fn execute(ctx: &Context, plan: &BuildPlan, new: NewBuild) -> DbResult<BuildResult> {
+    let NewBuild {
+        buildid,
+        number,
+        message,
+    } = new;
     let bsid = plan.request.buildsetid;
     let sourcestamps = ctx.db.buildset_sourcestamps(bsid).await?;
     let properties = build_properties(ctx, plan, number, &sourcestamps, bsid).await?;
     ctx.db.set_build_properties(buildid, &properties).await?;
     // What storage holds, so only changed properties are written again.
     let mut stored = properties.clone();
-    publish(&ctx.db, &ctx.bus, Resource::Build(buildid), "new").await?;
+    announce(&ctx.bus, Resource::Build(buildid), "new", message);
     tracing::info!(builder = %plan.builder_name, number, worker = %plan.worker_name, "build started");
 
     let build = RunningBuild {
