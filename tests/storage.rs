@@ -200,6 +200,10 @@ async fn the_outbox_keeps_messages_until_sent(test: TestDb) {
         .unwrap();
     let dead = db.outbox_messages(Some("mail"), &["dead"]).await.unwrap();
     assert_eq!(dead.len(), 1);
+    assert_eq!(
+        db.unsent_outbox_counts().await.unwrap(),
+        [("mail".to_string(), "dead".to_string(), 1)]
+    );
     assert_eq!(db.next_outbox_due("mail").await.unwrap(), None);
     assert_eq!(db.prune_sent_outbox(now() + 1.0).await.unwrap(), 1);
 }

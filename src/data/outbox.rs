@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::query::FieldType as F;
 use super::Entity;
+use crate::config::status::StatusTarget;
 use crate::config::MasterConfig;
 use crate::db::{Db, DbResult, OutboxMessage};
 
@@ -48,15 +49,16 @@ const UNSENT: &[&str] = &["pending", "dead"];
 /// messages in the outbox (one removed by a reconfig, say).
 pub async fn reporters(db: &Db, config: &MasterConfig) -> DbResult<Vec<Value>> {
     let mut counts: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    for message in db.outbox_messages(None, UNSENT).await? {
-        let count = counts.entry(message.reporter).or_default();
-        match message.state.as_str() {
-            "pending" => count.0 += 1,
-            _ => count.1 += 1,
+    for (reporter, state, count) in db.unsent_outbox_counts().await? {
+        let counted = counts.entry(reporter).or_default();
+        match state.as_str() {
+            "pending" => counted.0 += count,
+            _ => counted.1 += count,
         }
     }
     let mut items = Vec::new();
-    for target in config.status.iter().filter(|t| t.kind() != "WebStatus") {
+    let sending = |t: &&StatusTarget| !matches!(t, StatusTarget::WebStatus(_));
+    for target in config.status.iter().filter(sending) {
         let (pending, dead) = counts.remove(target.name()).unwrap_or_default();
         items.push(
             json!({"name": target.name(), "kind": target.kind(), "configured": true,

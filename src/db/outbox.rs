@@ -171,6 +171,16 @@ impl Db {
         rows.iter().map(message_of).collect()
     }
 
+    /// How many messages each reporter has in each state but `sent`.
+    pub async fn unsent_outbox_counts(&self) -> DbResult<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT reporter, state, COUNT(*) FROM outbox WHERE state <> 'sent' \
+             GROUP BY reporter, state",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Forgets sent messages older than `before`; pending and dead ones stay.
     pub async fn prune_sent_outbox(&self, before: f64) -> DbResult<u64> {
         let done = sqlx::query("DELETE FROM outbox WHERE state = 'sent' AND sent_at < $1")

@@ -4,6 +4,7 @@
 pub mod mail;
 pub mod outbox;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::MasterConfig;
@@ -11,11 +12,22 @@ use crate::db::{Db, DbResult};
 use crate::model::{BuilderInfo, MasterInfo};
 
 /// `master_status` for the config running now: its title, URLs and builders with their ids.
+/// The engine registers the configured builders before status targets start or
+/// reconfigure, so one read finds their ids; one it has not is registered here.
 pub async fn master_info(db: &Db, config: &MasterConfig) -> DbResult<Arc<MasterInfo>> {
+    let ids: HashMap<String, i64> = sqlx::query_as("SELECT name, id FROM builders")
+        .fetch_all(&db.pool)
+        .await?
+        .into_iter()
+        .collect();
     let mut builders = Vec::with_capacity(config.builders.len());
     for builder in &config.builders {
+        let id = match ids.get(&builder.name) {
+            Some(id) => *id,
+            None => db.builder_id(&builder.name).await?,
+        };
         builders.push(BuilderInfo {
-            id: db.builder_id(&builder.name).await?,
+            id,
             name: builder.name.clone(),
             tags: builder.tags.clone(),
         });

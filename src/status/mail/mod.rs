@@ -224,7 +224,9 @@ impl Notifier {
     }
 
     async fn build_finished(&self, current: &Current, buildid: i64) -> anyhow::Result<bool> {
-        let build = Arc::new(snapshot::build_info(&self.ctx.db, buildid).await?);
+        let Some(build) = self.candidate(current, buildid).await? else {
+            return Ok(false);
+        };
         let Some((results, previous)) = self.mail_needed(current, &build).await? else {
             return Ok(false);
         };
@@ -268,7 +270,9 @@ impl Notifier {
             subject: None,
         };
         for buildid in buildids {
-            let build = Arc::new(snapshot::build_info(&self.ctx.db, buildid).await?);
+            let Some(build) = self.candidate(current, buildid).await? else {
+                continue;
+            };
             let Some((results, previous)) = self.mail_needed(current, &build).await? else {
                 continue;
             };
@@ -304,8 +308,49 @@ impl Notifier {
         .await
     }
 
-    /// The build's result and the previous build's, when the builders, tags and modes ask
-    /// for mail about it (Buildbot 0.8's `isMailNeeded`).
+    /// A snapshot of the build, when its builder, tags and result leave mail about it
+    /// possible. Decided on one row first: most finished builds are not mailed about, and a
+    /// snapshot reads the build's steps, logs and changes.
+    async fn candidate(
+        &self,
+        current: &Current,
+        buildid: i64,
+    ) -> anyhow::Result<Option<Arc<BuildInfo>>> {
+        let config = &current.config;
+        let (results, builder, tags): (Option<i64>, String, String) = sqlx::query_as(
+            "SELECT b.results, bl.name, bl.tags FROM builds b \
+             JOIN builders bl ON bl.id = b.builderid WHERE b.id = $1",
+        )
+        .bind(buildid)
+        .fetch_one(&self.ctx.db.pool)
+        .await?;
+        let Some(results) = results.and_then(BuildResult::from_code) else {
+            return Ok(None);
+        };
+        if !config.builders.is_empty() && !config.builders.contains(&builder) {
+            return Ok(None);
+        }
+        let tags: Vec<String> = serde_json::from_str(&tags).unwrap_or_default();
+        if !config.tags.is_empty() && !tags.iter().any(|t| config.tags.contains(t)) {
+            return Ok(None);
+        }
+        // A previous result that differs from this one and is not a failure is the one
+        // under which `change` and `problem` ask for mail, if anything does.
+        let favourable = match results {
+            BuildResult::Success => BuildResult::Warnings,
+            _ => BuildResult::Success,
+        };
+        let modes = &config.mode;
+        if !mode_wants(modes, results, None) && !mode_wants(modes, results, Some(favourable)) {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(
+            snapshot::build_info(&self.ctx.db, buildid).await?,
+        )))
+    }
+
+    /// The build's result and the previous build's, when the modes ask for mail about it
+    /// (Buildbot 0.8's `isMailNeeded`; [`Notifier::candidate`] checked the builder and tags).
     async fn mail_needed(
         &self,
         current: &Current,
@@ -315,12 +360,6 @@ impl Notifier {
         let Some(results) = build.results else {
             return Ok(None);
         };
-        if !config.builders.is_empty() && !config.builders.contains(&build.builder.name) {
-            return Ok(None);
-        }
-        if !config.tags.is_empty() && !build.builder.tags.iter().any(|t| config.tags.contains(t)) {
-            return Ok(None);
-        }
         let modes = &config.mode;
         let compares = modes.contains(&MailMode::Change) || modes.contains(&MailMode::Problem);
         let previous = match compares {
