@@ -127,12 +127,6 @@ impl Basic {
 
     /// Buildbot's `_changeCallback`: filter the change, then classify it.
     async fn got_change_event(&mut self, changeid: i64) -> DbResult<()> {
-        if !self.service.enabled().await {
-            return Ok(());
-        }
-        let ctx = &self.service.ctx;
-        let (change, _) = ctx.db.change(changeid).await?;
-        let change = Arc::new(change);
         let intake = filter::Intake {
             scheduler: self.name(),
             change_filter: self.config.change_filter.as_ref(),
@@ -140,10 +134,10 @@ impl Basic {
             file_is_important: self.config.file_is_important.as_ref(),
             only_important: self.config.only_important,
         };
-        let Some(important) = filter::take_change(ctx, &intake, &change).await else {
-            return Ok(());
-        };
-        self.got_change(&change, important).await
+        match self.service.take_change(&intake, changeid).await? {
+            Some((change, important)) => self.got_change(&change, important).await,
+            None => Ok(()),
+        }
     }
 
     /// Buildbot's `gotChange`: build at once, or (re)start the change's timer and keep the

@@ -212,6 +212,21 @@ impl Registered {
         store::enabled(&self.ctx.db, self.id).await.unwrap_or(true)
     }
 
+    /// A change-driven scheduler's intake of `changes/ID/new`: the change and whether it is
+    /// important, unless the scheduler is disabled or `intake` leaves the change out.
+    async fn take_change(
+        &self,
+        intake: &filter::Intake<'_>,
+        changeid: i64,
+    ) -> DbResult<Option<(Arc<Change>, bool)>> {
+        if !self.enabled().await {
+            return Ok(None);
+        }
+        let change = Arc::new(self.ctx.db.change(changeid).await?.0);
+        let important = filter::take_change(&self.ctx, intake, &change).await;
+        Ok(important.map(|important| (change, important)))
+    }
+
     /// The task of a scheduler that acts only when asked: it holds the registration and
     /// acknowledges new configs until stopped.
     async fn hold(self, name: String, mut updates: mpsc::Receiver<Update>) {

@@ -191,12 +191,6 @@ impl Timed {
     /// Buildbot's `Timed.gotChange`: keep the change (important or not) for the next
     /// build, when it passes the filter and is on the scheduler's branch.
     async fn got_change(&mut self, changeid: i64) -> DbResult<()> {
-        if !self.service.enabled().await {
-            return Ok(());
-        }
-        let ctx = &self.service.ctx;
-        let (change, _) = ctx.db.change(changeid).await?;
-        let change = Arc::new(change);
         let intake = filter::Intake {
             scheduler: self.name(),
             change_filter: self.config.change_filter.as_ref(),
@@ -204,9 +198,10 @@ impl Timed {
             file_is_important: self.config.file_is_important.as_ref(),
             only_important: self.config.only_important,
         };
-        let Some(important) = filter::take_change(ctx, &intake, &change).await else {
+        let Some((change, important)) = self.service.take_change(&intake, changeid).await? else {
             return Ok(());
         };
+        let ctx = &self.service.ctx;
         let on_branch = match &self.config.branch {
             None => true,
             Some(Branch::Default) => change.branch.is_none(),
