@@ -16,7 +16,7 @@ use moonbot::master::Master;
 use moonbot::model::BuildResult;
 use serde_json::{json, Value};
 use smtp::{ReceivedMail, SmtpOptions, SmtpServer, Tls};
-use support::{complete, start, submit, WAIT};
+use support::{complete, sql, start, submit, WAIT};
 
 /// A builder `b` whose one step exits with the build property `rc` (0 success, 1
 /// warnings, 2 failure, 3 exception), printing two lines first.
@@ -631,21 +631,6 @@ fn spawn_master(dir: &Path, env: &[(&str, &str)]) -> Child {
     command.spawn().unwrap()
 }
 
-fn outbox_count(dir: &Path, state: &str) -> i64 {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(format!(
-            "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM outbox WHERE state='{state}'\").fetchone()[0])"
-        ))
-        .arg(dir.join("state.sqlite"))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(-1)
-}
-
 fn wait_for_file_text(path: &Path, needle: &str) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -718,7 +703,13 @@ fn mail_queued_when_the_master_is_killed_arrives_after_the_restart() {
         force(web, 2);
     }
     let deadline = Instant::now() + WAIT;
-    while outbox_count(dir.path(), "pending") < 3 {
+    let pending = || {
+        sql(
+            dir.path(),
+            "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+        )
+    };
+    while pending()[0][0].as_i64() < Some(3) {
         assert!(Instant::now() < deadline, "three mails never queued");
         std::thread::sleep(Duration::from_millis(100));
     }

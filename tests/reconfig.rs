@@ -11,7 +11,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::{complete as finished, start, submit, WAIT};
+use support::{complete as finished, sql, start, submit, WAIT};
 
 fn config(builders: &str, extra: &str) -> String {
     format!(
@@ -189,17 +189,6 @@ fn pid(dir: &Path) -> i32 {
         .trim()
         .parse()
         .unwrap()
-}
-
-fn sql(dir: &Path, query: &str) -> Vec<Value> {
-    let out = Command::new("python3")
-        .args(["-c", "import sqlite3,sys,json\nwith sqlite3.connect(sys.argv[1]) as db: print(json.dumps(db.execute(sys.argv[2]).fetchall()))"])
-        .arg(dir.join("state.sqlite"))
-        .arg(query)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

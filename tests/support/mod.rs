@@ -62,3 +62,20 @@ pub async fn complete(master: &Master, bsid: i64) -> BuildResult {
     .await
     .expect("the buildset completes")
 }
+
+/// Runs one SQL statement on the SQLite database of a master running as its own process
+/// (through Python's sqlite3, so the test holds no connection of its own); the rows as JSON.
+pub fn sql(dir: &Path, query: &str) -> Vec<Value> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys,json\nwith sqlite3.connect(sys.argv[1]) as db: print(json.dumps(db.execute(sys.argv[2]).fetchall()))"])
+        .arg(dir.join("state.sqlite"))
+        .arg(query)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{query}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
