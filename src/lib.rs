@@ -13,6 +13,7 @@ pub mod engine;
 pub mod master;
 pub mod model;
 pub mod process;
+pub mod runtime;
 pub mod schedulers;
 pub mod script;
 pub mod status;

@@ -14,7 +14,7 @@ use moonbot::changes::{
 };
 use moonbot::config::build::ChangeSourceConfig;
 use moonbot::db::Db;
-use moonbot::master::{Context, Control, Reconfigured, Service};
+use moonbot::runtime::{Context, Control, Reconfigured, Service};
 use moonbot::script::ScriptHost;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,7 +37,7 @@ async fn context(basedir: &Path, config: &str) -> Context {
         bus: Default::default(),
         control: Control::channel().0,
         script,
-        config: moonbot::master::SharedConfig::new((*config).clone()),
+        config: moonbot::runtime::SharedConfig::new((*config).clone()),
         basedir: basedir.to_path_buf(),
         masterid,
         shutdown: CancellationToken::new(),

@@ -229,7 +229,7 @@ end
         .fetch_one(&ctx.db.pool)
         .await
         .unwrap();
-    let build = moonbot::engine::snapshot::build_info(&ctx.db, buildid)
+    let build = moonbot::status::snapshot::build_info(&ctx.db, buildid)
         .await
         .unwrap();
     assert!(build.is_finished());

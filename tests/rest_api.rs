@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use moonbot::bus::Bus;
 use moonbot::db::{BuildsetSpec, ChangeSpec, Db};
-use moonbot::master::{Context, Control, ControlError, ControlRequest};
 use moonbot::model::Properties;
+use moonbot::runtime::{Context, Control, ControlError, ControlRequest};
 use moonbot::script::ScriptHost;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -139,7 +139,7 @@ impl Fixture {
             bus: Bus::default(),
             control,
             script,
-            config: moonbot::master::SharedConfig::new((*config).clone()),
+            config: moonbot::runtime::SharedConfig::new((*config).clone()),
             basedir: dir.path().to_path_buf(),
             masterid: ids.master,
             shutdown: shutdown.clone(),
@@ -995,7 +995,7 @@ async fn no_web_server_without_a_web_status() {
         bus: Bus::default(),
         control: Control::channel().0,
         script: ScriptHost::start(loaded.lua, config.script_limits).unwrap(),
-        config: moonbot::master::SharedConfig::new((*config).clone()),
+        config: moonbot::runtime::SharedConfig::new((*config).clone()),
         basedir: dir.path().to_path_buf(),
         masterid: 1,
         shutdown: CancellationToken::new(),

@@ -16,8 +16,8 @@ use moonbot::config::build::{Schedule, SchedulerConfig};
 use moonbot::config::{self};
 use moonbot::data::{self, Resource};
 use moonbot::db::{ChangeSpec, Db, SourceStampSpec};
-use moonbot::master::{Context, Control, Reconfigured, Service};
 use moonbot::model::Properties;
+use moonbot::runtime::{Context, Control, Reconfigured, Service};
 use moonbot::schedulers::{self, RunningScheduler, TriggerRequest};
 use moonbot::script::ScriptHost;
 
@@ -52,7 +52,7 @@ async fn context(dir: &Path, lua: &str) -> Context {
         bus: Bus::default(),
         control,
         script,
-        config: moonbot::master::SharedConfig::new((*config).clone()),
+        config: moonbot::runtime::SharedConfig::new((*config).clone()),
         basedir: dir.to_path_buf(),
         masterid,
         shutdown: CancellationToken::new(),

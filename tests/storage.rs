@@ -256,7 +256,7 @@ c['schedulers'] = {{
     .await
     .expect("the buildset completes");
     assert_eq!(result, moonbot::model::BuildResult::Success);
-    let build = moonbot::engine::snapshot::build_info(&ctx.db, 1)
+    let build = moonbot::status::snapshot::build_info(&ctx.db, 1)
         .await
         .unwrap();
     assert_eq!(build.steps.len(), 2);

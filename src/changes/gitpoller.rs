@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::build::{GitBranches, GitPoller, ValueOrFunction};
 use crate::db::ChangeSpec;
-use crate::master::Context;
 use crate::model::Change;
+use crate::runtime::Context;
 use crate::script::renderable::display;
 use crate::script::{Arg, RenderData, Renderable};
 

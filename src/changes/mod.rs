@@ -17,7 +17,7 @@ use crate::config::build::{ChangeSourceConfig, GitPoller, PbChangeSource};
 use crate::config::{Location, PortSpec};
 use crate::data::{self, Resource};
 use crate::db::ChangeSpec;
-use crate::master::{Context, Reconfigured, Service};
+use crate::runtime::{Context, Reconfigured, Service};
 
 pub use gitpoller::GitPollerService;
 pub use pb::ChangeMessage;

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::build::PbChangeSource;
 use crate::config::PortSpec;
 use crate::db::ChangeSpec;
-use crate::master::Context;
+use crate::runtime::Context;
 
 /// The path changes are posted to.
 pub const CHANGES_PATH: &str = "/changes";

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use mlua::{Lua, Table, Value};
 
@@ -12,7 +13,6 @@ use super::status::{MailNotifierConfig, StatusTarget};
 use super::PortSpec;
 use crate::model::Properties;
 use crate::script::HostLimits;
-use crate::status::outbox::RetryPolicy;
 
 /// Every key `BuildmasterConfig` accepts.
 pub const GLOBAL_KEYS: &[&str] = &[
@@ -418,6 +418,39 @@ fn read_script_limits(keys: &KeyReader) -> HostLimits {
     limits
 }
 
+/// How delivery retries (`c['outbox']`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// The wait after the first failure; it doubles after each further one.
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    /// A message still failing this long after it was written is marked dead.
+    pub give_up_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(300),
+            give_up_after: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `failures + 1`: exponential, capped, with jitter over its
+    /// upper half so that messages failed together do not retry together.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let exponential = self.first_delay.saturating_mul(
+            1u32.checked_shl(failures.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        );
+        let capped = exponential.min(self.max_delay);
+        capped.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
 const OUTBOX_KEYS: &[&str] = &["retryDelay", "maxRetryDelay", "giveUpAfter"];
 
 fn read_outbox_policy(keys: &KeyReader) -> RetryPolicy {
@@ -438,7 +471,7 @@ fn read_outbox_policy(keys: &KeyReader) -> RetryPolicy {
                 continue;
             }
         };
-        match std::time::Duration::try_from_secs_f64(value) {
+        match Duration::try_from_secs_f64(value) {
             Ok(duration) if value > 0.0 => *slot = duration,
             _ => keys.error(
                 "outbox",
@@ -504,4 +537,25 @@ fn read_worker_port(keys: &KeyReader) -> Option<PortSpec> {
         keys.error("slavePortnum", "give the worker port once: c['protocols'] = {pb={port=...}} or c['slavePortnum'], not both");
     }
     from_protocols.or(from_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_with_jitter_up_to_the_cap() {
+        let policy = RetryPolicy::default();
+        for (failures, full) in [
+            (1, 1.0),
+            (2, 2.0),
+            (3, 4.0),
+            (9, 256.0),
+            (10, 300.0),
+            (60, 300.0),
+        ] {
+            let delay = policy.delay(failures).as_secs_f64();
+            assert!(delay >= full / 2.0 && delay <= full, "{failures}: {delay}");
+        }
+    }
 }

@@ -12,8 +12,8 @@ use crate::config::build::{StepCommon, StepConfig};
 use crate::data::builds::{add_build, add_step, finish_build, finish_step, start_step, NewBuild};
 use crate::data::{announce, Resource};
 use crate::db::{DbResult, PendingRequest};
-use crate::master::Context;
 use crate::model::{BuildResult, Properties};
+use crate::runtime::Context;
 use crate::script::Arg;
 use crate::steps::{RunningBuild, StepOutcome, StepRun};
 

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use crate::config::build::CollapseRequests;
 use crate::db::{Db, DbResult, PendingRequest};
-use crate::master::Context;
 use crate::model::{BuildResult, Properties, SourceStamp};
+use crate::runtime::Context;
 use crate::script::{is_falsy, Arg, Callback};
 
 pub fn builder_table(name: &str, id: i64) -> Value {

@@ -6,7 +6,6 @@
 
 mod build;
 mod choose;
-pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,8 +24,8 @@ use crate::config::MasterConfig;
 use crate::data::{publish, Resource};
 use crate::db::{BuildsetSpec, DbError};
 use crate::db::{DbResult, PendingRequest};
-use crate::master::{Context, ControlError, ControlRequest, Submitted};
 use crate::model::BuildResult;
+use crate::runtime::{Context, ControlError, ControlRequest, Submitted};
 use crate::schedulers;
 
 /// How long running builds may take to finish at shutdown before they are stopped.

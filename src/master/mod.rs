@@ -1,11 +1,9 @@
 //! The running master: loads the config, opens storage, starts every service (change
 //! sources, schedulers, builders and workers, the web server) and stops them in order.
 
-pub mod control;
 mod reconfig;
-pub mod service;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
@@ -18,29 +16,12 @@ use crate::changes::RunningSource;
 use crate::data;
 use crate::db::Db;
 use crate::engine::{Engine, Reconfigure, SHUTDOWN_GRACE};
+use crate::runtime::{Context, Control, Service, SharedConfig};
 use crate::schedulers::RunningScheduler;
 use crate::script::ScriptHost;
 use crate::status::mail::MailNotifier;
 use crate::www;
-pub use control::{Control, ControlError, ControlRequest, Submitted};
 pub use reconfig::{Outcome, RECONFIG_FILE};
-pub use service::{Reconfigured, Service, SharedConfig};
-
-/// What every service of a running master shares. Cheap to clone.
-#[derive(Clone)]
-pub struct Context {
-    pub db: Db,
-    pub bus: Bus,
-    pub control: Control,
-    /// Runs the config's Lua callbacks and renderables.
-    pub script: ScriptHost,
-    /// The config running now; a reconfig replaces it.
-    pub config: SharedConfig,
-    pub basedir: PathBuf,
-    pub masterid: i64,
-    /// Cancelled when the master begins to shut down.
-    pub shutdown: CancellationToken,
-}
 
 /// Runs the master of `basedir` until `shutdown` is cancelled, then stops cleanly.
 pub async fn run(basedir: &Path, shutdown: CancellationToken) -> anyhow::Result<()> {

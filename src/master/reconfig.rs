@@ -10,11 +10,12 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::{Context, Master, Reconfigured, Service};
+use super::Master;
 use crate::config::status::StatusTarget;
 use crate::config::{self, LoadedConfig, MasterConfig};
 use crate::data::{publish, Resource};
 use crate::engine::{Diff, Reconfigure};
+use crate::runtime::{Context, Reconfigured, Service};
 
 /// The file in the base directory holding the last reconfig's outcome, which
 /// `moonbot reconfig` waits for (it works whether the log goes to a file or to stderr).

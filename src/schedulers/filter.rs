@@ -5,8 +5,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::config::build::{Branch, ChangeFilter, Codebases, FieldFilter, Pattern};
-use crate::master::Context;
 use crate::model::Change;
+use crate::runtime::Context;
 use crate::script::{Arg, Callback, ScriptError};
 
 /// The options that decide whether a change-driven scheduler takes a change.

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use super::{stamps_with_defaults, submit, Request};
 use crate::config::build::{ForceParameter, ForceScheduler, ParameterKind, SchedulerConfig};
 use crate::db::SourceStampSpec;
-use crate::master::{Context, ControlError, Submitted};
 use crate::model::Properties;
+use crate::runtime::{Context, ControlError, Submitted};
 
 /// The source of the properties a forced build gets.
 const SOURCE: &str = "Force Build Form";

@@ -33,8 +33,8 @@ use crate::config::build::{CodebaseDefaults, SchedulerBase, SchedulerConfig, Val
 use crate::config::Location;
 use crate::data::{self, Resource};
 use crate::db::{BuildsetSpec, DbResult, SourceStampSpec};
-use crate::master::{Context, Reconfigured, Service, Submitted};
 use crate::model::{Change, Properties};
+use crate::runtime::{Context, Reconfigured, Service, Submitted};
 use crate::script::Arg;
 
 pub use force::{force, force_named};

@@ -2,8 +2,8 @@
 
 use crate::config::build::SchedulerConfig;
 use crate::db::SourceStampSpec;
-use crate::master::{Context, ControlError, Submitted};
 use crate::model::Properties;
+use crate::runtime::{Context, ControlError, Submitted};
 
 use super::{priority, stamps_with_defaults, submit, Request};
 

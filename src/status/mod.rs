@@ -3,6 +3,7 @@
 
 pub mod mail;
 pub mod outbox;
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::Arc;

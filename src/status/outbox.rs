@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::RetryPolicy;
 use crate::db::{now, Db, OutboxMessage};
 
 /// Delivers rendered messages to a peer.
@@ -25,39 +26,6 @@ pub trait Transport: Send + Sync + 'static {
         &self,
         batch: &[OutboxMessage],
     ) -> impl Future<Output = Vec<Result<(), String>>> + Send;
-}
-
-/// How delivery retries (`c['outbox']`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RetryPolicy {
-    /// The wait after the first failure; it doubles after each further one.
-    pub first_delay: Duration,
-    pub max_delay: Duration,
-    /// A message still failing this long after it was written is marked dead.
-    pub give_up_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            first_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(300),
-            give_up_after: Duration::from_secs(24 * 3600),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before attempt `failures + 1`: exponential, capped, with jitter over its
-    /// upper half so that messages failed together do not retry together.
-    pub fn delay(&self, failures: u32) -> Duration {
-        let exponential = self.first_delay.saturating_mul(
-            1u32.checked_shl(failures.saturating_sub(1))
-                .unwrap_or(u32::MAX),
-        );
-        let capped = exponential.min(self.max_delay);
-        capped.mul_f64(0.5 + fastrand::f64() * 0.5)
-    }
 }
 
 /// Messages fetched per batch, and so per connection.
@@ -291,22 +259,6 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("timed out");
-    }
-
-    #[test]
-    fn delays_double_with_jitter_up_to_the_cap() {
-        let policy = RetryPolicy::default();
-        for (failures, full) in [
-            (1, 1.0),
-            (2, 2.0),
-            (3, 4.0),
-            (9, 256.0),
-            (10, 300.0),
-            (60, 300.0),
-        ] {
-            let delay = policy.delay(failures).as_secs_f64();
-            assert!(delay >= full / 2.0 && delay <= full, "{failures}: {delay}");
-        }
     }
 
     #[tokio::test]

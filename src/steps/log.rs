@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::data::{announce, Resource};
 use crate::db::DbResult;
-use crate::master::Context;
+use crate::runtime::Context;
 
 /// Flush when this much text is buffered ...
 const FLUSH_BYTES: usize = 64 * 1024;

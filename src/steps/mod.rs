@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 pub use log::LogWriter;
 
 use crate::config::build::{StepConfig, StepKind};
-use crate::master::Context;
 use crate::model::{BuildResult, Properties, SourceStamp};
+use crate::runtime::Context;
 use crate::script::{Arg, RenderData, Renderable};
 
 /// What steps share of the build they run in.

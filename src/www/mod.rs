@@ -10,7 +10,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::config::status::StatusTarget;
-use crate::master::Context;
+use crate::runtime::Context;
 
 /// Binds the web server's port, or `None` when the config has no web server.
 pub async fn bind(context: &Context) -> anyhow::Result<Option<TcpListener>> {

@@ -15,7 +15,7 @@ use crate::data::registry::{self, BuildersOf, WorkersOf};
 use crate::data::{forceschedulers, outbox};
 use crate::data::{json_text, Entity, JsonPage, Page, Query};
 use crate::db::DbError;
-use crate::master::{Context, ControlError};
+use crate::runtime::{Context, ControlError};
 
 /// Lines read from storage per piece of a streamed raw log.
 const RAW_LINES_PER_READ: i64 = 1000;
@@ -712,7 +712,7 @@ async fn call(
 }
 
 /// `[bsid, {builderid: brid}]`, as Buildbot's `force` and `rebuild` answer.
-fn submitted_json((bsid, brids): crate::master::Submitted) -> Value {
+fn submitted_json((bsid, brids): crate::runtime::Submitted) -> Value {
     let brids: Map<String, Value> = brids
         .into_iter()
         .map(|(builderid, brid)| (builderid.to_string(), json!(brid)))

@@ -23,12 +23,12 @@ use tokio_util::sync::CancellationToken;
 use self::message::{Attachment, Mail, MessageText};
 use self::smtp::SmtpTransport;
 use super::outbox::Delivery;
+use super::snapshot;
 use super::Watermark;
 use crate::config::status::{AddLogs, DomainLookup, EmailLookup, MailMode, MailNotifierConfig};
 use crate::db::NewMessage;
-use crate::engine::snapshot;
-use crate::master::{Context, Reconfigured, Service};
 use crate::model::{BuildInfo, BuildResult, MasterInfo};
+use crate::runtime::{Context, Reconfigured, Service};
 use crate::script::{Arg, RenderData};
 
 /// A running MailNotifier: the task that turns finished builds into outbox rows, and the

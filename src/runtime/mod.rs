@@ -1,0 +1,33 @@
+//! What every service of a running master is handed, below the services so that they
+//! depend downward: the shared [`Context`], the [`Service`] plug a reconfig drives,
+//! the [`SharedConfig`] running now and the [`Control`] channel to the engine.
+//! `master/` sits above, starting the services with it.
+
+pub mod control;
+pub mod service;
+
+use std::path::PathBuf;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::Bus;
+use crate::db::Db;
+use crate::script::ScriptHost;
+pub use control::{Control, ControlError, ControlRequest, Submitted};
+pub use service::{Reconfigured, Service, SharedConfig};
+
+/// What every service of a running master shares. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    pub db: Db,
+    pub bus: Bus,
+    pub control: Control,
+    /// Runs the config's Lua callbacks and renderables.
+    pub script: ScriptHost,
+    /// The config running now; a reconfig replaces it.
+    pub config: SharedConfig,
+    pub basedir: PathBuf,
+    pub masterid: i64,
+    /// Cancelled when the master begins to shut down.
+    pub shutdown: CancellationToken,
+}
