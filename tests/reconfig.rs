@@ -434,3 +434,38 @@ async fn the_masters_endpoint_shows_the_last_outcome_and_the_bus_announces_it() 
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_that_only_moved_to_other_lines_are_unchanged_and_an_edited_formatter_is_changed()
+{
+    let services = |formatter_body: &str| {
+        format!(
+            r#"
+c['schedulers']:append(schedulers.ForceScheduler{{name="force", builderNames={{"quick"}}}})
+c['status']:append(status.MailNotifier{{fromaddr="bb@example.org", relayhost="127.0.0.1",
+    smtpPort=1, extraRecipients={{"dev@example.org"}},
+    messageFormatter=function(mode, name, build, results, master_status)
+        return {{body="{formatter_body}", type="plain"}}
+    end}})
+"#
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut master = start(dir.path(), &config(QUICK, &services("v1"))).await;
+    let file = dir.path().join("master.cfg.lua");
+    let moved = format!("-- a comment\n\n\n{}", config(QUICK, &services("v1")));
+    std::fs::write(&file, moved).unwrap();
+    let outcome = master.reconfig().await;
+    assert_eq!(
+        outcome.line, "reconfig complete (+0 ~0 -0 services)",
+        "{outcome:?}"
+    );
+    std::fs::write(&file, config(QUICK, &services("v2"))).unwrap();
+    let outcome = master.reconfig().await;
+    assert_eq!(
+        outcome.line, "reconfig complete (+0 ~1 -0 services)",
+        "{outcome:?}"
+    );
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}

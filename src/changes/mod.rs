@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::build::{ChangeSourceConfig, GitPoller, PbChangeSource};
-use crate::config::{Location, PortSpec};
+use crate::config::{same_options, PortSpec};
 use crate::data::{self, Resource};
 use crate::db::ChangeSpec;
 use crate::runtime::{Context, Reconfigured, Service};
@@ -127,7 +127,7 @@ impl Service for RunningSource {
         ctx: &Context,
         config: &ChangeSourceConfig,
     ) -> anyhow::Result<Reconfigured> {
-        let outcome = if options_text(config) == options_text(&self.config) {
+        let outcome = if same_options(config, &self.config) {
             Reconfigured::Unchanged
         } else {
             Reconfigured::Changed
@@ -161,15 +161,4 @@ impl Service for RunningSource {
             tracing::error!(source = %self.config.name(), "change source task failed: {e}");
         }
     }
-}
-
-/// A source's options as text, without where the config defines them; callbacks show
-/// where they are defined.
-fn options_text(config: &ChangeSourceConfig) -> String {
-    let mut config = config.clone();
-    match &mut config {
-        ChangeSourceConfig::GitPoller(poller) => poller.location = Location::default(),
-        ChangeSourceConfig::PBChangeSource(source) => source.location = Location::default(),
-    }
-    format!("{config:?}")
 }

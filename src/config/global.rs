@@ -9,7 +9,7 @@ use mlua::{Lua, Table, Value};
 use super::build::{BuilderConfig, ChangeSourceConfig, SchedulerConfig, WorkerConfig};
 use super::errors::{report, report_unimplemented, unknown, ConfigError, Location};
 use super::kwargs::{FromOption, OptionError};
-use super::status::{MailNotifierConfig, StatusTarget};
+use super::status::StatusTarget;
 use super::PortSpec;
 use crate::model::Properties;
 use crate::script::HostLimits;
@@ -121,19 +121,6 @@ pub struct MasterConfig {
     /// Lists that held an object whose own errors were reported: cross-checks against such a
     /// list would only repeat them.
     pub(super) incomplete: Vec<&'static str>,
-}
-
-impl MasterConfig {
-    /// The MailNotifiers among the status targets.
-    pub fn mail_notifiers(&self) -> Vec<MailNotifierConfig> {
-        self.status
-            .iter()
-            .filter_map(|target| match target {
-                StatusTarget::MailNotifier(config) => Some(config.as_ref().clone()),
-                _ => None,
-            })
-            .collect()
-    }
 }
 
 /// Where each top-level key was assigned, to point errors at it.

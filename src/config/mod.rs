@@ -10,6 +10,7 @@
 //! on); then [`global`] reads the top-level keys and [`validate`] makes the cross-checks.
 
 pub mod build;
+mod compare;
 mod env;
 mod errors;
 mod global;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use mlua::{HookTriggers, Lua, VmState};
 
+pub use compare::{ignoring_places, same_options};
 pub use env::{define, Namespaces};
 pub use errors::{
     report as report_error, report_unimplemented, suggest, ConfigError, ConfigErrors, Diagnostics,
@@ -175,13 +177,19 @@ fn evaluate(
     let previous_limit = lua
         .set_memory_limit(EVALUATION_MEMORY_LIMIT)
         .map_err(internal)?;
-    let result = lua.load(source).set_name(format!("@{chunk_name}")).exec();
+    let chunk = format!("@{chunk_name}");
+    lua.set_app_data(crate::script::ConfigSource {
+        chunk: chunk.clone(),
+        text: source.to_string(),
+    });
+    let result = lua.load(source).set_name(chunk).exec();
     lua.remove_hook();
     lua.set_memory_limit(previous_limit).map_err(internal)?;
     result.map_err(lua_error)?;
     let store = lua.named_registry_value(STORE_KEY).map_err(internal)?;
     let locations = lua.named_registry_value(LOCATIONS_KEY).map_err(internal)?;
     let config = global::read(lua, &store, &locations, chunk_name, PathBuf::from(basedir));
+    lua.remove_app_data::<crate::script::ConfigSource>();
     validate::check(lua, &config);
     Ok(config)
 }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub use build::BuildPlan;
 
 use crate::config::build::{BuilderConfig, StepConfig, WorkerKind};
-use crate::config::MasterConfig;
+use crate::config::{same_options, MasterConfig};
 use crate::data::{publish, Resource};
 use crate::db::{BuildsetSpec, DbError};
 use crate::db::{DbResult, PendingRequest};
@@ -172,9 +172,7 @@ impl Engine {
                 )
                 .await?;
             match self.builders.remove(&builder.name) {
-                Some(old) if format!("{:?}", old.config) != format!("{builder:?}") => {
-                    diff.changed += 1
-                }
+                Some(old) if !same_options(&old.config, builder) => diff.changed += 1,
                 Some(_) => {}
                 None => diff.added += 1,
             }

@@ -19,7 +19,7 @@ use crate::engine::{Engine, Reconfigure, SHUTDOWN_GRACE};
 use crate::runtime::{Context, Control, Service, SharedConfig};
 use crate::schedulers::RunningScheduler;
 use crate::script::ScriptHost;
-use crate::status::mail::MailNotifier;
+use crate::status::targets::{self, RunningTarget};
 use crate::www;
 pub use reconfig::{Outcome, RECONFIG_FILE};
 
@@ -47,7 +47,8 @@ pub struct Master {
     /// Each with its name, which a reconfig diffs on.
     change_sources: Vec<(String, RunningSource)>,
     schedulers: Vec<(String, RunningScheduler)>,
-    mail_notifiers: Vec<(String, MailNotifier)>,
+    /// Every status target but the web server, whatever its kind.
+    status_targets: Vec<(String, RunningTarget)>,
     web: Option<JoinHandle<anyhow::Result<()>>>,
     /// Where the web server listens, when the config has one.
     pub web_address: Option<std::net::SocketAddr>,
@@ -108,10 +109,10 @@ impl Master {
             let running = RunningScheduler::start(&context, scheduler).await?;
             schedulers.push((RunningScheduler::name_of(scheduler).to_string(), running));
         }
-        let mut mail_notifiers = Vec::new();
-        for notifier in &config.mail_notifiers() {
-            let running = MailNotifier::start(&context, notifier).await?;
-            mail_notifiers.push((MailNotifier::name_of(notifier).to_string(), running));
+        let mut status_targets = Vec::new();
+        for target in &targets::reported(&config) {
+            let running = RunningTarget::start(&context, target).await?;
+            status_targets.push((target.name().to_string(), running));
         }
         let (engine_reconfigs, engine_reconfig_receiver) = mpsc::channel(1);
         let engine = tokio::spawn(engine.run(requests, engine_reconfig_receiver, SHUTDOWN_GRACE));
@@ -127,7 +128,7 @@ impl Master {
             engine_reconfigs,
             change_sources,
             schedulers,
-            mail_notifiers,
+            status_targets,
             web,
             web_address,
             reconfig_sender,
@@ -163,9 +164,9 @@ impl Master {
             scheduler.stop().await;
         }
         self.engine.await?;
-        // After the engine: builds that finish in the grace period are mailed too.
-        for (_, notifier) in self.mail_notifiers {
-            notifier.stop().await;
+        // After the engine: builds that finish in the grace period are reported too.
+        for (_, target) in self.status_targets {
+            target.stop().await;
         }
         if let Some(web) = self.web {
             web.await??;

@@ -16,6 +16,7 @@ use crate::config::{self, LoadedConfig, MasterConfig};
 use crate::data::{publish, Resource};
 use crate::engine::{Diff, Reconfigure};
 use crate::runtime::{Context, Reconfigured, Service};
+use crate::status::targets;
 
 /// The file in the base directory holding the last reconfig's outcome, which
 /// `moonbot reconfig` waits for (it works whether the log goes to a file or to stderr).
@@ -181,12 +182,12 @@ impl Master {
             &mut failures,
         )
         .await;
-        let notifiers = std::mem::take(&mut self.mail_notifiers);
-        self.mail_notifiers = reconcile(
+        let targets = std::mem::take(&mut self.status_targets);
+        self.status_targets = reconcile(
             &ctx,
             "status target",
-            notifiers,
-            &config.mail_notifiers(),
+            targets,
+            &targets::reported(&config),
             &mut diff,
             &mut failures,
         )

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::Event;
 use crate::config::build::{CodebaseDefaults, SchedulerBase, SchedulerConfig, ValueOrFunction};
-use crate::config::Location;
+use crate::config::same_options;
 use crate::data::{self, Resource};
 use crate::db::{BuildsetSpec, DbResult, SourceStampSpec};
 use crate::model::{Change, Properties};
@@ -127,7 +127,7 @@ impl Service for RunningScheduler {
         if config.kind() != self.config.kind() {
             return Ok(Reconfigured::NeedsRestart);
         }
-        let outcome = if options_text(config) == options_text(&self.config) {
+        let outcome = if same_options(config, &self.config) {
             Reconfigured::Unchanged
         } else {
             Reconfigured::Changed
@@ -159,28 +159,6 @@ impl Service for RunningScheduler {
             );
         }
     }
-}
-
-/// A scheduler's options as text, without where the config defines them (moving a
-/// definition to another line changes nothing); callbacks show where they are defined.
-fn options_text(config: &SchedulerConfig) -> String {
-    let mut config = config.clone();
-    let (base, change_filter) = match &mut config {
-        SchedulerConfig::SingleBranch(s) | SchedulerConfig::AnyBranch(s) => {
-            (&mut s.base, s.change_filter.as_mut())
-        }
-        SchedulerConfig::Periodic(s) | SchedulerConfig::Nightly(s) => {
-            (&mut s.base, s.change_filter.as_mut())
-        }
-        SchedulerConfig::Force(s) => (&mut s.base, None),
-        SchedulerConfig::Triggerable(s) => (&mut s.base, None),
-        SchedulerConfig::Dependent(s) => (&mut s.base, None),
-    };
-    base.location = Location::default();
-    if let Some(change_filter) = change_filter {
-        change_filter.location = Location::default();
-    }
-    format!("{config:?}")
 }
 
 /// What every scheduler task holds.

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use mlua::{Function, Lua, RegistryKey};
@@ -11,6 +12,9 @@ use crate::config::Location;
 pub struct Callback {
     key: Arc<RegistryKey>,
     location: Location,
+    /// A hash of the function's source text, when the config's text is at hand: a reconfig
+    /// compares callbacks by it, so a function that only moved is the same function.
+    code: Option<u64>,
     /// Counts the handles on the VM's functions, so the script host keeps a replaced VM
     /// alive while anything (a running build, say) may still call into it.
     _vm: VmToken,
@@ -42,6 +46,7 @@ impl Callback {
         Ok(Callback {
             key: Arc::new(lua.create_registry_value(function.clone())?),
             location: Location::of_function(function),
+            code: code_of(lua, function),
             _vm: VmToken::of(lua),
         })
     }
@@ -62,8 +67,36 @@ impl Callback {
     }
 }
 
+/// While a reconfig compares configs, a callback shows its code rather than its place.
 impl fmt::Debug for Callback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<function {}>", self.location)
+        match self.code {
+            Some(code) if crate::config::ignoring_places() => write!(f, "<function {code:x}>"),
+            _ => write!(f, "<function {}>", self.location),
+        }
     }
+}
+
+/// The text of the config being evaluated, kept in the VM's app data while it runs so that
+/// callbacks can fingerprint their source.
+pub struct ConfigSource {
+    /// The chunk name Lua reports, `@master.cfg.lua`.
+    pub chunk: String,
+    pub text: String,
+}
+
+/// A hash of the lines that define `function`, when it comes from the config's own text.
+fn code_of(lua: &Lua, function: &Function) -> Option<u64> {
+    let source = lua.app_data_ref::<ConfigSource>()?;
+    let info = function.info();
+    if info.source.as_deref() != Some(source.chunk.as_str()) {
+        return None;
+    }
+    let first = info.line_defined?;
+    let last = info.last_line_defined?;
+    let mut hasher = DefaultHasher::new();
+    for line in source.text.lines().take(last).skip(first.checked_sub(1)?) {
+        line.hash(&mut hasher);
+    }
+    Some(hasher.finish())
 }

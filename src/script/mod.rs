@@ -7,7 +7,7 @@ mod lua_api;
 pub mod objects;
 pub mod renderable;
 
-pub use callback::Callback;
+pub use callback::{Callback, ConfigSource};
 pub use host::{Arg, FromScript, HostLimits, Pending, ScriptError, ScriptErrorKind, ScriptHost};
 pub use lua_api::{register, CLASSES};
 pub use renderable::{is_falsy, RenderData, RenderError, Renderable};

@@ -1,16 +1,83 @@
-//! Running status targets, and what they share: the outbox, the master's identity as
-//! callbacks see it, and the watermark that lets a target catch up after a restart.
+//! Running status targets and the pipeline they share (Buildbot 4's reporters are the
+//! model): the [`generator`] decides which builds a target reports, the target's
+//! [`Reporter`] renders them into outbox rows, and the [`outbox`]'s delivery task sends them
+//! through the target's [`Transport`]. [`targets`] lists the kinds the master runs.
 
+pub mod generator;
 pub mod mail;
 pub mod outbox;
 pub mod snapshot;
+pub mod targets;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use self::generator::Reporter;
+use self::outbox::{Delivery, Transport};
 use crate::config::MasterConfig;
 use crate::db::{Db, DbResult};
 use crate::model::{BuilderInfo, MasterInfo};
+use crate::runtime::Context;
+
+/// A status target on the shared pipeline: its generator task, holding the current
+/// reporter, and its delivery task, holding the current transport.
+pub struct Pipeline<R, T> {
+    current: watch::Sender<Arc<R>>,
+    delivery: Delivery<T>,
+    stop: CancellationToken,
+    generator: JoinHandle<()>,
+}
+
+impl<R: Reporter, T: Transport> Pipeline<R, T> {
+    /// Starts reporting as `name` (the outbox key); messages left from before a restart are
+    /// delivered first, and builds that finished meanwhile are reported.
+    pub fn start(ctx: &Context, name: &str, reporter: R, transport: T) -> Pipeline<R, T> {
+        let policy = ctx.config.current().outbox;
+        let delivery = Delivery::spawn(ctx.db.clone(), name.to_string(), transport, policy);
+        let (current, receiver) = watch::channel(Arc::new(reporter));
+        // Not the master's shutdown token: the master stops targets after the builds that
+        // finish during its shutdown.
+        let stop = CancellationToken::new();
+        let generator = generator::spawn(
+            ctx.clone(),
+            name.to_string(),
+            receiver,
+            delivery.waker(),
+            stop.clone(),
+        );
+        Pipeline {
+            current,
+            delivery,
+            stop,
+            generator,
+        }
+    }
+
+    /// The reporter the next event goes to.
+    pub fn current(&self) -> Arc<R> {
+        self.current.borrow().clone()
+    }
+
+    /// A reconfig: `reporter` takes the next event, `transport` the next delivery (under
+    /// the config's retry policy); queued messages stay queued.
+    pub fn replace(&self, ctx: &Context, reporter: R, transport: T) {
+        self.delivery
+            .reconfigure(transport, ctx.config.current().outbox);
+        self.current.send_replace(Arc::new(reporter));
+    }
+
+    /// Stops after the report being made and the batch being delivered; what is still
+    /// queued stays in the outbox for the next start.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.generator.await;
+        self.delivery.stop().await;
+    }
+}
 
 /// `master_status` for the config running now: its title, URLs and builders with their ids.
 /// The engine registers the configured builders before status targets start or
@@ -39,38 +106,4 @@ pub async fn master_info(db: &Db, config: &MasterConfig) -> DbResult<Arc<MasterI
         buildbot_url: config.buildbot_url.clone(),
         builders,
     }))
-}
-
-/// Where a status target remembers how far it has handled finished builds, so that a
-/// restart catches up on what finished while it was down (the outbox's key keeps a message
-/// from being written twice).
-pub struct Watermark {
-    object: String,
-}
-
-const WATERMARK_KEY: &str = "handled_until";
-
-impl Watermark {
-    pub fn new(target: &str) -> Watermark {
-        Watermark {
-            object: format!("status/{target}"),
-        }
-    }
-
-    /// The completion time handled so far; the first time, now (history is not replayed).
-    pub async fn load(&self, db: &Db) -> DbResult<f64> {
-        match db.get_state(&self.object, WATERMARK_KEY).await? {
-            Some(value) => Ok(value.as_f64().unwrap_or_default()),
-            None => {
-                let now = crate::db::now();
-                self.store(db, now).await?;
-                Ok(now)
-            }
-        }
-    }
-
-    pub async fn store(&self, db: &Db, until: f64) -> DbResult<()> {
-        db.set_state(&self.object, WATERMARK_KEY, &until.into())
-            .await
-    }
 }
