@@ -5,7 +5,7 @@ use std::time::Duration;
 
 mod support;
 
-use support::{start, submit};
+use support::{submit, TestMaster};
 
 /// The resident memory of this process (the master runs in it), in KiB.
 fn rss_kib() -> u64 {
@@ -16,7 +16,6 @@ fn rss_kib() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_printing_200_megabytes_keeps_the_master_small_and_the_log_whole() {
-    let dir = tempfile::tempdir().unwrap();
     let config = r#"
 local c = BuildmasterConfig
 c['workers'] = { worker.LocalWorker("local") }
@@ -24,7 +23,7 @@ local f = util.BuildFactory()
 f:addStep(steps.ShellCommand{name="flood", command="yes 'a line of output that repeats' | head -c 200000000", logEnviron=false})
 c['builders'] = { util.BuilderConfig{name="flood", workernames={"local"}, factory=f} }
 "#;
-    let master = start(dir.path(), config).await;
+    let master = TestMaster::start(config).await;
     let before = rss_kib();
     let bsid = submit(&master, &["flood"], &[]).await;
     let peak = tokio::time::timeout(Duration::from_secs(120), async {
@@ -57,6 +56,4 @@ c['builders'] = { util.BuilderConfig{name="flood", workernames={"local"}, factor
         .unwrap();
     // 200,000,000 bytes of 31-byte lines, plus the header lines.
     assert!(lines > 200_000_000 / 31, "{lines} lines");
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }

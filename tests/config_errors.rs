@@ -1,13 +1,15 @@
 //! Golden tests for what users read when a config is wrong: each `tests/configs/bad/NAME.lua`
-//! must fail with exactly the text in `NAME.err`. Run with `MOONBOT_UPDATE_GOLDEN=1` to rewrite
+//! must fail with exactly the text in `NAME.err`. Run with `MOONBOT_BLESS=1` to rewrite
 //! the `.err` files, then review the diff.
 
 use std::path::Path;
 
+#[path = "support/golden.rs"]
+mod golden;
+
 #[test]
 fn bad_configs_fail_with_their_golden_errors() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs/bad");
-    let update = std::env::var_os("MOONBOT_UPDATE_GOLDEN").is_some();
     let mut checked = 0;
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -24,18 +26,7 @@ fn bad_configs_fail_with_their_golden_errors() {
             Ok(_) => panic!("{name} loaded without errors"),
             Err(errors) => errors.to_string(),
         };
-        let golden = config.with_extension("err");
-        if update {
-            std::fs::write(&golden, &errors).unwrap();
-        } else {
-            let expected = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
-                panic!(
-                    "{} is missing; run with MOONBOT_UPDATE_GOLDEN=1",
-                    golden.display()
-                )
-            });
-            assert_eq!(errors, expected, "{name}");
-        }
+        golden::check(config.with_extension("err"), &errors);
         checked += 1;
     }
     assert!(checked >= 10, "only {checked} bad configs found");

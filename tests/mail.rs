@@ -16,7 +16,7 @@ use moonbot::master::Master;
 use moonbot::model::BuildResult;
 use serde_json::{json, Value};
 use smtp::{ReceivedMail, SmtpOptions, SmtpServer, Tls};
-use support::{complete, sql, start, submit, WAIT};
+use support::{complete, sql, submit, TestMaster, WAIT};
 
 /// A builder `b` whose one step exits with the build property `rc` (0 success, 1
 /// warnings, 2 failure, 3 exception), printing two lines first.
@@ -133,8 +133,7 @@ async fn each_mode_mails_exactly_the_builds_it_names() {
             )
         })
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let master = start(dir.path(), &config(server.port(), &status)).await;
+    let master = TestMaster::start(&config(server.port(), &status)).await;
     use BuildResult::*;
     let sequence = [
         (0, Success),
@@ -198,8 +197,6 @@ async fn each_mode_mails_exactly_the_builds_it_names() {
     ] {
         assert!(body.contains(needed), "{needed:?} not in:\n{body}");
     }
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,8 +229,7 @@ async fn previous_build_getter_tags_and_failing_formatters_each_decide_their_mai
         notifier("tagged", "mode={'failing'}, tags={'fast'}"),
     ]
     .concat();
-    let dir = tempfile::tempdir().unwrap();
-    let master = start(dir.path(), &config(server.port(), &status)).await;
+    let master = TestMaster::start(&config(server.port(), &status)).await;
     assert_eq!(build(&master, "b", 0).await, BuildResult::Success);
     assert_eq!(build(&master, "b", 2).await, BuildResult::Failure);
     // Builder c has no tags: only the untagged notifiers mail about it.
@@ -262,8 +258,6 @@ async fn previous_build_getter_tags_and_failing_formatters_each_decide_their_mai
             "{body}"
         );
     }
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,8 +272,7 @@ async fn interested_users_get_to_extras_cc_and_logs_and_patches_are_attached() {
                   function directory:getAddress(name) return self.known[name] end\n\
                   c['status']:append(mail{name='lookup', fromaddr='bb@example.org', \
                   lookup=directory, addPatch=false, mode={'failing'}})";
-    let dir = tempfile::tempdir().unwrap();
-    let master = start(dir.path(), &config(server.port(), status)).await;
+    let master = TestMaster::start(&config(server.port(), status)).await;
     let ctx = &master.context;
     let ssid = change_sourcestamp(
         &master,
@@ -378,8 +371,6 @@ async fn interested_users_get_to_extras_cc_and_logs_and_patches_are_attached() {
         .find(|m| header(m, "To") == "alice@corp.example")
         .expect("a mail to the address the Lua lookup gave");
     assert_eq!(looked_up.rcpt_tos, ["alice@corp.example"]);
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,8 +378,7 @@ async fn build_set_summary_sends_one_mail_for_a_buildset_of_three_builders() {
     let server = SmtpServer::start(SmtpOptions::default());
     let status = "c['status']:append(mail{fromaddr='bb@example.org', buildSetSummary=true, \
                   sendToInterestedUsers=false, extraRecipients={'list@example.org'}, mode={'all'}})";
-    let dir = tempfile::tempdir().unwrap();
-    let master = start(dir.path(), &config(server.port(), status)).await;
+    let master = TestMaster::start(&config(server.port(), status)).await;
     let bsid = submit(&master, &["b", "c", "d"], &[("rc", json!(2))]).await;
     assert_eq!(complete(&master, bsid).await, BuildResult::Failure);
     let mails = server.wait_for(1, WAIT).await;
@@ -403,8 +393,6 @@ async fn build_set_summary_sends_one_mail_for_a_buildset_of_three_builders() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.received().len(), 1);
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,8 +401,7 @@ async fn mail_waits_for_a_relay_that_is_down_and_arrives_once_each() {
     let status = "c['status']:append(mail{fromaddr='bb@example.org', sendToInterestedUsers=false, \
                   extraRecipients={'list@example.org'}, mode={'failing'}, \
                   extraHeaders={['X-Build']=util.Interpolate('%(prop:buildnumber)s')}})";
-    let dir = tempfile::tempdir().unwrap();
-    let master = start(dir.path(), &config(server.port(), status)).await;
+    let master = TestMaster::start(&config(server.port(), status)).await;
     server.stop();
     for _ in 0..10 {
         assert_eq!(build(&master, "b", 2).await, BuildResult::Failure);
@@ -451,8 +438,6 @@ async fn mail_waits_for_a_relay_that_is_down_and_arrives_once_each() {
     assert_eq!(server.received().len(), 10);
     let answer = get_json(&url).await;
     assert_eq!(answer["messages"], json!([]));
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,8 +450,7 @@ async fn mail_that_keeps_failing_ends_dead_with_its_last_error_and_is_listed() {
                   c['status']:append(mail{fromaddr='bb@example.org', sendToInterestedUsers=false, \
                   extraRecipients={'list@example.org'}, mode={'failing'}, \
                   smtpUser='bb', smtpPassword='wrong'})";
-    let dir = tempfile::tempdir().unwrap();
-    let master = start(dir.path(), &config(server.port(), status)).await;
+    let master = TestMaster::start(&config(server.port(), status)).await;
     assert_eq!(build(&master, "b", 2).await, BuildResult::Failure);
     let base = format!("http://{}/api/v2", master.web_address.unwrap());
     let dead = wait_until(|| async {
@@ -487,8 +471,6 @@ async fn mail_that_keeps_failing_ends_dead_with_its_last_error_and_is_listed() {
                 "pending": 0, "dead": 1}])
     );
     assert!(server.received().is_empty());
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -502,13 +484,8 @@ async fn a_reconfig_changes_the_next_mail_and_a_new_relay_gets_the_queued_ones()
              mode={{'failing'}}, messageFormatter=function() return {{body='{formatter}'}} end}})"
         )
     };
-    let dir = tempfile::tempdir().unwrap();
     let cfg = |port, recipient, formatter| config(0, &status(port, recipient, formatter));
-    let mut master = start(
-        dir.path(),
-        &cfg(old_relay.port(), "one@example.org", "first"),
-    )
-    .await;
+    let mut master = TestMaster::start(&cfg(old_relay.port(), "one@example.org", "first")).await;
     assert_eq!(build(&master, "b", 2).await, BuildResult::Failure);
     let mails = old_relay.wait_for(1, WAIT).await;
     assert_eq!(mails[0].parts[0].content.trim_end(), "first");
@@ -518,7 +495,7 @@ async fn a_reconfig_changes_the_next_mail_and_a_new_relay_gets_the_queued_ones()
     old_relay.stop();
     assert_eq!(build(&master, "b", 2).await, BuildResult::Failure);
     std::fs::write(
-        dir.path().join("master.cfg.lua"),
+        master.dir().join("master.cfg.lua"),
         cfg(new_relay.port(), "two@example.org", "second"),
     )
     .unwrap();
@@ -544,8 +521,6 @@ async fn a_reconfig_changes_the_next_mail_and_a_new_relay_gets_the_queued_ones()
             ("two@example.org".to_string(), "second".to_string())
         ]
     );
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -562,9 +537,8 @@ async fn the_html_formatter_of_the_spec_sends_its_page() {
             server.port()
         ),
     );
-    let dir = tempfile::tempdir().unwrap();
     let config = config(0, "") + &example;
-    let master = start(dir.path(), &config).await;
+    let master = TestMaster::start(&config).await;
     let ssid = change_sourcestamp(
         &master,
         ChangeSpec {
@@ -585,14 +559,7 @@ async fn the_html_formatter_of_the_spec_sends_its_page() {
     let mails = server.wait_for(1, WAIT).await;
     let part = &mails[0].parts[0];
     assert_eq!(part.content_type, "text/html");
-    let golden =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/mail/html_formatter_build.html");
-    if std::env::var_os("MOONBOT_BLESS").is_some() {
-        std::fs::write(&golden, &part.content).unwrap();
-    }
-    assert_eq!(part.content, std::fs::read_to_string(&golden).unwrap());
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
+    support::golden::check("tests/golden/mail/html_formatter_build.html", &part.content);
 }
 
 async fn get_json(url: &str) -> Value {

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::{complete as finished, sql, start, submit, WAIT};
+use support::{complete as finished, sql, submit, TestMaster, WAIT};
 
 fn config(builders: &str, extra: &str) -> String {
     format!(
@@ -38,12 +38,11 @@ async fn force(master: &Master, builder: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_builder_added_while_another_builds_appears_and_the_build_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut master = start(dir.path(), &config(SLOW, "")).await;
+    let mut master = TestMaster::start(&config(SLOW, "")).await;
     let running = force(&master, "slow").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     std::fs::write(
-        dir.path().join("master.cfg.lua"),
+        master.dir().join("master.cfg.lua"),
         config(&format!("{SLOW}, {QUICK}"), ""),
     )
     .unwrap();
@@ -61,14 +60,11 @@ async fn a_builder_added_while_another_builds_appears_and_the_build_goes_on() {
             .await
             .unwrap();
     assert_eq!(active, ["quick", "slow"]);
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_config_changes_nothing_and_every_error_names_its_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut master = start(dir.path(), &config(SLOW, "")).await;
+    let mut master = TestMaster::start(&config(SLOW, "")).await;
     let cases = [
         (config(SLOW, "c['title'] = = 1"), vec!["master.cfg.lua:9:"]),
         (
@@ -78,7 +74,7 @@ async fn a_broken_config_changes_nothing_and_every_error_names_its_line() {
         (config(SLOW, "c['db_url'] = 'sqlite:///other.sqlite'"), vec!["restart the master"]),
     ];
     for (text, expected) in cases {
-        std::fs::write(dir.path().join("master.cfg.lua"), &text).unwrap();
+        std::fs::write(master.dir().join("master.cfg.lua"), &text).unwrap();
         let outcome = master.reconfig().await;
         assert!(!outcome.ok);
         assert!(
@@ -103,18 +99,15 @@ async fn a_broken_config_changes_nothing_and_every_error_names_its_line() {
         last.starts_with("reconfig aborted without changes: 1 error"),
         "{last}"
     );
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_renderer_is_used_by_the_next_build() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut master = start(dir.path(), &config(QUICK, "")).await;
+    let mut master = TestMaster::start(&config(QUICK, "")).await;
     let first = force(&master, "quick").await;
     finished(&master, first).await;
     std::fs::write(
-        dir.path().join("master.cfg.lua"),
+        master.dir().join("master.cfg.lua"),
         config(QUICK, "").replace("\"v1 \"", "\"v2 \""),
     )
     .unwrap();
@@ -138,18 +131,15 @@ async fn an_edited_renderer_is_used_by_the_next_build() {
         .unwrap();
     assert!(first_log.contains("\nov1 quick\n"), "{first_log}");
     assert!(second_log.contains("\nov2 quick\n"), "{second_log}");
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_builder_removed_while_it_builds_finishes_its_build() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut master = start(dir.path(), &config(&format!("{SLOW}, {QUICK}"), "")).await;
+    let mut master = TestMaster::start(&config(&format!("{SLOW}, {QUICK}"), "")).await;
     let running = force(&master, "quick").await;
     let slow = force(&master, "slow").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    std::fs::write(dir.path().join("master.cfg.lua"), config(QUICK, "")).unwrap();
+    std::fs::write(master.dir().join("master.cfg.lua"), config(QUICK, "")).unwrap();
     let outcome = master.reconfig().await;
     assert_eq!(
         outcome.line, "reconfig complete (+0 ~0 -1 services)",
@@ -162,8 +152,6 @@ async fn a_builder_removed_while_it_builds_finishes_its_build() {
         .await
         .unwrap();
     assert_eq!(active, 0);
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 // ---- the real binary --------------------------------------------------------------------
@@ -319,13 +307,12 @@ fn a_build_running_when_the_master_is_killed_is_marked_retry_and_built_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedulers_come_and_go_with_the_config() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut master = start(dir.path(), &config(SLOW, "")).await;
+    let mut master = TestMaster::start(&config(SLOW, "")).await;
     let params = serde_json::json!({"builderNames": ["slow"], "username": "t <t@example.org>"});
     let params = params.as_object().unwrap().clone();
     let force =
         "c['schedulers'] = { schedulers.ForceScheduler{name='force', builderNames={'slow'}} }";
-    std::fs::write(dir.path().join("master.cfg.lua"), config(SLOW, force)).unwrap();
+    std::fs::write(master.dir().join("master.cfg.lua"), config(SLOW, force)).unwrap();
     let outcome = master.reconfig().await;
     assert_eq!(
         outcome.line, "reconfig complete (+1 ~0 -0 services)",
@@ -339,7 +326,7 @@ async fn schedulers_come_and_go_with_the_config() {
         .unwrap();
     assert_eq!(finished(&master, bsid).await, BuildResult::Success);
 
-    std::fs::write(dir.path().join("master.cfg.lua"), config(SLOW, "")).unwrap();
+    std::fs::write(master.dir().join("master.cfg.lua"), config(SLOW, "")).unwrap();
     let outcome = master.reconfig().await;
     assert_eq!(
         outcome.line, "reconfig complete (+0 ~0 -1 services)",
@@ -352,24 +339,21 @@ async fn schedulers_come_and_go_with_the_config() {
         .await
         .unwrap_err();
     assert_eq!(refused.status, 404);
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_running_through_a_reconfig_still_calls_its_own_lua() {
-    let dir = tempfile::tempdir().unwrap();
     let steps = r#"
 local f = util.BuildFactory()
 f:addStep(steps.ShellCommand{name="wait", command="sleep 1"})
 f:addStep(steps.ShellCommand{name="after", command={"echo", util.renderer(function(props) return "old " .. props:getProperty("buildnumber") end)}})
 c['builders']:append(util.BuilderConfig{name="lua", workernames={"local"}, factory=f})
 "#;
-    let mut master = start(dir.path(), &config(QUICK, steps)).await;
+    let mut master = TestMaster::start(&config(QUICK, steps)).await;
     let bsid = force(&master, "lua").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let edited = config(QUICK, &steps.replace("\"old \"", "\"new \""));
-    std::fs::write(dir.path().join("master.cfg.lua"), edited).unwrap();
+    std::fs::write(master.dir().join("master.cfg.lua"), edited).unwrap();
     let outcome = master.reconfig().await;
     assert!(outcome.ok, "{outcome:?}");
     assert_eq!(finished(&master, bsid).await, BuildResult::Success);
@@ -391,15 +375,12 @@ c['builders']:append(util.BuilderConfig{name="lua", workernames={"local"}, facto
     );
     let next = force(&master, "lua").await;
     assert_eq!(finished(&master, next).await, BuildResult::Success);
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_masters_endpoint_shows_the_last_outcome_and_the_bus_announces_it() {
-    let dir = tempfile::tempdir().unwrap();
     let web = "c['status'] = { status.WebStatus{http_port='tcp:0:interface=127.0.0.1'} }";
-    let mut master = start(dir.path(), &config(SLOW, web)).await;
+    let mut master = TestMaster::start(&config(SLOW, web)).await;
     let api = format!("http://{}/api/v2", master.web_address.unwrap());
     let masters: Value = reqwest::get(format!("{api}/masters"))
         .await
@@ -410,7 +391,7 @@ async fn the_masters_endpoint_shows_the_last_outcome_and_the_bus_announces_it() 
     assert_eq!(masters["masters"][0]["last_reconfig"], "started");
     let mut events = master.context.bus.subscribe();
     std::fs::write(
-        dir.path().join("master.cfg.lua"),
+        master.dir().join("master.cfg.lua"),
         config(&format!("{SLOW}, {QUICK}"), web),
     )
     .unwrap();
@@ -431,8 +412,6 @@ async fn the_masters_endpoint_shows_the_last_outcome_and_the_bus_announces_it() 
         masters["masters"][0]["last_reconfig"],
         "reconfig complete (+1 ~0 -0 services)"
     );
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,9 +429,8 @@ c['status']:append(status.MailNotifier{{fromaddr="bb@example.org", relayhost="12
 "#
         )
     };
-    let dir = tempfile::tempdir().unwrap();
-    let mut master = start(dir.path(), &config(QUICK, &services("v1"))).await;
-    let file = dir.path().join("master.cfg.lua");
+    let mut master = TestMaster::start(&config(QUICK, &services("v1"))).await;
+    let file = master.dir().join("master.cfg.lua");
     let moved = format!("-- a comment\n\n\n{}", config(QUICK, &services("v1")));
     std::fs::write(&file, moved).unwrap();
     let outcome = master.reconfig().await;
@@ -466,6 +444,4 @@ c['status']:append(status.MailNotifier{{fromaddr="bb@example.org", relayhost="12
         outcome.line, "reconfig complete (+0 ~1 -0 services)",
         "{outcome:?}"
     );
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }

@@ -1,8 +1,11 @@
 //! What the integration tests against a running master share: start one on a config, queue
-//! builds as a scheduler would, wait for them.
+//! builds as a scheduler would, wait for them; golden files.
 // Each test file uses part of this module.
 #![allow(dead_code)]
 
+pub mod golden;
+
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,6 +23,66 @@ pub const WAIT: Duration = Duration::from_secs(30);
 pub async fn start(dir: &Path, config: &str) -> Master {
     std::fs::write(dir.join("master.cfg.lua"), config).unwrap();
     Master::start(dir, CancellationToken::new()).await.unwrap()
+}
+
+/// A master running in this process on a temporary directory of its own. Dropping it stops
+/// the master, waits for it (on a multi-threaded runtime, as the tests use) and fails the
+/// test unless it stopped cleanly, then removes the directory.
+pub struct TestMaster {
+    master: Option<Master>,
+    dir: tempfile::TempDir,
+}
+
+impl TestMaster {
+    pub async fn start(config: &str) -> TestMaster {
+        let dir = tempfile::tempdir().unwrap();
+        let master = start(dir.path(), config).await;
+        TestMaster {
+            master: Some(master),
+            dir,
+        }
+    }
+
+    /// The base directory: `master.cfg.lua`, the database, the workers' directories.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Deref for TestMaster {
+    type Target = Master;
+
+    fn deref(&self) -> &Master {
+        self.master.as_ref().unwrap()
+    }
+}
+
+impl DerefMut for TestMaster {
+    fn deref_mut(&mut self) -> &mut Master {
+        self.master.as_mut().unwrap()
+    }
+}
+
+impl Drop for TestMaster {
+    fn drop(&mut self) {
+        let Some(master) = self.master.take() else {
+            return;
+        };
+        master.context.shutdown.cancel();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        match runtime.runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => {
+                let stopped = tokio::task::block_in_place(|| runtime.block_on(master.wait()));
+                if !std::thread::panicking() {
+                    stopped.expect("the master stops cleanly");
+                }
+            }
+            // A single-threaded runtime cannot wait here: the master ends with it.
+            _ => drop(runtime.spawn(master.wait())),
+        }
+    }
 }
 
 /// Submits a buildset for the named builders (branch `main`) as a scheduler would.

@@ -349,9 +349,13 @@ pub fn compose(mail: &Mail) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("mail cannot be built: {e}"))
 }
 
+/// Golden files, shared with the integration tests.
+#[cfg(test)]
+#[path = "../../../tests/support/golden.rs"]
+mod golden;
+
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
     use std::sync::Arc;
 
     use mailparse::MailHeaderMap;
@@ -436,21 +440,9 @@ mod tests {
         list.iter().copied().collect()
     }
 
-    /// Compares `actual` with `tests/golden/mail/<name>.txt`, or writes it there when
-    /// `MOONBOT_BLESS=1`.
+    /// Compares `actual` with `tests/golden/mail/<name>.txt`.
     fn golden(name: &str, actual: &str) {
-        let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "golden", "mail"]
-            .iter()
-            .collect::<PathBuf>()
-            .join(format!("{name}.txt"));
-        if std::env::var("MOONBOT_BLESS").as_deref() == Ok("1") {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, actual).unwrap();
-            return;
-        }
-        let expected = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (MOONBOT_BLESS=1 writes it)", path.display()));
-        assert_eq!(actual, expected, "golden file {}", path.display());
+        golden::check(format!("tests/golden/mail/{name}.txt"), actual);
     }
 
     fn message(
