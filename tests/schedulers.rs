@@ -976,7 +976,8 @@ async fn a_reconfig_keeps_the_pending_tree_stable_timer_and_builds_with_the_new_
 #[tokio::test]
 async fn a_reconfig_with_a_new_vm_uses_the_new_file_is_important() {
     let dir = tempfile::tempdir().unwrap();
-    // The function stays on the same line: the options read the same, but the VM is new.
+    // The function stays on the same line with another body: a change, and the new VM's
+    // function is the one called.
     let scheduler = |test: &str| {
         format!(
             r#"c['schedulers']:append(schedulers.SingleBranchScheduler{{
@@ -995,7 +996,7 @@ async fn a_reconfig_with_a_new_vm_uses_the_new_file_is_important() {
     );
 
     let outcomes = reconfig(&ctx, &mut running, load(dir.path(), &scheduler("=="))).await;
-    assert_eq!(outcomes, [Reconfigured::Unchanged]);
+    assert_eq!(outcomes, [Reconfigured::Changed]);
 
     let code = add_change(&ctx, change("main", "c1", &["code.c"])).await;
     assert_eq!(
