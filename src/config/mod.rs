@@ -175,7 +175,9 @@ fn evaluate(
     let previous_limit = lua
         .set_memory_limit(EVALUATION_MEMORY_LIMIT)
         .map_err(internal)?;
+    lua.set_app_data(kwargs::SourceText::new(chunk_name, source));
     let result = lua.load(source).set_name(format!("@{chunk_name}")).exec();
+    lua.remove_app_data::<kwargs::SourceText>();
     lua.remove_hook();
     lua.set_memory_limit(previous_limit).map_err(internal)?;
     result.map_err(lua_error)?;
