@@ -91,11 +91,7 @@ fn the_sample_and_every_example_check_against_the_annotations_without_a_warning(
     let settings = serde_json::json!({
         "workspace": { "library": [root.join("lua/types")] }
     });
-    std::fs::write(
-        workspace.path().join(".emmyrc.json"),
-        settings.to_string(),
-    )
-    .unwrap();
+    std::fs::write(workspace.path().join(".emmyrc.json"), settings.to_string()).unwrap();
     let output = match Command::new(CHECKER)
         .args(["--severity", "warn", "--warnings-as-errors"])
         .arg(workspace.path())

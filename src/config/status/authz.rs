@@ -139,7 +139,10 @@ impl AuthzConfig {
     pub fn is_open(&self) -> bool {
         self.auth.is_none()
             && !self.use_http_header
-            && self.rules.values().all(|rule| matches!(rule, AuthzRule::Allow))
+            && self
+                .rules
+                .values()
+                .all(|rule| matches!(rule, AuthzRule::Allow))
     }
 }
 

@@ -943,9 +943,7 @@ mod tests {
             ["master.cfg.lua:1: c['www']: option 'auth' is not implemented yet"]
         );
         assert_eq!(
-            unimplemented(
-                "c['status'] = {status.WebStatus{http_port=8010, allowForce=false}}"
-            ),
+            unimplemented("c['status'] = {status.WebStatus{http_port=8010, allowForce=false}}"),
             ["master.cfg.lua:1: WebStatus: option 'allowForce' is not implemented yet"]
         );
     }
