@@ -2,7 +2,8 @@
 -- last 80 lines of the last finished step's stdio log (Buildbot manual, "MailNotifier"),
 -- translated line by line. Python's 0-based tuples are 1-based tables here
 -- (`ss.patch_info[2]` is the comment), and an empty string is true in Lua, so
--- `if ss.codebase` becomes `if ss.codebase ~= ""`.
+-- `if ss.codebase` becomes `if ss.codebase ~= ""`. Unlike the original, it also works for a
+-- build with no source stamp, no step or no log (one that failed before its first step).
 local c = BuildmasterConfig
 
 -- Python's cgi.escape.
@@ -37,8 +38,9 @@ local function html_message_formatter(mode, name, build, results, master_status)
       :format(master_status:getURLForThing(build), master_status:getURLForThing(build)))
     append(("<tr><td>Build Reason:</td><td>%s</td></tr>"):format(build:getReason()))
     local source = ""
-    local ss
-    for _, s in ipairs(build:getSourceStamps()) do
+    local stamps = build:getSourceStamps()
+    local ss = stamps[#stamps] -- the last one, as Python's loop variable after the loop
+    for _, s in ipairs(stamps) do
       ss = s
       if ss.codebase ~= "" then
         source = source .. ("%s: "):format(ss.codebase)
@@ -61,7 +63,7 @@ local function html_message_formatter(mode, name, build, results, master_status)
     append(("<tr><td>Build Source Stamp:</td><td><b>%s</b></td></tr>"):format(source))
     append(("<tr><td>Blamelist:</td><td>%s</td></tr>"):format(table.concat(build:getResponsibleUsers(), ",")))
     append("</table>")
-    if #ss.changes > 0 then
+    if ss and #ss.changes > 0 then -- a build may have no source stamp
       append("<h4>Recent Changes:</h4>")
       for _, c in ipairs(ss.changes) do
         local cd = c:asDict()
@@ -86,47 +88,47 @@ local function html_message_formatter(mode, name, build, results, master_status)
     append("<br>")
     -- get all the steps in build in reversed order, and find the last step that finished
     local steps = build:getSteps()
-    local step
+    local step = steps[#steps]
     for i = #steps, 1, -1 do
       step = steps[i]
       if step:isFinished() then
         break
       end
     end
-    local logs
-    if step:isFinished() then
+    -- If no step finished, the loop just exhausted itself; so as a special case we fetch all logs
+    local logs = build:getLogs()
+    if step and step:isFinished() then -- a build may have no step at all
       -- get logs for the last finished step
       logs = step:getLogs()
-    else
-      -- No step finished, loop just exhausted itself; so as a special case we fetch all logs
-      logs = build:getLogs()
     end
     -- logs within a step are in reverse order. Search back until we find stdio
-    local log
+    local log = logs[#logs]
     for i = #logs, 1, -1 do
       log = logs[i]
       if log:getName() == "stdio" then
         break
       end
     end
-    local name = ("%s.%s"):format(log:getStep():getName(), log:getName())
-    local status, _ = log:getStep():getResults()
-    local content = splitlines(log:getText()) -- Note: can be VERY LARGE
-    local url = ("%s/steps/%s/logs/%s"):format(master_status:getURLForThing(build),
-      log:getStep():getName(), log:getName())
+    if #logs > 0 then -- a build may have no log
+      local name = ("%s.%s"):format(log:getStep():getName(), log:getName())
+      local status, _ = log:getStep():getResults()
+      local content = splitlines(log:getText()) -- Note: can be VERY LARGE
+      local url = ("%s/steps/%s/logs/%s"):format(master_status:getURLForThing(build),
+        log:getStep():getName(), log:getName())
 
-    append(('<i>Detailed log of last build step:</i> <a href="%s">%s</a>'):format(url, url))
-    append("<br>")
-    append(('<h4>Last %d lines of "%s"</h4>'):format(limit_lines, name))
-    local unilist = {}
-    for i = math.max(1, #content - limit_lines + 1), #content do
-      unilist[#unilist + 1] = escape(content[i])
+      append(('<i>Detailed log of last build step:</i> <a href="%s">%s</a>'):format(url, url))
+      append("<br>")
+      append(('<h4>Last %d lines of "%s"</h4>'):format(limit_lines, name))
+      local unilist = {}
+      for i = math.max(1, #content - limit_lines + 1), #content do
+        unilist[#unilist + 1] = escape(content[i])
+      end
+      append("<pre>")
+      for _, line in ipairs(unilist) do
+        append(line)
+      end
+      append("</pre>")
     end
-    append("<pre>")
-    for _, line in ipairs(unilist) do
-      append(line)
-    end
-    append("</pre>")
     append("<br><br>")
     append("<b>-The Buildbot</b>")
     return {

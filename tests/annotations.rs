@@ -1,9 +1,11 @@
 //! The LuaLS annotations in `lua/types/` must declare exactly the options the parser accepts:
 //! each constructor's options class (`---@class buildbot.status.MailNotifierOptions`) has one
-//! `---@field` per accepted option, no more and no fewer.
+//! `---@field` per accepted option, no more and no fewer. And they must hold for real configs:
+//! a LuaLS-compatible checker finds nothing to warn about in the sample and the examples.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::process::Command;
 
 /// Options class name -> declared fields, from every `lua/types/*.lua`.
 fn declared() -> BTreeMap<String, BTreeSet<String>> {
@@ -65,4 +67,49 @@ fn annotations_declare_exactly_the_accepted_options() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(moonbot::config::classes().len() >= 2);
+}
+
+/// The checker `scripts/test` installs (`cargo install --locked emmylua_check`).
+const CHECKER: &str = "emmylua_check";
+
+#[test]
+fn the_sample_and_every_example_check_against_the_annotations_without_a_warning() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // A workspace of just these files, with lua/types/ as the library, as an editor sees them.
+    let workspace = tempfile::tempdir().unwrap();
+    let mut configs = vec![root.join("master.cfg.lua")];
+    for entry in std::fs::read_dir(root.join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "lua") {
+            configs.push(path);
+        }
+    }
+    assert!(configs.len() >= 10, "only {} configs", configs.len());
+    for config in &configs {
+        std::fs::copy(config, workspace.path().join(config.file_name().unwrap())).unwrap();
+    }
+    let settings = serde_json::json!({
+        "workspace": { "library": [root.join("lua/types")] }
+    });
+    std::fs::write(workspace.path().join(".emmyrc.json"), settings.to_string()).unwrap();
+    let output = match Command::new(CHECKER)
+        .args(["--severity", "warn", "--warnings-as-errors"])
+        .arg(workspace.path())
+        .output()
+    {
+        Ok(output) => output,
+        Err(error) => panic!(
+            "cannot run {CHECKER} ({error}): install it with `cargo install --locked {CHECKER}` \
+             (scripts/test does)"
+        ),
+    };
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && !report.contains("warning:") && !report.contains("error:"),
+        "{CHECKER} found problems with lua/types/:\n{report}"
+    );
 }

@@ -194,6 +194,32 @@ fn start_with_a_broken_config_prints_its_errors_and_fails() {
 }
 
 #[test]
+fn an_authz_the_master_does_not_enforce_is_a_checkconfig_warning_and_start_refuses_it() {
+    let master = MasterDir::new();
+    std::fs::write(
+        master.file("master.cfg.lua"),
+        format!(
+            "{CONFIG}c['status']:append(status.WebStatus{{http_port = 'tcp:0:interface=127.0.0.1',\n\
+             authz = util.Authz{{auth = util.BasicAuth({{{{'bob', 'pw'}}}}), forceBuild = 'auth'}}}})\n"
+        ),
+    )
+    .unwrap();
+    let warning = "master.cfg.lua:8: WebStatus: option 'authz' is not implemented yet";
+    let check = master.moonbot(&["checkconfig"]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert!(
+        text(&check.stderr).contains(&format!("warning: {warning}")),
+        "{}",
+        text(&check.stderr)
+    );
+    let out = master.moonbot(&["start"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(warning), "{stderr}");
+    assert!(!master.file("moonbot.pid").exists());
+}
+
+#[test]
 fn start_refuses_while_the_master_runs() {
     let master = MasterDir::new();
     let pid = master.start();

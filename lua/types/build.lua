@@ -1,6 +1,8 @@
 ---@meta
 -- LuaLS annotations for the build side: workers, builders, factories, steps, schedulers,
 -- change filters and change sources.
+-- An option that can also be given by position (a worker's name, IRC's host and nick) is
+-- optional in its options table; the master reports it when it is given neither way.
 
 ---@class buildbot.worker
 worker = {}
@@ -22,8 +24,8 @@ changes = {}
 ---@class buildbot.util.ChangeFilter
 
 ---@class buildbot.worker.WorkerOptions
----@field name string
----@field password string
+---@field name? string
+---@field password? string
 ---@field max_builds? integer Builds at once (no limit by default).
 ---@field notify_on_missing? string|string[] Mailed when the worker is gone missing_timeout seconds.
 ---@field missing_timeout? integer Seconds (3600); 0 turns the notice off.
@@ -40,8 +42,8 @@ changes = {}
 function worker.Worker(name, password, options) end
 
 ---@class buildbot.buildslave.BuildSlaveOptions
----@field name string
----@field password string
+---@field name? string
+---@field password? string
 ---@field max_builds? integer Builds at once (no limit by default).
 ---@field notify_on_missing? string|string[] Mailed when the worker is gone missing_timeout seconds.
 ---@field missing_timeout? integer Seconds (3600); 0 turns the notice off.
@@ -58,7 +60,7 @@ function worker.Worker(name, password, options) end
 function buildslave.BuildSlave(name, password, options) end
 
 ---@class buildbot.worker.LocalWorkerOptions
----@field name string
+---@field name? string
 ---@field workdir? string Under BASEDIR/workers; default the name.
 ---@field max_builds? integer Builds at once (no limit by default).
 ---@field notify_on_missing? string|string[] Mailed when the worker is gone missing_timeout seconds.
@@ -108,7 +110,7 @@ function util.BuilderConfig(options) end
 ---@class buildbot.util.BuildFactoryOptions
 ---@field steps? buildbot.Step[]
 
----@param steps buildbot.Step[]|buildbot.util.BuildFactoryOptions
+---@param steps? buildbot.Step[]|buildbot.util.BuildFactoryOptions
 ---@return buildbot.util.BuildFactory
 function util.BuildFactory(steps) end
 
@@ -128,7 +130,7 @@ function util.BuildFactory(steps) end
 ---@field sigtermTime? integer|false Seconds between SIGTERM and interruptSignal.
 ---@field initialStdin? string
 ---@field decodeRC? table<integer, integer> Exit codes to results, default {[0]=util.SUCCESS}.
----@field name string Step name (at most 50 characters).
+---@field name? string Step name (at most 50 characters).
 ---@field description? string|string[] Shown while the step runs.
 ---@field descriptionDone? string|string[] Shown when it is done.
 ---@field descriptionSuffix? string|string[]
@@ -165,7 +167,7 @@ function steps.ShellCommand(options) end
 ---@field sigtermTime? integer|false Seconds between SIGTERM and interruptSignal.
 ---@field initialStdin? string
 ---@field decodeRC? table<integer, integer> Exit codes to results, default {[0]=util.SUCCESS}.
----@field name string Step name (at most 50 characters).
+---@field name? string Step name (at most 50 characters).
 ---@field description? string|string[] Shown while the step runs.
 ---@field descriptionDone? string|string[] Shown when it is done.
 ---@field descriptionSuffix? string|string[]
@@ -209,7 +211,7 @@ function steps.Configure(options) end
 ---@field sigtermTime? integer|false Seconds between SIGTERM and interruptSignal.
 ---@field initialStdin? string
 ---@field decodeRC? table<integer, integer> Exit codes to results, default {[0]=util.SUCCESS}.
----@field name string Step name (at most 50 characters).
+---@field name? string Step name (at most 50 characters).
 ---@field description? string|string[] Shown while the step runs.
 ---@field descriptionDone? string|string[] Shown when it is done.
 ---@field descriptionSuffix? string|string[]
@@ -253,7 +255,7 @@ function steps.Compile(options) end
 ---@field sigtermTime? integer|false Seconds between SIGTERM and interruptSignal.
 ---@field initialStdin? string
 ---@field decodeRC? table<integer, integer> Exit codes to results, default {[0]=util.SUCCESS}.
----@field name string Step name (at most 50 characters).
+---@field name? string Step name (at most 50 characters).
 ---@field description? string|string[] Shown while the step runs.
 ---@field descriptionDone? string|string[] Shown when it is done.
 ---@field descriptionSuffix? string|string[]
@@ -290,7 +292,7 @@ function steps.Test(options) end
 ---@field sigtermTime? integer|false Seconds between SIGTERM and interruptSignal.
 ---@field initialStdin? string
 ---@field decodeRC? table<integer, integer> Exit codes to results, default {[0]=util.SUCCESS}.
----@field name string Step name (at most 50 characters).
+---@field name? string Step name (at most 50 characters).
 ---@field description? string|string[] Shown while the step runs.
 ---@field descriptionDone? string|string[] Shown when it is done.
 ---@field descriptionSuffix? string|string[]
@@ -312,7 +314,7 @@ function steps.Test(options) end
 function steps.ShellSequence(options) end
 
 ---@class buildbot.util.ShellArgOptions
----@field command buildbot.RenderableValue|buildbot.RenderableValue[] A string for the shell, or a list of arguments.
+---@field command? buildbot.RenderableValue|buildbot.RenderableValue[] A string for the shell, or a list of arguments.
 ---@field logname? string
 ---@field haltOnFailure? boolean
 ---@field flunkOnFailure? boolean Default true.
@@ -347,7 +349,7 @@ function util.ShellArg(command, logname, options) end
 ---@field sigtermTime? integer|false Seconds between SIGTERM and interruptSignal.
 ---@field initialStdin? string
 ---@field decodeRC? table<integer, integer> Exit codes to results, default {[0]=util.SUCCESS}.
----@field name string Step name (at most 50 characters).
+---@field name? string Step name (at most 50 characters).
 ---@field description? string|string[] Shown while the step runs.
 ---@field descriptionDone? string|string[] Shown when it is done.
 ---@field descriptionSuffix? string|string[]
@@ -369,13 +371,13 @@ function util.ShellArg(command, logname, options) end
 function steps.SetPropertyFromCommand(options) end
 
 ---@class buildbot.steps.MasterShellCommandOptions
----@field command buildbot.RenderableValue|buildbot.RenderableValue[] A string for the shell, or a list of arguments.
+---@field command? buildbot.RenderableValue|buildbot.RenderableValue[] A string for the shell, or a list of arguments.
 ---@field env? table<string, buildbot.RenderableValue>
 ---@field usePTY? boolean
 ---@field interruptSignal? string
 ---@field logEnviron? boolean
 ---@field runtime_timeout? integer Seconds (3600).
----@field name string Step name (at most 50 characters).
+---@field name? string Step name (at most 50 characters).
 ---@field description? string|string[] Shown while the step runs.
 ---@field descriptionDone? string|string[] Shown when it is done.
 ---@field descriptionSuffix? string|string[]
@@ -398,7 +400,7 @@ function steps.SetPropertyFromCommand(options) end
 function steps.MasterShellCommand(command, options) end
 
 ---@class buildbot.steps.GitOptions
----@field repourl buildbot.RenderableValue
+---@field repourl? buildbot.RenderableValue
 ---@field branch? buildbot.RenderableValue Default "HEAD".
 ---@field mode? 'incremental'|'full'
 ---@field method? 'clean'|'fresh'|'clobber'|'copy' Only with mode full (default fresh).
@@ -426,7 +428,7 @@ function steps.MasterShellCommand(command, options) end
 ---@field retry? integer[] {delay, repeats}.
 ---@field env? table<string, buildbot.RenderableValue>
 ---@field logEnviron? boolean
----@field name string Step name (at most 50 characters).
+---@field name? string Step name (at most 50 characters).
 ---@field description? string|string[] Shown while the step runs.
 ---@field descriptionDone? string|string[] Shown when it is done.
 ---@field descriptionSuffix? string|string[]
@@ -449,9 +451,9 @@ function steps.MasterShellCommand(command, options) end
 function steps.Git(repourl, options) end
 
 ---@class buildbot.steps.SetPropertyOptions
----@field property buildbot.RenderableValue
----@field value buildbot.RenderableValue
----@field name string Step name (at most 50 characters).
+---@field property? buildbot.RenderableValue
+---@field value? buildbot.RenderableValue
+---@field name? string Step name (at most 50 characters).
 ---@field description? string|string[] Shown while the step runs.
 ---@field descriptionDone? string|string[] Shown when it is done.
 ---@field descriptionSuffix? string|string[]
@@ -485,7 +487,7 @@ function steps.SetProperty(property, value, options) end
 ---@field set_properties? table<string, buildbot.RenderableValue>
 ---@field copy_properties? string[]
 ---@field parent_relationship? string
----@field name string Step name (at most 50 characters).
+---@field name? string Step name (at most 50 characters).
 ---@field description? string|string[] Shown while the step runs.
 ---@field descriptionDone? string|string[] Shown when it is done.
 ---@field descriptionSuffix? string|string[]
@@ -507,16 +509,16 @@ function steps.SetProperty(property, value, options) end
 function steps.Trigger(options) end
 
 ---@class buildbot.steps.FileUploadOptions
----@field workersrc buildbot.RenderableValue
+---@field workersrc? buildbot.RenderableValue
 ---@field slavesrc? buildbot.RenderableValue Old name of workersrc.
----@field masterdest buildbot.RenderableValue
+---@field masterdest? buildbot.RenderableValue
 ---@field maxsize? integer
 ---@field blocksize? integer
 ---@field mode? integer|string 420 or "0644".
 ---@field keepstamp? boolean
 ---@field url? buildbot.RenderableValue
 ---@field urlText? buildbot.RenderableValue
----@field name string Step name (at most 50 characters).
+---@field name? string Step name (at most 50 characters).
 ---@field description? string|string[] Shown while the step runs.
 ---@field descriptionDone? string|string[] Shown when it is done.
 ---@field descriptionSuffix? string|string[]
@@ -540,13 +542,13 @@ function steps.Trigger(options) end
 function steps.FileUpload(workersrc, masterdest, options) end
 
 ---@class buildbot.steps.FileDownloadOptions
----@field mastersrc buildbot.RenderableValue
----@field workerdest buildbot.RenderableValue
+---@field mastersrc? buildbot.RenderableValue
+---@field workerdest? buildbot.RenderableValue
 ---@field slavedest? buildbot.RenderableValue Old name of workerdest.
 ---@field maxsize? integer
 ---@field blocksize? integer
 ---@field mode? integer|string
----@field name string Step name (at most 50 characters).
+---@field name? string Step name (at most 50 characters).
 ---@field description? string|string[] Shown while the step runs.
 ---@field descriptionDone? string|string[] Shown when it is done.
 ---@field descriptionSuffix? string|string[]
@@ -570,8 +572,8 @@ function steps.FileUpload(workersrc, masterdest, options) end
 function steps.FileDownload(mastersrc, workerdest, options) end
 
 ---@class buildbot.steps.MakeDirectoryOptions
----@field dir buildbot.RenderableValue
----@field name string Step name (at most 50 characters).
+---@field dir? buildbot.RenderableValue
+---@field name? string Step name (at most 50 characters).
 ---@field description? string|string[] Shown while the step runs.
 ---@field descriptionDone? string|string[] Shown when it is done.
 ---@field descriptionSuffix? string|string[]
@@ -594,8 +596,8 @@ function steps.FileDownload(mastersrc, workerdest, options) end
 function steps.MakeDirectory(dir, options) end
 
 ---@class buildbot.steps.RemoveDirectoryOptions
----@field dir buildbot.RenderableValue
----@field name string Step name (at most 50 characters).
+---@field dir? buildbot.RenderableValue
+---@field name? string Step name (at most 50 characters).
 ---@field description? string|string[] Shown while the step runs.
 ---@field descriptionDone? string|string[] Shown when it is done.
 ---@field descriptionSuffix? string|string[]
@@ -618,7 +620,7 @@ function steps.MakeDirectory(dir, options) end
 function steps.RemoveDirectory(dir, options) end
 
 ---@class buildbot.schedulers.SingleBranchSchedulerOptions
----@field name string
+---@field name? string
 ---@field builderNames string[]
 ---@field properties? table<string, any> Set on every build it starts.
 ---@field codebases? string[]|table<string, {branch?: string, repository?: string, revision?: string}>
@@ -638,7 +640,7 @@ function steps.RemoveDirectory(dir, options) end
 function schedulers.SingleBranchScheduler(name, options) end
 
 ---@class buildbot.schedulers.SchedulerOptions
----@field name string
+---@field name? string
 ---@field builderNames string[]
 ---@field properties? table<string, any> Set on every build it starts.
 ---@field codebases? string[]|table<string, {branch?: string, repository?: string, revision?: string}>
@@ -658,7 +660,7 @@ function schedulers.SingleBranchScheduler(name, options) end
 function schedulers.Scheduler(name, options) end
 
 ---@class buildbot.schedulers.AnyBranchSchedulerOptions
----@field name string
+---@field name? string
 ---@field builderNames string[]
 ---@field properties? table<string, any> Set on every build it starts.
 ---@field codebases? string[]|table<string, {branch?: string, repository?: string, revision?: string}>
@@ -677,7 +679,7 @@ function schedulers.Scheduler(name, options) end
 function schedulers.AnyBranchScheduler(name, options) end
 
 ---@class buildbot.schedulers.PeriodicOptions
----@field name string
+---@field name? string
 ---@field builderNames string[]
 ---@field properties? table<string, any> Set on every build it starts.
 ---@field codebases? string[]|table<string, {branch?: string, repository?: string, revision?: string}>
@@ -697,7 +699,7 @@ function schedulers.AnyBranchScheduler(name, options) end
 function schedulers.Periodic(name, options) end
 
 ---@class buildbot.schedulers.NightlyOptions
----@field name string
+---@field name? string
 ---@field builderNames string[]
 ---@field properties? table<string, any> Set on every build it starts.
 ---@field codebases? string[]|table<string, {branch?: string, repository?: string, revision?: string}>
@@ -726,7 +728,7 @@ function schedulers.Periodic(name, options) end
 function schedulers.Nightly(name, options) end
 
 ---@class buildbot.schedulers.TriggerableOptions
----@field name string
+---@field name? string
 ---@field builderNames string[]
 ---@field properties? table<string, any> Set on every build it starts.
 ---@field codebases? string[]|table<string, {branch?: string, repository?: string, revision?: string}>
@@ -739,12 +741,12 @@ function schedulers.Nightly(name, options) end
 function schedulers.Triggerable(name, options) end
 
 ---@class buildbot.schedulers.DependentOptions
----@field name string
----@field builderNames string[]
+---@field name? string
+---@field builderNames? string[]
 ---@field properties? table<string, any> Set on every build it starts.
 ---@field codebases? string[]|table<string, {branch?: string, repository?: string, revision?: string}>
 ---@field priority? integer|fun(builderName: string, changesByCodebase: table): integer
----@field upstream buildbot.Scheduler|string
+---@field upstream? buildbot.Scheduler|string
 
 ---@param name string|buildbot.schedulers.DependentOptions
 ---@param upstream buildbot.Scheduler|string|buildbot.schedulers.DependentOptions
@@ -754,8 +756,8 @@ function schedulers.Triggerable(name, options) end
 function schedulers.Dependent(name, upstream, builderNames, options) end
 
 ---@class buildbot.schedulers.ForceSchedulerOptions
----@field name string An identifier.
----@field builderNames string[]
+---@field name? string An identifier.
+---@field builderNames? string[]
 ---@field reason? buildbot.util.ForceParameter
 ---@field reasonString? string
 ---@field username? buildbot.util.ForceParameter
@@ -776,7 +778,7 @@ function schedulers.Dependent(name, upstream, builderNames, options) end
 function schedulers.ForceScheduler(name, builderNames, options) end
 
 ---@class buildbot.util.FixedParameterOptions
----@field name string
+---@field name? string
 ---@field label? string Default: the name.
 ---@field tablabel? string
 ---@field default? any
@@ -793,7 +795,7 @@ function schedulers.ForceScheduler(name, builderNames, options) end
 function util.FixedParameter(name, label, options) end
 
 ---@class buildbot.util.StringParameterOptions
----@field name string
+---@field name? string
 ---@field label? string Default: the name.
 ---@field tablabel? string
 ---@field default? any
@@ -811,7 +813,7 @@ function util.FixedParameter(name, label, options) end
 function util.StringParameter(name, label, options) end
 
 ---@class buildbot.util.TextParameterOptions
----@field name string
+---@field name? string
 ---@field label? string Default: the name.
 ---@field tablabel? string
 ---@field default? any
@@ -830,7 +832,7 @@ function util.StringParameter(name, label, options) end
 function util.TextParameter(name, label, options) end
 
 ---@class buildbot.util.IntParameterOptions
----@field name string
+---@field name? string
 ---@field label? string Default: the name.
 ---@field tablabel? string
 ---@field default? any
@@ -848,7 +850,7 @@ function util.TextParameter(name, label, options) end
 function util.IntParameter(name, label, options) end
 
 ---@class buildbot.util.BooleanParameterOptions
----@field name string
+---@field name? string
 ---@field label? string Default: the name.
 ---@field tablabel? string
 ---@field default? any
@@ -884,7 +886,7 @@ function util.BooleanParameter(name, label, options) end
 function util.UserNameParameter(name, label, options) end
 
 ---@class buildbot.util.ChoiceStringParameterOptions
----@field name string
+---@field name? string
 ---@field label? string Default: the name.
 ---@field tablabel? string
 ---@field default? any
@@ -904,7 +906,7 @@ function util.UserNameParameter(name, label, options) end
 function util.ChoiceStringParameter(name, label, options) end
 
 ---@class buildbot.util.CodebaseParameterOptions
----@field codebase string
+---@field codebase? string
 ---@field name? string
 ---@field label? string
 ---@field branch? buildbot.util.ForceParameter|string|false
@@ -956,7 +958,7 @@ function util.CodebaseParameter(codebase, options) end
 function util.ChangeFilter(options) end
 
 ---@class buildbot.changes.GitPollerOptions
----@field repourl string
+---@field repourl? string
 ---@field branches? string[]|true|fun(ref: string): boolean Default: the remote's HEAD.
 ---@field branch? string
 ---@field workdir? string Default "gitpoller-work".

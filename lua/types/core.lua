@@ -48,7 +48,7 @@ BuildmasterConfig = {}
 buildbot = {}
 
 ---@class buildbot.util
----@field Results string[] Indexed by result code from 0: util.Results[2] == "failure".
+---@field Results table<integer, string> Indexed by result code from 0: util.Results[2] == "failure".
 ---@field SUCCESS integer
 ---@field WARNINGS integer
 ---@field FAILURE integer
@@ -67,7 +67,7 @@ util = {}
 function util.Interpolate(format, ...) end
 
 ---@class buildbot.util.PropertyOptions
----@field name string
+---@field name? string
 ---@field default? buildbot.RenderableValue Used when the property is missing (or false, with defaultWhenFalse).
 ---@field defaultWhenFalse? boolean Default true.
 

@@ -1,5 +1,7 @@
 ---@meta
 -- LuaLS annotations for the status targets (buildbot.status) and web auth (buildbot.util).
+-- An option that can also be given by position (a worker's name, IRC's host and nick) is
+-- optional in its options table; the master reports it when it is given neither way.
 
 ---@class buildbot.status
 status = {}
@@ -101,8 +103,8 @@ function status.MailNotifier(options) end
 
 ---@class buildbot.status.IRCOptions
 ---@field name? string Service name (default "IRC").
----@field host string
----@field nick string
+---@field host? string
+---@field nick? string
 ---@field channels? (string|{channel: string, password: string?})[]
 ---@field pm_to_nicks? string[]
 ---@field port? integer Default 6667.
@@ -128,7 +130,7 @@ function status.IRC(host, nick, options) end
 
 ---@class buildbot.status.PBListenerOptions
 ---@field name? string
----@field port buildbot.Port
+---@field port? buildbot.Port
 ---@field user? string Default "statusClient".
 ---@field passwd? string Default "clientpw".
 
@@ -139,7 +141,7 @@ function status.PBListener(port, options) end
 
 ---@class buildbot.status.StatusPushOptions
 ---@field name? string
----@field serverPushCb fun(self: any)
+---@field serverPushCb? fun(self: any)
 ---@field queue? any
 ---@field path? string
 ---@field filter? boolean Default true.
@@ -154,7 +156,7 @@ function status.StatusPush(serverPushCb, options) end
 
 ---@class buildbot.status.HttpStatusPushOptions
 ---@field name? string
----@field serverUrl string
+---@field serverUrl? string
 ---@field debug? boolean
 ---@field maxMemoryItems? integer
 ---@field maxDiskItems? integer
@@ -174,8 +176,8 @@ function status.HttpStatusPush(serverUrl, options) end
 
 ---@class buildbot.status.GerritStatusPushOptions
 ---@field name? string
----@field server string
----@field username string
+---@field server? string
+---@field username? string
 ---@field reviewCB? fun(builderName: string, build: any, result: integer, master_status: any, arg: any): {message: string?, labels: table<string, integer>?}
 ---@field startCB? fun(builderName: string, build: any, arg: any): string
 ---@field port? integer Default 29418.
@@ -211,8 +213,8 @@ function status.GitHubStatus(options) end
 
 ---@class buildbot.status.StashStatusPushOptions
 ---@field name? string
----@field base_url string
----@field user string
+---@field base_url? string
+---@field user? string
 ---@field password string
 
 ---@param base_url string|buildbot.status.StashStatusPushOptions

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use mlua::{Lua, MultiValue, Table, UserData, Value};
 
 use super::errors::{report, report_unimplemented, unknown, ConfigError, Location};
-use crate::script::Callback;
+use crate::script::{Callback, ConfigSource};
 
 /// Why a value did not convert.
 #[derive(Debug)]
@@ -200,13 +200,14 @@ impl Kwargs {
 
     /// Records an error at the constructor call; the object becomes invalid.
     pub fn error(&mut self, message: impl AsRef<str>) {
+        self.error_at(self.location.clone(), message);
+    }
+
+    fn error_at(&mut self, location: Location, message: impl AsRef<str>) {
         self.failed = true;
         report(
             &self.lua,
-            ConfigError::at(
-                self.location.clone(),
-                format!("{}: {}", self.object, message.as_ref()),
-            ),
+            ConfigError::at(location, format!("{}: {}", self.object, message.as_ref())),
         );
     }
 
@@ -320,10 +321,89 @@ impl Kwargs {
         leftovers.sort();
         for name in leftovers {
             let message = unknown("option", &name, self.allowed);
-            self.error(message);
+            let location = self
+                .lua
+                .app_data_ref::<ConfigSource>()
+                .map(|source| option_location(&source, &self.location, &name))
+                .unwrap_or_else(|| self.location.clone());
+            self.error_at(location, message);
         }
         !self.failed
     }
+}
+
+/// The first line at or after the call whose code gives `option` as a table key
+/// (`option =` or `["option"] =`) before the brackets opened on the call's line close;
+/// the call itself when there is none, or when the call is in another file.
+fn option_location(source: &ConfigSource, call: &Location, option: &str) -> Location {
+    if call.file != source.file || call.line == 0 {
+        return call.clone();
+    }
+    let key = regex::Regex::new(&format!(
+        r#"(^|[^\w.:])(?:{name}|\[\s*"{name}"\s*\]|\[\s*'{name}'\s*\])\s*=($|[^=])"#,
+        name = regex::escape(option)
+    ))
+    .expect("an escaped name makes a valid pattern");
+    let mut depth = 0i32;
+    for (index, line) in source.lines.iter().enumerate().skip(call.line as usize - 1) {
+        let code = code_of(line);
+        if key.is_match(&code) {
+            return Location {
+                file: call.file.clone(),
+                line: index as u32 + 1,
+            };
+        }
+        for c in code.chars() {
+            match c {
+                '{' | '(' | '[' => depth += 1,
+                '}' | ')' | ']' => depth -= 1,
+                _ => {}
+            }
+        }
+        if depth <= 0 {
+            break;
+        }
+    }
+    call.clone()
+}
+
+/// A line with its comment cut off and its short strings' contents blanked, so that neither
+/// counts as brackets or keys; quoted keys (`["name"]`) keep their text.
+fn code_of(line: &str) -> String {
+    let mut code = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '-' if chars.peek() == Some(&'-') => break,
+            '"' | '\'' => {
+                let mut text = String::new();
+                let mut closed = false;
+                while let Some(s) = chars.next() {
+                    if s == '\\' {
+                        chars.next();
+                        text.push_str("  ");
+                    } else if s == c {
+                        closed = true;
+                        break;
+                    } else {
+                        text.push(s);
+                    }
+                }
+                let key = code.trim_end().ends_with('[');
+                code.push(c);
+                if key {
+                    code.push_str(&text);
+                } else {
+                    code.extend(text.chars().map(|_| ' '));
+                }
+                if closed {
+                    code.push(c);
+                }
+            }
+            _ => code.push(c),
+        }
+    }
+    code
 }
 
 /// Whether the last argument is the options table rather than a positional table value.

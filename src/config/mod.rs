@@ -177,12 +177,8 @@ fn evaluate(
     let previous_limit = lua
         .set_memory_limit(EVALUATION_MEMORY_LIMIT)
         .map_err(internal)?;
-    let chunk = format!("@{chunk_name}");
-    lua.set_app_data(crate::script::ConfigSource {
-        chunk: chunk.clone(),
-        text: source.to_string(),
-    });
-    let result = lua.load(source).set_name(chunk).exec();
+    lua.set_app_data(crate::script::ConfigSource::new(chunk_name, source));
+    let result = lua.load(source).set_name(format!("@{chunk_name}")).exec();
     lua.remove_hook();
     lua.set_memory_limit(previous_limit).map_err(internal)?;
     result.map_err(lua_error)?;

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use mlua::Lua;
 
-use super::errors::{report, ConfigError, Location};
+use super::errors::{report, report_unimplemented, ConfigError, Location};
+use super::status::StatusTarget;
 use super::MasterConfig;
 
 pub(super) fn check(lua: &Lua, config: &MasterConfig) {
@@ -136,6 +137,33 @@ pub(super) fn check(lua: &Lua, config: &MasterConfig) {
     }
     for error in errors {
         report(lua, error);
+    }
+    second_web_servers(lua, config);
+}
+
+/// The master serves the first web server only (`www::bind`): a second one would be
+/// accepted and never listen.
+fn second_web_servers(lua: &Lua, config: &MasterConfig) {
+    let mut web_servers = config
+        .status
+        .iter()
+        .filter(|target| matches!(target, StatusTarget::WebStatus(_)));
+    let Some(first) = web_servers.next() else {
+        return;
+    };
+    for target in web_servers {
+        report_unimplemented(
+            lua,
+            ConfigError::at(
+                target.location().clone(),
+                format!(
+                    "{} '{}': a second web server is not implemented yet (the master serves '{}' only)",
+                    target.kind(),
+                    target.name(),
+                    first.name()
+                ),
+            ),
+        );
     }
 }
 

@@ -77,25 +77,34 @@ impl fmt::Debug for Callback {
     }
 }
 
-/// The text of the config being evaluated, kept in the VM's app data while it runs so that
-/// callbacks can fingerprint their source.
+/// The text of the config file being evaluated, kept in the VM's app data while it runs:
+/// Lua keeps no source, and messages about options and comparisons of callbacks need it.
 pub struct ConfigSource {
-    /// The chunk name Lua reports, `@master.cfg.lua`.
-    pub chunk: String,
-    pub text: String,
+    /// The file name Lua reports, `master.cfg.lua`.
+    pub file: String,
+    pub lines: Vec<String>,
+}
+
+impl ConfigSource {
+    pub fn new(file: &str, text: &str) -> ConfigSource {
+        ConfigSource {
+            file: file.to_string(),
+            lines: text.lines().map(String::from).collect(),
+        }
+    }
 }
 
 /// A hash of the lines that define `function`, when it comes from the config's own text.
 fn code_of(lua: &Lua, function: &Function) -> Option<u64> {
     let source = lua.app_data_ref::<ConfigSource>()?;
     let info = function.info();
-    if info.source.as_deref() != Some(source.chunk.as_str()) {
+    if info.source.as_deref()?.strip_prefix('@') != Some(source.file.as_str()) {
         return None;
     }
     let first = info.line_defined?;
     let last = info.last_line_defined?;
     let mut hasher = DefaultHasher::new();
-    for line in source.text.lines().take(last).skip(first.checked_sub(1)?) {
+    for line in source.lines.get(first.checked_sub(1)?..last)? {
         line.hash(&mut hasher);
     }
     Some(hasher.finish())

@@ -224,3 +224,154 @@ pub(super) fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
         constructor(lua, "util.BuilderConfig", builder_config)?,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use crate::config::build::testing::*;
+    use crate::config::build::*;
+
+    #[test]
+    fn builder_takes_every_option() {
+        let loaded = load(
+            r#"c = BuildmasterConfig
+c.workers = {worker.Worker("w1", "p"), worker.Worker("w2", "p"), worker.Worker("w3", "p")}
+local f = util.BuildFactory()
+c.builders = {util.BuilderConfig{name="linux build", workernames={"w1", "w2"}, workername="w3",
+  factory=f, builddir="bdir", workerbuilddir="wdir", tags={"fast", "linux"},
+  nextWorker=function(b, ws, r) return ws[1] end, nextBuild=function(b, rs) return rs[1] end,
+  canStartBuild=function(b, w, r) return true end, env={PATH="/bin"}, properties={p=1},
+  defaultProperties={d="x"}, collapseRequests=false, description="Builds it",
+  description_format="markdown", do_build_if=function(build) return true end}}"#,
+        );
+        let b = &loaded.config.builders[0];
+        assert_eq!(b.name, "linux build");
+        assert_eq!(b.workernames, ["w1", "w2", "w3"]);
+        assert_eq!(
+            (b.builddir.as_str(), b.workerbuilddir.as_str()),
+            ("bdir", "wdir")
+        );
+        assert_eq!(b.tags, ["fast", "linux"]);
+        assert_eq!(b.next_worker.as_ref().unwrap().location().line, 6);
+        assert_eq!(b.next_build.as_ref().unwrap().location().line, 6);
+        assert_eq!(b.can_start_build.as_ref().unwrap().location().line, 7);
+        assert_eq!(b.do_build_if.as_ref().unwrap().location().line, 9);
+        assert_eq!(map_values(&b.env), json!({"PATH": "/bin"}));
+        assert_eq!(b.properties, BTreeMap::from([("p".into(), json!(1))]));
+        assert_eq!(
+            b.default_properties,
+            BTreeMap::from([("d".into(), json!("x"))])
+        );
+        assert!(matches!(
+            b.collapse_requests,
+            Some(CollapseRequests::Value(false))
+        ));
+        assert_eq!(b.description.as_deref(), Some("Builds it"));
+        assert_eq!(b.description_format.as_deref(), Some("markdown"));
+        assert_eq!(b.location.line, 4);
+        assert!(b.steps().is_empty());
+    }
+
+    #[test]
+    fn builder_defaults_and_old_names() {
+        let loaded = load(
+            r#"c = BuildmasterConfig
+c.slaves = {buildslave.BuildSlave("s1", "p"), buildslave.BuildSlave("s2", "p")}
+c.builders = {
+  util.BuilderConfig{name="a/b c", slavenames={"s1"}, factory=util.BuildFactory()},
+  util.BuilderConfig{name="old", slavenames="s1", slavename="s2", slavebuilddir="sb",
+    category="nightly", nextSlave=function() end, mergeRequests=function() return true end,
+    factory=util.BuildFactory()},
+  util.BuilderConfig{name="new", workername="s1", factory=util.BuildFactory(),
+    collapseRequests=function(master, builder, a, b) return true end},
+}"#,
+        );
+        let (a, old) = (&loaded.config.builders[0], &loaded.config.builders[1]);
+        assert!(matches!(
+            loaded.config.builders[2].collapse_requests,
+            Some(CollapseRequests::Function(_))
+        ));
+        assert_eq!(a.builddir, "a_b_c");
+        assert_eq!(a.workerbuilddir, "a_b_c");
+        assert!(a.tags.is_empty() && a.env.is_empty() && a.collapse_requests.is_none());
+        assert!(a.next_worker.is_none() && a.description.is_none());
+        assert_eq!(old.workernames, ["s1", "s2"]);
+        assert_eq!(old.builddir, "old");
+        assert_eq!(old.workerbuilddir, "sb");
+        assert_eq!(old.tags, ["nightly"]);
+        assert!(old.next_worker.is_some());
+        assert!(matches!(
+            old.collapse_requests,
+            Some(CollapseRequests::MergeFunction(_))
+        ));
+    }
+
+    #[test]
+    fn builder_errors() {
+        let f = "factory=util.BuildFactory()";
+        check_errors(&[
+        (
+            &format!("util.BuilderConfig{{name='b', {f}}}"),
+            "BuilderConfig: needs at least one worker: give 'workernames' (or 'workername')",
+        ),
+        (
+            &format!("util.BuilderConfig{{name='b', workernames={{}}, {f}}}"),
+            "BuilderConfig: needs at least one worker: give 'workernames' (or 'workername')",
+        ),
+        (
+            &format!("util.BuilderConfig{{workernames='w', {f}}}"),
+            "BuilderConfig: missing required option 'name'",
+        ),
+        (
+            &format!("util.BuilderConfig{{name='_b', workernames='w', {f}}}"),
+            "BuilderConfig: builder name '_b' must not start with an underscore",
+        ),
+        (
+            "util.BuilderConfig{name='b', workernames='w'}",
+            "BuilderConfig: missing required option 'factory'",
+        ),
+        (
+            "util.BuilderConfig{name='b', workernames='w', factory={}}",
+            "BuilderConfig: option 'factory' must be a util.BuildFactory, got table",
+        ),
+        (
+            &format!("util.BuilderConfig{{name='b', workernames='w', tags={{'a', 'a'}}, {f}}}"),
+            "BuilderConfig: option 'tags' lists 'a' twice",
+        ),
+        (
+            &format!("util.BuilderConfig{{name='b', workernames='w', description_format='html', {f}}}"),
+            "BuilderConfig: option 'description_format' must be 'markdown', got 'html'",
+        ),
+        (
+            &format!("util.BuilderConfig{{name='b', workernames='w', slavenames='w', {f}}}"),
+            "BuilderConfig: options 'workernames' and 'slavenames' are the same; give only one",
+        ),
+        (
+            &format!("util.BuilderConfig{{name='b', workernames='w', collapseRequests='yes', {f}}}"),
+            "BuilderConfig: option 'collapseRequests' must be a boolean or a function, got string 'yes'",
+        ),
+        (
+            &format!("util.BuilderConfig{{name='b', workernames='w', tag={{'x'}}, {f}}}"),
+            "BuilderConfig: unknown option 'tag' (did you mean 'tags'?)",
+        ),
+    ]);
+    }
+
+    #[test]
+    fn builder_locks_and_project_are_not_implemented_yet() {
+        assert_eq!(
+        unimplemented(
+            "c = BuildmasterConfig
+c.workers = {worker.LocalWorker('w')}
+c.builders = {util.BuilderConfig{name='b', workernames='w', factory=util.BuildFactory(), locks={}, project='p'}}"
+        ),
+        [
+            "master.cfg.lua:3: BuilderConfig: option 'locks' is not implemented yet",
+            "master.cfg.lua:3: BuilderConfig: option 'project' is not implemented yet",
+        ]
+    );
+    }
+}

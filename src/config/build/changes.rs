@@ -446,3 +446,259 @@ pub(super) fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
         constructor(lua, "change source", pb_change_source)?,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use crate::config::build::testing::*;
+    use crate::config::build::*;
+
+    #[test]
+    fn change_filter_takes_every_option() {
+        let s = scheduler(
+            r#"schedulers.AnyBranchScheduler{name="s", builderNames={"b"}, change_filter=util.ChangeFilter{
+  filter_fn=function(change) return true end,
+  project="p", project_not_eq={"q"}, project_re="^p", project_not_re={"x", "y"}, project_fn=print,
+  repository={"r1", "r2"}, repository_not_eq="r3", repository_re="git@", repository_not_re="svn", repository_fn=print,
+  branch={"main", false}, branch_not_eq=false, branch_re="^release/", branch_not_re="wip", branch_fn=print,
+  category="c", category_not_eq="d", category_re="c.*", category_not_re="e", category_fn=print,
+  codebase="", codebase_not_eq="lib", codebase_re=".*", codebase_not_re="z", codebase_fn=print,
+  property_eq={owner="me"}, property_not_eq={owner={"you", "them"}}, property_re={tag="^v"},
+  property_not_re={tag={"rc", "beta"}}}}"#,
+        );
+        let SchedulerConfig::AnyBranch(any) = &s else {
+            panic!()
+        };
+        let f = any.change_filter.as_ref().unwrap();
+        let sources = |p: &[Pattern]| p.iter().map(|p| p.source().to_string()).collect::<Vec<_>>();
+        assert_eq!(f.filter_fn.as_ref().unwrap().location().line, 2);
+        assert_eq!(f.project.eq, Some(vec!["p".to_string()]));
+        assert_eq!(f.project.not_eq, Some(vec!["q".to_string()]));
+        assert_eq!(sources(&f.project.re), ["^p"]);
+        assert_eq!(sources(&f.project.not_re), ["x", "y"]);
+        assert!(f.project.function.is_some());
+        assert_eq!(
+            f.repository.eq,
+            Some(vec!["r1".to_string(), "r2".to_string()])
+        );
+        assert_eq!(f.repository.not_eq, Some(vec!["r3".to_string()]));
+        assert_eq!(sources(&f.repository.re), ["git@"]);
+        assert_eq!(
+            f.branch.eq,
+            Some(vec![Branch::Named("main".into()), Branch::Default])
+        );
+        assert_eq!(f.branch.not_eq, Some(vec![Branch::Default]));
+        assert!(f.branch.re[0].matches_start("release/1.0"));
+        assert!(!f.branch.re[0].matches_start("x/release/1.0"));
+        assert_eq!(sources(&f.branch.not_re), ["wip"]);
+        assert!(f.branch.function.is_some() && f.category.function.is_some());
+        assert_eq!(f.category.eq, Some(vec!["c".to_string()]));
+        assert_eq!(sources(&f.category.re), ["c.*"]);
+        assert_eq!(f.codebase.eq, Some(vec![String::new()]));
+        assert_eq!(f.codebase.not_eq, Some(vec!["lib".to_string()]));
+        assert!(f.codebase.function.is_some());
+        assert_eq!(
+            f.properties.eq,
+            BTreeMap::from([("owner".into(), vec!["me".into()])])
+        );
+        assert_eq!(
+            f.properties.not_eq,
+            BTreeMap::from([("owner".into(), vec!["you".into(), "them".into()])])
+        );
+        assert_eq!(sources(&f.properties.re["tag"]), ["^v"]);
+        assert_eq!(sources(&f.properties.not_re["tag"]), ["rc", "beta"]);
+        assert_eq!(f.location.line, 1);
+    }
+
+    #[test]
+    fn change_filter_errors() {
+        check_errors(&[
+        (
+            "util.ChangeFilter{branch_re='('}",
+            "ChangeFilter: option 'branch_re' is not a valid regular expression ('('): unclosed group",
+        ),
+        (
+            "util.ChangeFilter{project_not_re={'ok', '+'}}",
+            "ChangeFilter: option 'project_not_re' item 2 is not a valid regular expression ('+'): repetition operator missing expression",
+        ),
+        (
+            "util.ChangeFilter{project=5}",
+            "ChangeFilter: option 'project' must be a string, got number 5",
+        ),
+        (
+            "util.ChangeFilter{branch_fn='main'}",
+            "ChangeFilter: option 'branch_fn' must be a function, got string 'main'",
+        ),
+        (
+            "util.ChangeFilter{branches='main'}",
+            "ChangeFilter: unknown option 'branches' (did you mean 'branch'?)",
+        ),
+        (
+            "util.ChangeFilter{property_re={tag=5}}",
+            "ChangeFilter: option 'property_re' entry 'tag' must be a regular expression (a string), got number 5",
+        ),
+    ]);
+    }
+
+    #[test]
+    fn git_poller_takes_every_option() {
+        let c = change_source(
+            r#"changes.GitPoller("https://example.org/r.git", {branches={"main", "dev"},
+  workdir="gp", pollInterval=60, pollAtLaunch=true, pollRandomDelayMin=1, pollRandomDelayMax=5,
+  gitbin="/usr/bin/git", usetimestamps=false, category="ci", project="proj", encoding="latin-1",
+  name="poller", buildPushesWithNoCommits=true, sshPrivateKey="key", sshHostKey="host"})"#,
+        );
+        assert_eq!(
+            (c.kind(), c.name(), c.location().line),
+            ("GitPoller", "poller", 1)
+        );
+        let ChangeSourceConfig::GitPoller(p) = &c else {
+            panic!()
+        };
+        assert_eq!(p.repourl, "https://example.org/r.git");
+        assert!(matches!(&p.branches, GitBranches::Named(b) if b == &["main", "dev"]));
+        assert_eq!(p.workdir, "gp");
+        assert_eq!(p.poll_interval, 60);
+        assert!(p.poll_at_launch && !p.usetimestamps && p.build_pushes_with_no_commits);
+        assert_eq!((p.poll_random_delay_min, p.poll_random_delay_max), (1, 5));
+        assert_eq!(p.gitbin, "/usr/bin/git");
+        assert!(matches!(&p.category, Some(ValueOrFunction::Value(c)) if c == "ci"));
+        assert_eq!(
+            (p.project.as_str(), p.encoding.as_str()),
+            ("proj", "latin-1")
+        );
+        assert_eq!(value(p.ssh_private_key.as_ref().unwrap()), json!("key"));
+        assert_eq!(value(p.ssh_host_key.as_ref().unwrap()), json!("host"));
+        assert!(p.ssh_known_hosts.is_none());
+    }
+
+    #[test]
+    fn git_poller_defaults_and_branch_forms() {
+        let branches = |options: &str| {
+            let c = change_source(&format!("changes.GitPoller{{repourl='u', {options}}}"));
+            let ChangeSourceConfig::GitPoller(p) = c else {
+                panic!()
+            };
+            p
+        };
+        let p = branches("pollinterval=30");
+        assert_eq!(p.name, "u");
+        assert!(matches!(p.branches, GitBranches::Default));
+        assert_eq!(p.poll_interval, 30);
+        assert_eq!(
+            (p.workdir.as_str(), p.gitbin.as_str(), p.encoding.as_str()),
+            ("gitpoller-work", "git", "utf-8")
+        );
+        assert!(
+            p.usetimestamps && !p.poll_at_launch && p.category.is_none() && p.project.is_empty()
+        );
+        assert!(matches!(branches("branch='dev'").branches, GitBranches::Named(b) if b == ["dev"]));
+        assert!(matches!(
+            branches("branches=true").branches,
+            GitBranches::All
+        ));
+        assert!(matches!(
+            branches("branches=function(ref) return true end").branches,
+            GitBranches::Matching(_)
+        ));
+        assert!(matches!(
+            branches("only_tags=true").branches,
+            GitBranches::Tags
+        ));
+        assert!(matches!(
+            branches("category=function(c) return 'x' end").category,
+            Some(ValueOrFunction::Function(_))
+        ));
+        assert_eq!(branches("").poll_interval, 600);
+    }
+
+    #[test]
+    fn pb_change_source() {
+        let c = change_source(
+            r#"{changes.PBChangeSource{port=9999, user="u", passwd="p", prefix="trunk/"},
+  changes.PBChangeSource(), changes.PBChangeSource{name="pb", port="tcp:9998:interface=127.0.0.1"}}"#,
+        );
+        assert_eq!(
+            (c.kind(), c.name()),
+            ("PBChangeSource", "PBChangeSource:trunk/:9999")
+        );
+        let ChangeSourceConfig::PBChangeSource(p) = &c else {
+            panic!()
+        };
+        assert_eq!(p.port.as_ref().unwrap().port, 9999);
+        assert_eq!((p.user.as_str(), p.passwd.as_str()), ("u", "p"));
+        assert_eq!(p.prefix.as_deref(), Some("trunk/"));
+        let loaded = load(
+            r#"BuildmasterConfig.change_source = {changes.PBChangeSource(),
+  changes.PBChangeSource{name="pb", port="tcp:9998:interface=127.0.0.1"}}"#,
+        );
+        let sources = &loaded.config.change_sources;
+        let ChangeSourceConfig::PBChangeSource(p) = &sources[0] else {
+            panic!()
+        };
+        assert_eq!(p.name, "PBChangeSource");
+        assert_eq!((p.user.as_str(), p.passwd.as_str()), ("change", "changepw"));
+        assert!(p.port.is_none() && p.prefix.is_none());
+        assert_eq!(sources[1].name(), "pb");
+    }
+
+    #[test]
+    fn change_source_errors() {
+        check_errors(&[
+        ("changes.GitPoller{}", "GitPoller: missing required option 'repourl'"),
+        (
+            "changes.GitPoller{repourl='u', branch='a', branches={'b'}}",
+            "GitPoller: options 'branch' and 'branches' cannot be given together",
+        ),
+        (
+            "changes.GitPoller{repourl='u', only_tags=true, branch='a'}",
+            "GitPoller: option 'only_tags' cannot be given with 'branch' or 'branches'",
+        ),
+        (
+            "changes.GitPoller{repourl='u', branches=5}",
+            "GitPoller: option 'branches' must be a list of branch names, true (all branches) or a function, got number 5",
+        ),
+        (
+            "changes.GitPoller{repourl='u', pollInterval=1, pollinterval=2}",
+            "GitPoller: options 'pollInterval' and 'pollinterval' are the same; give only one",
+        ),
+        (
+            "changes.GitPoller{repourl='u', fetch_refspec='+refs/*'}",
+            "GitPoller: option 'fetch_refspec' is no longer supported: GitPoller fetches only the branches it polls",
+        ),
+        (
+            "changes.GitPoller{repourl='u', pollRandomDelayMin=5, pollRandomDelayMax=3}",
+            "GitPoller: option 'pollRandomDelayMin' (5) must not exceed 'pollRandomDelayMax' (3)",
+        ),
+        (
+            "changes.GitPoller{repourl='u', pollInterval=10, pollRandomDelayMax=10}",
+            "GitPoller: option 'pollRandomDelayMax' (10) must be less than 'pollInterval' (10)",
+        ),
+        (
+            "changes.GitPoller{repourl='u', sshKnownHosts='k'}",
+            "GitPoller: option 'sshKnownHosts' needs 'sshPrivateKey'",
+        ),
+        (
+            "changes.PBChangeSource{port='x'}",
+            "PBChangeSource: option 'port' 'x' is not a port (use 8010 or 'tcp:8010:interface=127.0.0.1')",
+        ),
+        (
+            "changes.PBChangeSource{password='x'}",
+            "PBChangeSource: unknown option 'password' (did you mean 'passwd'?)",
+        ),
+    ]);
+        assert_eq!(
+        unimplemented(
+            "changes.GitPoller{repourl='u', codebase={}, auth_credentials={}, git_credentials={}}"
+        ),
+        [
+            "master.cfg.lua:1: GitPoller: option 'codebase' is not implemented yet",
+            "master.cfg.lua:1: GitPoller: option 'auth_credentials' is not implemented yet",
+            "master.cfg.lua:1: GitPoller: option 'git_credentials' is not implemented yet",
+        ]
+    );
+    }
+}

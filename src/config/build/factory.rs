@@ -154,3 +154,90 @@ pub(super) fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
     })?;
     crate::config::define(&ns.util, "BuildFactory", new)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::config::build::testing::*;
+    use crate::config::build::*;
+
+    #[test]
+    fn steps_added_after_the_builder_count_and_loading_detaches_them() {
+        let loaded = load(
+            r#"c = BuildmasterConfig
+c.workers = {worker.Worker("w", "p")}
+f = util.BuildFactory({steps.ShellCommand{command="one"}})
+c.builders = {util.BuilderConfig{name="b", workernames={"w"}, factory=f}}
+f:addStep(steps.ShellCommand{command="two"})
+f.addStep(steps.ShellCommand{command="three"})
+f:addSteps({steps.ShellCommand{command="four"}, steps.ShellCommand{command="five"}})
+local g = util.BuildFactory{steps={steps.ShellCommand{command="six"}}}
+c.builders:append(util.BuilderConfig{name="b2", workernames={"w"}, factory=g})"#,
+        );
+        let names = |b: &BuilderConfig| -> Vec<serde_json::Value> {
+            b.steps()
+                .iter()
+                .map(|s| match &s.kind {
+                    StepKind::ShellCommand(shell) => value(&shell.command),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let builder = &loaded.config.builders[0];
+        assert_eq!(
+            names(builder),
+            [
+                json!("one"),
+                json!("two"),
+                json!("three"),
+                json!("four"),
+                json!("five")
+            ]
+        );
+        assert_eq!(builder.steps()[1].location.line, 5);
+        assert_eq!(names(&loaded.config.builders[1]), [json!("six")]);
+        // A callback running later cannot change the loaded config.
+        loaded
+            .lua
+            .load("f:addStep(steps.ShellCommand{command='late'})")
+            .exec()
+            .unwrap();
+        assert_eq!(builder.steps().len(), 5);
+    }
+
+    #[test]
+    fn factory_errors() {
+        check_errors(&[
+        (
+            "util.BuildFactory():addStep({})",
+            "BuildFactory:addStep: the step must be a build step (steps.ShellCommand{...}, ...), got table",
+        ),
+        (
+            "util.BuildFactory({1})",
+            "BuildFactory: the step must be a build step (steps.ShellCommand{...}, ...), got number 1",
+        ),
+        (
+            "util.BuildFactory():addSteps(5)",
+            "BuildFactory:addSteps: the steps must be a list of build steps, got number 5",
+        ),
+        (
+            "util.BuildFactory():addStepp(steps.ShellCommand{command='x'})",
+            "util.BuildFactory has no 'addStepp' (it has addStep and addSteps)",
+        ),
+        (
+            "util.BuildFactory{step={}}",
+            "BuildFactory: unknown option 'step' (did you mean 'steps'?)",
+        ),
+    ]);
+        // A step whose own options were wrong is reported once, by the step.
+        assert_eq!(
+            errors("util.BuildFactory():addStep(steps.ShellCommand{})"),
+            "master.cfg.lua:1: ShellCommand: missing required option 'command'\n"
+        );
+        assert_eq!(
+            unimplemented("util.BuildFactory():addSteps({}, {'secret'})"),
+            ["master.cfg.lua:1: BuildFactory:addSteps: withSecrets is not implemented yet"]
+        );
+    }
+}

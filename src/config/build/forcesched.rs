@@ -538,3 +538,164 @@ pub(super) fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
         constructor(lua, "util.CodebaseParameter", codebase_parameter)?,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::config::build::testing::*;
+    use crate::config::build::*;
+
+    #[test]
+    fn force_scheduler_takes_every_option() {
+        let s = scheduler(
+            r#"schedulers.ForceScheduler{name="force", builderNames={"b", "b2"}, buttonName="Go",
+  label="Force it", reasonString="%(owner)s: %(reason)s",
+  reason=util.StringParameter{name="reason", label="Why:", default="because", size=40, required=true},
+  username=util.UserNameParameter{label="Who:", need_email=false, size=20},
+  priority=util.IntParameter{name="priority", default=2},
+  codebases={util.CodebaseParameter{codebase="", branch=util.ChoiceStringParameter{name="branch",
+      choices={"main", "dev"}, default="main", strict=false}, revision=false, repository="https://r",
+      project="p", hide=true, label="Main", name="main"}, "lib"},
+  properties={util.BooleanParameter{name="clean", default=true, tooltip="Clobber first"},
+    util.TextParameter{name="notes", cols=40, rows=5, regex="^[a-z]*$", maxsize=100},
+    util.FixedParameter{name="fixed", default="x"},
+    util.ChoiceStringParameter{name="targets", choices={"a", "b"}, multiple=true, default={"a"}},
+    util.StringParameter("plain", "Plain:", {tablabel="Tab", hide=true})}}"#,
+        );
+        assert_eq!(s.kind(), "ForceScheduler");
+        let SchedulerConfig::Force(f) = &s else {
+            panic!()
+        };
+        assert_eq!(f.base.builder_names, ["b", "b2"]);
+        assert_eq!(
+            (f.button_name.as_str(), f.label.as_str()),
+            ("Go", "Force it")
+        );
+        assert_eq!(f.reason_string, "%(owner)s: %(reason)s");
+        assert_eq!(f.reason.kind, ParameterKind::String { size: 40 });
+        assert_eq!(
+            (f.reason.label.as_str(), f.reason.default.clone()),
+            ("Why:", json!("because"))
+        );
+        assert!(f.reason.required);
+        assert_eq!(
+            f.username.kind,
+            ParameterKind::UserName {
+                size: 20,
+                need_email: false
+            }
+        );
+        assert_eq!(
+            (f.username.name.as_str(), f.username.label.as_str()),
+            ("username", "Who:")
+        );
+        assert_eq!(f.priority.kind, ParameterKind::Int { size: 10 });
+        assert_eq!(f.priority.default, json!(2));
+
+        let main = &f.codebases[0];
+        assert_eq!((main.codebase.as_str(), main.name.as_str()), ("", "main"));
+        assert_eq!(main.label.as_deref(), Some("Main"));
+        assert!(main.hide && main.revision.is_none());
+        let branch = main.branch.as_ref().unwrap();
+        assert_eq!(
+            branch.kind,
+            ParameterKind::Choice {
+                choices: vec!["main".into(), "dev".into()],
+                strict: false,
+                multiple: false
+            }
+        );
+        assert_eq!(branch.default, json!("main"));
+        let repository = main.repository.as_ref().unwrap();
+        assert_eq!(repository.kind, ParameterKind::Fixed);
+        assert_eq!(repository.default, json!("https://r"));
+        assert_eq!(main.project.as_ref().unwrap().default, json!("p"));
+        let lib = &f.codebases[1];
+        assert_eq!(lib.label.as_deref(), Some("Codebase: lib"));
+        assert_eq!(lib.branch.as_ref().unwrap().label, "Branch:");
+        assert_eq!(f.base.codebases.0.keys().collect::<Vec<_>>(), ["", "lib"]);
+
+        let [clean, notes, fixed, targets, plain] = &f.properties[..] else {
+            panic!()
+        };
+        assert_eq!(
+            (clean.kind.clone(), clean.default.clone()),
+            (ParameterKind::Boolean, json!(true))
+        );
+        assert_eq!(clean.tooltip, "Clobber first");
+        assert_eq!(notes.kind, ParameterKind::Text { cols: 40, rows: 5 });
+        assert_eq!(notes.regex.as_ref().unwrap().source(), "^[a-z]*$");
+        assert_eq!(notes.maxsize, Some(100));
+        assert_eq!(
+            (fixed.kind.clone(), fixed.hide),
+            (ParameterKind::Fixed, true)
+        );
+        assert_eq!(targets.default, json!(["a"]));
+        assert_eq!(
+            (plain.name.as_str(), plain.label.as_str()),
+            ("plain", "Plain:")
+        );
+        assert_eq!((plain.tablabel.as_str(), plain.hide), ("Tab", true));
+    }
+
+    #[test]
+    fn force_scheduler_defaults_and_old_codebase_options() {
+        let s = scheduler(r#"schedulers.ForceScheduler{name="force", builderNames={"b"}}"#);
+        let SchedulerConfig::Force(f) = &s else {
+            panic!()
+        };
+        assert_eq!(
+            (f.button_name.as_str(), f.label.as_str()),
+            ("force", "force")
+        );
+        assert_eq!(
+            f.reason_string,
+            "A build was forced by '%(owner)s': %(reason)s"
+        );
+        assert_eq!(f.reason.kind, ParameterKind::String { size: 20 });
+        assert_eq!(
+            (f.reason.name.as_str(), f.reason.default.clone()),
+            ("reason", json!("force build"))
+        );
+        assert_eq!(f.username.label, "Your name:");
+        assert_eq!(
+            f.username.kind,
+            ParameterKind::UserName {
+                size: 30,
+                need_email: true
+            }
+        );
+        assert_eq!(f.priority.default, json!(0));
+        assert_eq!(f.codebases.len(), 1);
+        assert_eq!(f.codebases[0].codebase, "");
+        assert!(f.codebases[0].label.is_none());
+        assert_eq!(f.codebases[0].revision.as_ref().unwrap().label, "Revision:");
+        assert!(f.properties.is_empty());
+        assert_eq!(f.base.codebases, Codebases::default());
+
+        // 0.8: branch/revision/repository/project describe the unnamed codebase.
+        let s = scheduler(
+            r#"schedulers.ForceScheduler{name="old", builderNames={"b"},
+  branch=util.StringParameter{name="branch", default="main"}, revision=false, project="p"}"#,
+        );
+        let SchedulerConfig::Force(f) = &s else {
+            panic!()
+        };
+        let cb = &f.codebases[0];
+        assert_eq!(cb.branch.as_ref().unwrap().default, json!("main"));
+        assert!(cb.revision.is_none());
+        assert_eq!(cb.repository.as_ref().unwrap().label, "Repository:");
+        assert_eq!(cb.project.as_ref().unwrap().kind, ParameterKind::Fixed);
+    }
+
+    #[test]
+    fn codebase_patch_is_not_implemented_yet() {
+        assert_eq!(
+            unimplemented(
+                "util.CodebaseParameter{codebase='', patch=util.StringParameter{name='patch'}}"
+            ),
+            ["master.cfg.lua:1: CodebaseParameter: option 'patch' is not implemented yet"]
+        );
+    }
+}

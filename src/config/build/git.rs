@@ -342,3 +342,99 @@ pub(super) fn quoted(names: &[&str]) -> String {
 pub(super) fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
     define(&ns.steps, "Git", constructor(lua, "build step", git)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use crate::config::build::testing::*;
+    use crate::config::build::*;
+    use crate::script::Renderable;
+
+    #[test]
+    fn git_takes_every_option() {
+        let s = step(
+            r#"steps.Git{repourl="git@example.org:r.git", branch="dev", mode="full", method="clobber",
+  submodules=true, remoteSubmodules=true, tags=true, shallow=5, reference="/cache/r.git",
+  filters={"blob:none"}, progress=false, retryFetch=true, clobberOnFailure=true,
+  getDescription={match="v*", abbrev=7}, config={["core.autocrlf"]="false"}, origin="upstream",
+  sshPrivateKey=util.Interpolate("%(prop:key)s"), sshKnownHosts="known", port=2222,
+  codebase="lib", alwaysUseLatest=true, timeout=300, retry={10, 3}, env={GIT_TRACE="1"},
+  logEnviron=false, workdir="lib"}"#,
+        );
+        let StepKind::Git(g) = &s.kind else { panic!() };
+        assert_eq!(value(&g.repourl), json!("git@example.org:r.git"));
+        assert_eq!(value(&g.branch), json!("dev"));
+        assert_eq!(g.mode, GitMode::Full(GitMethod::Clobber));
+        assert!(g.submodules && g.remote_submodules && g.tags);
+        assert_eq!(g.shallow, Some(5));
+        assert_eq!(value(g.reference.as_ref().unwrap()), json!("/cache/r.git"));
+        assert_eq!(g.filters, ["blob:none"]);
+        assert!(!g.progress && g.retry_fetch && g.clobber_on_failure);
+        assert_eq!(
+            g.get_description,
+            Some(BTreeMap::from([
+                ("abbrev".into(), json!(7)),
+                ("match".into(), json!("v*"))
+            ]))
+        );
+        assert_eq!(
+            g.config,
+            BTreeMap::from([("core.autocrlf".into(), "false".into())])
+        );
+        assert_eq!(g.origin.as_deref(), Some("upstream"));
+        assert!(matches!(
+            g.ssh_private_key,
+            Some(Renderable::Interpolate(_))
+        ));
+        assert!(g.ssh_host_key.is_none());
+        assert_eq!(value(g.ssh_known_hosts.as_ref().unwrap()), json!("known"));
+        assert_eq!(g.port, 2222);
+        assert_eq!(g.codebase, "lib");
+        assert!(g.always_use_latest && !g.log_environ);
+        assert_eq!(g.timeout, 300);
+        assert_eq!(g.retry, Some((10, 3)));
+        assert_eq!(map_values(&g.env), json!({"GIT_TRACE": "1"}));
+        // The codebase names the step, as Buildbot's Source does.
+        assert_eq!(s.common.name, "git-lib");
+        assert_eq!(
+            s.common.description_suffix.as_deref(),
+            Some(&["lib".to_string()][..])
+        );
+        assert_eq!(value(s.common.workdir.as_ref().unwrap()), json!("lib"));
+    }
+
+    #[test]
+    fn git_defaults() {
+        let steps = steps_of(
+            r#"steps.Git("https://example.org/r.git"), steps.Git{repourl="u", mode="full", shallow=true,
+  getDescription=true}"#,
+        );
+        let StepKind::Git(g) = &steps[0].kind else {
+            panic!()
+        };
+        assert_eq!(value(&g.branch), json!("HEAD"));
+        assert_eq!(g.mode, GitMode::Incremental);
+        assert!(!g.submodules && !g.tags && g.progress && !g.retry_fetch && g.log_environ);
+        assert_eq!(
+            (g.shallow, g.port, g.timeout, g.retry),
+            (None, 22, 1200, None)
+        );
+        assert!(g.get_description.is_none() && g.codebase.is_empty());
+        let c = &steps[0].common;
+        assert_eq!(c.name, "git");
+        assert_eq!(
+            c.description.as_deref(),
+            Some(&["updating".to_string()][..])
+        );
+        assert!(c.halt_on_failure && c.flunk_on_failure && c.description_suffix.is_none());
+        let StepKind::Git(g) = &steps[1].kind else {
+            panic!()
+        };
+        assert_eq!(g.mode, GitMode::Full(GitMethod::Fresh));
+        assert_eq!(g.shallow, Some(1));
+        assert_eq!(g.get_description, Some(BTreeMap::new()));
+    }
+}

@@ -119,4 +119,191 @@ pub fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
 }
 
 #[cfg(test)]
-mod tests;
+mod testing;
+
+#[cfg(test)]
+mod tests {
+    use crate::config::build::testing::*;
+
+    const REALISTIC: &str = r#"-- A translated master.cfg with the build side in full.
+local c = BuildmasterConfig
+
+c['title'] = "Example"
+c['buildbotURL'] = "http://localhost:8010/"
+c['protocols'] = { pb = { port = 9989 } }
+
+c['workers'] = {
+  worker.Worker("linux-1", "secret", { max_builds = 2, properties = { os = "linux" } }),
+  worker.LocalWorker("local"),
+}
+c['slaves'] = { buildslave.BuildSlave("old-mac", "pw", { notify_on_missing = "ops@example.org" }) }
+
+c['change_source'] = changes.GitPoller{
+  repourl = "https://example.org/project.git",
+  branches = { "main", "release" },
+  pollInterval = 120,
+  pollAtLaunch = true,
+}
+
+local repo = "https://example.org/project.git"
+local build = util.BuildFactory()
+build:addStep(steps.Git{ repourl = repo, mode = "full", method = "fresh", progress = true })
+build:addStep(steps.SetPropertyFromCommand{ command = "git describe --tags", property = "version" })
+build:addStep(steps.Configure{ command = { "./configure", "--prefix=/usr" } })
+
+c['builders'] = {}
+c['builders']:append(util.BuilderConfig{
+  name = "linux",
+  workernames = { "linux-1", "local" },
+  factory = build,
+  tags = { "linux" },
+  env = { MAKEFLAGS = "-j4" },
+})
+
+-- Steps added after the builder was made still belong to it.
+build:addStep(steps.Compile{ warningPattern = "^.*warning: .*$" })
+build:addStep(steps.Test{ command = { "make", "check" }, timeout = 3600 })
+build:addStep(steps.FileUpload{ workersrc = util.Interpolate("dist/p-%(prop:version)s.tar.gz"),
+  masterdest = "public_html/p.tar.gz", mode = "0644" })
+build:addStep(steps.Trigger{ schedulerNames = { "package" }, waitForFinish = true,
+  set_properties = { version = util.Property("version") } })
+
+local package = util.BuildFactory({
+  steps.ShellSequence{ commands = {
+    util.ShellArg{ command = "make dist", logname = "dist" },
+    util.ShellArg{ command = { "make", "upload" }, haltOnFailure = true },
+  } },
+  steps.MasterShellCommand{ command = "publish.sh", env = { DEST = "/srv" } },
+  steps.RemoveDirectory{ dir = "build/dist", alwaysRun = true },
+})
+c['builders']:append(util.BuilderConfig{ name = "package", slavenames = { "old-mac" }, factory = package })
+
+c['schedulers'] = {
+  schedulers.SingleBranchScheduler{
+    name = "main",
+    change_filter = util.ChangeFilter{ branch = "main", project_re = "^proj" },
+    treeStableTimer = 60,
+    builderNames = { "linux" },
+  },
+  schedulers.Triggerable{ name = "package", builderNames = { "package" } },
+  schedulers.ForceScheduler{
+    name = "force",
+    builderNames = { "linux", "package" },
+    properties = { util.BooleanParameter{ name = "clean", label = "Clean build", default = false } },
+  },
+  schedulers.Nightly{ name = "nightly", builderNames = { "linux" }, hour = 3, minute = 15,
+    onlyIfChanged = true, branch = "main" },
+}
+"#;
+
+    #[test]
+    fn a_realistic_config_loads() {
+        let loaded = load(REALISTIC);
+        let config = &loaded.config;
+        // Its remote workers are the only thing not implemented yet.
+        let unimplemented: Vec<String> =
+            loaded.unimplemented.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+        unimplemented,
+        [
+            "master.cfg.lua:9: Worker: remote workers are not implemented yet (use worker.LocalWorker)",
+            "master.cfg.lua:12: BuildSlave: remote workers are not implemented yet (use worker.LocalWorker)",
+        ]
+    );
+        assert_eq!(
+            config
+                .workers
+                .iter()
+                .map(|w| w.name.as_str())
+                .collect::<Vec<_>>(),
+            ["linux-1", "local", "old-mac"]
+        );
+        assert_eq!(config.change_sources.len(), 1);
+        assert_eq!(
+            config.change_sources[0].name(),
+            "https://example.org/project.git"
+        );
+
+        let linux = &config.builders[0];
+        assert_eq!(
+            linux.steps().iter().map(|s| s.class()).collect::<Vec<_>>(),
+            [
+                "Git",
+                "SetPropertyFromCommand",
+                "Configure",
+                "Compile",
+                "Test",
+                "FileUpload",
+                "Trigger"
+            ]
+        );
+        assert_eq!(
+            linux
+                .triggered_schedulers()
+                .into_iter()
+                .map(|(name, location)| (name, location.line))
+                .collect::<Vec<_>>(),
+            [("package".to_string(), 41)]
+        );
+        let package = &config.builders[1];
+        assert_eq!(package.workernames, ["old-mac"]);
+        assert_eq!(
+            package
+                .steps()
+                .iter()
+                .map(|s| s.class())
+                .collect::<Vec<_>>(),
+            ["ShellSequence", "MasterShellCommand", "RemoveDirectory"]
+        );
+
+        assert_eq!(
+            config
+                .schedulers
+                .iter()
+                .map(|s| (s.kind(), s.name()))
+                .collect::<Vec<_>>(),
+            [
+                ("SingleBranchScheduler", "main"),
+                ("Triggerable", "package"),
+                ("ForceScheduler", "force"),
+                ("Nightly", "nightly")
+            ]
+        );
+    }
+
+    #[test]
+    fn options_the_engine_does_not_carry_out_yet_are_reported() {
+        let step = |options: &str| {
+            unimplemented(&format!(
+                "local f = util.BuildFactory()\nf:addStep({options})"
+            ))
+        };
+        assert_eq!(
+            step("steps.ShellCommand{command='x', usePTY=true, lazylogfiles=true, max_lines=10}"),
+            [
+                "master.cfg.lua:2: ShellCommand: option 'usePTY' is not implemented yet",
+                "master.cfg.lua:2: ShellCommand: option 'lazylogfiles' is not implemented yet",
+                "master.cfg.lua:2: ShellCommand: option 'max_lines' is not implemented yet",
+            ]
+        );
+        assert!(
+            step("steps.ShellCommand{command='x', usePTY=false, logEncoding='utf-8'}").is_empty()
+        );
+        assert_eq!(
+            step("steps.ShellCommand{command='x', logEncoding='latin-1'}"),
+            ["master.cfg.lua:2: ShellCommand: option 'logEncoding' is not implemented yet"]
+        );
+        assert_eq!(
+            step("steps.Git{repourl='r', origin='o', port=2222, retryFetch=true}"),
+            [
+                "master.cfg.lua:2: Git: option 'retryFetch' is not implemented yet",
+                "master.cfg.lua:2: Git: option 'origin' is not implemented yet",
+                "master.cfg.lua:2: Git: option 'port' is not implemented yet",
+            ]
+        );
+        assert_eq!(
+            step("steps.FileUpload{workersrc='a', masterdest='b', url='http://x/'}"),
+            ["master.cfg.lua:2: FileUpload: option 'url' is not implemented yet"]
+        );
+    }
+}

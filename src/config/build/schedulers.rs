@@ -575,3 +575,364 @@ pub(super) fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
     }
     super::forcesched::register(lua, ns)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use crate::config::build::testing::*;
+    use crate::config::build::*;
+
+    #[test]
+    fn single_branch_scheduler_takes_every_option() {
+        let s = scheduler(
+            r#"schedulers.SingleBranchScheduler("sbs", {builderNames={"b", "b2"}, branch="main",
+  treeStableTimer=60, fileIsImportant=function(change) return true end, onlyImportant=true,
+  properties={owner="ci"}, codebases={lib={repository="r", branch="dev"}}, priority=5,
+  reason="%(name)s saw a change", createAbsoluteSourceStamps=true})"#,
+        );
+        assert_eq!(s.kind(), "SingleBranchScheduler");
+        assert_eq!(s.name(), "sbs");
+        assert_eq!(s.builder_names(), ["b", "b2"]);
+        assert_eq!(s.location().line, 1);
+        assert_eq!(s.upstream(), None);
+        let SchedulerConfig::SingleBranch(sbs) = &s else {
+            panic!()
+        };
+        let filter = sbs.change_filter.as_ref().unwrap();
+        assert_eq!(filter.branch.eq, Some(vec![Branch::Named("main".into())]));
+        assert_eq!(sbs.tree_stable_timer, Some(60));
+        assert!(sbs.file_is_important.is_some() && sbs.only_important);
+        assert!(sbs.create_absolute_source_stamps);
+        assert_eq!(sbs.reason, "sbs saw a change");
+        assert_eq!(
+            sbs.base.properties,
+            BTreeMap::from([("owner".into(), json!("ci"))])
+        );
+        assert_eq!(
+            sbs.base.codebases,
+            Codebases(BTreeMap::from([(
+                "lib".into(),
+                CodebaseDefaults {
+                    branch: Some("dev".into()),
+                    repository: Some("r".into()),
+                    revision: None
+                }
+            )]))
+        );
+        assert!(matches!(sbs.base.priority, Some(ValueOrFunction::Value(5))));
+    }
+
+    #[test]
+    fn single_branch_scheduler_defaults_and_old_forms() {
+        let s = scheduler(
+            r#"schedulers.Scheduler{name="old", builderNames={"b"}, branch=false, categories="web"}"#,
+        );
+        let SchedulerConfig::SingleBranch(sbs) = &s else {
+            panic!()
+        };
+        let filter = sbs.change_filter.as_ref().unwrap();
+        assert_eq!(filter.branch.eq, Some(vec![Branch::Default]));
+        assert_eq!(filter.category.eq, Some(vec!["web".to_string()]));
+        assert_eq!(sbs.tree_stable_timer, None);
+        assert!(!sbs.only_important && !sbs.create_absolute_source_stamps);
+        assert_eq!(
+            sbs.reason,
+            "The Scheduler scheduler named 'old' triggered this build"
+        );
+        assert_eq!(sbs.base.codebases, Codebases::default());
+        assert!(sbs.base.properties.is_empty() && sbs.base.priority.is_none());
+
+        let s = scheduler(
+            r#"schedulers.SingleBranchScheduler{name="f", builderNames={"b"},
+  change_filter=util.ChangeFilter{branch={"main", "dev"}}, codebases={"a", "b"}}"#,
+        );
+        let SchedulerConfig::SingleBranch(sbs) = &s else {
+            panic!()
+        };
+        assert_eq!(
+            sbs.change_filter.as_ref().unwrap().branch.eq,
+            Some(vec![
+                Branch::Named("main".into()),
+                Branch::Named("dev".into())
+            ])
+        );
+        assert_eq!(sbs.base.codebases.0.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            sbs.reason,
+            "The SingleBranchScheduler scheduler named 'f' triggered this build"
+        );
+    }
+
+    #[test]
+    fn any_branch_scheduler() {
+        let s = scheduler(
+            r#"schedulers.AnyBranchScheduler{name="any", builderNames={"b"}, branches={"main", "dev"},
+  treeStableTimer=false, onlyImportant=true, reason="r"}"#,
+        );
+        assert_eq!(s.kind(), "AnyBranchScheduler");
+        let SchedulerConfig::AnyBranch(any) = &s else {
+            panic!()
+        };
+        assert_eq!(
+            any.change_filter
+                .as_ref()
+                .unwrap()
+                .branch
+                .eq
+                .as_ref()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(any.tree_stable_timer, None);
+        assert_eq!(any.reason, "r");
+        let s = scheduler(r#"schedulers.AnyBranchScheduler{name="all", builderNames={"b"}}"#);
+        let SchedulerConfig::AnyBranch(any) = &s else {
+            panic!()
+        };
+        assert!(any.change_filter.is_none());
+    }
+
+    #[test]
+    fn periodic_and_nightly() {
+        let s = scheduler(
+            r#"schedulers.Periodic{name="p", builderNames={"b"}, periodicBuildTimer=3600, branch="main",
+  onlyIfChanged=true, onlyImportant=true, createAbsoluteSourceStamps=true,
+  change_filter=util.ChangeFilter{project="x"}, fileIsImportant=function() return true end}"#,
+        );
+        assert_eq!(s.kind(), "Periodic");
+        let SchedulerConfig::Periodic(p) = &s else {
+            panic!()
+        };
+        assert_eq!(p.schedule, Schedule::Periodic { seconds: 3600 });
+        assert_eq!(p.branch, Some(Branch::Named("main".into())));
+        assert!(p.only_if_changed && p.only_important && p.create_absolute_source_stamps);
+        assert!(p.change_filter.is_some() && p.file_is_important.is_some());
+        assert_eq!(
+            p.reason,
+            "The Periodic scheduler named 'p' triggered this build"
+        );
+
+        let s = scheduler(
+            r#"schedulers.Nightly{name="n", builderNames={"b"}, minute={0, 30}, hour=3, dayOfMonth="*",
+  month={1, 7}, dayOfWeek=0, force_at_hour=4, force_at_day_of_week={5, 6}, reason="nightly %(name)s"}"#,
+        );
+        let SchedulerConfig::Nightly(n) = &s else {
+            panic!()
+        };
+        use CronField::*;
+        assert_eq!(
+            n.schedule,
+            Schedule::Nightly {
+                at: Box::new(CronTimes {
+                    minute: Values(vec![0, 30]),
+                    hour: Values(vec![3]),
+                    day_of_month: Any,
+                    month: Values(vec![1, 7]),
+                    day_of_week: Values(vec![0]),
+                }),
+                force_at: Some(Box::new(CronTimes {
+                    minute: Values(vec![0]),
+                    hour: Values(vec![4]),
+                    day_of_month: Any,
+                    month: Any,
+                    day_of_week: Values(vec![5, 6]),
+                })),
+            }
+        );
+        assert_eq!(n.reason, "nightly n");
+        assert!(!n.only_if_changed && n.branch.is_none());
+
+        let s = scheduler(r#"schedulers.Nightly{name="d", builderNames={"b"}}"#);
+        let SchedulerConfig::Nightly(n) = &s else {
+            panic!()
+        };
+        let Schedule::Nightly { at, force_at } = &n.schedule else {
+            panic!()
+        };
+        assert_eq!(at.minute, Values(vec![0]));
+        assert_eq!((&at.hour, &at.day_of_week), (&Any, &Any));
+        assert!(force_at.is_none());
+    }
+
+    #[test]
+    fn triggerable_and_dependent() {
+        let s = scheduler(
+            r#"schedulers.Triggerable{name="trig", builderNames={"b"}, reason="asked", properties={a=1}}"#,
+        );
+        assert_eq!(s.kind(), "Triggerable");
+        let SchedulerConfig::Triggerable(t) = &s else {
+            panic!()
+        };
+        assert_eq!(t.reason.as_deref(), Some("asked"));
+        let loaded = load(
+            r#"c = BuildmasterConfig
+c.workers = {worker.Worker("w", "p")}
+c.builders = {util.BuilderConfig{name="b", workernames="w", factory=util.BuildFactory()}}
+local up = schedulers.Triggerable{name="up", builderNames={"b"}}
+c.schedulers = {up, schedulers.Dependent("d1", up, {"b"}),
+  schedulers.Dependent{name="d2", upstream="up", builderNames={"b"}}}"#,
+        );
+        let s = &loaded.config.schedulers;
+        assert_eq!(s[1].kind(), "Dependent");
+        assert_eq!(s[1].upstream(), Some("up"));
+        assert_eq!(s[1].builder_names(), ["b"]);
+        assert_eq!(s[2].upstream(), Some("up"));
+        assert_eq!(
+            errors(
+                r#"c = BuildmasterConfig
+c.workers = {worker.Worker("w", "p")}
+c.builders = {util.BuilderConfig{name="b", workernames="w", factory=util.BuildFactory()}}
+c.schedulers = {schedulers.Dependent{name="d", upstream="nope", builderNames={"b"}}}"#
+            ),
+            "master.cfg.lua:4: scheduler 'd': no upstream scheduler named 'nope' (known: d)\n"
+        );
+    }
+
+    #[test]
+    fn scheduler_errors() {
+        let b = "builderNames={'b'}";
+        let cases: Vec<(String, &str)> = vec![
+        (
+            format!("schedulers.SingleBranchScheduler{{name='s', {b}}}"),
+            "SingleBranchScheduler: needs option 'branch' or 'change_filter'",
+        ),
+        (
+            format!("schedulers.SingleBranchScheduler{{name='s', {b}, branch='m', change_filter=util.ChangeFilter{{}}}}"),
+            "SingleBranchScheduler: options 'branch' and 'change_filter' cannot be given together",
+        ),
+        (
+            format!("schedulers.SingleBranchScheduler{{name='s', {b}, categories='c', change_filter=util.ChangeFilter{{}}}}"),
+            "SingleBranchScheduler: options 'categories' and 'change_filter' cannot be given together",
+        ),
+        (
+            format!("schedulers.SingleBranchScheduler{{name='s', {b}, branches={{'m'}}}}"),
+            "SingleBranchScheduler: needs option 'branch' or 'change_filter'\n\
+             SingleBranchScheduler: unknown option 'branches' (did you mean 'branch'?)",
+        ),
+        (
+            "schedulers.SingleBranchScheduler{name='s', builderNames={}, branch='m'}".into(),
+            "SingleBranchScheduler: option 'builderNames' must name at least one builder",
+        ),
+        (
+            "schedulers.SingleBranchScheduler{name='s', branch='m'}".into(),
+            "SingleBranchScheduler: missing required option 'builderNames'",
+        ),
+        (
+            format!("schedulers.SingleBranchScheduler{{{b}, branch='m'}}"),
+            "SingleBranchScheduler: missing required option 'name'",
+        ),
+        (
+            format!("schedulers.SingleBranchScheduler{{name='', {b}, branch='m'}}"),
+            "SingleBranchScheduler: the scheduler name must not be empty",
+        ),
+        (
+            format!("schedulers.SingleBranchScheduler{{name='s', {b}, branch=3}}"),
+            "SingleBranchScheduler: option 'branch' must be a branch name or false (the default branch), got number 3",
+        ),
+        (
+            format!("schedulers.SingleBranchScheduler{{name='s', {b}, branch='m', codebases={{a={{tag='x'}}}}}}"),
+            "SingleBranchScheduler: option 'codebases' entry 'a': unknown key 'tag'",
+        ),
+        (
+            format!("schedulers.SingleBranchScheduler{{name='s', {b}, branch='m', priority='high'}}"),
+            "SingleBranchScheduler: option 'priority' must be an integer or a function, got string 'high'",
+        ),
+        (
+            format!("schedulers.AnyBranchScheduler{{name='s', {b}, branches={{'m'}}, change_filter=util.ChangeFilter{{}}}}"),
+            "AnyBranchScheduler: options 'branches' and 'change_filter' cannot be given together",
+        ),
+        (
+            format!("schedulers.Periodic{{name='p', {b}, periodicBuildTimer=0}}"),
+            "Periodic: option 'periodicBuildTimer' must be positive",
+        ),
+        (
+            format!("schedulers.Periodic{{name='p', {b}}}"),
+            "Periodic: missing required option 'periodicBuildTimer'",
+        ),
+        (
+            format!("schedulers.Nightly{{name='n', {b}, hour=24}}"),
+            "Nightly: option 'hour' must be from 0 to 23, got 24",
+        ),
+        (
+            format!("schedulers.Nightly{{name='n', {b}, dayOfMonth={{0}}}}"),
+            "Nightly: option 'dayOfMonth' must be from 1 to 31, got 0",
+        ),
+        (
+            format!("schedulers.Nightly{{name='n', {b}, hour='x'}}"),
+            "Nightly: option 'hour' must be an integer, a list of integers or '*', got string 'x'",
+        ),
+        (
+            format!("schedulers.Nightly{{name='n', {b}, force_at_month=13}}"),
+            "Nightly: option 'force_at_month' must be from 1 to 12, got 13",
+        ),
+        (
+            format!("schedulers.Dependent{{name='d', {b}, upstream=5}}"),
+            "Dependent: option 'upstream' must be a scheduler or a scheduler name, got number 5",
+        ),
+        (
+            format!("schedulers.Dependent{{name='d', {b}}}"),
+            "Dependent: missing required option 'upstream'",
+        ),
+        (
+            format!("schedulers.ForceScheduler{{name='a b', {b}}}"),
+            "ForceScheduler: the name 'a b' must be an identifier (letters, digits, '_' and '-', not starting with a digit)",
+        ),
+        (
+            format!("schedulers.ForceScheduler{{name='f', {b}, codebases={{}}}}"),
+            "ForceScheduler: option 'codebases' must not be empty (use {util.CodebaseParameter{codebase='', hide=true}})",
+        ),
+        (
+            format!("schedulers.ForceScheduler{{name='f', {b}, codebases={{'a'}}, branch='x'}}"),
+            "ForceScheduler: options 'branch' and 'codebases' cannot be given together: give the codebase's fields in util.CodebaseParameter",
+        ),
+        (
+            format!("schedulers.ForceScheduler{{name='f', {b}, codebases={{5}}}}"),
+            "ForceScheduler: option 'codebases' item 1 must be a codebase name or a util.CodebaseParameter, got number 5",
+        ),
+        (
+            format!("schedulers.ForceScheduler{{name='f', {b}, priority=util.StringParameter{{name='p'}}}}"),
+            "ForceScheduler: option 'priority' must be a util.IntParameter",
+        ),
+        (
+            format!("schedulers.ForceScheduler{{name='f', {b}, reason='x'}}"),
+            "ForceScheduler: option 'reason' must be a force parameter (util.StringParameter{...}, ...), got string 'x'",
+        ),
+        (
+            format!("schedulers.ForceScheduler{{name='f', {b}, properties={{util.ChangeFilter{{}}}}}}"),
+            "ForceScheduler: option 'properties' item 1 must be a force parameter (util.StringParameter{...}, ...), got a ChangeFilter",
+        ),
+        ("util.StringParameter{label='x'}".into(), "StringParameter: missing required option 'name'"),
+        (
+            "util.IntParameter{name='n', default='x'}".into(),
+            "IntParameter: option 'default' must be an integer, got string 'x'",
+        ),
+        (
+            "util.StringParameter{name='owner'}".into(),
+            "StringParameter: 'owner' cannot be a parameter name: the force form uses it",
+        ),
+        (
+            "util.ChoiceStringParameter{name='c', choices={'a'}, multiple=true, default='a'}".into(),
+            "ChoiceStringParameter: option 'default' must be a list of strings, got string 'a'",
+        ),
+        (
+            "util.StringParameter{name='s', regex='['}".into(),
+            "StringParameter: option 'regex' is not a valid regular expression ('['): unclosed character class",
+        ),
+        (
+            "util.StringParameter{name='s', value='x'}".into(),
+            "StringParameter: unknown option 'value'",
+        ),
+        (
+            "util.CodebaseParameter{codebase='', branch=5}".into(),
+            "CodebaseParameter: option 'branch' must be a force parameter, a fixed value (a string) or false, got number 5",
+        ),
+        ("util.CodebaseParameter{}".into(), "CodebaseParameter: missing required option 'codebase'"),
+    ];
+        let cases: Vec<(&str, &str)> = cases.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+        check_errors(&cases);
+    }
+}

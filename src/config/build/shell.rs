@@ -578,3 +578,297 @@ pub(super) fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
         constructor(lua, "util.ShellArg", shell_arg)?,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use crate::config::build::testing::*;
+    use crate::config::build::*;
+    use crate::model::BuildResult;
+    use crate::script::Renderable;
+
+    #[test]
+    fn shell_command_takes_every_option() {
+        let s = step(
+            r#"steps.ShellCommand{command={"make", util.Interpolate("-j%(prop:jobs)s")}, name="make",
+  description="making", descriptionDone={"made", "it"}, descriptionSuffix="fast",
+  haltOnFailure=true, flunkOnFailure=false, warnOnFailure=true, warnOnWarnings=true,
+  flunkOnWarnings=true, alwaysRun=true, doStepIf=function(step) return true end,
+  hideStepIf=true, logEncoding="latin-1", updateBuildSummaryPolicy={util.FAILURE},
+  workdir="src", env={CC="gcc"}, want_stdout=false, want_stderr=false, usePTY=true,
+  logfiles={test="test.log", trace={filename="trace.log", follow=true}}, lazylogfiles=true,
+  timeout=60, maxTime=3600, max_lines=1000, logEnviron=false, interruptSignal="TERM",
+  sigtermTime=5, initialStdin="yes\n", decodeRC={[0]=util.SUCCESS, [1]=util.WARNINGS}}"#,
+        );
+        assert_eq!(s.class(), "ShellCommand");
+        let c = &s.common;
+        assert_eq!(c.name, "make");
+        assert_eq!(c.description.as_deref(), Some(&["making".to_string()][..]));
+        assert_eq!(
+            c.description_done.as_deref(),
+            Some(&["made".to_string(), "it".to_string()][..])
+        );
+        assert_eq!(
+            c.description_suffix.as_deref(),
+            Some(&["fast".to_string()][..])
+        );
+        assert!(c.halt_on_failure && !c.flunk_on_failure && c.warn_on_failure);
+        assert!(c.warn_on_warnings && c.flunk_on_warnings && c.always_run);
+        assert!(matches!(&c.do_step_if, ValueOrFunction::Function(f) if f.location().line == 4));
+        assert!(matches!(c.hide_step_if, ValueOrFunction::Value(true)));
+        assert_eq!(c.log_encoding.as_deref(), Some("latin-1"));
+        assert_eq!(c.update_build_summary_policy, [BuildResult::Failure]);
+        assert_eq!(value(c.workdir.as_ref().unwrap()), json!("src"));
+        let StepKind::ShellCommand(shell) = &s.kind else {
+            panic!("{:?}", s.kind)
+        };
+        let Renderable::List(words) = &shell.command else {
+            panic!("{:?}", shell.command)
+        };
+        assert_eq!(value(&words[0]), json!("make"));
+        assert!(matches!(words[1], Renderable::Interpolate(_)));
+        let o = &shell.shell;
+        assert_eq!(map_values(&o.env), json!({"CC": "gcc"}));
+        assert!(!o.want_stdout && !o.want_stderr && o.lazylogfiles && !o.log_environ);
+        assert_eq!(o.use_pty, Some(true));
+        assert_eq!(
+            o.logfiles,
+            BTreeMap::from([
+                (
+                    "test".into(),
+                    LogFile {
+                        filename: "test.log".into(),
+                        follow: false
+                    }
+                ),
+                (
+                    "trace".into(),
+                    LogFile {
+                        filename: "trace.log".into(),
+                        follow: true
+                    }
+                ),
+            ])
+        );
+        assert_eq!(
+            (o.timeout, o.max_time, o.max_lines),
+            (Some(60), Some(3600), Some(1000))
+        );
+        assert_eq!(o.interrupt_signal, "TERM");
+        assert_eq!(o.sigterm_time, Some(5));
+        assert_eq!(o.initial_stdin.as_deref(), Some("yes\n"));
+        assert_eq!(
+            o.decode_rc,
+            DecodeRc(BTreeMap::from([
+                (0, BuildResult::Success),
+                (1, BuildResult::Warnings)
+            ]))
+        );
+        assert_eq!(s.location.line, 1);
+    }
+
+    #[test]
+    fn shell_command_defaults() {
+        let s = step(r#"steps.ShellCommand{command="make", timeout=false}"#);
+        let c = &s.common;
+        assert_eq!(c.name, "shell");
+        assert!(c.description.is_none() && c.description_done.is_none());
+        assert!(!c.halt_on_failure && c.flunk_on_failure && !c.warn_on_failure);
+        assert!(!c.always_run && c.log_encoding.is_none() && c.workdir.is_none());
+        assert!(matches!(c.do_step_if, ValueOrFunction::Value(true)));
+        assert!(matches!(c.hide_step_if, ValueOrFunction::Value(false)));
+        use BuildResult::*;
+        assert_eq!(
+            c.update_build_summary_policy,
+            [Exception, Retry, Cancelled, Failure]
+        );
+        let StepKind::ShellCommand(shell) = &s.kind else {
+            panic!()
+        };
+        assert_eq!(value(&shell.command), json!("make"));
+        let o = &shell.shell;
+        assert!(o.want_stdout && o.want_stderr && o.log_environ && !o.lazylogfiles);
+        assert_eq!(o.use_pty, None);
+        assert_eq!(o.timeout, None);
+        assert_eq!(
+            (o.max_time, o.sigterm_time, o.max_lines),
+            (None, None, None)
+        );
+        assert_eq!(o.interrupt_signal, "KILL");
+        assert_eq!(o.decode_rc, DecodeRc::default());
+    }
+
+    #[test]
+    fn summary_policy_follows_the_flags_or_takes_a_boolean() {
+        use BuildResult::*;
+        let policy = |options: &str| {
+            step(&format!("steps.ShellCommand{{command='x', {options}}}"))
+                .common
+                .update_build_summary_policy
+        };
+        assert_eq!(
+            policy("flunkOnFailure=false"),
+            [Exception, Retry, Cancelled]
+        );
+        assert_eq!(
+            policy("warnOnWarnings=true"),
+            [Exception, Retry, Cancelled, Failure, Warnings]
+        );
+        assert_eq!(policy("updateBuildSummaryPolicy=true"), BuildResult::ALL);
+        assert!(policy("updateBuildSummaryPolicy=false").is_empty());
+    }
+
+    #[test]
+    fn configure_compile_test_have_buildbot_defaults() {
+        let steps = steps_of(
+        "steps.Configure{}, steps.Compile{}, steps.Test{}, steps.Compile{command='ninja', \
+         warningPattern='^W: ', maxWarnCount=3, directoryEnterPattern='enter (.*)', \
+         directoryLeavePattern='leave', suppressionFile='supp.txt'}, steps.Test{warningPattern=false}",
+    );
+        let command = |s: &StepConfig| match &s.kind {
+            StepKind::Configure(shell) | StepKind::Compile(shell, _) | StepKind::Test(shell, _) => {
+                value(&shell.command)
+            }
+            other => panic!("{other:?}"),
+        };
+        let warnings = |s: &StepConfig| match &s.kind {
+            StepKind::Compile(_, w) | StepKind::Test(_, w) => w.clone(),
+            other => panic!("{other:?}"),
+        };
+        let [configure, compile, test, custom, quiet] = &steps[..] else {
+            panic!()
+        };
+        assert_eq!(command(configure), json!(["./configure"]));
+        assert_eq!(configure.common.name, "configure");
+        assert_eq!(
+            configure.common.description.as_deref(),
+            Some(&["configuring".to_string()][..])
+        );
+        assert!(configure.common.halt_on_failure && configure.common.flunk_on_failure);
+
+        assert_eq!(command(compile), json!(["make", "all"]));
+        assert_eq!(compile.common.name, "compile");
+        assert_eq!(
+            compile.common.description_done.as_deref(),
+            Some(&["compile".to_string()][..])
+        );
+        assert!(compile.common.halt_on_failure);
+        let w = warnings(compile);
+        assert_eq!(
+            w.warning_pattern.as_ref().unwrap().source(),
+            "(?i).*warning[: ].*"
+        );
+        assert!(w
+            .warning_pattern
+            .as_ref()
+            .unwrap()
+            .matches_start("foo.c:1: Warning: x"));
+        assert!(w
+            .directory_enter_pattern
+            .is_match("make[1]: Entering directory '/src'"));
+        assert_eq!(w.max_warn_count, None);
+        assert!(w.suppression_file.is_none());
+
+        assert_eq!(command(test), json!(["make", "test"]));
+        assert_eq!(test.common.name, "test");
+        assert!(!test.common.halt_on_failure && test.common.warn_on_failure);
+
+        assert_eq!(command(custom), json!("ninja"));
+        let w = warnings(custom);
+        assert_eq!(w.warning_pattern.as_ref().unwrap().source(), "^W: ");
+        assert_eq!(w.max_warn_count, Some(3));
+        assert_eq!(w.directory_enter_pattern.source(), "enter (.*)");
+        assert_eq!(w.directory_leave_pattern.source(), "leave");
+        assert_eq!(
+            value(w.suppression_file.as_ref().unwrap()),
+            json!("supp.txt")
+        );
+        assert!(warnings(quiet).warning_pattern.is_none());
+    }
+
+    #[test]
+    fn shell_sequence_runs_shell_args() {
+        let s = step(
+            r#"steps.ShellSequence{commands={
+    util.ShellArg{command={"make", "clean"}, logname="clean", haltOnFailure=true,
+      flunkOnFailure=false, warnOnFailure=true, warnOnWarnings=true, flunkOnWarnings=true},
+    util.ShellArg("make", "build")},
+  env={A="1"}, timeout=10}"#,
+        );
+        let StepKind::ShellSequence { commands, shell } = &s.kind else {
+            panic!("{:?}", s.kind)
+        };
+        assert_eq!(s.common.name, "generic");
+        let (a, b) = (&commands[0], &commands[1]);
+        assert_eq!(value(&a.command), json!(["make", "clean"]));
+        assert_eq!(a.logname.as_deref(), Some("clean"));
+        assert!(a.halt_on_failure && !a.flunk_on_failure && a.warn_on_failure);
+        assert!(a.warn_on_warnings && a.flunk_on_warnings);
+        assert_eq!(a.location.line, 2);
+        assert_eq!(value(&b.command), json!("make"));
+        assert_eq!(b.logname.as_deref(), Some("build"));
+        assert!(!b.halt_on_failure && b.flunk_on_failure && !b.warn_on_failure);
+        assert_eq!(map_values(&shell.env), json!({"A": "1"}));
+        assert_eq!(shell.timeout, Some(10));
+    }
+
+    #[test]
+    fn set_property_from_command_takes_a_property_or_a_function() {
+        let steps = steps_of(
+            r#"steps.SetPropertyFromCommand{command="git rev-parse HEAD", property="rev", strip=false,
+  includeStdout=false, includeStderr=true},
+  steps.SetPropertyFromCommand{command={"env"}, extract_fn=function(rc, out, err) return {} end}"#,
+        );
+        let StepKind::SetPropertyFromCommand(shell, p) = &steps[0].kind else {
+            panic!()
+        };
+        assert_eq!(steps[0].common.name, "setproperty");
+        assert_eq!(value(&shell.command), json!("git rev-parse HEAD"));
+        assert!(matches!(&p.target, PropertyTarget::Property(r) if value(r) == json!("rev")));
+        assert!(!p.strip && !p.include_stdout && p.include_stderr);
+        let StepKind::SetPropertyFromCommand(_, p) = &steps[1].kind else {
+            panic!()
+        };
+        let PropertyTarget::Extract(f) = &p.target else {
+            panic!()
+        };
+        assert_eq!(f.location().line, 3);
+        // As Buildbot: a function sees stderr too.
+        assert!(p.strip && p.include_stdout && p.include_stderr);
+    }
+
+    #[test]
+    fn master_shell_command_takes_every_option() {
+        let steps = steps_of(
+            r#"steps.MasterShellCommand({"deploy", "now"}, {env={X="1"}, usePTY=true,
+  interruptSignal="INT", logEnviron=false, runtime_timeout=60, name="deploy"}),
+  steps.MasterShellCommand{command="ls"}"#,
+        );
+        let StepKind::MasterShellCommand(m) = &steps[0].kind else {
+            panic!()
+        };
+        assert_eq!(value(&m.command), json!(["deploy", "now"]));
+        assert_eq!(map_values(&m.env), json!({"X": "1"}));
+        assert!(m.use_pty && !m.log_environ);
+        assert_eq!(
+            (m.interrupt_signal.as_str(), m.runtime_timeout),
+            ("INT", 60)
+        );
+        assert_eq!(steps[0].common.name, "deploy");
+        let StepKind::MasterShellCommand(m) = &steps[1].kind else {
+            panic!()
+        };
+        assert!(!m.use_pty && m.log_environ);
+        assert_eq!(
+            (m.interrupt_signal.as_str(), m.runtime_timeout),
+            ("KILL", 3600)
+        );
+        let c = &steps[1].common;
+        assert_eq!(c.name, "MasterShellCommand");
+        assert_eq!(c.description.as_deref(), Some(&["Running".to_string()][..]));
+        assert!(c.halt_on_failure && c.flunk_on_failure);
+    }
+}

@@ -396,3 +396,352 @@ pub(super) fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
     super::git::register(lua, ns)?;
     super::transfer::register(lua, ns)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::config::build::testing::*;
+    use crate::config::build::*;
+    use crate::script::Renderable;
+
+    #[test]
+    fn set_property_trigger_and_file_steps() {
+        let steps = steps_of(
+            r#"steps.SetProperty("version", util.Property("tag")),
+  steps.Trigger{schedulerNames={"t1", "t2"}, unimportantSchedulerNames={"t2"}, waitForFinish=true,
+    updateSourceStamp=false, set_properties={quick=true}, copy_properties={"version"},
+    parent_relationship="Child of"},
+  steps.Trigger{schedulerNames={"t1"}, sourceStamps={{codebase="", branch="main"}}},
+  steps.Trigger{schedulerNames={"t1"}, alwaysUseLatest=true},
+  steps.FileUpload("out.tar", "public/out.tar", {maxsize=1000, blocksize=4096, mode="0644",
+    keepstamp=true, url="http://example.org/out.tar", urlText="tarball"}),
+  steps.FileUpload{slavesrc="a", masterdest="b"},
+  steps.FileDownload{mastersrc="conf", workerdest="conf", maxsize=10, blocksize=512, mode=420},
+  steps.FileDownload{mastersrc="conf", slavedest="old"},
+  steps.MakeDirectory("build"), steps.RemoveDirectory{dir="build", alwaysRun=true}"#,
+        );
+        let StepKind::SetProperty { property, value: v } = &steps[0].kind else {
+            panic!()
+        };
+        assert_eq!(value(property), json!("version"));
+        assert!(matches!(v, Renderable::Property { name, .. } if name == "tag"));
+        assert_eq!(steps[0].common.name, "SetProperty");
+
+        let StepKind::Trigger(t) = &steps[1].kind else {
+            panic!()
+        };
+        assert_eq!(t.scheduler_names, ["t1", "t2"]);
+        assert_eq!(t.unimportant_scheduler_names, ["t2"]);
+        assert!(t.wait_for_finish && !t.update_source_stamp && !t.always_use_latest);
+        assert_eq!(map_values(&t.set_properties), json!({"quick": true}));
+        assert_eq!(t.copy_properties, ["version"]);
+        assert_eq!(t.parent_relationship, "Child of");
+        assert_eq!(steps[1].common.name, "trigger");
+        let StepKind::Trigger(t) = &steps[2].kind else {
+            panic!()
+        };
+        assert_eq!(
+            map_values(&t.source_stamps[0]),
+            json!({"codebase": "", "branch": "main"})
+        );
+        assert!(!t.update_source_stamp && !t.wait_for_finish);
+        assert_eq!(t.parent_relationship, "Triggered from");
+        let StepKind::Trigger(t) = &steps[3].kind else {
+            panic!()
+        };
+        assert!(t.always_use_latest && !t.update_source_stamp);
+
+        let StepKind::FileUpload(u) = &steps[4].kind else {
+            panic!()
+        };
+        assert_eq!(
+            (value(&u.workersrc), value(&u.masterdest)),
+            (json!("out.tar"), json!("public/out.tar"))
+        );
+        assert_eq!(
+            (u.maxsize, u.blocksize, u.mode),
+            (Some(1000), 4096, Some(FileMode(0o644)))
+        );
+        assert!(u.keepstamp);
+        assert_eq!(
+            value(u.url.as_ref().unwrap()),
+            json!("http://example.org/out.tar")
+        );
+        assert_eq!(value(u.url_text.as_ref().unwrap()), json!("tarball"));
+        assert_eq!(steps[4].common.name, "upload");
+        assert!(steps[4].common.halt_on_failure);
+        let StepKind::FileUpload(u) = &steps[5].kind else {
+            panic!()
+        };
+        assert_eq!(value(&u.workersrc), json!("a"));
+        assert_eq!(
+            (u.maxsize, u.blocksize, u.mode, u.keepstamp),
+            (None, 262144, None, false)
+        );
+
+        let StepKind::FileDownload(d) = &steps[6].kind else {
+            panic!()
+        };
+        assert_eq!(
+            (value(&d.mastersrc), value(&d.workerdest)),
+            (json!("conf"), json!("conf"))
+        );
+        assert_eq!(
+            (d.maxsize, d.blocksize, d.mode),
+            (Some(10), 512, Some(FileMode(0o644)))
+        );
+        assert_eq!(steps[6].common.name, "download");
+        let StepKind::FileDownload(d) = &steps[7].kind else {
+            panic!()
+        };
+        assert_eq!(value(&d.workerdest), json!("old"));
+        assert_eq!((d.blocksize, d.mode), (16384, None));
+
+        assert!(
+            matches!(&steps[8].kind, StepKind::MakeDirectory { dir } if value(dir) == json!("build"))
+        );
+        assert_eq!(steps[8].common.name, "MakeDirectory");
+        assert!(
+            matches!(&steps[9].kind, StepKind::RemoveDirectory { dir } if value(dir) == json!("build"))
+        );
+        assert_eq!(
+            steps[9].common.description_done.as_deref(),
+            Some(&["Deleted".to_string()][..])
+        );
+        assert!(steps[9].common.always_run && steps[9].common.halt_on_failure);
+    }
+
+    #[test]
+    fn trigger_steps_name_their_schedulers_for_validation() {
+        let loaded = load(
+            r#"c = BuildmasterConfig
+c.workers = {worker.Worker("w", "p")}
+local f = util.BuildFactory()
+f:addStep(steps.Trigger{schedulerNames={"t1", "t2"}})
+c.builders = {util.BuilderConfig{name="b", workernames="w", factory=f}}
+c.schedulers = {schedulers.Triggerable{name="t1", builderNames={"b"}},
+  schedulers.Triggerable{name="t2", builderNames={"b"}}}"#,
+        );
+        let triggered = loaded.config.builders[0].triggered_schedulers();
+        assert_eq!(
+            triggered
+                .iter()
+                .map(|(n, l)| format!("{n}@{}", l.line))
+                .collect::<Vec<_>>(),
+            ["t1@4", "t2@4"]
+        );
+        assert_eq!(
+        errors(
+            r#"c = BuildmasterConfig
+c.workers = {worker.Worker("w", "p")}
+c.builders = {util.BuilderConfig{name="b", workernames="w",
+  factory=util.BuildFactory({steps.Trigger{schedulerNames={"nope"}}})}}
+c.schedulers = {schedulers.Triggerable{name="t1", builderNames={"b"}}}"#
+        ),
+        "master.cfg.lua:4: Trigger step of builder 'b': no Triggerable scheduler named 'nope' (known: t1)\n"
+    );
+    }
+
+    #[test]
+    fn step_errors() {
+        let mut cases: Vec<(String, String)> = vec![
+        ("steps.ShellCommand{}", "ShellCommand: missing required option 'command'"),
+        (
+            "steps.ShellCommand{command=5}",
+            "ShellCommand: option 'command' must be a command (a string or a list of strings), got number 5",
+        ),
+        ("steps.ShellCommand{command={}}", "ShellCommand: option 'command' must not be an empty list"),
+        (
+            "steps.ShellCommand{command={a=1}}",
+            "ShellCommand: option 'command' must be a command (a string or a list of strings), got table",
+        ),
+        (
+            "steps.ShellCommand('make')",
+            "ShellCommand: takes at most 0 positional arguments, got 1\n\
+             ShellCommand: missing required option 'command'",
+        ),
+        (
+            "steps.ShellCommand{command='x', decodeRC={[0]=9}}",
+            "ShellCommand: option 'decodeRC' entry 0 must be a result code (util.SUCCESS ... util.CANCELLED), got number 9",
+        ),
+        (
+            "steps.ShellCommand{command='x', decodeRC={a=0}}",
+            "ShellCommand: option 'decodeRC' must have exit codes as keys, got string 'a'",
+        ),
+        (
+            "steps.ShellCommand{command='x', timeout='long'}",
+            "ShellCommand: option 'timeout' must be a number of seconds or false, got string 'long'",
+        ),
+        (
+            "steps.ShellCommand{command='x', logfiles={a={follow=true}}}",
+            "ShellCommand: option 'logfiles' entry 'a' needs a 'filename'",
+        ),
+        (
+            "steps.ShellCommand{command='x', logfiles={a={file='x'}}}",
+            "ShellCommand: option 'logfiles' entry 'a' has unknown key string 'file' (known: filename, follow)",
+        ),
+        (
+            "steps.ShellCommand{command='x', updateBuildSummaryPolicy='x'}",
+            "ShellCommand: option 'updateBuildSummaryPolicy' must be a list of result codes or a boolean, got string 'x'",
+        ),
+        (
+            "steps.ShellCommand{command='x', updateBuildSummaryPolicy={9}}",
+            "ShellCommand: option 'updateBuildSummaryPolicy' item 1 must be a result code (util.SUCCESS ... util.CANCELLED), got number 9",
+        ),
+        (
+            "steps.ShellCommand{command='x', doStepIf='x'}",
+            "ShellCommand: option 'doStepIf' must be a boolean or a function, got string 'x'",
+        ),
+        (
+            "steps.ShellCommand{command='x', haltOnFailur=true}",
+            "ShellCommand: unknown option 'haltOnFailur' (did you mean 'haltOnFailure'?)",
+        ),
+        (
+            "steps.Compile{warningPattern='('}",
+            "Compile: option 'warningPattern' is not a valid regular expression ('('): unclosed group (false counts no warnings)",
+        ),
+        (
+            "steps.Test{directoryEnterPattern=3}",
+            "Test: option 'directoryEnterPattern' must be a regular expression (a string), got number 3",
+        ),
+        ("steps.ShellSequence{}", "ShellSequence: missing required option 'commands'"),
+        (
+            "steps.ShellSequence{commands={}}",
+            "ShellSequence: option 'commands' must hold at least one util.ShellArg",
+        ),
+        (
+            "steps.ShellSequence{commands={'make'}}",
+            "ShellSequence: option 'commands' item 1 must be a util.ShellArg, got string 'make'",
+        ),
+        (
+            "steps.ShellSequence{commands={util.ShellArg('x')}, command='y'}",
+            "ShellSequence: unknown option 'command' (did you mean 'commands'?)",
+        ),
+        ("util.ShellArg{logname='x'}", "ShellArg: missing required option 'command'"),
+        (
+            "steps.SetPropertyFromCommand{command='x'}",
+            "SetPropertyFromCommand: give exactly one of the options 'property' and 'extract_fn'",
+        ),
+        (
+            "steps.SetPropertyFromCommand{command='x', property='p', extract_fn=print}",
+            "SetPropertyFromCommand: give exactly one of the options 'property' and 'extract_fn', not both",
+        ),
+        (
+            "steps.MasterShellCommand{}",
+            "MasterShellCommand: missing required option 'command'",
+        ),
+        ("steps.Git{}", "Git: missing required option 'repourl'"),
+        (
+            "steps.Git{repourl='u', mode='fast'}",
+            "Git: option 'mode' must be 'incremental' or 'full', got 'fast'",
+        ),
+        (
+            "steps.Git{repourl='u', mode='full', method='scrub'}",
+            "Git: option 'method' must be one of 'clean', 'fresh', 'clobber' or 'copy', got 'scrub'",
+        ),
+        (
+            "steps.Git{repourl='u', method='fresh'}",
+            "Git: option 'method' only applies to mode 'full'",
+        ),
+        (
+            "steps.Git{repourl='u', mode='full', method='fresh', shallow=true}",
+            "Git: option 'shallow' needs method 'clobber'",
+        ),
+        (
+            "steps.Git{repourl='u', shallow=0}",
+            "Git: option 'shallow' must be a boolean or a positive depth, got number 0",
+        ),
+        (
+            "steps.Git{repourl='u', sshHostKey='k'}",
+            "Git: option 'sshHostKey' needs 'sshPrivateKey'",
+        ),
+        (
+            "steps.Git{repourl='u', sshPrivateKey='p', sshHostKey='k', sshKnownHosts='h'}",
+            "Git: options 'sshHostKey' and 'sshKnownHosts' cannot be given together",
+        ),
+        (
+            "steps.Git{repourl='u', getDescription={mach='v*'}}",
+            "Git: option 'getDescription': unknown git describe option 'mach' (did you mean 'match'?)",
+        ),
+        (
+            "steps.Git{repourl='u', retry={1}}",
+            "Git: option 'retry' must be {delay, repeats} (two numbers of seconds and times), got table",
+        ),
+        ("steps.SetProperty{property='p'}", "SetProperty: missing required option 'value'"),
+        ("steps.Trigger{}", "Trigger: missing required option 'schedulerNames'"),
+        (
+            "steps.Trigger{schedulerNames={}}",
+            "Trigger: option 'schedulerNames' must name at least one scheduler",
+        ),
+        (
+            "steps.Trigger{schedulerNames={'a'}, unimportantSchedulerNames={'b'}}",
+            "Trigger: option 'unimportantSchedulerNames' must be a subset of 'schedulerNames' ('b' is not in it)",
+        ),
+        (
+            "steps.Trigger{schedulerNames={'a'}, sourceStamps={{branch='x'}}, updateSourceStamp=true}",
+            "Trigger: options 'sourceStamps' and 'updateSourceStamp' cannot be given together",
+        ),
+        (
+            "steps.Trigger{schedulerNames={'a'}, sourceStamp={branch='x'}, alwaysUseLatest=true}",
+            "Trigger: options 'sourceStamp' and 'alwaysUseLatest' cannot be given together",
+        ),
+        (
+            "steps.Trigger{schedulerNames={'a'}, alwaysUseLatest=true, updateSourceStamp=false}",
+            "Trigger: options 'alwaysUseLatest' and 'updateSourceStamp' cannot be given together",
+        ),
+        (
+            "steps.FileUpload{masterdest='m'}",
+            "FileUpload: missing required option 'workersrc'",
+        ),
+        (
+            "steps.FileUpload{workersrc='a', slavesrc='b', masterdest='m'}",
+            "FileUpload: options 'workersrc' and 'slavesrc' are the same; give only one",
+        ),
+        (
+            "steps.FileUpload('a', 'b', {mode='9'})",
+            "FileUpload: option 'mode' must be a file mode (an integer such as 420, or an octal string such as '0644'), got string '9'",
+        ),
+        (
+            "steps.FileDownload{mastersrc='a'}",
+            "FileDownload: missing required option 'workerdest'",
+        ),
+        ("steps.MakeDirectory{}", "MakeDirectory: missing required option 'dir'"),
+        (
+            "steps.RemoveDirectory('d', {dirr='x'})",
+            "RemoveDirectory: unknown option 'dirr' (did you mean 'dir'?)",
+        ),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+        let long = "n".repeat(51);
+        cases.push((
+            format!("steps.ShellCommand{{command='x', name='{long}'}}"),
+            format!("ShellCommand: option 'name' must be at most 50 characters, got '{long}'"),
+        ));
+        let cases: Vec<(&str, &str)> = cases
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        check_errors(&cases);
+    }
+
+    #[test]
+    fn step_locks_and_unported_options_are_not_implemented_yet() {
+        assert_eq!(
+            unimplemented(
+                "steps.ShellCommand{command='x', locks={}}
+steps.Compile{warningExtractor=print, suppressionList={}}
+steps.Git{repourl='u', auth_credentials={'u', 'p'}, git_credentials={}}"
+            ),
+            [
+                "master.cfg.lua:1: ShellCommand: option 'locks' is not implemented yet",
+                "master.cfg.lua:2: Compile: option 'warningExtractor' is not implemented yet",
+                "master.cfg.lua:2: Compile: option 'suppressionList' is not implemented yet",
+                "master.cfg.lua:3: Git: option 'auth_credentials' is not implemented yet",
+                "master.cfg.lua:3: Git: option 'git_credentials' is not implemented yet",
+            ]
+        );
+    }
+}

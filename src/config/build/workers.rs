@@ -182,3 +182,127 @@ pub(super) fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if allowed(c) && !c.is_ascii_digit()) && chars.all(allowed)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use crate::config::build::testing::*;
+    use crate::config::build::*;
+
+    #[test]
+    fn worker_takes_every_option() {
+        let config = load(
+        r#"BuildmasterConfig.workers = {worker.Worker("w1", "pw", {max_builds=2, properties={os="linux"},
+  defaultProperties={arch="x86"}, notify_on_missing={"a@example.org", "b@example.org"},
+  missing_timeout=60, keepalive_interval=30})}"#,
+    )
+    .config;
+        let w = &config.workers[0];
+        assert_eq!(w.name, "w1");
+        assert_eq!(
+            w.kind,
+            WorkerKind::Remote {
+                password: "pw".into()
+            }
+        );
+        assert!(!w.is_local());
+        assert_eq!(w.max_builds, Some(2));
+        assert_eq!(
+            w.properties,
+            BTreeMap::from([("os".into(), json!("linux"))])
+        );
+        assert_eq!(
+            w.default_properties,
+            BTreeMap::from([("arch".into(), json!("x86"))])
+        );
+        assert_eq!(w.notify_on_missing, ["a@example.org", "b@example.org"]);
+        assert_eq!(w.missing_timeout, 60);
+        assert_eq!(w.keepalive_interval, 30);
+        assert_eq!(w.location.to_string(), "master.cfg.lua:1");
+    }
+
+    #[test]
+    fn worker_defaults_and_old_names() {
+        let config = load(
+            r#"c = BuildmasterConfig
+c.workers = {worker.Worker{name="w1", password="pw"}}
+c.slaves = {buildslave.BuildSlave("s1", "pw", {notify_on_missing="x@example.org"})}"#,
+        )
+        .config;
+        let (w, s) = (&config.workers[0], &config.workers[1]);
+        assert_eq!(w.max_builds, None);
+        assert!(w.properties.is_empty() && w.notify_on_missing.is_empty());
+        assert_eq!((w.missing_timeout, w.keepalive_interval), (3600, 3600));
+        assert_eq!(s.name, "s1");
+        assert_eq!(s.notify_on_missing, ["x@example.org"]);
+    }
+
+    #[test]
+    fn local_worker_runs_in_a_workdir_named_after_it() {
+        let config = load(
+            r#"BuildmasterConfig.workers = {worker.LocalWorker("l1"),
+  worker.LocalWorker("l2", {workdir="elsewhere", max_builds=1})}"#,
+        )
+        .config;
+        assert!(config.workers[0].is_local());
+        assert_eq!(
+            config.workers[0].kind,
+            WorkerKind::Local {
+                workdir: "l1".into()
+            }
+        );
+        assert_eq!(
+            config.workers[1].kind,
+            WorkerKind::Local {
+                workdir: "elsewhere".into()
+            }
+        );
+        assert_eq!(config.workers[1].max_builds, Some(1));
+    }
+
+    #[test]
+    fn worker_errors() {
+        check_errors(&[
+        (r#"worker.Worker("w")"#, "Worker: missing required option 'password'"),
+        (r#"worker.Worker("debug", "p")"#, "Worker: worker name 'debug' is reserved"),
+        (
+            r#"worker.Worker("1x", "p")"#,
+            "Worker: worker name '1x' is not an identifier (letters, digits, '_' and '-', not starting with a digit)",
+        ),
+        (r#"worker.Worker("", "p")"#, "Worker: the worker name must not be empty"),
+        (
+            r#"worker.Worker(("x"):rep(51), "p")"#,
+            &format!("Worker: worker name '{}' is longer than 50 characters", "x".repeat(51)),
+        ),
+        (
+            r#"buildslave.BuildSlave("b", "p", {max_build=2})"#,
+            "BuildSlave: unknown option 'max_build' (did you mean 'max_builds'?)",
+        ),
+        (
+            r#"worker.LocalWorker("l", {password="x"})"#,
+            "LocalWorker: unknown option 'password'",
+        ),
+        (
+            r#"worker.Worker("w", "p", {max_builds=-1})"#,
+            "Worker: option 'max_builds' must be an integer from 0 to 4294967295, got number -1",
+        ),
+    ]);
+    }
+
+    #[test]
+    fn worker_locks_and_machine_are_not_implemented_yet() {
+        assert_eq!(
+        unimplemented(
+            r#"BuildmasterConfig.workers = {worker.Worker("w", "p", {locks={}, machine_name="m"})}"#
+        ),
+        [
+            "master.cfg.lua:1: Worker: remote workers are not implemented yet (use worker.LocalWorker)",
+            "master.cfg.lua:1: Worker: option 'locks' is not implemented yet",
+            "master.cfg.lua:1: Worker: option 'machine_name' is not implemented yet",
+        ]
+    );
+    }
+}

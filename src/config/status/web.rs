@@ -489,6 +489,54 @@ pub const WEB_STATUS_OPTIONS: &[&str] = &[
     "name",
 ];
 
+/// The options the master parses but does not carry out yet: it serves the REST API only,
+/// with no pages, no change hooks, no `http.log`, and actions open to anyone. Each is reported
+/// as not implemented when given, unless its value asks for what the master does anyway.
+const NOT_APPLIED: &[&str] = &[
+    "allowForce",
+    "auth",
+    "authz",
+    "public_html",
+    "numbuilds",
+    "num_events",
+    "num_events_max",
+    "order_console_by_time",
+    "changecommentlink",
+    "revlink",
+    "projects",
+    "repositories",
+    "rotateLength",
+    "logRotateLength",
+    "maxRotatedFiles",
+    "change_hook_dialects",
+    "change_hook_auth",
+    "template_dirs",
+];
+
+/// The [`NOT_APPLIED`] options a call gives, taken before they are read.
+fn given_not_applied(kw: &Kwargs) -> Vec<&'static str> {
+    NOT_APPLIED.iter().copied().filter(|o| kw.has(o)).collect()
+}
+
+/// Reports each of `given` as not implemented, but access options that leave every action
+/// open (as the REST API is) and hook options that enable nothing.
+fn report_not_applied(
+    kw: &mut Kwargs,
+    given: &[&str],
+    config: &WebStatusConfig,
+    hooks: Option<&BTreeMap<String, ChangeHookDialect>>,
+) {
+    for &option in given {
+        let applied = match option {
+            "allowForce" | "auth" | "authz" => config.authz.is_open(),
+            "change_hook_dialects" => hooks.is_some_and(BTreeMap::is_empty),
+            "change_hook_auth" => config.change_hook_auth.is_empty(),
+            _ => false,
+        };
+        kw.unimplemented_when(option, !applied);
+    }
+}
+
 pub fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
     // `Waterfall` is the 0.7 name the spec's opening example still uses; it is a WebStatus
     // (whose /waterfall page it was).
@@ -512,6 +560,7 @@ pub fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
 fn parse_web_status(lua: &Lua, object: &str, args: MultiValue) -> Option<StatusTarget> {
     let mut kw = Kwargs::new(lua, object, args, &["http_port"], WEB_STATUS_OPTIONS);
     let mut config = WebStatusConfig::defaults(kw.location());
+    let not_applied = given_not_applied(&kw);
     config.name = read_name(&mut kw);
     if !kw.has("http_port") && !kw.has("distrib_port") {
         kw.error("needs 'http_port' (a port number or 'tcp:PORT:interface=ADDR')");
@@ -571,6 +620,7 @@ fn parse_web_status(lua: &Lua, object: &str, args: MultiValue) -> Option<StatusT
     if let Some(authz) = authz {
         config.authz = authz;
     }
+    report_not_applied(&mut kw, &not_applied, &config, hooks.as_ref());
     let ok = kw.finish();
     config.change_hook_dialects = hooks?;
     ok.then(|| StatusTarget::WebStatus(Box::new(config)))
@@ -636,6 +686,7 @@ pub(super) fn read_www(lua: &Lua, value: Value, location: Location) -> Option<St
 
 fn read_www_options(kw: &mut Kwargs, location: Location) -> Option<StatusTarget> {
     let mut config = WebStatusConfig::defaults(location);
+    let not_applied = given_not_applied(kw);
     config.http_port = kw.required_opt("port");
     kw.unimplemented("plugins");
     config.rotate_length = kw.optional("logRotateLength");
@@ -659,6 +710,7 @@ fn read_www_options(kw: &mut Kwargs, location: Location) -> Option<StatusTarget>
         (None, None) if auth_given => return None,
         (None, None) => AuthzConfig::default(),
     };
+    report_not_applied(kw, &not_applied, &config, hooks.as_ref());
     config.change_hook_dialects = hooks?;
     Some(StatusTarget::WebStatus(Box::new(config)))
 }
@@ -874,6 +926,102 @@ mod tests {
         assert_eq!(
             unimplemented("c['status'] = {status.WebStatus{distrib_port='tcp:12345'}}"),
             ["master.cfg.lua:1: WebStatus: option 'distrib_port' is not implemented yet"]
+        );
+    }
+
+    #[test]
+    fn an_authz_the_rest_api_does_not_enforce_is_not_implemented() {
+        assert_eq!(
+            unimplemented(
+                "c['status'] = {status.WebStatus{http_port=8010, authz=util.Authz{
+                   auth=util.BasicAuth({{'bob', 'pw'}}), forceBuild='auth'}}}"
+            ),
+            ["master.cfg.lua:1: WebStatus: option 'authz' is not implemented yet"]
+        );
+        assert_eq!(
+            unimplemented("c['www'] = {port=8010, auth=util.UsersAuth()}"),
+            ["master.cfg.lua:1: c['www']: option 'auth' is not implemented yet"]
+        );
+        assert_eq!(
+            unimplemented("c['status'] = {status.WebStatus{http_port=8010, allowForce=false}}"),
+            ["master.cfg.lua:1: WebStatus: option 'allowForce' is not implemented yet"]
+        );
+    }
+
+    #[test]
+    fn access_options_that_leave_every_action_open_are_what_the_master_does() {
+        for snippet in [
+            "c['status'] = {status.WebStatus{http_port=8010, allowForce=true}}",
+            "c['status'] = {status.WebStatus{http_port=8010, authz=util.Authz{default_action=true}}}",
+            "c['www'] = {port=8010, authz=util.Authz{default_action=true},
+                         change_hook_dialects={github=false}, change_hook_auth={}}",
+        ] {
+            assert_eq!(unimplemented(snippet), Vec::<String>::new(), "{snippet}");
+        }
+    }
+
+    #[test]
+    fn every_option_the_master_does_not_apply_is_not_implemented() {
+        let warnings = unimplemented(
+            r##"c['status'] = {status.WebStatus{
+              http_port=8010, public_html="/var/www", numbuilds=20, num_events=200,
+              num_events_max=500, order_console_by_time=false,
+              changecommentlink={"#(\\d+)", "http://trac/\\1", "Ticket"},
+              revlink="http://x/%s", projects={a="http://a"}, repositories={a="http://a"},
+              rotateLength=10, maxRotatedFiles=2, change_hook_dialects={base=true},
+              change_hook_auth={"file:changehook.passwd"}, template_dirs={"t"},
+              allowForce=true, auth=util.BasicAuth({{'bob', 'pw'}}), name="web"}}"##,
+        );
+        let options: Vec<&str> = warnings
+            .iter()
+            .map(|w| {
+                w.strip_prefix("master.cfg.lua:1: WebStatus: option '")
+                    .and_then(|w| w.strip_suffix("' is not implemented yet"))
+                    .unwrap_or_else(|| panic!("{w}"))
+            })
+            .collect();
+        assert_eq!(
+            options,
+            [
+                "allowForce",
+                "auth",
+                "public_html",
+                "numbuilds",
+                "num_events",
+                "num_events_max",
+                "order_console_by_time",
+                "changecommentlink",
+                "revlink",
+                "projects",
+                "repositories",
+                "rotateLength",
+                "maxRotatedFiles",
+                "change_hook_dialects",
+                "change_hook_auth",
+                "template_dirs",
+            ]
+        );
+        assert_eq!(
+            unimplemented(
+                "c['www'] = {port=8010, change_hook_dialects={base=true}, \
+                             change_hook_auth={'file:p'}, logRotateLength=1, maxRotatedFiles=2}"
+            ),
+            [
+                "master.cfg.lua:1: c['www']: option 'logRotateLength' is not implemented yet",
+                "master.cfg.lua:1: c['www']: option 'maxRotatedFiles' is not implemented yet",
+                "master.cfg.lua:1: c['www']: option 'change_hook_dialects' is not implemented yet",
+                "master.cfg.lua:1: c['www']: option 'change_hook_auth' is not implemented yet",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_second_web_server_is_not_implemented() {
+        assert_eq!(
+            unimplemented(
+                "c['status'] = {status.WebStatus(8010),\n status.WebStatus{http_port=8011, name='other'}}"
+            ),
+            ["master.cfg.lua:2: WebStatus 'other': a second web server is not implemented yet (the master serves 'WebStatus' only)"]
         );
     }
 
