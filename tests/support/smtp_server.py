@@ -77,10 +77,13 @@ def highest(directory, key):
 
 
 class Recorder:
-    def __init__(self, directory, refused, drop_after):
+    def __init__(self, directory, args):
         self.directory = directory
-        self.drop_after = drop_after
-        self.refused = {address.lower() for address in refused}
+        self.drop_after = args.drop_after
+        self.refused = {address.lower() for address in args.refuse_rcpt}
+        self.deferred = {address.lower() for address in args.defer_rcpt}
+        self.refuse_message = args.refuse_message
+        self.pause = args.pause
         self.sequence = itertools.count(highest(directory, "seq") + 1)
         self.sessions = itertools.count(highest(directory, "session") + 1)
 
@@ -92,6 +95,10 @@ class Recorder:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower() in self.refused:
             return f"550 5.1.1 <{address}>: Recipient address rejected"
+        if address.lower() in self.deferred:
+            # Once: the next attempt is accepted.
+            self.deferred.discard(address.lower())
+            return f"450 4.2.1 <{address}>: Mailbox busy, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -101,6 +108,10 @@ class Recorder:
             # A connection lost mid-batch: no answer, no record.
             server.transport.abort()
             return "421 4.3.0 not reached: the connection is gone"
+        if self.pause:
+            await asyncio.sleep(self.pause)
+        if self.refuse_message:
+            return "554 5.7.1 Message refused by policy"
         raw = envelope.original_content or envelope.content
         headers, parts = describe(raw)
         record = {
@@ -139,7 +150,7 @@ def tls_context(cert, key):
 
 async def serve(args):
     os.makedirs(args.dir, exist_ok=True)
-    recorder = Recorder(args.dir, args.refuse_rcpt, args.drop_after)
+    recorder = Recorder(args.dir, args)
     context = tls_context(args.cert, args.key) if args.tls != "none" else None
     options = {"hostname": "moonbot-test-smtp"}
     if args.tls == "starttls":
@@ -184,6 +195,17 @@ def main():
         "--auth-mechanism", action="append", default=[], help="offer only these (LOGIN, PLAIN)"
     )
     parser.add_argument("--refuse-rcpt", action="append", default=[], metavar="ADDRESS")
+    parser.add_argument(
+        "--defer-rcpt",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="answer 450 to this recipient once, then accept it",
+    )
+    parser.add_argument("--refuse-message", action="store_true", help="answer 554 to every DATA")
+    parser.add_argument(
+        "--pause", type=float, default=0, metavar="SECONDS", help="wait before answering DATA"
+    )
     parser.add_argument(
         "--drop-after",
         type=int,
