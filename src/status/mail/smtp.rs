@@ -179,8 +179,9 @@ impl SmtpTransport {
 
     /// One transaction: MAIL, RCPT for each recipient still to reach, DATA. Each
     /// recipient's answer counts: a 4xx is retried for that recipient alone, a 5xx recorded
-    /// and never retried; the message is refused for good when every recipient is.
-    async fn send(
+    /// and never retried; the message is refused for good when every recipient is. Answers
+    /// the recipients refused, each with whether for good.
+    async fn transact(
         &self,
         connection: &mut AsyncSmtpConnection,
         message: &OutboxMessage,
@@ -239,12 +240,15 @@ impl SmtpTransport {
             reset(connection).await?;
             let answers: Vec<&str> = refused.iter().map(|(r, _)| r.answer.as_str()).collect();
             let why = format!("every recipient refused: {}", answers.join("; "));
-            return Err(match refused.iter().all(|(_, permanent)| *permanent) {
-                true => Failure::Permanent(why),
-                false if refused.iter().all(|(_, permanent)| !permanent) => Failure::Temporary(why),
-                // Some for good, some for now: the answers are each recipient's.
-                false => return Ok(refused),
-            });
+            let for_good = refused.iter().filter(|(_, permanent)| *permanent).count();
+            if for_good == refused.len() {
+                return Err(Failure::Permanent(why));
+            }
+            if for_good == 0 {
+                return Err(Failure::Temporary(why));
+            }
+            // Some for good, some for now: each recipient's answer is the outcome.
+            return Ok(refused);
         }
         if let Err(failure) = command(connection, Data).await {
             reset(connection).await?;
@@ -272,7 +276,7 @@ impl Transport for SmtpTransport {
     async fn send(&self, connection: &mut AsyncSmtpConnection, message: &OutboxMessage) -> Outcome {
         let relay = self.relay();
         let answer = |why: String| one_line(&format!("{relay}: {why}"));
-        match SmtpTransport::send(self, connection, message).await {
+        match self.transact(connection, message).await {
             Ok(refused) if refused.is_empty() => Outcome::Accepted,
             Ok(refused) => {
                 let (refused, retry): (Vec<_>, Vec<_>) =
