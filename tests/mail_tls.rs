@@ -12,7 +12,9 @@ mod smtp;
 use std::time::Duration;
 
 use moonbot::status::outbox::Outcome::Accepted;
-use smtp::{deliver, message, self_signed, transport, SmtpOptions, SmtpServer, Tls};
+use smtp::{
+    deliver, expired_self_signed, message, self_signed, transport, SmtpOptions, SmtpServer, Tls,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -48,6 +50,7 @@ async fn tls_relays() {
     let own = self_signed(trusted_dir.path(), "own", "DNS:localhost,IP:127.0.0.1");
     let elsewhere = self_signed(trusted_dir.path(), "elsewhere", "DNS:relay.example.org");
     let stranger = self_signed(trusted_dir.path(), "stranger", "DNS:localhost,IP:127.0.0.1");
+    let expired = expired_self_signed(trusted_dir.path());
     let self_signed_relay = |certificate: &(std::path::PathBuf, std::path::PathBuf)| {
         SmtpServer::start(SmtpOptions {
             tls: Tls::Starttls,
@@ -59,12 +62,14 @@ async fn tls_relays() {
     let own_relay = self_signed_relay(&own);
     let elsewhere_relay = self_signed_relay(&elsewhere);
     let stranger_relay = self_signed_relay(&stranger);
+    let expired_relay = self_signed_relay(&expired);
 
     let trusted = trusted_dir.path().join("trusted.pem");
     let mut roots = std::fs::read(starttls.ca_file()).unwrap();
     roots.extend(std::fs::read(smtps.ca_file()).unwrap());
     roots.extend(std::fs::read(&own.0).unwrap());
     roots.extend(std::fs::read(&elsewhere.0).unwrap());
+    roots.extend(std::fs::read(&expired.0).unwrap());
     std::fs::write(&trusted, roots).unwrap();
     std::env::set_var("SSL_CERT_FILE", &trusted);
     std::env::remove_var("SSL_CERT_DIR");
@@ -129,6 +134,20 @@ async fn tls_relays() {
         "{error}"
     );
 
+    // ... and for its dates.
+    let transport_expired = transport(&format!(
+        "relayhost='localhost', smtpPort={}, useTls=true, {login}",
+        expired_relay.port()
+    ));
+    let error = deliver(&transport_expired, &batch[..1]).await.unwrap_err();
+    assert!(
+        error.starts_with(&format!(
+            "smtp relay localhost:{}: STARTTLS failed: invalid peer certificate: ",
+            expired_relay.port()
+        )) && error.contains("expired"),
+        "{error}"
+    );
+
     // A self-signed certificate that is not the one in the store is refused.
     let transport_stranger = transport(&format!(
         "relayhost='localhost', smtpPort={}, useTls=true, {login}",
@@ -142,7 +161,9 @@ async fn tls_relays() {
         )) && error.contains("UnknownIssuer"),
         "{error}"
     );
-    assert!(elsewhere_relay.received().is_empty() && stranger_relay.received().is_empty());
+    for refused in [&elsewhere_relay, &expired_relay, &stranger_relay] {
+        assert!(refused.received().is_empty());
+    }
 
     // A certificate from an unknown CA: no session, the error naming the verification.
     let transport_untrusted = transport(&format!(

@@ -337,6 +337,20 @@ pub fn self_signed(dir: &Path, name: &str, names: &str) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
+/// A self-signed certificate like [`self_signed`]'s for `localhost` and `127.0.0.1`, but
+/// expired yesterday: `dir/expired.pem` and `dir/expired.key`.
+pub fn expired_self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
+    let made = Command::new("python3")
+        .arg(script)
+        .arg("--make-expired-cert")
+        .arg(dir)
+        .status()
+        .expect("python3 runs");
+    assert!(made.success(), "smtp_server.py --make-expired-cert failed");
+    (dir.join("expired.pem"), dir.join("expired.key"))
+}
+
 /// The transport of a MailNotifier written with these extra options (`relayhost=...`).
 pub fn transport(options: &str) -> SmtpTransport {
     let source = format!(

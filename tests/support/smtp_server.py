@@ -37,6 +37,50 @@ def make_cert(directory):
     server.private_key_pem.write_to_path(os.path.join(directory, "key.pem"))
 
 
+def make_expired_cert(directory):
+    """A self-signed certificate for localhost and 127.0.0.1 marked as a CA, as
+    `openssl req -x509` makes them, that expired yesterday: `expired.pem`, `expired.key`."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    os.makedirs(directory, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=30))
+        .not_valid_after(now - datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    with open(os.path.join(directory, "expired.pem"), "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(os.path.join(directory, "expired.key"), "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+
 def text_of(content):
     if isinstance(content, bytes):
         content = content.decode("utf-8", errors="replace")
@@ -213,7 +257,12 @@ def main():
         help="close a connection instead of answering the DATA of its message N+1",
     )
     parser.add_argument("--make-cert", metavar="DIR")
+    parser.add_argument("--make-expired-cert", metavar="DIR")
     args = parser.parse_args()
+
+    if args.make_expired_cert:
+        make_expired_cert(args.make_expired_cert)
+        return
 
     if args.make_cert:
         make_cert(args.make_cert)
