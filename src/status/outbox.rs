@@ -296,21 +296,23 @@ impl<T: Transport> Worker<T> {
         let age = now() - message.created_at;
         let retry_at = (age < policy.give_up_after.as_secs_f64())
             .then(|| now() + policy.delay(failures).as_secs_f64());
-        let log_failure = |error: &str, retry_at: Option<f64>| {
-            match retry_at {
-            Some(_) => tracing::warn!(
-                "{reporter}: delivering '{summary}' failed (attempt {failures}), will retry: {error}"
-            ),
-            None => tracing::error!(
-                "{reporter}: giving up on '{summary}' after {failures} attempts over {age:.0} s; \
-                 it stays in the outbox as dead: {error}"
-            ),
-        }
+        let log_failure = |error: &str| {
+            if retry_at.is_some() {
+                tracing::warn!(
+                    "{reporter}: delivering '{summary}' failed (attempt {failures}), \
+                     will retry: {error}"
+                );
+            } else {
+                tracing::error!(
+                    "{reporter}: giving up on '{summary}' after {failures} attempts over \
+                     {age:.0} s; it stays in the outbox as dead: {error}"
+                );
+            }
         };
         match outcome {
             Outcome::Accepted => self.db.mark_outbox_sent(&[message.id]).await,
             Outcome::Failed(error) | Outcome::Broken(error) => {
-                log_failure(&error, retry_at);
+                log_failure(&error);
                 self.db
                     .mark_outbox_failed(message.id, &error, retry_at)
                     .await
@@ -323,37 +325,35 @@ impl<T: Transport> Worker<T> {
                 self.db.mark_outbox_failed(message.id, &error, None).await
             }
             Outcome::Partly { retry, refused } => {
-                let answers = |refusals: &[Refusal]| {
-                    refusals
-                        .iter()
-                        .map(|r| r.answer.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                };
                 if !refused.is_empty() {
                     tracing::warn!(
                         "{reporter}: '{summary}' refused for good to some recipients: {}",
                         answers(&refused)
                     );
                 }
-                let error = answers(&retry);
-                if !retry.is_empty() {
-                    log_failure(&error, retry_at);
-                }
                 let mut all_refused = message.refused_recipients.clone();
                 all_refused.extend(refused);
-                let retry: Vec<String> = retry.into_iter().map(|r| r.recipient).collect();
-                let error = if retry.is_empty() {
-                    answers(&all_refused)
-                } else {
-                    error
+                let error = match retry.is_empty() {
+                    true => answers(&all_refused),
+                    false => {
+                        let error = answers(&retry);
+                        log_failure(&error);
+                        error
+                    }
                 };
+                let retry: Vec<String> = retry.into_iter().map(|r| r.recipient).collect();
                 self.db
                     .mark_outbox_partly_sent(message.id, &retry, &all_refused, &error, retry_at)
                     .await
             }
         }
     }
+}
+
+/// The peer's answers to refused recipients, as one line.
+fn answers(refusals: &[Refusal]) -> String {
+    let answers: Vec<&str> = refusals.iter().map(|r| r.answer.as_str()).collect();
+    answers.join("; ")
 }
 
 async fn sleep_at_most(wait: Duration) {
