@@ -1,13 +1,14 @@
 //! MailNotifier end to end: real builds, a real SMTP server (aiosmtpd) on loopback, mail
 //! parsed back with Python's MIME parser.
 
+#[path = "support/master_process.rs"]
+mod master_process;
 #[path = "support/smtp.rs"]
 mod smtp;
 mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use moonbot::changes::submit as submit_change;
@@ -15,6 +16,7 @@ use moonbot::db::{BuildsetSpec, ChangeSpec};
 use moonbot::master::Master;
 use moonbot::model::BuildResult;
 use serde_json::{json, Value};
+use master_process::spawn_master;
 use smtp::{ReceivedMail, SmtpOptions, SmtpServer, Tls};
 use support::{complete, sql, submit, TestMaster, WAIT};
 
@@ -583,20 +585,6 @@ where
 }
 
 // ---- the real binary: kill -9, TLS with a private CA, a runaway formatter -------------
-
-fn spawn_master(dir: &Path, env: &[(&str, &str)]) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_moonbot"));
-    command
-        .args(["start", "--nodaemon"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
-        .env("MOONBOT_LOG", "info");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.spawn().unwrap()
-}
 
 fn wait_for_file_text(path: &Path, needle: &str) -> String {
     let deadline = Instant::now() + WAIT;

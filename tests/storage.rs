@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use moonbot::db::{
-    now, BuildsetSpec, ChangeSpec, Db, DbError, Dialect, NewMessage, SourceStampSpec,
+    now, BuildsetSpec, ChangeSpec, Db, DbError, Dialect, NewMessage, Refusal, SourceStampSpec,
 };
 use moonbot::model::Properties;
 use serde_json::{json, Value};
@@ -205,7 +205,49 @@ async fn the_outbox_keeps_messages_until_sent(test: TestDb) {
         [("mail".to_string(), "dead".to_string(), 1)]
     );
     assert_eq!(db.next_outbox_due("mail").await.unwrap(), None);
-    assert_eq!(db.prune_sent_outbox(now() + 1.0).await.unwrap(), 1);
+
+    // Taken for some recipients: the rest retried alone, those refused for good recorded.
+    let partly = db
+        .add_outbox_message(&message("mail", "build:2"))
+        .await
+        .unwrap()
+        .unwrap();
+    let gone = Refusal {
+        recipient: "gone@example.org".into(),
+        answer: "550 no such user".into(),
+    };
+    let busy = vec!["busy@example.org".to_string()];
+    db.mark_outbox_partly_sent(
+        partly,
+        &busy,
+        std::slice::from_ref(&gone),
+        "450 busy",
+        Some(now()),
+    )
+    .await
+    .unwrap();
+    let due = db.due_outbox_messages("mail", now(), 10).await.unwrap();
+    assert_eq!(due[0].retry_recipients, Some(busy));
+    assert_eq!(due[0].refused_recipients, std::slice::from_ref(&gone));
+    db.mark_outbox_partly_sent(
+        partly,
+        &[],
+        std::slice::from_ref(&gone),
+        "550 no such user",
+        None,
+    )
+    .await
+    .unwrap();
+    let undelivered = db.undelivered_outbox_messages("mail").await.unwrap();
+    assert_eq!(undelivered.len(), 2);
+    assert_eq!(
+        (undelivered[0].id, undelivered[0].state.as_str()),
+        (partly, "sent")
+    );
+    assert!(db.has_outbox_messages("irc").await.unwrap());
+    assert!(!db.has_outbox_messages("nope").await.unwrap());
+
+    assert_eq!(db.prune_sent_outbox(now() + 1.0).await.unwrap(), 2);
 }
 
 /// The engine's queries, end to end: a master on this database runs a forced build with a
@@ -289,13 +331,13 @@ async fn migrations_apply_once(test: TestDb) {
         .fetch_all(&test.db.pool)
         .await
         .unwrap();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
     let builder = test.db.builder_id("kept").await.unwrap();
     // Reopening is a no-op: nothing is applied twice and the data stays.
     let again = test.reopen().await;
     assert_eq!(
         count(&again, "SELECT COUNT(*) FROM moonbot_migrations").await,
-        2
+        3
     );
     assert_eq!(again.builder_id("kept").await.unwrap(), builder);
     for table in [

@@ -1,6 +1,7 @@
 //! The outbox as the REST API shows it: `/reporters` (each status target that sends
 //! something, with how many of its messages wait or died) and
-//! `/reporters/NAME/messages` (those messages, newest first).
+//! `/reporters/NAME/messages` (those messages, newest first, and sent ones that some
+//! recipient refused for good).
 
 use std::collections::BTreeMap;
 
@@ -39,11 +40,10 @@ pub const MESSAGE: Entity = Entity {
         ("next_attempt_at", F::DateTime),
         ("last_error", F::String),
         ("recipients", F::StringList),
+        ("pending_recipients", F::StringList),
+        ("refused_recipients", F::Object),
     ],
 };
-
-/// The states a listing shows: what has not been delivered.
-const UNSENT: &[&str] = &["pending", "dead"];
 
 /// Every configured status target but the web server, and any other that still has
 /// messages in the outbox (one removed by a reconfig, say).
@@ -72,14 +72,22 @@ pub async fn reporters(db: &Db, config: &MasterConfig) -> DbResult<Vec<Value>> {
     Ok(items)
 }
 
-/// A reporter's pending and dead messages, newest first.
-pub async fn messages(db: &Db, reporter: &str) -> DbResult<Vec<Value>> {
-    Ok(db
-        .outbox_messages(Some(reporter), UNSENT)
-        .await?
+/// A reporter's messages that did not reach everyone, newest first; `None` for a reporter
+/// that is neither configured nor in the outbox.
+pub async fn messages(
+    db: &Db,
+    config: &MasterConfig,
+    reporter: &str,
+) -> DbResult<Option<Vec<Value>>> {
+    let configured = config
+        .status
         .iter()
-        .map(message)
-        .collect())
+        .any(|t| t.name() == reporter && !matches!(t, StatusTarget::WebStatus(_)));
+    if !configured && !db.has_outbox_messages(reporter).await? {
+        return Ok(None);
+    }
+    let messages = db.undelivered_outbox_messages(reporter).await?;
+    Ok(Some(messages.iter().map(message).collect()))
 }
 
 fn message(message: &OutboxMessage) -> Value {
@@ -95,5 +103,14 @@ fn message(message: &OutboxMessage) -> Value {
         "next_attempt_at": message.next_attempt_at as i64,
         "last_error": message.last_error,
         "recipients": message.meta["to"],
+        // Who the next attempt goes to; none once the message is sent or dead.
+        "pending_recipients": match (message.state.as_str(), &message.retry_recipients) {
+            ("pending", Some(only)) => json!(only),
+            ("pending", None) => message.meta["to"].clone(),
+            _ => json!([]),
+        },
+        "refused_recipients": message.refused_recipients.iter()
+            .map(|r| json!({"recipient": r.recipient, "answer": r.answer}))
+            .collect::<Vec<_>>(),
     })
 }

@@ -16,7 +16,7 @@ mod registry;
 pub use builds::PendingRequest;
 pub use buildsets::{BuildsetSpec, SourceStampSpec};
 pub use changes::ChangeSpec;
-pub use outbox::{NewMessage, OutboxMessage};
+pub use outbox::{NewMessage, OutboxMessage, Refusal};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -30,6 +30,7 @@ use thiserror::Error;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_outbox.sql")),
+    (3, include_str!("migrations/0003_outbox_recipients.sql")),
 ];
 
 /// The SQL flavour behind a [`Db`], where the portable schema needs a word of its own.

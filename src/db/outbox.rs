@@ -33,10 +33,34 @@ pub struct OutboxMessage {
     pub next_attempt_at: f64,
     pub sent_at: Option<f64>,
     pub last_error: Option<String>,
+    /// The recipients the next attempt goes to, and only they, after an attempt the peer
+    /// took for some recipients and not others; `None`: every recipient in `meta`.
+    pub retry_recipients: Option<Vec<String>>,
+    /// Recipients the peer refused for good: never tried again.
+    pub refused_recipients: Vec<Refusal>,
+}
+
+/// A recipient a peer did not take a message for, and what it answered.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Refusal {
+    pub recipient: String,
+    pub answer: String,
 }
 
 const COLUMNS: &str = "id, reporter, kind, dedup_key, summary, meta, body, state, attempts, \
-                       created_at, next_attempt_at, sent_at, last_error";
+                       created_at, next_attempt_at, sent_at, last_error, retry_recipients, \
+                       refused_recipients";
+
+/// A JSON column that may be NULL.
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &sqlx::any::AnyRow,
+    name: &str,
+) -> DbResult<Option<T>> {
+    let text: Option<String> = row.try_get(name)?;
+    text.map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| super::DbError::Corrupt(format!("outbox.{name}: {e}")))
+}
 
 fn message_of(row: &sqlx::any::AnyRow) -> DbResult<OutboxMessage> {
     let meta: String = row.try_get("meta")?;
@@ -54,6 +78,8 @@ fn message_of(row: &sqlx::any::AnyRow) -> DbResult<OutboxMessage> {
         next_attempt_at: row.try_get("next_attempt_at")?,
         sent_at: row.try_get("sent_at")?,
         last_error: row.try_get("last_error")?,
+        retry_recipients: json_column(row, "retry_recipients")?,
+        refused_recipients: json_column(row, "refused_recipients")?.unwrap_or_default(),
     })
 }
 
@@ -107,6 +133,44 @@ impl Db {
         .bind(reporter)
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    /// Records an attempt the peer took for some recipients and not others: the message
+    /// goes next to `retry` alone (at `retry_at`, or, with `None`, it is dead), or is sent
+    /// when `retry` is empty. `refused` is every recipient refused for good so far.
+    pub async fn mark_outbox_partly_sent(
+        &self,
+        id: i64,
+        retry: &[String],
+        refused: &[Refusal],
+        error: &str,
+        retry_at: Option<f64>,
+    ) -> DbResult<()> {
+        let at = now();
+        let (state, next, sent_at) = match retry_at {
+            _ if retry.is_empty() => ("sent", at, Some(at)),
+            Some(next) => ("pending", next, None),
+            None => ("dead", at, None),
+        };
+        let refused = (!refused.is_empty())
+            .then(|| serde_json::to_string(refused).expect("refusals serialize"));
+        let retry = (!retry.is_empty())
+            .then(|| serde_json::to_string(retry).expect("recipients serialize"));
+        sqlx::query(
+            "UPDATE outbox SET state = $1, next_attempt_at = $2, sent_at = $3, \
+             attempts = attempts + 1, last_error = $4, retry_recipients = $5, \
+             refused_recipients = $6 WHERE id = $7",
+        )
+        .bind(state)
+        .bind(next)
+        .bind(sent_at)
+        .bind(error)
+        .bind(retry)
+        .bind(refused)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Marks messages the peer accepted.
@@ -169,6 +233,32 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(message_of).collect()
+    }
+
+    /// A reporter's messages that did not reach everyone, newest first: pending, dead, and
+    /// sent with recipients refused for good.
+    pub async fn undelivered_outbox_messages(
+        &self,
+        reporter: &str,
+    ) -> DbResult<Vec<OutboxMessage>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE reporter = $1 \
+             AND (state <> 'sent' OR refused_recipients IS NOT NULL) ORDER BY id DESC"
+        ))
+        .bind(reporter)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(message_of).collect()
+    }
+
+    /// Whether the reporter has any message, in any state.
+    pub async fn has_outbox_messages(&self, reporter: &str) -> DbResult<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM outbox WHERE reporter = $1 LIMIT 1")
+                .bind(reporter)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
     }
 
     /// How many messages each reporter has in each state but `sent`.

@@ -1,10 +1,11 @@
 //! The durable outbox every sending status target shares: a message is rendered, written to
 //! storage, then delivered by one task per target that retries with exponential backoff
-//! and jitter, and marks it sent only after the peer accepted it.
+//! and jitter, and records each message's outcome as soon as the peer answered it.
 //!
 //! A peer that is down, refuses or times out delays messages but loses none, and a restart
-//! resumes delivery from storage. A message that keeps failing past the policy's limit is
-//! marked dead with its last error; nothing is deleted unsent.
+//! resumes delivery from storage; a kill repeats at most the message that was in flight. A
+//! message that keeps failing past the policy's limit, or that the peer refuses for good,
+//! is marked dead with the peer's answer; nothing is deleted unsent.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -15,20 +16,61 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RetryPolicy;
-use crate::db::{now, Db, OutboxMessage};
+use crate::db::{now, Db, DbResult, OutboxMessage, Refusal};
 
-/// Delivers rendered messages to a peer.
+/// A peer's way in: opens sessions (a connection, secured and logged in) and sends one
+/// message at a time over one.
+///
+/// A batch peer (SMTP, an HTTP push) opens a session per batch and closes it after; a chat
+/// peer (IRC) keeps one open between batches ([`Transport::KEEPS_SESSION`]), and the
+/// delivery task opens another when it breaks. A session that must answer the peer while
+/// idle (IRC's PING) does so from a task of its own.
 pub trait Transport: Send + Sync + 'static {
-    /// Delivers a batch, over one connection when the peer allows, and answers one result
-    /// per message in order. Only `Ok` marks a message sent; an `Err` is one line naming
-    /// the peer and what it answered.
-    fn deliver(
+    /// One open connection to the peer.
+    type Session: Send;
+
+    /// Whether a session stays open between batches rather than closed after each.
+    const KEEPS_SESSION: bool = false;
+
+    /// Connects, secures and authenticates. An `Err` is one line naming the peer and what
+    /// went wrong; every message of the batch fails with it.
+    fn open(&self) -> impl Future<Output = Result<Self::Session, String>> + Send;
+
+    /// Sends one message (to its `retry_recipients` alone when it has them) and answers
+    /// what the peer did with it.
+    fn send(
         &self,
-        batch: &[OutboxMessage],
-    ) -> impl Future<Output = Vec<Result<(), String>>> + Send;
+        session: &mut Self::Session,
+        message: &OutboxMessage,
+    ) -> impl Future<Output = Outcome> + Send;
+
+    /// Ends a session that is done with (politely: SMTP's QUIT). A broken one is dropped.
+    fn close(&self, session: Self::Session) -> impl Future<Output = ()> + Send;
 }
 
-/// Messages fetched per batch, and so per connection.
+/// What became of one message. Errors and answers are one line naming the peer and what it
+/// said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The peer took it for every recipient: sent.
+    Accepted,
+    /// The peer took it for the recipients not listed here. Those in `retry` get it on a
+    /// later attempt, alone, with the backoff of a failure; those in `refused` never do.
+    /// With `retry` empty the message is sent.
+    Partly {
+        retry: Vec<Refusal>,
+        refused: Vec<Refusal>,
+    },
+    /// Not taken this time, the session still good: tried again after the backoff.
+    Failed(String),
+    /// Refused for good (a 5xx): dead at once, with the answer.
+    Refused(String),
+    /// The session broke before the peer answered: this message and the rest of the batch
+    /// are tried again after the backoff, over a new session.
+    Broken(String),
+}
+
+/// Messages fetched per batch.
 const BATCH: i64 = 100;
 
 /// The wait before trying storage again after it failed.
@@ -62,13 +104,13 @@ impl<T: Transport> Delivery<T> {
         }));
         let wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        let task = tokio::spawn(deliver_forever(
+        let worker = Worker {
             db,
             reporter,
-            settings.clone(),
-            wake.clone(),
-            stop.clone(),
-        ));
+            settings: settings.clone(),
+            stop: stop.clone(),
+        };
+        let task = tokio::spawn(worker.deliver_forever(wake.clone()));
         Delivery {
             settings,
             wake,
@@ -87,7 +129,8 @@ impl<T: Transport> Delivery<T> {
         self.wake.clone()
     }
 
-    /// The next batch goes through `transport` (a reconfig changed the peer) under `policy`.
+    /// The next batch goes through `transport` (a reconfig changed the peer) under `policy`;
+    /// a session kept open to the old peer is closed.
     pub fn reconfigure(&self, transport: T, policy: RetryPolicy) {
         *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = Settings {
             transport: Arc::new(transport),
@@ -96,56 +139,221 @@ impl<T: Transport> Delivery<T> {
         self.wake();
     }
 
-    /// Stops after the batch in flight; what is still pending stays in storage.
+    /// Stops after the message in flight; what is still pending stays in storage.
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
     }
 }
 
-async fn deliver_forever<T: Transport>(
+/// A session and the transport that opened it.
+struct Open<T: Transport> {
+    transport: Arc<T>,
+    session: T::Session,
+}
+
+/// The delivery task's state.
+struct Worker<T: Transport> {
     db: Db,
     reporter: String,
     settings: Arc<Mutex<Settings<T>>>,
-    wake: Arc<Notify>,
     stop: CancellationToken,
-) {
-    let mut pruned_at: Option<std::time::Instant> = None;
-    while !stop.is_cancelled() {
-        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-            pruned_at = Some(std::time::Instant::now());
-            if let Err(error) = db.prune_sent_outbox(now() - KEEP_SENT.as_secs_f64()).await {
-                tracing::warn!("{reporter}: cannot prune sent messages: {error}");
+}
+
+impl<T: Transport> Worker<T> {
+    async fn deliver_forever(self, wake: Arc<Notify>) {
+        let reporter = &self.reporter;
+        // A session kept open between batches ([`Transport::KEEPS_SESSION`]).
+        let mut kept: Option<Open<T>> = None;
+        let mut pruned_at: Option<std::time::Instant> = None;
+        while !self.stop.is_cancelled() {
+            if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                pruned_at = Some(std::time::Instant::now());
+                let before = now() - KEEP_SENT.as_secs_f64();
+                if let Err(error) = self.db.prune_sent_outbox(before).await {
+                    tracing::warn!("{reporter}: cannot prune sent messages: {error}");
+                }
             }
-        }
-        let (transport, policy) = {
-            let settings = settings.lock().unwrap_or_else(|e| e.into_inner());
-            (settings.transport.clone(), settings.policy)
-        };
-        let wait = match deliver_due(&db, &reporter, transport.as_ref(), &policy).await {
-            Ok(Some(batch_size)) if batch_size as i64 == BATCH => continue,
-            Ok(_) => match db.next_outbox_due(&reporter).await {
-                Ok(Some(due)) => Duration::from_secs_f64((due - now()).max(0.0)),
-                Ok(None) => Duration::MAX,
+            let wait = match self.deliver_due(&mut kept).await {
+                Ok(Some(batch_size)) if batch_size as i64 == BATCH => continue,
+                Ok(_) => match self.db.next_outbox_due(reporter).await {
+                    Ok(Some(due)) => Duration::from_secs_f64((due - now()).max(0.0)),
+                    Ok(None) => Duration::MAX,
+                    Err(error) => {
+                        tracing::warn!("{reporter}: cannot read the outbox: {error}");
+                        STORAGE_RETRY
+                    }
+                },
                 Err(error) => {
                     tracing::warn!("{reporter}: cannot read the outbox: {error}");
                     STORAGE_RETRY
                 }
-            },
-            Err(error) => {
-                tracing::warn!("{reporter}: cannot read the outbox: {error}");
-                STORAGE_RETRY
+            };
+            if wait.is_zero() {
+                continue;
             }
-        };
-        if wait.is_zero() {
-            continue;
+            tokio::select! {
+                () = self.stop.cancelled() => break,
+                () = wake.notified() => {}
+                () = sleep_at_most(wait) => {}
+            }
         }
-        tokio::select! {
-            () = stop.cancelled() => break,
-            () = wake.notified() => {}
-            () = sleep_at_most(wait) => {}
+        if let Some(open) = kept {
+            open.transport.close(open.session).await;
         }
     }
+
+    /// Delivers one batch of due messages, recording each outcome as it comes; answers how
+    /// many were due, `None` when none was.
+    async fn deliver_due(&self, kept: &mut Option<Open<T>>) -> DbResult<Option<usize>> {
+        let batch = self
+            .db
+            .due_outbox_messages(&self.reporter, now(), BATCH)
+            .await?;
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let (transport, policy) = {
+            let settings = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+            (settings.transport.clone(), settings.policy)
+        };
+        // A kept session goes with the transport that opened it: a reconfig ends it. The
+        // flag says the session comes from an earlier batch and has not proved alive yet.
+        let mut session: Option<(T::Session, bool)> = match kept.take() {
+            Some(open) if Arc::ptr_eq(&open.transport, &transport) => Some((open.session, true)),
+            Some(open) => {
+                open.transport.close(open.session).await;
+                None
+            }
+            None => None,
+        };
+        // Once the peer cannot be reached, the error the rest of the batch fails with.
+        let mut unreachable: Option<String> = None;
+        for message in &batch {
+            if self.stop.is_cancelled() {
+                break;
+            }
+            if let Some(error) = &unreachable {
+                self.record(message, Outcome::Failed(error.clone()), &policy)
+                    .await?;
+                continue;
+            }
+            let (mut current, stale) = match session.take() {
+                Some(open) => open,
+                None => match transport.open().await {
+                    Ok(session) => (session, false),
+                    Err(error) => {
+                        unreachable = Some(error.clone());
+                        self.record(message, Outcome::Failed(error), &policy)
+                            .await?;
+                        continue;
+                    }
+                },
+            };
+            let mut outcome = transport.send(&mut current, message).await;
+            if stale && matches!(outcome, Outcome::Broken(_)) {
+                // The peer dropped the kept session while it was idle: one more try over
+                // a new one.
+                match transport.open().await {
+                    Ok(fresh) => {
+                        current = fresh;
+                        outcome = transport.send(&mut current, message).await;
+                    }
+                    Err(error) => outcome = Outcome::Broken(error),
+                }
+            }
+            match &outcome {
+                Outcome::Broken(why) => {
+                    unreachable = Some(format!("not sent, the session broke: {why}"));
+                }
+                _ => session = Some((current, false)),
+            }
+            self.record(message, outcome, &policy).await?;
+        }
+        if let Some((open, _)) = session {
+            if T::KEEPS_SESSION && !self.stop.is_cancelled() {
+                *kept = Some(Open {
+                    transport,
+                    session: open,
+                });
+            } else {
+                transport.close(open).await;
+            }
+        }
+        Ok(Some(batch.len()))
+    }
+
+    /// Writes what became of `message`, with its next attempt when it failed.
+    async fn record(
+        &self,
+        message: &OutboxMessage,
+        outcome: Outcome,
+        policy: &RetryPolicy,
+    ) -> DbResult<()> {
+        let reporter = &self.reporter;
+        let summary = &message.summary;
+        let failures = u32::try_from(message.attempts + 1).unwrap_or(u32::MAX);
+        let age = now() - message.created_at;
+        let retry_at = (age < policy.give_up_after.as_secs_f64())
+            .then(|| now() + policy.delay(failures).as_secs_f64());
+        let log_failure = |error: &str| {
+            if retry_at.is_some() {
+                tracing::warn!(
+                    "{reporter}: delivering '{summary}' failed (attempt {failures}), \
+                     will retry: {error}"
+                );
+            } else {
+                tracing::error!(
+                    "{reporter}: giving up on '{summary}' after {failures} attempts over \
+                     {age:.0} s; it stays in the outbox as dead: {error}"
+                );
+            }
+        };
+        match outcome {
+            Outcome::Accepted => self.db.mark_outbox_sent(&[message.id]).await,
+            Outcome::Failed(error) | Outcome::Broken(error) => {
+                log_failure(&error);
+                self.db
+                    .mark_outbox_failed(message.id, &error, retry_at)
+                    .await
+            }
+            Outcome::Refused(error) => {
+                tracing::error!(
+                    "{reporter}: '{summary}' refused for good; it stays in the outbox as dead: \
+                     {error}"
+                );
+                self.db.mark_outbox_failed(message.id, &error, None).await
+            }
+            Outcome::Partly { retry, refused } => {
+                if !refused.is_empty() {
+                    tracing::warn!(
+                        "{reporter}: '{summary}' refused for good to some recipients: {}",
+                        answers(&refused)
+                    );
+                }
+                let mut all_refused = message.refused_recipients.clone();
+                all_refused.extend(refused);
+                let error = match retry.is_empty() {
+                    true => answers(&all_refused),
+                    false => {
+                        let error = answers(&retry);
+                        log_failure(&error);
+                        error
+                    }
+                };
+                let retry: Vec<String> = retry.into_iter().map(|r| r.recipient).collect();
+                self.db
+                    .mark_outbox_partly_sent(message.id, &retry, &all_refused, &error, retry_at)
+                    .await
+            }
+        }
+    }
+}
+
+/// The peer's answers to refused recipients, as one line.
+fn answers(refusals: &[Refusal]) -> String {
+    let answers: Vec<&str> = refusals.iter().map(|r| r.answer.as_str()).collect();
+    answers.join("; ")
 }
 
 async fn sleep_at_most(wait: Duration) {
@@ -155,83 +363,57 @@ async fn sleep_at_most(wait: Duration) {
     }
 }
 
-/// Delivers one batch of due messages and records each outcome; answers how many there
-/// were, `None` when none was due.
-async fn deliver_due<T: Transport>(
-    db: &Db,
-    reporter: &str,
-    transport: &T,
-    policy: &RetryPolicy,
-) -> crate::db::DbResult<Option<usize>> {
-    let batch = db.due_outbox_messages(reporter, now(), BATCH).await?;
-    if batch.is_empty() {
-        return Ok(None);
-    }
-    let results = transport.deliver(&batch).await;
-    let mut sent = Vec::with_capacity(batch.len());
-    for (message, result) in batch.iter().zip(results) {
-        match result {
-            Ok(()) => sent.push(message.id),
-            Err(error) => {
-                let failures = u32::try_from(message.attempts + 1).unwrap_or(u32::MAX);
-                let age = now() - message.created_at;
-                let retry_at = (age < policy.give_up_after.as_secs_f64())
-                    .then(|| now() + policy.delay(failures).as_secs_f64());
-                match retry_at {
-                    Some(_) => tracing::warn!(
-                        "{reporter}: delivering '{}' failed (attempt {failures}), will retry: {error}",
-                        message.summary
-                    ),
-                    None => tracing::error!(
-                        "{reporter}: giving up on '{}' after {failures} attempts over {:.0} s; \
-                         it stays in the outbox as dead: {error}",
-                        message.summary,
-                        age
-                    ),
-                }
-                db.mark_outbox_failed(message.id, &error, retry_at).await?;
-            }
-        }
-    }
-    db.mark_outbox_sent(&sent).await?;
-    Ok(Some(batch.len()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::db::NewMessage;
+    use std::collections::VecDeque;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-    /// A peer that accepts or refuses everything, counting connections and messages.
+    /// A peer that accepts everything when up, or answers what a test scripts; counting
+    /// sessions opened and messages accepted.
     #[derive(Default)]
     struct Peer {
         up: AtomicBool,
         connections: AtomicUsize,
         accepted: Mutex<Vec<String>>,
+        /// Answers given before accepting anything, one per message sent.
+        script: Mutex<VecDeque<Outcome>>,
+        /// Bumped to break every session opened before.
+        generation: AtomicUsize,
     }
 
-    struct ToPeer(Arc<Peer>);
+    struct ToPeer<const KEEP: bool>(Arc<Peer>);
 
-    impl Transport for ToPeer {
-        async fn deliver(&self, batch: &[OutboxMessage]) -> Vec<Result<(), String>> {
+    impl<const KEEP: bool> Transport for ToPeer<KEEP> {
+        /// The peer's generation when the session was opened.
+        type Session = usize;
+        const KEEPS_SESSION: bool = KEEP;
+
+        async fn open(&self) -> Result<usize, String> {
             self.0.connections.fetch_add(1, Ordering::SeqCst);
-            batch
-                .iter()
-                .map(|message| {
-                    if self.0.up.load(Ordering::SeqCst) {
-                        self.0
-                            .accepted
-                            .lock()
-                            .unwrap()
-                            .push(message.summary.clone());
-                        Ok(())
-                    } else {
-                        Err("peer: connection refused".into())
-                    }
-                })
-                .collect()
+            match self.0.up.load(Ordering::SeqCst) {
+                true => Ok(self.0.generation.load(Ordering::SeqCst)),
+                false => Err("peer: connection refused".into()),
+            }
         }
+
+        async fn send(&self, session: &mut usize, message: &OutboxMessage) -> Outcome {
+            if *session != self.0.generation.load(Ordering::SeqCst) {
+                return Outcome::Broken("peer: connection reset".into());
+            }
+            if let Some(answer) = self.0.script.lock().unwrap().pop_front() {
+                return answer;
+            }
+            let mut accepted = self.0.accepted.lock().unwrap();
+            match &message.retry_recipients {
+                Some(only) => accepted.push(format!("{} to {}", message.summary, only.join(","))),
+                None => accepted.push(message.summary.clone()),
+            }
+            Outcome::Accepted
+        }
+
+        async fn close(&self, _: usize) {}
     }
 
     fn message(n: usize) -> NewMessage {
@@ -261,14 +443,19 @@ mod tests {
         panic!("timed out");
     }
 
+    async fn open_db(dir: &tempfile::TempDir) -> Db {
+        Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn messages_wait_for_a_peer_that_is_down_then_go_once_each_in_one_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open("sqlite:///state.sqlite", dir.path())
-            .await
-            .unwrap();
+        let db = open_db(&dir).await;
         let peer = Arc::new(Peer::default());
-        let delivery = Delivery::spawn(db.clone(), "test".into(), ToPeer(peer.clone()), FAST);
+        let transport = ToPeer::<false>(peer.clone());
+        let delivery = Delivery::spawn(db.clone(), "test".into(), transport, FAST);
         for n in 0..10 {
             db.add_outbox_message(&message(n)).await.unwrap();
             delivery.wake();
@@ -291,16 +478,15 @@ mod tests {
     #[tokio::test]
     async fn a_restart_resumes_and_old_failures_end_dead_with_their_error() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open("sqlite:///state.sqlite", dir.path())
-            .await
-            .unwrap();
+        let db = open_db(&dir).await;
         db.add_outbox_message(&message(1)).await.unwrap();
         let peer = Arc::new(Peer::default());
         let brief = RetryPolicy {
             give_up_after: Duration::from_millis(100),
             ..FAST
         };
-        let delivery = Delivery::spawn(db.clone(), "test".into(), ToPeer(peer.clone()), brief);
+        let transport = ToPeer::<false>(peer.clone());
+        let delivery = Delivery::spawn(db.clone(), "test".into(), transport, brief);
         let dead = || async { db.outbox_messages(Some("test"), &["dead"]).await.unwrap() };
         for _ in 0..200 {
             if !dead().await.is_empty() {
@@ -320,8 +506,87 @@ mod tests {
         // delivers it.
         db.add_outbox_message(&message(2)).await.unwrap();
         peer.up.store(true, Ordering::SeqCst);
-        let delivery = Delivery::spawn(db.clone(), "test".into(), ToPeer(peer.clone()), FAST);
+        let transport = ToPeer::<false>(peer.clone());
+        let delivery = Delivery::spawn(db.clone(), "test".into(), transport, FAST);
         until(|| peer.accepted.lock().unwrap().as_slice() == ["m2"]).await;
+        delivery.stop().await;
+    }
+
+    #[tokio::test]
+    async fn each_outcome_is_recorded_as_it_comes_and_refusals_for_good_are_dead_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(&dir).await;
+        let refusal = |recipient: &str, answer: &str| Refusal {
+            recipient: recipient.into(),
+            answer: answer.into(),
+        };
+        let peer = Arc::new(Peer {
+            up: AtomicBool::new(true),
+            script: Mutex::new(VecDeque::from([
+                Outcome::Refused("peer: 550 no such list".into()),
+                Outcome::Partly {
+                    retry: vec![refusal("b", "peer: 450 b is busy")],
+                    refused: vec![refusal("c", "peer: 550 no c here")],
+                },
+                Outcome::Partly {
+                    retry: vec![],
+                    refused: vec![refusal("e", "peer: 550 no e here")],
+                },
+            ])),
+            ..Peer::default()
+        });
+        for n in 1..=3 {
+            db.add_outbox_message(&message(n)).await.unwrap();
+        }
+        let transport = ToPeer::<false>(peer.clone());
+        let delivery = Delivery::spawn(db.clone(), "test".into(), transport, FAST);
+        // m2 goes again to b alone, after its backoff.
+        until(|| peer.accepted.lock().unwrap().as_slice() == ["m2 to b"]).await;
+        delivery.stop().await;
+
+        let listed = db.undelivered_outbox_messages("test").await.unwrap();
+        let by_summary = |summary: &str| listed.iter().find(|m| m.summary == summary).unwrap();
+        let m1 = by_summary("m1");
+        assert_eq!(
+            (m1.state.as_str(), m1.attempts),
+            ("dead", 1),
+            "a refusal for good is not retried"
+        );
+        assert_eq!(m1.last_error.as_deref(), Some("peer: 550 no such list"));
+        let m2 = by_summary("m2");
+        assert_eq!((m2.state.as_str(), m2.attempts), ("sent", 2));
+        assert_eq!(m2.refused_recipients, [refusal("c", "peer: 550 no c here")]);
+        let m3 = by_summary("m3");
+        assert_eq!(m3.state, "sent");
+        assert_eq!(m3.refused_recipients, [refusal("e", "peer: 550 no e here")]);
+        assert_eq!(listed.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_kept_session_serves_later_batches_and_is_reopened_when_it_broke() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(&dir).await;
+        let peer = Arc::new(Peer {
+            up: AtomicBool::new(true),
+            ..Peer::default()
+        });
+        let transport = ToPeer::<true>(peer.clone());
+        let delivery = Delivery::spawn(db.clone(), "test".into(), transport, FAST);
+        for n in 1..=3 {
+            db.add_outbox_message(&message(n)).await.unwrap();
+            delivery.wake();
+            until(|| peer.accepted.lock().unwrap().len() == n).await;
+        }
+        assert_eq!(peer.connections.load(Ordering::SeqCst), 1);
+
+        // The peer drops the idle session: the next message goes over a new one, at once.
+        peer.generation.fetch_add(1, Ordering::SeqCst);
+        db.add_outbox_message(&message(4)).await.unwrap();
+        delivery.wake();
+        until(|| peer.accepted.lock().unwrap().len() == 4).await;
+        assert_eq!(peer.connections.load(Ordering::SeqCst), 2);
+        let m4 = db.outbox_messages(Some("test"), &["sent"]).await.unwrap();
+        assert_eq!(m4[0].attempts, 1);
         delivery.stop().await;
     }
 }

@@ -395,7 +395,9 @@ async fn answer(context: &Context, path: &str, raw_query: &str) -> Result<Answer
         }
         Messages => {
             let name = args.text("reportername").unwrap_or_default();
-            let items = outbox::messages(db, name).await?;
+            let items = outbox::messages(db, &context.config.current(), name)
+                .await?
+                .ok_or_else(not_found)?;
             return collection(paged(&query, items));
         }
         ForceScheduler => forceschedulers::forcescheduler(

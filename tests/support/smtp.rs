@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use moonbot::config::status::StatusTarget;
 use moonbot::db::OutboxMessage;
 use moonbot::status::mail::smtp::SmtpTransport;
+use moonbot::status::outbox::{Outcome, Transport};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -38,10 +39,19 @@ pub struct SmtpOptions {
     pub auth: Option<(String, String)>,
     /// Recipients answered with 550.
     pub refuse_rcpt: Vec<String>,
+    /// Recipients answered with 450 once (by this server process), then accepted.
+    pub defer_rcpt: Vec<String>,
+    /// Every message answered with 554 at the end of its DATA.
+    pub refuse_message: bool,
+    /// Seconds the server waits before answering each message's DATA.
+    pub pause: Option<f64>,
     /// Offer only these AUTH mechanisms (e.g. `LOGIN`); empty, all aiosmtpd has.
     pub auth_mechanisms: Vec<String>,
     /// Close each connection instead of answering the DATA of its message number N+1.
     pub drop_after: Option<u32>,
+    /// The certificate (PEM chain) and key the server presents; by default one issued by
+    /// a CA of its own ([`SmtpServer::ca_file`]).
+    pub certificate: Option<(PathBuf, PathBuf)>,
 }
 
 /// One message the server accepted.
@@ -137,6 +147,10 @@ impl SmtpServer {
     /// The CA that signed the server's certificate (for `localhost` and `127.0.0.1`).
     pub fn ca_file(&self) -> PathBuf {
         assert!(self.options.tls != Tls::None, "the server has no TLS");
+        assert!(
+            self.options.certificate.is_none(),
+            "the test gave the certificate"
+        );
         self.certs().join("ca.pem")
     }
 
@@ -225,7 +239,9 @@ impl SmtpServer {
             Tls::Smtps => "smtps",
         };
         command.args(["--tls", tls]);
-        if self.options.tls != Tls::None {
+        if let Some((cert, key)) = &self.options.certificate {
+            command.arg("--cert").arg(cert).arg("--key").arg(key);
+        } else if self.options.tls != Tls::None {
             if self.certs().join("cert.pem").exists() {
                 command
                     .arg("--cert")
@@ -241,6 +257,15 @@ impl SmtpServer {
         }
         for address in &self.options.refuse_rcpt {
             command.arg("--refuse-rcpt").arg(address);
+        }
+        for address in &self.options.defer_rcpt {
+            command.arg("--defer-rcpt").arg(address);
+        }
+        if self.options.refuse_message {
+            command.arg("--refuse-message");
+        }
+        if let Some(seconds) = self.options.pause {
+            command.arg("--pause").arg(seconds.to_string());
         }
         for mechanism in &self.options.auth_mechanisms {
             command.arg("--auth-mechanism").arg(mechanism);
@@ -287,6 +312,45 @@ impl Drop for SmtpServer {
     }
 }
 
+/// A self-signed certificate for `names` made as an operator makes one for a private relay
+/// (`openssl req -x509`, which marks it as a CA), written to `dir` as `NAME.pem` and
+/// `NAME.key`; answers their paths.
+pub fn self_signed(dir: &Path, name: &str, names: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+        ])
+        .args(["-subj", "/CN=localhost", "-addext"])
+        .arg(format!("subjectAltName={names}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(made.success(), "openssl req -x509 failed");
+    (cert, key)
+}
+
+/// A self-signed certificate like [`self_signed`]'s for `localhost` and `127.0.0.1`, but
+/// expired yesterday: `dir/expired.pem` and `dir/expired.key`.
+pub fn expired_self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
+    let made = Command::new("python3")
+        .arg(script)
+        .arg("--make-expired-cert")
+        .arg(dir)
+        .status()
+        .expect("python3 runs");
+    assert!(made.success(), "smtp_server.py --make-expired-cert failed");
+    (dir.join("expired.pem"), dir.join("expired.key"))
+}
+
 /// The transport of a MailNotifier written with these extra options (`relayhost=...`).
 pub fn transport(options: &str) -> SmtpTransport {
     let source = format!(
@@ -325,5 +389,27 @@ pub fn message(id: i64, from: &str, to: &[&str]) -> OutboxMessage {
         next_attempt_at: 0.0,
         sent_at: None,
         last_error: None,
+        retry_recipients: None,
+        refused_recipients: Vec::new(),
     }
+}
+
+/// Sends `batch` over one session as the delivery task would, without storage: the outcome
+/// of each message up to the first that broke the session, or why none could be opened.
+pub async fn deliver(
+    transport: &SmtpTransport,
+    batch: &[OutboxMessage],
+) -> Result<Vec<Outcome>, String> {
+    let mut session = transport.open().await?;
+    let mut outcomes = Vec::new();
+    for message in batch {
+        let outcome = transport.send(&mut session, message).await;
+        let broken = matches!(outcome, Outcome::Broken(_));
+        outcomes.push(outcome);
+        if broken {
+            return Ok(outcomes);
+        }
+    }
+    transport.close(session).await;
+    Ok(outcomes)
 }

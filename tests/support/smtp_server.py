@@ -37,6 +37,50 @@ def make_cert(directory):
     server.private_key_pem.write_to_path(os.path.join(directory, "key.pem"))
 
 
+def make_expired_cert(directory):
+    """A self-signed certificate for localhost and 127.0.0.1 marked as a CA, as
+    `openssl req -x509` makes them, that expired yesterday: `expired.pem`, `expired.key`."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    os.makedirs(directory, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=30))
+        .not_valid_after(now - datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    with open(os.path.join(directory, "expired.pem"), "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(os.path.join(directory, "expired.key"), "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+
 def text_of(content):
     if isinstance(content, bytes):
         content = content.decode("utf-8", errors="replace")
@@ -77,10 +121,13 @@ def highest(directory, key):
 
 
 class Recorder:
-    def __init__(self, directory, refused, drop_after):
+    def __init__(self, directory, args):
         self.directory = directory
-        self.drop_after = drop_after
-        self.refused = {address.lower() for address in refused}
+        self.drop_after = args.drop_after
+        self.refused = {address.lower() for address in args.refuse_rcpt}
+        self.deferred = {address.lower() for address in args.defer_rcpt}
+        self.refuse_message = args.refuse_message
+        self.pause = args.pause
         self.sequence = itertools.count(highest(directory, "seq") + 1)
         self.sessions = itertools.count(highest(directory, "session") + 1)
 
@@ -92,6 +139,10 @@ class Recorder:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower() in self.refused:
             return f"550 5.1.1 <{address}>: Recipient address rejected"
+        if address.lower() in self.deferred:
+            # Once: the next attempt is accepted.
+            self.deferred.discard(address.lower())
+            return f"450 4.2.1 <{address}>: Mailbox busy, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -101,6 +152,10 @@ class Recorder:
             # A connection lost mid-batch: no answer, no record.
             server.transport.abort()
             return "421 4.3.0 not reached: the connection is gone"
+        if self.pause:
+            await asyncio.sleep(self.pause)
+        if self.refuse_message:
+            return "554 5.7.1 Message refused by policy"
         raw = envelope.original_content or envelope.content
         headers, parts = describe(raw)
         record = {
@@ -139,7 +194,7 @@ def tls_context(cert, key):
 
 async def serve(args):
     os.makedirs(args.dir, exist_ok=True)
-    recorder = Recorder(args.dir, args.refuse_rcpt, args.drop_after)
+    recorder = Recorder(args.dir, args)
     context = tls_context(args.cert, args.key) if args.tls != "none" else None
     options = {"hostname": "moonbot-test-smtp"}
     if args.tls == "starttls":
@@ -185,13 +240,29 @@ def main():
     )
     parser.add_argument("--refuse-rcpt", action="append", default=[], metavar="ADDRESS")
     parser.add_argument(
+        "--defer-rcpt",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="answer 450 to this recipient once, then accept it",
+    )
+    parser.add_argument("--refuse-message", action="store_true", help="answer 554 to every DATA")
+    parser.add_argument(
+        "--pause", type=float, default=0, metavar="SECONDS", help="wait before answering DATA"
+    )
+    parser.add_argument(
         "--drop-after",
         type=int,
         metavar="N",
         help="close a connection instead of answering the DATA of its message N+1",
     )
     parser.add_argument("--make-cert", metavar="DIR")
+    parser.add_argument("--make-expired-cert", metavar="DIR")
     args = parser.parse_args()
+
+    if args.make_expired_cert:
+        make_expired_cert(args.make_expired_cert)
+        return
 
     if args.make_cert:
         make_cert(args.make_cert)

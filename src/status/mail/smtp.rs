@@ -1,9 +1,16 @@
 //! Delivering mail over SMTP with lettre: plain, STARTTLS or implicit TLS, with AUTH PLAIN
-//! or LOGIN, one connection per batch.
+//! or LOGIN, one session per batch.
 //!
 //! lettre's low-level connection is driven command by command rather than through its
-//! `send`, because `send` drops the connection on any refusal: here a refused message (or
-//! recipient) fails alone and the rest of the batch goes on over the same connection.
+//! `send`, because `send` drops the connection on any refusal and answers for the message
+//! as a whole: here each recipient's answer counts (a 450 is retried for that recipient
+//! alone, a 550 recorded), and a refused message fails alone while the rest of the batch
+//! goes on over the same connection.
+//!
+//! TLS is rustls with the system's roots (which honour `SSL_CERT_FILE`/`SSL_CERT_DIR`), and,
+//! as OpenSSL does, a relay whose certificate is itself in that store is trusted (a
+//! self-signed private relay). lettre's STARTTLS takes only its own TLS settings, which
+//! cannot carry that rule, so the exchange up to STARTTLS is spoken here.
 
 use std::error::Error as _;
 use std::future::Future;
@@ -14,22 +21,30 @@ use std::time::Duration;
 
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset, Starttls};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::Address;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::client::WebPkiServerVerifier;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::server::ParsedCertificate;
+use tokio_rustls::rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, Error as TlsError, RootCertStore,
+    SignatureScheme,
+};
 use tokio_rustls::TlsConnector;
 
 use crate::config::status::MailNotifierConfig;
-use crate::db::OutboxMessage;
-use crate::status::outbox::Transport;
+use crate::db::{OutboxMessage, Refusal};
+use crate::status::outbox::{Outcome, Transport};
 
 /// The longest wait for connecting, the TLS handshake or the answer to one command.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,7 +60,7 @@ const MECHANISMS: [Mechanism; 2] = [Mechanism::Plain, Mechanism::Login];
 enum Security {
     Plain,
     /// STARTTLS after the greeting; a relay that does not offer it is an error.
-    StartTls(TlsParameters),
+    StartTls(Arc<ClientConfig>),
     /// TLS from the first byte (SMTPS).
     Implicit(Arc<ClientConfig>),
 }
@@ -65,14 +80,9 @@ impl SmtpTransport {
     /// `smtpUser` and `smtpPassword` describe.
     pub fn new(config: &MailNotifierConfig) -> Result<SmtpTransport, String> {
         let relay = relay_name(&config.relayhost, config.smtp_port);
-        let tls = || {
-            TlsParameters::new(config.relayhost.clone())
-                .map_err(|e| format!("{relay}: cannot set up TLS: {}", describe(&e)))
-        };
+        let tls = || tls_config().map_err(|e| format!("{relay}: cannot set up TLS: {e}"));
         let security = if config.use_smtps {
-            Security::Implicit(
-                implicit_tls_config().map_err(|e| format!("{relay}: cannot set up TLS: {e}"))?,
-            )
+            Security::Implicit(tls()?)
         } else if config.use_tls {
             Security::StartTls(tls()?)
         } else {
@@ -96,46 +106,38 @@ impl SmtpTransport {
     }
 
     /// Connects, secures and authenticates: the session every message of a batch goes over.
-    async fn open(&self) -> Result<AsyncSmtpConnection, String> {
+    async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
         let connect = async {
             // Without TCP_NODELAY the short `.` that ends each message waits for the
             // relay's delayed acknowledgement of the body: 40 ms per mail on Linux.
             let tcp = TcpStream::connect((self.host.as_str(), self.port))
                 .await
-                .map_err(|e| e.to_string())?;
-            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+                .map_err(|e| format!("cannot connect: {e}"))?;
+            tcp.set_nodelay(true)
+                .map_err(|e| format!("cannot connect: {e}"))?;
             let stream: Box<dyn AsyncTokioStream> = match &self.security {
-                Security::Implicit(tls) => {
-                    let server = ServerName::try_from(self.host.clone())
-                        .map_err(|_| format!("'{}' is not a host name", self.host))?;
-                    let stream = TlsConnector::from(tls.clone())
-                        .connect(server, tcp)
+                Security::Plain => Box::new(tcp),
+                Security::Implicit(tls) => Box::new(
+                    self.handshake(tls, tcp, Vec::new())
                         .await
-                        .map_err(|e| e.to_string())?;
-                    Box::new(ImplicitTls(stream))
+                        .map_err(|e| format!("cannot connect: {e}"))?,
+                ),
+                Security::StartTls(tls) => {
+                    let (tcp, greeting) = starttls(tcp, &self.hello).await?;
+                    Box::new(
+                        self.handshake(tls, tcp, greeting)
+                            .await
+                            .map_err(|e| format!("STARTTLS failed: {e}"))?,
+                    )
                 }
-                _ => Box::new(tcp),
             };
             AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
                 .await
-                .map_err(|e| describe(&e))
+                .map_err(|e| format!("cannot connect: {}", describe(&e)))
         };
         let mut connection = tokio::time::timeout(COMMAND_TIMEOUT, connect)
             .await
-            .map_err(|_| "cannot connect: timed out".to_string())?
-            .map_err(|why| format!("cannot connect: {why}"))?;
-        if let Security::StartTls(tls) = &self.security {
-            if !connection.can_starttls() {
-                connection.abort().await;
-                return Err("STARTTLS is not offered, and useTls requires it".into());
-            }
-            within(
-                COMMAND_TIMEOUT,
-                connection.starttls(tls.clone(), &self.hello),
-            )
-            .await
-            .map_err(|why| format!("STARTTLS failed: {why}"))?;
-        }
+            .map_err(|_| "cannot connect: timed out".to_string())??;
         if let Some(credentials) = &self.credentials {
             if connection
                 .server_info()
@@ -155,21 +157,43 @@ impl SmtpTransport {
         Ok(connection)
     }
 
-    /// One transaction: MAIL, RCPT for each recipient, DATA. Recipients the relay refuses
-    /// are logged and skipped, as Buildbot does; the message fails only when all are refused.
-    async fn send(
+    /// The TLS handshake, the certificate checked against `relayhost`.
+    async fn handshake(
+        &self,
+        tls: &Arc<ClientConfig>,
+        tcp: TcpStream,
+        greeting: Vec<u8>,
+    ) -> Result<Secured, String> {
+        let server = ServerName::try_from(self.host.clone())
+            .map_err(|_| format!("'{}' is not a host name", self.host))?;
+        let stream = TlsConnector::from(tls.clone())
+            .connect(server, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Secured {
+            greeting,
+            read: 0,
+            stream,
+        })
+    }
+
+    /// One transaction: MAIL, RCPT for each recipient still to reach, DATA. Each
+    /// recipient's answer counts: a 4xx is retried for that recipient alone, a 5xx recorded
+    /// and never retried; the message is refused for good when every recipient is. Answers
+    /// the recipients refused, each with whether for good.
+    async fn transact(
         &self,
         connection: &mut AsyncSmtpConnection,
         message: &OutboxMessage,
-    ) -> Result<(), Failure> {
-        let envelope = Envelope::of(message).map_err(Failure::Message)?;
+    ) -> Result<Vec<(Refusal, bool)>, Failure> {
+        let envelope = Envelope::of(message).map_err(Failure::Permanent)?;
         let mut parameters = Vec::new();
         if !message.body.is_ascii() {
             if !connection
                 .server_info()
                 .supports_feature(Extension::EightBitMime)
             {
-                return Err(Failure::Message(
+                return Err(Failure::Temporary(
                     "the message is not ASCII and the relay does not offer 8BITMIME".into(),
                 ));
             }
@@ -180,7 +204,7 @@ impl SmtpTransport {
                 .server_info()
                 .supports_feature(Extension::SmtpUtfEight)
             {
-                return Err(Failure::Message(
+                return Err(Failure::Temporary(
                     "an address is not ASCII and the relay does not offer SMTPUTF8".into(),
                 ));
             }
@@ -188,23 +212,43 @@ impl SmtpTransport {
         }
 
         let mail = Mail::new(Some(envelope.from.clone()), parameters);
-        command(connection, mail)
-            .await
-            .map_err(|f| f.refused(format!("MAIL FROM <{}> refused", envelope.from)))?;
+        command(connection, mail).await.map_err(|failure| {
+            let failure = match failure {
+                // 530, authentication required: the session's setup is wrong, not the
+                // message; it goes once credentials are configured.
+                Failure::Permanent(why) if why.starts_with("530") => Failure::Temporary(why),
+                failure => failure,
+            };
+            failure.refused(format!("MAIL FROM <{}> refused", envelope.from))
+        })?;
+        // Each refused recipient, and whether for good.
         let mut refused = Vec::new();
-        for recipient in &envelope.to {
+        for (text, recipient) in &envelope.to {
             match command(connection, Rcpt::new(recipient.clone(), vec![])).await {
                 Ok(()) => {}
-                Err(Failure::Message(why)) => refused.push(format!("<{recipient}>: {why}")),
-                Err(broken) => return Err(broken),
+                Err(Failure::Connection(why)) => return Err(Failure::Connection(why)),
+                Err(failure) => refused.push((
+                    Refusal {
+                        recipient: text.clone(),
+                        answer: format!("<{recipient}>: {}", failure.text()),
+                    },
+                    matches!(failure, Failure::Permanent(_)),
+                )),
             }
         }
         if refused.len() == envelope.to.len() {
             reset(connection).await?;
-            return Err(Failure::Message(format!(
-                "every recipient refused: {}",
-                refused.join("; ")
-            )));
+            let answers: Vec<&str> = refused.iter().map(|(r, _)| r.answer.as_str()).collect();
+            let why = format!("every recipient refused: {}", answers.join("; "));
+            let for_good = refused.iter().filter(|(_, permanent)| *permanent).count();
+            if for_good == refused.len() {
+                return Err(Failure::Permanent(why));
+            }
+            if for_good == 0 {
+                return Err(Failure::Temporary(why));
+            }
+            // Some for good, some for now: each recipient's answer is the outcome.
+            return Ok(refused);
         }
         if let Err(failure) = command(connection, Data).await {
             reset(connection).await?;
@@ -214,61 +258,60 @@ impl SmtpTransport {
             .await
             .map_err(Failure::of)
             .map_err(|f| f.refused("message refused".into()))?;
-        if !refused.is_empty() {
-            tracing::warn!(
-                "{}: outbox message {} delivered except to refused recipients: {}",
-                self.relay(),
-                message.id,
-                refused.join("; ")
-            );
-        }
-        Ok(())
+        Ok(refused)
     }
 }
 
 impl Transport for SmtpTransport {
+    type Session = AsyncSmtpConnection;
+
+    async fn open(&self) -> Result<AsyncSmtpConnection, String> {
+        self.connect()
+            .await
+            .map_err(|why| one_line(&format!("{}: {why}", self.relay())))
+    }
+
     /// `meta` is `{"from": ADDRESS, "to": [ADDRESS, ...]}` (every recipient, To and Cc; an
     /// address may carry a display name); `body` is the RFC 5322 text.
-    async fn deliver(&self, batch: &[OutboxMessage]) -> Vec<Result<(), String>> {
+    async fn send(&self, connection: &mut AsyncSmtpConnection, message: &OutboxMessage) -> Outcome {
         let relay = self.relay();
-        let mut connection = match self.open().await {
-            Ok(connection) => connection,
-            Err(why) => {
-                let error = one_line(&format!("{relay}: {why}"));
-                return batch.iter().map(|_| Err(error.clone())).collect();
-            }
-        };
-        let mut broken: Option<String> = None;
-        let mut results = Vec::with_capacity(batch.len());
-        for message in batch {
-            if let Some(why) = &broken {
-                results.push(Err(one_line(&format!(
-                    "{relay}: not sent, the connection broke: {why}"
-                ))));
-                continue;
-            }
-            results.push(match self.send(&mut connection, message).await {
-                Ok(()) => Ok(()),
-                Err(Failure::Message(why)) => Err(one_line(&format!("{relay}: {why}"))),
-                Err(Failure::Connection(why)) => {
-                    let error = one_line(&format!("{relay}: {why}"));
-                    broken = Some(why);
-                    Err(error)
+        let answer = |why: String| one_line(&format!("{relay}: {why}"));
+        match self.transact(connection, message).await {
+            Ok(refused) if refused.is_empty() => Outcome::Accepted,
+            Ok(refused) => {
+                let (refused, retry): (Vec<_>, Vec<_>) =
+                    refused.into_iter().partition(|(_, permanent)| *permanent);
+                let with_relay = |refusals: Vec<(Refusal, bool)>| {
+                    refusals
+                        .into_iter()
+                        .map(|(refusal, _)| Refusal {
+                            answer: answer(refusal.answer),
+                            ..refusal
+                        })
+                        .collect()
+                };
+                Outcome::Partly {
+                    retry: with_relay(retry),
+                    refused: with_relay(refused),
                 }
-            });
+            }
+            Err(Failure::Temporary(why)) => Outcome::Failed(answer(why)),
+            Err(Failure::Permanent(why)) => Outcome::Refused(answer(why)),
+            Err(Failure::Connection(why)) => Outcome::Broken(answer(why)),
         }
-        if broken.is_none() {
-            // Every message has its answer already; a failed QUIT changes none of them.
-            let _ = within(COMMAND_TIMEOUT, connection.quit()).await;
-        }
-        results
+    }
+
+    /// Every message has its answer already; a failed QUIT changes none of them.
+    async fn close(&self, mut connection: AsyncSmtpConnection) {
+        let _ = within(COMMAND_TIMEOUT, connection.quit()).await;
     }
 }
 
 /// The addresses of one message, from its outbox `meta`.
 struct Envelope {
     from: Address,
-    to: Vec<Address>,
+    /// Each recipient as the message names it, and its address.
+    to: Vec<(String, Address)>,
 }
 
 impl Envelope {
@@ -278,17 +321,30 @@ impl Envelope {
             .ok_or("the message has no 'from' address")
             .and_then(|from| address(from).map_err(|_| "the message's 'from' is not an address"))
             .map_err(|why| why.to_string());
-        let to = match message.meta["to"].as_array() {
-            Some(to) if !to.is_empty() => {
-                to.iter()
-                    .map(|value| match value.as_str() {
-                        Some(text) => address(text)
-                            .map_err(|_| format!("recipient '{text}' is not an address")),
-                        None => Err(format!("recipient {value} is not an address")),
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            }
-            _ => Err("the message has no recipients".into()),
+        let named: Vec<&serde_json::Value> = match &message.retry_recipients {
+            Some(retry) => message.meta["to"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|value| retry.iter().any(|r| value.as_str() == Some(r)))
+                .collect(),
+            None => message.meta["to"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .collect(),
+        };
+        let to = match named.is_empty() {
+            true => Err("the message has no recipients".to_string()),
+            false => named
+                .iter()
+                .map(|value| match value.as_str() {
+                    Some(text) => address(text)
+                        .map(|address| (text.to_string(), address))
+                        .map_err(|_| format!("recipient '{text}' is not an address")),
+                    None => Err(format!("recipient {value} is not an address")),
+                })
+                .collect::<Result<Vec<_>, _>>(),
         };
         Ok(Envelope {
             from: from?,
@@ -298,7 +354,7 @@ impl Envelope {
 
     fn is_ascii(&self) -> bool {
         std::iter::once(&self.from)
-            .chain(&self.to)
+            .chain(self.to.iter().map(|(_, address)| address))
             .all(|address: &Address| AsRef::<str>::as_ref(address).is_ascii())
     }
 }
@@ -316,10 +372,12 @@ fn address(text: &str) -> Result<Address, lettre::address::AddressError> {
     text.parse::<Mailbox>().map(|mailbox| mailbox.email)
 }
 
-/// Why a message was not delivered.
+/// Why a message (or one recipient) was not delivered.
 enum Failure {
-    /// The relay refused this message; the connection is still good for the next one.
-    Message(String),
+    /// Refused for now (a 4xx); the connection is still good for the next message.
+    Temporary(String),
+    /// Refused for good (a 5xx, or a message that can never be sent).
+    Permanent(String),
     /// The connection broke or stopped answering: the rest of the batch cannot go over it.
     Connection(String),
 }
@@ -328,11 +386,11 @@ impl Failure {
     fn of(error: Timed) -> Failure {
         match error {
             // 421: the relay is closing the connection.
-            Timed::Failed(error)
-                if error.status().is_some_and(|code| code.to_string() != "421") =>
-            {
-                Failure::Message(describe(&error))
+            Timed::Failed(error) if error.status().is_some_and(|c| c.to_string() == "421") => {
+                Failure::Connection(format!("connection lost: {}", describe(&error)))
             }
+            Timed::Failed(error) if error.is_permanent() => Failure::Permanent(describe(&error)),
+            Timed::Failed(error) if error.is_transient() => Failure::Temporary(describe(&error)),
             Timed::Failed(error) => {
                 Failure::Connection(format!("connection lost: {}", describe(&error)))
             }
@@ -340,10 +398,17 @@ impl Failure {
         }
     }
 
+    fn text(&self) -> &str {
+        match self {
+            Failure::Temporary(why) | Failure::Permanent(why) | Failure::Connection(why) => why,
+        }
+    }
+
     /// Says what was refused, when the relay refused it.
     fn refused(self, what: String) -> Failure {
         match self {
-            Failure::Message(why) => Failure::Message(format!("{what}: {why}")),
+            Failure::Temporary(why) => Failure::Temporary(format!("{what}: {why}")),
+            Failure::Permanent(why) => Failure::Permanent(format!("{what}: {why}")),
             broken => broken,
         }
     }
@@ -428,22 +493,135 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// An SMTPS connection, in the shape lettre takes an existing stream in.
+/// A TLS connection, in the shape lettre takes an existing stream in. After STARTTLS the
+/// relay sends no new greeting, but lettre reads one before its EHLO: the first greeting is
+/// read to it again.
 #[derive(Debug)]
-struct ImplicitTls(TlsStream<TcpStream>);
+struct Secured {
+    greeting: Vec<u8>,
+    /// How much of `greeting` lettre has read.
+    read: usize,
+    stream: TlsStream<TcpStream>,
+}
 
-impl AsyncTokioStream for ImplicitTls {
+impl AsyncTokioStream for Secured {
     fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.0.get_ref().0.peer_addr()
+        self.stream.get_ref().0.peer_addr()
     }
 }
 
-/// TLS for SMTPS, verified against the system's roots (which honour `SSL_CERT_FILE` and
-/// `SSL_CERT_DIR`), as lettre's own TLS for STARTTLS is.
-fn implicit_tls_config() -> Result<Arc<ClientConfig>, String> {
+impl AsyncRead for Secured {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.read < this.greeting.len() {
+            let rest = &this.greeting[this.read..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.read += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Secured {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// The exchange before TLS: greeting, EHLO, STARTTLS. Answers the connection, ready for the
+/// handshake, and the greeting.
+async fn starttls(tcp: TcpStream, hello: &ClientId) -> Result<(TcpStream, Vec<u8>), String> {
+    let mut relay = BufReader::new(tcp);
+    let greeting = reply(&mut relay)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    if !greeting.starts_with(b"220") {
+        return Err(format!(
+            "cannot connect: {}",
+            String::from_utf8_lossy(&greeting).trim_end()
+        ));
+    }
+    let failed = |e: String| format!("STARTTLS failed: {e}");
+    let ehlo = Ehlo::new(hello.clone()).to_string();
+    relay
+        .get_mut()
+        .write_all(ehlo.as_bytes())
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let extensions =
+        String::from_utf8_lossy(&reply(&mut relay).await.map_err(failed)?).into_owned();
+    let offered = extensions.lines().any(|line| {
+        line.get(4..)
+            .is_some_and(|keyword| keyword.trim().eq_ignore_ascii_case("STARTTLS"))
+    });
+    if !extensions.starts_with("250") || !offered {
+        return Err("STARTTLS is not offered, and useTls requires it".into());
+    }
+    relay
+        .get_mut()
+        .write_all(Starttls.to_string().as_bytes())
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let ready = reply(&mut relay).await.map_err(failed)?;
+    if !ready.starts_with(b"220") {
+        return Err(failed(
+            String::from_utf8_lossy(&ready).trim_end().to_string(),
+        ));
+    }
+    // Anything sent before the handshake would be read as if it came encrypted.
+    if !relay.buffer().is_empty() {
+        return Err(failed(
+            "the relay sent data before the TLS handshake".into(),
+        ));
+    }
+    Ok((relay.into_inner(), greeting))
+}
+
+/// One reply, every line of it (`250-...` lines continue, `250 ...` ends).
+async fn reply(relay: &mut BufReader<TcpStream>) -> Result<Vec<u8>, String> {
+    let mut text = Vec::new();
+    loop {
+        let start = text.len();
+        let read = relay
+            .read_until(b'\n', &mut text)
+            .await
+            .map_err(|e| e.to_string())?;
+        if read == 0 {
+            return Err("the relay closed the connection".into());
+        }
+        if text.len() > 64 * 1024 {
+            return Err("the relay's reply is too long".into());
+        }
+        if text.get(start + 3) != Some(&b'-') {
+            return Ok(text);
+        }
+    }
+}
+
+/// TLS verified against the system's roots (which honour `SSL_CERT_FILE` and
+/// `SSL_CERT_DIR`), a certificate in the store trusted as itself.
+fn tls_config() -> Result<Arc<ClientConfig>, String> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
-    roots.add_parsable_certificates(found.certs);
+    roots.add_parsable_certificates(found.certs.iter().cloned());
     if roots.is_empty() {
         let errors: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
         return Err(format!(
@@ -452,38 +630,92 @@ fn implicit_tls_config() -> Result<Arc<ClientConfig>, String> {
         ));
     }
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let verifier = TrustedAsItself {
+        webpki,
+        trusted: found.certs,
+    };
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
-impl AsyncRead for ImplicitTls {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
+/// webpki's verification, and OpenSSL's rule for a certificate that is itself in the trust
+/// store: it is trusted as it is, its name and validity still checked. A self-signed
+/// certificate made by `openssl req -x509` says it is a CA, which webpki refuses as a
+/// server's certificate (`CaUsedAsEndEntity`) even when it is the very one trusted.
+#[derive(Debug)]
+struct TrustedAsItself {
+    webpki: Arc<WebPkiServerVerifier>,
+    trusted: Vec<CertificateDer<'static>>,
 }
 
-impl AsyncWrite for ImplicitTls {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+impl ServerCertVerifier for TrustedAsItself {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        let verified = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        match verified {
+            // webpki checks the validity period before refusing a CA as the end entity: this
+            // refusal means the dates are good.
+            Err(TlsError::InvalidCertificate(CertificateError::Other(why)))
+                if why.to_string() == "CaUsedAsEndEntity" =>
+            {
+                if !self
+                    .trusted
+                    .iter()
+                    .any(|c| c.as_ref() == end_entity.as_ref())
+                {
+                    // A self-signed certificate that is not the one trusted: say so rather
+                    // than webpki's puzzle.
+                    return Err(CertificateError::UnknownIssuer.into());
+                }
+                tokio_rustls::rustls::client::verify_server_name(
+                    &ParsedCertificate::try_from(end_entity)?,
+                    server_name,
+                )?;
+                Ok(ServerCertVerified::assertion())
+            }
+            verified => verified,
+        }
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
     }
 }
