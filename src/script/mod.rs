@@ -2,6 +2,7 @@
 //! objects callbacks see.
 
 mod callback;
+pub mod deadline;
 pub mod host;
 mod lua_api;
 pub mod objects;
