@@ -288,6 +288,10 @@ fn load_error(lua: &Lua, chunk_name: &str, source: &[u8], error: mlua::Error) ->
             good = middle;
         }
     }
+    let message = match message.as_str() {
+        "C stack overflow" => "C stack overflow (tables, calls or blocks nested too deeply)".into(),
+        _ => message,
+    };
     ConfigError::at(
         Location {
             file: chunk_name.to_string(),
