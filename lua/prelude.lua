@@ -198,6 +198,9 @@ end
 BuildmasterConfig = setmetatable({}, {
   __index = store,
   __newindex = function(_, key, value)
+    if type(key) ~= "string" then
+      error(("BuildmasterConfig keys must be strings, got %s"):format(type(key)), 2)
+    end
     if LIST_KEYS[key] and type(value) == "table" and getmetatable(value) == nil then
       setmetatable(value, List)
     end
