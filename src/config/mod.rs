@@ -24,6 +24,7 @@ use std::time::Duration;
 use mlua::{ChunkMode, Lua, LuaOptions, StdLib, Thread, ThreadStatus};
 
 use crate::script::deadline::Deadline;
+use crate::script::messages::{describe_error_object, split_place};
 
 pub use env::{define, Namespaces};
 pub use errors::{
@@ -385,29 +386,6 @@ fn error_message(error: &mlua::Error) -> String {
         .join(" ")
 }
 
-/// `error()` and `error({...})` raise values that are no message: Lua prints them as `nil`
-/// or `table: 0x5583...`; say what they were instead.
-fn describe_error_object(message: String) -> String {
-    let kind = match message.as_str() {
-        "nil" => Some("nil"),
-        "true" | "false" => Some("a boolean"),
-        _ => message.split_once(": 0x").and_then(|(kind, address)| {
-            let is_address = address.bytes().all(|b| b.is_ascii_hexdigit());
-            let kind = match kind {
-                "table" => "a table",
-                "function" => "a function",
-                "thread" => "a coroutine",
-                _ => "a userdata",
-            };
-            is_address.then_some(kind)
-        }),
-    };
-    match kind {
-        Some(kind) => format!("error raised with {kind} instead of a message"),
-        None => message,
-    }
-}
-
 /// `file:line: message` into its place and message; a message without a place stays whole.
 fn place_and_message(text: &str) -> ConfigError {
     match split_place(text) {
@@ -420,20 +398,4 @@ fn place_and_message(text: &str) -> ConfigError {
         ),
         None => ConfigError::global(text),
     }
-}
-
-/// The leading `file:line: ` of a Lua message. The file may hold colons itself
-/// (`[string "a:b"]:1: ...`): the place ends at the first `:DIGITS:`.
-fn split_place(text: &str) -> Option<(&str, u32, &str)> {
-    let mut search = 0;
-    while let Some(colon) = text[search..].find(':').map(|i| i + search) {
-        let after = &text[colon + 1..];
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        if colon > 0 && digits > 0 && after[digits..].starts_with(':') {
-            let line = after[..digits].parse().ok()?;
-            return Some((&text[..colon], line, after[digits + 1..].trim_start()));
-        }
-        search = colon + 1;
-    }
-    None
 }

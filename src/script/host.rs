@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 
 use super::callback::VmToken;
 use super::deadline::{install_hook, Deadline};
+use super::messages::{describe_error_object, first_lua_frame, split_place};
 use super::objects::{
     build_of, LuaBuild, LuaChange, LuaLog, LuaMaster, LuaProperties, LuaSourceStamp, LuaStep,
 };
@@ -594,9 +595,10 @@ fn is_memory_error(error: &mlua::Error) -> bool {
     }
 }
 
-/// The message with its `file:line`, and the traceback apart.
+/// The message with its `file:line`, and the traceback apart. A message without a place (a
+/// Rust method's, or a value raised with `error`) takes the first Lua frame of the traceback.
 fn describe_error(error: &mlua::Error) -> (String, Option<String>) {
-    match error {
+    let (message, traceback) = match error {
         mlua::Error::RuntimeError(text) => match text.split_once("\nstack traceback:") {
             Some((message, traceback)) => (
                 message.to_string(),
@@ -604,23 +606,18 @@ fn describe_error(error: &mlua::Error) -> (String, Option<String>) {
             ),
             None => (text.clone(), None),
         },
-        // An error raised by Rust code Lua called (a status object's method): Rust messages
-        // carry no place, so take it from the first Lua frame of the traceback.
         mlua::Error::CallbackError { cause, traceback } => {
-            let (message, _) = describe_error(cause);
-            let place = traceback
-                .lines()
-                .map(str::trim)
-                .find(|line| !line.starts_with("[C]") && line.contains(": in "))
-                .and_then(|line| line.split(": in ").next());
-            let message = match place {
-                Some(place) if !message.starts_with(place) => format!("{place}: {message}"),
-                _ => message,
-            };
-            (message, Some(traceback.clone()))
+            (describe_error(cause).0, Some(traceback.clone()))
         }
         other => (other.to_string(), None),
-    }
+    };
+    let message = describe_error_object(message);
+    let place = traceback.as_deref().and_then(first_lua_frame);
+    let message = match place {
+        Some(place) if split_place(&message).is_none() => format!("{place}: {message}"),
+        _ => message,
+    };
+    (message, traceback)
 }
 
 #[cfg(test)]
@@ -679,6 +676,15 @@ function fns.readlog(build)
   return build:getLogs()[1]:getText() -- READLOG
 end
 function fns.yield() coroutine.yield(1) end
+function fns.nomessage() error() end -- NOMESSAGE
+function fns.tableerror() error({ code = 1 }) end -- TABLEERROR
+function fns.exit() os.exit(7) end -- EXIT
+local spinner = coroutine.wrap(function()
+  coroutine.yield()
+  while true do end -- SPINNER
+end)
+spinner()
+function fns.old_coroutine() spinner() end
 function fns.returns_function() return function() end end
 function fns.returns_build(build) return { build = build } end
 function fns.previous(build) return build:getPreviousBuild() end
@@ -794,6 +800,7 @@ end
             ("nested", "-- NESTED"),
             ("sort", "-- SORT"),
             ("sort_swallow", "-- SORT_SWALLOW"),
+            ("old_coroutine", "-- SPINNER"),
         ] {
             let error = call(&host, &fns[name], vec![]).unwrap_err();
             let defined = fns[name].location();
@@ -907,6 +914,24 @@ end
                 failing,
                 "-- READLOG",
                 "getText: cannot read log 'stdio' of step 'compile': log file gone".into(),
+            ),
+            (
+                "nomessage",
+                build.clone(),
+                "-- NOMESSAGE",
+                "error raised with nil instead of a message".into(),
+            ),
+            (
+                "tableerror",
+                build.clone(),
+                "-- TABLEERROR",
+                "error raised with a table instead of a message".into(),
+            ),
+            (
+                "exit",
+                build.clone(),
+                "-- EXIT",
+                "os.exit is not available in a config: it would stop the master; call error(message) to report a problem".into(),
             ),
         ] {
             let error = call(&host, &fns[name], vec![arg]).unwrap_err();

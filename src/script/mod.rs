@@ -5,6 +5,7 @@ mod callback;
 pub mod deadline;
 pub mod host;
 mod lua_api;
+pub mod messages;
 pub mod objects;
 pub mod renderable;
 
