@@ -84,19 +84,24 @@ function io.lines(path, ...)
   return lines(path, ...)
 end
 
+-- The default input stays standard input until io.input names a file; it is not handed out.
+local function default_input(name)
+  if input() == stdin then
+    refuse(name .. " is not available in a config: " .. NO_STDIN)
+  end
+  return input()
+end
+
 function io.input(file)
   if file == nil then
-    return input()
+    return default_input("io.input()")
   end
   check_readable("io.input", file)
   return input(file)
 end
 
 function io.read(...)
-  if input() == stdin then
-    refuse("io.read is not available in a config: " .. NO_STDIN)
-  end
-  return input():read(...)
+  return default_input("io.read"):read(...)
 end
 io.stdin = nil
 

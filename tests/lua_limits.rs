@@ -107,6 +107,9 @@ fn refused_functions_name_their_line_and_what_to_use_instead() {
         ("os.tmpname()", "os.tmpname is not available in a config: it creates a file; keep the data in Lua values".into()),
         ("io.tmpfile()", "io.tmpfile is not available in a config: it creates a file; keep the data in Lua values".into()),
         ("io.read('l')", "io.read is not available in a config: a config does not read standard input; read a file with io.open(path) or io.lines(path)".into()),
+        ("io.input():read('l')", "io.input() is not available in a config: a config does not read standard input; read a file with io.open(path) or io.lines(path)".into()),
+        ("io.lines()", "io.lines() is not available in a config: a config does not read standard input; read a file with io.open(path) or io.lines(path)".into()),
+        ("dofile()", "dofile() is not available in a config: a config does not read standard input; read a file with io.open(path) or io.lines(path)".into()),
         ("io.open('/dev/stdin')", "io.open: '/dev/stdin' is not a regular file; a config reads regular files only".into()),
         ("os.setlocale('C')", "os.setlocale(locale) is not available in a config: it would change the whole master's locale; os.setlocale() reads it".into()),
         ("debug.sethook()", "debug.sethook is not available in a config: of the debug library, a config has debug.traceback only".into()),
@@ -161,6 +164,8 @@ local count = 0
 for line in io.lines("{base}/password") do count = count + 1 end
 assert(count == 2)
 assert(io.open("{base}/nothing here") == nil)
+io.input("{base}/password")
+assert(io.read("l") == "s3cret")
 assert(os.getenv("PATH") and os.time() > 0 and os.date("%Y"):match("^%d+$") and os.clock() >= 0)
 assert(os.setlocale() and string.format("%5.1f", math.pi) == "  3.1" and utf8.char(233) == "é")
 assert(table.concat({{1, 2}}, ",") == "1,2")
@@ -179,7 +184,7 @@ error(why, 0)
     let errors = errors_with(&source, QUICK);
     assert_eq!(
         errors,
-        format!("master.cfg.lua:22: error loading module 'compiled' from file '{base}/compiled.lua': attempt to load a binary chunk (mode is 't')\n")
+        format!("master.cfg.lua:24: error loading module 'compiled' from file '{base}/compiled.lua': attempt to load a binary chunk (mode is 't')\n")
     );
 }
 

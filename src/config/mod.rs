@@ -57,11 +57,6 @@ pub fn classes() -> Vec<ClassOptions> {
 
 /// Loads `path`: a base directory (its `master.cfg.lua`) or the config file itself.
 pub fn load_path(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
-    load_path_with(path, EvaluationLimits::default())
-}
-
-/// [`load_path`] under other limits.
-pub fn load_path_with(path: &Path, limits: EvaluationLimits) -> Result<LoadedConfig, ConfigErrors> {
     let file = if path.is_dir() {
         path.join(CONFIG_FILE)
     } else {
@@ -79,7 +74,7 @@ pub fn load_path_with(path: &Path, limits: EvaluationLimits) -> Result<LoadedCon
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    load_with(&chunk_name, &source, &basedir, limits)
+    load_with(&chunk_name, &source, &basedir, EvaluationLimits::default())
 }
 
 /// A fresh VM with the `buildbot` library loaded and the sandbox in place, ready to evaluate
@@ -272,10 +267,12 @@ fn load_error(lua: &Lua, chunk_name: &str, source: &[u8], error: mlua::Error) ->
             .flatten()
             .copied()
             .collect();
-        matches!(
-            lua.load(prefix).set_name(format!("@{chunk_name}")).set_mode(ChunkMode::Text).into_function(),
-            Err(e) if error_message(&e) == message
-        )
+        let loaded = lua
+            .load(prefix)
+            .set_name(format!("@{chunk_name}"))
+            .set_mode(ChunkMode::Text)
+            .into_function();
+        matches!(loaded, Err(e) if error_message(&e) == message)
     };
     let (mut good, mut bad) = (0, source.split_inclusive(|&b| b == b'\n').count());
     if !fails_alike(bad) {
