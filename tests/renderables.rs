@@ -258,7 +258,7 @@ fn a_failing_renderer_names_its_line() {
 }
 
 #[test]
-fn malformed_formats_are_config_errors() {
+fn malformed_formats_and_arguments_are_config_errors_at_their_line() {
     let lua = prepared_vm().unwrap();
     let cases = [
         (r#"util.Interpolate("%(foo:x)s")"#, "test:1: util.Interpolate: invalid selector 'foo' in '%(foo:x)s' (use prop:, src:, kw: or worker:)"),
@@ -272,6 +272,9 @@ fn malformed_formats_are_config_errors() {
         (r#"util.Interpolate(42)"#, "test:1: util.Interpolate: the format must be a string, got number 42"),
         (r#"util.Property{default="d"}"#, "test:1: util.Property: missing required option 'name'"),
         (r#"util.Property{name="a", defualt="d"}"#, "test:1: util.Property: unknown option 'defualt' (did you mean 'default'?)"),
+        (r#"util.renderer(5)"#, "test:1: util.renderer: expects a function, got number 5"),
+        (r#"util.Transform("x")"#, "test:1: util.Transform: the first argument must be a function, got string 'x'"),
+        (r#"util.Transform(string.upper, print)"#, "test:1: util.Transform: argument must be a string, number, boolean, table or renderable (util.Interpolate, util.Property, ...), got function"),
     ];
     for (expr, expected) in cases {
         assert_eq!(renderable(&lua, expr).unwrap_err(), expected, "{expr}");

@@ -1,10 +1,14 @@
 //! The fresh Lua state a config is evaluated in: the prelude, then each part's constructors.
 
-use mlua::{Lua, Table};
+use std::os::unix::ffi::OsStrExt;
+
+use mlua::{Function, Lua, Table};
 
 use super::errors::suggest;
 
 const PRELUDE: &str = include_str!("../../lua/prelude.lua");
+/// The prelude's file name in errors and tracebacks.
+pub const PRELUDE_NAME: &str = "buildbot/prelude.lua";
 
 /// The namespace tables constructors are registered in (`buildbot.status`, ...).
 pub struct Namespaces {
@@ -37,9 +41,18 @@ pub fn define(namespace: &Table, name: &str, value: impl mlua::IntoLua) -> mlua:
     namespace.raw_set(name, value)
 }
 
-/// Runs the prelude and registers every constructor; returns the table behind
-/// `BuildmasterConfig` and the table of where each of its keys was assigned.
-pub fn prepare(lua: &Lua) -> mlua::Result<(Table, Table)> {
+/// What the prelude hands back to Rust.
+pub struct Prepared {
+    /// The table behind `BuildmasterConfig`.
+    pub store: Table,
+    /// Where each key of `BuildmasterConfig` was assigned.
+    pub locations: Table,
+    /// The debug library's `getinfo`, which the sandbox takes away from Lua.
+    pub getinfo: Function,
+}
+
+/// Runs the prelude (which also puts the sandbox in place) and registers every constructor.
+pub fn prepare(lua: &Lua) -> mlua::Result<Prepared> {
     let suggest_fn = lua.create_function(|_, (wrong, known): (String, Vec<String>)| {
         Ok(suggest(&wrong, known.iter().map(String::as_str)).map(str::to_string))
     })?;
@@ -53,13 +66,25 @@ pub fn prepare(lua: &Lua) -> mlua::Result<(Table, Table)> {
             format!("{file}:{}", debug.curr_line())
         }))
     })?;
-    let (store, locations): (Table, Table) = lua
+    // Reading a pipe or a device could block the master whatever the time limit says.
+    let regular_file = lua.create_function(|_, path: mlua::String| {
+        let path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&path.as_bytes()));
+        Ok(match std::fs::metadata(&path) {
+            Ok(metadata) => Some(metadata.is_file()),
+            Err(_) => None,
+        })
+    })?;
+    let (store, locations, getinfo): (Table, Table, Function) = lua
         .load(PRELUDE)
-        .set_name("=buildbot/prelude.lua")
-        .call((suggest_fn, caller_location))?;
+        .set_name(format!("={PRELUDE_NAME}"))
+        .call((suggest_fn, caller_location, regular_file))?;
     let ns = Namespaces::of(lua)?;
     crate::script::register(lua, &ns)?;
     super::status::register(lua, &ns)?;
     super::build::register(lua, &ns)?;
-    Ok((store, locations))
+    Ok(Prepared {
+        store,
+        locations,
+        getinfo,
+    })
 }

@@ -7,29 +7,26 @@
 //!
 //! Every job runs under a deadline and the VM under a memory limit, so a runaway callback
 //! ends in a [`ScriptError`] naming the callback's `file:line`, and the next call works.
-//! The deadline is enforced by a count hook installed on the VM's main thread, which every
-//! coroutine inherits. Callbacks run in a coroutine: when the deadline passes, the hook
-//! suspends it (which no `pcall` in the callback can catch) and the host drops it. Where the
-//! code cannot be suspended (inside a C function such as `table.sort`, or in a renderable,
-//! which runs on the main thread), the hook raises an error, then again at every instruction,
-//! so that no `pcall` can keep the code going. Two things escape: a single C call that never
-//! returns to Lua (a pathological `string.find` pattern), and a loop inside a coroutine the
-//! config created while it was evaluated, before the hook was installed.
+//! The deadline is [`super::deadline`]'s count hook. Callbacks run in a coroutine: when the
+//! deadline passes, the hook suspends it (which no `pcall` in the callback can catch) and the
+//! host drops it. Where the code cannot be suspended (inside a C function such as
+//! `table.sort`, or in a renderable, which runs on the main thread), the hook raises an
+//! error, then again at every instruction, so that no `pcall` can keep the code going.
 
-use std::cell::{Cell, RefCell};
-use std::ffi::CStr;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mlua::{ffi, Lua, LuaSerdeExt, MultiValue, ThreadStatus, Value};
+use mlua::{Lua, LuaSerdeExt, MultiValue, ThreadStatus, Value};
 use tokio::sync::oneshot;
 
 use super::callback::VmToken;
+use super::deadline::{install_hook, Deadline};
+use super::messages::{describe_error_object, first_lua_frame, split_place};
 use super::objects::{
     build_of, LuaBuild, LuaChange, LuaLog, LuaMaster, LuaProperties, LuaSourceStamp, LuaStep,
 };
@@ -56,10 +53,6 @@ impl Default for HostLimits {
         }
     }
 }
-
-/// Lua instructions between two deadline checks: a check costs a clock read, so this keeps
-/// it far below 1% of the run time while still stopping a loop within microseconds.
-const HOOK_INTERVAL: i32 = 10_000;
 
 /// One argument of a callback: plain data, or a status object over a snapshot.
 #[derive(Clone, Debug)]
@@ -397,119 +390,6 @@ fn prepare(lua: &Lua, limits: &HostLimits) -> Result<(), ScriptError> {
     install_hook(lua).map_err(|e| internal(format!("cannot install the time limit: {e}")))
 }
 
-/// Installs [`deadline_hook`] on the VM's main thread, which coroutines created from then on
-/// inherit; after a timeout, this also restores its normal interval.
-fn install_hook(lua: &Lua) -> mlua::Result<()> {
-    // SAFETY: lua_sethook on the state exec_raw hands us (the main thread, as no Lua code is
-    // running); `deadline_hook` upholds the hook contract (see there).
-    unsafe {
-        lua.exec_raw::<()>((), |state| {
-            ffi::lua_sethook(
-                state,
-                Some(deadline_hook),
-                ffi::LUA_MASKCOUNT,
-                HOOK_INTERVAL,
-            )
-        })
-    }
-}
-
-thread_local! {
-    /// When the running job must end; `None` between jobs. Only the host thread sets it.
-    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
-    /// Where the running job was stopped, once its deadline passed: `file:line` and the
-    /// Lua traceback.
-    static STOPPED_AT: RefCell<Option<(String, String)>> = const { RefCell::new(None) };
-}
-
-/// The count hook. Between jobs and before the deadline it returns at once. After it, the
-/// running coroutine is suspended when it can be. Otherwise an error is raised, and from then
-/// on at every instruction of this Lua thread: code that catches the error with `pcall`
-/// cannot run a single instruction more, so the error climbs out of every `pcall`.
-///
-/// SAFETY contract: `lua_error` does not return (it unwinds with longjmp), so nothing with a
-/// destructor may be alive in this frame when it is called.
-unsafe extern "C-unwind" fn deadline_hook(state: *mut ffi::lua_State, ar: *mut ffi::lua_Debug) {
-    let expired = DEADLINE.with(|d| d.get().is_some_and(|deadline| Instant::now() >= deadline));
-    if !expired {
-        return;
-    }
-    record_stop(state, ar);
-    if ffi::lua_isyieldable(state) != 0 {
-        ffi::lua_yield(state, 0);
-        return;
-    }
-    ffi::lua_sethook(state, Some(deadline_hook), ffi::LUA_MASKCOUNT, 1);
-    ffi::lua_pushfstring(
-        state,
-        c"%s:%d: timed out".as_ptr(),
-        (*ar).short_src.as_ptr(),
-        (*ar).currentline,
-    );
-    ffi::lua_error(state);
-}
-
-/// Records where the job was first stopped, with a traceback.
-///
-/// The Lua calls that may raise (the traceback allocates) come before any Rust value with a
-/// destructor exists.
-unsafe fn record_stop(state: *mut ffi::lua_State, ar: *mut ffi::lua_Debug) {
-    if STOPPED_AT.with(|s| s.borrow().is_some()) {
-        return;
-    }
-    ffi::lua_getinfo(state, c"Sl".as_ptr(), ar);
-    // A hook has LUA_MINSTACK free slots, enough for the traceback's string.
-    ffi::luaL_traceback(state, state, std::ptr::null(), 0);
-    let mut len = 0;
-    let text = ffi::lua_tolstring(state, -1, &mut len);
-    let traceback = if text.is_null() {
-        String::new()
-    } else {
-        String::from_utf8_lossy(std::slice::from_raw_parts(text.cast::<u8>(), len)).into_owned()
-    };
-    ffi::lua_settop(state, -2);
-    let src = CStr::from_ptr((*ar).short_src.as_ptr()).to_string_lossy();
-    let at = format!("{src}:{}", (*ar).currentline);
-    STOPPED_AT.with(|s| *s.borrow_mut() = Some((at, traceback)));
-}
-
-/// The running job's deadline; cleared when dropped, whatever way the job ends.
-struct Deadline {
-    limit: Duration,
-}
-
-impl Deadline {
-    fn start(limit: Duration) -> Deadline {
-        DEADLINE.with(|d| d.set(Some(Instant::now() + limit)));
-        STOPPED_AT.with(|s| s.borrow_mut().take());
-        Deadline { limit }
-    }
-
-    /// Where the job was stopped, if its deadline passed.
-    fn stopped_at(&self) -> Option<(String, String)> {
-        STOPPED_AT.with(|s| s.borrow().clone())
-    }
-
-    fn timeout(&self, function: Option<&Location>) -> Option<ScriptError> {
-        let (at, traceback) = self.stopped_at()?;
-        Some(ScriptError {
-            traceback: Some(traceback),
-            ..ScriptError::new(
-                ScriptErrorKind::TimedOut { limit: self.limit },
-                function,
-                at,
-            )
-        })
-    }
-}
-
-impl Drop for Deadline {
-    fn drop(&mut self) {
-        DEADLINE.with(|d| d.set(None));
-        STOPPED_AT.with(|s| s.borrow_mut().take());
-    }
-}
-
 /// The host thread's state.
 struct Vm {
     lua: Lua,
@@ -523,8 +403,7 @@ struct Vm {
 }
 
 impl Vm {
-    /// Runs one job under its deadline. A job that timed out may have left the hook firing
-    /// at every instruction, on the main thread or on the spare coroutine: reset both.
+    /// Runs one job under its deadline. A job that timed out leaves no spare coroutine.
     fn job<T>(
         &mut self,
         work: impl FnOnce(&mut Vm, &Deadline) -> Result<T, ScriptError>,
@@ -534,9 +413,6 @@ impl Vm {
         let result = work(self, &deadline);
         if deadline.stopped_at().is_some() {
             self.spare = None;
-            if let Err(e) = install_hook(&self.lua) {
-                tracing::error!("cannot reset the Lua time limit hook: {e}");
-            }
         }
         result
     }
@@ -600,7 +476,7 @@ impl Vm {
             self.spare = finished_thread;
         }
         let (status, values) = ran.map_err(|e| self.error(e, Some(location), deadline))?;
-        if let Some(timeout) = deadline.timeout(Some(location)) {
+        if let Some(timeout) = timed_out(deadline, Some(location)) {
             return Err(timeout);
         }
         if status != ThreadStatus::Finished {
@@ -636,7 +512,7 @@ impl Vm {
         }
         if rendered.is_ok() {
             // A renderer that caught the timeout error and returned still timed out.
-            if let Some(timeout) = deadline.timeout(None) {
+            if let Some(timeout) = timed_out(deadline, None) {
                 return Err(timeout);
             }
         }
@@ -675,7 +551,7 @@ impl Vm {
         function: Option<&Location>,
         deadline: &Deadline,
     ) -> ScriptError {
-        if let Some(timeout) = deadline.timeout(function) {
+        if let Some(timeout) = timed_out(deadline, function) {
             return timeout;
         }
         if is_memory_error(&error) {
@@ -696,6 +572,21 @@ impl Vm {
     }
 }
 
+/// The job's timeout as an error, if its deadline passed.
+fn timed_out(deadline: &Deadline, function: Option<&Location>) -> Option<ScriptError> {
+    let stopped = deadline.stopped_at()?;
+    Some(ScriptError {
+        traceback: Some(stopped.traceback),
+        ..ScriptError::new(
+            ScriptErrorKind::TimedOut {
+                limit: deadline.limit(),
+            },
+            function,
+            stopped.place,
+        )
+    })
+}
+
 fn is_memory_error(error: &mlua::Error) -> bool {
     match error {
         mlua::Error::MemoryError(_) => true,
@@ -704,9 +595,10 @@ fn is_memory_error(error: &mlua::Error) -> bool {
     }
 }
 
-/// The message with its `file:line`, and the traceback apart.
+/// The message with its `file:line`, and the traceback apart. A message without a place (a
+/// Rust method's, or a value raised with `error`) takes the first Lua frame of the traceback.
 fn describe_error(error: &mlua::Error) -> (String, Option<String>) {
-    match error {
+    let (message, traceback) = match error {
         mlua::Error::RuntimeError(text) => match text.split_once("\nstack traceback:") {
             Some((message, traceback)) => (
                 message.to_string(),
@@ -714,29 +606,25 @@ fn describe_error(error: &mlua::Error) -> (String, Option<String>) {
             ),
             None => (text.clone(), None),
         },
-        // An error raised by Rust code Lua called (a status object's method): Rust messages
-        // carry no place, so take it from the first Lua frame of the traceback.
         mlua::Error::CallbackError { cause, traceback } => {
-            let (message, _) = describe_error(cause);
-            let place = traceback
-                .lines()
-                .map(str::trim)
-                .find(|line| !line.starts_with("[C]") && line.contains(": in "))
-                .and_then(|line| line.split(": in ").next());
-            let message = match place {
-                Some(place) if !message.starts_with(place) => format!("{place}: {message}"),
-                _ => message,
-            };
-            (message, Some(traceback.clone()))
+            (describe_error(cause).0, Some(traceback.clone()))
         }
         other => (other.to_string(), None),
-    }
+    };
+    let message = describe_error_object(message);
+    let place = traceback.as_deref().and_then(first_lua_frame);
+    let message = match place {
+        Some(place) if split_place(&message).is_none() => format!("{place}: {message}"),
+        _ => message,
+    };
+    (message, traceback)
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
+    use std::time::Instant;
 
     use serde_json::json;
 
@@ -788,6 +676,15 @@ function fns.readlog(build)
   return build:getLogs()[1]:getText() -- READLOG
 end
 function fns.yield() coroutine.yield(1) end
+function fns.nomessage() error() end -- NOMESSAGE
+function fns.tableerror() error({ code = 1 }) end -- TABLEERROR
+function fns.exit() os.exit(7) end -- EXIT
+local spinner = coroutine.wrap(function()
+  coroutine.yield()
+  while true do end -- SPINNER
+end)
+spinner()
+function fns.old_coroutine() spinner() end
 function fns.returns_function() return function() end end
 function fns.returns_build(build) return { build = build } end
 function fns.previous(build) return build:getPreviousBuild() end
@@ -903,6 +800,7 @@ end
             ("nested", "-- NESTED"),
             ("sort", "-- SORT"),
             ("sort_swallow", "-- SORT_SWALLOW"),
+            ("old_coroutine", "-- SPINNER"),
         ] {
             let error = call(&host, &fns[name], vec![]).unwrap_err();
             let defined = fns[name].location();
@@ -1016,6 +914,24 @@ end
                 failing,
                 "-- READLOG",
                 "getText: cannot read log 'stdio' of step 'compile': log file gone".into(),
+            ),
+            (
+                "nomessage",
+                build.clone(),
+                "-- NOMESSAGE",
+                "error raised with nil instead of a message".into(),
+            ),
+            (
+                "tableerror",
+                build.clone(),
+                "-- TABLEERROR",
+                "error raised with a table instead of a message".into(),
+            ),
+            (
+                "exit",
+                build.clone(),
+                "-- EXIT",
+                "os.exit is not available in a config: it would stop the master; call error(message) to report a problem".into(),
             ),
         ] {
             let error = call(&host, &fns[name], vec![arg]).unwrap_err();

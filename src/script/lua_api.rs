@@ -144,14 +144,17 @@ pub fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
         &ns.util,
         "renderer",
         lua.create_function(|lua, function: Value| match &function {
-            Value::Function(f) => Ok(Renderable::Renderer {
-                function: Callback::new(lua, f)?,
-                args: Vec::new(),
-            }),
-            other => Err(mlua::Error::runtime(format!(
-                "util.renderer: expects a function, got {}",
-                describe(other)
-            ))),
+            Value::Function(f) => lua
+                .create_userdata(Renderable::Renderer {
+                    function: Callback::new(lua, f)?,
+                    args: Vec::new(),
+                })
+                .map(Value::UserData),
+            other => report_at_caller(
+                lua,
+                "util.renderer",
+                format!("expects a function, got {}", describe(other)),
+            ),
         })?,
     )?;
     define(
@@ -162,16 +165,35 @@ pub fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
             let function = match args.next() {
                 Some(Value::Function(f)) => Callback::new(lua, &f)?,
                 other => {
-                    return Err(mlua::Error::runtime(format!(
-                        "util.Transform: the first argument must be a function, got {}",
-                        describe(&other.unwrap_or(Value::Nil))
-                    )))
+                    return report_at_caller(
+                        lua,
+                        "util.Transform",
+                        format!(
+                            "the first argument must be a function, got {}",
+                            describe(&other.unwrap_or(Value::Nil))
+                        ),
+                    )
                 }
             };
-            let args = args
-                .map(|a| Renderable::from_lua_value(lua, a))
-                .collect::<mlua::Result<_>>()?;
-            Ok(Renderable::Transform { function, args })
+            let mut renderables = Vec::new();
+            for arg in args {
+                match Renderable::from_option(arg, lua) {
+                    Ok(r) => renderables.push(r),
+                    Err(OptionError::Wrong(why)) => {
+                        return report_at_caller(lua, "util.Transform", format!("argument {why}"))
+                    }
+                    Err(OptionError::Reported) => {
+                        return lua
+                            .create_userdata(Invalid { kind: "renderable" })
+                            .map(Value::UserData)
+                    }
+                }
+            }
+            lua.create_userdata(Renderable::Transform {
+                function,
+                args: renderables,
+            })
+            .map(Value::UserData)
         })?,
     )?;
     define(

@@ -2,8 +2,10 @@
 //! objects callbacks see.
 
 mod callback;
+pub mod deadline;
 pub mod host;
 mod lua_api;
+pub mod messages;
 pub mod objects;
 pub mod renderable;
 
