@@ -585,3 +585,74 @@ c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f}
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
 }
+
+/// Forces a build of `builders` through the REST API's JSON-RPC; the buildset id.
+async fn force_over_rest(api: &str, builders: &[&str]) -> i64 {
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{api}/forceschedulers/force"))
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "method": "force", "id": 1,
+            "params": {"builderNames": builders, "reason": "test"}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["result"][0]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{answer}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_of_one_builder_take_turns_on_a_worker_with_room_for_four() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local", {max_builds=4}) }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="lock", command="mkdir lockdir || exit 1; sleep 2; rmdir lockdir"})
+c['builders'] = {
+  util.BuilderConfig{name="b", workernames={"local"}, factory=f, collapseRequests=false},
+  util.BuilderConfig{name="other", workernames={"local"}, factory=f},
+}
+c['schedulers'] = { schedulers.ForceScheduler{name="force", builderNames={"b", "other"}} }
+c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
+"#;
+    let master = start(dir.path(), config).await;
+    let api = format!("http://{}/api/v2", master.web_address.unwrap());
+    let mut forced = Vec::new();
+    for _ in 0..4 {
+        forced.push(force_over_rest(&api, &["b"]).await);
+    }
+    forced.push(force_over_rest(&api, &["other"]).await);
+    for bsid in forced {
+        assert_eq!(complete(&master, bsid).await, BuildResult::Success);
+    }
+    let db = &master.context.db;
+    let spans: Vec<(String, i64, f64, f64)> = sqlx::query_as(
+        "SELECT bl.name, b.results, b.started_at, b.complete_at FROM builds b \
+         JOIN builders bl ON bl.id = b.builderid ORDER BY b.started_at",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        spans.iter().all(|s| s.1 == 0),
+        "every build succeeds: {spans:?}"
+    );
+    let of_b: Vec<_> = spans.iter().filter(|s| s.0 == "b").collect();
+    assert_eq!(of_b.len(), 4, "{spans:?}");
+    for pair in of_b.windows(2) {
+        assert!(pair[1].2 >= pair[0].3, "builds of b overlapped: {spans:?}");
+    }
+    // max_builds still lets another builder run beside them.
+    let other = spans.iter().find(|s| s.0 == "other").unwrap();
+    assert!(
+        of_b.iter().any(|b| b.2 < other.3 && other.2 < b.3),
+        "the other builder waited for b: {spans:?}"
+    );
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}

@@ -50,6 +50,7 @@ struct Worker {
 
 struct Running {
     stop: CancellationToken,
+    builder: String,
     worker: String,
 }
 
@@ -447,6 +448,7 @@ impl Engine {
             request.id,
             Running {
                 stop,
+                builder: builder.config.name.clone(),
                 worker: worker_name.to_string(),
             },
         );
@@ -477,14 +479,22 @@ impl Engine {
         choose::skip(&self.ctx, &collapsed).await
     }
 
-    /// The builder's workers with a free slot, the least busy first.
+    /// The builder's workers with a free slot, the least busy first. As in Buildbot, a
+    /// worker runs one build of a builder at a time (they share its build directory);
+    /// `max_builds` bounds its builds of all builders.
     fn free_workers(&self, builder: &str) -> Vec<String> {
+        let busy_with_builder = |worker: &str| {
+            self.running
+                .values()
+                .any(|r| r.builder == builder && r.worker == worker)
+        };
         let mut free: Vec<&Worker> = self.builders[builder]
             .config
             .workernames
             .iter()
             .filter_map(|name| self.workers.get(name))
             .filter(|w| w.max_builds.is_none_or(|max| w.running < max as usize))
+            .filter(|w| !busy_with_builder(&w.name))
             .collect();
         free.sort_by_key(|w| w.running);
         free.into_iter().map(|w| w.name.clone()).collect()
