@@ -656,3 +656,95 @@ c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_collapse_requests_is_the_default_of_builders_that_set_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['collapseRequests'] = false
+c['workers'] = { worker.LocalWorker("local") }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="slow", command="sleep 0.5"})
+c['builders'] = {
+  util.BuilderConfig{name="global", workernames={"local"}, factory=f},
+  util.BuilderConfig{name="own", workernames={"local"}, factory=f, collapseRequests=true},
+  util.BuilderConfig{name="lua", workernames={"local"}, factory=f,
+    collapseRequests=function(master, builder, new, old) return builder.name == "lua" end},
+}
+"#;
+    let master = start(dir.path(), config).await;
+    // Per builder: one request takes the worker, three wait, then the newest arrives.
+    for builder in ["global", "own", "lua"] {
+        let mut bsids = Vec::new();
+        for _ in 0..4 {
+            bsids.push(submit(&master, &[builder], &[]).await);
+            if bsids.len() == 1 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        for bsid in bsids {
+            complete(&master, bsid).await;
+        }
+    }
+    assert_eq!(
+        request_results(&master, "global").await,
+        vec![0, 0, 0, 0],
+        "false for all"
+    );
+    assert_eq!(
+        request_results(&master, "own").await,
+        vec![0, 3, 3, 0],
+        "the builder's true wins"
+    );
+    assert_eq!(
+        request_results(&master, "lua").await,
+        vec![0, 3, 3, 0],
+        "the builder's function wins"
+    );
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+
+    // A global function applies to builders without their own rule.
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['collapseRequests'] = function(master, builder, new, old) return builder.name == "yes" end
+c['workers'] = { worker.LocalWorker("local") }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="slow", command="sleep 0.5"})
+c['builders'] = {
+  util.BuilderConfig{name="yes", workernames={"local"}, factory=f},
+  util.BuilderConfig{name="no", workernames={"local"}, factory=f},
+}
+"#;
+    let master = start(dir.path(), config).await;
+    for builder in ["yes", "no"] {
+        let mut bsids = Vec::new();
+        for _ in 0..3 {
+            bsids.push(submit(&master, &[builder], &[]).await);
+            if bsids.len() == 1 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        for bsid in bsids {
+            complete(&master, bsid).await;
+        }
+    }
+    assert_eq!(request_results(&master, "yes").await, vec![0, 3, 0]);
+    assert_eq!(request_results(&master, "no").await, vec![0, 0, 0]);
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+/// The results of a builder's build requests, oldest first.
+async fn request_results(master: &Master, builder: &str) -> Vec<i64> {
+    sqlx::query_scalar(
+        "SELECT r.results FROM buildrequests r JOIN builders b ON b.id = r.builderid \
+         WHERE b.name = $1 ORDER BY r.id",
+    )
+    .bind(builder)
+    .fetch_all(&master.context.db.pool)
+    .await
+    .unwrap()
+}

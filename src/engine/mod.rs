@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use build::BuildPlan;
 
-use crate::config::build::{BuilderConfig, StepConfig, WorkerKind};
+use crate::config::build::{BuilderConfig, CollapseRequests, StepConfig, WorkerKind};
 use crate::config::MasterConfig;
 use crate::data::{publish, Resource};
 use crate::db::{BuildsetSpec, DbError};
@@ -35,6 +35,8 @@ struct Builder {
     id: i64,
     config: BuilderConfig,
     steps: Arc<Vec<StepConfig>>,
+    /// The builder's `collapseRequests`, else the config's `c['collapseRequests']`.
+    collapse_requests: Option<CollapseRequests>,
 }
 
 struct Worker {
@@ -186,6 +188,10 @@ impl Engine {
                     id,
                     steps,
                     config: builder.clone(),
+                    collapse_requests: builder
+                        .collapse_requests
+                        .clone()
+                        .or_else(|| config.collapse_requests.clone()),
                 },
             );
         }
@@ -470,7 +476,7 @@ impl Engine {
             return Ok(());
         };
         let table = choose::builder_table(&builder.config.name, builderid);
-        let rule = builder.config.collapse_requests.clone();
+        let rule = builder.collapse_requests.clone();
         let collapsed =
             choose::collapsible(&self.ctx, rule.as_ref(), table, builderid, &request).await?;
         if !collapsed.is_empty() {
