@@ -748,3 +748,43 @@ async fn request_results(master: &Master, builder: &str) -> Vec<i64> {
     .await
     .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forcing_a_builder_the_scheduler_does_not_have_refuses_the_whole_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local") }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="hello", command="true"})
+c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f} }
+c['schedulers'] = { schedulers.ForceScheduler{name="force", builderNames={"b"}} }
+c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
+"#;
+    let master = start(dir.path(), config).await;
+    let api = format!("http://{}/api/v2", master.web_address.unwrap());
+    let response = reqwest::Client::new()
+        .post(format!("{api}/forceschedulers/force"))
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "method": "force", "id": 1,
+            "params": {"builderNames": ["b", "nonexistent"]}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "builderNames: scheduler 'force' has no builder named 'nonexistent' (its builders: b)",
+        "{body}"
+    );
+    let buildsets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM buildsets")
+        .fetch_one(&master.context.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(buildsets, 0, "nothing was forced");
+    assert!(force_over_rest(&api, &["b"]).await > 0);
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
