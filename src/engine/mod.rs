@@ -92,8 +92,10 @@ pub struct Reconfigure {
 }
 
 impl Engine {
-    /// Registers the config's builders and workers in storage.
+    /// Registers the config's builders and workers in storage, and attaches the workers
+    /// (and only them) to this master.
     pub async fn new(ctx: Context) -> DbResult<Engine> {
+        ctx.db.disconnect_workers_of(ctx.masterid).await?;
         let mut engine = Engine {
             ctx: ctx.clone(),
             builders: BTreeMap::new(),
@@ -150,6 +152,7 @@ impl Engine {
                 }
                 None => {
                     diff.added += 1;
+                    ctx.db.set_worker_connected(id, Some(ctx.masterid)).await?;
                     publish(&ctx.db, &ctx.bus, Resource::Worker(id), "connected").await?;
                     workers.insert(worker.name.clone(), fresh);
                 }
@@ -157,7 +160,7 @@ impl Engine {
         }
         for gone in std::mem::replace(&mut self.workers, workers).into_values() {
             diff.removed += 1;
-            publish(&ctx.db, &ctx.bus, Resource::Worker(gone.id), "disconnected").await?;
+            self.detach(gone.id).await?;
         }
         let mut builders = BTreeMap::new();
         for builder in &config.builders {
@@ -269,6 +272,22 @@ impl Engine {
             }
             while builds.join_next().await.is_some() {}
         }
+        for worker in self.workers.values() {
+            if let Err(error) = self.detach(worker.id).await {
+                tracing::error!(worker = %worker.name, "cannot record the worker detached: {error}");
+            }
+        }
+    }
+
+    async fn detach(&self, workerid: i64) -> DbResult<()> {
+        self.ctx.db.set_worker_connected(workerid, None).await?;
+        publish(
+            &self.ctx.db,
+            &self.ctx.bus,
+            Resource::Worker(workerid),
+            "disconnected",
+        )
+        .await
     }
 
     fn finished(&mut self, finished: Finished) {
