@@ -7,6 +7,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod support;
+
 const MOONBOT: &str = env!("CARGO_BIN_EXE_moonbot");
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -330,4 +332,94 @@ fn moonbot_log_filters_the_log_without_hiding_readiness() {
     assert!(master.moonbot(&["stop"]).status.success());
     assert!(!alive(pid));
     assert!(!master.log().contains("INFO"), "{}", master.log());
+}
+
+/// The live (not zombie) processes of a process group, from /proc.
+fn group_members(pgid: i32) -> Vec<i32> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command name: state, ppid, pgrp.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        if fields[0] != "Z" && fields[2] == pgid.to_string() {
+            members.push(pid);
+        }
+    }
+    members
+}
+
+/// Kills a process group when dropped, so a failed test leaves no step running.
+struct KillGroup(i32);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            // SAFETY: kill has no memory effects.
+            unsafe { libc::kill(-self.0, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn a_step_and_its_children_end_when_the_master_is_killed() {
+    let master = MasterDir::new();
+    let pgid_file = master.file("step.pgid");
+    let config = format!(
+        r#"
+local c = BuildmasterConfig
+c['workers']:append(worker.LocalWorker("local"))
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{{ command = "echo $$ > {}; sleep 300 & sleep 300" }})
+c['builders']:append(util.BuilderConfig{{ name = "slow", workernames = {{ "local" }}, factory = f }})
+"#,
+        pgid_file.display()
+    );
+    std::fs::write(master.file("master.cfg.lua"), config).unwrap();
+    // The first start makes the database; a build is then queued as a scheduler would.
+    master.start();
+    assert!(master.moonbot(&["stop"]).status.success());
+    support::sql(
+        master.path(),
+        "INSERT INTO buildsets (reason, submitted_at, complete, scheduler) VALUES ('t', 0, 0, 't')",
+    );
+    support::sql(
+        master.path(),
+        "INSERT INTO buildrequests (buildsetid, builderid, priority, complete, submitted_at, \
+         waited_for) VALUES (1, 1, 0, 0, 0, 0)",
+    );
+    let mut child = Command::new(MOONBOT)
+        .args(["start", "--nodaemon"])
+        .arg(master.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut pgid = 0;
+    wait_until("the step runs with a child in the background", || {
+        pgid = std::fs::read_to_string(&pgid_file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0);
+        pgid > 0 && group_members(pgid).len() >= 2
+    });
+    let _cleanup = KillGroup(pgid);
+    assert_ne!(pgid, child.id() as i32, "the step has its own group");
+
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    wait_until("no process of the step is left", || {
+        group_members(pgid).is_empty()
+    });
 }
