@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use moonbot::www::{BODY_TIMEOUT, HEADER_TIMEOUT};
+use moonbot::www::{BODY_TIMEOUT, HEADER_TIMEOUT, MAX_CONNECTIONS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -98,6 +98,37 @@ async fn clients_that_trickle_headers_or_bodies_are_cut_off_while_others_are_ser
         );
     }
     assert_eq!(reqwest::get(&api).await.unwrap().status(), 200);
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_wait_for_a_free_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = support::start(dir.path(), CONFIG).await;
+    let address = master.web_address.unwrap();
+    let start = Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..MAX_CONNECTIONS {
+        idle.push(TcpStream::connect(address).await.unwrap());
+    }
+    let mut one_more = TcpStream::connect(address).await.unwrap();
+    one_more
+        .write_all(b"GET /api/v2/builders HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(HEADER_TIMEOUT * 3, one_more.read_to_string(&mut answer))
+        .await
+        .expect("answered once the idle connections are cut off")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        start.elapsed() >= HEADER_TIMEOUT - Duration::from_secs(1),
+        "answered after {:?}, before any slot was free",
+        start.elapsed()
+    );
+    drop(idle);
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
 }
