@@ -90,7 +90,14 @@ async fn serve_bounded(listener: TcpListener, app: Router, shutdown: Cancellatio
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
+    let mut warned_full: Option<tokio::time::Instant> = None;
     loop {
+        if slots.available_permits() == 0
+            && warned_full.is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
+        {
+            tracing::warn!("the web server holds {MAX_CONNECTIONS} connections; new ones wait");
+            warned_full = Some(tokio::time::Instant::now());
+        }
         let slot = tokio::select! {
             () = shutdown.cancelled() => break,
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
