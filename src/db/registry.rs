@@ -76,17 +76,13 @@ impl Db {
     }
 
     /// Detaches every worker attached to `masterid`, as a master that starts after a crash
-    /// finds them; the ids of those it detached.
-    pub async fn disconnect_workers_of(&self, masterid: i64) -> DbResult<Vec<i64>> {
-        let ids = sqlx::query_scalar("SELECT id FROM workers WHERE connected_masterid = $1")
-            .bind(masterid)
-            .fetch_all(&self.pool)
-            .await?;
+    /// finds them.
+    pub async fn disconnect_workers_of(&self, masterid: i64) -> DbResult<()> {
         sqlx::query("UPDATE workers SET connected_masterid = NULL WHERE connected_masterid = $1")
             .bind(masterid)
             .execute(&self.pool)
             .await?;
-        Ok(ids)
+        Ok(())
     }
 
     pub async fn worker_id(&self, name: &str) -> DbResult<i64> {
