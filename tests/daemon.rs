@@ -7,6 +7,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod support;
+
 const MOONBOT: &str = env!("CARGO_BIN_EXE_moonbot");
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -356,4 +358,163 @@ fn moonbot_log_filters_the_log_without_hiding_readiness() {
     assert!(master.moonbot(&["stop"]).status.success());
     assert!(!alive(pid));
     assert!(!master.log().contains("INFO"), "{}", master.log());
+}
+
+/// Every live (not zombie) process: its pid, parent and process group, from /proc.
+fn processes() -> Vec<(i32, i32, i32)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command name: state, ppid, pgrp.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        if fields[0] != "Z" {
+            found.push((pid, fields[1].parse().unwrap(), fields[2].parse().unwrap()));
+        }
+    }
+    found
+}
+
+fn group_members(pgid: i32) -> Vec<i32> {
+    processes()
+        .into_iter()
+        .filter(|&(_, _, group)| group == pgid)
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// The master's step watcher (`process/lifeline.rs`): its child running the watcher script.
+fn watcher_of(master: i32) -> Option<i32> {
+    processes().into_iter().find_map(|(pid, parent, _)| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        (parent == master && String::from_utf8_lossy(&cmdline).contains("trap '' HUP"))
+            .then_some(pid)
+    })
+}
+
+/// Kills a process group when dropped, so a failed test leaves no step running.
+struct KillGroup(i32);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            // SAFETY: kill has no memory effects.
+            unsafe { libc::kill(-self.0, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Starts `moonbot start --nodaemon` on a config whose one builder runs `steps` (Lua step
+/// constructors), with one build of it queued.
+fn master_building(master: &MasterDir, steps: &str) -> std::process::Child {
+    let config = format!(
+        r#"
+local c = BuildmasterConfig
+c['workers']:append(worker.LocalWorker("local"))
+local f = util.BuildFactory()
+{steps}
+c['builders']:append(util.BuilderConfig{{ name = "slow", workernames = {{ "local" }}, factory = f }})
+"#
+    );
+    std::fs::write(master.file("master.cfg.lua"), config).unwrap();
+    // The first start makes the database; a build is then queued as a scheduler would.
+    master.start();
+    assert!(master.moonbot(&["stop"]).status.success());
+    support::sql(
+        master.path(),
+        "INSERT INTO buildsets (reason, submitted_at, complete, scheduler) VALUES ('t', 0, 0, 't')",
+    );
+    support::sql(
+        master.path(),
+        "INSERT INTO buildrequests (buildsetid, builderid, priority, complete, submitted_at, \
+         waited_for) VALUES (1, 1, 0, 0, 0, 0)",
+    );
+    Command::new(MOONBOT)
+        .args(["start", "--nodaemon"])
+        .arg(master.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The step that writes its process group to `pgid_file` and leaves a child in the
+/// background, and the group once it runs.
+fn slow_step(pgid_file: &Path) -> String {
+    format!(
+        r#"f:addStep(steps.ShellCommand{{ command = "echo $$ > {}; sleep 300 & sleep 300" }})"#,
+        pgid_file.display()
+    )
+}
+
+fn wait_for_slow_step(pgid_file: &Path) -> i32 {
+    let mut pgid = 0;
+    wait_until("the step runs with a child in the background", || {
+        pgid = std::fs::read_to_string(pgid_file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0);
+        pgid > 0 && group_members(pgid).len() >= 2
+    });
+    pgid
+}
+
+#[test]
+fn a_step_and_its_children_end_when_the_master_is_killed() {
+    let master = MasterDir::new();
+    let pgid_file = master.file("step.pgid");
+    let mut child = master_building(&master, &slow_step(&pgid_file));
+    let pgid = wait_for_slow_step(&pgid_file);
+    let _cleanup = KillGroup(pgid);
+    assert_ne!(pgid, child.id() as i32, "the step has its own group");
+
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    wait_until("no process of the step is left", || {
+        group_members(pgid).is_empty()
+    });
+}
+
+#[test]
+fn a_step_watcher_that_was_killed_is_replaced_and_still_ends_the_steps() {
+    let master = MasterDir::new();
+    let (started, go) = (master.file("started"), master.file("go"));
+    let pgid_file = master.file("step.pgid");
+    let first = format!(
+        r#"f:addStep(steps.ShellCommand{{ command = "touch {}; while [ ! -e {} ]; do sleep 0.05; done" }})"#,
+        started.display(),
+        go.display()
+    );
+    let mut child = master_building(&master, &format!("{first}\n{}", slow_step(&pgid_file)));
+    let pid = child.id() as i32;
+    wait_until("the first step runs", || started.exists());
+    let old = watcher_of(pid).expect("the master runs a step watcher");
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(old, libc::SIGKILL) };
+    wait_until("the watcher is gone", || watcher_of(pid).is_none());
+    std::fs::write(&go, "").unwrap();
+
+    let pgid = wait_for_slow_step(&pgid_file);
+    let _cleanup = KillGroup(pgid);
+    assert!(
+        watcher_of(pid).is_some_and(|new| new != old),
+        "a new watcher runs"
+    );
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    child.wait().unwrap();
+    wait_until("no process of the step is left", || {
+        group_members(pgid).is_empty()
+    });
 }

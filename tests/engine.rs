@@ -585,3 +585,206 @@ c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f}
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
 }
+
+/// Forces a build of `builders` through the REST API's JSON-RPC; the buildset id.
+async fn force_over_rest(api: &str, builders: &[&str]) -> i64 {
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{api}/forceschedulers/force"))
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "method": "force", "id": 1,
+            "params": {"builderNames": builders, "reason": "test"}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["result"][0]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{answer}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_of_one_builder_take_turns_on_a_worker_with_room_for_four() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local", {max_builds=4}) }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="lock", command="mkdir lockdir || exit 1; sleep 2; rmdir lockdir"})
+c['builders'] = {
+  util.BuilderConfig{name="b", workernames={"local"}, factory=f, collapseRequests=false},
+  util.BuilderConfig{name="other", workernames={"local"}, factory=f},
+}
+c['schedulers'] = { schedulers.ForceScheduler{name="force", builderNames={"b", "other"}} }
+c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
+"#;
+    let master = start(dir.path(), config).await;
+    let api = format!("http://{}/api/v2", master.web_address.unwrap());
+    let mut forced = Vec::new();
+    for _ in 0..4 {
+        forced.push(force_over_rest(&api, &["b"]).await);
+    }
+    forced.push(force_over_rest(&api, &["other"]).await);
+    for bsid in forced {
+        assert_eq!(complete(&master, bsid).await, BuildResult::Success);
+    }
+    let db = &master.context.db;
+    let spans: Vec<(String, i64, f64, f64)> = sqlx::query_as(
+        "SELECT bl.name, b.results, b.started_at, b.complete_at FROM builds b \
+         JOIN builders bl ON bl.id = b.builderid ORDER BY b.started_at",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        spans.iter().all(|s| s.1 == 0),
+        "every build succeeds: {spans:?}"
+    );
+    let of_b: Vec<_> = spans.iter().filter(|s| s.0 == "b").collect();
+    assert_eq!(of_b.len(), 4, "{spans:?}");
+    for pair in of_b.windows(2) {
+        assert!(pair[1].2 >= pair[0].3, "builds of b overlapped: {spans:?}");
+    }
+    // max_builds still lets another builder run beside them.
+    let other = spans.iter().find(|s| s.0 == "other").unwrap();
+    assert!(
+        of_b.iter().any(|b| b.2 < other.3 && other.2 < b.3),
+        "the other builder waited for b: {spans:?}"
+    );
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_collapse_requests_is_the_default_of_builders_that_set_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['collapseRequests'] = false
+c['workers'] = { worker.LocalWorker("local") }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="slow", command="sleep 0.5"})
+c['builders'] = {
+  util.BuilderConfig{name="global", workernames={"local"}, factory=f},
+  util.BuilderConfig{name="own", workernames={"local"}, factory=f, collapseRequests=true},
+  util.BuilderConfig{name="lua", workernames={"local"}, factory=f,
+    collapseRequests=function(master, builder, new, old) return builder.name == "lua" end},
+}
+"#;
+    let master = start(dir.path(), config).await;
+    // Per builder: one request takes the worker, three wait, then the newest arrives.
+    for builder in ["global", "own", "lua"] {
+        let mut bsids = Vec::new();
+        for _ in 0..4 {
+            bsids.push(submit(&master, &[builder], &[]).await);
+            if bsids.len() == 1 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        for bsid in bsids {
+            complete(&master, bsid).await;
+        }
+    }
+    assert_eq!(
+        request_results(&master, "global").await,
+        vec![0, 0, 0, 0],
+        "false for all"
+    );
+    assert_eq!(
+        request_results(&master, "own").await,
+        vec![0, 3, 3, 0],
+        "the builder's true wins"
+    );
+    assert_eq!(
+        request_results(&master, "lua").await,
+        vec![0, 3, 3, 0],
+        "the builder's function wins"
+    );
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+
+    // A global function applies to builders without their own rule.
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['collapseRequests'] = function(master, builder, new, old) return builder.name == "yes" end
+c['workers'] = { worker.LocalWorker("local") }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="slow", command="sleep 0.5"})
+c['builders'] = {
+  util.BuilderConfig{name="yes", workernames={"local"}, factory=f},
+  util.BuilderConfig{name="no", workernames={"local"}, factory=f},
+}
+"#;
+    let master = start(dir.path(), config).await;
+    for builder in ["yes", "no"] {
+        let mut bsids = Vec::new();
+        for _ in 0..3 {
+            bsids.push(submit(&master, &[builder], &[]).await);
+            if bsids.len() == 1 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        for bsid in bsids {
+            complete(&master, bsid).await;
+        }
+    }
+    assert_eq!(request_results(&master, "yes").await, vec![0, 3, 0]);
+    assert_eq!(request_results(&master, "no").await, vec![0, 0, 0]);
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+/// The results of a builder's build requests, oldest first.
+async fn request_results(master: &Master, builder: &str) -> Vec<i64> {
+    sqlx::query_scalar(
+        "SELECT r.results FROM buildrequests r JOIN builders b ON b.id = r.builderid \
+         WHERE b.name = $1 ORDER BY r.id",
+    )
+    .bind(builder)
+    .fetch_all(&master.context.db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forcing_a_builder_the_scheduler_does_not_have_refuses_the_whole_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local") }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="hello", command="true"})
+c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f} }
+c['schedulers'] = { schedulers.ForceScheduler{name="force", builderNames={"b"}} }
+c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
+"#;
+    let master = start(dir.path(), config).await;
+    let api = format!("http://{}/api/v2", master.web_address.unwrap());
+    let response = reqwest::Client::new()
+        .post(format!("{api}/forceschedulers/force"))
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "method": "force", "id": 1,
+            "params": {"builderNames": ["b", "nonexistent"]}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "builderNames: scheduler 'force' has no builder named 'nonexistent' (its builders: b)",
+        "{body}"
+    );
+    let buildsets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM buildsets")
+        .fetch_one(&master.context.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(buildsets, 0, "nothing was forced");
+    assert!(force_over_rest(&api, &["b"]).await > 0);
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}

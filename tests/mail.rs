@@ -639,8 +639,10 @@ fn free_port() -> u16 {
 fn mail_queued_when_the_master_is_killed_arrives_after_the_restart() {
     let mut server = SmtpServer::start(SmtpOptions::default());
     let web = free_port();
+    // The three builds take turns on the worker: none may collapse into another.
     let status = format!(
         "c['www'] = {{port={web}}}\n\
+         c['collapseRequests'] = false\n\
          c['schedulers'] = {{schedulers.ForceScheduler{{name='force', builderNames={{'b'}}, \
            properties={{util.IntParameter{{name='rc', default=0}}}}}}}}\n\
          c['status']:append(mail{{fromaddr='bb@example.org', sendToInterestedUsers=false, \

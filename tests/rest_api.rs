@@ -1,5 +1,6 @@
 //! The REST API against a real SQLite database and a real HTTP server on 127.0.0.1:0, with
-//! the control requests answered by a task standing in for the engine.
+//! the control requests answered by a task standing in for the engine; what only a running
+//! engine writes (workers' `connected_to`) is read from a real master.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +15,8 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
+
+mod support;
 
 const CONFIG: &str = r#"
 local c = BuildmasterConfig
@@ -231,11 +234,7 @@ async fn fill(db: &Db) -> Ids {
     .await
     .unwrap();
     db.update_builder(mac, None, &[], &[]).await.unwrap();
-    exec(
-        db,
-        &format!("UPDATE workers SET info = '{{\"host\": \"h1\"}}', connected_masterid = {master}"),
-    )
-    .await;
+    exec(db, "UPDATE workers SET info = '{\"host\": \"h1\"}'").await;
     let scheduler = db.scheduler_id("force").await.unwrap();
     exec(
         db,
@@ -418,7 +417,7 @@ async fn resources_have_buildbots_shapes() {
         f.get("workers").await["workers"],
         json!([{"workerid": worker, "name": "bot1", "workerinfo": {"host": "h1"},
                 "paused": false, "pause_reason": null, "graceful": false,
-                "connected_to": [{"masterid": master}],
+                "connected_to": [],
                 "configured_on": [{"masterid": master, "builderid": linux}]}])
     );
     let master_json = json!({"masterid": master, "name": "host:/srv/master", "active": true,
@@ -1256,4 +1255,66 @@ async fn database_json_is_answered_as_values_are() {
     let steps = f.get("builds/1/steps").await;
     assert_eq!(steps["meta"]["total"], 2);
     assert_eq!(steps["steps"][1]["hidden"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_show_the_master_they_are_attached_to_until_they_are_detached() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |workers: &str| {
+        format!(
+            r#"
+local c = BuildmasterConfig
+c['workers'] = {{ {workers} }}
+c['status'] = {{ status.WebStatus{{http_port="tcp:0:interface=127.0.0.1"}} }}
+"#
+        )
+    };
+    let both = config(r#"worker.LocalWorker("w1"), worker.LocalWorker("w2")"#);
+    let mut master = support::start(dir.path(), &both).await;
+    let api = format!("http://{}/api/v2", master.web_address.unwrap());
+    let masterid = master.context.masterid;
+    let connected = || async {
+        let body: Value = reqwest::get(format!("{api}/workers"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| (w["name"].clone(), w["connected_to"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        connected().await,
+        vec![
+            (json!("w1"), json!([{ "masterid": masterid }])),
+            (json!("w2"), json!([{ "masterid": masterid }]))
+        ]
+    );
+    std::fs::write(
+        dir.path().join("master.cfg.lua"),
+        config(r#"worker.LocalWorker("w1")"#),
+    )
+    .unwrap();
+    let outcome = master.reconfig().await;
+    assert!(outcome.ok, "{}", outcome.line);
+    assert_eq!(
+        connected().await,
+        vec![
+            (json!("w1"), json!([{ "masterid": masterid }])),
+            (json!("w2"), json!([]))
+        ]
+    );
+    let db = master.context.db.clone();
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+    let attached: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM workers WHERE connected_masterid IS NOT NULL")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(attached, 0, "a stopped master holds no worker");
 }

@@ -34,6 +34,8 @@
 ---@field slavePortnum integer|string 0.8 spelling of c['protocols'].pb.port.
 ---@field www table Buildbot 0.9's web server: {port=8010, ...}, the same as a WebStatus.
 ---@field lua { timeout: number?, memoryLimit: integer? } Limits for each Lua callback: seconds (default 5) and VM bytes (default 256 MiB).
+---@field collapseRequests boolean|fun(master: any, builder: any, req1: any, req2: any): boolean The rule of builders that set no collapseRequests (default true).
+---@field mergeRequests boolean|fun(builder: any, req1: any, req2: any): boolean 0.8 form of collapseRequests (no master argument).
 ---@field outbox { retryDelay: number?, maxRetryDelay: number?, giveUpAfter: number? } How status targets retry delivery, in seconds (defaults 1, 300, 86400).
 BuildmasterConfig = {}
 

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use mlua::{Lua, Table, Value};
 
-use super::build::{BuilderConfig, ChangeSourceConfig, SchedulerConfig, WorkerConfig};
+use super::build::{
+    BuilderConfig, ChangeSourceConfig, CollapseRequests, SchedulerConfig, ValueOrFunction,
+    WorkerConfig,
+};
 use super::errors::{report, report_unimplemented, unknown, ConfigError, Location};
 use super::kwargs::{FromOption, OptionError};
 use super::status::StatusTarget;
@@ -34,6 +37,8 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "www",
     "lua",
     "outbox",
+    "collapseRequests",
+    "mergeRequests",
     // Accepted so a translated master.cfg loads, but not implemented yet.
     "changeHorizon",
     "buildHorizon",
@@ -47,8 +52,6 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "logMaxSize",
     "logMaxTailSize",
     "logEncoding",
-    "collapseRequests",
-    "mergeRequests",
     "prioritizeBuilders",
     "codebaseGenerator",
     "revlink",
@@ -75,8 +78,6 @@ const UNIMPLEMENTED_KEYS: &[&str] = &[
     "logMaxSize",
     "logMaxTailSize",
     "logEncoding",
-    "collapseRequests",
-    "mergeRequests",
     "prioritizeBuilders",
     "codebaseGenerator",
     "revlink",
@@ -109,6 +110,9 @@ pub struct MasterConfig {
     pub worker_port: Option<PortSpec>,
     pub workers: Vec<WorkerConfig>,
     pub builders: Vec<BuilderConfig>,
+    /// `c['collapseRequests']` (or 0.8's `c['mergeRequests']`): the rule of builders that
+    /// set none; `None` is Buildbot's default, collapse.
+    pub collapse_requests: Option<CollapseRequests>,
     pub schedulers: Vec<SchedulerConfig>,
     pub change_sources: Vec<ChangeSourceConfig>,
     /// `c['lua'] = {timeout=SECONDS, memoryLimit=BYTES}`: what one Lua callback may take.
@@ -321,6 +325,7 @@ pub(super) fn read(
         outbox: read_outbox_policy(&keys),
         workers,
         builders,
+        collapse_requests: read_collapse_requests(&keys),
         schedulers,
         change_sources,
         status,
@@ -386,6 +391,27 @@ fn read_db_url(keys: &KeyReader) -> String {
         );
     }
     url
+}
+
+fn read_collapse_requests(keys: &KeyReader) -> Option<CollapseRequests> {
+    let merge = keys.raw("mergeRequests").is_some();
+    if merge && keys.raw("collapseRequests").is_some() {
+        keys.error(
+            "mergeRequests",
+            "give the rule once: c['collapseRequests'] or 0.8's c['mergeRequests'], not both",
+        );
+        return None;
+    }
+    let key = if merge {
+        "mergeRequests"
+    } else {
+        "collapseRequests"
+    };
+    Some(match keys.get::<ValueOrFunction<bool>>(key)? {
+        ValueOrFunction::Value(collapse) => CollapseRequests::Value(collapse),
+        ValueOrFunction::Function(f) if merge => CollapseRequests::MergeFunction(f),
+        ValueOrFunction::Function(f) => CollapseRequests::Function(f),
+    })
 }
 
 fn read_script_limits(keys: &KeyReader) -> HostLimits {

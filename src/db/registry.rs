@@ -65,6 +65,26 @@ impl Db {
         Ok(())
     }
 
+    /// Records the worker attached to `masterid` (`None`: detached), as its `connected_to`.
+    pub async fn set_worker_connected(&self, workerid: i64, masterid: Option<i64>) -> DbResult<()> {
+        sqlx::query("UPDATE workers SET connected_masterid = $1 WHERE id = $2")
+            .bind(masterid)
+            .bind(workerid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Detaches every worker attached to `masterid`, as a master that starts after a crash
+    /// finds them.
+    pub async fn disconnect_workers_of(&self, masterid: i64) -> DbResult<()> {
+        sqlx::query("UPDATE workers SET connected_masterid = NULL WHERE connected_masterid = $1")
+            .bind(masterid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn worker_id(&self, name: &str) -> DbResult<i64> {
         self.id_for_name(
             "workers",

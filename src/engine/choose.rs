@@ -57,7 +57,7 @@ pub async fn allowed(ctx: &Context, what: &str, callback: &Callback, args: Vec<V
 }
 
 /// The older unclaimed requests of `builderid` that `newest` collapses, per the builder's
-/// `collapseRequests` (Buildbot's default: on).
+/// `collapseRequests`, else the config's (Buildbot's default: on).
 pub async fn collapsible(
     ctx: &Context,
     rule: Option<&CollapseRequests>,

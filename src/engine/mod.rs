@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use build::BuildPlan;
 
-use crate::config::build::{BuilderConfig, StepConfig, WorkerKind};
+use crate::config::build::{BuilderConfig, CollapseRequests, StepConfig, WorkerKind};
 use crate::config::{same_options, MasterConfig};
 use crate::data::{publish, Resource};
 use crate::db::{BuildsetSpec, DbError};
@@ -35,6 +35,8 @@ struct Builder {
     id: i64,
     config: BuilderConfig,
     steps: Arc<Vec<StepConfig>>,
+    /// The builder's `collapseRequests`, else the config's `c['collapseRequests']`.
+    collapse_requests: Option<CollapseRequests>,
 }
 
 struct Worker {
@@ -50,6 +52,7 @@ struct Worker {
 
 struct Running {
     stop: CancellationToken,
+    builder: String,
     worker: String,
 }
 
@@ -89,8 +92,10 @@ pub struct Reconfigure {
 }
 
 impl Engine {
-    /// Registers the config's builders and workers in storage.
+    /// Registers the config's builders and workers in storage, and attaches the workers
+    /// (and only them) to this master.
     pub async fn new(ctx: Context) -> DbResult<Engine> {
+        ctx.db.disconnect_workers_of(ctx.masterid).await?;
         let mut engine = Engine {
             ctx: ctx.clone(),
             builders: BTreeMap::new(),
@@ -147,6 +152,7 @@ impl Engine {
                 }
                 None => {
                     diff.added += 1;
+                    ctx.db.set_worker_connected(id, Some(ctx.masterid)).await?;
                     publish(&ctx.db, &ctx.bus, Resource::Worker(id), "connected").await?;
                     workers.insert(worker.name.clone(), fresh);
                 }
@@ -154,7 +160,7 @@ impl Engine {
         }
         for gone in std::mem::replace(&mut self.workers, workers).into_values() {
             diff.removed += 1;
-            publish(&ctx.db, &ctx.bus, Resource::Worker(gone.id), "disconnected").await?;
+            self.detach(gone.id).await?;
         }
         let mut builders = BTreeMap::new();
         for builder in &config.builders {
@@ -183,6 +189,10 @@ impl Engine {
                     id,
                     steps,
                     config: builder.clone(),
+                    collapse_requests: builder
+                        .collapse_requests
+                        .clone()
+                        .or_else(|| config.collapse_requests.clone()),
                 },
             );
         }
@@ -260,6 +270,22 @@ impl Engine {
             }
             while builds.join_next().await.is_some() {}
         }
+        for worker in self.workers.values() {
+            if let Err(error) = self.detach(worker.id).await {
+                tracing::error!(worker = %worker.name, "cannot record the worker detached: {error}");
+            }
+        }
+    }
+
+    async fn detach(&self, workerid: i64) -> DbResult<()> {
+        self.ctx.db.set_worker_connected(workerid, None).await?;
+        publish(
+            &self.ctx.db,
+            &self.ctx.bus,
+            Resource::Worker(workerid),
+            "disconnected",
+        )
+        .await
     }
 
     fn finished(&mut self, finished: Finished) {
@@ -445,6 +471,7 @@ impl Engine {
             request.id,
             Running {
                 stop,
+                builder: builder.config.name.clone(),
                 worker: worker_name.to_string(),
             },
         );
@@ -466,7 +493,7 @@ impl Engine {
             return Ok(());
         };
         let table = choose::builder_table(&builder.config.name, builderid);
-        let rule = builder.config.collapse_requests.clone();
+        let rule = builder.collapse_requests.clone();
         let collapsed =
             choose::collapsible(&self.ctx, rule.as_ref(), table, builderid, &request).await?;
         if !collapsed.is_empty() {
@@ -475,14 +502,22 @@ impl Engine {
         choose::skip(&self.ctx, &collapsed).await
     }
 
-    /// The builder's workers with a free slot, the least busy first.
+    /// The builder's workers with a free slot, the least busy first. As in Buildbot, a
+    /// worker runs one build of a builder at a time (they share its build directory);
+    /// `max_builds` bounds its builds of all builders.
     fn free_workers(&self, builder: &str) -> Vec<String> {
+        let busy_with_builder = |worker: &str| {
+            self.running
+                .values()
+                .any(|r| r.builder == builder && r.worker == worker)
+        };
         let mut free: Vec<&Worker> = self.builders[builder]
             .config
             .workernames
             .iter()
             .filter_map(|name| self.workers.get(name))
             .filter(|w| w.max_builds.is_none_or(|max| w.running < max as usize))
+            .filter(|w| !busy_with_builder(&w.name))
             .collect();
         free.sort_by_key(|w| w.running);
         free.into_iter().map(|w| w.name.clone()).collect()

@@ -3,7 +3,8 @@
 //! [`run`] starts the command in its own process group, streams its stdout, stderr and
 //! watched log files into a bounded channel as they are written, enforces the no-output
 //! (`timeout`) and total (`maxTime`) limits, and kills the whole group on a limit or an
-//! interrupt, escalating to SIGKILL. The header text (command line, directory, environment,
+//! interrupt, escalating to SIGKILL. A running group is held on the `lifeline`, which
+//! kills it if the master dies. The header text (command line, directory, environment,
 //! exit code, elapsed time) is what Buildbot's worker and master write, so a step log reads
 //! the same.
 //!
@@ -13,6 +14,7 @@
 
 mod display;
 mod environ;
+mod lifeline;
 mod lines;
 mod logfile;
 
@@ -239,7 +241,7 @@ pub async fn run(spec: &CommandSpec, sink: Sender<Chunk>, interrupt: Cancellatio
         }
     };
     let pgid = child.id().map_or(0, |pid| pid as i32);
-    let mut group = GroupGuard { pgid, armed: true };
+    let mut group = GroupGuard::new(pgid);
     tracing::debug!(pgid, command = %display::command_line(&spec.command), "command started");
 
     let activity = Activity::new(start);
@@ -600,16 +602,29 @@ fn signal_group(pgid: i32, signal: Signal) {
 }
 
 /// Kills the process group if `run` is dropped before the command ended, so a cancelled
-/// step leaves nothing running.
+/// step leaves nothing running; until then the group is on the [`lifeline`], so it also
+/// ends if the master dies.
 struct GroupGuard {
     pgid: i32,
     armed: bool,
+}
+
+impl GroupGuard {
+    fn new(pgid: i32) -> GroupGuard {
+        if pgid > 0 {
+            lifeline::hold(pgid);
+        }
+        GroupGuard { pgid, armed: true }
+    }
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         if self.armed {
             signal_group(self.pgid, Signal::KILL);
+        }
+        if self.pgid > 0 {
+            lifeline::release(self.pgid);
         }
     }
 }

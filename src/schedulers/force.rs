@@ -134,8 +134,8 @@ pub async fn force(
     })
 }
 
-/// The builders to build: `builderNames` among the scheduler's, the one `builderid`
-/// names, or all of the scheduler's.
+/// The builders to build: `builderNames` (each one of the scheduler's, or the whole call is
+/// refused), the one `builderid` names, or all of the scheduler's.
 async fn builder_names(
     ctx: &Context,
     scheduler: &ForceScheduler,
@@ -146,12 +146,22 @@ async fn builder_names(
         let requested: Vec<String> = serde_json::from_value(requested.clone()).map_err(|_| {
             ControlError::bad_request("builderNames: must be a list of builder names")
         })?;
-        let mut names: Vec<String> = own
+        let unknown: Vec<&str> = requested
             .iter()
-            .filter(|name| requested.contains(name))
-            .cloned()
+            .filter(|name| !own.contains(name))
+            .map(String::as_str)
             .collect();
+        if !unknown.is_empty() {
+            return Err(ControlError::bad_request(format!(
+                "builderNames: scheduler '{}' has no builder named '{}' (its builders: {})",
+                scheduler.base.name,
+                unknown.join("', '"),
+                own.join(", ")
+            )));
+        }
+        let mut names = requested;
         names.sort();
+        names.dedup();
         names
     } else if let Some(builderid) = params.get("builderid") {
         let builderid = builderid
