@@ -9,7 +9,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::{complete, start, submit, WAIT};
+use support::{complete, start, submit, TestMaster, WAIT};
 
 const PROPERTY_STEPS: &str = r#"
 local c = BuildmasterConfig
@@ -27,7 +27,7 @@ c['schedulers'] = { schedulers.ForceScheduler{name="force", builderNames={"props
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_runs_its_steps_and_records_properties_with_sources() {
     let dir = tempfile::tempdir().unwrap();
-    let master = start(dir.path(), PROPERTY_STEPS).await;
+    let master = TestMaster::start_in(dir, PROPERTY_STEPS).await;
     let bsid = submit(&master, &["props"], &[("who", Value::from("alice"))]).await;
     assert_eq!(complete(&master, bsid).await, BuildResult::Success);
 
@@ -50,7 +50,7 @@ async fn a_build_runs_its_steps_and_records_properties_with_sources() {
     assert_eq!(properties.get("workername"), Some(&Value::from("local")));
     assert_eq!(properties.get("branch"), Some(&Value::from("main")));
     assert!(!properties.has("skipped"), "doStepIf false skips the step");
-    assert!(dir.path().join("workers/local/props/made").is_dir());
+    assert!(master.dir().join("workers/local/props/made").is_dir());
 
     let steps: Vec<(String, i64)> =
         sqlx::query_as("SELECT name, results FROM steps ORDER BY number")
@@ -78,8 +78,6 @@ async fn a_build_runs_its_steps_and_records_properties_with_sources() {
         .await
         .unwrap();
     assert_eq!(numbers, vec![1, 2]);
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 /// Runs `git` in `dir`, failing the test if it fails.
@@ -145,7 +143,7 @@ c['builders'] = {{ util.BuilderConfig{{name="b", workernames={{"local"}}, factor
 "#,
         repo = repo.display()
     );
-    let master = start(dir.path(), &config).await;
+    let master = TestMaster::start_in(dir, &config).await;
     let bsid = submit(&master, &["b"], &[]).await;
     assert_eq!(complete(&master, bsid).await, BuildResult::Failure);
 
@@ -190,7 +188,7 @@ c['builders'] = {{ util.BuilderConfig{{name="b", workernames={{"local"}}, factor
     assert_eq!(props.get("rc"), Some(&Value::from(0)));
     assert_eq!(props.get("err"), Some(&Value::from("oops\n")));
     assert_eq!(
-        std::fs::read_to_string(dir.path().join("uploads/README")).unwrap(),
+        std::fs::read_to_string(master.dir().join("uploads/README")).unwrap(),
         "hello\n"
     );
     let state: String = sqlx::query_scalar("SELECT state_string FROM builds")
@@ -198,8 +196,6 @@ c['builders'] = {{ util.BuilderConfig{{name="b", workernames={{"local"}}, factor
         .await
         .unwrap();
     assert!(state.contains("(failed to start)"), "{state}");
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,7 +215,7 @@ function describe(build)
     step:getName(), log:getName(), log:getText(), previous and previous:getNumber() or "none")
 end
 "#;
-    let master = start(dir.path(), config).await;
+    let master = TestMaster::start_in(dir, config).await;
     for _ in 0..2 {
         let bsid = submit(&master, &["b"], &[]).await;
         complete(&master, bsid).await;
@@ -234,7 +230,7 @@ end
         .unwrap();
     assert!(build.is_finished());
     let describe = {
-        let loaded = moonbot::config::load_source("t.lua", config, dir.path()).unwrap();
+        let loaded = moonbot::config::load_source("t.lua", config, master.dir()).unwrap();
         let f: mlua::Function = loaded.lua.globals().get("describe").unwrap();
         let callback = moonbot::script::Callback::new(&loaded.lua, &f).unwrap();
         ctx.script.replace_vm(loaded.lua).await.unwrap();
@@ -249,8 +245,6 @@ end
         .await
         .unwrap();
     assert_eq!(text, Value::from("b #2 say stdio [said\nwarned\n] prev=1"));
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 const FLOW: &str = r#"
@@ -275,7 +269,7 @@ c['schedulers'] = {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_build_triggers_a_child_and_waits_for_it() {
     let dir = tempfile::tempdir().unwrap();
-    let master = start(dir.path(), FLOW).await;
+    let master = TestMaster::start_in(dir, FLOW).await;
     let ctx = &master.context;
     let params = serde_json::json!({"builderNames": ["parent"], "username": "bob <bob@example.org>", "reason": "try", "branch": "dev"});
     let (bsid, brids) = ctx
@@ -305,14 +299,12 @@ async fn a_forced_build_triggers_a_child_and_waits_for_it() {
         .await
         .unwrap_err();
     assert_eq!(bad.status, 404);
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_on_main_starts_a_build_with_its_sourcestamp() {
     let dir = tempfile::tempdir().unwrap();
-    let master = start(dir.path(), FLOW).await;
+    let master = TestMaster::start_in(dir, FLOW).await;
     let ctx = &master.context;
     let mut events = ctx.bus.subscribe();
     let change = moonbot::db::ChangeSpec {
@@ -340,8 +332,6 @@ async fn a_change_on_main_starts_a_build_with_its_sourcestamp() {
     let props = ctx.db.build_properties(buildid).await.unwrap();
     assert_eq!(props.get("revision"), Some(&Value::from("abc123")));
     assert_eq!(props.get("scheduler"), Some(&Value::from("main")));
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,7 +345,7 @@ f:addStep(steps.ShellCommand{name="slow", command="sleep 60"})
 f:addStep(steps.ShellCommand{name="never", command="true"})
 c['builders'] = { util.BuilderConfig{name="slow", workernames={"local"}, factory=f} }
 "#;
-    let master = start(dir.path(), config).await;
+    let master = TestMaster::start_in(dir, config).await;
     let bsid = submit(&master, &["slow"], &[]).await;
     let ctx = &master.context;
     let buildid = tokio::time::timeout(WAIT, async {
@@ -384,8 +374,6 @@ c['builders'] = { util.BuilderConfig{name="slow", workernames={"local"}, factory
             .await
             .unwrap();
     assert_eq!(steps, vec![("slow".to_string(), 6)]);
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,7 +388,7 @@ c['builders'] = { util.BuilderConfig{name="runtests", workernames={"local"}, fac
 c['schedulers'] = { schedulers.ForceScheduler{name="force", builderNames={"runtests"}} }
 c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
 "#;
-    let master = start(dir.path(), config).await;
+    let master = TestMaster::start_in(dir, config).await;
     let api = format!(
         "http://{}/api/v2",
         master.web_address.expect("a web server")
@@ -464,8 +452,6 @@ c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
     assert_eq!(missing.status(), 404);
     let body: Value = missing.json().await.unwrap();
     assert!(body["error"].is_string(), "{body}");
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,7 +470,7 @@ c['builders'] = {
     end},
 }
 "#;
-    let master = start(dir.path(), config).await;
+    let master = TestMaster::start_in(dir, config).await;
     // The first request occupies the only worker; the next three wait, and the newest
     // collapses the two before it.
     let first = submit(&master, &["busy"], &[]).await;
@@ -514,8 +500,6 @@ c['builders'] = {
     .await
     .unwrap();
     assert_eq!(worker, "w2");
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -560,7 +544,7 @@ local f = util.BuildFactory()
 f:addStep(steps.ShellCommand{name="say", command="echo one; echo two"})
 c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f} }
 "#;
-    let master = start(dir.path(), config).await;
+    let master = TestMaster::start_in(dir, config).await;
     let mut events = master.context.bus.subscribe();
     let bsid = submit(&master, &["b"], &[]).await;
     complete(&master, bsid).await;
@@ -582,8 +566,6 @@ c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f}
     assert!(seen
         .iter()
         .any(|e| e.key.starts_with("steps/") && e.key.ends_with("/logs/stdio/new")));
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 /// Forces a build of `builders` through the REST API's JSON-RPC; the buildset id.
@@ -620,7 +602,7 @@ c['builders'] = {
 c['schedulers'] = { schedulers.ForceScheduler{name="force", builderNames={"b", "other"}} }
 c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
 "#;
-    let master = start(dir.path(), config).await;
+    let master = TestMaster::start_in(dir, config).await;
     let api = format!("http://{}/api/v2", master.web_address.unwrap());
     let mut forced = Vec::new();
     for _ in 0..4 {
@@ -653,13 +635,10 @@ c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
         of_b.iter().any(|b| b.2 < other.3 && other.2 < b.3),
         "the other builder waited for b: {spans:?}"
     );
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_global_collapse_requests_is_the_default_of_builders_that_set_none() {
-    let dir = tempfile::tempdir().unwrap();
     let config = r#"
 local c = BuildmasterConfig
 c['collapseRequests'] = false
@@ -673,7 +652,7 @@ c['builders'] = {
     collapseRequests=function(master, builder, new, old) return builder.name == "lua" end},
 }
 "#;
-    let master = start(dir.path(), config).await;
+    let master = TestMaster::start(config).await;
     // Per builder: one request takes the worker, three wait, then the newest arrives.
     for builder in ["global", "own", "lua"] {
         let mut bsids = Vec::new();
@@ -702,11 +681,9 @@ c['builders'] = {
         vec![0, 3, 3, 0],
         "the builder's function wins"
     );
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
+    drop(master);
 
     // A global function applies to builders without their own rule.
-    let dir = tempfile::tempdir().unwrap();
     let config = r#"
 local c = BuildmasterConfig
 c['collapseRequests'] = function(master, builder, new, old) return builder.name == "yes" end
@@ -718,7 +695,7 @@ c['builders'] = {
   util.BuilderConfig{name="no", workernames={"local"}, factory=f},
 }
 "#;
-    let master = start(dir.path(), config).await;
+    let master = TestMaster::start(config).await;
     for builder in ["yes", "no"] {
         let mut bsids = Vec::new();
         for _ in 0..3 {
@@ -733,8 +710,6 @@ c['builders'] = {
     }
     assert_eq!(request_results(&master, "yes").await, vec![0, 3, 0]);
     assert_eq!(request_results(&master, "no").await, vec![0, 0, 0]);
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 /// The results of a builder's build requests, oldest first.
@@ -761,7 +736,7 @@ c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f}
 c['schedulers'] = { schedulers.ForceScheduler{name="force", builderNames={"b"}} }
 c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
 "#;
-    let master = start(dir.path(), config).await;
+    let master = TestMaster::start_in(dir, config).await;
     let api = format!("http://{}/api/v2", master.web_address.unwrap());
     let response = reqwest::Client::new()
         .post(format!("{api}/forceschedulers/force"))
@@ -785,6 +760,4 @@ c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
         .unwrap();
     assert_eq!(buildsets, 0, "nothing was forced");
     assert!(force_over_rest(&api, &["b"]).await > 0);
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }

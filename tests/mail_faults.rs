@@ -17,7 +17,7 @@ use moonbot::master::Master;
 use moonbot::model::BuildResult;
 use serde_json::{json, Value};
 use smtp::{self_signed, SmtpOptions, SmtpServer, Tls};
-use support::{complete, start, submit, WAIT};
+use support::{complete, submit, TestMaster, WAIT};
 
 /// A builder `b` whose build fails, and a MailNotifier mailing each failure to `to`.
 fn config(port: u16, to: &str, outbox: &str) -> String {
@@ -68,11 +68,6 @@ async fn wait_until<T, Fut: std::future::Future<Output = Option<T>>>(probe: impl
         assert!(Instant::now() < deadline, "timed out");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn stop(master: Master) {
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 /// Writes `count` mails (`mail 1`, ...) to `list@example.org` into the outbox of the
@@ -161,10 +156,9 @@ async fn a_recipient_refused_for_now_is_listed_pending_and_retried_alone() {
         defer_rcpt: vec!["busy@example.org".into()],
         ..SmtpOptions::default()
     });
-    let dir = tempfile::tempdir().unwrap();
     let to = "{'list@example.org', 'busy@example.org'}";
     let outbox = "{retryDelay=1, maxRetryDelay=1}";
-    let master = start(dir.path(), &config(server.port(), to, outbox)).await;
+    let master = TestMaster::start(&config(server.port(), to, outbox)).await;
     failed_build(&master).await;
 
     let first = server.wait_for(1, WAIT).await;
@@ -182,7 +176,6 @@ async fn a_recipient_refused_for_now_is_listed_pending_and_retried_alone() {
     wait_until(|| async { listed(&master).await.is_empty().then_some(()) }).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(server.received().len(), 2);
-    stop(master).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,13 +184,8 @@ async fn a_message_refused_for_good_is_dead_at_once_with_the_relays_answer() {
         refuse_message: true,
         ..SmtpOptions::default()
     });
-    let dir = tempfile::tempdir().unwrap();
     let outbox = "{retryDelay=0.1, maxRetryDelay=0.1, giveUpAfter=86400}";
-    let master = start(
-        dir.path(),
-        &config(server.port(), "{'list@example.org'}", outbox),
-    )
-    .await;
+    let master = TestMaster::start(&config(server.port(), "{'list@example.org'}", outbox)).await;
     failed_build(&master).await;
     let dead = wait_until(|| async { tried(&master).await }).await;
     assert_eq!(dead["state"], "dead", "{dead}");
@@ -210,7 +198,6 @@ async fn a_message_refused_for_good_is_dead_at_once_with_the_relays_answer() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(listed(&master).await[0]["attempts"], 1, "retried");
-    stop(master).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,10 +206,9 @@ async fn a_recipient_refused_for_good_is_listed_and_the_others_get_the_mail_once
         refuse_rcpt: vec!["gone@example.org".into()],
         ..SmtpOptions::default()
     });
-    let dir = tempfile::tempdir().unwrap();
     let to = "{'gone@example.org', 'list@example.org'}";
     let outbox = "{retryDelay=0.1, maxRetryDelay=0.1}";
-    let master = start(dir.path(), &config(server.port(), to, outbox)).await;
+    let master = TestMaster::start(&config(server.port(), to, outbox)).await;
     failed_build(&master).await;
     let received = server.wait_for(1, WAIT).await;
     assert_eq!(received[0].rcpt_tos, ["list@example.org"]);
@@ -240,18 +226,12 @@ async fn a_recipient_refused_for_good_is_listed_and_the_others_get_the_mail_once
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.received().len(), 1);
-    stop(master).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_messages_of_an_unknown_reporter_are_not_found() {
     let server = SmtpServer::start(SmtpOptions::default());
-    let dir = tempfile::tempdir().unwrap();
-    let master = start(
-        dir.path(),
-        &config(server.port(), "{'list@example.org'}", "{}"),
-    )
-    .await;
+    let master = TestMaster::start(&config(server.port(), "{'list@example.org'}", "{}")).await;
     let base = format!("http://{}/api/v2/reporters", master.web_address.unwrap());
     let answer = reqwest::get(format!("{base}/nope/messages")).await.unwrap();
     assert_eq!(answer.status(), 404);
@@ -264,7 +244,6 @@ async fn the_messages_of_an_unknown_reporter_are_not_found() {
     assert_eq!(answer.status(), 200);
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body["messages"], json!([]));
-    stop(master).await;
 }
 
 #[test]

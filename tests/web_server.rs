@@ -49,8 +49,7 @@ async fn trickle(address: std::net::SocketAddr, head: String, trickle: u8) -> (S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_trickle_headers_or_bodies_are_cut_off_while_others_are_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let master = support::start(dir.path(), CONFIG).await;
+    let master = support::TestMaster::start(CONFIG).await;
     let address = master.web_address.unwrap();
     let slow_headers: Vec<_> = (0..50)
         .map(|_| {
@@ -98,14 +97,11 @@ async fn clients_that_trickle_headers_or_bodies_are_cut_off_while_others_are_ser
         );
     }
     assert_eq!(reqwest::get(&api).await.unwrap().status(), 200);
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_limit_wait_for_a_free_slot() {
-    let dir = tempfile::tempdir().unwrap();
-    let master = support::start(dir.path(), CONFIG).await;
+    let master = support::TestMaster::start(CONFIG).await;
     let address = master.web_address.unwrap();
     let start = Instant::now();
     let mut idle = Vec::new();
@@ -129,6 +125,4 @@ async fn connections_past_the_limit_wait_for_a_free_slot() {
         start.elapsed()
     );
     drop(idle);
-    master.context.shutdown.cancel();
-    master.wait().await.unwrap();
 }

@@ -35,7 +35,11 @@ pub struct TestMaster {
 
 impl TestMaster {
     pub async fn start(config: &str) -> TestMaster {
-        let dir = tempfile::tempdir().unwrap();
+        TestMaster::start_in(tempfile::tempdir().unwrap(), config).await
+    }
+
+    /// Starts in a directory the test has already filled (a repository, files to upload).
+    pub async fn start_in(dir: tempfile::TempDir, config: &str) -> TestMaster {
         let master = start(dir.path(), config).await;
         TestMaster {
             master: Some(master),
