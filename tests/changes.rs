@@ -702,3 +702,30 @@ async fn a_pb_change_source_keeps_its_listener_for_new_credentials_and_restarts_
     assert_eq!(change_count(&ctx.db).await, 3);
     restarted.stop().await;
 }
+
+#[tokio::test]
+async fn a_pb_change_source_closes_a_connection_that_trickles_its_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), PB_CONFIG).await;
+    let source = RunningSource::start(&ctx, &ctx.config.current().change_sources[0])
+        .await
+        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(source.local_addr().unwrap())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /changes HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(
+        moonbot::runtime::http::HEADER_TIMEOUT * 2,
+        stream.read_to_end(&mut rest),
+    )
+    .await
+    .expect("the source closes the connection")
+    .unwrap();
+    assert!(started.elapsed() < moonbot::runtime::http::HEADER_TIMEOUT + Duration::from_secs(5));
+    source.stop().await;
+}

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use moonbot::www::{BODY_TIMEOUT, HEADER_TIMEOUT, MAX_CONNECTIONS};
+use moonbot::runtime::http::{BODY_TIMEOUT, HEADER_TIMEOUT, MAX_CONNECTIONS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::build::PbChangeSource;
 use crate::config::PortSpec;
 use crate::db::ChangeSpec;
-use crate::runtime::Context;
+use crate::runtime::{http, Context};
 
 /// The path changes are posted to.
 pub const CHANGES_PATH: &str = "/changes";
@@ -147,12 +147,8 @@ pub(super) async fn serve(
     let app = router(ctx, updates);
     let name = source.name.clone();
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(source = %name, "PBChangeSource stopped: {e}");
-        }
+        http::serve_bounded(listener, app, stop).await;
+        tracing::info!(source = %name, "PBChangeSource stopped");
     });
     Ok((addr, task))
 }

@@ -1,9 +1,11 @@
 //! What every service of a running master is handed, below the services so that they
 //! depend downward: the shared [`Context`], the [`Service`] plug a reconfig drives,
-//! the [`SharedConfig`] running now and the [`Control`] channel to the engine.
-//! `master/` sits above, starting the services with it.
+//! the [`SharedConfig`] running now, the [`Control`] channel to the engine, and the bounded
+//! [`http`] server the listening services share. `master/` sits above, starting the
+//! services with it.
 
 pub mod control;
+pub mod http;
 pub mod service;
 
 use std::path::PathBuf;

@@ -1,0 +1,114 @@
+//! The HTTP server every listening service shares (the web server, a PBChangeSource):
+//! many masters face their network with no proxy in front, so every connection is bounded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// How long a client may take to send a request's headers; an idle keep-alive connection
+/// is closed after as long without a new request.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client may take to send a request's body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections served at once; further ones wait in the listen backlog until one ends.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// The largest request body (axum's default limit).
+const MAX_BODY: usize = 2 * 1024 * 1024;
+
+/// Serves `app` with every connection bounded: headers within [`HEADER_TIMEOUT`], bodies within [`BODY_TIMEOUT`],
+/// at most [`MAX_CONNECTIONS`] at once. At `shutdown` it stops accepting, closes idle
+/// connections and lets requests under way finish.
+pub async fn serve_bounded(listener: TcpListener, app: Router, shutdown: CancellationToken) {
+    let app = app.layer(axum::middleware::from_fn(read_body_in_time));
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let mut warned_full: Option<tokio::time::Instant> = None;
+    loop {
+        if slots.available_permits() == 0
+            && warned_full.is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
+        {
+            tracing::warn!("the web server holds {MAX_CONNECTIONS} connections; new ones wait");
+            warned_full = Some(tokio::time::Instant::now());
+        }
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, most likely: give connections time to end.
+                    tracing::warn!(%error, "the web server cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "web connection ended");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Reads a request's whole body before the handler runs, so that a client trickling it is
+/// answered 408 after [`BODY_TIMEOUT`] and the connection closed.
+async fn read_body_in_time(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await;
+    let (status, message) = match read {
+        Ok(Ok(body)) => {
+            let request = Request::from_parts(parts, Body::from(body.to_bytes()));
+            return next.run(request).await;
+        }
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body not received within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        ),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {MAX_BODY} bytes"),
+        ),
+        Ok(Err(_)) => (
+            StatusCode::BAD_REQUEST,
+            "cannot read the request body".to_string(),
+        ),
+    };
+    let headers = [
+        (header::CONTENT_TYPE, "application/json; charset=utf-8"),
+        (header::CONNECTION, "close"),
+    ];
+    (status, headers, json!({ "error": message }).to_string()).into_response()
+}
