@@ -179,8 +179,10 @@ impl<R: Reporter> Generator<R> {
                             _ => continue,
                         };
                         self.handle(stream, id).await;
-                        if let Some(at) = event.message["complete_at"].as_f64() {
-                            let progress = &mut streams[stream as usize];
+                        let progress = streams.iter_mut().find(|p| p.stream == stream);
+                        if let (Some(progress), Some(at)) =
+                            (progress, event.message["complete_at"].as_f64())
+                        {
                             progress.handled_until = progress.handled_until.max(at);
                         }
                     }
