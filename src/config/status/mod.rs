@@ -94,7 +94,7 @@ impl StatusTarget {
     pub fn runs(&self) -> bool {
         matches!(
             self,
-            StatusTarget::WebStatus(_) | StatusTarget::MailNotifier(_)
+            StatusTarget::WebStatus(_) | StatusTarget::MailNotifier(_) | StatusTarget::Irc(_)
         )
     }
 
