@@ -33,7 +33,8 @@ c['builders'] = {{
   util.BuilderConfig{{name='b', workernames={{'local'}}, factory=f}},
   util.BuilderConfig{{name='c', workernames={{'local'}}, factory=f, tags={{'slow'}}}},
 }}
-c['schedulers'] = {{schedulers.ForceScheduler{{name='force', builderNames={{'b'}}}}}}
+c['schedulers'] = {{schedulers.ForceScheduler{{name='force', builderNames={{'b'}},
+  properties={{util.StringParameter{{name='rc', default='0'}}}}}}}}
 c['outbox'] = {{retryDelay=0.1, maxRetryDelay=0.3}}
 c['status'] = {{status.IRC{{host='127.0.0.1', port={port}, nick='{BOT}', useColors=false,
   lostDelay=0.2, failedDelay=0.3, {options}}}}}
@@ -166,16 +167,19 @@ async fn builds_are_announced_by_the_channels_notify_events_and_transitions() {
             "build #1 of b started".to_string(),
             "build #2 of b started".to_string(),
             format!(
-                "build #2 of b is complete: Failure [failed run] - {}",
+                "build #2 of b is complete: Failure ['sh -c ...' (failure)] - {}",
                 url(2)
             ),
             "build #3 of b started".to_string(),
             "build #4 of b started".to_string(),
-            format!("build #4 of b is complete: Success [run] - {}", url(4)),
+            format!(
+                "build #4 of b is complete: Success [build successful] - {}",
+                url(4)
+            ),
             "build #5 of b started".to_string(),
             "build #6 of b started".to_string(),
             format!(
-                "build #6 of b is complete: Exception [run (exception)] - {}",
+                "build #6 of b is complete: Exception ['sh -c ...' (exception)] - {}",
                 url(6)
             ),
         ],
@@ -316,6 +320,12 @@ async fn a_forced_build_is_owned_by_the_nick_and_announced_to_it_when_done() {
         "{done}"
     );
     assert!(done.ends_with(" - Blamelist: alice"), "{done}");
+    assert_eq!(
+        alice
+            .ask(BOT, CHANNEL, "force build --props=color=red b")
+            .await,
+        "Error: the ForceScheduler 'force' has no property 'color'"
+    );
 
     let web = master.web_address.expect("the REST API listens");
     let builds: serde_json::Value =

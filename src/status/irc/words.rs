@@ -498,6 +498,7 @@ async fn force(ctx: &Context, shared: &Shared, request: &Request<'_>, args: &[&s
         return Err(usage.into());
     }
     let mut params = Map::new();
+    let mut properties = Vec::new();
     let mut rest = rest.iter().peekable();
     while let Some(option) = rest.next_if(|word| word.starts_with("--")) {
         let (key, value) = option[2..].split_once('=').ok_or(usage)?;
@@ -510,6 +511,7 @@ async fn force(ctx: &Context, shared: &Shared, request: &Request<'_>, args: &[&s
                     let (name, value) = pair
                         .split_once('=')
                         .ok_or_else(|| format!("property '{pair}' is not NAME=VALUE"))?;
+                    properties.push(name);
                     params.insert(name.to_string(), Value::from(value));
                 }
             }
@@ -525,11 +527,22 @@ async fn force(ctx: &Context, shared: &Shared, request: &Request<'_>, args: &[&s
         .iter()
         .find_map(|s| match s {
             SchedulerConfig::Force(force) if force.base.builder_names.contains(&builder) => {
-                Some(force.base.name.clone())
+                Some(force)
             }
             _ => None,
         })
         .ok_or_else(|| format!("no ForceScheduler builds {builder}"))?;
+    // A ForceScheduler sets only the properties it has fields for, as its web form does.
+    if let Some(unknown) = properties
+        .iter()
+        .find(|name| !scheduler.properties.iter().any(|p| p.name == **name))
+    {
+        return Err(format!(
+            "the ForceScheduler '{}' has no property '{unknown}'",
+            scheduler.base.name
+        ));
+    }
+    let scheduler = scheduler.base.name.clone();
     params.insert("builderNames".into(), Value::from(vec![builder.clone()]));
     params.insert("owner".into(), Value::from(request.from));
     params.insert("reason".into(), Value::from(reason.join(" ")));
