@@ -342,3 +342,17 @@ async fn a_forced_build_is_owned_by_the_nick_and_announced_to_it_when_done() {
         "Error: no build of b is running"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_identifies_to_nickserv_with_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = IrcServer::ngircd(dir.path(), None, &[]).await;
+    // ngircd has no services: a client under NickServ's name receives what the bot sends it.
+    let mut nickserv = Client::connect(server.port, "NickServ").await;
+    let options = "channels={'#ci'}, password='mysecret'";
+    let _master = TestMaster::start(&config(server.port, options)).await;
+    assert_eq!(
+        nickserv.message_from(BOT, "NickServ").await,
+        "IDENTIFY mysecret"
+    );
+}

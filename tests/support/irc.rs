@@ -1,4 +1,4 @@
-//! A real IRC server for the IRC bot's tests (ngircd, or ergo for SASL) on a free loopback
+//! A real IRC server for the IRC bot's tests (ngircd) on a free loopback
 //! port, configured by a file the test writes, and a raw IRC client that joins channels,
 //! talks to the bot and waits for what it says.
 // Each test file uses part of this module.
@@ -31,7 +31,6 @@ pub struct IrcServer {
     pub tls_port: Option<u16>,
     child: Child,
     config: PathBuf,
-    program: &'static str,
 }
 
 /// A channel the server defines at start, with its key.
@@ -92,106 +91,8 @@ impl IrcServer {
             tls_port: tls.map(|(p, _)| p),
             child,
             config,
-            program: "ngircd",
         };
         server.wait_listening().await;
-        server
-    }
-
-    /// ergo with SASL: `account` registered with `password` (through NickServ, as a user
-    /// would), files in `dir`.
-    pub async fn ergo(dir: &Path, account: &str, password: &str) -> IrcServer {
-        let port = free_port();
-        let config = dir.join("ergo.yaml");
-        let text = format!(
-            r#"network:
-  name: TestNet
-server:
-  name: irc.test
-  listeners:
-    "127.0.0.1:{port}": {{}}
-  casemapping: "ascii"
-  enforce-utf8: true
-  max-sendq: 96k
-  relaymsg:
-    enabled: false
-  ip-cloaking:
-    enabled: false
-  lookup-hostnames: false
-  check-ident: false
-accounts:
-  authentication-enabled: true
-  registration:
-    enabled: true
-    allow-before-connect: true
-    email-verification:
-      enabled: false
-  nick-reservation:
-    enabled: false
-channels:
-  default-modes: +nt
-  registration:
-    enabled: false
-datastore:
-  path: {db}
-  autoupgrade: true
-limits:
-  nicklen: 32
-  channellen: 64
-  awaylen: 390
-  kicklen: 390
-  topiclen: 390
-  identlen: 20
-  realnamelen: 150
-  linelen:
-    rest: 2048
-  multiline:
-    max-bytes: 4096
-    max-lines: 100
-history:
-  enabled: false
-logging:
-  - method: stderr
-    type: "* -userinput -useroutput"
-    level: info
-"#,
-            db = dir.join("ergo.db").display()
-        );
-        std::fs::write(&config, text).unwrap();
-        let init = Command::new("ergo")
-            .args(["initdb", "--conf"])
-            .arg(&config)
-            .arg("--quiet")
-            .output()
-            .expect("ergo runs (scripts/test installs it)");
-        assert!(
-            init.status.success(),
-            "ergo initdb: {}",
-            String::from_utf8_lossy(&init.stderr)
-        );
-        let child = Command::new("ergo")
-            .args(["run", "--conf"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ergo runs");
-        let server = IrcServer {
-            port,
-            tls_port: None,
-            child,
-            config,
-            program: "ergo",
-        };
-        server.wait_listening().await;
-        let mut client = Client::connect(port, account).await;
-        client
-            .send(&format!("PRIVMSG NickServ :REGISTER {password}"))
-            .await;
-        client
-            .expect(|l| l.command == "NOTICE" && l.text.contains("registered"))
-            .await;
-        client.quit().await;
         server
     }
 
@@ -202,7 +103,7 @@ logging:
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("{} did not start listening on {}", self.program, self.port);
+        panic!("ngircd did not start listening on {}", self.port);
     }
 
     /// Stops the server (its connections drop).

@@ -741,4 +741,97 @@ mod tests {
         );
         assert_eq!(lines, ["PART #b", "JOIN #k key"]);
     }
+
+    fn settings(password: Option<&str>, use_sasl: bool) -> Settings {
+        Settings {
+            host: "irc.test".into(),
+            port: 6667,
+            use_ssl: false,
+            nick: "bb".into(),
+            password: password.map(String::from),
+            use_sasl,
+            channels: Vec::new(),
+            lost_delay: None,
+            failed_delay: None,
+        }
+    }
+
+    /// Feeds the server's `lines` to a login; answers what the bot said to each.
+    fn converse(login: &mut Login, lines: &[&str]) -> Result<Vec<String>, String> {
+        let mut said = Vec::new();
+        for line in lines {
+            let message: Message = line.parse().unwrap();
+            said.extend(login.answer(message.command)?);
+        }
+        Ok(said)
+    }
+
+    #[test]
+    fn sasl_plain_logs_in_when_the_server_offers_it() {
+        let mut login = Login::new(&settings(Some("hunter22"), false));
+        assert_eq!(
+            login.start(),
+            ["CAP LS 302", "NICK bb", "USER bb 0 * :moonbot"]
+        );
+        let said = converse(
+            &mut login,
+            &[
+                ":irc.test CAP * LS :multi-prefix sasl=PLAIN,EXTERNAL",
+                ":irc.test CAP bb ACK :sasl",
+                "AUTHENTICATE +",
+                ":irc.test 903 bb :SASL authentication successful",
+                ":irc.test 001 bb :Welcome",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            said,
+            [
+                "CAP REQ :sasl",
+                "AUTHENTICATE PLAIN",
+                "AUTHENTICATE YmIAYmIAaHVudGVyMjI=",
+                "CAP END"
+            ]
+        );
+        assert!(login.registered && login.sasl_done);
+    }
+
+    #[test]
+    fn without_sasl_on_offer_the_password_goes_to_nickserv_unless_sasl_is_required() {
+        let mut login = Login::new(&settings(Some("pw"), false));
+        let said = converse(
+            &mut login,
+            &[":irc.test CAP * LS :multi-prefix", ":irc.test 001 bb :hi"],
+        );
+        assert_eq!(said.unwrap(), ["CAP END"]);
+        assert!(login.registered && !login.sasl_done);
+
+        let mut login = Login::new(&settings(Some("pw"), true));
+        let refused = converse(&mut login, &[":irc.test CAP * LS :multi-prefix"]);
+        assert_eq!(
+            refused.unwrap_err(),
+            "SASL login refused: the server does not offer SASL"
+        );
+    }
+
+    #[test]
+    fn a_refused_sasl_login_fails_the_connection_only_when_sasl_is_required() {
+        let exchange = [
+            ":irc.test CAP * LS :sasl",
+            ":irc.test CAP bb ACK :sasl",
+            "AUTHENTICATE +",
+            ":irc.test 904 bb :SASL authentication failed",
+        ];
+        let mut login = Login::new(&settings(Some("wrong"), true));
+        assert_eq!(
+            converse(&mut login, &exchange).unwrap_err(),
+            "SASL login refused: SASL authentication failed"
+        );
+        let mut login = Login::new(&settings(Some("wrong"), false));
+        assert_eq!(
+            converse(&mut login, &exchange).unwrap().last().unwrap(),
+            "CAP END"
+        );
+        assert!(!login.sasl_done);
+    }
 }
