@@ -356,3 +356,101 @@ async fn the_bot_identifies_to_nickserv_with_its_password() {
         "IDENTIFY mysecret"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_are_joined_and_left_on_request_and_a_running_build_is_stopped() {
+    let (_dir, _server, mut alice, master) =
+        setup("channels={'#ci'}, allowForce=true, noticeOnChannel=true").await;
+    alice.say(CHANNEL, "bb: dance").await;
+    let error = alice.expect(|l| l.from == BOT).await;
+    assert!(
+        error.is_message(BOT, CHANNEL) && error.command == "NOTICE",
+        "{error:?}"
+    );
+    alice.say(CHANNEL, "bb: list builders").await;
+    let answer = alice.expect(|l| l.from == BOT).await;
+    assert_eq!(answer.text, "Configured builders: b c");
+    assert_eq!(answer.command, "PRIVMSG", "only errors are notices");
+
+    alice.join("#other").await;
+    // The JOIN and PART go before the reply, which waits its turn in the paced queue.
+    assert_eq!(
+        alice.ask(BOT, CHANNEL, "join #other").await,
+        "joining #other"
+    );
+    assert!(alice
+        .seen
+        .contains(&format!(":{BOT}!~{BOT}@127.0.0.1 JOIN :#other")));
+    assert_eq!(
+        alice.ask(BOT, CHANNEL, "leave #other").await,
+        "leaving #other"
+    );
+    assert!(alice
+        .seen
+        .iter()
+        .any(|l| l.starts_with(&format!(":{BOT}!~{BOT}@127.0.0.1 PART #other"))));
+
+    let bsid = submit(&master, &["b"], &[("sleep", json!(30))]).await;
+    while !alice
+        .ask(BOT, CHANNEL, "status b")
+        .await
+        .contains("running")
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        alice.ask(BOT, CHANNEL, "stop build b not needed").await,
+        "build #1 of b interrupted"
+    );
+    assert_eq!(complete(&master, bsid).await, BuildResult::Cancelled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcements_name_revisions_and_blame_the_authors_when_asked() {
+    use moonbot::changes::submit as submit_change;
+    use moonbot::db::{BuildsetSpec, ChangeSpec};
+
+    let (_dir, _server, mut alice, master) = setup(
+        "channels={'#ci'}, pm_to_nicks={'alice'}, notify_events={finished=1}, useRevisions=true",
+    )
+    .await;
+    let ctx = &master.context;
+    let spec = ChangeSpec {
+        author: "Carol <carol@example.org>".into(),
+        comments: "fix".into(),
+        branch: Some("main".into()),
+        revision: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        ..ChangeSpec::default()
+    };
+    let changeid = submit_change(ctx, spec).await.unwrap();
+    let ssid: i64 = sqlx::query_scalar("SELECT sourcestampid FROM changes WHERE changeid = $1")
+        .bind(changeid)
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap();
+    let spec = BuildsetSpec {
+        reason: "change".into(),
+        scheduler: "test".into(),
+        sourcestamp_ids: vec![ssid],
+        builder_ids: vec![ctx.db.builder_id("b").await.unwrap()],
+        ..BuildsetSpec::default()
+    };
+    let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
+    for brid in brids.values() {
+        moonbot::data::publish(
+            &ctx.db,
+            &ctx.bus,
+            moonbot::data::Resource::BuildRequest(*brid),
+            "new",
+        )
+        .await
+        .unwrap();
+    }
+    complete(&master, bsid).await;
+    let expected = "build containing revision(s) [0123456] on b is complete: Success \
+                    [build successful] - http://ci.example.org/#builders/1/builds/1 - \
+                    Blamelist: Carol <carol@example.org>";
+    assert_eq!(alice.message_from(BOT, CHANNEL).await, expected);
+    // pm_to_nicks hear the same, privately.
+    assert_eq!(alice.message_from(BOT, "alice").await, expected);
+}

@@ -155,7 +155,8 @@ async fn converse(
                     .remove(&channel.to_lowercase());
                 link.leave(channel);
             }
-            let notice = incoming.channel.is_some() && shared.config().notice_on_channel;
+            let notice =
+                answer.error && incoming.channel.is_some() && shared.config().notice_on_channel;
             for line in answer.lines {
                 link.say(Some(incoming.generation), reply_to, &line, notice);
             }
@@ -325,7 +326,6 @@ impl Announcer {
         }
         let mut written = false;
         for target in targets {
-            let notice = is_channel(&target) && self.config.notice_on_channel;
             let added = ctx
                 .db
                 .add_outbox_message(&NewMessage {
@@ -333,7 +333,7 @@ impl Announcer {
                     kind: "irc".into(),
                     dedup_key: format!("build:{buildid}:{what}:{}", target.to_lowercase()),
                     summary: format!("{what} build {buildid} to {target}"),
-                    meta: json!({"to": target, "notice": notice}),
+                    meta: json!({ "to": target }),
                     body: text.as_bytes().to_vec(),
                 })
                 .await?;
@@ -399,10 +399,6 @@ fn capitalized(word: &str) -> String {
         .unwrap_or_default()
 }
 
-fn is_channel(target: &str) -> bool {
-    target.starts_with(['#', '&', '+', '!'])
-}
-
 /// Sends announcements over the bot's connection, which it keeps between batches: opening a
 /// session waits for the connection to be up, so what was announced while it was down goes
 /// out once it is back.
@@ -427,9 +423,8 @@ impl Transport for IrcTransport {
         let Some(to) = message.meta["to"].as_str() else {
             return Outcome::Refused("the message names no channel or nick".into());
         };
-        let notice = message.meta["notice"].as_bool().unwrap_or(false);
         let text = String::from_utf8_lossy(&message.body);
-        for written in self.link.say(Some(*session), to, &text, notice) {
+        for written in self.link.say(Some(*session), to, &text, false) {
             if written.await.is_err() {
                 return Outcome::Broken("the IRC connection broke before the message went".into());
             }

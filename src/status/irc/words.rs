@@ -159,6 +159,8 @@ pub struct Request<'a> {
 #[derive(Debug, Default, PartialEq)]
 pub struct Answer {
     pub lines: Vec<String>,
+    /// An error: sent as a NOTICE in a channel with `noticeOnChannel`.
+    pub error: bool,
     pub join: Option<String>,
     pub leave: Option<String>,
 }
@@ -167,6 +169,14 @@ impl Answer {
     fn say(text: impl Into<String>) -> Answer {
         Answer {
             lines: vec![text.into()],
+            ..Answer::default()
+        }
+    }
+
+    fn error(text: impl Into<String>) -> Answer {
+        Answer {
+            lines: vec![format!("Error: {}", text.into())],
+            error: true,
             ..Answer::default()
         }
     }
@@ -221,7 +231,7 @@ pub async fn answer(ctx: &Context, shared: &Shared, request: &Request<'_>) -> An
             "unrecognized command '{other}'; say 'help commands' for what I understand"
         )),
     };
-    result.unwrap_or_else(|error: String| Answer::say(format!("Error: {error}")))
+    result.unwrap_or_else(Answer::error)
 }
 
 type Reply = Result<Answer, String>;
@@ -234,7 +244,7 @@ fn help(args: &[&str]) -> Answer {
         }
         Some(command) => match COMMANDS.iter().find(|(name, _)| name == command) {
             Some((_, usage)) => Answer::say(format!("Usage: {usage}")),
-            None => Answer::say(format!("Error: no such command '{command}'")),
+            None => Answer::error(format!("no such command '{command}'")),
         },
     }
 }
@@ -603,15 +613,20 @@ fn shutdown(ctx: &Context, args: &[&str]) -> Answer {
             true => "The master is shutting down",
             false => "No shutdown in progress",
         }),
+        // The master has one way to stop: no new builds, and running ones get
+        // `SHUTDOWN_GRACE` to finish.
         Some("start" | "now") => {
             ctx.shutdown.cancel();
-            Answer::say("Shutting down")
+            Answer::say(format!(
+                "Shutting down: no new builds start, running ones get {} s to finish",
+                crate::engine::SHUTDOWN_GRACE.as_secs()
+            ))
         }
         Some("stop") if shutting_down => {
-            Answer::say("Error: a shutdown that has begun cannot be called off")
+            Answer::error("a shutdown that has begun cannot be called off")
         }
         Some("stop") => Answer::say("No shutdown in progress"),
-        _ => Answer::say("Error: try 'shutdown check|start|stop|now'"),
+        _ => Answer::error("try 'shutdown check|start|stop|now'"),
     }
 }
 
@@ -633,6 +648,6 @@ mod tests {
             assert!(all.contains(name), "{name}");
         }
         assert!(help(&["notify"]).lines[0].starts_with("Usage: notify on|off|list"));
-        assert!(help(&["dance"]).lines[0].starts_with("Error: no such command"));
+        assert!(help(&["dance"]).error);
     }
 }
