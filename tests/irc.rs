@@ -261,7 +261,7 @@ async fn what_finishes_while_the_server_is_down_is_announced_after_reconnecting(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reconfig_joins_a_new_keyed_channel_without_reconnecting() {
+async fn a_reconfig_joins_a_new_keyed_channel_without_reconnecting_and_a_new_nick_reconnects() {
     let dir = tempfile::tempdir().unwrap();
     let keyed = [KeyedChannel {
         name: "#secret",
@@ -302,6 +302,14 @@ async fn a_reconfig_joins_a_new_keyed_channel_without_reconnecting() {
     // An unchanged config keeps everything as it is.
     let outcome = master.reconfig().await;
     assert_eq!(outcome.line, "reconfig complete (+0 ~0 -0 services)");
+
+    // A new nick is a new login: the bot quits and comes back under it.
+    let renamed = config(server.port, options).replace("nick='bb'", "nick='bb2'");
+    std::fs::write(master.dir().join("master.cfg.lua"), renamed).unwrap();
+    let outcome = master.reconfig().await;
+    assert_eq!(outcome.line, "reconfig complete (+0 ~1 -0 services)");
+    alice.expect(|l| l.command == "QUIT" && l.from == BOT).await;
+    alice.wait_join("bb2", CHANNEL).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
