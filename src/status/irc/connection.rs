@@ -27,6 +27,10 @@ use crate::config::status::{IrcChannel, IrcConfig};
 /// The longest wait for connecting, the TLS handshake and the server's welcome.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A connection silent this long is asked for a PING; silent as long again, it is dead
+/// (a server that vanished without closing the connection).
+const IDLE: Duration = Duration::from_secs(120);
+
 /// Lines sent at once before pacing starts, and the pace after (ngircd and ergo both
 /// penalise about one line a second beyond a short burst).
 const BURST: f64 = 5.0;
@@ -272,7 +276,11 @@ impl Runner {
         let name = self.name.clone();
         loop {
             let server = self.settings.server();
-            let delay = match self.connect().await {
+            let connected = tokio::select! {
+                connected = self.connect() => connected,
+                () = self.stop.cancelled() => break,
+            };
+            let delay = match connected {
                 Err(error) => {
                     tracing::warn!("{name}: cannot connect to {server}: {error}");
                     self.settings.failed_delay()
@@ -369,6 +377,8 @@ impl Runner {
             }
         }
         let welcome_by = Instant::now() + CONNECT_TIMEOUT;
+        let mut heard_at = Instant::now();
+        let mut pinged = false;
         let mut tokens = BURST;
         let mut refilled = Instant::now();
         let mut next: Option<Outgoing> = None;
@@ -389,7 +399,19 @@ impl Runner {
                 () = tokio::time::sleep_until(welcome_by), if !registered => {
                     return Ended::Failed("the server did not welcome the bot in time".into());
                 }
+                () = tokio::time::sleep_until(heard_at + IDLE) => {
+                    if pinged {
+                        return Ended::Lost(format!("no answer from the server for {} s", 2 * IDLE.as_secs()));
+                    }
+                    pinged = true;
+                    heard_at = Instant::now();
+                    if let Err(error) = write_line(&mut writer, "PING :moonbot").await {
+                        return Ended::Lost(error);
+                    }
+                }
                 message = reader.next() => {
+                    heard_at = Instant::now();
+                    pinged = false;
                     let message = match message {
                         Some(Ok(message)) => message,
                         Some(Err(error)) => return Ended::Lost(error.to_string()),
@@ -530,6 +552,10 @@ fn addressed(
     text: &str,
     generation: u64,
 ) -> Option<Incoming> {
+    // CTCP requests (VERSION, ACTION, ...) are not commands.
+    if text.starts_with('\x01') {
+        return None;
+    }
     let is_channel = target.starts_with(['#', '&', '+', '!']);
     let text = match is_channel {
         false => text.trim(),
@@ -723,6 +749,7 @@ mod tests {
         assert_eq!(said("#c", "bb, version").unwrap().1, "version");
         assert_eq!(said("#c", "bbx: version"), None);
         assert_eq!(said("#c", "hello bb"), None);
+        assert_eq!(said("bb", "\x01VERSION\x01"), None);
         assert_eq!(
             said("bb", "list builders"),
             Some((None, "list builders".into()))
