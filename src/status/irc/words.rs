@@ -278,7 +278,7 @@ async fn builder_id(ctx: &Context, name: Option<&&str>) -> Result<(String, i64),
     if !known.iter().any(|k| k == name) {
         return Err(format!("no such builder '{name}' (say 'list builders')"));
     }
-    let id = ctx.db.builder_id(name).await.map_err(|e| e.to_string())?;
+    let id = ctx.db.builder_id(name).await.map_err(storage)?;
     Ok((name.to_string(), id))
 }
 
@@ -289,7 +289,7 @@ async fn status(ctx: &Context, args: &[&str]) -> Reply {
     };
     let mut lines = Vec::with_capacity(names.len());
     for name in names {
-        let id = ctx.db.builder_id(&name).await.map_err(|e| e.to_string())?;
+        let id = ctx.db.builder_id(&name).await.map_err(storage)?;
         lines.push(builder_status(ctx, &name, id).await?);
     }
     Ok(Answer {
@@ -309,7 +309,7 @@ async fn builder_status(ctx: &Context, name: &str, id: i64) -> Result<String, St
     .bind(id)
     .fetch_all(pool)
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(storage)?;
     if running.is_empty() {
         let queued: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM buildrequests WHERE builderid = $1 AND complete = 0",
@@ -317,7 +317,7 @@ async fn builder_status(ctx: &Context, name: &str, id: i64) -> Result<String, St
         .bind(id)
         .fetch_one(pool)
         .await
-        .unwrap_or(0);
+        .map_err(storage)?;
         let last = match last_build(ctx, id).await? {
             Some((number, results, _)) => {
                 format!(", last build #{number}: {}", results_name(results))
@@ -337,7 +337,7 @@ async fn builder_status(ctx: &Context, name: &str, id: i64) -> Result<String, St
     .bind(id)
     .fetch_one(pool)
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(storage)?;
     let mut parts = Vec::new();
     for (buildid, number, started_at) in running {
         let step: Option<String> = sqlx::query_scalar(
@@ -347,7 +347,7 @@ async fn builder_status(ctx: &Context, name: &str, id: i64) -> Result<String, St
         .bind(buildid)
         .fetch_optional(pool)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(storage)?;
         let mut part = format!("build #{number}");
         if let Some(step) = step {
             part.push_str(&format!(" (step {step})"));
@@ -370,12 +370,18 @@ async fn last_build(ctx: &Context, id: i64) -> Result<Option<(i64, Option<i64>, 
     .bind(id)
     .fetch_optional(&ctx.db.pool)
     .await
-    .map_err(|e| e.to_string())
+    .map_err(storage)
 }
 
 fn results_name(code: Option<i64>) -> &'static str {
     code.and_then(BuildResult::from_code)
         .map_or("unknown", BuildResult::name)
+}
+
+/// A storage error: logged in full, answered without internals.
+fn storage(error: impl std::fmt::Display) -> String {
+    tracing::warn!("IRC: cannot read storage for a command: {error}");
+    "cannot read the build database right now".into()
 }
 
 /// `3m 20s`, `45s`, `2h 5m`.
@@ -408,7 +414,7 @@ async fn watch(ctx: &Context, shared: &Shared, request: &Request<'_>, args: &[&s
     .bind(id)
     .fetch_all(&ctx.db.pool)
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(storage)?;
     if running.is_empty() {
         return Ok(Answer::say(format!("{name}: no build is running")));
     }
@@ -588,7 +594,7 @@ async fn stop(ctx: &Context, args: &[&str]) -> Reply {
     .bind(id)
     .fetch_all(&ctx.db.pool)
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(storage)?;
     if running.is_empty() {
         return Err(format!("no build of {builder} is running"));
     }
