@@ -112,7 +112,8 @@ function status.MailNotifier(options) end
 ---@field allowShutdown? boolean
 ---@field categories? string[] Old name of tags.
 ---@field tags? string[]
----@field password? string NickServ password.
+---@field password? string NickServ password, or the SASL PLAIN password when the server offers SASL.
+---@field useSASL? boolean Log in with SASL PLAIN or not connect (needs `password`).
 ---@field notify_events? table<string, boolean|integer>
 ---@field noticeOnChannel? boolean
 ---@field showBlameList? boolean Default true.

@@ -4,10 +4,12 @@
 //! through the target's [`Transport`]. [`targets`] lists the kinds the master runs.
 
 pub mod generator;
+pub mod irc;
 pub mod mail;
 pub mod outbox;
 pub mod snapshot;
 pub mod targets;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;

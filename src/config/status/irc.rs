@@ -28,8 +28,11 @@ pub struct IrcConfig {
     pub allow_shutdown: bool,
     /// Builder tags announced (`tags`, formerly `categories`); empty, all.
     pub tags: Vec<String>,
-    /// Sent to NickServ to claim the nick.
+    /// Sent to NickServ to claim the nick, or used for SASL PLAIN when the server offers it.
     pub password: Option<String>,
+    /// Log in with SASL PLAIN or not at all: a server that does not offer it, or refuses the
+    /// login, is a failed connection.
+    pub use_sasl: bool,
     /// What is announced unasked.
     pub notify_events: BTreeSet<NotifyEvent>,
     /// Errors go to the channel as notices rather than messages.
@@ -154,6 +157,7 @@ pub const IRC_OPTIONS: &[&str] = &[
     "tags",
     "categories",
     "password",
+    "useSASL",
     "notify_events",
     "noticeOnChannel",
     "showBlameList",
@@ -196,6 +200,7 @@ fn parse_irc(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
         allow_shutdown: kw.optional_or("allowShutdown", false),
         tags: filter_list(&mut kw, &["tags", "categories"]),
         password: kw.optional("password"),
+        use_sasl: kw.optional_or("useSASL", false),
         notify_events,
         notice_on_channel: kw.optional_or("noticeOnChannel", false),
         show_blame_list: kw.optional_or("showBlameList", true),
@@ -206,6 +211,9 @@ fn parse_irc(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
         use_colors: kw.optional_or("useColors", true),
         location: kw.location(),
     };
+    if config.use_sasl && config.password.is_none() {
+        kw.error("option 'useSASL' needs 'password', the account's password");
+    }
     let ok = kw.finish();
     (ok && channels_ok).then(|| StatusTarget::Irc(Box::new(config)))
 }
@@ -380,6 +388,7 @@ mod tests {
         assert!(!config.allow_force && !config.allow_shutdown);
         assert!(config.tags.is_empty());
         assert_eq!(config.password, None);
+        assert!(!config.use_sasl);
         assert!(config.notify_events.is_empty());
         assert!(!config.notice_on_channel);
         assert!(config.show_blame_list);
@@ -394,7 +403,7 @@ mod tests {
             "c['status'] = {status.IRC{host='irc.example.org', nick='bb', name='irc-main',
                channels={'#plain', {channel='#example2', password='somesecretpassword'}},
                pm_to_nicks={'alice', 'bob'}, port=6697, allowForce=true, allowShutdown=true,
-               tags={'release'}, password='mysecretnickservpassword',
+               tags={'release'}, password='mysecretnickservpassword', useSASL=true,
                notify_events={started=true, finished=1, success=true, failure=true,
                               exception=1, warnings=true, successToFailure=1,
                               failureToSuccess=true, warningsToException=1, exceptionToWarnings=false},
@@ -420,6 +429,7 @@ mod tests {
         assert!(config.allow_force && config.allow_shutdown);
         assert_eq!(config.tags, ["release"]);
         assert_eq!(config.password.as_deref(), Some("mysecretnickservpassword"));
+        assert!(config.use_sasl);
         assert_eq!(
             events(&config),
             [
@@ -518,6 +528,10 @@ mod tests {
             (
                 "status.IRC('h', 'n', {tags={'a'}, categories={'b'}})",
                 "master.cfg.lua:1: IRC: options 'tags' and 'categories' are the same; give only one",
+            ),
+            (
+                "status.IRC('h', 'n', {useSASL=true})",
+                "master.cfg.lua:1: IRC: option 'useSASL' needs 'password', the account's password",
             ),
             (
                 "status.IRC('h', 'n', {useSsl=true})",

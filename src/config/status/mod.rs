@@ -94,7 +94,7 @@ impl StatusTarget {
     pub fn runs(&self) -> bool {
         matches!(
             self,
-            StatusTarget::WebStatus(_) | StatusTarget::MailNotifier(_)
+            StatusTarget::WebStatus(_) | StatusTarget::MailNotifier(_) | StatusTarget::Irc(_)
         )
     }
 
@@ -325,9 +325,10 @@ mod tests {
         assert_eq!(
             super::testing::unimplemented(
                 "c['status'] = {status.MailNotifier{fromaddr='a@example.org'},\n\
-                 status.IRC('irc.example.org', 'bot'), status.WebStatus{http_port=8010}}"
+                 status.PBListener(9988), status.IRC('irc.example.org', 'bot'),
+                 status.WebStatus{http_port=8010}}"
             ),
-            ["master.cfg.lua:2: status.IRC is not implemented yet"]
+            ["master.cfg.lua:2: status.PBListener is not implemented yet"]
         );
     }
 
