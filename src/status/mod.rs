@@ -4,6 +4,7 @@
 //! through the target's [`Transport`]. [`targets`] lists the kinds the master runs.
 
 pub mod generator;
+pub mod gerrit;
 pub mod mail;
 pub mod outbox;
 pub mod snapshot;

@@ -4,6 +4,7 @@
 
 use futures_util::future::BoxFuture;
 
+use super::gerrit::GerritStatusPush;
 use super::mail::MailNotifier;
 use crate::config::status::StatusTarget;
 use crate::config::MasterConfig;
@@ -50,6 +51,7 @@ impl Service for RunningTarget {
     async fn start(ctx: &Context, target: &StatusTarget) -> anyhow::Result<RunningTarget> {
         running_kinds!(ctx, target, {
             MailNotifier => MailNotifier,
+            GerritStatusPush => GerritStatusPush,
         })
     }
 

@@ -94,7 +94,9 @@ impl StatusTarget {
     pub fn runs(&self) -> bool {
         matches!(
             self,
-            StatusTarget::WebStatus(_) | StatusTarget::MailNotifier(_)
+            StatusTarget::WebStatus(_)
+                | StatusTarget::MailNotifier(_)
+                | StatusTarget::GerritStatusPush(_)
         )
     }
 
