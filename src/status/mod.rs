@@ -7,6 +7,7 @@ pub mod generator;
 pub mod gerrit;
 pub mod mail;
 pub mod outbox;
+pub mod pb_listener;
 pub mod snapshot;
 pub mod targets;
 

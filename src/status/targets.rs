@@ -6,6 +6,7 @@ use futures_util::future::BoxFuture;
 
 use super::gerrit::GerritStatusPush;
 use super::mail::MailNotifier;
+use super::pb_listener::PbListener;
 use crate::config::status::StatusTarget;
 use crate::config::MasterConfig;
 use crate::runtime::{Context, Reconfigured, Service};
@@ -52,6 +53,7 @@ impl Service for RunningTarget {
         running_kinds!(ctx, target, {
             MailNotifier => MailNotifier,
             GerritStatusPush => GerritStatusPush,
+            PbListener => PbListener,
         })
     }
 

@@ -97,6 +97,7 @@ impl StatusTarget {
             StatusTarget::WebStatus(_)
                 | StatusTarget::MailNotifier(_)
                 | StatusTarget::GerritStatusPush(_)
+                | StatusTarget::PbListener(_)
         )
     }
 
