@@ -230,3 +230,35 @@ fn lua_string(text: &str) -> String {
     literal.push('"');
     literal
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconfig_keeps_queued_reviews_and_new_callbacks_apply_to_the_next_build() {
+    let mut sshd = Sshd::start("3.9.1");
+    let options = |arg: &str| format!("reviewCB=review, reviewArg='{arg}', summaryCB=false");
+    let mut master = TestMaster::start(&config(&sshd, &options("old"), CALLBACKS)).await;
+    sshd.pause();
+    let queued = submit(&master, &["a"], &change(1, &[])).await;
+    complete(&master, queued).await;
+    std::fs::write(
+        master.dir().join("master.cfg.lua"),
+        config(
+            &sshd,
+            &options("new"),
+            &CALLBACKS.replace("'%s %s #%d %s'", "'%s! %s #%d %s'"),
+        ),
+    )
+    .unwrap();
+    let outcome = master.reconfig().await;
+    assert_eq!(
+        outcome.line, "reconfig complete (+0 ~1 -0 services)",
+        "{outcome:?}"
+    );
+    let next = submit(&master, &["b"], &change(1, &[])).await;
+    complete(&master, next).await;
+    sshd.resume();
+    sshd.wait_for(2);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut messages: Vec<String> = sshd.commands().iter().map(|c| c[5].clone()).collect();
+    messages.sort();
+    assert_eq!(messages, ["new! b #1 success", "old a #1 success"]);
+}
