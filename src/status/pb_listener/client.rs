@@ -26,8 +26,9 @@ const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 enum Ended {
     /// The master refused the credentials: trying again would not help.
     Refused(String),
-    /// The connection failed or closed: the master may be restarting.
-    Lost(String),
+    /// The connection failed or closed (after the login when `was_connected`): the master
+    /// may be restarting.
+    Lost { why: String, was_connected: bool },
 }
 
 /// Prints `KEY MESSAGE` for each event, one line each; runs until the master refuses the
@@ -37,16 +38,16 @@ pub async fn statuslog(args: StatuslogArgs) -> anyhow::Result<()> {
         .auth
         .split_once(':')
         .context("--auth must be USER:PASSWORD")?;
-    let mut was_connected = true;
+    // Said once per outage, not at every attempt.
+    let mut say_lost = true;
     loop {
         match session(&args.master, user, passwd).await {
             Ended::Refused(answer) => anyhow::bail!("{}: {answer}", args.master),
-            Ended::Lost(why) => {
-                // Said once per outage, not at every attempt.
-                if was_connected {
+            Ended::Lost { why, was_connected } => {
+                if say_lost || was_connected {
                     eprintln!("statuslog: {}: {why}; reconnecting", args.master);
                 }
-                was_connected = why.starts_with("connection closed");
+                say_lost = false;
             }
         }
         tokio::time::sleep(RECONNECT_EVERY).await;
@@ -54,15 +55,19 @@ pub async fn statuslog(args: StatuslogArgs) -> anyhow::Result<()> {
 }
 
 async fn session(master: &str, user: &str, passwd: &str) -> Ended {
+    let lost = |why: String| Ended::Lost {
+        why,
+        was_connected: false,
+    };
     let stream = match TcpStream::connect(master).await {
         Ok(stream) => stream,
-        Err(error) => return Ended::Lost(format!("cannot connect: {error}")),
+        Err(error) => return lost(format!("cannot connect: {error}")),
     };
     let (read, mut write) = stream.into_split();
     let mut login = json!({"user": user, "passwd": passwd}).to_string();
     login.push('\n');
     if let Err(error) = write.write_all(login.as_bytes()).await {
-        return Ended::Lost(format!("cannot log in: {error}"));
+        return lost(format!("cannot log in: {error}"));
     }
     let mut lines = BufReader::new(read).lines();
     match lines.next_line().await {
@@ -73,15 +78,25 @@ async fn session(master: &str, user: &str, passwd: &str) -> Ended {
                 return Ended::Refused(error.to_string());
             }
         }
-        Ok(None) => return Ended::Lost("connection closed at login".into()),
-        Err(error) => return Ended::Lost(format!("cannot log in: {error}")),
+        Ok(None) => return lost("connection closed at login".into()),
+        Err(error) => return lost(format!("cannot log in: {error}")),
     }
     eprintln!("statuslog: connected to {master}");
     loop {
         match lines.next_line().await {
             Ok(Some(line)) => println!("{}", event_line(&line)),
-            Ok(None) => return Ended::Lost("connection closed".into()),
-            Err(error) => return Ended::Lost(format!("connection closed: {error}")),
+            Ok(None) => {
+                return Ended::Lost {
+                    why: "connection closed".into(),
+                    was_connected: true,
+                }
+            }
+            Err(error) => {
+                return Ended::Lost {
+                    why: format!("connection lost: {error}"),
+                    was_connected: true,
+                }
+            }
         }
     }
 }
