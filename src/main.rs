@@ -52,6 +52,9 @@ enum Command {
     },
     /// Send a change to a master's PBChangeSource (as `buildbot sendchange`).
     Sendchange(Box<moonbot::changes::SendchangeArgs>),
+    /// Follow a master's PBListener: print its events as they happen (as `buildbot
+    /// statuslog`), reconnecting when the master restarts.
+    Statuslog(moonbot::status::pb_listener::client::StatuslogArgs),
     /// Stop the master: send it SIGTERM and wait until it is gone.
     Stop {
         #[command(flatten)]
@@ -111,6 +114,15 @@ fn main() -> ExitCode {
                 .build()
                 .map_err(anyhow::Error::from)
                 .and_then(|runtime| runtime.block_on(moonbot::changes::sendchange(*args))),
+        ),
+        Command::Statuslog(args) => report(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| {
+                    runtime.block_on(moonbot::status::pb_listener::client::statuslog(args))
+                }),
         ),
     }
 }

@@ -187,6 +187,7 @@ function status.HttpStatusPush(serverUrl, options) end
 ---@field summaryCB? fun(buildInfoList: table[], results: integer, master_status: any, arg: any): {message: string?, labels: table<string, integer>?}
 ---@field summaryArg? any
 ---@field identity_file? string
+---@field ssh_known_hosts? string The server's host keys, as known_hosts lines.
 ---@field builders? string[]
 ---@field notify? string
 ---@field wantSteps? boolean

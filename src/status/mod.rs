@@ -5,8 +5,10 @@
 
 pub mod generator;
 pub mod irc;
+pub mod gerrit;
 pub mod mail;
 pub mod outbox;
+pub mod pb_listener;
 pub mod snapshot;
 pub mod targets;
 pub mod tls;

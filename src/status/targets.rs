@@ -5,7 +5,9 @@
 use futures_util::future::BoxFuture;
 
 use super::irc::Irc;
+use super::gerrit::GerritStatusPush;
 use super::mail::MailNotifier;
+use super::pb_listener::PbListener;
 use crate::config::status::StatusTarget;
 use crate::config::MasterConfig;
 use crate::runtime::{Context, Reconfigured, Service};
@@ -52,6 +54,8 @@ impl Service for RunningTarget {
         running_kinds!(ctx, target, {
             MailNotifier => MailNotifier,
             Irc => Irc,
+            GerritStatusPush => GerritStatusPush,
+            PbListener => PbListener,
         })
     }
 

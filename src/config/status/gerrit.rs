@@ -28,6 +28,9 @@ pub struct GerritStatusPushConfig {
     pub summary_arg: Option<LuaHandle>,
     /// The SSH identity file; absent, ssh's own choice.
     pub identity_file: Option<String>,
+    /// The server's host keys in `known_hosts` form (Buildbot 4's `ssh_known_hosts`): the
+    /// only keys accepted; absent, the user's own known hosts and ssh config decide.
+    pub ssh_known_hosts: Option<String>,
     /// Builders reported on; empty, all.
     pub builders: Vec<String>,
     /// Who Gerrit mails about the review (`--notify`): NONE, OWNER, OWNER_REVIEWERS or ALL.
@@ -76,6 +79,7 @@ pub const GERRIT_STATUS_PUSH_OPTIONS: &[&str] = &[
     "summaryCB",
     "summaryArg",
     "identity_file",
+    "ssh_known_hosts",
     "builders",
     "notify",
     "wantSteps",
@@ -143,6 +147,7 @@ fn parse_gerrit(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
         summary_cb,
         summary_arg: kw.optional("summaryArg"),
         identity_file: kw.optional("identity_file"),
+        ssh_known_hosts: kw.optional("ssh_known_hosts"),
         builders: filter_list(&mut kw, &["builders"]),
         notify,
         want_steps: kw.optional_or("wantSteps", false),
@@ -182,6 +187,7 @@ mod tests {
         assert!(matches!(config.summary_cb, SummaryCallback::BuiltIn));
         assert!(config.summary_arg.is_none());
         assert_eq!(config.identity_file, None);
+        assert_eq!(config.ssh_known_hosts, None);
         assert!(config.builders.is_empty());
         assert_eq!(config.notify, None);
         assert!(!config.want_steps && !config.want_logs);
@@ -198,6 +204,7 @@ mod tests {
                username='buildbot', port=2222, reviewCB=review, reviewArg=true,
                startCB=start, startArg='https://ci.example.org/', summaryCB=summary,
                summaryArg={verbose=true}, identity_file='/home/bb/.ssh/gerrit',
+               ssh_known_hosts='[gerrit.example.org]:2222 ssh-ed25519 AAAA',
                builders={'linux'}, notify='OWNER_REVIEWERS', wantSteps=true, wantLogs=true,
                name='gerrit'}",
         ));
@@ -212,6 +219,10 @@ mod tests {
         assert_eq!(
             config.identity_file.as_deref(),
             Some("/home/bb/.ssh/gerrit")
+        );
+        assert_eq!(
+            config.ssh_known_hosts.as_deref(),
+            Some("[gerrit.example.org]:2222 ssh-ed25519 AAAA")
         );
         assert_eq!(config.builders, ["linux"]);
         assert_eq!(config.notify.as_deref(), Some("OWNER_REVIEWERS"));

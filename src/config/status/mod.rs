@@ -94,7 +94,11 @@ impl StatusTarget {
     pub fn runs(&self) -> bool {
         matches!(
             self,
-            StatusTarget::WebStatus(_) | StatusTarget::MailNotifier(_) | StatusTarget::Irc(_)
+            StatusTarget::WebStatus(_)
+                | StatusTarget::MailNotifier(_)
+                | StatusTarget::Irc(_)
+                | StatusTarget::GerritStatusPush(_)
+                | StatusTarget::PbListener(_)
         )
     }
 
