@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use master_process::spawn_master;
 use moonbot::changes::submit as submit_change;
 use moonbot::db::{BuildsetSpec, ChangeSpec};
 use moonbot::master::Master;
 use moonbot::model::BuildResult;
 use serde_json::{json, Value};
-use master_process::spawn_master;
 use smtp::{ReceivedMail, SmtpOptions, SmtpServer, Tls};
 use support::{complete, sql, submit, TestMaster, WAIT};
 

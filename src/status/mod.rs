@@ -6,8 +6,10 @@
 pub mod generator;
 pub mod mail;
 pub mod outbox;
+pub mod push;
 pub mod snapshot;
 pub mod targets;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -5,6 +5,7 @@
 use futures_util::future::BoxFuture;
 
 use super::mail::MailNotifier;
+use super::push::{GitHubStatus, HttpStatusPush, StashStatusPush};
 use crate::config::status::StatusTarget;
 use crate::config::MasterConfig;
 use crate::runtime::{Context, Reconfigured, Service};
@@ -50,6 +51,9 @@ impl Service for RunningTarget {
     async fn start(ctx: &Context, target: &StatusTarget) -> anyhow::Result<RunningTarget> {
         running_kinds!(ctx, target, {
             MailNotifier => MailNotifier,
+            GitHubStatus => GitHubStatus,
+            StashStatusPush => StashStatusPush,
+            HttpStatusPush => HttpStatusPush,
         })
     }
 

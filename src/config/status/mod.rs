@@ -94,7 +94,11 @@ impl StatusTarget {
     pub fn runs(&self) -> bool {
         matches!(
             self,
-            StatusTarget::WebStatus(_) | StatusTarget::MailNotifier(_)
+            StatusTarget::WebStatus(_)
+                | StatusTarget::MailNotifier(_)
+                | StatusTarget::GitHubStatus(_)
+                | StatusTarget::StashStatusPush(_)
+                | StatusTarget::HttpStatusPush(_)
         )
     }
 
