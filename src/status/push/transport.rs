@@ -5,6 +5,7 @@
 //! Messages go strictly in order ([`Transport::IN_ORDER`]): a status that was not taken
 //! holds back the ones written after it, so a peer that was down receives them in order.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
@@ -42,6 +43,9 @@ pub struct HttpTransport {
     headers: HeaderMap,
     /// Log each request and answer.
     debug: bool,
+    /// Until when the peer asked to be left alone (a rate limit, `Retry-After`), and its
+    /// answer: nothing is sent to it before, whichever message is next.
+    hold: Mutex<Option<(f64, String)>>,
 }
 
 impl HttpTransport {
@@ -53,6 +57,9 @@ impl HttpTransport {
         headers: &[(String, String)],
         debug: bool,
     ) -> Result<HttpTransport, String> {
+        // reqwest builds a TLS config even for http:// and takes rustls' process-wide
+        // provider for it; ring is the one the mail code uses. Installed once, kept.
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -78,6 +85,7 @@ impl HttpTransport {
             auth,
             headers: map,
             debug,
+            hold: Mutex::new(None),
         })
     }
 }
@@ -103,6 +111,12 @@ impl Transport for HttpTransport {
         ) else {
             return Outcome::Refused(format!("not an HTTP request: {}", message.meta));
         };
+        if let Some((until, error)) = self.held() {
+            return Outcome::Deferred {
+                error: format!("held back by the peer's earlier answer: {error}"),
+                until,
+            };
+        }
         let mut request = self
             .client
             .post(url)
@@ -128,10 +142,29 @@ impl Transport for HttpTransport {
                 String::from_utf8_lossy(&message.body)
             );
         }
-        outcome(url, status, &headers, &body, now())
+        let outcome = outcome(url, status, &headers, &body, now());
+        if let Outcome::Deferred { error, until } = &outcome {
+            *self.hold.lock().unwrap_or_else(|e| e.into_inner()) = Some((*until, error.clone()));
+        }
+        outcome
     }
 
     async fn close(&self, _: ()) {}
+}
+
+impl HttpTransport {
+    /// The hold the peer asked for, while it lasts.
+    fn held(&self) -> Option<(f64, String)> {
+        let mut hold = self.hold.lock().unwrap_or_else(|e| e.into_inner());
+        match &*hold {
+            Some((until, _)) if *until > now() => hold.clone(),
+            Some(_) => {
+                *hold = None;
+                None
+            }
+            None => None,
+        }
+    }
 }
 
 /// What a peer's answer means for the message: 2xx taken; a rate limit or `Retry-After`

@@ -1,0 +1,332 @@
+//! The HTTP push targets end to end: real builds, a real HTTP server on loopback
+//! (`support/http_server.py`) that records each request and answers as scripted: exact
+//! requests and bodies, retries after a peer was down, GitHub's rate limit, restarts.
+
+#[path = "support/http.rs"]
+mod http;
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use http::{HttpServer, Request};
+use moonbot::data::{publish, Resource};
+use moonbot::db::{BuildsetSpec, SourceStampSpec};
+use moonbot::master::Master;
+use moonbot::model::{BuildResult, Properties};
+use serde_json::{json, Value};
+use support::{complete, golden, TestMaster, WAIT};
+
+/// A builder `b` whose one step sleeps `pause` seconds, then exits with the build property
+/// `rc` (0 success, 2 failure).
+fn config(status: &str) -> String {
+    format!(
+        r#"
+local c = BuildmasterConfig
+c['buildbotURL'] = 'http://ci.example.org/'
+c['title'] = 'Moon'
+c['www'] = {{port='tcp:0:interface=127.0.0.1'}}
+c['workers'] = {{worker.LocalWorker('local')}}
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{{name='run', decodeRC={{[0]=util.SUCCESS, [2]=util.FAILURE}},
+  command={{'sh', '-c', util.Interpolate('sleep %(prop:pause:-0)s; exit %(prop:rc:-0)s')}}}})
+c['builders'] = {{util.BuilderConfig{{name='b', workernames={{'local'}}, factory=f}}}}
+c['outbox'] = {{retryDelay=0.1, maxRetryDelay=0.3}}
+{status}
+"#
+    )
+}
+
+/// Runs one build of `b` on `revision` exiting with `rc`; answers its result.
+async fn build(master: &Master, revision: &str, rc: i64, properties: &[(&str, Value)]) -> BuildResult {
+    let ctx = &master.context;
+    let mut pairs: Vec<(&str, Value)> = vec![("rc", json!(rc))];
+    pairs.extend(properties.iter().cloned());
+    let spec = BuildsetSpec {
+        reason: "test".into(),
+        scheduler: "test".into(),
+        new_sourcestamps: vec![SourceStampSpec {
+            branch: Some("main".into()),
+            revision: Some(revision.into()),
+            repository: "https://example.org/moon.git".into(),
+            ..SourceStampSpec::default()
+        }],
+        properties: Properties::from_pairs(pairs, "Test"),
+        builder_ids: vec![ctx.db.builder_id("b").await.unwrap()],
+        ..BuildsetSpec::default()
+    };
+    let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
+    for brid in brids.values() {
+        publish(&ctx.db, &ctx.bus, Resource::BuildRequest(*brid), "new")
+            .await
+            .unwrap();
+    }
+    complete(master, bsid).await
+}
+
+/// The bodies of `requests` as one pretty JSON list, for a golden file.
+fn bodies(requests: &[Request]) -> String {
+    let list: Vec<Value> = requests.iter().map(Request::json).collect();
+    serde_json::to_string_pretty(&list).unwrap() + "\n"
+}
+
+/// The outbox rows of `reporter` in `state`.
+async fn rows(master: &Master, reporter: &str, state: &str) -> usize {
+    master
+        .context
+        .db
+        .outbox_messages(Some(reporter), &[state])
+        .await
+        .unwrap()
+        .len()
+}
+
+fn github(server: &HttpServer, extra: &str) -> String {
+    format!(
+        "c['status'] = {{status.GitHubStatus{{token='t0k', \
+           repoOwner=util.Interpolate('%(prop:owner)s'), repoName='moon', \
+           startDescription=util.Interpolate('%(prop:buildername)s started'), \
+           endDescription='done', baseURL='{}api/v3' {extra}}}}}",
+        server.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_gets_pending_then_the_result_for_the_commit_with_the_token() {
+    let server = HttpServer::start();
+    let master = TestMaster::start(&config(&github(&server, ""))).await;
+    // Long enough for the pending status to go before the result supersedes it.
+    let pause = ("pause", json!(0.5));
+    let result = build(&master, "abc123", 2, &[("owner", json!("octo")), pause]).await;
+    assert_eq!(result, BuildResult::Failure);
+    let taken = server.wait_for(2, WAIT).await;
+    for request in &taken {
+        assert_eq!(request.path, "/api/v3/repos/octo/moon/statuses/abc123");
+        assert_eq!(request.header("authorization"), Some("token t0k"));
+        assert_eq!(request.header("accept"), Some("application/vnd.github+json"));
+        assert_eq!(request.header("content-type"), Some("application/json"));
+    }
+    golden::check("tests/golden/push/github.json", &bodies(&taken));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_sends_nothing_for_a_build_whose_owner_renders_empty() {
+    let server = HttpServer::start();
+    let master = TestMaster::start(&config(&github(&server, ""))).await;
+    build(&master, "abc123", 0, &[]).await;
+    build(&master, "def456", 0, &[("owner", json!("octo"))]).await;
+    server.wait_for(2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/api/v3/repos/octo/moon/statuses/def456"; 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_for_a_peer_down_during_the_whole_build_arrives_once_as_the_last_state() {
+    let mut server = HttpServer::start();
+    let master = TestMaster::start(&config(&github(&server, ", context='ci/moon'"))).await;
+    server.stop();
+    build(&master, "abc123", 0, &[("owner", json!("octo"))]).await;
+    // Both statuses are written; the pending one, not taken, is superseded by the result.
+    let deadline = std::time::Instant::now() + WAIT;
+    while rows(&master, "GitHubStatus", "superseded").await < 1 {
+        assert!(std::time::Instant::now() < deadline, "pending never superseded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.restart();
+    let taken = server.wait_for(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let taken_now = server.taken();
+    assert_eq!(taken_now.len(), 1, "{taken_now:#?}");
+    assert_eq!(taken[0].json()["state"], "success");
+    assert_eq!(taken[0].json()["context"], "ci/moon");
+    assert_eq!(rows(&master, "GitHubStatus", "pending").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_rate_limit_holds_every_status_until_its_retry_after() {
+    let server = HttpServer::start();
+    server.script(json!([{
+        "status": 403,
+        "headers": {"Retry-After": "2"},
+        "body": "{\"message\": \"You have exceeded a secondary rate limit.\"}"
+    }]));
+    let master = TestMaster::start(&config(&github(&server, ""))).await;
+    build(&master, "abc123", 0, &[("owner", json!("octo"))]).await;
+    build(&master, "def456", 2, &[("owner", json!("octo"))]).await;
+    server.wait_for(2, WAIT).await;
+    let requests = server.requests();
+    let limited = &requests[0];
+    assert_eq!(limited.answered, Some(403));
+    for later in &requests[1..] {
+        assert!(
+            later.at - limited.at >= 1.9,
+            "request {} came {:.2} s after the rate limit",
+            later.n,
+            later.at - limited.at
+        );
+    }
+    // Each commit's last state, once each; the rate-limited pending one was superseded
+    // or sent, never dead.
+    let finals: BTreeMap<String, Value> = server
+        .taken()
+        .iter()
+        .map(|r| (r.path.clone(), r.json()["state"].clone()))
+        .collect();
+    assert_eq!(finals["/api/v3/repos/octo/moon/statuses/abc123"], "success");
+    assert_eq!(finals["/api/v3/repos/octo/moon/statuses/def456"], "failure");
+    assert_eq!(rows(&master, "GitHubStatus", "dead").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_refused_with_422_is_dead_at_once_and_the_next_still_goes() {
+    let server = HttpServer::start();
+    server.script(json!([{"status": 422, "body": "{\"message\": \"Validation Failed\"}"}]));
+    let master = TestMaster::start(&config(&github(&server, ""))).await;
+    build(&master, "abc123", 0, &[("owner", json!("octo"))]).await;
+    let taken = server.wait_for(1, WAIT).await;
+    assert_eq!(taken[0].json()["state"], "success");
+    let dead = master
+        .context
+        .db
+        .outbox_messages(Some("GitHubStatus"), &["dead"])
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    let error = dead[0].last_error.as_deref().unwrap();
+    assert!(
+        error.contains("422 Unprocessable Entity: {\"message\": \"Validation Failed\"}"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stash_gets_inprogress_then_the_result_per_commit_with_basic_auth() {
+    let server = HttpServer::start();
+    let status = format!(
+        "c['status'] = {{status.StashStatusPush('{}', 'bob', 's3cret')}}",
+        server.url()
+    );
+    let master = TestMaster::start(&config(&status)).await;
+    build(&master, "abc123", 2, &[("pause", json!(0.5))]).await;
+    let taken = server.wait_for(2, WAIT).await;
+    for request in &taken {
+        assert_eq!(request.path, "/rest/build-status/1.0/commits/abc123");
+        // base64("bob:s3cret")
+        assert_eq!(request.header("authorization"), Some("Basic Ym9iOnMzY3JldA=="));
+    }
+    golden::check("tests/golden/push/stash.json", &bodies(&taken));
+}
+
+/// The packets of an HttpStatusPush request.
+fn packets(request: &Request) -> Vec<Value> {
+    let form: BTreeMap<String, String> = form_urlencoded::parse(request.body.as_bytes())
+        .into_owned()
+        .collect();
+    serde_json::from_str(&form["packets"]).unwrap()
+}
+
+/// `value` with its times and temporary paths replaced, so a golden file holds.
+fn without_times(value: Value) -> Value {
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| match k.as_str() {
+                    "times" | "timestamp" | "started" => (k, json!("<time>")),
+                    _ => (k, without_times(v)),
+                })
+                .collect(),
+        ),
+        // The worker's directory is the test's temporary one.
+        Value::Array(items) if items.first() == Some(&json!("builddir")) => {
+            json!(["builddir", "<dir>", items.last()])
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(without_times).collect()),
+        other => other,
+    }
+}
+
+fn http_push(server: &HttpServer) -> String {
+    format!(
+        "c['status'] = {{status.HttpStatusPush{{serverUrl='{}submit', user='bb', password='pw', \
+           headers={{['X-Team']='moon'}}, extra_post_params={{secret='s3'}}}}}}",
+        server.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_push_events_reach_a_peer_that_failed_once_each_in_order() {
+    let server = HttpServer::start();
+    server.script(json!([{"status": 500}, {"status": 503}, {"status": 500}]));
+    let master = TestMaster::start(&config(&http_push(&server))).await;
+    build(&master, "abc123", 0, &[]).await;
+    build(&master, "def456", 2, &[]).await;
+    let taken = server.wait_for(4, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let taken_now = server.taken();
+    assert_eq!(taken_now.len(), 4, "{taken_now:#?}");
+    let events: Vec<(String, i64)> = taken
+        .iter()
+        .map(|r| {
+            let packet = &packets(r)[0];
+            (packet["event"].as_str().unwrap().into(), packet["id"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("buildStarted".to_string(), 1),
+            ("buildFinished".to_string(), 2),
+            ("buildStarted".to_string(), 3),
+            ("buildFinished".to_string(), 4),
+        ]
+    );
+    let first = &taken[0];
+    assert_eq!(first.path, "/submit");
+    assert_eq!(first.header("authorization"), Some("Basic YmI6cHc="));
+    assert_eq!(first.header("x-team"), Some("moon"));
+    assert_eq!(
+        first.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert!(first.body.ends_with("&secret=s3"), "{}", first.body);
+    let finished = without_times(Value::Array(packets(&taken[1])));
+    golden::check(
+        "tests/golden/push/http_build_finished.json",
+        &(serde_json::to_string_pretty(&finished).unwrap() + "\n"),
+    );
+}
+
+async fn stop(master: Master) {
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+async fn start(dir: &Path, config: &str) -> Master {
+    support::start(dir, config).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_pending_at_a_restart_go_after_it_once_each_in_order() {
+    let mut server = HttpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&http_push(&server));
+    let master = start(dir.path(), &config).await;
+    server.stop();
+    build(&master, "abc123", 0, &[]).await;
+    build(&master, "def456", 0, &[]).await;
+    stop(master).await;
+    server.restart();
+    let master = start(dir.path(), &config).await;
+    let taken = server.wait_for(4, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(server.taken().len(), 4);
+    let ids: Vec<i64> = taken
+        .iter()
+        .map(|r| packets(r)[0]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    stop(master).await;
+}
