@@ -39,7 +39,12 @@ c['outbox'] = {{retryDelay=0.1, maxRetryDelay=0.3}}
 }
 
 /// Runs one build of `b` on `revision` exiting with `rc`; answers its result.
-async fn build(master: &Master, revision: &str, rc: i64, properties: &[(&str, Value)]) -> BuildResult {
+async fn build(
+    master: &Master,
+    revision: &str,
+    rc: i64,
+    properties: &[(&str, Value)],
+) -> BuildResult {
     let ctx = &master.context;
     let mut pairs: Vec<(&str, Value)> = vec![("rc", json!(rc))];
     pairs.extend(properties.iter().cloned());
@@ -104,7 +109,10 @@ async fn github_gets_pending_then_the_result_for_the_commit_with_the_token() {
     for request in &taken {
         assert_eq!(request.path, "/api/v3/repos/octo/moon/statuses/abc123");
         assert_eq!(request.header("authorization"), Some("token t0k"));
-        assert_eq!(request.header("accept"), Some("application/vnd.github+json"));
+        assert_eq!(
+            request.header("accept"),
+            Some("application/vnd.github+json")
+        );
         assert_eq!(request.header("content-type"), Some("application/json"));
     }
     golden::check("tests/golden/push/github.json", &bodies(&taken));
@@ -131,7 +139,10 @@ async fn a_status_for_a_peer_down_during_the_whole_build_arrives_once_as_the_las
     // Both statuses are written; the pending one, not taken, is superseded by the result.
     let deadline = std::time::Instant::now() + WAIT;
     while rows(&master, "GitHubStatus", "superseded").await < 1 {
-        assert!(std::time::Instant::now() < deadline, "pending never superseded");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pending never superseded"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.restart();
@@ -214,7 +225,10 @@ async fn stash_gets_inprogress_then_the_result_per_commit_with_basic_auth() {
     for request in &taken {
         assert_eq!(request.path, "/rest/build-status/1.0/commits/abc123");
         // base64("bob:s3cret")
-        assert_eq!(request.header("authorization"), Some("Basic Ym9iOnMzY3JldA=="));
+        assert_eq!(
+            request.header("authorization"),
+            Some("Basic Ym9iOnMzY3JldA==")
+        );
     }
     golden::check("tests/golden/push/stash.json", &bodies(&taken));
 }
@@ -271,7 +285,10 @@ async fn http_push_events_reach_a_peer_that_failed_once_each_in_order() {
         .iter()
         .map(|r| {
             let packet = &packets(r)[0];
-            (packet["event"].as_str().unwrap().into(), packet["id"].as_i64().unwrap())
+            (
+                packet["event"].as_str().unwrap().into(),
+                packet["id"].as_i64().unwrap(),
+            )
         })
         .collect();
     assert_eq!(

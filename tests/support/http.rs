@@ -41,7 +41,8 @@ impl Request {
 
     /// Whether it was answered 2xx.
     pub fn taken(&self) -> bool {
-        self.answered.is_some_and(|status| (200..300).contains(&status))
+        self.answered
+            .is_some_and(|status| (200..300).contains(&status))
     }
 }
 

@@ -175,14 +175,15 @@ fn parse_http_status_push(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
     }
     // Each event is its own request, retried by the outbox under `c['outbox']`, and the
     // queue is storage itself: these have nothing to act on yet.
-    for option in [
+    let unimplemented: Vec<&str> = [
         "maxMemoryItems",
         "maxDiskItems",
         "bufferDelay",
         "retryDelay",
-    ] {
-        kw.unimplemented(option);
-    }
+    ]
+    .into_iter()
+    .filter(|option| kw.has(option))
+    .collect();
     let config = HttpStatusPushConfig {
         name,
         server_url,
@@ -198,6 +199,9 @@ fn parse_http_status_push(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
         push: PushOptions::read(&mut kw),
         location: kw.location(),
     };
+    for option in unimplemented {
+        kw.unimplemented_when(option, true);
+    }
     for (option, value) in [
         ("chunkSize", config.chunk_size),
         ("maxHttpRequestSize", config.max_http_request_size),
@@ -320,6 +324,24 @@ mod tests {
                 location,
             }
         );
+    }
+
+    #[test]
+    fn http_status_push_queue_bounds_and_delays_are_reported_not_implemented() {
+        assert_eq!(
+            crate::config::status::testing::unimplemented(
+                "c['status'] = {status.HttpStatusPush{serverUrl='http://x', maxMemoryItems=5,
+                   bufferDelay=2}}"
+            ),
+            [
+                "master.cfg.lua:1: HttpStatusPush: option 'maxMemoryItems' is not implemented yet",
+                "master.cfg.lua:1: HttpStatusPush: option 'bufferDelay' is not implemented yet",
+            ]
+        );
+        assert!(crate::config::status::testing::unimplemented(
+            "c['status'] = {status.HttpStatusPush('http://x')}"
+        )
+        .is_empty());
     }
 
     #[test]
