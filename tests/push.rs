@@ -27,7 +27,7 @@ local c = BuildmasterConfig
 c['buildbotURL'] = 'http://ci.example.org/'
 c['title'] = 'Moon'
 c['www'] = {{port='tcp:0:interface=127.0.0.1'}}
-c['workers'] = {{worker.LocalWorker('local')}}
+c['workers'] = {{worker.LocalWorker('local', {{max_builds=1}})}}
 local f = util.BuildFactory()
 f:addStep(steps.ShellCommand{{name='run', decodeRC={{[0]=util.SUCCESS, [2]=util.FAILURE}},
   command={{'sh', '-c', util.Interpolate('sleep %(prop:pause:-0)s; exit %(prop:rc:-0)s')}}}})
@@ -45,6 +45,18 @@ async fn build(
     rc: i64,
     properties: &[(&str, Value)],
 ) -> BuildResult {
+    let (bsid, _) = queue(master, revision, rc, properties).await;
+    complete(master, bsid).await
+}
+
+/// Queues a build of `b` on `revision` exiting with `rc`, as a scheduler would; answers
+/// the buildset and its request.
+async fn queue(
+    master: &Master,
+    revision: &str,
+    rc: i64,
+    properties: &[(&str, Value)],
+) -> (i64, i64) {
     let ctx = &master.context;
     let mut pairs: Vec<(&str, Value)> = vec![("rc", json!(rc))];
     pairs.extend(properties.iter().cloned());
@@ -62,12 +74,39 @@ async fn build(
         ..BuildsetSpec::default()
     };
     let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
-    for brid in brids.values() {
-        publish(&ctx.db, &ctx.bus, Resource::BuildRequest(*brid), "new")
-            .await
-            .unwrap();
+    let brid = *brids.values().next().unwrap();
+    publish(&ctx.db, &ctx.bus, Resource::BuildRequest(brid), "new")
+        .await
+        .unwrap();
+    (bsid, brid)
+}
+
+/// Waits until `server` took a status in `state` for `sha`; answers every status taken.
+async fn wait_for_state(server: &HttpServer, sha: &str, state: &str) -> Vec<Request> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let taken = server.taken();
+        if taken
+            .iter()
+            .any(|r| r.path.ends_with(sha) && r.json()["state"] == state)
+        {
+            return taken;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {state} status for {sha}: {:#?}",
+            server.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    complete(master, bsid).await
+}
+
+/// The statuses about builds (a queued request's may have been superseded by its build's).
+fn of_builds(requests: Vec<Request>) -> Vec<Request> {
+    requests
+        .into_iter()
+        .filter(|r| r.json()["description"] != "Build queued.")
+        .collect()
 }
 
 /// The bodies of `requests` as one pretty JSON list, for a golden file.
@@ -105,7 +144,7 @@ async fn github_gets_pending_then_the_result_for_the_commit_with_the_token() {
     let pause = ("pause", json!(0.5));
     let result = build(&master, "abc123", 2, &[("owner", json!("octo")), pause]).await;
     assert_eq!(result, BuildResult::Failure);
-    let taken = server.wait_for(2, WAIT).await;
+    let taken = of_builds(wait_for_state(&server, "abc123", "failure").await);
     for request in &taken {
         assert_eq!(request.path, "/api/v3/repos/octo/moon/statuses/abc123");
         assert_eq!(request.header("authorization"), Some("token t0k"));
@@ -124,10 +163,16 @@ async fn github_sends_nothing_for_a_build_whose_owner_renders_empty() {
     let master = TestMaster::start(&config(&github(&server, ""))).await;
     build(&master, "abc123", 0, &[]).await;
     build(&master, "def456", 0, &[("owner", json!("octo"))]).await;
-    server.wait_for(2, WAIT).await;
+    wait_for_state(&server, "def456", "success").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
-    assert_eq!(paths, ["/api/v3/repos/octo/moon/statuses/def456"; 2]);
+    assert!(paths.len() >= 2, "{paths:?}");
+    assert!(
+        paths
+            .iter()
+            .all(|p| p == "/api/v3/repos/octo/moon/statuses/def456"),
+        "{paths:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +211,7 @@ async fn a_secondary_rate_limit_holds_every_status_until_its_retry_after() {
     let master = TestMaster::start(&config(&github(&server, ""))).await;
     build(&master, "abc123", 0, &[("owner", json!("octo"))]).await;
     build(&master, "def456", 2, &[("owner", json!("octo"))]).await;
-    server.wait_for(2, WAIT).await;
+    wait_for_state(&server, "def456", "failure").await;
     let requests = server.requests();
     let limited = &requests[0];
     assert_eq!(limited.answered, Some(403));
@@ -196,8 +241,7 @@ async fn a_status_refused_with_422_is_dead_at_once_and_the_next_still_goes() {
     server.script(json!([{"status": 422, "body": "{\"message\": \"Validation Failed\"}"}]));
     let master = TestMaster::start(&config(&github(&server, ""))).await;
     build(&master, "abc123", 0, &[("owner", json!("octo"))]).await;
-    let taken = server.wait_for(1, WAIT).await;
-    assert_eq!(taken[0].json()["state"], "success");
+    wait_for_state(&server, "abc123", "success").await;
     let dead = master
         .context
         .db
@@ -210,6 +254,43 @@ async fn a_status_refused_with_422_is_dead_at_once_and_the_next_still_goes() {
         error.contains("422 Unprocessable Entity: {\"message\": \"Validation Failed\"}"),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_request_shows_pending_at_once_and_a_cancelled_one_an_error() {
+    let server = HttpServer::start();
+    let master = TestMaster::start(&config(&github(&server, ""))).await;
+    // The one worker slot is busy for long enough that the next request waits.
+    let owner = ("owner", json!("octo"));
+    let (running, _) = queue(&master, "abc123", 0, &[owner.clone(), ("pause", json!(1))]).await;
+    let (_, waiting) = queue(&master, "def456", 0, std::slice::from_ref(&owner)).await;
+    let (_, cancelled) = queue(&master, "0ff1ce", 0, &[owner]).await;
+    let queued = wait_for_state(&server, "def456", "pending").await;
+    let queued = queued.iter().find(|r| r.path.ends_with("def456")).unwrap();
+    assert_eq!(
+        queued.json(),
+        json!({
+            "state": "pending",
+            "description": "Build queued.",
+            "context": "buildbot/b",
+            "target_url": format!("http://ci.example.org/#buildrequests/{waiting}"),
+        })
+    );
+    master
+        .context
+        .control
+        .cancel_request(cancelled, "not wanted".into())
+        .await
+        .unwrap();
+    let taken = wait_for_state(&server, "0ff1ce", "error").await;
+    let last = taken
+        .iter()
+        .rev()
+        .find(|r| r.path.ends_with("0ff1ce"))
+        .unwrap();
+    assert_eq!(last.json()["description"], "Build request cancelled.");
+    complete(&master, running).await;
+    wait_for_state(&server, "def456", "success").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ pub mod tls;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +62,17 @@ impl<R: Reporter, T: Transport> Pipeline<R, T> {
     /// The reporter the next event goes to.
     pub fn current(&self) -> Arc<R> {
         self.current.borrow().clone()
+    }
+
+    /// The current reporter as it changes, for a task of the target's own that reports
+    /// events the generator does not follow.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<R>> {
+        self.current.subscribe()
+    }
+
+    /// Wakes delivery: such a task wrote a message.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.delivery.waker()
     }
 
     /// A reconfig: `reporter` takes the next event, `transport` the next delivery (under

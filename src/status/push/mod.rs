@@ -10,6 +10,7 @@
 
 pub mod github;
 pub mod http_push;
+pub mod requests;
 pub mod stash;
 pub mod transport;
 
@@ -18,6 +19,7 @@ use std::future::Future;
 
 use serde_json::Value;
 
+use self::requests::{Follower, RequestEvent, RequestInfo};
 use self::transport::HttpTransport;
 use super::generator::Reporter;
 use super::Pipeline;
@@ -46,10 +48,30 @@ pub trait PushReporter: Reporter + Sized {
 
     /// The config it was made from, to tell whether a reconfig changed it.
     fn config(&self) -> &Self::Config;
+
+    /// Whether it reports build requests as they are queued and cancelled
+    /// ([`PushReporter::request`]).
+    const FOLLOWS_REQUESTS: bool = false;
+
+    /// Writes the status of a request that was queued or cancelled with no build of its
+    /// own; `true` when one was written.
+    fn request(
+        &self,
+        ctx: &Context,
+        request: RequestInfo,
+        what: RequestEvent,
+    ) -> impl Future<Output = anyhow::Result<bool>> + Send {
+        let _ = (ctx, request, what);
+        async { Ok(false) }
+    }
 }
 
-/// A running push target: the shared pipeline with its reporter and an HTTP transport.
-pub struct Push<R>(Pipeline<R, HttpTransport>);
+/// A running push target: the shared pipeline with its reporter and an HTTP transport,
+/// and the task that follows build requests for those that report them.
+pub struct Push<R> {
+    pipeline: Pipeline<R, HttpTransport>,
+    requests: Option<Follower>,
+}
 
 impl<R: PushReporter> Service for Push<R> {
     type Config = R::Config;
@@ -61,12 +83,17 @@ impl<R: PushReporter> Service for Push<R> {
     async fn start(ctx: &Context, config: &R::Config) -> anyhow::Result<Push<R>> {
         let transport = R::transport(config).map_err(anyhow::Error::msg)?;
         let reporter = R::new(ctx, config).await?;
-        Ok(Push(Pipeline::start(
-            ctx,
-            R::name_of(config),
-            reporter,
-            transport,
-        )))
+        let name = R::name_of(config);
+        let pipeline = Pipeline::start(ctx, name, reporter, transport);
+        let requests = R::FOLLOWS_REQUESTS.then(|| {
+            Follower::spawn(
+                ctx.clone(),
+                name.to_string(),
+                pipeline.subscribe(),
+                pipeline.waker(),
+            )
+        });
+        Ok(Push { pipeline, requests })
     }
 
     /// The new options apply to the next build and the next delivery; queued statuses
@@ -77,8 +104,9 @@ impl<R: PushReporter> Service for Push<R> {
         config: &R::Config,
     ) -> anyhow::Result<Reconfigured> {
         let transport = R::transport(config).map_err(anyhow::Error::msg)?;
-        let unchanged = same_options(self.0.current().config(), config);
-        self.0.replace(ctx, R::new(ctx, config).await?, transport);
+        let unchanged = same_options(self.pipeline.current().config(), config);
+        self.pipeline
+            .replace(ctx, R::new(ctx, config).await?, transport);
         Ok(match unchanged {
             true => Reconfigured::Unchanged,
             false => Reconfigured::Changed,
@@ -86,12 +114,15 @@ impl<R: PushReporter> Service for Push<R> {
     }
 
     async fn stop(self) {
-        self.0.stop().await;
+        if let Some(requests) = self.requests {
+            requests.stop().await;
+        }
+        self.pipeline.stop().await;
     }
 }
 
 /// What a build's renderables see: its properties and sourcestamps.
-fn render_data(build: &BuildInfo) -> RenderData {
+pub fn render_data(build: &BuildInfo) -> RenderData {
     RenderData {
         properties: build.properties.clone(),
         sourcestamps: build.sourcestamps.clone(),
@@ -99,15 +130,15 @@ fn render_data(build: &BuildInfo) -> RenderData {
     }
 }
 
-/// `renderable` as text for `build` (Interpolate, Property or a Lua renderer, through the
-/// script host); a failure names the option and is the caller's to log.
+/// `renderable` as text for a build or request (Interpolate, Property or a Lua renderer,
+/// through the script host); a failure names the option and is the caller's to log.
 async fn render_text(
     ctx: &Context,
     option: &str,
     renderable: &Renderable,
-    build: &BuildInfo,
+    data: &RenderData,
 ) -> Result<String, String> {
-    match ctx.script.render(renderable, render_data(build)).await {
+    match ctx.script.render(renderable, data.clone()).await {
         Ok(Value::String(text)) => Ok(text),
         Ok(Value::Null) | Ok(Value::Bool(false)) => Ok(String::new()),
         Ok(other) => Ok(other.to_string()),
