@@ -413,4 +413,55 @@ mod tests {
         assert_eq!(db.next_outbox_due("MailNotifier").await.unwrap(), None);
         assert_eq!(db.prune_sent_outbox(now() + 1.0).await.unwrap(), 1);
     }
+
+    #[tokio::test]
+    async fn a_newer_message_of_a_group_supersedes_the_older_ones_still_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
+        let sent = db
+            .add_outbox_message(&message("sha1/ci#build:1:started"))
+            .await
+            .unwrap();
+        db.mark_outbox_sent(&[sent.unwrap()]).await.unwrap();
+        let waiting = db
+            .add_outbox_message(&message("sha1/ci#build:2:started"))
+            .await
+            .unwrap();
+        let other = db
+            .add_outbox_message(&message("sha2/ci#build:3:started"))
+            .await
+            .unwrap();
+        let newest = db
+            .add_outbox_message(&message("sha1/ci#build:2:finished"))
+            .await
+            .unwrap();
+        let count = db
+            .supersede_outbox_messages("MailNotifier", "sha1/ci#", newest.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(count, 1);
+        let states: Vec<(i64, String)> = db
+            .outbox_messages(Some("MailNotifier"), &["sent", "pending", "superseded"])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.id, m.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (newest.unwrap(), "pending".to_string()),
+                (other.unwrap(), "pending".to_string()),
+                (waiting.unwrap(), "superseded".to_string()),
+                (sent.unwrap(), "sent".to_string()),
+            ]
+        );
+        let counts = db.unsent_outbox_counts().await.unwrap();
+        assert_eq!(
+            counts,
+            [("MailNotifier".to_string(), "pending".to_string(), 2)]
+        );
+    }
 }

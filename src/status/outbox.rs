@@ -431,12 +431,13 @@ mod tests {
         generation: AtomicUsize,
     }
 
-    struct ToPeer<const KEEP: bool>(Arc<Peer>);
+    struct ToPeer<const KEEP: bool, const ORDER: bool = false>(Arc<Peer>);
 
-    impl<const KEEP: bool> Transport for ToPeer<KEEP> {
+    impl<const KEEP: bool, const ORDER: bool> Transport for ToPeer<KEEP, ORDER> {
         /// The peer's generation when the session was opened.
         type Session = usize;
         const KEEPS_SESSION: bool = KEEP;
+        const IN_ORDER: bool = ORDER;
 
         async fn open(&self) -> Result<usize, String> {
             self.0.connections.fetch_add(1, Ordering::SeqCst);
@@ -608,6 +609,43 @@ mod tests {
         assert_eq!(m3.state, "sent");
         assert_eq!(m3.refused_recipients, [refusal("e", "peer: 550 no e here")]);
         assert_eq!(listed.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn in_order_a_message_not_taken_holds_back_the_later_ones_until_it_went() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(&dir).await;
+        let peer = Arc::new(Peer {
+            up: AtomicBool::new(true),
+            script: Mutex::new(VecDeque::from([
+                Outcome::Failed("peer: 500".into()),
+                Outcome::Deferred {
+                    error: "peer: 429".into(),
+                    until: now() + 0.3,
+                },
+            ])),
+            ..Peer::default()
+        });
+        for n in 1..=3 {
+            db.add_outbox_message(&message(n)).await.unwrap();
+        }
+        let started = std::time::Instant::now();
+        let transport = ToPeer::<false, true>(peer.clone());
+        let delivery = Delivery::spawn(db.clone(), "test".into(), transport, FAST);
+        until(|| peer.accepted.lock().unwrap().len() == 3).await;
+        assert_eq!(peer.accepted.lock().unwrap().as_slice(), ["m1", "m2", "m3"]);
+        assert!(
+            started.elapsed() >= Duration::from_millis(290),
+            "the peer's wait was not kept"
+        );
+        delivery.stop().await;
+        let m1 = db.outbox_messages(Some("test"), &["sent"]).await.unwrap();
+        let attempts: Vec<i64> = m1.iter().rev().map(|m| m.attempts).collect();
+        assert_eq!(
+            attempts,
+            [3, 1, 1],
+            "only the first message was tried before it went"
+        );
     }
 
     #[tokio::test]
