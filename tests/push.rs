@@ -428,3 +428,71 @@ async fn pushes_pending_at_a_restart_go_after_it_once_each_in_order() {
     assert_eq!(ids, [1, 2, 3, 4]);
     stop(master).await;
 }
+
+/// A StatusPush whose callback appends `EVENT ID BUILDNUMBER` lines to `out` for what it
+/// pops, and pops nothing while the file `hold` exists.
+fn lua_push(out: &Path, hold: &Path) -> String {
+    format!(
+        r#"
+local function exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+local function push(self)
+  if exists('{hold}') then
+    self:queueNextServerPush()
+    return
+  end
+  local f = assert(io.open('{out}', 'a'))
+  for _, e in ipairs(self.queue:popChunk()) do
+    f:write(e.event, ' ', e.id, ' ', e.payload.build.number, '\n')
+  end
+  f:close()
+  self:queueNextServerPush()
+end
+c['status'] = {{status.StatusPush{{serverPushCb=push, bufferDelay=0, retryDelay=0.1}}}}
+"#,
+        out = out.display(),
+        hold = hold.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_push_cb_pops_every_event_once_in_order_across_a_restart() {
+    let files = tempfile::tempdir().unwrap();
+    let (out, hold) = (files.path().join("events"), files.path().join("hold"));
+    std::fs::write(&hold, "").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&lua_push(&out, &hold));
+    let master = start(dir.path(), &config).await;
+    build(&master, "abc123", 0, &[]).await;
+    build(&master, "def456", 2, &[]).await;
+    // Offered while held: popped nothing, so still queued.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop(master).await;
+    assert!(!out.exists());
+    std::fs::remove_file(&hold).unwrap();
+    let master = start(dir.path(), &config).await;
+    let expected = "buildStarted 1 1\nbuildFinished 2 1\nbuildStarted 3 2\nbuildFinished 4 2\n";
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::fs::read_to_string(&out).unwrap_or_default().len() < expected.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events did not all arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    build(&master, "0ff1ce", 0, &[]).await;
+    let expected = format!("{expected}buildStarted 5 3\nbuildFinished 6 3\n");
+    while std::fs::read_to_string(&out).unwrap_or_default().len() < expected.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events did not all arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), expected);
+    stop(master).await;
+}

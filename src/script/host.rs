@@ -31,7 +31,8 @@ use tokio::sync::oneshot;
 
 use super::callback::VmToken;
 use super::objects::{
-    build_of, LuaBuild, LuaChange, LuaLog, LuaMaster, LuaProperties, LuaSourceStamp, LuaStep,
+    build_of, LuaBuild, LuaChange, LuaLog, LuaMaster, LuaProperties, LuaSourceStamp, LuaStatusPush,
+    LuaStep, PushChunk,
 };
 use super::renderable::{lua_serialize_options, RenderData, RenderError, Renderable};
 use super::Callback;
@@ -79,6 +80,8 @@ pub enum Arg {
     Properties(Arc<RenderData>),
     /// A value the config holds (a `lookup` object, passed as `self` to its method).
     Handle(LuaHandle),
+    /// A StatusPush's `self`, offering these events to `self.queue:popChunk()`.
+    StatusPush(Arc<PushChunk>),
 }
 
 impl From<serde_json::Value> for Arg {
@@ -125,6 +128,7 @@ impl Arg {
             Arg::Master(master) => lua.create_userdata(LuaMaster(master)).map(userdata),
             Arg::Properties(data) => lua.create_userdata(LuaProperties(data)).map(userdata),
             Arg::Handle(handle) => handle.value(lua),
+            Arg::StatusPush(chunk) => lua.create_userdata(LuaStatusPush(chunk)).map(userdata),
         }
     }
 }

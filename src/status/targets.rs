@@ -5,7 +5,7 @@
 use futures_util::future::BoxFuture;
 
 use super::mail::MailNotifier;
-use super::push::{GitHubStatus, HttpStatusPush, StashStatusPush};
+use super::push::{GitHubStatus, HttpStatusPush, StashStatusPush, StatusPush};
 use crate::config::status::StatusTarget;
 use crate::config::MasterConfig;
 use crate::runtime::{Context, Reconfigured, Service};
@@ -54,6 +54,7 @@ impl Service for RunningTarget {
             GitHubStatus => GitHubStatus,
             StashStatusPush => StashStatusPush,
             HttpStatusPush => HttpStatusPush,
+            StatusPush => StatusPush,
         })
     }
 

@@ -99,6 +99,7 @@ impl StatusTarget {
                 | StatusTarget::GitHubStatus(_)
                 | StatusTarget::StashStatusPush(_)
                 | StatusTarget::HttpStatusPush(_)
+                | StatusTarget::StatusPush(_)
         )
     }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::transport::{request_meta, Auth, HttpTransport};
 use super::{Push, PushReporter};
-use crate::config::status::HttpStatusPushConfig;
+use crate::config::status::{HttpStatusPushConfig, PushOptions};
 use crate::db::NewMessage;
 use crate::model::{BuildInfo, MasterInfo};
 use crate::runtime::Context;
@@ -52,23 +52,11 @@ impl PushReporter for HttpPushReporter {
     }
 
     async fn new(ctx: &Context, config: &HttpStatusPushConfig) -> anyhow::Result<HttpPushReporter> {
-        let pushed = |event: &str| {
-            !config.push.black_list.iter().any(|e| e == event)
-                && config
-                    .push
-                    .white_list
-                    .as_ref()
-                    .is_none_or(|list| list.iter().any(|e| e == event))
-        };
         Ok(HttpPushReporter {
             name: Self::name_of(config).to_string(),
             config: Arc::new(config.clone()),
             master: crate::status::master_info(&ctx.db, &ctx.config.current()).await?,
-            wanted: Wanted {
-                started: pushed("buildStarted"),
-                finished: pushed("buildFinished"),
-                ..Wanted::default()
-            },
+            wanted: wanted_events(&config.push),
         })
     }
 
@@ -118,33 +106,10 @@ impl HttpPushReporter {
     ) -> anyhow::Result<bool> {
         let config = &self.config;
         let key = format!("build:{buildid}:{event}");
-        let state = format!("status/{}", self.name);
-        let id = ctx
-            .db
-            .get_state(&state, "next_id")
-            .await?
-            .and_then(|v| v.as_i64())
-            .unwrap_or(1);
-        let started = ctx.db.get_state(&state, "started").await?;
-        let started = match started {
-            Some(started) => started,
-            None => {
-                let started = Value::String(timestamp(crate::db::now()));
-                ctx.db.set_state(&state, "started", &started).await?;
-                started
-            }
-        };
-        let mut packet = json!({
-            "event": event,
-            "payload": payload,
-            "id": id,
-            "timestamp": timestamp(crate::db::now()),
-            "project": self.master.title,
-            "started": started,
-        });
-        if config.push.filter {
-            packet = filtered(packet);
-        }
+        let events = EventCounter::new(&self.name);
+        let (id, packet) = events
+            .packet(ctx, &self.master, event, payload, config.push.filter)
+            .await?;
         let packets = Value::Array(vec![packet]).to_string();
         let body = {
             let mut form = form_urlencoded::Serializer::new(String::new());
@@ -177,11 +142,82 @@ impl HttpPushReporter {
             })
             .await?;
         if written.is_some() {
-            ctx.db
-                .set_state(&state, "next_id", &Value::from(id + 1))
-                .await?;
+            events.written(ctx, id).await?;
         }
         Ok(written.is_some())
+    }
+}
+
+/// Numbers a target's events (0.8's packet `id`) and remembers when it first pushed (its
+/// `started`), in storage so both survive restarts.
+pub struct EventCounter {
+    object: String,
+}
+
+impl EventCounter {
+    pub fn new(target: &str) -> EventCounter {
+        EventCounter {
+            object: format!("status/{target}"),
+        }
+    }
+
+    /// The next event as 0.8 packs it: `{event, payload, id, timestamp, project, started}`,
+    /// filtered with `filter`.
+    pub async fn packet(
+        &self,
+        ctx: &Context,
+        master: &MasterInfo,
+        event: &str,
+        payload: Value,
+        filter: bool,
+    ) -> anyhow::Result<(i64, Value)> {
+        let db = &ctx.db;
+        let id = db
+            .get_state(&self.object, "next_id")
+            .await?
+            .and_then(|v| v.as_i64())
+            .unwrap_or(1);
+        let started = match db.get_state(&self.object, "started").await? {
+            Some(started) => started,
+            None => {
+                let started = Value::String(timestamp(crate::db::now()));
+                db.set_state(&self.object, "started", &started).await?;
+                started
+            }
+        };
+        let packet = json!({
+            "event": event,
+            "payload": payload,
+            "id": id,
+            "timestamp": timestamp(crate::db::now()),
+            "project": master.title,
+            "started": started,
+        });
+        Ok((id, if filter { filtered(packet) } else { packet }))
+    }
+
+    /// The event `id` was written: the next one is numbered after it.
+    pub async fn written(&self, ctx: &Context, id: i64) -> anyhow::Result<()> {
+        Ok(ctx
+            .db
+            .set_state(&self.object, "next_id", &Value::from(id + 1))
+            .await?)
+    }
+}
+
+/// The builds whose events `blackList` and `whiteList` let through.
+pub fn wanted_events(push: &PushOptions) -> Wanted {
+    let pushed = |event: &str| {
+        !push.black_list.iter().any(|e| e == event)
+            && push
+                .white_list
+                .as_ref()
+                .is_none_or(|list| list.iter().any(|e| e == event))
+    };
+    Wanted {
+        started: pushed("buildStarted"),
+        finished: pushed("buildFinished"),
+        ..Wanted::default()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Status targets that push over HTTP: `GitHubStatus` (GitHub's commit status API),
 //! `StashStatusPush` (Bitbucket Server's build status API) and `HttpStatusPush` (Buildbot
-//! 0.8's JSON events to a URL of the user's). Each renders a build's start and end into
+//! 0.8's JSON events to a URL of the user's); and `StatusPush`, which hands the same events
+//! to a Lua callback (`lua_push`). Each renders a build's start and end into
 //! outbox messages that are one HTTP request each; [`transport::HttpTransport`] sends them
 //! in order, retrying what the peer did not take.
 //!
@@ -10,6 +11,7 @@
 
 pub mod github;
 pub mod http_push;
+pub mod lua_push;
 pub mod requests;
 pub mod stash;
 pub mod transport;
@@ -31,6 +33,7 @@ use crate::script::{RenderData, Renderable};
 
 pub use self::github::GitHubStatus;
 pub use self::http_push::HttpStatusPush;
+pub use self::lua_push::StatusPush;
 pub use self::stash::StashStatusPush;
 
 /// One kind of push target: its reporter, made from its config, and its transport.
