@@ -496,3 +496,40 @@ async fn server_push_cb_pops_every_event_once_in_order_across_a_restart() {
     assert_eq!(std::fs::read_to_string(&out).unwrap(), expected);
     stop(master).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconfig_keeps_waiting_statuses_and_the_new_options_take_the_next_build() {
+    let mut server = HttpServer::start();
+    let mut master = TestMaster::start(&config(&github(&server, ", context='old'"))).await;
+    server.stop();
+    build(&master, "abc123", 0, &[("owner", json!("octo"))]).await;
+    let file = master.dir().join("master.cfg.lua");
+    let write = |status: &str| std::fs::write(&file, config(status)).unwrap();
+    write(&github(&server, ", context='new'"));
+    let outcome = master.reconfig().await;
+    assert_eq!(
+        outcome.line, "reconfig complete (+0 ~1 -0 services)",
+        "{outcome:?}"
+    );
+    server.restart();
+    let taken = wait_for_state(&server, "abc123", "success").await;
+    assert!(
+        taken.iter().all(|r| r.json()["context"] == "old"),
+        "{taken:#?}"
+    );
+    build(&master, "def456", 0, &[("owner", json!("octo"))]).await;
+    let taken = wait_for_state(&server, "def456", "success").await;
+    let last = taken.last().unwrap();
+    assert_eq!(last.json()["context"], "new");
+
+    // A target removed with statuses waiting keeps them in the outbox.
+    server.stop();
+    build(&master, "0ff1ce", 0, &[("owner", json!("octo"))]).await;
+    write("");
+    let outcome = master.reconfig().await;
+    assert_eq!(
+        outcome.line, "reconfig complete (+0 ~0 -1 services)",
+        "{outcome:?}"
+    );
+    assert!(rows(&master, "GitHubStatus", "pending").await > 0);
+}
