@@ -50,21 +50,34 @@ pub struct HttpServer {
     dir: TempDir,
     port: u16,
     child: Option<Child>,
+    /// The certificate and key it serves HTTPS with.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl HttpServer {
     pub fn start() -> HttpServer {
+        Self::start_with(None)
+    }
+
+    /// Serves HTTPS with this certificate (PEM) and key.
+    pub fn start_tls(cert: &Path, key: &Path) -> HttpServer {
+        Self::start_with(Some((cert.to_path_buf(), key.to_path_buf())))
+    }
+
+    fn start_with(tls: Option<(PathBuf, PathBuf)>) -> HttpServer {
         let mut server = HttpServer {
             dir: tempfile::tempdir().unwrap(),
             port: 0,
             child: None,
+            tls,
         };
         server.spawn();
         server
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     /// The next requests get these answers, in order (`{"status": 500}`, `{"hang": 5}`,
@@ -144,12 +157,17 @@ impl HttpServer {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .unwrap();
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        command
             .arg(script)
             .arg("--port")
             .arg(self.port.to_string())
             .arg("--dir")
-            .arg(self.dir.path())
+            .arg(self.dir.path());
+        if let Some((cert, key)) = &self.tls {
+            command.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

@@ -1,7 +1,7 @@
 """A recording HTTP server for the push tests.
 
 Listens on 127.0.0.1 (--port, 0 for a free one; the port is printed on the first line of
-stdout) and appends each request it answers to DIR/requests.jsonl as one JSON object:
+stdout), over TLS with --cert and --key, and appends each request it answers to DIR/requests.jsonl as one JSON object:
 {n, at, method, path, headers (lowercase names), body, answered}.
 
 How it answers is read from DIR/script.json before each request: a list of answers, the
@@ -13,6 +13,7 @@ without answering).
 import argparse
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -89,12 +90,18 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--dir", required=True)
+    parser.add_argument("--cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--key")
     args = parser.parse_args()
     os.makedirs(args.dir, exist_ok=True)
     ThreadingHTTPServer.allow_reuse_address = True
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.directory = args.dir
+    if args.cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.cert, args.key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(server.server_address[1], flush=True)
     server.serve_forever()
 
