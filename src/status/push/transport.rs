@@ -57,9 +57,6 @@ impl HttpTransport {
         headers: &[(String, String)],
         debug: bool,
     ) -> Result<HttpTransport, String> {
-        // reqwest builds a TLS config even for http:// and takes rustls' process-wide
-        // provider for it; ring is the one the mail code uses. Installed once, kept.
-        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
