@@ -149,6 +149,7 @@ function status.PBListener(port, options) end
 ---@field bufferDelay? number Default 1.
 ---@field retryDelay? number Default 5.
 ---@field blackList? string[]
+---@field whiteList? string[]
 
 ---@param serverPushCb function|buildbot.status.StatusPushOptions
 ---@param options? buildbot.status.StatusPushOptions
@@ -164,11 +165,15 @@ function status.StatusPush(serverPushCb, options) end
 ---@field chunkSize? integer Default 200.
 ---@field maxHttpRequestSize? integer Default 2^20.
 ---@field extra_post_params? table<string, any>
+---@field user? string Basic auth.
+---@field password? string
+---@field headers? table<string, string> Sent with every request.
 ---@field path? string
 ---@field filter? boolean
 ---@field bufferDelay? number
 ---@field retryDelay? number
 ---@field blackList? string[]
+---@field whiteList? string[]
 
 ---@param serverUrl string|buildbot.status.HttpStatusPushOptions
 ---@param options? buildbot.status.HttpStatusPushOptions
@@ -207,6 +212,7 @@ function status.GerritStatusPush(server, username, options) end
 ---@field sha? buildbot.RenderableValue Default Interpolate("%(src::revision)s").
 ---@field startDescription? buildbot.RenderableValue
 ---@field endDescription? buildbot.RenderableValue
+---@field context? buildbot.RenderableValue Default Interpolate("buildbot/%(prop:buildername)s").
 ---@field baseURL? string For GitHub Enterprise.
 
 ---@param options buildbot.status.GitHubStatusOptions

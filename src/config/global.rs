@@ -288,15 +288,6 @@ pub(super) fn read(
         }
     }
     super::status::assign_default_names(&mut status);
-    for target in status.iter().filter(|target| !target.runs()) {
-        report_unimplemented(
-            lua,
-            ConfigError::at(
-                target.location().clone(),
-                format!("status.{} is not implemented yet", target.kind()),
-            ),
-        );
-    }
 
     let buildbot_url = keys
         .get::<String>("buildbotURL")

@@ -125,6 +125,68 @@ impl Db {
         rows.iter().map(message_of).collect()
     }
 
+    /// The reporter's oldest pending messages up to the first that is not due at `at`: what
+    /// a transport that delivers strictly in order may send now.
+    pub async fn due_outbox_head(
+        &self,
+        reporter: &str,
+        at: f64,
+        limit: i64,
+    ) -> DbResult<Vec<OutboxMessage>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE reporter = $1 AND state = 'pending' \
+             ORDER BY id LIMIT $2"
+        ))
+        .bind(reporter)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut head = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let message = message_of(row)?;
+            if message.next_attempt_at > at {
+                break;
+            }
+            head.push(message);
+        }
+        Ok(head)
+    }
+
+    /// When the reporter's oldest pending message falls due, if it has one: the next
+    /// delivery of a transport that delivers in order.
+    pub async fn first_pending_outbox_due(&self, reporter: &str) -> DbResult<Option<f64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT next_attempt_at FROM outbox WHERE reporter = $1 AND state = 'pending' \
+             ORDER BY id LIMIT 1",
+        )
+        .bind(reporter)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Marks the reporter's pending messages older than `newer` whose key starts with
+    /// `group` as superseded: only the newest status about one thing is worth sending.
+    pub async fn supersede_outbox_messages(
+        &self,
+        reporter: &str,
+        group: &str,
+        newer: i64,
+    ) -> DbResult<u64> {
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'superseded', sent_at = $1, \
+             last_error = 'superseded by a newer message' \
+             WHERE reporter = $2 AND state = 'pending' AND id < $3 \
+             AND substr(dedup_key, 1, length($4)) = $4",
+        )
+        .bind(now())
+        .bind(reporter)
+        .bind(newer)
+        .bind(group)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// When the reporter's next pending message falls due, if it has one.
     pub async fn next_outbox_due(&self, reporter: &str) -> DbResult<Option<f64>> {
         Ok(sqlx::query_scalar(
@@ -243,7 +305,7 @@ impl Db {
     ) -> DbResult<Vec<OutboxMessage>> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM outbox WHERE reporter = $1 \
-             AND (state <> 'sent' OR refused_recipients IS NOT NULL) ORDER BY id DESC"
+             AND (state IN ('pending', 'dead') OR refused_recipients IS NOT NULL) ORDER BY id DESC"
         ))
         .bind(reporter)
         .fetch_all(&self.pool)
@@ -261,22 +323,25 @@ impl Db {
         Ok(found.is_some())
     }
 
-    /// How many messages each reporter has in each state but `sent`.
+    /// How many messages each reporter has pending and dead.
     pub async fn unsent_outbox_counts(&self) -> DbResult<Vec<(String, String, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT reporter, state, COUNT(*) FROM outbox WHERE state <> 'sent' \
+            "SELECT reporter, state, COUNT(*) FROM outbox WHERE state IN ('pending', 'dead') \
              GROUP BY reporter, state",
         )
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// Forgets sent messages older than `before`; pending and dead ones stay.
+    /// Forgets sent (and superseded) messages older than `before`; pending and dead ones
+    /// stay.
     pub async fn prune_sent_outbox(&self, before: f64) -> DbResult<u64> {
-        let done = sqlx::query("DELETE FROM outbox WHERE state = 'sent' AND sent_at < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "DELETE FROM outbox WHERE state IN ('sent', 'superseded') AND sent_at < $1",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 }
@@ -347,5 +412,56 @@ mod tests {
         assert_eq!(dead[0].last_error.as_deref(), Some("550 no such user"));
         assert_eq!(db.next_outbox_due("MailNotifier").await.unwrap(), None);
         assert_eq!(db.prune_sent_outbox(now() + 1.0).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_newer_message_of_a_group_supersedes_the_older_ones_still_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
+        let sent = db
+            .add_outbox_message(&message("sha1/ci#build:1:started"))
+            .await
+            .unwrap();
+        db.mark_outbox_sent(&[sent.unwrap()]).await.unwrap();
+        let waiting = db
+            .add_outbox_message(&message("sha1/ci#build:2:started"))
+            .await
+            .unwrap();
+        let other = db
+            .add_outbox_message(&message("sha2/ci#build:3:started"))
+            .await
+            .unwrap();
+        let newest = db
+            .add_outbox_message(&message("sha1/ci#build:2:finished"))
+            .await
+            .unwrap();
+        let count = db
+            .supersede_outbox_messages("MailNotifier", "sha1/ci#", newest.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(count, 1);
+        let states: Vec<(i64, String)> = db
+            .outbox_messages(Some("MailNotifier"), &["sent", "pending", "superseded"])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.id, m.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (newest.unwrap(), "pending".to_string()),
+                (other.unwrap(), "pending".to_string()),
+                (waiting.unwrap(), "superseded".to_string()),
+                (sent.unwrap(), "sent".to_string()),
+            ]
+        );
+        let counts = db.unsent_outbox_counts().await.unwrap();
+        assert_eq!(
+            counts,
+            [("MailNotifier".to_string(), "pending".to_string(), 2)]
+        );
     }
 }

@@ -28,7 +28,8 @@ use super::callback::VmToken;
 use super::deadline::{install_hook, Deadline};
 use super::messages::{describe_error_object, first_lua_frame, split_place};
 use super::objects::{
-    build_of, LuaBuild, LuaChange, LuaLog, LuaMaster, LuaProperties, LuaSourceStamp, LuaStep,
+    build_of, LuaBuild, LuaChange, LuaLog, LuaMaster, LuaProperties, LuaSourceStamp, LuaStatusPush,
+    LuaStep, PushChunk,
 };
 use super::renderable::{lua_serialize_options, RenderData, RenderError, Renderable};
 use super::Callback;
@@ -72,6 +73,8 @@ pub enum Arg {
     Properties(Arc<RenderData>),
     /// A value the config holds (a `lookup` object, passed as `self` to its method).
     Handle(LuaHandle),
+    /// A StatusPush's `self`, offering these events to `self.queue:popChunk()`.
+    StatusPush(Arc<PushChunk>),
 }
 
 impl From<serde_json::Value> for Arg {
@@ -118,6 +121,7 @@ impl Arg {
             Arg::Master(master) => lua.create_userdata(LuaMaster(master)).map(userdata),
             Arg::Properties(data) => lua.create_userdata(LuaProperties(data)).map(userdata),
             Arg::Handle(handle) => handle.value(lua),
+            Arg::StatusPush(chunk) => lua.create_userdata(LuaStatusPush(chunk)).map(userdata),
         }
     }
 }

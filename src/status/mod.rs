@@ -4,11 +4,12 @@
 //! through the target's [`Transport`]. [`targets`] lists the kinds the master runs.
 
 pub mod generator;
-pub mod irc;
 pub mod gerrit;
+pub mod irc;
 pub mod mail;
 pub mod outbox;
 pub mod pb_listener;
+pub mod push;
 pub mod snapshot;
 pub mod targets;
 pub mod tls;
@@ -16,7 +17,7 @@ pub mod tls;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -64,6 +65,17 @@ impl<R: Reporter, T: Transport> Pipeline<R, T> {
     /// The reporter the next event goes to.
     pub fn current(&self) -> Arc<R> {
         self.current.borrow().clone()
+    }
+
+    /// The current reporter as it changes, for a task of the target's own that reports
+    /// events the generator does not follow.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<R>> {
+        self.current.subscribe()
+    }
+
+    /// Wakes delivery: such a task wrote a message.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.delivery.waker()
     }
 
     /// A reconfig: `reporter` takes the next event, `transport` the next delivery (under

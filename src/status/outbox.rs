@@ -32,6 +32,10 @@ pub trait Transport: Send + Sync + 'static {
     /// Whether a session stays open between batches rather than closed after each.
     const KEEPS_SESSION: bool = false;
 
+    /// Whether messages go strictly in the order they were written: a message that is not
+    /// taken holds every later one back until it went (or died).
+    const IN_ORDER: bool = false;
+
     /// Connects, secures and authenticates. An `Err` is one line naming the peer and what
     /// went wrong; every message of the batch fails with it.
     fn open(&self) -> impl Future<Output = Result<Self::Session, String>> + Send;
@@ -50,7 +54,7 @@ pub trait Transport: Send + Sync + 'static {
 
 /// What became of one message. Errors and answers are one line naming the peer and what it
 /// said.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// The peer took it for every recipient: sent.
     Accepted,
@@ -68,6 +72,20 @@ pub enum Outcome {
     /// The session broke before the peer answered: this message and the rest of the batch
     /// are tried again after the backoff, over a new session.
     Broken(String),
+    /// The peer asked to wait (HTTP's `Retry-After`, a rate limit's reset): tried again
+    /// at `until` (Unix seconds) rather than after the backoff.
+    Deferred { error: String, until: f64 },
+}
+
+impl Outcome {
+    /// Whether the message stays pending after this outcome.
+    fn leaves_pending(&self) -> bool {
+        match self {
+            Outcome::Accepted | Outcome::Refused(_) => false,
+            Outcome::Partly { retry, .. } => !retry.is_empty(),
+            Outcome::Failed(_) | Outcome::Broken(_) | Outcome::Deferred { .. } => true,
+        }
+    }
 }
 
 /// Messages fetched per batch.
@@ -176,7 +194,7 @@ impl<T: Transport> Worker<T> {
             }
             let wait = match self.deliver_due(&mut kept).await {
                 Ok(Some(batch_size)) if batch_size as i64 == BATCH => continue,
-                Ok(_) => match self.db.next_outbox_due(reporter).await {
+                Ok(_) => match self.next_due().await {
                     Ok(Some(due)) => Duration::from_secs_f64((due - now()).max(0.0)),
                     Ok(None) => Duration::MAX,
                     Err(error) => {
@@ -203,13 +221,29 @@ impl<T: Transport> Worker<T> {
         }
     }
 
+    /// When the next message falls due; in order, the oldest pending one.
+    async fn next_due(&self) -> DbResult<Option<f64>> {
+        match T::IN_ORDER {
+            true => self.db.first_pending_outbox_due(&self.reporter).await,
+            false => self.db.next_outbox_due(&self.reporter).await,
+        }
+    }
+
     /// Delivers one batch of due messages, recording each outcome as it comes; answers how
     /// many were due, `None` when none was.
     async fn deliver_due(&self, kept: &mut Option<Open<T>>) -> DbResult<Option<usize>> {
-        let batch = self
-            .db
-            .due_outbox_messages(&self.reporter, now(), BATCH)
-            .await?;
+        let batch = match T::IN_ORDER {
+            true => {
+                self.db
+                    .due_outbox_head(&self.reporter, now(), BATCH)
+                    .await?
+            }
+            false => {
+                self.db
+                    .due_outbox_messages(&self.reporter, now(), BATCH)
+                    .await?
+            }
+        };
         if batch.is_empty() {
             return Ok(None);
         }
@@ -246,6 +280,9 @@ impl<T: Transport> Worker<T> {
                         unreachable = Some(error.clone());
                         self.record(message, Outcome::Failed(error), &policy)
                             .await?;
+                        if T::IN_ORDER {
+                            break;
+                        }
                         continue;
                     }
                 },
@@ -268,7 +305,11 @@ impl<T: Transport> Worker<T> {
                 }
                 _ => session = Some((current, false)),
             }
+            let held = T::IN_ORDER && outcome.leaves_pending();
             self.record(message, outcome, &policy).await?;
+            if held {
+                break;
+            }
         }
         if let Some((open, _)) = session {
             if T::KEEPS_SESSION && !self.stop.is_cancelled() {
@@ -312,6 +353,13 @@ impl<T: Transport> Worker<T> {
         match outcome {
             Outcome::Accepted => self.db.mark_outbox_sent(&[message.id]).await,
             Outcome::Failed(error) | Outcome::Broken(error) => {
+                log_failure(&error);
+                self.db
+                    .mark_outbox_failed(message.id, &error, retry_at)
+                    .await
+            }
+            Outcome::Deferred { error, until } => {
+                let retry_at = retry_at.map(|_| until.max(now()));
                 log_failure(&error);
                 self.db
                     .mark_outbox_failed(message.id, &error, retry_at)
@@ -383,12 +431,13 @@ mod tests {
         generation: AtomicUsize,
     }
 
-    struct ToPeer<const KEEP: bool>(Arc<Peer>);
+    struct ToPeer<const KEEP: bool, const ORDER: bool = false>(Arc<Peer>);
 
-    impl<const KEEP: bool> Transport for ToPeer<KEEP> {
+    impl<const KEEP: bool, const ORDER: bool> Transport for ToPeer<KEEP, ORDER> {
         /// The peer's generation when the session was opened.
         type Session = usize;
         const KEEPS_SESSION: bool = KEEP;
+        const IN_ORDER: bool = ORDER;
 
         async fn open(&self) -> Result<usize, String> {
             self.0.connections.fetch_add(1, Ordering::SeqCst);
@@ -560,6 +609,43 @@ mod tests {
         assert_eq!(m3.state, "sent");
         assert_eq!(m3.refused_recipients, [refusal("e", "peer: 550 no e here")]);
         assert_eq!(listed.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn in_order_a_message_not_taken_holds_back_the_later_ones_until_it_went() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(&dir).await;
+        let peer = Arc::new(Peer {
+            up: AtomicBool::new(true),
+            script: Mutex::new(VecDeque::from([
+                Outcome::Failed("peer: 500".into()),
+                Outcome::Deferred {
+                    error: "peer: 429".into(),
+                    until: now() + 0.3,
+                },
+            ])),
+            ..Peer::default()
+        });
+        for n in 1..=3 {
+            db.add_outbox_message(&message(n)).await.unwrap();
+        }
+        let started = std::time::Instant::now();
+        let transport = ToPeer::<false, true>(peer.clone());
+        let delivery = Delivery::spawn(db.clone(), "test".into(), transport, FAST);
+        until(|| peer.accepted.lock().unwrap().len() == 3).await;
+        assert_eq!(peer.accepted.lock().unwrap().as_slice(), ["m1", "m2", "m3"]);
+        assert!(
+            started.elapsed() >= Duration::from_millis(290),
+            "the peer's wait was not kept"
+        );
+        delivery.stop().await;
+        let m1 = db.outbox_messages(Some("test"), &["sent"]).await.unwrap();
+        let attempts: Vec<i64> = m1.iter().rev().map(|m| m.attempts).collect();
+        assert_eq!(
+            attempts,
+            [3, 1, 1],
+            "only the first message was tried before it went"
+        );
     }
 
     #[tokio::test]

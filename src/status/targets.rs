@@ -4,10 +4,11 @@
 
 use futures_util::future::BoxFuture;
 
-use super::irc::Irc;
 use super::gerrit::GerritStatusPush;
+use super::irc::Irc;
 use super::mail::MailNotifier;
 use super::pb_listener::PbListener;
+use super::push::{GitHubStatus, HttpStatusPush, StashStatusPush, StatusPush};
 use crate::config::status::StatusTarget;
 use crate::config::MasterConfig;
 use crate::runtime::{Context, Reconfigured, Service};
@@ -56,6 +57,10 @@ impl Service for RunningTarget {
             Irc => Irc,
             GerritStatusPush => GerritStatusPush,
             PbListener => PbListener,
+            GitHubStatus => GitHubStatus,
+            StashStatusPush => StashStatusPush,
+            HttpStatusPush => HttpStatusPush,
+            StatusPush => StatusPush,
         })
     }
 

@@ -1,6 +1,6 @@
-//! TLS for status targets' peers (SMTP relays, IRC servers): rustls with the system's
-//! roots, which honour `SSL_CERT_FILE` and `SSL_CERT_DIR`, and OpenSSL's rule that a
-//! certificate in that store is trusted as itself (a self-signed private server).
+//! TLS for every status target's peer (SMTP relays, IRC servers, HTTP endpoints): the system's roots (which honour `SSL_CERT_FILE` and
+//! `SSL_CERT_DIR`), and a certificate that is itself in the store trusted as itself, as
+//! OpenSSL does, so a self-signed relay or HTTP endpoint can be trusted by adding it there.
 
 use std::sync::Arc;
 

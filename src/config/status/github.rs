@@ -24,6 +24,9 @@ pub struct GitHubStatusConfig {
     pub sha: Renderable,
     pub start_description: Renderable,
     pub end_description: Renderable,
+    /// Which check this is on the commit (Buildbot 4's `context`); by default
+    /// `buildbot/%(prop:buildername)s`.
+    pub context: Renderable,
     /// The API endpoint (GitHub Enterprise has its own).
     pub base_url: String,
     pub location: Location,
@@ -36,6 +39,7 @@ pub const GITHUB_STATUS_OPTIONS: &[&str] = &[
     "sha",
     "startDescription",
     "endDescription",
+    "context",
     "baseURL",
     "name",
 ];
@@ -51,6 +55,13 @@ pub fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
 fn default_sha() -> Renderable {
     Renderable::Interpolate(
         Interpolate::new("%(src::revision)s", Vec::new(), BTreeMap::new()).expect("a valid format"),
+    )
+}
+
+fn default_context() -> Renderable {
+    Renderable::Interpolate(
+        Interpolate::new("buildbot/%(prop:buildername)s", Vec::new(), BTreeMap::new())
+            .expect("a valid format"),
     )
 }
 
@@ -88,6 +99,7 @@ fn parse_github(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
         end_description: kw
             .optional("endDescription")
             .unwrap_or_else(|| Renderable::string("Build done.")),
+        context: kw.optional("context").unwrap_or_else(default_context),
         base_url,
         location: kw.location(),
     };

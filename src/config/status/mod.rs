@@ -89,19 +89,6 @@ impl StatusTarget {
         }
     }
 
-    /// Whether the master runs this kind of target yet; the others are reported as not
-    /// implemented, so that none is accepted and silently left out.
-    pub fn runs(&self) -> bool {
-        matches!(
-            self,
-            StatusTarget::WebStatus(_)
-                | StatusTarget::MailNotifier(_)
-                | StatusTarget::Irc(_)
-                | StatusTarget::GerritStatusPush(_)
-                | StatusTarget::PbListener(_)
-        )
-    }
-
     /// The service name: the reconfig diff key, the outbox key and the URL segment. Until
     /// [`assign_default_names`] has run, an unnamed target answers its class name.
     pub fn name(&self) -> &str {
@@ -322,18 +309,6 @@ mod tests {
     /// would clash before `assign_default_names` runs.
     fn unassigned(snippet: &str) -> Vec<StatusTarget> {
         lua_value::<Vec<StatusTarget>>(snippet)
-    }
-
-    #[test]
-    fn targets_the_master_does_not_run_yet_are_reported() {
-        assert_eq!(
-            super::testing::unimplemented(
-                "c['status'] = {status.MailNotifier{fromaddr='a@example.org'},\n\
-                 status.PBListener(9988), status.IRC('irc.example.org', 'bot'),
-                 status.WebStatus{http_port=8010}}"
-            ),
-            ["master.cfg.lua:2: status.PBListener is not implemented yet"]
-        );
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct PushOptions {
     pub retry_delay: f64,
     /// Event names never pushed.
     pub black_list: Vec<String>,
+    /// Event names pushed, if given: no others.
+    pub white_list: Option<Vec<String>>,
 }
 
 impl PushOptions {
@@ -34,6 +36,7 @@ impl PushOptions {
             buffer_delay: read_delay(kw, "bufferDelay", 1.0),
             retry_delay: read_delay(kw, "retryDelay", 5.0),
             black_list: kw.optional("blackList").unwrap_or_default(),
+            white_list: kw.optional("whiteList"),
         }
     }
 }
@@ -73,6 +76,11 @@ pub struct HttpStatusPushConfig {
     pub max_http_request_size: usize,
     /// More form fields posted with every request.
     pub extra_post_params: BTreeMap<String, String>,
+    /// Basic auth, when `user` is given.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// More HTTP headers sent with every request.
+    pub headers: BTreeMap<String, String>,
     pub push: PushOptions,
     pub location: Location,
 }
@@ -85,6 +93,7 @@ pub const STATUS_PUSH_OPTIONS: &[&str] = &[
     "bufferDelay",
     "retryDelay",
     "blackList",
+    "whiteList",
     "name",
 ];
 pub const HTTP_STATUS_PUSH_OPTIONS: &[&str] = &[
@@ -95,11 +104,15 @@ pub const HTTP_STATUS_PUSH_OPTIONS: &[&str] = &[
     "chunkSize",
     "maxHttpRequestSize",
     "extra_post_params",
+    "user",
+    "password",
+    "headers",
     "path",
     "filter",
     "bufferDelay",
     "retryDelay",
     "blackList",
+    "whiteList",
     "name",
 ];
 
@@ -160,6 +173,17 @@ fn parse_http_status_push(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
             "option 'serverUrl' must be an http:// or https:// URL, got '{server_url}'"
         ));
     }
+    // Each event is its own request, retried by the outbox under `c['outbox']`, and the
+    // queue is storage itself: these have nothing to act on yet.
+    let unimplemented: Vec<&str> = [
+        "maxMemoryItems",
+        "maxDiskItems",
+        "bufferDelay",
+        "retryDelay",
+    ]
+    .into_iter()
+    .filter(|option| kw.has(option))
+    .collect();
     let config = HttpStatusPushConfig {
         name,
         server_url,
@@ -169,9 +193,15 @@ fn parse_http_status_push(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
         chunk_size: kw.optional_or("chunkSize", 200),
         max_http_request_size: kw.optional_or("maxHttpRequestSize", 1 << 20),
         extra_post_params: kw.optional("extra_post_params").unwrap_or_default(),
+        user: kw.optional("user"),
+        password: kw.optional("password"),
+        headers: kw.optional("headers").unwrap_or_default(),
         push: PushOptions::read(&mut kw),
         location: kw.location(),
     };
+    for option in unimplemented {
+        kw.unimplemented_when(option, true);
+    }
     for (option, value) in [
         ("chunkSize", config.chunk_size),
         ("maxHttpRequestSize", config.max_http_request_size),
@@ -196,6 +226,7 @@ mod tests {
             buffer_delay: 1.0,
             retry_delay: 5.0,
             black_list: Vec::new(),
+            white_list: None,
         }
     }
 
@@ -232,6 +263,7 @@ mod tests {
                 buffer_delay: 0.5,
                 retry_delay: 10.0,
                 black_list: vec!["logChunk".into(), "stepETAUpdate".into()],
+                white_list: None,
             }
         );
     }
@@ -253,6 +285,9 @@ mod tests {
                 chunk_size: 200,
                 max_http_request_size: 1 << 20,
                 extra_post_params: BTreeMap::new(),
+                user: None,
+                password: None,
+                headers: BTreeMap::new(),
                 push: defaults(),
                 location: location.clone(),
             }
@@ -263,7 +298,8 @@ mod tests {
                    debug=true, maxMemoryItems=1000, maxDiskItems=50000, chunkSize=20,
                    maxHttpRequestSize=4096, extra_post_params={secret='s3'},
                    path='http_push', filter=false, bufferDelay=2, retryDelay=30,
-                   blackList={'logChunk'}, name='dashboard'}}"
+                   blackList={'logChunk'}, whiteList={'buildFinished'}, user='u',
+                   password='p', headers={['X-Team']='ci'}, name='dashboard'}}"
             ),
             HttpStatusPushConfig {
                 name: Some("dashboard".into()),
@@ -274,16 +310,38 @@ mod tests {
                 chunk_size: 20,
                 max_http_request_size: 4096,
                 extra_post_params: [("secret".to_string(), "s3".to_string())].into(),
+                user: Some("u".into()),
+                password: Some("p".into()),
+                headers: [("X-Team".to_string(), "ci".to_string())].into(),
                 push: PushOptions {
                     path: Some("http_push".into()),
                     filter: false,
                     buffer_delay: 2.0,
                     retry_delay: 30.0,
                     black_list: vec!["logChunk".into()],
+                    white_list: Some(vec!["buildFinished".into()]),
                 },
                 location,
             }
         );
+    }
+
+    #[test]
+    fn http_status_push_queue_bounds_and_delays_are_reported_not_implemented() {
+        assert_eq!(
+            crate::config::status::testing::unimplemented(
+                "c['status'] = {status.HttpStatusPush{serverUrl='http://x', maxMemoryItems=5,
+                   bufferDelay=2}}"
+            ),
+            [
+                "master.cfg.lua:1: HttpStatusPush: option 'maxMemoryItems' is not implemented yet",
+                "master.cfg.lua:1: HttpStatusPush: option 'bufferDelay' is not implemented yet",
+            ]
+        );
+        assert!(crate::config::status::testing::unimplemented(
+            "c['status'] = {status.HttpStatusPush('http://x')}"
+        )
+        .is_empty());
     }
 
     #[test]

@@ -7,11 +7,13 @@
 mod build;
 mod master;
 mod properties;
+mod push_queue;
 mod source;
 
 pub use build::{build_of, LuaBuild, LuaBuilder, LuaLog, LuaStep};
 pub use master::LuaMaster;
 pub use properties::{properties_userdata, LuaProperties};
+pub use push_queue::{LuaStatusPush, PushChunk};
 pub use source::{LuaChange, LuaSourceStamp};
 
 #[cfg(test)]

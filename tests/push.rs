@@ -1,0 +1,535 @@
+//! The HTTP push targets end to end: real builds, a real HTTP server on loopback
+//! (`support/http_server.py`) that records each request and answers as scripted: exact
+//! requests and bodies, retries after a peer was down, GitHub's rate limit, restarts.
+
+#[path = "support/http.rs"]
+mod http;
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use http::{HttpServer, Request};
+use moonbot::data::{publish, Resource};
+use moonbot::db::{BuildsetSpec, SourceStampSpec};
+use moonbot::master::Master;
+use moonbot::model::{BuildResult, Properties};
+use serde_json::{json, Value};
+use support::{complete, golden, TestMaster, WAIT};
+
+/// A builder `b` whose one step sleeps `pause` seconds, then exits with the build property
+/// `rc` (0 success, 2 failure).
+fn config(status: &str) -> String {
+    format!(
+        r#"
+local c = BuildmasterConfig
+c['buildbotURL'] = 'http://ci.example.org/'
+c['title'] = 'Moon'
+c['www'] = {{port='tcp:0:interface=127.0.0.1'}}
+c['workers'] = {{worker.LocalWorker('local', {{max_builds=1}})}}
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{{name='run', decodeRC={{[0]=util.SUCCESS, [2]=util.FAILURE}},
+  command={{'sh', '-c', util.Interpolate('sleep %(prop:pause:-0)s; exit %(prop:rc:-0)s')}}}})
+c['builders'] = {{util.BuilderConfig{{name='b', workernames={{'local'}}, factory=f}}}}
+c['outbox'] = {{retryDelay=0.1, maxRetryDelay=0.3}}
+{status}
+"#
+    )
+}
+
+/// Runs one build of `b` on `revision` exiting with `rc`; answers its result.
+async fn build(
+    master: &Master,
+    revision: &str,
+    rc: i64,
+    properties: &[(&str, Value)],
+) -> BuildResult {
+    let (bsid, _) = queue(master, revision, rc, properties).await;
+    complete(master, bsid).await
+}
+
+/// Queues a build of `b` on `revision` exiting with `rc`, as a scheduler would; answers
+/// the buildset and its request.
+async fn queue(
+    master: &Master,
+    revision: &str,
+    rc: i64,
+    properties: &[(&str, Value)],
+) -> (i64, i64) {
+    let ctx = &master.context;
+    let mut pairs: Vec<(&str, Value)> = vec![("rc", json!(rc))];
+    pairs.extend(properties.iter().cloned());
+    let spec = BuildsetSpec {
+        reason: "test".into(),
+        scheduler: "test".into(),
+        new_sourcestamps: vec![SourceStampSpec {
+            branch: Some("main".into()),
+            revision: Some(revision.into()),
+            repository: "https://example.org/moon.git".into(),
+            ..SourceStampSpec::default()
+        }],
+        properties: Properties::from_pairs(pairs, "Test"),
+        builder_ids: vec![ctx.db.builder_id("b").await.unwrap()],
+        ..BuildsetSpec::default()
+    };
+    let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
+    let brid = *brids.values().next().unwrap();
+    publish(&ctx.db, &ctx.bus, Resource::BuildRequest(brid), "new")
+        .await
+        .unwrap();
+    (bsid, brid)
+}
+
+/// Waits until `server` took a status in `state` for `sha`; answers every status taken.
+async fn wait_for_state(server: &HttpServer, sha: &str, state: &str) -> Vec<Request> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let taken = server.taken();
+        if taken
+            .iter()
+            .any(|r| r.path.ends_with(sha) && r.json()["state"] == state)
+        {
+            return taken;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {state} status for {sha}: {:#?}",
+            server.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The statuses about builds (a queued request's may have been superseded by its build's).
+fn of_builds(requests: Vec<Request>) -> Vec<Request> {
+    requests
+        .into_iter()
+        .filter(|r| r.json()["description"] != "Build queued.")
+        .collect()
+}
+
+/// The bodies of `requests` as one pretty JSON list, for a golden file.
+fn bodies(requests: &[Request]) -> String {
+    let list: Vec<Value> = requests.iter().map(Request::json).collect();
+    serde_json::to_string_pretty(&list).unwrap() + "\n"
+}
+
+/// The outbox rows of `reporter` in `state`.
+async fn rows(master: &Master, reporter: &str, state: &str) -> usize {
+    master
+        .context
+        .db
+        .outbox_messages(Some(reporter), &[state])
+        .await
+        .unwrap()
+        .len()
+}
+
+fn github(server: &HttpServer, extra: &str) -> String {
+    format!(
+        "c['status'] = {{status.GitHubStatus{{token='t0k', \
+           repoOwner=util.Interpolate('%(prop:owner)s'), repoName='moon', \
+           startDescription=util.Interpolate('%(prop:buildername)s started'), \
+           endDescription='done', baseURL='{}api/v3' {extra}}}}}",
+        server.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_gets_pending_then_the_result_for_the_commit_with_the_token() {
+    let server = HttpServer::start();
+    let master = TestMaster::start(&config(&github(&server, ""))).await;
+    // Long enough for the pending status to go before the result supersedes it.
+    let pause = ("pause", json!(0.5));
+    let result = build(&master, "abc123", 2, &[("owner", json!("octo")), pause]).await;
+    assert_eq!(result, BuildResult::Failure);
+    let taken = of_builds(wait_for_state(&server, "abc123", "failure").await);
+    for request in &taken {
+        assert_eq!(request.path, "/api/v3/repos/octo/moon/statuses/abc123");
+        assert_eq!(request.header("authorization"), Some("token t0k"));
+        assert_eq!(
+            request.header("accept"),
+            Some("application/vnd.github+json")
+        );
+        assert_eq!(request.header("content-type"), Some("application/json"));
+    }
+    golden::check("tests/golden/push/github.json", &bodies(&taken));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_sends_nothing_for_a_build_whose_owner_renders_empty() {
+    let server = HttpServer::start();
+    let master = TestMaster::start(&config(&github(&server, ""))).await;
+    build(&master, "abc123", 0, &[]).await;
+    build(&master, "def456", 0, &[("owner", json!("octo"))]).await;
+    wait_for_state(&server, "def456", "success").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert!(paths.len() >= 2, "{paths:?}");
+    assert!(
+        paths
+            .iter()
+            .all(|p| p == "/api/v3/repos/octo/moon/statuses/def456"),
+        "{paths:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_for_a_peer_down_during_the_whole_build_arrives_once_as_the_last_state() {
+    let mut server = HttpServer::start();
+    let master = TestMaster::start(&config(&github(&server, ", context='ci/moon'"))).await;
+    server.stop();
+    build(&master, "abc123", 0, &[("owner", json!("octo"))]).await;
+    // Both statuses are written; the pending one, not taken, is superseded by the result.
+    let deadline = std::time::Instant::now() + WAIT;
+    while rows(&master, "GitHubStatus", "superseded").await < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pending never superseded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.restart();
+    let taken = server.wait_for(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let taken_now = server.taken();
+    assert_eq!(taken_now.len(), 1, "{taken_now:#?}");
+    assert_eq!(taken[0].json()["state"], "success");
+    assert_eq!(taken[0].json()["context"], "ci/moon");
+    assert_eq!(rows(&master, "GitHubStatus", "pending").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_rate_limit_holds_every_status_until_its_retry_after() {
+    let server = HttpServer::start();
+    server.script(json!([{
+        "status": 403,
+        "headers": {"Retry-After": "2"},
+        "body": "{\"message\": \"You have exceeded a secondary rate limit.\"}"
+    }]));
+    let master = TestMaster::start(&config(&github(&server, ""))).await;
+    build(&master, "abc123", 0, &[("owner", json!("octo"))]).await;
+    build(&master, "def456", 2, &[("owner", json!("octo"))]).await;
+    wait_for_state(&server, "def456", "failure").await;
+    let requests = server.requests();
+    let limited = &requests[0];
+    assert_eq!(limited.answered, Some(403));
+    for later in &requests[1..] {
+        assert!(
+            later.at - limited.at >= 1.9,
+            "request {} came {:.2} s after the rate limit",
+            later.n,
+            later.at - limited.at
+        );
+    }
+    // Each commit's last state, once each; the rate-limited pending one was superseded
+    // or sent, never dead.
+    let finals: BTreeMap<String, Value> = server
+        .taken()
+        .iter()
+        .map(|r| (r.path.clone(), r.json()["state"].clone()))
+        .collect();
+    assert_eq!(finals["/api/v3/repos/octo/moon/statuses/abc123"], "success");
+    assert_eq!(finals["/api/v3/repos/octo/moon/statuses/def456"], "failure");
+    assert_eq!(rows(&master, "GitHubStatus", "dead").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_refused_with_422_is_dead_at_once_and_the_next_still_goes() {
+    let server = HttpServer::start();
+    server.script(json!([{"status": 422, "body": "{\"message\": \"Validation Failed\"}"}]));
+    let master = TestMaster::start(&config(&github(&server, ""))).await;
+    build(&master, "abc123", 0, &[("owner", json!("octo"))]).await;
+    wait_for_state(&server, "abc123", "success").await;
+    let dead = master
+        .context
+        .db
+        .outbox_messages(Some("GitHubStatus"), &["dead"])
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    let error = dead[0].last_error.as_deref().unwrap();
+    assert!(
+        error.contains("422 Unprocessable Entity: {\"message\": \"Validation Failed\"}"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_request_shows_pending_at_once_and_a_cancelled_one_an_error() {
+    let server = HttpServer::start();
+    let master = TestMaster::start(&config(&github(&server, ""))).await;
+    // The one worker slot is busy for long enough that the next request waits.
+    let owner = ("owner", json!("octo"));
+    let (running, _) = queue(&master, "abc123", 0, &[owner.clone(), ("pause", json!(1))]).await;
+    let (_, waiting) = queue(&master, "def456", 0, std::slice::from_ref(&owner)).await;
+    let (_, cancelled) = queue(&master, "0ff1ce", 0, &[owner]).await;
+    let queued = wait_for_state(&server, "def456", "pending").await;
+    let queued = queued.iter().find(|r| r.path.ends_with("def456")).unwrap();
+    assert_eq!(
+        queued.json(),
+        json!({
+            "state": "pending",
+            "description": "Build queued.",
+            "context": "buildbot/b",
+            "target_url": format!("http://ci.example.org/#buildrequests/{waiting}"),
+        })
+    );
+    master
+        .context
+        .control
+        .cancel_request(cancelled, "not wanted".into())
+        .await
+        .unwrap();
+    let taken = wait_for_state(&server, "0ff1ce", "error").await;
+    let last = taken
+        .iter()
+        .rev()
+        .find(|r| r.path.ends_with("0ff1ce"))
+        .unwrap();
+    assert_eq!(last.json()["description"], "Build request cancelled.");
+    complete(&master, running).await;
+    wait_for_state(&server, "def456", "success").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stash_gets_inprogress_then_the_result_per_commit_with_basic_auth() {
+    let server = HttpServer::start();
+    let status = format!(
+        "c['status'] = {{status.StashStatusPush('{}', 'bob', 's3cret')}}",
+        server.url()
+    );
+    let master = TestMaster::start(&config(&status)).await;
+    build(&master, "abc123", 2, &[("pause", json!(0.5))]).await;
+    let taken = server.wait_for(2, WAIT).await;
+    for request in &taken {
+        assert_eq!(request.path, "/rest/build-status/1.0/commits/abc123");
+        // base64("bob:s3cret")
+        assert_eq!(
+            request.header("authorization"),
+            Some("Basic Ym9iOnMzY3JldA==")
+        );
+    }
+    golden::check("tests/golden/push/stash.json", &bodies(&taken));
+}
+
+/// The packets of an HttpStatusPush request.
+fn packets(request: &Request) -> Vec<Value> {
+    let form: BTreeMap<String, String> = form_urlencoded::parse(request.body.as_bytes())
+        .into_owned()
+        .collect();
+    serde_json::from_str(&form["packets"]).unwrap()
+}
+
+/// `value` with its times and temporary paths replaced, so a golden file holds.
+fn without_times(value: Value) -> Value {
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| match k.as_str() {
+                    "times" | "timestamp" | "started" => (k, json!("<time>")),
+                    _ => (k, without_times(v)),
+                })
+                .collect(),
+        ),
+        // The worker's directory is the test's temporary one.
+        Value::Array(items) if items.first() == Some(&json!("builddir")) => {
+            json!(["builddir", "<dir>", items.last()])
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(without_times).collect()),
+        other => other,
+    }
+}
+
+fn http_push(server: &HttpServer) -> String {
+    format!(
+        "c['status'] = {{status.HttpStatusPush{{serverUrl='{}submit', user='bb', password='pw', \
+           headers={{['X-Team']='moon'}}, extra_post_params={{secret='s3'}}}}}}",
+        server.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_push_events_reach_a_peer_that_failed_once_each_in_order() {
+    let server = HttpServer::start();
+    server.script(json!([{"status": 500}, {"status": 503}, {"status": 500}]));
+    let master = TestMaster::start(&config(&http_push(&server))).await;
+    build(&master, "abc123", 0, &[]).await;
+    build(&master, "def456", 2, &[]).await;
+    let taken = server.wait_for(4, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let taken_now = server.taken();
+    assert_eq!(taken_now.len(), 4, "{taken_now:#?}");
+    let events: Vec<(String, i64)> = taken
+        .iter()
+        .map(|r| {
+            let packet = &packets(r)[0];
+            (
+                packet["event"].as_str().unwrap().into(),
+                packet["id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("buildStarted".to_string(), 1),
+            ("buildFinished".to_string(), 2),
+            ("buildStarted".to_string(), 3),
+            ("buildFinished".to_string(), 4),
+        ]
+    );
+    let first = &taken[0];
+    assert_eq!(first.path, "/submit");
+    assert_eq!(first.header("authorization"), Some("Basic YmI6cHc="));
+    assert_eq!(first.header("x-team"), Some("moon"));
+    assert_eq!(
+        first.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert!(first.body.ends_with("&secret=s3"), "{}", first.body);
+    let finished = without_times(Value::Array(packets(&taken[1])));
+    golden::check(
+        "tests/golden/push/http_build_finished.json",
+        &(serde_json::to_string_pretty(&finished).unwrap() + "\n"),
+    );
+}
+
+async fn stop(master: Master) {
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+async fn start(dir: &Path, config: &str) -> Master {
+    support::start(dir, config).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_pending_at_a_restart_go_after_it_once_each_in_order() {
+    let mut server = HttpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&http_push(&server));
+    let master = start(dir.path(), &config).await;
+    server.stop();
+    build(&master, "abc123", 0, &[]).await;
+    build(&master, "def456", 0, &[]).await;
+    stop(master).await;
+    server.restart();
+    let master = start(dir.path(), &config).await;
+    let taken = server.wait_for(4, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(server.taken().len(), 4);
+    let ids: Vec<i64> = taken
+        .iter()
+        .map(|r| packets(r)[0]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    stop(master).await;
+}
+
+/// A StatusPush whose callback appends `EVENT ID BUILDNUMBER` lines to `out` for what it
+/// pops, and pops nothing while the file `hold` exists.
+fn lua_push(out: &Path, hold: &Path) -> String {
+    format!(
+        r#"
+local function exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+local function push(self)
+  if exists('{hold}') then
+    self:queueNextServerPush()
+    return
+  end
+  local f = assert(io.open('{out}', 'a'))
+  for _, e in ipairs(self.queue:popChunk()) do
+    f:write(e.event, ' ', e.id, ' ', e.payload.build.number, '\n')
+  end
+  f:close()
+  self:queueNextServerPush()
+end
+c['status'] = {{status.StatusPush{{serverPushCb=push, bufferDelay=0, retryDelay=0.1}}}}
+"#,
+        out = out.display(),
+        hold = hold.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_push_cb_pops_every_event_once_in_order_across_a_restart() {
+    let files = tempfile::tempdir().unwrap();
+    let (out, hold) = (files.path().join("events"), files.path().join("hold"));
+    std::fs::write(&hold, "").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&lua_push(&out, &hold));
+    let master = start(dir.path(), &config).await;
+    build(&master, "abc123", 0, &[]).await;
+    build(&master, "def456", 2, &[]).await;
+    // Offered while held: popped nothing, so still queued.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop(master).await;
+    assert!(!out.exists());
+    std::fs::remove_file(&hold).unwrap();
+    let master = start(dir.path(), &config).await;
+    let expected = "buildStarted 1 1\nbuildFinished 2 1\nbuildStarted 3 2\nbuildFinished 4 2\n";
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::fs::read_to_string(&out).unwrap_or_default().len() < expected.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events did not all arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    build(&master, "0ff1ce", 0, &[]).await;
+    let expected = format!("{expected}buildStarted 5 3\nbuildFinished 6 3\n");
+    while std::fs::read_to_string(&out).unwrap_or_default().len() < expected.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events did not all arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), expected);
+    stop(master).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconfig_keeps_waiting_statuses_and_the_new_options_take_the_next_build() {
+    let mut server = HttpServer::start();
+    let mut master = TestMaster::start(&config(&github(&server, ", context='old'"))).await;
+    server.stop();
+    build(&master, "abc123", 0, &[("owner", json!("octo"))]).await;
+    let file = master.dir().join("master.cfg.lua");
+    let write = |status: &str| std::fs::write(&file, config(status)).unwrap();
+    write(&github(&server, ", context='new'"));
+    let outcome = master.reconfig().await;
+    assert_eq!(
+        outcome.line, "reconfig complete (+0 ~1 -0 services)",
+        "{outcome:?}"
+    );
+    server.restart();
+    let taken = wait_for_state(&server, "abc123", "success").await;
+    assert!(
+        taken.iter().all(|r| r.json()["context"] == "old"),
+        "{taken:#?}"
+    );
+    build(&master, "def456", 0, &[("owner", json!("octo"))]).await;
+    let taken = wait_for_state(&server, "def456", "success").await;
+    let last = taken.last().unwrap();
+    assert_eq!(last.json()["context"], "new");
+
+    // A target removed with statuses waiting keeps them in the outbox.
+    server.stop();
+    build(&master, "0ff1ce", 0, &[("owner", json!("octo"))]).await;
+    write("");
+    let outcome = master.reconfig().await;
+    assert_eq!(
+        outcome.line, "reconfig complete (+0 ~0 -1 services)",
+        "{outcome:?}"
+    );
+    assert!(rows(&master, "GitHubStatus", "pending").await > 0);
+}
