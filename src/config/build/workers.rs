@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use mlua::{Lua, MultiValue, UserData};
 
 use super::values::read_args;
-use crate::config::errors::{report_unimplemented, ConfigError};
 use crate::config::kwargs::{constructor, Kwargs, OneOrMany};
 use crate::config::{define, Location, Namespaces};
 
@@ -107,14 +106,6 @@ fn remote(lua: &Lua, object: &str, args: MultiValue) -> Option<WorkerConfig> {
     );
     let name = worker_name(&mut kw);
     let password = kw.required("password");
-    // Only the local worker runs builds until the worker protocol lands.
-    report_unimplemented(
-        kw.lua(),
-        ConfigError::at(
-            kw.location(),
-            format!("{object}: remote workers are not implemented yet (use worker.LocalWorker)"),
-        ),
-    );
     common(kw, name, WorkerKind::Remote { password })
 }
 
