@@ -586,7 +586,7 @@ fn check_remote_workers_have_a_port(
         keys.error(
             "workers",
             format!(
-                "worker '{}' is a remote worker, which connects over c['protocols'] = {{{MSGPACK} = {{port = 9989}}}} \
+                "c['workers']: worker '{}' is a remote worker, which connects over c['protocols'] = {{{MSGPACK} = {{port = 9989}}}} \
                  (PB is not implemented); create the worker with `buildbot-worker create-worker --protocol {MSGPACK} ...` \
                  or set protocol = '{MSGPACK}' in its buildbot.tac",
                 worker.name

@@ -63,6 +63,8 @@ pub async fn serve(
     }
 }
 
+// tungstenite's upgrade callback returns its own (large) `ErrorResponse`.
+#[allow(clippy::result_large_err)]
 async fn accept(stream: TcpStream, config: &SharedConfig) -> Result<Connection, String> {
     let mut name = None;
     let check = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {

@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn worker_takes_every_option() {
         let config = load(
-        r#"BuildmasterConfig.workers = {worker.Worker("w1", "pw", {max_builds=2, properties={os="linux"},
+        r#"BuildmasterConfig.protocols = {msgpack_experimental_v7={port=9989}}; BuildmasterConfig.workers = {worker.Worker("w1", "pw", {max_builds=2, properties={os="linux"},
   defaultProperties={arch="x86"}, notify_on_missing={"a@example.org", "b@example.org"},
   missing_timeout=60, keepalive_interval=30})}"#,
     )
@@ -218,7 +218,7 @@ mod tests {
     #[test]
     fn worker_defaults_and_old_names() {
         let config = load(
-            r#"c = BuildmasterConfig
+            r#"c = BuildmasterConfig; c.protocols = {pb={port=9989}, msgpack_experimental_v7={port=9990}}
 c.workers = {worker.Worker{name="w1", password="pw"}}
 c.slaves = {buildslave.BuildSlave("s1", "pw", {notify_on_missing="x@example.org"})}"#,
         )
@@ -234,7 +234,7 @@ c.slaves = {buildslave.BuildSlave("s1", "pw", {notify_on_missing="x@example.org"
     #[test]
     fn local_worker_runs_in_a_workdir_named_after_it() {
         let config = load(
-            r#"BuildmasterConfig.workers = {worker.LocalWorker("l1"),
+            r#"BuildmasterConfig.protocols = {msgpack_experimental_v7={port=9989}}; BuildmasterConfig.workers = {worker.LocalWorker("l1"),
   worker.LocalWorker("l2", {workdir="elsewhere", max_builds=1})}"#,
         )
         .config;
@@ -284,16 +284,31 @@ c.slaves = {buildslave.BuildSlave("s1", "pw", {notify_on_missing="x@example.org"
     }
 
     #[test]
+    fn remote_workers_without_the_msgpack_port_say_how_to_switch_to_it() {
+        let got = errors(
+            r#"c = BuildmasterConfig; c.protocols = {pb={port=9989}}
+c.workers = {worker.LocalWorker("l"), worker.Worker("w1", "pw")}"#,
+        );
+        assert!(
+            got.starts_with("master.cfg.lua:2: c['workers']: worker 'w1' is a remote worker")
+                && got.contains("--protocol msgpack_experimental_v7"),
+            "{got}"
+        );
+        load(
+            r#"BuildmasterConfig.slavePortnum = 9989; BuildmasterConfig.workers = {worker.LocalWorker("l")}"#,
+        );
+    }
+
+    #[test]
     fn worker_locks_and_machine_are_not_implemented_yet() {
         assert_eq!(
-        unimplemented(
-            r#"BuildmasterConfig.workers = {worker.Worker("w", "p", {locks={}, machine_name="m"})}"#
-        ),
-        [
-            "master.cfg.lua:1: Worker: remote workers are not implemented yet (use worker.LocalWorker)",
-            "master.cfg.lua:1: Worker: option 'locks' is not implemented yet",
-            "master.cfg.lua:1: Worker: option 'machine_name' is not implemented yet",
-        ]
-    );
+            unimplemented(
+                r#"BuildmasterConfig.protocols = {msgpack_experimental_v7={port=9989}}; BuildmasterConfig.workers = {worker.Worker("w", "p", {locks={}, machine_name="m"})}"#
+            ),
+            [
+                "master.cfg.lua:1: Worker: option 'locks' is not implemented yet",
+                "master.cfg.lua:1: Worker: option 'machine_name' is not implemented yet",
+            ]
+        );
     }
 }
