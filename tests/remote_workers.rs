@@ -349,3 +349,130 @@ async fn builds_spread_over_two_workers_by_max_builds() {
         }
     }
 }
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A hand-made worker: the upgrade with Basic auth, then answers to the master's handshake
+/// requests up to its `print`.
+async fn fake_worker(port: u16, name: &str, password: &str) -> Socket {
+    use base64::Engine as _;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let mut request = format!("ws://127.0.0.1:{port}/")
+        .into_client_request()
+        .unwrap();
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"));
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Basic {credentials}").parse().unwrap(),
+    );
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    loop {
+        match answer_one(&mut socket).await {
+            Some(op) if op == "print" => return socket,
+            Some(_) => {}
+            None => panic!("the master closed the connection during the handshake"),
+        }
+    }
+}
+
+/// Answers the master's next request (info for `get_worker_info`, nothing for the others);
+/// its op, or `None` once the connection is closed.
+async fn answer_one(socket: &mut Socket) -> Option<String> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let bytes = loop {
+        match socket.next().await {
+            Some(Ok(Message::Binary(bytes))) => break bytes,
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+            Some(Ok(_)) => {}
+        }
+    };
+    let message = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
+    let get = |key: &str| {
+        message
+            .as_map()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v.clone())
+    };
+    let op = get("op").unwrap().as_str().unwrap().to_string();
+    let result = if op == "get_worker_info" {
+        rmpv::Value::Map(vec![("version".into(), "fake".into())])
+    } else {
+        rmpv::Value::Nil
+    };
+    let response = rmpv::Value::Map(vec![
+        ("op".into(), "response".into()),
+        ("seq_number".into(), get("seq_number").unwrap()),
+        ("result".into(), result),
+    ]);
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &response).unwrap();
+    socket.send(Message::Binary(bytes.into())).await.ok()?;
+    Some(op)
+}
+
+async fn answer_until_closed(mut socket: Socket) {
+    while answer_one(&mut socket).await.is_some() {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_or_oversized_message_closes_that_connection_only() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let port = free_port();
+    let master = TestMaster::start(&config(
+        port,
+        r#"worker.Worker("real", "pw"), worker.Worker("f1", "pw"), worker.Worker("f2", "pw")"#,
+        r#"util.BuilderConfig{name="b", workernames={"real"}, factory=util.BuildFactory({
+            steps.ShellCommand{command="echo fine"} })}"#,
+    ))
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let _real = RealWorker::create(work.path(), "real", "pw", port);
+    let mut f1 = fake_worker(port, "f1", "pw").await;
+    let mut f2 = fake_worker(port, "f2", "pw").await;
+    wait_for(&master, "workers", "all attached", |b| {
+        attached(b, "real") && attached(b, "f1") && attached(b, "f2")
+    })
+    .await;
+
+    f1.send(Message::Binary(vec![0xc1, 0x00].into()))
+        .await
+        .unwrap();
+    wait_for(&master, "workers", "f1 detached", |b| detached(b, "f1")).await;
+    let _ = f2
+        .send(Message::Binary(vec![0u8; 17 * 1024 * 1024].into()))
+        .await;
+    wait_for(&master, "workers", "f2 detached", |b| detached(b, "f2")).await;
+
+    let workers = get(&master, "workers").await;
+    assert!(attached(&workers, "real"), "{workers}");
+    let bsid = submit(&master, &["b"], &[]).await;
+    assert_eq!(complete(&master, bsid).await, BuildResult::Success);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_of_an_attached_worker_is_refused_while_the_first_answers() {
+    let port = free_port();
+    let master = TestMaster::start(&config(port, r#"worker.Worker("f", "pw")"#, "")).await;
+    let first = fake_worker(port, "f", "pw").await;
+    let first = tokio::spawn(answer_until_closed(first));
+    wait_for(&master, "workers", "f attached", |b| attached(b, "f")).await;
+    let second = fake_worker(port, "f", "pw").await;
+    tokio::time::timeout(WAIT, answer_until_closed(second))
+        .await
+        .expect("the second connection is closed");
+    assert!(!first.is_finished(), "the first connection is kept");
+    assert!(attached(&get(&master, "workers").await, "f"));
+}

@@ -41,6 +41,9 @@ pub enum EngineError {
 /// How long running builds may take to finish at shutdown before they are stopped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 
+/// How long an attached worker gets to answer when a second connection claims its name.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 struct Builder {
     id: i64,
     config: BuilderConfig,
@@ -78,6 +81,8 @@ pub struct Engine {
     running: BTreeMap<i64, Running>,
     /// Remote workers that passed the handshake on the msgpack port.
     attached: mpsc::Receiver<Connection>,
+    /// Where a connection goes back to when it waits for its worker's previous one.
+    reattach: mpsc::Sender<Connection>,
     /// Remote workers' connections that closed, by worker name and connection id.
     lost: mpsc::UnboundedReceiver<(String, u64)>,
     lost_sender: mpsc::UnboundedSender<(String, u64)>,
@@ -125,7 +130,7 @@ impl Engine {
             tokio::spawn(workers::serve(
                 listener,
                 ctx.config.clone(),
-                attach,
+                attach.clone(),
                 ctx.shutdown.clone(),
             ));
         }
@@ -136,6 +141,7 @@ impl Engine {
             workers: BTreeMap::new(),
             running: BTreeMap::new(),
             attached,
+            reattach: attach,
             lost,
             lost_sender,
         };
@@ -353,14 +359,25 @@ impl Engine {
         };
         if let Some(WorkerLink::Remote(old)) = &worker.link {
             if !old.is_closed() {
-                tracing::warn!(worker = %name, "the worker is already attached; refusing the second connection");
-                let _ = connection
-                    .request(
-                        "print",
-                        vec![("message", "refused: this worker is already attached".into())],
-                    )
-                    .await;
-                connection.close();
+                // As Buildbot: the attached connection is asked first; the new one is
+                // refused if it answers, and takes its place if not.
+                let (old, again) = (old.clone(), self.reattach.clone());
+                tokio::spawn(async move {
+                    let answer =
+                        tokio::time::timeout(PING_TIMEOUT, old.request("keepalive", vec![])).await;
+                    if matches!(answer, Ok(Ok(_))) {
+                        tracing::warn!(worker = %old.name(), "the worker is already attached; refusing the second connection");
+                        let refusal = connection.request(
+                            "print",
+                            vec![("message", "refused: this worker is already attached".into())],
+                        );
+                        let _ = tokio::time::timeout(PING_TIMEOUT, refusal).await;
+                        connection.close();
+                    } else {
+                        old.close();
+                        let _ = again.send(connection).await;
+                    }
+                });
                 return;
             }
         }
