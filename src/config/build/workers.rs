@@ -127,6 +127,7 @@ fn local(lua: &Lua, args: MultiValue) -> Option<WorkerConfig> {
 fn common(mut kw: Kwargs, name: String, kind: WorkerKind) -> Option<WorkerConfig> {
     kw.unimplemented("locks");
     kw.unimplemented("machine_name");
+    let missing_timeout: Option<u64> = kw.optional("missing_timeout");
     let config = WorkerConfig {
         kind,
         max_builds: kw.optional("max_builds"),
@@ -136,11 +137,14 @@ fn common(mut kw: Kwargs, name: String, kind: WorkerKind) -> Option<WorkerConfig
             .optional::<OneOrMany<String>>("notify_on_missing")
             .unwrap_or_default()
             .0,
-        missing_timeout: kw.optional_or("missing_timeout", DEFAULT_MISSING_TIMEOUT),
+        missing_timeout: missing_timeout.unwrap_or(DEFAULT_MISSING_TIMEOUT),
         keepalive_interval: kw.optional_or("keepalive_interval", DEFAULT_KEEPALIVE_INTERVAL),
         location: kw.location(),
         name,
     };
+    // The missing-worker mail needs the mail outbox wired to worker events.
+    kw.unimplemented_when("notify_on_missing", !config.notify_on_missing.is_empty());
+    kw.unimplemented_when("missing_timeout", missing_timeout.is_some());
     kw.finish().then_some(config)
 }
 
