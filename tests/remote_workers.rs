@@ -476,3 +476,51 @@ async fn a_second_connection_of_an_attached_worker_is_refused_while_the_first_an
     assert!(!first.is_finished(), "the first connection is kept");
     assert!(attached(&get(&master, "workers").await, "f"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_go_to_the_worker_and_back_byte_for_byte() {
+    let port = free_port();
+    let master = TestMaster::start(&config(
+        port,
+        r#"worker.Worker("w1", "pw")"#,
+        r#"util.BuilderConfig{name="b", workernames={"w1"}, factory=util.BuildFactory({
+            steps.FileDownload{mastersrc="in.bin", workerdest="sub/got.bin", blocksize=4096, mode=tonumber("600", 8)},
+            steps.FileUpload{workersrc="sub/got.bin", masterdest="out/back.bin", blocksize=1000},
+            steps.FileUpload{workersrc="missing.bin", masterdest="never.bin", flunkOnFailure=false},
+        })}"#,
+    ))
+    .await;
+    // Every byte value, and more than a few blocks.
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(master.dir().join("in.bin"), &data).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let worker = RealWorker::create(work.path(), "w1", "pw", port);
+    wait_for(&master, "workers", "w1 attached", |b| attached(b, "w1")).await;
+    let bsid = submit(&master, &["b"], &[]).await;
+    let result = complete(&master, bsid).await;
+    assert_eq!(
+        result,
+        BuildResult::Success,
+        "{}\n{}",
+        log_text(&master, 1, 0, "stdio").await,
+        worker.log()
+    );
+    let on_worker = worker.dir.join("b/build/sub/got.bin");
+    assert_eq!(std::fs::read(&on_worker).unwrap(), data);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&on_worker).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read(master.dir().join("out/back.bin")).unwrap(),
+        data
+    );
+    let steps = get(&master, "builds/1/steps").await;
+    assert_eq!(
+        steps["steps"][2]["results"],
+        json!(BuildResult::Failure.code()),
+        "{steps}"
+    );
+    assert!(!master.dir().join("never.bin").exists());
+}

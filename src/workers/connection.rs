@@ -27,6 +27,13 @@ pub enum CommandEvent {
     Update(Vec<(String, Value)>),
     /// `complete`, with the failure text when the command raised.
     Complete(Option<String>),
+    /// A file-transfer request (`update_upload_file_write`, `update_read_file`, ...): the
+    /// whole message, and where the result (or an exception's text) goes back to the worker.
+    Transfer {
+        op: String,
+        message: Value,
+        reply: oneshot::Sender<Result<Value, String>>,
+    },
 }
 
 /// A request the worker answered with an exception, or a connection that closed first.
@@ -291,6 +298,15 @@ impl Connection {
         self.send(map(fields));
     }
 
+    fn command_sender(&self, command_id: Option<&str>) -> Option<mpsc::Sender<CommandEvent>> {
+        self.0
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(command_id?)
+            .cloned()
+    }
+
     /// Handles one message from the worker; an error closes the connection.
     async fn dispatch(&self, message: Value) -> Result<(), String> {
         let op = field(&message, "op").and_then(Value::as_str).unwrap_or("");
@@ -342,6 +358,35 @@ impl Connection {
                     .filter(|failure| !failure.is_nil())
                     .map(protocol::text),
             )),
+            op if op.starts_with("update_") => {
+                let (reply, answer) = oneshot::channel();
+                let connection = self.clone();
+                let seq = seq.clone();
+                // The answer comes from the step, so it is sent from a task of its own.
+                tokio::spawn(async move {
+                    let result = answer
+                        .await
+                        .unwrap_or_else(|_| Err("the transfer has ended".into()));
+                    connection.respond(&seq, result);
+                });
+                let event = CommandEvent::Transfer {
+                    op: op.to_string(),
+                    message: message.clone(),
+                    reply,
+                };
+                return match self.command_sender(command_id.as_deref()) {
+                    Some(sender) => {
+                        let _ = sender.send(event).await;
+                        Ok(())
+                    }
+                    None => {
+                        if let CommandEvent::Transfer { reply, .. } = event {
+                            let _ = reply.send(Err("unknown command_id".into()));
+                        }
+                        Ok(())
+                    }
+                };
+            }
             _ => None,
         };
         let Some(event) = event else {
@@ -352,15 +397,7 @@ impl Connection {
             return Ok(());
         };
         let complete = matches!(event, CommandEvent::Complete(_));
-        let sender = command_id.as_ref().and_then(|id| {
-            self.0
-                .commands
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(id)
-                .cloned()
-        });
-        match sender {
+        match self.command_sender(command_id.as_deref()) {
             Some(sender) => {
                 // Waiting here holds back the worker's next frames: backpressure on a
                 // command whose logs are written slower than it prints.

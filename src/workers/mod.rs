@@ -5,6 +5,7 @@
 mod connection;
 pub mod protocol;
 mod server;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 
@@ -80,6 +81,76 @@ impl WorkerLink {
         }
     }
 
+    /// FileUpload on a remote worker: `upload_file` sends the file in blocks, written to
+    /// `master_dest` as they come. The outcome and what the worker said (header, stderr).
+    pub async fn upload(
+        &self,
+        worker_src: &Path,
+        master_dest: &Path,
+        maxsize: Option<u64>,
+        blocksize: u64,
+        keepstamp: bool,
+    ) -> Result<(Outcome, String), String> {
+        let connection = self.remote()?;
+        if let Some(parent) = master_dest.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        let file = std::fs::File::create(master_dest)
+            .map_err(|e| format!("cannot create {}: {e}", master_dest.display()))?;
+        let mut writer = transfer::Writer::new(file, master_dest);
+        let args = json!({
+            "path": absolute(connection, worker_src),
+            "maxsize": maxsize,
+            "blocksize": blocksize,
+            "keepstamp": keepstamp,
+        });
+        let (outcome, said) =
+            transfer_command(connection, "upload_file", &args, &mut |op, message| {
+                writer.handle(op, message)
+            })
+            .await;
+        if outcome != Outcome::Exited(0) {
+            // No half-written file is left behind on the master.
+            let _ = std::fs::remove_file(master_dest);
+        }
+        Ok((outcome, said))
+    }
+
+    /// FileDownload to a remote worker: `download_file` asks for `master_src` in blocks.
+    pub async fn download(
+        &self,
+        master_src: &Path,
+        worker_dest: &Path,
+        maxsize: Option<u64>,
+        blocksize: u64,
+        mode: Option<u32>,
+    ) -> Result<(Outcome, String), String> {
+        let connection = self.remote()?;
+        let file = std::fs::File::open(master_src)
+            .map_err(|e| format!("cannot read {}: {e}", master_src.display()))?;
+        let mut reader = transfer::Reader::new(file);
+        let args = json!({
+            "path": absolute(connection, worker_dest),
+            "maxsize": maxsize,
+            "blocksize": blocksize,
+            "mode": mode,
+        });
+        Ok(
+            transfer_command(connection, "download_file", &args, &mut |op, message| {
+                reader.handle(op, message)
+            })
+            .await,
+        )
+    }
+
+    fn remote(&self) -> Result<&Connection, String> {
+        match self {
+            WorkerLink::Remote(connection) => Ok(connection),
+            WorkerLink::Local => Err("a LocalWorker's transfers are copies".into()),
+        }
+    }
+
     pub fn is_local(&self) -> bool {
         matches!(self, WorkerLink::Local)
     }
@@ -96,14 +167,51 @@ fn absolute(connection: &Connection, relative: &Path) -> String {
 
 /// A command whose only report is its `rc`.
 async fn simple_command(connection: &Connection, name: &str, args: serde_json::Value) -> Outcome {
-    let (sink, mut output) = tokio::sync::mpsc::channel(4);
-    let drain = async { while output.recv().await.is_some() {} };
-    let (outcome, ()) = tokio::join!(
-        remote_command(connection, name, &args, sink, CancellationToken::new()),
-        drain
-    );
-    outcome
+    transfer_command(
+        connection,
+        name,
+        &args,
+        &mut |_, _| Err("unexpected".into()),
+    )
+    .await
+    .0
 }
+
+/// A command answering the worker's transfer requests with `transfers`; its outcome and
+/// the text the worker sent (header and stderr lines).
+async fn transfer_command(
+    connection: &Connection,
+    name: &str,
+    args: &serde_json::Value,
+    transfers: &mut TransferHandler<'_>,
+) -> (Outcome, String) {
+    let (sink, mut output) = tokio::sync::mpsc::channel(4);
+    let collect = async {
+        let mut said = String::new();
+        while let Some(chunk) = output.recv().await {
+            match chunk {
+                Chunk::Header(text) => said.push_str(&text),
+                Chunk::Stderr(bytes) | Chunk::Stdout(bytes) => {
+                    said.push_str(&String::from_utf8_lossy(&bytes))
+                }
+                Chunk::LogFile(..) => {}
+            }
+        }
+        said
+    };
+    let command = remote_command(
+        connection,
+        name,
+        args,
+        sink,
+        CancellationToken::new(),
+        Some(transfers),
+    );
+    tokio::join!(command, collect)
+}
+
+/// Answers one transfer request (`update_upload_file_write`, `update_read_file`, ...).
+type TransferHandler<'a> = dyn FnMut(&str, &Value) -> Result<Value, String> + Send + 'a;
 
 async fn run_remote(
     connection: &Connection,
@@ -147,7 +255,7 @@ async fn run_remote(
     if let Some(stdin) = &spec.initial_stdin {
         args["initial_stdin"] = json!(stdin);
     }
-    remote_command(connection, "shell", &args, sink, interrupt).await
+    remote_command(connection, "shell", &args, sink, interrupt, None).await
 }
 
 /// Starts a command on the worker and turns its updates into chunks until it completes.
@@ -157,6 +265,7 @@ async fn remote_command(
     args: &serde_json::Value,
     sink: Sender<Chunk>,
     interrupt: CancellationToken,
+    mut transfers: Option<&mut TransferHandler<'_>>,
 ) -> Outcome {
     let (command_id, mut events) = match connection
         .start_command(name, protocol::from_json(args))
@@ -188,6 +297,13 @@ async fn remote_command(
                     (_, Some(rc), None) => Outcome::Exited(rc),
                     (_, None, None) => Outcome::Lost("the worker sent no rc".into()),
                 };
+            }
+            Some(CommandEvent::Transfer { op, message, reply }) => {
+                let result = match transfers.as_mut() {
+                    Some(handle) => handle(&op, &message),
+                    None => Err(format!("'{op}' is not part of a {name} command")),
+                };
+                let _ = reply.send(result);
             }
             Some(CommandEvent::Update(updates)) => {
                 for (key, value) in updates {
