@@ -524,3 +524,56 @@ async fn files_go_to_the_worker_and_back_byte_for_byte() {
     );
     assert!(!master.dir().join("never.bin").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reconnects_by_itself_to_a_restarted_master_and_builds_resume() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        port,
+        r#"worker.Worker("w1", "pw")"#,
+        r#"util.BuilderConfig{name="b", workernames={"w1"}, factory=util.BuildFactory({
+            steps.SetPropertyFromCommand{command="echo remote", property="where"},
+        })}"#,
+    );
+    let master = support::start(dir.path(), &config).await;
+    let work = tempfile::tempdir().unwrap();
+    let _worker = RealWorker::create(work.path(), "w1", "pw", port);
+    let attached_to = |master: &moonbot::master::Master| {
+        let db = master.context.db.clone();
+        async move {
+            tokio::time::timeout(WAIT, async {
+                loop {
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM workers WHERE connected_masterid IS NOT NULL",
+                    )
+                    .fetch_one(&db.pool)
+                    .await
+                    .unwrap();
+                    if n == 1 {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await
+            .expect("the worker attaches")
+        }
+    };
+    attached_to(&master).await;
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+
+    let master = support::start(dir.path(), &config).await;
+    attached_to(&master).await;
+    let bsid = submit(&master, &["b"], &[]).await;
+    assert_eq!(complete(&master, bsid).await, BuildResult::Success);
+    let (value,): (String,) =
+        sqlx::query_as("SELECT value FROM build_properties WHERE name = 'where'")
+            .fetch_one(&master.context.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(value, r#""remote""#);
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
