@@ -577,3 +577,55 @@ async fn a_worker_reconnects_by_itself_to_a_restarted_master_and_builds_resume()
     master.context.shutdown.cancel();
     master.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_git_step_checks_out_on_the_worker_then_updates_the_checkout() {
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+            .args(args)
+            .current_dir(repo.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.path().join("file.txt"), "one\n").unwrap();
+    git(&["add", "file.txt"]);
+    git(&["commit", "-q", "-m", "one"]);
+    let port = free_port();
+    let master = TestMaster::start(&config(
+        port,
+        r#"worker.Worker("w1", "pw")"#,
+        &format!(
+            r#"util.BuilderConfig{{name="b", workernames={{"w1"}}, factory=util.BuildFactory({{
+            steps.Git{{repourl="{}", branch="main"}},
+            steps.ShellCommand{{command="test -f file.txt"}},
+            steps.Git{{repourl="{}", branch="main", mode="full", method="copy", workdir="copied"}},
+            steps.ShellCommand{{command="test -f file.txt", workdir="copied"}},
+        }})}}"#,
+            repo.path().display(),
+            repo.path().display()
+        ),
+    ))
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let worker = RealWorker::create(work.path(), "w1", "pw", port);
+    wait_for(&master, "workers", "w1 attached", |b| attached(b, "w1")).await;
+    for _ in 0..2 {
+        let bsid = submit(&master, &["b"], &[]).await;
+        let result = complete(&master, bsid).await;
+        assert_eq!(
+            result,
+            BuildResult::Success,
+            "{}\n{}",
+            get(&master, "builds/1/steps").await,
+            log_text(&master, 1, 0, "err_text").await
+        );
+    }
+    assert!(worker.dir.join("b/build/.git").is_dir());
+    assert!(worker.dir.join("b/copied/file.txt").is_file());
+}

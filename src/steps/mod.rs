@@ -200,10 +200,6 @@ impl StepRun<'_> {
                 self.property_from_command(step, target).await
             }
             StepKind::MasterShellCommand(step) => self.master_shell(step).await,
-            StepKind::Git(_) if !build.worker.is_local() => Err(format!(
-                "{} on a remote worker is not implemented yet",
-                self.config.common.name
-            )),
             StepKind::Git(step) => self.git(step).await,
             StepKind::FileUpload(step) => self.upload(step).await,
             StepKind::FileDownload(step) => self.download(step).await,

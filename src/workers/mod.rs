@@ -81,6 +81,26 @@ impl WorkerLink {
         }
     }
 
+    /// Whether a path exists on the worker.
+    pub async fn exists(&self, path: &Path) -> Result<bool, String> {
+        match self {
+            WorkerLink::Local => Ok(tokio::fs::try_exists(path).await.unwrap_or(false)),
+            WorkerLink::Remote(connection) => {
+                let args = json!({ "path": absolute(connection, path) });
+                match simple_command(connection, "stat", args).await {
+                    Outcome::Exited(rc) => Ok(rc == 0),
+                    Outcome::WorkerLost => Err("the worker's connection is lost".into()),
+                    other => Err(format!("stat {} failed: {other:?}", path.display())),
+                }
+            }
+        }
+    }
+
+    /// Whether the worker went away (a LocalWorker never does).
+    pub fn is_lost(&self) -> bool {
+        matches!(self, WorkerLink::Remote(connection) if connection.is_closed())
+    }
+
     /// FileUpload on a remote worker: `upload_file` sends the file in blocks, written to
     /// `master_dest` as they come. The outcome and what the worker said (header, stderr).
     pub async fn upload(
