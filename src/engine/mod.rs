@@ -194,6 +194,11 @@ impl Engine {
                     // A remote worker stays attached through a reconfig that keeps it.
                     let link = match (&old.link, &fresh.link) {
                         (Some(WorkerLink::Remote(c)), None) => Some(WorkerLink::Remote(c.clone())),
+                        // A remote worker that became a LocalWorker: its connection goes.
+                        (Some(WorkerLink::Remote(c)), Some(_)) => {
+                            c.close();
+                            fresh.link.clone()
+                        }
                         _ => fresh.link.clone(),
                     };
                     workers.insert(
