@@ -302,9 +302,12 @@ async fn remote_command(
             event = events.recv() => event,
             _ = interrupt.cancelled(), if !interrupted => {
                 interrupted = true;
-                if let Err(RemoteError::Lost) = connection.interrupt(&command_id, "the build was stopped").await {
-                    return Outcome::WorkerLost;
-                }
+                // Not awaited here: the reader may be waiting for this loop to take an
+                // update before it can read the answer. A lost worker shows as `None` below.
+                let (connection, command_id) = (connection.clone(), command_id.clone());
+                tokio::spawn(async move {
+                    let _ = connection.interrupt(&command_id, "the build was stopped").await;
+                });
                 continue;
             }
         };
