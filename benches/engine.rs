@@ -85,8 +85,14 @@ async fn run() -> anyhow::Result<()> {
     }
     let trivial = scratch.path().join("trivial");
     let mut problems = Vec::new();
-    build_throughput(&trivial, &mut problems).await?;
+    build_throughput(&trivial, &mut problems, None).await?;
     change_latency(&trivial).await?;
+    if Path::new(WORKER_VENV).join("bin/twistd").exists() {
+        let remote = scratch.path().join("remote");
+        build_throughput(&remote, &mut problems, Some(free_port()?)).await?;
+    } else {
+        println!("  (no buildbot-worker in {WORKER_VENV}: scripts/test installs it; the remote-worker figure is skipped)");
+    }
     for problem in &problems {
         println!("INVALID: {problem}");
     }
@@ -257,7 +263,12 @@ async fn process_figures(binary: &Path, dir: &Path) -> anyhow::Result<()> {
 
 /// Figure 1: forced builds finished per second, and the master's CPU per build.
 /// A build that did not succeed is added to `problems`: the figure is then not valid.
-async fn build_throughput(dir: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
+/// With `remote_port`, the same on one real `buildbot-worker` over msgpack.
+async fn build_throughput(
+    dir: &Path,
+    problems: &mut Vec<String>,
+    remote_port: Option<u16>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     // A worker runs one build of a builder at a time: four builders fill its four slots.
     let builders = ["b", "b-2", "b-3", "b-4"];
@@ -270,9 +281,22 @@ async fn build_throughput(dir: &Path, problems: &mut Vec<String>) -> anyhow::Res
             "c['builders']:append(util.BuilderConfig{{ name = \"{name}\", workernames = {{ \"local\" }}, factory = f, collapseRequests = false }})\n"
         ));
     }
+    if let Some(port) = remote_port {
+        config = config.replace(
+            r#"worker.LocalWorker("local", { max_builds = 4 })"#,
+            r#"worker.Worker("local", "pw", { max_builds = 4 })"#,
+        );
+        config.push_str(&format!(
+            "c['protocols'] = {{ msgpack_experimental_v7 = {{ port = 'tcp:{port}:interface=127.0.0.1' }} }}\n"
+        ));
+    }
     std::fs::write(dir.join("master.cfg.lua"), config)?;
     let master = Master::start(dir, CancellationToken::new()).await?;
     let ctx = &master.context;
+    let worker = match remote_port {
+        Some(port) => Some(start_real_worker(dir, port, ctx).await?),
+        None => None,
+    };
     let mut events = ctx.bus.subscribe();
     let self_before = rusage(libc::RUSAGE_SELF);
     let children_before = rusage(libc::RUSAGE_CHILDREN);
@@ -323,16 +347,82 @@ async fn build_throughput(dir: &Path, problems: &mut Vec<String>) -> anyhow::Res
             "{count} of {FORCED_BUILDS} forced builds did not succeed (state, failed steps, count): {failed:?}"
         ));
     }
+    let on = if remote_port.is_some() {
+        "one real buildbot-worker 4.3 over msgpack on loopback"
+    } else {
+        "a LocalWorker"
+    };
     println!(
-        "build throughput, {FORCED_BUILDS} forced builds of two `true` steps, four builders on a LocalWorker with max_builds=4, collapseRequests=false, first force to last buildset complete: {:.1} builds/s ({elapsed:.2} s)",
+        "build throughput, {FORCED_BUILDS} forced builds of two `true` steps, four builders on {on} with max_builds=4, collapseRequests=false, first force to last buildset complete: {:.1} builds/s ({elapsed:.2} s)",
         FORCED_BUILDS as f64 / elapsed
     );
-    println!(
-        "master CPU per build (getrusage RUSAGE_SELF user+sys): {:.2} ms; the step processes (RUSAGE_CHILDREN): {:.2} ms per build",
-        master_cpu * 1000.0 / FORCED_BUILDS as f64,
-        children_cpu * 1000.0 / FORCED_BUILDS as f64
-    );
+    if remote_port.is_some() {
+        println!(
+            "master CPU per build (getrusage RUSAGE_SELF user+sys): {:.2} ms (the worker's own CPU is not counted)",
+            master_cpu * 1000.0 / FORCED_BUILDS as f64,
+        );
+    } else {
+        println!(
+            "master CPU per build (getrusage RUSAGE_SELF user+sys): {:.2} ms; the step processes (RUSAGE_CHILDREN): {:.2} ms per build",
+            master_cpu * 1000.0 / FORCED_BUILDS as f64,
+            children_cpu * 1000.0 / FORCED_BUILDS as f64
+        );
+    }
+    if let Some(worker) = worker {
+        terminate(worker)?;
+    }
     stop(master).await
+}
+
+/// Where `scripts/test` installs buildbot-worker 4.3.
+const WORKER_VENV: &str = "/var/tmp/moonbot-worker-venv";
+
+/// Creates and starts a real buildbot-worker named `local` for the master on `port`, and
+/// waits until it is attached.
+async fn start_real_worker(
+    dir: &Path,
+    port: u16,
+    ctx: &moonbot::runtime::Context,
+) -> anyhow::Result<std::process::Child> {
+    let worker_dir = dir.join("remote-worker");
+    let created = std::process::Command::new(format!("{WORKER_VENV}/bin/buildbot-worker"))
+        .args(["create-worker", "--protocol", "msgpack_experimental_v7"])
+        .arg(&worker_dir)
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["local", "pw"])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(created.success(), "buildbot-worker create-worker failed");
+    let worker = std::process::Command::new(format!("{WORKER_VENV}/bin/twistd"))
+        .args([
+            "--nodaemon",
+            "--no_save",
+            "--pidfile=",
+            "--logfile=twistd.log",
+            "-y",
+            "buildbot.tac",
+        ])
+        .current_dir(&worker_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let attached = async {
+        loop {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM workers WHERE connected_masterid IS NOT NULL",
+            )
+            .fetch_one(&ctx.db.pool)
+            .await?;
+            if n == 1 {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, attached)
+        .await
+        .map_err(|_| anyhow::anyhow!("the buildbot-worker did not attach"))??;
+    Ok(worker)
 }
 
 /// Figure 2: from `changes::submit` to the build's `builds/N/new`, one change at a time.

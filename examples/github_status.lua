@@ -2,6 +2,7 @@
 -- "GitHubStatus").
 local c = BuildmasterConfig
 
+c['protocols'] = { msgpack_experimental_v7 = { port = 9989 } }
 c['workers']:append(worker.Worker("worker1", "pass"))
 
 local f = util.BuildFactory()

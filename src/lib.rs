@@ -18,4 +18,5 @@ pub mod schedulers;
 pub mod script;
 pub mod status;
 pub mod steps;
+pub mod workers;
 pub mod www;

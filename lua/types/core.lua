@@ -30,7 +30,7 @@
 ---@field db { db_url: string, db_poll_interval: number? }
 ---@field db_url string 0.8 spelling of c['db'].db_url.
 ---@field properties table<string, any>
----@field protocols { pb: { port: integer|string } }
+---@field protocols { pb: { port: integer|string }?, msgpack_experimental_v7: { port: integer|string }? } Worker ports: remote workers connect over msgpack_experimental_v7 (pb is accepted, not served).
 ---@field slavePortnum integer|string 0.8 spelling of c['protocols'].pb.port.
 ---@field www table Buildbot 0.9's web server: {port=8010, ...}, the same as a WebStatus.
 ---@field lua { timeout: number?, memoryLimit: integer? } Limits for each Lua callback: seconds (default 5) and VM bytes (default 256 MiB).

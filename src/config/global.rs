@@ -92,7 +92,10 @@ const UNIMPLEMENTED_KEYS: &[&str] = &[
 
 const DB_KEYS: &[&str] = &["db_url", "db_poll_interval"];
 const LUA_KEYS: &[&str] = &["timeout", "memoryLimit"];
-const PROTOCOLS: &[&str] = &["pb"];
+/// `pb` is accepted (it changes nothing while only LocalWorkers exist); remote workers
+/// connect over `msgpack_experimental_v7`.
+const PROTOCOLS: &[&str] = &["pb", MSGPACK];
+const MSGPACK: &str = "msgpack_experimental_v7";
 
 /// A validated master configuration.
 #[derive(Clone, Debug)]
@@ -108,6 +111,9 @@ pub struct MasterConfig {
     pub properties: Properties,
     /// Where workers connect: `c['protocols'] = {pb={port=...}}` or `c['slavePortnum']`.
     pub worker_port: Option<PortSpec>,
+    /// Where remote workers connect over msgpack-over-WebSocket:
+    /// `c['protocols'] = {msgpack_experimental_v7={port=...}}`.
+    pub msgpack_port: Option<PortSpec>,
     pub workers: Vec<WorkerConfig>,
     pub builders: Vec<BuilderConfig>,
     /// `c['collapseRequests']` (or 0.8's `c['mergeRequests']`): the rule of builders that
@@ -277,6 +283,8 @@ pub(super) fn read(
     let mut incomplete = Vec::new();
     let mut workers: Vec<WorkerConfig> = keys.list("workers", false, &mut incomplete);
     workers.extend(keys.list("slaves", false, &mut incomplete));
+    let ports = read_worker_ports(&keys);
+    check_remote_workers_have_a_port(&keys, &workers, &ports);
     let builders = keys.list("builders", false, &mut incomplete);
     let schedulers = keys.list("schedulers", false, &mut incomplete);
     let change_sources = keys.list("change_source", true, &mut incomplete);
@@ -311,7 +319,8 @@ pub(super) fn read(
             .get::<BTreeMap<String, serde_json::Value>>("properties")
             .map(|props| Properties::from_pairs(props, chunk_name))
             .unwrap_or_default(),
-        worker_port: read_worker_port(&keys),
+        worker_port: ports.pb,
+        msgpack_port: ports.msgpack,
         script_limits: read_script_limits(&keys),
         outbox: read_outbox_policy(&keys),
         workers,
@@ -492,7 +501,14 @@ fn read_outbox_policy(keys: &KeyReader) -> RetryPolicy {
     policy
 }
 
-fn read_worker_port(keys: &KeyReader) -> Option<PortSpec> {
+/// The worker ports of `c['protocols']` and `c['slavePortnum']`.
+struct WorkerPorts {
+    pb: Option<PortSpec>,
+    msgpack: Option<PortSpec>,
+}
+
+fn read_worker_ports(keys: &KeyReader) -> WorkerPorts {
+    let mut msgpack = None;
     let from_protocols = keys
         .get::<BTreeMap<String, BTreeMap<String, serde_json::Value>>>("protocols")
         .and_then(|protocols| {
@@ -526,6 +542,7 @@ fn read_worker_port(keys: &KeyReader) -> Option<PortSpec> {
                         other => Err(format!("must be a port, got {other}")),
                     };
                     match spec {
+                        Ok(spec) if name == MSGPACK => msgpack = Some(spec),
                         Ok(spec) => port = Some(spec),
                         Err(why) => keys.error(
                             "protocols",
@@ -540,7 +557,33 @@ fn read_worker_port(keys: &KeyReader) -> Option<PortSpec> {
     if from_protocols.is_some() && from_key.is_some() {
         keys.error("slavePortnum", "give the worker port once: c['protocols'] = {pb={port=...}} or c['slavePortnum'], not both");
     }
-    from_protocols.or(from_key)
+    WorkerPorts {
+        pb: from_protocols.or(from_key),
+        msgpack,
+    }
+}
+
+/// Remote workers need the msgpack port: PB, the protocol a worker speaks by default, is
+/// not implemented.
+fn check_remote_workers_have_a_port(
+    keys: &KeyReader,
+    workers: &[WorkerConfig],
+    ports: &WorkerPorts,
+) {
+    if ports.msgpack.is_some() {
+        return;
+    }
+    if let Some(worker) = workers.iter().find(|w| !w.is_local()) {
+        keys.error(
+            "workers",
+            format!(
+                "c['workers']: worker '{}' is a remote worker, which connects over c['protocols'] = {{{MSGPACK} = {{port = 9989}}}} \
+                 (PB is not implemented); create the worker with `buildbot-worker create-worker --protocol {MSGPACK} ...` \
+                 or set protocol = '{MSGPACK}' in its buildbot.tac",
+                worker.name
+            ),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -75,6 +75,16 @@ impl Db {
         Ok(())
     }
 
+    /// Records what a worker said about itself when it attached (`workerinfo` in the API).
+    pub async fn set_worker_info(&self, workerid: i64, info: &serde_json::Value) -> DbResult<()> {
+        sqlx::query("UPDATE workers SET info = $1 WHERE id = $2")
+            .bind(info.to_string())
+            .bind(workerid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Detaches every worker attached to `masterid`, as a master that starts after a crash
     /// finds them.
     pub async fn disconnect_workers_of(&self, masterid: i64) -> DbResult<()> {

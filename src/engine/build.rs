@@ -10,12 +10,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::build::ValueOrFunction;
 use crate::config::build::{StepCommon, StepConfig};
 use crate::data::builds::{add_build, add_step, finish_build, finish_step, start_step, NewBuild};
-use crate::data::{announce, Resource};
+use crate::data::{announce, publish, Resource};
 use crate::db::{DbResult, PendingRequest};
 use crate::model::{BuildResult, Properties};
 use crate::runtime::Context;
 use crate::script::Arg;
 use crate::steps::{RunningBuild, StepOutcome, StepRun};
+use crate::workers::WorkerLink;
 
 /// What the engine hands a build: the builder, the worker, the requests it satisfies.
 pub struct BuildPlan {
@@ -30,8 +31,9 @@ pub struct BuildPlan {
     pub worker_name: String,
     pub worker_properties: Vec<(String, Value)>,
     pub worker_default_properties: Vec<(String, Value)>,
-    /// `BASEDIR/workers/WORKDIR/WORKERBUILDDIR`.
+    /// `BASEDIR/workers/WORKDIR/WORKERBUILDDIR`, or `WORKERBUILDDIR` on a remote worker.
     pub builder_dir: PathBuf,
+    pub worker: WorkerLink,
     /// The request built; Buildbot 4 builds one request per build.
     pub request: PendingRequest,
     pub stop: CancellationToken,
@@ -73,6 +75,21 @@ pub async fn run(ctx: Context, plan: BuildPlan) -> BuildResult {
         }
     };
     let request = [plan.request.id];
+    if results == BuildResult::Retry {
+        // Buildbot resubmits the request of a build that lost its worker.
+        tracing::info!(build = buildid, "the build will be retried");
+        if let Err(error) = ctx.db.unclaim_requests(&request).await {
+            tracing::error!(build = buildid, "cannot put the request back: {error}");
+        }
+        let _ = publish(
+            &ctx.db,
+            &ctx.bus,
+            Resource::BuildRequest(plan.request.id),
+            "unclaimed",
+        )
+        .await;
+        return results;
+    }
     if let Err(error) = super::complete_requests(&ctx, &request, results, "complete").await {
         tracing::error!(
             build = buildid,
@@ -80,6 +97,15 @@ pub async fn run(ctx: Context, plan: BuildPlan) -> BuildResult {
         );
     }
     results
+}
+
+/// The builder's directory: made by the master for a LocalWorker; a remote worker makes
+/// a command's directory itself.
+async fn make_builder_dir(plan: &BuildPlan) -> std::io::Result<()> {
+    match &plan.worker {
+        WorkerLink::Local => tokio::fs::create_dir_all(&plan.builder_dir).await,
+        WorkerLink::Remote(_) => Ok(()),
+    }
 }
 
 async fn execute(ctx: &Context, plan: &BuildPlan, new: NewBuild) -> DbResult<BuildResult> {
@@ -105,12 +131,13 @@ async fn execute(ctx: &Context, plan: &BuildPlan, new: NewBuild) -> DbResult<Bui
         builder_name: plan.builder_name.clone(),
         worker_name: plan.worker_name.clone(),
         builder_dir: plan.builder_dir.clone(),
+        worker: plan.worker.clone(),
         properties: Mutex::new(properties.clone()),
         sourcestamps,
         env: plan.builder_env.clone(),
         stop: plan.stop.clone(),
     };
-    if let Err(error) = tokio::fs::create_dir_all(&plan.builder_dir).await {
+    if let Err(error) = make_builder_dir(plan).await {
         let why = format!(
             "cannot create the worker directory {}: {error}",
             plan.builder_dir.display()

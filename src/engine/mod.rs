@@ -27,9 +27,22 @@ use crate::db::{DbResult, PendingRequest};
 use crate::model::BuildResult;
 use crate::runtime::{Context, ControlError, ControlRequest, Submitted};
 use crate::schedulers;
+use crate::workers::{self, Connection, WorkerLink};
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("cannot listen for workers on {0}: {1}")]
+    Port(String, std::io::Error),
+}
 
 /// How long running builds may take to finish at shutdown before they are stopped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+
+/// How long an attached worker gets to answer when a second connection claims its name.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Builder {
     id: i64,
@@ -42,8 +55,12 @@ struct Builder {
 struct Worker {
     id: i64,
     name: String,
-    /// `BASEDIR/workers/WORKDIR`.
+    /// `BASEDIR/workers/WORKDIR` for a LocalWorker; empty (the worker's own base directory)
+    /// for a remote one.
     basedir: PathBuf,
+    /// How builds reach the worker; `None` while a remote worker is not connected.
+    link: Option<WorkerLink>,
+    keepalive_interval: Duration,
     max_builds: Option<u32>,
     properties: Vec<(String, Value)>,
     default_properties: Vec<(String, Value)>,
@@ -62,6 +79,13 @@ pub struct Engine {
     workers: BTreeMap<String, Worker>,
     /// Running builds by build request id.
     running: BTreeMap<i64, Running>,
+    /// Remote workers that passed the handshake on the msgpack port.
+    attached: mpsc::Receiver<Connection>,
+    /// Where a connection goes back to when it waits for its worker's previous one.
+    reattach: mpsc::Sender<Connection>,
+    /// Remote workers' connections that closed, by worker name and connection id.
+    lost: mpsc::UnboundedReceiver<(String, u64)>,
+    lost_sender: mpsc::UnboundedSender<(String, u64)>,
 }
 
 /// What a build task reports when it ends.
@@ -94,13 +118,32 @@ pub struct Reconfigure {
 impl Engine {
     /// Registers the config's builders and workers in storage, and attaches the workers
     /// (and only them) to this master.
-    pub async fn new(ctx: Context) -> DbResult<Engine> {
+    /// Opens the msgpack port when the config has one.
+    pub async fn new(ctx: Context) -> Result<Engine, EngineError> {
         ctx.db.disconnect_workers_of(ctx.masterid).await?;
+        let (attach, attached) = mpsc::channel(16);
+        if let Some(port) = ctx.config.current().msgpack_port.clone() {
+            let listener = workers::bind(&port)
+                .await
+                .map_err(|error| EngineError::Port(port.to_string(), error))?;
+            tracing::info!(%port, "listening for workers (msgpack_experimental_v7)");
+            tokio::spawn(workers::serve(
+                listener,
+                ctx.config.clone(),
+                attach.clone(),
+                ctx.shutdown.clone(),
+            ));
+        }
+        let (lost_sender, lost) = mpsc::unbounded_channel();
         let mut engine = Engine {
             ctx: ctx.clone(),
             builders: BTreeMap::new(),
             workers: BTreeMap::new(),
             running: BTreeMap::new(),
+            attached,
+            reattach: attach,
+            lost,
+            lost_sender,
         };
         engine.apply(&ctx.config.current()).await?;
         Ok(engine)
@@ -114,14 +157,20 @@ impl Engine {
         let mut diff = Diff::default();
         let mut workers = BTreeMap::new();
         for worker in &config.workers {
-            let WorkerKind::Local { workdir } = &worker.kind else {
-                continue;
+            let (basedir, link) = match &worker.kind {
+                WorkerKind::Local { workdir } => (
+                    ctx.basedir.join("workers").join(workdir),
+                    Some(WorkerLink::Local),
+                ),
+                WorkerKind::Remote { .. } => (PathBuf::new(), None),
             };
             let id = ctx.db.worker_id(&worker.name).await?;
             let fresh = Worker {
                 id,
                 name: worker.name.clone(),
-                basedir: ctx.basedir.join("workers").join(workdir),
+                basedir,
+                link,
+                keepalive_interval: Duration::from_secs(worker.keepalive_interval.max(1)),
                 max_builds: worker.max_builds,
                 properties: worker.properties.clone().into_iter().collect(),
                 default_properties: worker.default_properties.clone().into_iter().collect(),
@@ -142,25 +191,43 @@ impl Engine {
                     ) {
                         diff.changed += 1;
                     }
+                    // A remote worker stays attached through a reconfig that keeps it.
+                    let link = match (&old.link, &fresh.link) {
+                        (Some(WorkerLink::Remote(c)), None) => Some(WorkerLink::Remote(c.clone())),
+                        // A remote worker that became a LocalWorker: its connection goes.
+                        (Some(WorkerLink::Remote(c)), Some(_)) => {
+                            c.close();
+                            fresh.link.clone()
+                        }
+                        _ => fresh.link.clone(),
+                    };
                     workers.insert(
                         worker.name.clone(),
                         Worker {
                             running: old.running,
+                            link,
                             ..fresh
                         },
                     );
                 }
                 None => {
                     diff.added += 1;
-                    ctx.db.set_worker_connected(id, Some(ctx.masterid)).await?;
-                    publish(&ctx.db, &ctx.bus, Resource::Worker(id), "connected").await?;
+                    if fresh.link.is_some() {
+                        ctx.db.set_worker_connected(id, Some(ctx.masterid)).await?;
+                        publish(&ctx.db, &ctx.bus, Resource::Worker(id), "connected").await?;
+                    }
                     workers.insert(worker.name.clone(), fresh);
                 }
             }
         }
         for gone in std::mem::replace(&mut self.workers, workers).into_values() {
             diff.removed += 1;
-            self.detach(gone.id).await?;
+            if let Some(WorkerLink::Remote(connection)) = &gone.link {
+                connection.close();
+            }
+            if gone.link.is_some() {
+                self.detach(gone.id).await?;
+            }
         }
         let mut builders = BTreeMap::new();
         for builder in &config.builders {
@@ -240,6 +307,11 @@ impl Engine {
                     }
                     self.start_builds(&mut builds).await;
                 }
+                Some(connection) = self.attached.recv() => {
+                    self.attach(connection).await;
+                    self.start_builds(&mut builds).await;
+                }
+                Some((name, id)) = self.lost.recv() => self.lose(&name, id).await,
                 Some(reconfigure) = reconfigs.recv() => {
                     let _ = reconfigure.reply.send(self.apply(&reconfigure.config).await);
                     self.start_builds(&mut builds).await;
@@ -270,10 +342,88 @@ impl Engine {
             }
             while builds.join_next().await.is_some() {}
         }
-        for worker in self.workers.values() {
+        for worker in self.workers.values().filter(|w| w.link.is_some()) {
+            if let Some(WorkerLink::Remote(connection)) = &worker.link {
+                connection.close();
+            }
             if let Err(error) = self.detach(worker.id).await {
                 tracing::error!(worker = %worker.name, "cannot record the worker detached: {error}");
             }
+        }
+    }
+
+    /// A remote worker that passed the handshake: attached, unless the config does not
+    /// know it (any more) or it is attached already (Buildbot refuses the second
+    /// connection while the first one lives).
+    async fn attach(&mut self, connection: Connection) {
+        let name = connection.name().to_string();
+        let Some(worker) = self.workers.get_mut(&name) else {
+            tracing::warn!(worker = %name, "a worker the config does not have connected; closing it");
+            connection.close();
+            return;
+        };
+        if let Some(WorkerLink::Remote(old)) = &worker.link {
+            if !old.is_closed() {
+                // As Buildbot: the attached connection is asked first; the new one is
+                // refused if it answers, and takes its place if not.
+                let (old, again) = (old.clone(), self.reattach.clone());
+                tokio::spawn(async move {
+                    let answer =
+                        tokio::time::timeout(PING_TIMEOUT, old.request("keepalive", vec![])).await;
+                    if matches!(answer, Ok(Ok(_))) {
+                        tracing::warn!(worker = %old.name(), "the worker is already attached; refusing the second connection");
+                        let refusal = connection.request(
+                            "print",
+                            vec![("message", "refused: this worker is already attached".into())],
+                        );
+                        let _ = tokio::time::timeout(PING_TIMEOUT, refusal).await;
+                        connection.close();
+                    } else {
+                        old.close();
+                        let _ = again.send(connection).await;
+                    }
+                });
+                return;
+            }
+        }
+        worker.link = Some(WorkerLink::Remote(connection.clone()));
+        let (id, keepalive) = (worker.id, worker.keepalive_interval);
+        let lost = self.lost_sender.clone();
+        tokio::spawn(async move {
+            connection.keep_alive(keepalive).await;
+            connection.closed().await;
+            let _ = lost.send((connection.name().to_string(), connection.id()));
+        });
+        tracing::info!(worker = %name, "worker attached");
+        let db = &self.ctx.db;
+        let info = match &worker.link {
+            Some(WorkerLink::Remote(c)) => c.info(),
+            _ => Value::Null,
+        };
+        let recorded = async {
+            db.set_worker_info(id, &info).await?;
+            db.set_worker_connected(id, Some(self.ctx.masterid)).await?;
+            publish(db, &self.ctx.bus, Resource::Worker(id), "connected").await
+        };
+        if let Err(error) = recorded.await {
+            tracing::error!(worker = %name, "cannot record the worker attached: {error}");
+        }
+    }
+
+    /// A remote worker's connection closed: its running builds see their commands lost
+    /// (and end as RETRY) by themselves; here it stops being free.
+    async fn lose(&mut self, name: &str, connection_id: u64) {
+        let Some(worker) = self.workers.get_mut(name) else {
+            return;
+        };
+        match &worker.link {
+            Some(WorkerLink::Remote(c)) if c.id() == connection_id => worker.link = None,
+            _ => return,
+        }
+        tracing::info!(worker = %name, "worker detached");
+        let id = worker.id;
+        if let Err(error) = self.detach(id).await {
+            tracing::error!(worker = %name, "cannot record the worker detached: {error}");
         }
     }
 
@@ -464,6 +614,7 @@ impl Engine {
             worker_properties: worker.properties.clone(),
             worker_default_properties: worker.default_properties.clone(),
             builder_dir: worker.basedir.join(&builder.config.workerbuilddir),
+            worker: worker.link.clone().expect("a free worker is attached"),
             request: request.clone(),
             stop: stop.clone(),
         };
@@ -516,6 +667,7 @@ impl Engine {
             .workernames
             .iter()
             .filter_map(|name| self.workers.get(name))
+            .filter(|w| w.link.is_some())
             .filter(|w| w.max_builds.is_none_or(|max| w.running < max as usize))
             .filter(|w| !busy_with_builder(&w.name))
             .collect();

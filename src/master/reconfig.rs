@@ -87,6 +87,12 @@ fn needs_restart(old: &MasterConfig, new: &MasterConfig) -> Vec<String> {
     if old.script_limits != new.script_limits {
         errors.push("c['lua'] limits changed: restart the master to apply them".into());
     }
+    if old.msgpack_port != new.msgpack_port {
+        errors.push(
+            "c['protocols'].msgpack_experimental_v7 port changed: restart the master to move it"
+                .into(),
+        );
+    }
     errors
 }
 

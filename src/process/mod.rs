@@ -194,6 +194,8 @@ pub enum Outcome {
     SpawnFailed(String),
     /// Waiting for the process failed, so how it ended is unknown.
     Lost(String),
+    /// The remote worker running it disconnected: the build is retried.
+    WorkerLost,
 }
 
 /// Runs the command, streaming its output into `sink`, until it ends, a limit kills it, or

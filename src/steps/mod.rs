@@ -19,6 +19,7 @@ use crate::config::build::{StepConfig, StepKind};
 use crate::model::{BuildResult, Properties, SourceStamp};
 use crate::runtime::Context;
 use crate::script::{Arg, RenderData, Renderable};
+use crate::workers::WorkerLink;
 
 /// What steps share of the build they run in.
 pub struct RunningBuild {
@@ -28,8 +29,11 @@ pub struct RunningBuild {
     pub builderid: i64,
     pub builder_name: String,
     pub worker_name: String,
-    /// The builder's directory on the worker; steps run in `workdir` below it.
+    /// The builder's directory on the worker; steps run in `workdir` below it. Relative to
+    /// the worker's base directory on a remote worker.
     pub builder_dir: PathBuf,
+    /// Where the steps' commands run.
+    pub worker: WorkerLink,
     pub properties: Mutex<Properties>,
     pub sourcestamps: Vec<SourceStamp>,
     /// The builder's `env`, under every shell step's own.
@@ -180,19 +184,11 @@ impl StepRun<'_> {
             }
             StepKind::MakeDirectory { dir } => {
                 let dir = build.builder_dir.join(build.render_string(dir).await?);
-                tokio::fs::create_dir_all(&dir)
-                    .await
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                Ok(StepOutcome::of(BuildResult::Success))
+                Ok(file_command_outcome(build.worker.make_dir(&dir).await?))
             }
             StepKind::RemoveDirectory { dir } => {
                 let dir = build.builder_dir.join(build.render_string(dir).await?);
-                match tokio::fs::remove_dir_all(&dir).await {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        Err(format!("cannot remove {}: {e}", dir.display()))
-                    }
-                    _ => Ok(StepOutcome::of(BuildResult::Success)),
-                }
+                Ok(file_command_outcome(build.worker.remove_dir(&dir).await?))
             }
             StepKind::ShellCommand(step) | StepKind::Configure(step) => {
                 self.shell(step, None, false).await
@@ -209,5 +205,16 @@ impl StepRun<'_> {
             StepKind::FileDownload(step) => self.download(step).await,
             StepKind::Trigger(step) => self.trigger(step).await,
         }
+    }
+}
+
+/// MakeDirectory and RemoveDirectory: the worker's `rc`, or RETRY when it went away.
+fn file_command_outcome(outcome: crate::process::Outcome) -> StepOutcome {
+    use crate::process::Outcome;
+    match outcome {
+        Outcome::Exited(0) => StepOutcome::of(BuildResult::Success),
+        Outcome::WorkerLost => StepOutcome::of(BuildResult::Retry),
+        Outcome::Interrupted => StepOutcome::of(BuildResult::Cancelled),
+        _ => StepOutcome::of(BuildResult::Failure),
     }
 }

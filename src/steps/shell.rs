@@ -1,5 +1,6 @@
 //! The steps that run commands: ShellCommand, Configure, Compile, Test, ShellSequence,
-//! SetPropertyFromCommand and MasterShellCommand, over `process::run`.
+//! SetPropertyFromCommand and MasterShellCommand, over the build's `WorkerLink` (the
+//! master's own processes for MasterShellCommand).
 //!
 //! Output streams into the step's logs as the process writes it, through a bounded
 //! channel: a command that prints hundreds of megabytes waits on its pipe rather than
@@ -18,8 +19,9 @@ use crate::config::build::{
     PropertyFromCommand, PropertyTarget, ShellOptions, ShellStep, WarningCounting,
 };
 use crate::model::BuildResult;
-use crate::process::{self, Chunk, CommandLine, CommandSpec, LineBuffer, Outcome, Signal};
+use crate::process::{Chunk, CommandLine, CommandSpec, LineBuffer, Outcome, Signal};
 use crate::script::{Arg, Renderable};
+use crate::workers::WorkerLink;
 
 /// Chunks in flight between a process and its logs.
 const CHUNKS_IN_FLIGHT: usize = 16;
@@ -46,6 +48,8 @@ pub struct Capture<'a> {
     pub stdout: bool,
     pub stderr: bool,
     pub count_tests: bool,
+    /// Runs on the master's machine whatever the build's worker (MasterShellCommand).
+    pub on_master: bool,
 }
 
 impl StepRun<'_> {
@@ -77,10 +81,6 @@ impl StepRun<'_> {
         workdir: &Path,
         capture: Capture<'_>,
     ) -> Result<Ran, String> {
-        // The worker makes a command's directory, as Buildbot's does.
-        tokio::fs::create_dir_all(workdir)
-            .await
-            .map_err(|e| format!("cannot create the directory {}: {e}", workdir.display()))?;
         let mut env = Vec::new();
         for (name, value) in self
             .build
@@ -118,7 +118,12 @@ impl StepRun<'_> {
             );
         }
         let (sender, mut receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
-        let runner = process::run(&spec, sender, self.build.stop.clone());
+        let worker = if capture.on_master {
+            &WorkerLink::Local
+        } else {
+            &self.build.worker
+        };
+        let runner = worker.run(&spec, sender, self.build.stop.clone());
         let mut reader = Reader::new(capture, shell);
         let consume = async {
             while let Some(chunk) = receiver.recv().await {
@@ -142,6 +147,7 @@ impl StepRun<'_> {
                 .copied()
                 .unwrap_or(BuildResult::Failure),
             Outcome::Interrupted => BuildResult::Cancelled,
+            Outcome::WorkerLost => BuildResult::Retry,
             _ => BuildResult::Failure,
         };
         Ok(Ran {
@@ -306,7 +312,16 @@ impl StepRun<'_> {
             None => self.build.ctx.basedir.clone(),
         };
         let ran = self
-            .run_command(&step.command, &shell, &workdir, "stdio", Capture::default())
+            .run_command(
+                &step.command,
+                &shell,
+                &workdir,
+                "stdio",
+                Capture {
+                    on_master: true,
+                    ..Capture::default()
+                },
+            )
             .await?;
         Ok(StepOutcome::of(ran.results))
     }

@@ -6,10 +6,10 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::shell::{plain_shell, Capture};
-use super::{LogWriter, StepOutcome, StepRun};
+use super::{LogWriter, RunningBuild, StepOutcome, StepRun};
 use crate::config::build::{GitMethod, GitMode, GitStep, ShellOptions};
 use crate::model::BuildResult;
-use crate::process::CommandLine;
+use crate::process::{CommandLine, Outcome};
 
 impl StepRun<'_> {
     pub async fn git(&self, step: &GitStep) -> Result<StepOutcome, String> {
@@ -49,18 +49,25 @@ impl StepRun<'_> {
                 .line('h', "checkout failed; clobbering and cloning again")
                 .await
                 .map_err(|e| e.to_string())?;
-            remove(&target).await?;
+            remove(build, &target).await?;
             ok = checkout
                 .update(&mut stdio, &target, revision.as_deref())
                 .await?;
         }
         if ok && target != workdir {
-            remove(&workdir).await?;
+            remove(build, &workdir).await?;
+            // Relative to the builder directory, where it runs, as a remote worker needs.
+            let relative = |path: &Path| {
+                path.strip_prefix(&build.builder_dir)
+                    .unwrap_or(path)
+                    .display()
+                    .to_string()
+            };
             let copy = CommandLine::Argv(vec![
                 "cp".into(),
                 "-a".into(),
-                target.display().to_string(),
-                workdir.display().to_string(),
+                relative(&target),
+                relative(&workdir),
             ]);
             ok = checkout
                 .git_ok(&mut stdio, copy, &build.builder_dir)
@@ -103,7 +110,9 @@ impl StepRun<'_> {
                 build.set_property("got_revision", value, "Git");
                 Ok(StepOutcome::of(BuildResult::Success))
             }
-            None => Ok(StepOutcome::of(if build.stop.is_cancelled() {
+            None => Ok(StepOutcome::of(if build.worker.is_lost() {
+                BuildResult::Retry
+            } else if build.stop.is_cancelled() {
                 BuildResult::Cancelled
             } else {
                 BuildResult::Failure
@@ -128,13 +137,15 @@ impl Checkout<'_> {
         dir: &Path,
         revision: Option<&str>,
     ) -> Result<bool, String> {
+        let worker = &self.run.build.worker;
         let fresh = matches!(self.step.mode, GitMode::Full(GitMethod::Clobber))
-            || !dir.join(".git").exists();
+            || !worker.exists(&dir.join(".git")).await?;
         if fresh {
-            remove(dir).await?;
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            remove(self.run.build, dir).await?;
+            match worker.make_dir(dir).await? {
+                Outcome::Exited(0) => {}
+                other => return Err(format!("cannot create {}: {other:?}", dir.display())),
+            }
             let mut clone = self.git(&["clone"]);
             if self.step.progress {
                 clone.push("--progress".into());
@@ -233,11 +244,9 @@ impl Checkout<'_> {
     }
 }
 
-async fn remove(dir: &Path) -> Result<(), String> {
-    match tokio::fs::remove_dir_all(dir).await {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("cannot remove {}: {e}", dir.display()))
-        }
-        _ => Ok(()),
+async fn remove(build: &RunningBuild, dir: &Path) -> Result<(), String> {
+    match build.worker.remove_dir(dir).await? {
+        Outcome::Exited(0) => Ok(()),
+        other => Err(format!("cannot remove {}: {other:?}", dir.display())),
     }
 }

@@ -1,11 +1,13 @@
 //! FileUpload and FileDownload: the local worker shares the master's file system, so a
-//! transfer is a copy between the worker's build directory and the master's.
+//! transfer is a copy between the worker's build directory and the master's; a remote
+//! worker's goes over its connection in blocks.
 
 use std::path::Path;
 
 use super::{StepOutcome, StepRun};
 use crate::config::build::{FileDownload, FileMode, FileUpload};
 use crate::model::BuildResult;
+use crate::process::Outcome;
 
 impl StepRun<'_> {
     pub async fn upload(&self, step: &FileUpload) -> Result<StepOutcome, String> {
@@ -18,6 +20,13 @@ impl StepRun<'_> {
             .ctx
             .basedir
             .join(build.render_string(&step.masterdest).await?);
+        if !build.worker.is_local() {
+            let sent = build
+                .worker
+                .upload(&source, &dest, step.maxsize, step.blocksize, step.keepstamp)
+                .await?;
+            return self.transferred(sent).await;
+        }
         self.copy(
             &source,
             &dest,
@@ -38,6 +47,14 @@ impl StepRun<'_> {
             .workdir(self.config)
             .await?
             .join(build.render_string(&step.workerdest).await?);
+        if !build.worker.is_local() {
+            let mode = step.mode.as_ref().map(|mode| mode.0);
+            let sent = build
+                .worker
+                .download(&source, &dest, step.maxsize, step.blocksize, mode)
+                .await?;
+            return self.transferred(sent).await;
+        }
         self.copy(&source, &dest, step.maxsize, step.mode.as_ref(), false)
             .await
     }
@@ -113,6 +130,16 @@ impl StepRun<'_> {
         )
         .await?;
         Ok(StepOutcome::of(BuildResult::Success))
+    }
+
+    /// A remote transfer's end: what the worker said in the log, its `rc` as the result.
+    async fn transferred(&self, (outcome, said): (Outcome, String)) -> Result<StepOutcome, String> {
+        self.note("stdio", &said).await?;
+        Ok(StepOutcome::of(match outcome {
+            Outcome::Exited(0) => BuildResult::Success,
+            Outcome::WorkerLost => BuildResult::Retry,
+            _ => BuildResult::Failure,
+        }))
     }
 
     /// A transfer that cannot happen fails the step, with the reason in its log.

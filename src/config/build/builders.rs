@@ -238,7 +238,7 @@ mod tests {
     fn builder_takes_every_option() {
         let loaded = load(
             r#"c = BuildmasterConfig
-c.workers = {worker.Worker("w1", "p"), worker.Worker("w2", "p"), worker.Worker("w3", "p")}
+c.protocols = {msgpack_experimental_v7 = {port = 9989}}; c.workers = {worker.Worker("w1", "p"), worker.Worker("w2", "p"), worker.Worker("w3", "p")}
 local f = util.BuildFactory()
 c.builders = {util.BuilderConfig{name="linux build", workernames={"w1", "w2"}, workername="w3",
   factory=f, builddir="bdir", workerbuilddir="wdir", tags={"fast", "linux"},
@@ -279,7 +279,7 @@ c.builders = {util.BuilderConfig{name="linux build", workernames={"w1", "w2"}, w
     fn builder_defaults_and_old_names() {
         let loaded = load(
             r#"c = BuildmasterConfig
-c.slaves = {buildslave.BuildSlave("s1", "p"), buildslave.BuildSlave("s2", "p")}
+c.protocols = {msgpack_experimental_v7 = {port = 9989}}; c.slaves = {buildslave.BuildSlave("s1", "p"), buildslave.BuildSlave("s2", "p")}
 c.builders = {
   util.BuilderConfig{name="a/b c", slavenames={"s1"}, factory=util.BuildFactory()},
   util.BuilderConfig{name="old", slavenames="s1", slavename="s2", slavebuilddir="sb",

@@ -166,7 +166,7 @@ mod tests {
     fn steps_added_after_the_builder_count_and_loading_detaches_them() {
         let loaded = load(
             r#"c = BuildmasterConfig
-c.workers = {worker.Worker("w", "p")}
+c.workers = {worker.LocalWorker("w")}
 f = util.BuildFactory({steps.ShellCommand{command="one"}})
 c.builders = {util.BuilderConfig{name="b", workernames={"w"}, factory=f}}
 f:addStep(steps.ShellCommand{command="two"})

@@ -770,7 +770,7 @@ mod tests {
         assert_eq!(t.reason.as_deref(), Some("asked"));
         let loaded = load(
             r#"c = BuildmasterConfig
-c.workers = {worker.Worker("w", "p")}
+c.workers = {worker.LocalWorker("w")}
 c.builders = {util.BuilderConfig{name="b", workernames="w", factory=util.BuildFactory()}}
 local up = schedulers.Triggerable{name="up", builderNames={"b"}}
 c.schedulers = {up, schedulers.Dependent("d1", up, {"b"}),
@@ -784,7 +784,7 @@ c.schedulers = {up, schedulers.Dependent("d1", up, {"b"}),
         assert_eq!(
             errors(
                 r#"c = BuildmasterConfig
-c.workers = {worker.Worker("w", "p")}
+c.workers = {worker.LocalWorker("w")}
 c.builders = {util.BuilderConfig{name="b", workernames="w", factory=util.BuildFactory()}}
 c.schedulers = {schedulers.Dependent{name="d", upstream="nope", builderNames={"b"}}}"#
             ),

@@ -516,7 +516,7 @@ mod tests {
     fn trigger_steps_name_their_schedulers_for_validation() {
         let loaded = load(
             r#"c = BuildmasterConfig
-c.workers = {worker.Worker("w", "p")}
+c.workers = {worker.LocalWorker("w")}
 local f = util.BuildFactory()
 f:addStep(steps.Trigger{schedulerNames={"t1", "t2"}})
 c.builders = {util.BuilderConfig{name="b", workernames="w", factory=f}}
@@ -534,7 +534,7 @@ c.schedulers = {schedulers.Triggerable{name="t1", builderNames={"b"}},
         assert_eq!(
         errors(
             r#"c = BuildmasterConfig
-c.workers = {worker.Worker("w", "p")}
+c.workers = {worker.LocalWorker("w")}
 c.builders = {util.BuilderConfig{name="b", workernames="w",
   factory=util.BuildFactory({steps.Trigger{schedulerNames={"nope"}}})}}
 c.schedulers = {schedulers.Triggerable{name="t1", builderNames={"b"}}}"#

@@ -53,7 +53,7 @@ pub(super) fn steps_of(steps: &str) -> Vec<StepConfig> {
     let source = format!(
         "local s = {{{steps}}}
 c = BuildmasterConfig
-c.workers = {{worker.Worker('w', 'p')}}
+c.workers = {{worker.LocalWorker('w')}}
 c.builders = {{util.BuilderConfig{{name='b', workernames={{'w'}}, factory=util.BuildFactory(s)}}}}
 c.schedulers = {{schedulers.Triggerable{{name='t1', builderNames={{'b'}}}},
                  schedulers.Triggerable{{name='t2', builderNames={{'b'}}}}}}"
@@ -72,7 +72,7 @@ pub(super) fn scheduler(snippet: &str) -> SchedulerConfig {
     let source = format!(
         "local s = {snippet}
 c = BuildmasterConfig
-c.workers = {{worker.Worker('w', 'p')}}
+c.workers = {{worker.LocalWorker('w')}}
 c.builders = {{util.BuilderConfig{{name='b', workernames={{'w'}}, factory=util.BuildFactory()}},
                util.BuilderConfig{{name='b2', workernames={{'w'}}, factory=util.BuildFactory()}}}}
 c.schedulers = {{schedulers.Triggerable{{name='up', builderNames={{'b'}}}}, s}}"

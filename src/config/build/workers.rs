@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use mlua::{Lua, MultiValue, UserData};
 
 use super::values::read_args;
-use crate::config::errors::{report_unimplemented, ConfigError};
 use crate::config::kwargs::{constructor, Kwargs, OneOrMany};
 use crate::config::{define, Location, Namespaces};
 
@@ -107,14 +106,6 @@ fn remote(lua: &Lua, object: &str, args: MultiValue) -> Option<WorkerConfig> {
     );
     let name = worker_name(&mut kw);
     let password = kw.required("password");
-    // Only the local worker runs builds until the worker protocol lands.
-    report_unimplemented(
-        kw.lua(),
-        ConfigError::at(
-            kw.location(),
-            format!("{object}: remote workers are not implemented yet (use worker.LocalWorker)"),
-        ),
-    );
     common(kw, name, WorkerKind::Remote { password })
 }
 
@@ -136,6 +127,7 @@ fn local(lua: &Lua, args: MultiValue) -> Option<WorkerConfig> {
 fn common(mut kw: Kwargs, name: String, kind: WorkerKind) -> Option<WorkerConfig> {
     kw.unimplemented("locks");
     kw.unimplemented("machine_name");
+    let missing_timeout: Option<u64> = kw.optional("missing_timeout");
     let config = WorkerConfig {
         kind,
         max_builds: kw.optional("max_builds"),
@@ -145,11 +137,14 @@ fn common(mut kw: Kwargs, name: String, kind: WorkerKind) -> Option<WorkerConfig
             .optional::<OneOrMany<String>>("notify_on_missing")
             .unwrap_or_default()
             .0,
-        missing_timeout: kw.optional_or("missing_timeout", DEFAULT_MISSING_TIMEOUT),
+        missing_timeout: missing_timeout.unwrap_or(DEFAULT_MISSING_TIMEOUT),
         keepalive_interval: kw.optional_or("keepalive_interval", DEFAULT_KEEPALIVE_INTERVAL),
         location: kw.location(),
         name,
     };
+    // The missing-worker mail needs the mail outbox wired to worker events.
+    kw.unimplemented_when("notify_on_missing", !config.notify_on_missing.is_empty());
+    kw.unimplemented_when("missing_timeout", missing_timeout.is_some());
     kw.finish().then_some(config)
 }
 
@@ -195,7 +190,7 @@ mod tests {
     #[test]
     fn worker_takes_every_option() {
         let config = load(
-        r#"BuildmasterConfig.workers = {worker.Worker("w1", "pw", {max_builds=2, properties={os="linux"},
+        r#"BuildmasterConfig.protocols = {msgpack_experimental_v7={port=9989}}; BuildmasterConfig.workers = {worker.Worker("w1", "pw", {max_builds=2, properties={os="linux"},
   defaultProperties={arch="x86"}, notify_on_missing={"a@example.org", "b@example.org"},
   missing_timeout=60, keepalive_interval=30})}"#,
     )
@@ -227,7 +222,7 @@ mod tests {
     #[test]
     fn worker_defaults_and_old_names() {
         let config = load(
-            r#"c = BuildmasterConfig
+            r#"c = BuildmasterConfig; c.protocols = {pb={port=9989}, msgpack_experimental_v7={port=9990}}
 c.workers = {worker.Worker{name="w1", password="pw"}}
 c.slaves = {buildslave.BuildSlave("s1", "pw", {notify_on_missing="x@example.org"})}"#,
         )
@@ -243,7 +238,7 @@ c.slaves = {buildslave.BuildSlave("s1", "pw", {notify_on_missing="x@example.org"
     #[test]
     fn local_worker_runs_in_a_workdir_named_after_it() {
         let config = load(
-            r#"BuildmasterConfig.workers = {worker.LocalWorker("l1"),
+            r#"BuildmasterConfig.protocols = {msgpack_experimental_v7={port=9989}}; BuildmasterConfig.workers = {worker.LocalWorker("l1"),
   worker.LocalWorker("l2", {workdir="elsewhere", max_builds=1})}"#,
         )
         .config;
@@ -293,16 +288,31 @@ c.slaves = {buildslave.BuildSlave("s1", "pw", {notify_on_missing="x@example.org"
     }
 
     #[test]
+    fn remote_workers_without_the_msgpack_port_say_how_to_switch_to_it() {
+        let got = errors(
+            r#"c = BuildmasterConfig; c.protocols = {pb={port=9989}}
+c.workers = {worker.LocalWorker("l"), worker.Worker("w1", "pw")}"#,
+        );
+        assert!(
+            got.starts_with("master.cfg.lua:2: c['workers']: worker 'w1' is a remote worker")
+                && got.contains("--protocol msgpack_experimental_v7"),
+            "{got}"
+        );
+        load(
+            r#"BuildmasterConfig.slavePortnum = 9989; BuildmasterConfig.workers = {worker.LocalWorker("l")}"#,
+        );
+    }
+
+    #[test]
     fn worker_locks_and_machine_are_not_implemented_yet() {
         assert_eq!(
-        unimplemented(
-            r#"BuildmasterConfig.workers = {worker.Worker("w", "p", {locks={}, machine_name="m"})}"#
-        ),
-        [
-            "master.cfg.lua:1: Worker: remote workers are not implemented yet (use worker.LocalWorker)",
-            "master.cfg.lua:1: Worker: option 'locks' is not implemented yet",
-            "master.cfg.lua:1: Worker: option 'machine_name' is not implemented yet",
-        ]
-    );
+            unimplemented(
+                r#"BuildmasterConfig.protocols = {msgpack_experimental_v7={port=9989}}; BuildmasterConfig.workers = {worker.Worker("w", "p", {locks={}, machine_name="m"})}"#
+            ),
+            [
+                "master.cfg.lua:1: Worker: option 'locks' is not implemented yet",
+                "master.cfg.lua:1: Worker: option 'machine_name' is not implemented yet",
+            ]
+        );
     }
 }
