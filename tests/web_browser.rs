@@ -59,6 +59,7 @@ async fn every_page_renders_in_chromium_without_a_console_message() {
     for (path, heading) in [
         ("/", "Welcome to"),
         ("/builders", "Builders"),
+        ("/waterfall", "Waterfall"),
         ("/builders/linux", "Builder linux"),
         ("/builders/linux/builds/1", "build #1"),
         (

@@ -32,6 +32,7 @@ c['builders']:append(util.BuilderConfig{ name = "windows", workernames = { "bot2
 c['status']:append(status.WebStatus{
   http_port = "tcp:0:interface=127.0.0.1",
   numbuilds = 5,
+  num_events_max = 2,
   revlink = "https://git.example.org/commit/%s",
   changecommentlink = { "#(\\d+)", "https://bugs.example.org/\\1", "Bug" },
   projects = { frob = "https://frob.example.org/project" },
@@ -140,6 +141,8 @@ async fn pages_over_real_builds_match_their_golden_html() {
         ("/workers", "workers"),
         ("/one_line_per_build", "one_line_per_build"),
         ("/one_line_per_build?builder=mac", "one_line_per_build_mac"),
+        ("/waterfall", "waterfall"),
+        ("/waterfall?tag=unix&branch=main", "waterfall_unix_main"),
     ] {
         let page = site.page(path).await;
         let page = counts.replace_all(&page, "MASKED");
@@ -219,6 +222,25 @@ async fn numbuilds_from_the_url_or_the_config_bounds_a_builders_list() {
         body.contains("numbuilds=many: expected a number of items"),
         "{body}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_waterfall_shows_num_events_builds_at_most_num_events_max() {
+    let site = Site::start(CONFIG).await;
+    for _ in 0..3 {
+        let bsid = submit(&site.master, &["mac"], &[]).await;
+        complete(&site.master, bsid).await;
+    }
+    let shown = |page: &str| page.matches("href=\"/builders/mac/builds/").count();
+    assert_eq!(
+        shown(&site.page("/waterfall").await),
+        2,
+        "num_events_max = 2"
+    );
+    assert_eq!(shown(&site.page("/waterfall?num_events=1").await), 1);
+    assert_eq!(shown(&site.page("/waterfall?num_events=50").await), 2);
+    assert_eq!(shown(&site.page("/waterfall?builder=linux").await), 0);
+    assert_eq!(shown(&site.page("/waterfall?branch=other").await), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -537,7 +537,7 @@ fn report_not_applied(
             "allowForce" | "auth" | "authz" => config.authz.is_open(),
             "change_hook_dialects" => hooks.is_some_and(BTreeMap::is_empty),
             "change_hook_auth" => config.change_hook_auth.is_empty(),
-            "public_html" | "numbuilds" | "template_dirs" => true,
+            "public_html" | "numbuilds" | "template_dirs" | "num_events" | "num_events_max" => true,
             // The pages link through strings and tables; Lua functions are not called yet.
             "revlink" => !matches!(config.revlink, Some(RevLink::Function(_))),
             "changecommentlink" => {
@@ -999,8 +999,6 @@ mod tests {
             [
                 "allowForce",
                 "auth",
-                "num_events",
-                "num_events_max",
                 "order_console_by_time",
                 "rotateLength",
                 "maxRotatedFiles",
@@ -1027,7 +1025,8 @@ mod tests {
         assert_eq!(
             unimplemented(
                 "c['status'] = {status.WebStatus{http_port=8010, public_html='www',
-                   numbuilds=3, template_dirs={'t'}, revlink='http://x/%s',
+                   numbuilds=3, template_dirs={'t'}, revlink='http://x/%s', num_events=5,
+                   num_events_max=10,
                    changecommentlink={'#([0-9]+)', 'http://t/%1', 'T'},
                    projects={p='http://p'}, repositories={r='http://r'}}}"
             ),

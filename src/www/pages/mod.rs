@@ -74,6 +74,7 @@ pub fn router(context: Context) -> Router {
         .route("/workers", get(workers_page))
         .route("/buildslaves", get(workers_page))
         .route("/one_line_per_build", get(one_line_per_build))
+        .route("/waterfall", get(waterfall))
         .route("/robots.txt", get(robots))
         .route("/default.css", get(stylesheet))
         .route("/moonbot.js", get(script))
@@ -654,6 +655,76 @@ async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery)
     pages.page(
         "one_line_per_build.html",
         json!({ "builds": rows, "builders": wanted, "numbuilds": numbuilds }),
+    )
+}
+
+/// `/waterfall`: a column per builder, a row per build, newest on top. `builder=` and
+/// `tag=` (or `category=`) choose the columns, `branch=` the builds (of the last
+/// `num_events` read), `num_events=` how many, at most `num_events_max`.
+async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
+    let args = arguments(&raw);
+    let web = web_config(&pages.context);
+    let num_events = count(&args, "num_events", web.num_events, web.num_events_max)?;
+    let wanted = all_arguments(&args, "builder");
+    let mut tags = all_arguments(&args, "tag");
+    tags.extend(all_arguments(&args, "category"));
+    let branches = all_arguments(&args, "branch");
+    let builders = registry::builders(
+        &pages.context.db,
+        &BuildersOf::default(),
+        &query(&registry::BUILDER, &[("order", "name".into())]),
+    )
+    .await?;
+    let columns: Vec<Value> = builders
+        .items
+        .into_iter()
+        .filter(|b| wanted.is_empty() || wanted.contains(&b["name"].as_str().unwrap_or_default()))
+        .filter(|b| {
+            tags.is_empty()
+                || b["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|t| tags.contains(&t.as_str().unwrap_or_default()))
+        })
+        .collect();
+    let mut pairs = vec![
+        ("order", "-buildid".to_string()),
+        ("limit", num_events.to_string()),
+        ("property", "branch".into()),
+    ];
+    for column in &columns {
+        pairs.push(("builderid", column["builderid"].to_string()));
+    }
+    let builds = if columns.is_empty() {
+        Vec::new()
+    } else {
+        builds::builds(
+            &pages.context.db,
+            &BuildsOf::default(),
+            &query(&builds::BUILD, &pairs),
+        )
+        .await?
+        .items
+    };
+    let rows: Vec<Value> = builds
+        .into_iter()
+        .filter(|build| {
+            branches.is_empty()
+                || build["properties"]["branch"][0]
+                    .as_str()
+                    .is_some_and(|b| branches.contains(&b))
+        })
+        .map(|build| {
+            let column = columns
+                .iter()
+                .position(|c| c["builderid"] == build["builderid"]);
+            json!({ "build": build, "column": column })
+        })
+        .collect();
+    pages.page(
+        "waterfall.html",
+        json!({ "builders": columns, "rows": rows, "num_events": num_events }),
     )
 }
 

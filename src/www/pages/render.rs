@@ -29,6 +29,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("changes.html", include_str!("templates/changes.html")),
     ("change.html", include_str!("templates/change.html")),
     ("workers.html", include_str!("templates/workers.html")),
+    ("waterfall.html", include_str!("templates/waterfall.html")),
     (
         "one_line_per_build.html",
         include_str!("templates/one_line_per_build.html"),
