@@ -382,3 +382,72 @@ async fn sse_listen_carries_the_bus_events_under_its_path_only() {
     );
     assert_eq!(events.last().unwrap()["message"]["results"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ws_answers_commands_and_sends_the_events_of_consumed_paths() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let site = Site::start(CONFIG).await;
+    let url = format!("{}/ws", site.base.replace("http://", "ws://"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let send = |text: &str| Message::Text(text.to_string().into());
+    socket
+        .send(send(r#"{"cmd": "ping", "_id": 1}"#))
+        .await
+        .unwrap();
+    socket
+        .send(send(
+            r#"{"cmd": "startConsuming", "path": "builds/*/finished", "_id": 2}"#,
+        ))
+        .await
+        .unwrap();
+    socket
+        .send(send(r#"{"cmd": "frobnicate", "_id": 3}"#))
+        .await
+        .unwrap();
+    socket
+        .send(send(
+            r#"{"cmd": "stopConsuming", "path": "changes/*/new", "_id": 4}"#,
+        ))
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    while received.len() < 4 {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = message {
+            received.push(serde_json::from_str::<Value>(text.as_str()).unwrap());
+        }
+    }
+    assert_eq!(
+        received,
+        [
+            serde_json::json!({"_id": 1, "code": 200}),
+            serde_json::json!({"_id": 2, "code": 200}),
+            serde_json::json!({"_id": 3, "code": 404, "error": "no such command 'frobnicate'"}),
+            serde_json::json!({"_id": 4, "code": 400, "error": "path was not consumed"}),
+        ]
+    );
+    let bsid = submit(&site.master, &["mac"], &[]).await;
+    complete(&site.master, bsid).await;
+    let event = loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = message {
+            break serde_json::from_str::<Value>(text.as_str()).unwrap();
+        }
+    };
+    let key = event["k"].as_str().unwrap();
+    assert!(
+        key.starts_with("builds/") && key.ends_with("/finished"),
+        "only the consumed path, the whole key matched: {event}"
+    );
+    assert_eq!(event["m"]["results"], 2, "the build's message: {event}");
+}

@@ -80,6 +80,7 @@ pub fn router(context: Context) -> Router {
         .route("/moonbot.js", get(script))
         .route("/sse/listen/{*path}", get(live::sse_listen))
         .route("/sse/listen", get(live::sse_listen_all))
+        .route("/ws", get(live::ws))
         .fallback(get(public_file))
         .with_state(pages)
 }
