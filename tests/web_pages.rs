@@ -383,9 +383,32 @@ async fn sse_listen_carries_the_bus_events_under_its_path_only() {
     assert_eq!(events.last().unwrap()["message"]["results"], 2);
 }
 
+/// The next text message of a WebSocket, as JSON.
+async fn next_json<S>(socket: &mut S) -> Value
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("a message in time")
+            .expect("the socket stays open")
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return serde_json::from_str(text.as_str()).unwrap();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ws_answers_commands_and_sends_the_events_of_consumed_paths() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
 
     let site = Site::start(CONFIG).await;
@@ -413,15 +436,8 @@ async fn ws_answers_commands_and_sends_the_events_of_consumed_paths() {
         .await
         .unwrap();
     let mut received = Vec::new();
-    while received.len() < 4 {
-        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        if let Message::Text(text) = message {
-            received.push(serde_json::from_str::<Value>(text.as_str()).unwrap());
-        }
+    for _ in 0..4 {
+        received.push(next_json(&mut socket).await);
     }
     assert_eq!(
         received,
@@ -434,16 +450,7 @@ async fn ws_answers_commands_and_sends_the_events_of_consumed_paths() {
     );
     let bsid = submit(&site.master, &["mac"], &[]).await;
     complete(&site.master, bsid).await;
-    let event = loop {
-        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        if let Message::Text(text) = message {
-            break serde_json::from_str::<Value>(text.as_str()).unwrap();
-        }
-    };
+    let event = next_json(&mut socket).await;
     let key = event["k"].as_str().unwrap();
     assert!(
         key.starts_with("builds/") && key.ends_with("/finished"),
