@@ -13,7 +13,6 @@ use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -39,7 +38,6 @@ const MAX_BODY: usize = 2 * 1024 * 1024;
 pub async fn serve_bounded(listener: TcpListener, app: Router, shutdown: CancellationToken) {
     let app = app.layer(axum::middleware::from_fn(read_body_in_time));
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
@@ -68,16 +66,29 @@ pub async fn serve_bounded(listener: TcpListener, app: Router, shutdown: Cancell
             },
         };
         let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        // Upgrades: `/ws` turns a request into a WebSocket, which then lives on its own.
+        let connection = http
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "web connection ended");
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = ended {
+                tracing::debug!(%error, "http connection ended");
             }
             drop(slot);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Each connection holds a slot until it ends: all of them back, all ended.
+    let _ = slots.acquire_many(MAX_CONNECTIONS as u32).await;
 }
 
 /// Reads a request's whole body before the handler runs, so that a client trickling it is

@@ -1,6 +1,7 @@
-//! The web server: Buildbot's REST API under `/api/v2/` (see [`rest`]), on the port of the
-//! config's first WebStatus (or `c['www']`).
+//! The web server: the WebStatus pages (see [`pages`]) and Buildbot's REST API under
+//! `/api/v2/` (see [`rest`]), on the port of the config's first WebStatus (or `c['www']`).
 
+mod pages;
 mod paths;
 mod rest;
 
@@ -37,7 +38,8 @@ pub async fn bind(context: &Context) -> anyhow::Result<Option<TcpListener>> {
 pub fn router(context: Context) -> Router {
     Router::new()
         .route("/api/v2/{*path}", get(rest::get).post(rest::post))
-        .with_state(context)
+        .with_state(context.clone())
+        .merge(pages::router(context))
 }
 
 /// Serves on `listener` until the master shuts down; requests under way are finished.

@@ -56,6 +56,11 @@ pub struct WebStatusConfig {
 }
 
 impl WebStatusConfig {
+    /// Buildbot's defaults, for pages served with no WebStatus in the config.
+    pub fn default_for_pages() -> WebStatusConfig {
+        WebStatusConfig::defaults(Location::default())
+    }
+
     /// Buildbot's defaults, with nothing to listen on yet.
     fn defaults(location: Location) -> WebStatusConfig {
         WebStatusConfig {
@@ -489,9 +494,10 @@ pub const WEB_STATUS_OPTIONS: &[&str] = &[
     "name",
 ];
 
-/// The options the master parses but does not carry out yet: it serves the REST API only,
-/// with no pages, no change hooks, no `http.log`, and actions open to anyone. Each is reported
-/// as not implemented when given, unless its value asks for what the master does anyway.
+/// The options the master parses but may not carry out yet: it serves the REST API and the
+/// pages of `www::pages`, with no change hooks, no `http.log`, and actions open to anyone.
+/// Each is reported as not implemented when given, unless the pages apply it or its value
+/// asks for what the master does anyway.
 const NOT_APPLIED: &[&str] = &[
     "allowForce",
     "auth",
@@ -531,6 +537,14 @@ fn report_not_applied(
             "allowForce" | "auth" | "authz" => config.authz.is_open(),
             "change_hook_dialects" => hooks.is_some_and(BTreeMap::is_empty),
             "change_hook_auth" => config.change_hook_auth.is_empty(),
+            "public_html" | "numbuilds" | "template_dirs" | "num_events" | "num_events_max" => true,
+            // The pages link through strings and tables; Lua functions are not called yet.
+            "revlink" => !matches!(config.revlink, Some(RevLink::Function(_))),
+            "changecommentlink" => {
+                !matches!(config.changecommentlink, Some(CommentLink::Function(_)))
+            }
+            "projects" => !matches!(config.projects, Some(UrlMap::Function(_))),
+            "repositories" => !matches!(config.repositories, Some(UrlMap::Function(_))),
             _ => false,
         };
         kw.unimplemented_when(option, !applied);
@@ -985,20 +999,11 @@ mod tests {
             [
                 "allowForce",
                 "auth",
-                "public_html",
-                "numbuilds",
-                "num_events",
-                "num_events_max",
                 "order_console_by_time",
-                "changecommentlink",
-                "revlink",
-                "projects",
-                "repositories",
                 "rotateLength",
                 "maxRotatedFiles",
                 "change_hook_dialects",
                 "change_hook_auth",
-                "template_dirs",
             ]
         );
         assert_eq!(
@@ -1011,6 +1016,33 @@ mod tests {
                 "master.cfg.lua:1: c['www']: option 'maxRotatedFiles' is not implemented yet",
                 "master.cfg.lua:1: c['www']: option 'change_hook_dialects' is not implemented yet",
                 "master.cfg.lua:1: c['www']: option 'change_hook_auth' is not implemented yet",
+            ]
+        );
+    }
+
+    #[test]
+    fn links_given_as_lua_functions_are_not_implemented_but_strings_and_tables_are() {
+        assert_eq!(
+            unimplemented(
+                "c['status'] = {status.WebStatus{http_port=8010, public_html='www',
+                   numbuilds=3, template_dirs={'t'}, revlink='http://x/%s', num_events=5,
+                   num_events_max=10,
+                   changecommentlink={'#([0-9]+)', 'http://t/%1', 'T'},
+                   projects={p='http://p'}, repositories={r='http://r'}}}"
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            unimplemented(
+                "local f = function() return '' end
+                 c['status'] = {status.WebStatus{http_port=8010, revlink=f,
+                   changecommentlink=f, projects=f, repositories=f}}"
+            ),
+            [
+                "master.cfg.lua:2: WebStatus: option 'changecommentlink' is not implemented yet",
+                "master.cfg.lua:2: WebStatus: option 'revlink' is not implemented yet",
+                "master.cfg.lua:2: WebStatus: option 'projects' is not implemented yet",
+                "master.cfg.lua:2: WebStatus: option 'repositories' is not implemented yet",
             ]
         );
     }

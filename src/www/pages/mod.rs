@@ -1,0 +1,799 @@
+//! The WebStatus pages: HTML that one request builds from storage, working without
+//! JavaScript. Templates (Jinja, rendered by minijinja) are compiled in and may be replaced
+//! by files of the same name in `BASEDIR/templates/` or the config's `template_dirs`; the
+//! stylesheet and the live-update script are compiled in too; anything else is looked up in
+//! `public_html`.
+
+mod ansi;
+mod live;
+mod render;
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::config::status::{StatusTarget, WebStatusConfig};
+use crate::data::builds::{self, BuildRef, BuilderRef, BuildsOf, LogRef, StepRef};
+use crate::data::changes::{self, ChangesOf};
+use crate::data::registry::{self, BuildersOf, WorkersOf};
+use crate::data::{Entity, Query};
+use crate::db::DbError;
+use crate::runtime::Context;
+use render::Templates;
+
+/// Lines of a log one page shows.
+const LOG_PAGE_LINES: i64 = 1000;
+
+/// Lines read from storage per piece of a streamed log text.
+const TEXT_LINES_PER_READ: i64 = 2000;
+
+/// What every page handler shares.
+#[derive(Clone)]
+struct Pages {
+    context: Context,
+    templates: Arc<Templates>,
+}
+
+/// The page routes. Templates are looked up in `BASEDIR/templates/` and `template_dirs`
+/// once each, as first used; a changed template shows after a restart.
+pub fn router(context: Context) -> Router {
+    let web = web_config(&context);
+    let mut dirs: Vec<PathBuf> = web
+        .template_dirs
+        .iter()
+        .map(|dir| context.basedir.join(dir))
+        .collect();
+    dirs.push(context.basedir.join("templates"));
+    let pages = Pages {
+        templates: Arc::new(Templates::new(dirs)),
+        context,
+    };
+    Router::new()
+        .route("/", get(welcome))
+        .route("/about", get(about))
+        .route("/builders", get(builders_page))
+        .route("/builders/{builder}", get(builder_page))
+        .route("/builders/{builder}/builds/{number}", get(build_page))
+        .route(
+            "/builders/{builder}/builds/{number}/steps/{step}/logs/{log}",
+            get(log_page),
+        )
+        .route(
+            "/builders/{builder}/builds/{number}/steps/{step}/logs/{log}/text",
+            get(log_text),
+        )
+        .route("/changes", get(changes_page))
+        .route("/changes/{changeid}", get(change_page))
+        .route("/workers", get(workers_page))
+        .route("/buildslaves", get(workers_page))
+        .route("/one_line_per_build", get(one_line_per_build))
+        .route("/waterfall", get(waterfall))
+        .route("/robots.txt", get(robots))
+        .route("/default.css", get(stylesheet))
+        .route("/moonbot.js", get(script))
+        .route("/sse/listen/{*path}", get(live::sse_listen))
+        .route("/sse/listen", get(live::sse_listen_all))
+        .route("/ws", get(live::ws))
+        .fallback(get(public_file))
+        .with_state(pages)
+}
+
+/// The config's first WebStatus (the one whose port is served), or its defaults.
+fn web_config(context: &Context) -> WebStatusConfig {
+    context
+        .config
+        .current()
+        .status
+        .iter()
+        .find_map(|target| match target {
+            StatusTarget::WebStatus(web) => Some((**web).clone()),
+            _ => None,
+        })
+        .unwrap_or_else(WebStatusConfig::default_for_pages)
+}
+
+/// A page that could not be made: its status and what the error page says.
+#[derive(Debug)]
+struct PageError {
+    status: StatusCode,
+    message: String,
+}
+
+impl PageError {
+    fn not_found(what: impl Into<String>) -> PageError {
+        PageError {
+            status: StatusCode::NOT_FOUND,
+            message: what.into(),
+        }
+    }
+
+    fn bad_request(what: impl Into<String>) -> PageError {
+        PageError {
+            status: StatusCode::BAD_REQUEST,
+            message: what.into(),
+        }
+    }
+}
+
+impl From<DbError> for PageError {
+    fn from(error: DbError) -> PageError {
+        tracing::error!(%error, "web page request failed");
+        PageError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "internal error".into(),
+        }
+    }
+}
+
+impl From<minijinja::Error> for PageError {
+    fn from(error: minijinja::Error) -> PageError {
+        tracing::error!(error = %format!("{error:#}"), "web page template failed");
+        PageError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("template error: {error}"),
+        }
+    }
+}
+
+type PageResult = Result<Response, PageError>;
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let body = format!(
+            "<!DOCTYPE html>\n<html><head><title>{code}</title>\
+             <link rel=\"stylesheet\" href=\"/default.css\"></head>\
+             <body><h1>{code}</h1><p>{message}</p><p><a href=\"/\">Home</a></p></body></html>\n",
+            code = self.status,
+            message = render::escape(&self.message),
+        );
+        (self.status, html_headers(), body).into_response()
+    }
+}
+
+fn html_headers() -> [(header::HeaderName, &'static str); 1] {
+    [(header::CONTENT_TYPE, "text/html; charset=utf-8")]
+}
+
+impl Pages {
+    fn page(&self, template: &str, mut values: Value) -> PageResult {
+        let config = self.context.config.current();
+        if let Value::Object(map) = &mut values {
+            map.insert("title".into(), json!(config.title));
+            map.insert("title_url".into(), json!(config.title_url));
+            map.insert("page".into(), json!(template.trim_end_matches(".html")));
+        }
+        let html = self.templates.render(template, values)?;
+        Ok((html_headers(), html).into_response())
+    }
+}
+
+/// The query string's pairs, each once with its last value, as 0.8 read them.
+fn arguments(raw: &Option<String>) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.as_deref().unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn argument<'a>(args: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    args.iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn all_arguments<'a>(args: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    args.iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// A count from the URL: `name=N`, else `default`, at most `max` when given.
+fn count(
+    args: &[(String, String)],
+    name: &str,
+    default: usize,
+    max: Option<usize>,
+) -> Result<usize, PageError> {
+    let value = match argument(args, name) {
+        None | Some("") => default,
+        Some(text) => text.parse().map_err(|_| {
+            PageError::bad_request(format!("{name}={text}: expected a number of items"))
+        })?,
+    };
+    Ok(max.map_or(value, |max| value.min(max)))
+}
+
+/// A REST query over `entity` from name/value pairs, as the REST API reads its URL.
+fn query(entity: &Entity, pairs: &[(&str, String)]) -> Query {
+    let pairs: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .collect();
+    Query::parse(&pairs, entity, true).expect("the pages' own queries are valid")
+}
+
+async fn welcome(State(pages): State<Pages>) -> PageResult {
+    pages.page("root.html", json!({}))
+}
+
+async fn about(State(pages): State<Pages>) -> PageResult {
+    pages.page(
+        "about.html",
+        json!({ "version": env!("CARGO_PKG_VERSION"), "basedir": pages.context.basedir.display().to_string() }),
+    )
+}
+
+/// Every builder with its last finished build, the builds it runs and what is queued.
+async fn builders_page(State(pages): State<Pages>) -> PageResult {
+    let db = &pages.context.db;
+    let builders = registry::builders(
+        db,
+        &BuildersOf::default(),
+        &query(&registry::BUILDER, &[("order", "name".into())]),
+    )
+    .await?;
+    let mut rows = Vec::new();
+    for builder in builders.items {
+        rows.push(builder_summary(&pages, builder).await?);
+    }
+    pages.page("builders.html", json!({ "builders": rows }))
+}
+
+/// A builder's row: `builder`, `last` (its last finished build), `running`, `pending`.
+async fn builder_summary(pages: &Pages, builder: Value) -> Result<Value, PageError> {
+    let db = &pages.context.db;
+    let builderid = builder["builderid"].as_i64().unwrap_or_default();
+    let of = BuildsOf {
+        builderid: Some(builderid),
+        ..Default::default()
+    };
+    let last = builds::builds(
+        db,
+        &of,
+        &query(
+            &builds::BUILD,
+            &[
+                ("complete", "true".into()),
+                ("order", "-number".into()),
+                ("limit", "1".into()),
+            ],
+        ),
+    )
+    .await?;
+    let running = builds::builds(
+        db,
+        &of,
+        &query(
+            &builds::BUILD,
+            &[("complete", "false".into()), ("order", "number".into())],
+        ),
+    )
+    .await?;
+    let pending = changes::buildrequests(
+        db,
+        Some(builderid),
+        &query(
+            &changes::BUILDREQUEST,
+            &[
+                ("claimed", "false".into()),
+                ("complete", "false".into()),
+                ("order", "submitted_at".into()),
+            ],
+        ),
+    )
+    .await?;
+    Ok(json!({
+        "builder": builder,
+        "last": last.items.first(),
+        "running": running.items,
+        "pending": pending.items,
+    }))
+}
+
+async fn builder_ref(pages: &Pages, name: &str) -> Result<(i64, Value), PageError> {
+    let db = &pages.context.db;
+    let id = builds::builder_id(db, &BuilderRef::Name(name.to_string()))
+        .await?
+        .ok_or_else(|| PageError::not_found(format!("no builder named '{name}'")))?;
+    let builder = registry::builder(db, id)
+        .await?
+        .ok_or_else(|| PageError::not_found(format!("no builder named '{name}'")))?;
+    Ok((id, builder))
+}
+
+/// `/builders/NAME`: what it runs, what waits, its last `numbuilds` builds.
+async fn builder_page(
+    State(pages): State<Pages>,
+    UrlPath(name): UrlPath<String>,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
+    let args = arguments(&raw);
+    let web = web_config(&pages.context);
+    let numbuilds = count(&args, "numbuilds", web.numbuilds, None)?;
+    let (builderid, builder) = builder_ref(&pages, &name).await?;
+    let summary = builder_summary(&pages, builder).await?;
+    let recent = builds::builds(
+        &pages.context.db,
+        &BuildsOf {
+            builderid: Some(builderid),
+            ..Default::default()
+        },
+        &query(
+            &builds::BUILD,
+            &[
+                ("complete", "true".into()),
+                ("order", "-number".into()),
+                ("limit", numbuilds.to_string()),
+            ],
+        ),
+    )
+    .await?;
+    pages.page(
+        "builder.html",
+        json!({ "summary": summary, "builds": recent.items, "numbuilds": numbuilds }),
+    )
+}
+
+fn build_ref(builder: &str, number: &str) -> Result<BuildRef, PageError> {
+    let number = number
+        .parse()
+        .map_err(|_| PageError::not_found(format!("no build number '{number}'")))?;
+    Ok(BuildRef::Number(
+        BuilderRef::Name(builder.to_string()),
+        number,
+    ))
+}
+
+/// `/builders/NAME/builds/N`: the build, its properties and its steps with their logs.
+async fn build_page(
+    State(pages): State<Pages>,
+    UrlPath((builder, number)): UrlPath<(String, String)>,
+) -> PageResult {
+    let db = &pages.context.db;
+    let (_, builder_json) = builder_ref(&pages, &builder).await?;
+    let missing = || PageError::not_found(format!("no build {number} of builder '{builder}'"));
+    let buildid = builds::build_id(db, &build_ref(&builder, &number)?)
+        .await?
+        .ok_or_else(missing)?;
+    let build = builds::build(
+        db,
+        buildid,
+        &query(&builds::BUILD, &[("property", "*".into())]),
+    )
+    .await?
+    .ok_or_else(missing)?;
+    let steps = builds::steps(db, buildid, &query(&builds::STEP, &[])).await?;
+    let mut rows = Vec::new();
+    for step in steps.items {
+        let stepid = step["stepid"].as_i64().unwrap_or_default();
+        let logs = builds::logs(db, stepid, &query(&builds::LOG, &[])).await?;
+        rows.push(json!({ "step": step, "logs": logs.items }));
+    }
+    let worker = match build["workerid"].as_i64() {
+        Some(id) => registry::worker(db, id).await?,
+        None => None,
+    };
+    let properties: Vec<Value> = build["properties"]
+        .as_object()
+        .map(|map| {
+            map.iter()
+                .map(|(name, pair)| json!({ "name": name, "value": pair[0], "source": pair[1] }))
+                .collect()
+        })
+        .unwrap_or_default();
+    pages.page(
+        "build.html",
+        json!({
+            "builder": builder_json,
+            "build": build,
+            "steps": rows,
+            "worker": worker,
+            "properties": properties,
+        }),
+    )
+}
+
+/// The log a URL names, with its step.
+async fn find_log(
+    pages: &Pages,
+    builder: &str,
+    number: &str,
+    step: &str,
+    log: &str,
+) -> Result<(Value, Value), PageError> {
+    let db = &pages.context.db;
+    let missing = || {
+        PageError::not_found(format!(
+            "no log '{log}' in step '{step}' of build {number} of builder '{builder}'"
+        ))
+    };
+    let step_ref = match step.parse() {
+        Ok(n) => StepRef::Number(build_ref(builder, number)?, n),
+        Err(_) => StepRef::Name(build_ref(builder, number)?, step.to_string()),
+    };
+    let stepid = builds::step_id(db, &step_ref).await?.ok_or_else(missing)?;
+    let logid = builds::log_id(db, &LogRef::Slug(StepRef::Id(stepid), log.to_string()))
+        .await?
+        .ok_or_else(missing)?;
+    let step = builds::step(db, stepid).await?.ok_or_else(missing)?;
+    let log = builds::log(db, logid).await?.ok_or_else(missing)?;
+    Ok((step, log))
+}
+
+/// A log as HTML, one page of [`LOG_PAGE_LINES`] lines: the last unless `first=N` asks for
+/// another, so a log of any size opens at once on its end.
+async fn log_page(
+    State(pages): State<Pages>,
+    UrlPath((builder, number, step, log)): UrlPath<(String, String, String, String)>,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
+    let args = arguments(&raw);
+    let (step_json, log_json) = find_log(&pages, &builder, &number, &step, &log).await?;
+    let num_lines = log_json["num_lines"].as_i64().unwrap_or_default();
+    let last_page = (num_lines - LOG_PAGE_LINES).max(0);
+    let first = match argument(&args, "first") {
+        None | Some("") => last_page,
+        Some(text) => text
+            .parse::<i64>()
+            .map_err(|_| PageError::bad_request(format!("first={text}: expected a line number")))?
+            .clamp(0, last_page),
+    };
+    let last = (first + LOG_PAGE_LINES).min(num_lines) - 1;
+    let logid = log_json["logid"].as_i64().unwrap_or_default();
+    let text = if last >= first {
+        pages.context.db.log_lines(logid, first, last).await?
+    } else {
+        String::new()
+    };
+    let log_type = log_json["type"].as_str().unwrap_or("s");
+    let html = ansi::log_html(&text, log_type);
+    let earlier = (first > 0).then(|| (first - LOG_PAGE_LINES).max(0));
+    let later = (last + 1 < num_lines).then_some(last + 1);
+    pages.page(
+        "log.html",
+        json!({
+            "builder": builder,
+            "number": number,
+            "step": step_json,
+            "log": log_json,
+            "lines": html,
+            "first": first,
+            "last": last,
+            "earlier": earlier,
+            "later": later,
+            "last_page": last_page,
+        }),
+    )
+}
+
+/// A log as plain text, streamed in pieces: stdio lines without their channel, no escape
+/// sequences.
+async fn log_text(
+    State(pages): State<Pages>,
+    UrlPath((builder, number, step, log)): UrlPath<(String, String, String, String)>,
+) -> PageResult {
+    let (_, log_json) = find_log(&pages, &builder, &number, &step, &log).await?;
+    let logid = log_json["logid"].as_i64().unwrap_or_default();
+    let raw = builds::raw_log(&pages.context.db, logid)
+        .await?
+        .ok_or_else(|| PageError::not_found("the log is gone"))?;
+    let db = pages.context.db.clone();
+    let num_lines = raw.num_lines;
+    let pieces = futures_util::stream::unfold(0i64, move |first| {
+        let db = db.clone();
+        let raw = raw.clone();
+        async move {
+            if first >= num_lines {
+                return None;
+            }
+            let last = (first + TEXT_LINES_PER_READ).min(num_lines) - 1;
+            let piece = builds::raw_lines(&db, &raw, first, last)
+                .await
+                .map(|text| ansi::strip_ansi(&text))
+                .map_err(std::io::Error::other);
+            Some((piece, last + 1))
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from_stream(pieces),
+    )
+        .into_response())
+}
+
+/// `/changes`: the last changes, newest first.
+async fn changes_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
+    let args = arguments(&raw);
+    let web = web_config(&pages.context);
+    let limit = count(&args, "num_changes", web.numbuilds, None)?;
+    let listing = changes::changes(
+        &pages.context.db,
+        &ChangesOf::default(),
+        &query(
+            &changes::CHANGE,
+            &[("order", "-changeid".into()), ("limit", limit.to_string())],
+        ),
+    )
+    .await?;
+    let rows: Vec<Value> = listing
+        .items
+        .iter()
+        .map(|change| render::change_links(&web, change))
+        .collect();
+    pages.page("changes.html", json!({ "changes": rows }))
+}
+
+async fn change_page(State(pages): State<Pages>, UrlPath(changeid): UrlPath<String>) -> PageResult {
+    let missing = || PageError::not_found(format!("no change {changeid}"));
+    let id: i64 = changeid.parse().map_err(|_| missing())?;
+    let change = changes::change(&pages.context.db, id)
+        .await?
+        .ok_or_else(missing)?;
+    let web = web_config(&pages.context);
+    let builds = builds::builds(
+        &pages.context.db,
+        &BuildsOf {
+            changeid: Some(id),
+            ..Default::default()
+        },
+        &query(&builds::BUILD, &[("order", "buildid".into())]),
+    )
+    .await?;
+    let names = builder_names(&pages).await?;
+    let builds: Vec<Value> = builds
+        .items
+        .into_iter()
+        .map(|build| with_builder_name(build, &names))
+        .collect();
+    pages.page(
+        "change.html",
+        json!({ "change": render::change_links(&web, &change), "builds": builds }),
+    )
+}
+
+/// Builder names by id, for pages that list builds of several builders.
+async fn builder_names(pages: &Pages) -> Result<Vec<(i64, String)>, PageError> {
+    let builders = registry::builders(
+        &pages.context.db,
+        &BuildersOf::default(),
+        &query(&registry::BUILDER, &[]),
+    )
+    .await?;
+    Ok(builders
+        .items
+        .iter()
+        .filter_map(|b| Some((b["builderid"].as_i64()?, b["name"].as_str()?.to_string())))
+        .collect())
+}
+
+fn with_builder_name(mut build: Value, names: &[(i64, String)]) -> Value {
+    let id = build["builderid"].as_i64();
+    let name = names.iter().find(|(i, _)| Some(*i) == id).map(|(_, n)| n);
+    build["builder_name"] = json!(name);
+    build
+}
+
+/// `/workers` (and the 0.8 name `/buildslaves`): every worker, connected or not, and the
+/// builders it serves unless `no_builders=1`.
+async fn workers_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
+    let args = arguments(&raw);
+    let show_builders = !matches!(argument(&args, "no_builders"), Some("1" | "true"));
+    let workers = registry::workers(
+        &pages.context.db,
+        &WorkersOf::default(),
+        &query(&registry::WORKER, &[("order", "name".into())]),
+    )
+    .await?;
+    let names = builder_names(&pages).await?;
+    let rows: Vec<Value> = workers
+        .items
+        .into_iter()
+        .map(|mut worker| {
+            let builders: Vec<&str> = worker["configured_on"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|on| {
+                    let id = on["builderid"].as_i64()?;
+                    names
+                        .iter()
+                        .find(|(i, _)| *i == id)
+                        .map(|(_, n)| n.as_str())
+                })
+                .collect();
+            let mut builders = builders;
+            builders.sort_unstable();
+            builders.dedup();
+            worker["builder_names"] = json!(builders);
+            worker
+        })
+        .collect();
+    pages.page(
+        "workers.html",
+        json!({ "workers": rows, "show_builders": show_builders }),
+    )
+}
+
+/// `/one_line_per_build`: the last builds of every builder (or of `builder=`), newest
+/// first, one line each.
+async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
+    let args = arguments(&raw);
+    let web = web_config(&pages.context);
+    let numbuilds = count(&args, "numbuilds", web.numbuilds, None)?;
+    let names = builder_names(&pages).await?;
+    let wanted = all_arguments(&args, "builder");
+    let mut rows = Vec::new();
+    let mut pairs = vec![
+        ("complete", "true".to_string()),
+        ("order", "-buildid".into()),
+        ("limit", numbuilds.to_string()),
+    ];
+    for name in &wanted {
+        let id = names
+            .iter()
+            .find(|(_, n)| n == name)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| PageError::not_found(format!("no builder named '{name}'")))?;
+        pairs.push(("builderid", id.to_string()));
+    }
+    let builds = builds::builds(
+        &pages.context.db,
+        &BuildsOf::default(),
+        &query(&builds::BUILD, &pairs),
+    )
+    .await?;
+    for build in builds.items {
+        rows.push(with_builder_name(build, &names));
+    }
+    pages.page(
+        "one_line_per_build.html",
+        json!({ "builds": rows, "builders": wanted, "numbuilds": numbuilds }),
+    )
+}
+
+/// `/waterfall`: a column per builder, a row per build, newest on top. `builder=` and
+/// `tag=` (or `category=`) choose the columns, `branch=` the builds (of the last
+/// `num_events` read), `num_events=` how many, at most `num_events_max`.
+async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
+    let args = arguments(&raw);
+    let web = web_config(&pages.context);
+    let num_events = count(&args, "num_events", web.num_events, web.num_events_max)?;
+    let wanted = all_arguments(&args, "builder");
+    let mut tags = all_arguments(&args, "tag");
+    tags.extend(all_arguments(&args, "category"));
+    let branches = all_arguments(&args, "branch");
+    let builders = registry::builders(
+        &pages.context.db,
+        &BuildersOf::default(),
+        &query(&registry::BUILDER, &[("order", "name".into())]),
+    )
+    .await?;
+    let columns: Vec<Value> = builders
+        .items
+        .into_iter()
+        .filter(|b| wanted.is_empty() || wanted.contains(&b["name"].as_str().unwrap_or_default()))
+        .filter(|b| {
+            tags.is_empty()
+                || b["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|t| tags.contains(&t.as_str().unwrap_or_default()))
+        })
+        .collect();
+    let mut pairs = vec![
+        ("order", "-buildid".to_string()),
+        ("limit", num_events.to_string()),
+        ("property", "branch".into()),
+    ];
+    for column in &columns {
+        pairs.push(("builderid", column["builderid"].to_string()));
+    }
+    let builds = if columns.is_empty() {
+        Vec::new()
+    } else {
+        builds::builds(
+            &pages.context.db,
+            &BuildsOf::default(),
+            &query(&builds::BUILD, &pairs),
+        )
+        .await?
+        .items
+    };
+    let rows: Vec<Value> = builds
+        .into_iter()
+        .filter(|build| {
+            branches.is_empty()
+                || build["properties"]["branch"][0]
+                    .as_str()
+                    .is_some_and(|b| branches.contains(&b))
+        })
+        .map(|build| {
+            let column = columns
+                .iter()
+                .position(|c| c["builderid"] == build["builderid"]);
+            json!({ "build": build, "column": column })
+        })
+        .collect();
+    pages.page(
+        "waterfall.html",
+        json!({ "builders": columns, "rows": rows, "num_events": num_events }),
+    )
+}
+
+async fn robots(State(pages): State<Pages>) -> Response {
+    match read_public(&pages.context, Path::new("robots.txt")).await {
+        Some(response) => response,
+        None => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            render::ROBOTS,
+        )
+            .into_response(),
+    }
+}
+
+async fn stylesheet(State(pages): State<Pages>) -> Response {
+    match read_public(&pages.context, Path::new("default.css")).await {
+        Some(response) => response,
+        None => static_asset("text/css; charset=utf-8", render::STYLESHEET),
+    }
+}
+
+async fn script() -> Response {
+    static_asset("text/javascript; charset=utf-8", live::SCRIPT)
+}
+
+fn static_asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Any other path: a file of `public_html`, or 404.
+async fn public_file(State(pages): State<Pages>, uri: Uri) -> Response {
+    let relative = Path::new(uri.path().trim_start_matches('/'));
+    let safe = relative
+        .components()
+        .all(|part| matches!(part, Component::Normal(_)));
+    if safe {
+        if let Some(response) = read_public(&pages.context, relative).await {
+            return response;
+        }
+    }
+    PageError::not_found(format!("no page at {}", uri.path())).into_response()
+}
+
+/// A file of `public_html` (relative to the base directory unless absolute), if it is one.
+async fn read_public(context: &Context, relative: &Path) -> Option<Response> {
+    let web = web_config(context);
+    let mut path = context.basedir.join(&web.public_html).join(relative);
+    if tokio::fs::metadata(&path).await.ok()?.is_dir() {
+        path = path.join("index.html");
+    }
+    let bytes = tokio::fs::read(&path).await.ok()?;
+    let content_type = match path.extension().and_then(|e| e.to_str()) {
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("txt") => "text/plain; charset=utf-8",
+        Some("png") => "image/png",
+        Some("svg") => "image/svg+xml",
+        Some("ico") => "image/x-icon",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    };
+    Some(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}

@@ -1,0 +1,182 @@
+//! The pages in a real browser: Debian's Chromium, headless, started by the test (for a page
+//! and its console) or driven through chromedriver with fantoccini (for live updates).
+//! `scripts/test` installs both.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::json;
+
+mod support;
+
+use support::{complete, submit, TestMaster};
+
+/// Flags Chromium needs to run headless as root in a container, with nothing of its own
+/// talking to the network.
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+];
+
+/// A builder whose second step waits until the file `GO` appears, so a test decides when
+/// its build ends.
+fn config(gate: &Path) -> String {
+    format!(
+        r#"
+local c = BuildmasterConfig
+c['workers']:append(worker.LocalWorker("bot1"))
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{{ name = "greet", command = {{ "sh", "-c", "printf '\\033[32mhello\\033[0m\\n'" }} }})
+f:addStep(steps.ShellCommand{{ name = "gate",
+  command = {{ "sh", "-c", "while [ ! -e '{gate}' ]; do sleep 0.05; done" }} }})
+c['builders']:append(util.BuilderConfig{{ name = "linux", workernames = {{ "bot1" }}, factory = f }})
+c['status']:append(status.WebStatus{{ http_port = "tcp:0:interface=127.0.0.1" }})
+"#,
+        gate = gate.join("GO").display()
+    )
+}
+
+fn base(master: &TestMaster) -> String {
+    format!("http://{}", master.web_address.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_renders_in_chromium_without_a_console_message() {
+    let gate = tempfile::tempdir().unwrap();
+    std::fs::write(gate.path().join("GO"), "").unwrap();
+    let master = TestMaster::start(&config(gate.path())).await;
+    let bsid = submit(&master, &["linux"], &[]).await;
+    complete(&master, bsid).await;
+    for (path, heading) in [
+        ("/", "Welcome to"),
+        ("/builders", "Builders"),
+        ("/waterfall", "Waterfall"),
+        ("/builders/linux", "Builder linux"),
+        ("/builders/linux/builds/1", "build #1"),
+        (
+            "/builders/linux/builds/1/steps/0/logs/stdio",
+            "greet / stdio",
+        ),
+        ("/changes", "Changes"),
+        ("/workers", "Workers"),
+        ("/one_line_per_build", "Recent builds"),
+        ("/about", "About"),
+    ] {
+        let profile = tempfile::tempdir().unwrap();
+        let out = tokio::process::Command::new("chromium")
+            .args(CHROMIUM_FLAGS)
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(["--enable-logging=stderr", "--v=0", "--dump-dom"])
+            .arg(format!("{}{path}", base(&master)))
+            .output()
+            .await
+            .expect("chromium runs (scripts/test installs it)");
+        let dom = String::from_utf8_lossy(&out.stdout);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{path}: {log}");
+        assert!(dom.contains(heading), "{path} shows '{heading}': {dom}");
+        let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+        assert!(console.is_empty(), "{path}: console messages {console:?}");
+    }
+}
+
+/// A chromedriver on a free port, killed with the test.
+async fn chromedriver() -> (tokio::process::Child, String) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver runs (scripts/test installs it)");
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return (child, url);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("chromedriver does not listen on {port}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_builds_page_follows_it_live_until_it_finishes() {
+    let gate = tempfile::tempdir().unwrap();
+    let master = TestMaster::start(&config(gate.path())).await;
+    let (_driver, driver_url) = chromedriver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
+    args.push(format!("--user-data-dir={}", profile.path().display()));
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({ "binary": "/usr/bin/chromium", "args": args }),
+    );
+    // The driver is reached over plain HTTP, but the TLS configuration is built anyway.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    let client = ClientBuilder::rustls()
+        .expect("a TLS configuration")
+        .capabilities(capabilities)
+        .connect(&driver_url)
+        .await
+        .expect("a browser session");
+
+    let bsid = submit(&master, &["linux"], &[]).await;
+    // Wait until the build waits at its gate.
+    let running = async {
+        loop {
+            let text = reqwest::get(format!("{}/api/v2/builds/1/steps/1", base(&master)))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if text.contains("\"started_at\": 1") || text.contains("\"started_at\":1") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the build reaches its gate");
+    client
+        .goto(&format!("{}/builders/linux/builds/1", base(&master)))
+        .await
+        .unwrap();
+    let state = client.find(Locator::Css("h1 .result")).await.unwrap();
+    assert_eq!(state.text().await.unwrap(), "running");
+
+    std::fs::write(gate.path().join("GO"), "").unwrap();
+    complete(&master, bsid).await;
+    let finished = client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("h1 .result.success"))
+        .await
+        .expect("the page shows the build's success without a reload");
+    assert_eq!(finished.text().await.unwrap(), "success");
+    let steps = client
+        .find_all(Locator::Css("li.step.success"))
+        .await
+        .unwrap();
+    assert_eq!(steps.len(), 2, "both steps turned green");
+    client.close().await.unwrap();
+}
