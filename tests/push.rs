@@ -429,9 +429,11 @@ async fn pushes_pending_at_a_restart_go_after_it_once_each_in_order() {
     stop(master).await;
 }
 
-/// A StatusPush whose callback appends `EVENT ID BUILDNUMBER` lines to `out` for what it
-/// pops, and pops nothing while the file `hold` exists.
-fn lua_push(out: &Path, hold: &Path) -> String {
+/// A StatusPush whose callback pops nothing while the file `hold` exists, and otherwise
+/// pops its chunk, raising (so popping nothing) unless each event is the next one by `id`,
+/// with its build: what a VM pops is therefore every event once, in order. A config's Lua
+/// cannot write files, so the test reads what was popped from the outbox rows.
+fn lua_push(hold: &Path) -> String {
     format!(
         r#"
 local function exists(path)
@@ -439,44 +441,72 @@ local function exists(path)
   if f then f:close() end
   return f ~= nil
 end
+local next_id = 1
 local function push(self)
   if exists('{hold}') then
     self:queueNextServerPush()
     return
   end
-  local f = assert(io.open('{out}', 'a'))
   for _, e in ipairs(self.queue:popChunk()) do
-    f:write(e.event, ' ', e.id, ' ', e.payload.build.number, '\n')
+    assert(e.id == next_id, 'event ' .. tostring(e.id) .. ' offered before ' .. next_id)
+    assert(e.payload.build.number, 'an event without its build')
+    next_id = next_id + 1
   end
-  f:close()
   self:queueNextServerPush()
 end
 c['status'] = {{status.StatusPush{{serverPushCb=push, bufferDelay=0, retryDelay=0.1}}}}
 "#,
-        out = out.display(),
         hold = hold.display()
     )
+}
+
+/// `EVENT ID BUILDNUMBER` for each StatusPush event popped (sent), by id.
+async fn popped(master: &Master) -> Vec<String> {
+    let mut sent = master
+        .context
+        .db
+        .outbox_messages(Some("StatusPush"), &["sent"])
+        .await
+        .unwrap();
+    sent.sort_by_key(|m| m.id);
+    sent.iter()
+        .map(|m| {
+            let event: Value = serde_json::from_slice(&m.body).unwrap();
+            format!(
+                "{} {} {}",
+                event["event"].as_str().unwrap(),
+                event["id"],
+                event["payload"]["build"]["number"]
+            )
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_push_cb_pops_every_event_once_in_order_across_a_restart() {
     let files = tempfile::tempdir().unwrap();
-    let (out, hold) = (files.path().join("events"), files.path().join("hold"));
+    let hold = files.path().join("hold");
     std::fs::write(&hold, "").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = config(&lua_push(&out, &hold));
+    let config = config(&lua_push(&hold));
     let master = start(dir.path(), &config).await;
     build(&master, "abc123", 0, &[]).await;
     build(&master, "def456", 2, &[]).await;
     // Offered while held: popped nothing, so still queued.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(popped(&master).await, Vec::<String>::new());
+    assert_eq!(rows(&master, "StatusPush", "pending").await, 4);
     stop(master).await;
-    assert!(!out.exists());
     std::fs::remove_file(&hold).unwrap();
     let master = start(dir.path(), &config).await;
-    let expected = "buildStarted 1 1\nbuildFinished 2 1\nbuildStarted 3 2\nbuildFinished 4 2\n";
+    let mut expected = vec![
+        "buildStarted 1 1",
+        "buildFinished 2 1",
+        "buildStarted 3 2",
+        "buildFinished 4 2",
+    ];
     let deadline = std::time::Instant::now() + WAIT;
-    while std::fs::read_to_string(&out).unwrap_or_default().len() < expected.len() {
+    while popped(&master).await.len() < expected.len() {
         assert!(
             std::time::Instant::now() < deadline,
             "events did not all arrive"
@@ -484,8 +514,8 @@ async fn server_push_cb_pops_every_event_once_in_order_across_a_restart() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     build(&master, "0ff1ce", 0, &[]).await;
-    let expected = format!("{expected}buildStarted 5 3\nbuildFinished 6 3\n");
-    while std::fs::read_to_string(&out).unwrap_or_default().len() < expected.len() {
+    expected.extend(["buildStarted 5 3", "buildFinished 6 3"]);
+    while popped(&master).await.len() < expected.len() {
         assert!(
             std::time::Instant::now() < deadline,
             "events did not all arrive"
@@ -493,7 +523,8 @@ async fn server_push_cb_pops_every_event_once_in_order_across_a_restart() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), expected);
+    assert_eq!(popped(&master).await, expected);
+    assert_eq!(rows(&master, "StatusPush", "pending").await, 0);
     stop(master).await;
 }
 
