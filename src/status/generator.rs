@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::snapshot;
+use crate::bus::Event;
 use crate::config::status::MailMode;
 use crate::db::{Db, DbResult};
 use crate::model::{BuildInfo, BuildResult};
@@ -92,13 +93,16 @@ pub fn spawn<R: Reporter>(
     wake_delivery: Arc<Notify>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
+    // Subscribed before the task starts: an event published as soon as the target is
+    // started (a build starting) is not missed.
+    let events = ctx.bus.subscribe();
     let generator = Generator {
         ctx,
         name,
         current,
         wake_delivery,
     };
-    tokio::spawn(generator.run(stop))
+    tokio::spawn(generator.run(events, stop))
 }
 
 /// How often the watermarks are written while builds finish: a crash re-reads at most this
@@ -137,8 +141,7 @@ struct Progress {
 }
 
 impl<R: Reporter> Generator<R> {
-    async fn run(self, stop: CancellationToken) {
-        let mut events = self.ctx.bus.subscribe();
+    async fn run(self, mut events: broadcast::Receiver<Arc<Event>>, stop: CancellationToken) {
         let mut streams = Vec::with_capacity(2);
         for stream in [Stream::Builds, Stream::Buildsets] {
             let watermark = Watermark::new(&self.name, stream);
