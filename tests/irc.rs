@@ -20,6 +20,11 @@ const CHANNEL: &str = "#ci";
 /// warnings, 2 failure, 3 exception), a ForceScheduler for `b`, and the IRC bot with
 /// `options` (Lua table fields) on `port`.
 fn config(port: u16, options: &str) -> String {
+    // Quick reconnects, unless the test sets its own delays.
+    let delays = match options.contains("Delay") {
+        true => "",
+        false => "lostDelay=0.2, failedDelay=0.3, ",
+    };
     format!(
         r#"
 local c = BuildmasterConfig
@@ -37,7 +42,7 @@ c['schedulers'] = {{schedulers.ForceScheduler{{name='force', builderNames={{'b'}
   properties={{util.StringParameter{{name='rc', default='0'}}}}}}}}
 c['outbox'] = {{retryDelay=0.1, maxRetryDelay=0.3}}
 c['status'] = {{status.IRC{{host='127.0.0.1', port={port}, nick='{BOT}', useColors=false,
-  lostDelay=0.2, failedDelay=0.3, {options}}}}}
+  {delays}{options}}}}}
 "#
     )
 }
@@ -239,8 +244,10 @@ async fn a_subscription_made_privately_survives_a_master_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_finishes_while_the_server_is_down_is_announced_after_reconnecting() {
+    // The bot reconnects 4 s after it lost the server: long after the server is back and
+    // alice has joined, so she is in the channel when the announcements come.
     let (_dir, mut server, alice, master) =
-        setup("channels={'#ci'}, notify_events={finished=1}").await;
+        setup("channels={'#ci'}, notify_events={finished=1}, lostDelay=4, failedDelay=0.3").await;
     drop(alice);
     server.kill();
     build(&master, "b", 2).await;
