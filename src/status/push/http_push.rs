@@ -71,27 +71,11 @@ impl Reporter for HttpPushReporter {
     }
 
     async fn report(&self, ctx: &Context, report: Report) -> anyhow::Result<bool> {
-        match report {
-            Report::Started { buildid, build } => {
-                let payload = json!({"build": build_dict(&self.master, &build)});
-                self.push(ctx, buildid, &build, "buildStarted", payload)
-                    .await
-            }
-            Report::Finished(Finished {
-                buildid,
-                build,
-                results,
-                ..
-            }) => {
-                let payload = json!({
-                    "build": build_dict(&self.master, &build),
-                    "results": results.code(),
-                });
-                self.push(ctx, buildid, &build, "buildFinished", payload)
-                    .await
-            }
-            Report::BuildsetComplete { .. } => Ok(false),
-        }
+        let Some(event) = BuildEvent::of(&self.master, report) else {
+            return Ok(false);
+        };
+        self.push(ctx, event.buildid, &event.build, event.name, event.payload)
+            .await
     }
 }
 
@@ -226,6 +210,46 @@ fn timestamp(at: f64) -> String {
     chrono::DateTime::from_timestamp_micros((at * 1e6) as i64)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
         .unwrap_or_default()
+}
+
+/// A build event as Buildbot 0.8's status pushes send it: `buildStarted` with the build,
+/// `buildFinished` with the build and its results.
+pub struct BuildEvent {
+    pub buildid: i64,
+    pub build: Arc<BuildInfo>,
+    pub name: &'static str,
+    pub payload: Value,
+}
+
+impl BuildEvent {
+    /// The event of `report`; `None` for a buildset, which 0.8 does not push.
+    pub fn of(master: &MasterInfo, report: Report) -> Option<BuildEvent> {
+        let (buildid, build, name, payload) = match report {
+            Report::Started { buildid, build } => {
+                let payload = json!({"build": build_dict(master, &build)});
+                (buildid, build, "buildStarted", payload)
+            }
+            Report::Finished(Finished {
+                buildid,
+                build,
+                results,
+                ..
+            }) => {
+                let payload = json!({
+                    "build": build_dict(master, &build),
+                    "results": results.code(),
+                });
+                (buildid, build, "buildFinished", payload)
+            }
+            Report::BuildsetComplete { .. } => return None,
+        };
+        Some(BuildEvent {
+            buildid,
+            build,
+            name,
+            payload,
+        })
+    }
 }
 
 /// The build as Buildbot 0.8's `BuildStatus.asDict` gives it.

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::http_push::{build_dict, wanted_events, EventCounter};
+use super::http_push::{wanted_events, BuildEvent, EventCounter};
 use crate::config::same_options;
 use crate::config::status::StatusPushConfig;
 use crate::db::{now, NewMessage, OutboxMessage};
@@ -18,7 +18,7 @@ use crate::model::{BuildInfo, MasterInfo};
 use crate::runtime::{Context, Reconfigured, Service};
 use crate::script::objects::PushChunk;
 use crate::script::{Arg, ScriptHost};
-use crate::status::generator::{Finished, Report, Reporter, Wanted};
+use crate::status::generator::{Report, Reporter, Wanted};
 use crate::status::outbox::{Outcome, Transport};
 use crate::status::Pipeline;
 
@@ -120,27 +120,11 @@ impl Reporter for EventQueue {
     }
 
     async fn report(&self, ctx: &Context, report: Report) -> anyhow::Result<bool> {
-        match report {
-            Report::Started { buildid, build } => {
-                let payload = json!({"build": build_dict(&self.master, &build)});
-                self.push(ctx, buildid, &build, "buildStarted", payload)
-                    .await
-            }
-            Report::Finished(Finished {
-                buildid,
-                build,
-                results,
-                ..
-            }) => {
-                let payload = json!({
-                    "build": build_dict(&self.master, &build),
-                    "results": results.code(),
-                });
-                self.push(ctx, buildid, &build, "buildFinished", payload)
-                    .await
-            }
-            Report::BuildsetComplete { .. } => Ok(false),
-        }
+        let Some(event) = BuildEvent::of(&self.master, report) else {
+            return Ok(false);
+        };
+        self.push(ctx, event.buildid, &event.build, event.name, event.payload)
+            .await
     }
 }
 
