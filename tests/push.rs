@@ -57,6 +57,24 @@ async fn queue(
     rc: i64,
     properties: &[(&str, Value)],
 ) -> (i64, i64) {
+    queue_from(
+        master,
+        "https://example.org/moon.git",
+        revision,
+        rc,
+        properties,
+    )
+    .await
+}
+
+/// [`queue`] of a build of `repository`.
+async fn queue_from(
+    master: &Master,
+    repository: &str,
+    revision: &str,
+    rc: i64,
+    properties: &[(&str, Value)],
+) -> (i64, i64) {
     let ctx = &master.context;
     let mut pairs: Vec<(&str, Value)> = vec![("rc", json!(rc))];
     pairs.extend(properties.iter().cloned());
@@ -66,7 +84,7 @@ async fn queue(
         new_sourcestamps: vec![SourceStampSpec {
             branch: Some("main".into()),
             revision: Some(revision.into()),
-            repository: "https://example.org/moon.git".into(),
+            repository: repository.into(),
             ..SourceStampSpec::default()
         }],
         properties: Properties::from_pairs(pairs, "Test"),
@@ -155,6 +173,24 @@ async fn github_gets_pending_then_the_result_for_the_commit_with_the_token() {
         assert_eq!(request.header("content-type"), Some("application/json"));
     }
     golden::check("tests/golden/push/github.json", &bodies(&taken));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buildbot_4_github_status_push_finds_the_repository_in_the_sourcestamp() {
+    let server = HttpServer::start();
+    let status = format!(
+        "c['status'] = {{status.GitHubStatusPush{{token='t0k', context='ci/moon', \
+           baseURL='{}api/v3'}}}}",
+        server.url()
+    );
+    let master = TestMaster::start(&config(&status)).await;
+    let (bsid, _) = queue_from(&master, "git@github.com:moon/lander.git", "abc123", 0, &[]).await;
+    complete(&master, bsid).await;
+    let taken = wait_for_state(&server, "abc123", "success").await;
+    let last = taken.last().unwrap();
+    assert_eq!(last.path, "/api/v3/repos/moon/lander/statuses/abc123");
+    assert_eq!(last.json()["context"], "ci/moon");
+    assert_eq!(last.header("authorization"), Some("token t0k"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,11 +380,94 @@ fn without_times(value: Value) -> Value {
 }
 
 fn http_push(server: &HttpServer) -> String {
+    http_push_with(server, "")
+}
+
+fn http_push_with(server: &HttpServer, extra: &str) -> String {
     format!(
         "c['status'] = {{status.HttpStatusPush{{serverUrl='{}submit', user='bb', password='pw', \
-           headers={{['X-Team']='moon'}}, extra_post_params={{secret='s3'}}}}}}",
+           headers={{['X-Team']='moon'}}, extra_post_params={{secret='s3'}}, \
+           bufferDelay=0.2, retryDelay=0.1 {extra}}}}}",
         server.url()
     )
+}
+
+/// Waits until `server` took requests carrying `count` events, and a little more to see
+/// that no more come; answers the requests taken.
+async fn wait_for_events(server: &HttpServer, count: usize) -> Vec<Request> {
+    let deadline = std::time::Instant::now() + WAIT;
+    while server
+        .taken()
+        .iter()
+        .map(|r| packets(r).len())
+        .sum::<usize>()
+        < count
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} events did not arrive: {:#?}",
+            server.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let taken = server.taken();
+    assert_eq!(taken.iter().map(|r| packets(r).len()).sum::<usize>(), count);
+    taken
+}
+
+/// The `id`s of the events `requests` carried, request by request.
+fn ids(requests: &[Request]) -> Vec<Vec<i64>> {
+    requests
+        .iter()
+        .map(|r| {
+            packets(r)
+                .iter()
+                .map(|p| p["id"].as_i64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_push_posts_waiting_events_together_up_to_chunk_size_and_one_alone_after_a_failure() {
+    let mut server = HttpServer::start();
+    let master = TestMaster::start(&config(&http_push_with(&server, ", chunkSize=3"))).await;
+    server.stop();
+    build(&master, "abc123", 0, &[]).await;
+    build(&master, "def456", 0, &[]).await;
+    build(&master, "0ff1ce", 0, &[]).await;
+    server.restart();
+    let taken = wait_for_events(&server, 6).await;
+    // The first request after the failures carries one event; then chunks of three.
+    assert_eq!(ids(&taken), [vec![1], vec![2, 3, 4], vec![5, 6]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_beyond_max_memory_and_disk_items_are_dropped_oldest_first_and_listed_dead() {
+    let mut server = HttpServer::start();
+    let master = TestMaster::start(&config(&http_push_with(
+        &server,
+        ", maxMemoryItems=1, maxDiskItems=2",
+    )))
+    .await;
+    server.stop();
+    build(&master, "abc123", 0, &[]).await;
+    build(&master, "def456", 0, &[]).await;
+    build(&master, "0ff1ce", 0, &[]).await;
+    assert_eq!(rows(&master, "HttpStatusPush", "dead").await, 3);
+    let dead = master
+        .context
+        .db
+        .outbox_messages(Some("HttpStatusPush"), &["dead"])
+        .await
+        .unwrap();
+    assert!(dead.iter().all(|m| m.last_error.as_deref()
+        == Some("dropped: the queue holds at most 3 events (maxMemoryItems + maxDiskItems)")));
+    server.restart();
+    let taken = wait_for_events(&server, 3).await;
+    let delivered: Vec<i64> = ids(&taken).concat();
+    assert_eq!(delivered, [4, 5, 6]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,14 +477,11 @@ async fn http_push_events_reach_a_peer_that_failed_once_each_in_order() {
     let master = TestMaster::start(&config(&http_push(&server))).await;
     build(&master, "abc123", 0, &[]).await;
     build(&master, "def456", 2, &[]).await;
-    let taken = server.wait_for(4, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let taken_now = server.taken();
-    assert_eq!(taken_now.len(), 4, "{taken_now:#?}");
+    let taken = wait_for_events(&server, 4).await;
     let events: Vec<(String, i64)> = taken
         .iter()
-        .map(|r| {
-            let packet = &packets(r)[0];
+        .flat_map(packets)
+        .map(|packet| {
             (
                 packet["event"].as_str().unwrap().into(),
                 packet["id"].as_i64().unwrap(),
@@ -390,7 +506,13 @@ async fn http_push_events_reach_a_peer_that_failed_once_each_in_order() {
         Some("application/x-www-form-urlencoded")
     );
     assert!(first.body.ends_with("&secret=s3"), "{}", first.body);
-    let finished = without_times(Value::Array(packets(&taken[1])));
+    let finished = without_times(Value::Array(
+        taken
+            .iter()
+            .flat_map(packets)
+            .filter(|p| p["id"] == 2)
+            .collect(),
+    ));
     golden::check(
         "tests/golden/push/http_build_finished.json",
         &(serde_json::to_string_pretty(&finished).unwrap() + "\n"),
@@ -418,14 +540,8 @@ async fn pushes_pending_at_a_restart_go_after_it_once_each_in_order() {
     stop(master).await;
     server.restart();
     let master = start(dir.path(), &config).await;
-    let taken = server.wait_for(4, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(server.taken().len(), 4);
-    let ids: Vec<i64> = taken
-        .iter()
-        .map(|r| packets(r)[0]["id"].as_i64().unwrap())
-        .collect();
-    assert_eq!(ids, [1, 2, 3, 4]);
+    let taken = wait_for_events(&server, 4).await;
+    assert_eq!(ids(&taken).concat(), [1, 2, 3, 4]);
     stop(master).await;
 }
 

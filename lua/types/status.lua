@@ -144,12 +144,14 @@ function status.PBListener(port, options) end
 ---@field name? string
 ---@field serverPushCb? fun(self: any)
 ---@field queue? any
----@field path? string
+---@field path? string Accepted; the queue is always kept in the master's storage.
 ---@field filter? boolean Default true.
----@field bufferDelay? number Default 1.
+---@field bufferDelay? number Default 1. Seconds events gather before one call takes them.
 ---@field retryDelay? number Default 5.
 ---@field blackList? string[]
 ---@field whiteList? string[]
+---@field maxMemoryItems? integer With maxDiskItems, bounds the events waiting; the oldest beyond are dropped (listed dead).
+---@field maxDiskItems? integer
 
 ---@param serverPushCb function|buildbot.status.StatusPushOptions
 ---@param options? buildbot.status.StatusPushOptions
@@ -160,18 +162,18 @@ function status.StatusPush(serverPushCb, options) end
 ---@field name? string
 ---@field serverUrl? string
 ---@field debug? boolean
----@field maxMemoryItems? integer
+---@field maxMemoryItems? integer With maxDiskItems, bounds the events waiting; the oldest beyond are dropped (listed dead).
 ---@field maxDiskItems? integer
----@field chunkSize? integer Default 200.
+---@field chunkSize? integer Default 200. Events per request at most; one after a failed request.
 ---@field maxHttpRequestSize? integer Default 2^20.
 ---@field extra_post_params? table<string, any>
 ---@field user? string Basic auth.
 ---@field password? string
 ---@field headers? table<string, string> Sent with every request.
----@field path? string
+---@field path? string Accepted; the queue is always kept in the master's storage.
 ---@field filter? boolean
----@field bufferDelay? number
----@field retryDelay? number
+---@field bufferDelay? number Default 1. Seconds events gather before one request takes them.
+---@field retryDelay? number Default 5. Seconds before a failed request is tried again.
 ---@field blackList? string[]
 ---@field whiteList? string[]
 

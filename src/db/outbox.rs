@@ -187,6 +187,28 @@ impl Db {
         Ok(done.rows_affected())
     }
 
+    /// Marks the reporter's oldest pending messages dead, with `why`, so that at most `keep`
+    /// stay pending (a push's `maxMemoryItems` plus `maxDiskItems`); answers how many.
+    pub async fn drop_oldest_outbox_messages(
+        &self,
+        reporter: &str,
+        keep: usize,
+        why: &str,
+    ) -> DbResult<u64> {
+        // The `keep`-th newest pending message; those older go. Too few: NULL, none go.
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'dead', last_error = $1 \
+             WHERE reporter = $2 AND state = 'pending' AND id < (SELECT id FROM outbox \
+             WHERE reporter = $2 AND state = 'pending' ORDER BY id DESC LIMIT 1 OFFSET $3)",
+        )
+        .bind(why)
+        .bind(reporter)
+        .bind(keep.saturating_sub(1) as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// When the reporter's next pending message falls due, if it has one.
     pub async fn next_outbox_due(&self, reporter: &str) -> DbResult<Option<f64>> {
         Ok(sqlx::query_scalar(

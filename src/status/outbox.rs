@@ -48,6 +48,24 @@ pub trait Transport: Send + Sync + 'static {
         message: &OutboxMessage,
     ) -> impl Future<Output = Outcome> + Send;
 
+    /// How long a new message waits for others to join it in one chunk (the pushes'
+    /// `bufferDelay`); a retried one goes when it is due.
+    fn gather(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    /// Sends the leading messages of `messages` as one unit where the peer takes several at
+    /// once (HttpStatusPush's `chunkSize` events in one request, a StatusPush callback's
+    /// `popChunk`), and answers one outcome per message it handled, in order; the others
+    /// are offered again. One message at a time unless a transport says otherwise.
+    fn send_chunk<'a>(
+        &'a self,
+        session: &'a mut Self::Session,
+        messages: &'a [OutboxMessage],
+    ) -> impl Future<Output = Vec<Outcome>> + Send + 'a {
+        async move { vec![self.send(session, &messages[0]).await] }
+    }
+
     /// Ends a session that is done with (politely: SMTP's QUIT). A broken one is dropped.
     fn close(&self, session: Self::Session) -> impl Future<Output = ()> + Send;
 }
@@ -251,6 +269,15 @@ impl<T: Transport> Worker<T> {
             let settings = self.settings.lock().unwrap_or_else(|e| e.into_inner());
             (settings.transport.clone(), settings.policy)
         };
+        let first = &batch[0];
+        let gathered_at = first.created_at + transport.gather().as_secs_f64();
+        if first.attempts == 0 && gathered_at > now() {
+            tokio::select! {
+                () = self.stop.cancelled() => return Ok(None),
+                () = tokio::time::sleep(Duration::from_secs_f64(gathered_at - now())) => {}
+            }
+            return Box::pin(self.deliver_due(kept)).await;
+        }
         // A kept session goes with the transport that opened it: a reconfig ends it. The
         // flag says the session comes from an earlier batch and has not proved alive yet.
         let mut session: Option<(T::Session, bool)> = match kept.take() {
@@ -263,13 +290,13 @@ impl<T: Transport> Worker<T> {
         };
         // Once the peer cannot be reached, the error the rest of the batch fails with.
         let mut unreachable: Option<String> = None;
-        for message in &batch {
-            if self.stop.is_cancelled() {
-                break;
-            }
+        let mut next = 0;
+        while next < batch.len() && !self.stop.is_cancelled() {
+            let rest = &batch[next..];
             if let Some(error) = &unreachable {
-                self.record(message, Outcome::Failed(error.clone()), &policy)
+                self.record(&rest[0], Outcome::Failed(error.clone()), &policy)
                     .await?;
+                next += 1;
                 continue;
             }
             let (mut current, stale) = match session.take() {
@@ -278,8 +305,9 @@ impl<T: Transport> Worker<T> {
                     Ok(session) => (session, false),
                     Err(error) => {
                         unreachable = Some(error.clone());
-                        self.record(message, Outcome::Failed(error), &policy)
+                        self.record(&rest[0], Outcome::Failed(error), &policy)
                             .await?;
+                        next += 1;
                         if T::IN_ORDER {
                             break;
                         }
@@ -287,26 +315,37 @@ impl<T: Transport> Worker<T> {
                     }
                 },
             };
-            let mut outcome = transport.send(&mut current, message).await;
-            if stale && matches!(outcome, Outcome::Broken(_)) {
+            let mut outcomes = transport.send_chunk(&mut current, rest).await;
+            if stale && matches!(outcomes.first(), Some(Outcome::Broken(_))) {
                 // The peer dropped the kept session while it was idle: one more try over
                 // a new one.
                 match transport.open().await {
                     Ok(fresh) => {
                         current = fresh;
-                        outcome = transport.send(&mut current, message).await;
+                        outcomes = transport.send_chunk(&mut current, rest).await;
                     }
-                    Err(error) => outcome = Outcome::Broken(error),
+                    Err(error) => outcomes = vec![Outcome::Broken(error)],
                 }
             }
-            match &outcome {
-                Outcome::Broken(why) => {
-                    unreachable = Some(format!("not sent, the session broke: {why}"));
-                }
-                _ => session = Some((current, false)),
+            if outcomes.is_empty() {
+                outcomes.push(Outcome::Failed("the transport sent nothing".into()));
             }
-            let held = T::IN_ORDER && outcome.leaves_pending();
-            self.record(message, outcome, &policy).await?;
+            match outcomes.iter().find_map(|outcome| match outcome {
+                Outcome::Broken(why) => Some(why),
+                _ => None,
+            }) {
+                Some(why) => unreachable = Some(format!("not sent, the session broke: {why}")),
+                None => session = Some((current, false)),
+            }
+            let mut held = false;
+            for (message, outcome) in rest.iter().zip(outcomes) {
+                held = T::IN_ORDER && outcome.leaves_pending();
+                self.record(message, outcome, &policy).await?;
+                next += 1;
+                if held {
+                    break;
+                }
+            }
             if held {
                 break;
             }

@@ -1,4 +1,6 @@
-//! `status.GitHubStatus`: build status on commits through GitHub's Status API.
+//! `status.GitHubStatus`: build status on commits through GitHub's Status API; and
+//! Buildbot 4's spelling, `status.GitHubStatusPush`, which finds the repository in the
+//! build's sourcestamp.
 
 use std::collections::BTreeMap;
 
@@ -18,8 +20,10 @@ pub struct GitHubStatusConfig {
     pub name: Option<String>,
     /// The GitHub API token.
     pub token: String,
-    pub repo_owner: Renderable,
-    pub repo_name: Renderable,
+    /// Absent (`GitHubStatusPush` without them): the owner and name in the URL of the
+    /// sourcestamp's repository.
+    pub repo_owner: Option<Renderable>,
+    pub repo_name: Option<Renderable>,
     /// The commit; by default `%(src::revision)s`.
     pub sha: Renderable,
     pub start_description: Renderable,
@@ -29,6 +33,8 @@ pub struct GitHubStatusConfig {
     pub context: Renderable,
     /// The API endpoint (GitHub Enterprise has its own).
     pub base_url: String,
+    /// Log each request and answer (`GitHubStatusPush`'s `verbose` or `debug`).
+    pub debug: bool,
     pub location: Location,
 }
 
@@ -44,11 +50,37 @@ pub const GITHUB_STATUS_OPTIONS: &[&str] = &[
     "name",
 ];
 
+/// Buildbot 4's options beside those above.
+pub const GITHUB_STATUS_PUSH_OPTIONS: &[&str] = &[
+    "token",
+    "repoOwner",
+    "repoName",
+    "sha",
+    "startDescription",
+    "endDescription",
+    "context",
+    "baseURL",
+    "name",
+    "verbose",
+    "debug",
+    "verify",
+    "generators",
+];
+
 pub fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
     define(
         &ns.status,
         "GitHubStatus",
-        constructor(lua, "status.GitHubStatus", parse_github)?,
+        constructor(lua, "status.GitHubStatus", |lua, args| {
+            parse_github(lua, args, false)
+        })?,
+    )?;
+    define(
+        &ns.status,
+        "GitHubStatusPush",
+        constructor(lua, "status.GitHubStatusPush", |lua, args| {
+            parse_github(lua, args, true)
+        })?,
     )
 }
 
@@ -65,14 +97,18 @@ fn default_context() -> Renderable {
     )
 }
 
-fn parse_github(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
-    let mut kw = Kwargs::new(
-        lua,
-        "GitHubStatus",
-        args,
-        &["token", "repoOwner", "repoName"],
-        GITHUB_STATUS_OPTIONS,
-    );
+/// `GitHubStatus`, or with `push` Buildbot 4's `GitHubStatusPush`: the repository
+/// optional and `verbose`, `debug`, `verify` and `generators` known.
+fn parse_github(lua: &Lua, args: MultiValue, push: bool) -> Option<StatusTarget> {
+    let (kind, required, options): (_, &[&str], _) = match push {
+        false => (
+            "GitHubStatus",
+            &["token", "repoOwner", "repoName"],
+            GITHUB_STATUS_OPTIONS,
+        ),
+        true => ("GitHubStatusPush", &["token"], GITHUB_STATUS_PUSH_OPTIONS),
+    };
+    let mut kw = Kwargs::new(lua, kind, args, required, options);
     let name = read_name(&mut kw);
     if !kw.has("token") {
         kw.error("needs a token (option 'token', a GitHub API token)");
@@ -87,11 +123,30 @@ fn parse_github(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
             "option 'baseURL' must be an http:// or https:// URL, got '{base_url}'"
         ));
     }
+    let (repo_owner, repo_name) = match push {
+        false => (
+            Some(kw.required("repoOwner")),
+            Some(kw.required("repoName")),
+        ),
+        true => (kw.optional("repoOwner"), kw.optional("repoName")),
+    };
+    let mut debug = false;
+    if push {
+        debug = kw.optional_or("verbose", false) | kw.optional_or("debug", false);
+        kw.refuse(
+            "generators",
+            "takes Buildbot 4 report generators, which this master does not have: the push \
+             reports every build's start and end (narrow it with a builder's tags or the \
+             repository it builds)",
+        );
+        let verify: bool = kw.optional_or("verify", true);
+        kw.unimplemented_when("verify", !verify);
+    }
     let config = GitHubStatusConfig {
         name,
         token: token.unwrap_or_default(),
-        repo_owner: kw.required("repoOwner"),
-        repo_name: kw.required("repoName"),
+        repo_owner,
+        repo_name,
         sha: kw.optional("sha").unwrap_or_else(default_sha),
         start_description: kw
             .optional("startDescription")
@@ -101,10 +156,22 @@ fn parse_github(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
             .unwrap_or_else(|| Renderable::string("Build done.")),
         context: kw.optional("context").unwrap_or_else(default_context),
         base_url,
+        debug,
         location: kw.location(),
     };
     kw.finish()
         .then(|| StatusTarget::GitHubStatus(Box::new(config)))
+}
+
+/// The owner and name of a GitHub repository from its URL in any of git's forms
+/// (`https://github.com/o/r.git`, `git@github.com:o/r.git`, `ssh://git@host/o/r`).
+pub fn github_repository(url: &str) -> Option<(&str, &str)> {
+    let path = url.trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    let (rest, repo) = path.rsplit_once('/')?;
+    let owner = rest.rsplit(['/', ':']).next()?;
+    let is_host = rest.len() == owner.len() || rest.ends_with(&format!("//{owner}"));
+    (!owner.is_empty() && !repo.is_empty() && !is_host).then_some((owner, repo))
 }
 
 #[cfg(test)]
@@ -149,8 +216,8 @@ mod tests {
         );
         assert_eq!(config.name.as_deref(), Some("GitHubStatus"));
         assert_eq!(config.token, "t");
-        assert_eq!(render(&config.repo_owner), "buildbot");
-        assert_eq!(render(&config.repo_name), "bbtools");
+        assert_eq!(render(config.repo_owner.as_ref().unwrap()), "buildbot");
+        assert_eq!(render(config.repo_name.as_ref().unwrap()), "bbtools");
         assert_eq!(render(&config.sha), "abc123");
         assert_eq!(render(&config.start_description), "Build started.");
         assert_eq!(render(&config.end_description), "Build done.");
@@ -171,8 +238,8 @@ mod tests {
                                             endDescription='Build done.'}
              c['status']:append(gs)",
         );
-        assert_eq!(render(&config.repo_owner), "buildbot");
-        assert_eq!(render(&config.repo_name), "bbtools");
+        assert_eq!(render(config.repo_owner.as_ref().unwrap()), "buildbot");
+        assert_eq!(render(config.repo_name.as_ref().unwrap()), "bbtools");
         assert_eq!(render(&config.sha), "abc123");
         let config = github(
             "c['status'] = {status.GitHubStatus('tok', 'o', 'r', {sha='deadbeef',
@@ -186,6 +253,54 @@ mod tests {
         assert_eq!(render(&config.start_description), "bbtools started");
         assert_eq!(render(&config.end_description), "over");
         assert_eq!(config.base_url, "https://github.example.com/api/v3/");
+    }
+
+    #[test]
+    fn buildbot_4_github_status_push_needs_only_a_token() {
+        let config = github(
+            "c['status'] = {status.GitHubStatusPush{token='t', context='ci/moon', verbose=true}}",
+        );
+        assert!(config.repo_owner.is_none() && config.repo_name.is_none());
+        assert_eq!(render(&config.context), "ci/moon");
+        assert!(config.debug);
+        assert_eq!(
+            errors("status.GitHubStatusPush{token='t', generators={}}"),
+            "master.cfg.lua:1: GitHubStatusPush: option 'generators' takes Buildbot 4 report \
+             generators, which this master does not have: the push reports every build's start \
+             and end (narrow it with a builder's tags or the repository it builds)"
+        );
+        assert_eq!(
+            crate::config::status::testing::unimplemented(
+                "c['status'] = {status.GitHubStatusPush{token='t', verify=false}}"
+            ),
+            ["master.cfg.lua:1: GitHubStatusPush: option 'verify' is not implemented yet"]
+        );
+    }
+
+    #[test]
+    fn repositories_are_found_in_every_url_form_git_takes() {
+        for url in [
+            "https://github.com/buildbot/bbtools.git",
+            "https://github.com/buildbot/bbtools",
+            "https://github.com/buildbot/bbtools/",
+            "git@github.com:buildbot/bbtools.git",
+            "ssh://git@github.com/buildbot/bbtools.git",
+            "git://github.example.com/buildbot/bbtools",
+        ] {
+            assert_eq!(
+                github_repository(url),
+                Some(("buildbot", "bbtools")),
+                "{url}"
+            );
+        }
+        for url in [
+            "https://github.com/bbtools",
+            "bbtools",
+            "",
+            "git@github.com:bbtools",
+        ] {
+            assert_eq!(github_repository(url), None, "{url}");
+        }
     }
 
     #[test]

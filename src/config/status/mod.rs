@@ -24,7 +24,7 @@ use super::{ClassOptions, Location, Namespaces};
 
 pub use authz::{AuthConfig, AuthzAction, AuthzConfig, AuthzRule};
 pub use gerrit::{GerritStatusPushConfig, SummaryCallback};
-pub use github::GitHubStatusConfig;
+pub use github::{github_repository, GitHubStatusConfig};
 pub use irc::{IrcChannel, IrcConfig, NotifyEvent};
 pub use mail::{AddLogs, DomainLookup, EmailLookup, ExtraHeader, MailMode, MailNotifierConfig};
 pub use pb_listener::PbListenerConfig;
@@ -214,6 +214,10 @@ pub const CLASSES: &[ClassOptions] = &[
     ClassOptions {
         name: "status.GitHubStatus",
         options: github::GITHUB_STATUS_OPTIONS,
+    },
+    ClassOptions {
+        name: "status.GitHubStatusPush",
+        options: github::GITHUB_STATUS_PUSH_OPTIONS,
     },
     ClassOptions {
         name: "status.StashStatusPush",

@@ -14,7 +14,8 @@ use crate::script::Callback;
 /// The queueing options both pushes share.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PushOptions {
-    /// A directory to keep the queue in across restarts; absent, it is kept in memory.
+    /// 0.8's directory for a queue that survives restarts. The queue here always lives in
+    /// the master's storage, which does that whether or not it is given.
     pub path: Option<String>,
     /// Leave empty and null values out of the events.
     pub filter: bool,
@@ -26,6 +27,10 @@ pub struct PushOptions {
     pub black_list: Vec<String>,
     /// Event names pushed, if given: no others.
     pub white_list: Option<Vec<String>>,
+    /// 0.8's bounds of its memory queue and of its disk queue. The queue here is storage,
+    /// so together they bound the events waiting; beyond, the oldest are dropped.
+    pub max_memory_items: Option<usize>,
+    pub max_disk_items: Option<usize>,
 }
 
 impl PushOptions {
@@ -37,6 +42,16 @@ impl PushOptions {
             retry_delay: read_delay(kw, "retryDelay", 5.0),
             black_list: kw.optional("blackList").unwrap_or_default(),
             white_list: kw.optional("whiteList"),
+            max_memory_items: kw.optional("maxMemoryItems"),
+            max_disk_items: kw.optional("maxDiskItems"),
+        }
+    }
+
+    /// How many events may wait at most; `None`, as many as storage holds.
+    pub fn queue_limit(&self) -> Option<usize> {
+        match (self.max_memory_items, self.max_disk_items) {
+            (None, None) => None,
+            (memory, disk) => Some(memory.unwrap_or(0) + disk.unwrap_or(0)),
         }
     }
 }
@@ -66,10 +81,6 @@ pub struct HttpStatusPushConfig {
     pub server_url: String,
     /// Log every request and response.
     pub debug: bool,
-    /// Events kept in memory before they go to disk; absent, Buildbot's default.
-    pub max_memory_items: Option<usize>,
-    /// Events kept on disk before the oldest are dropped; absent, Buildbot's default.
-    pub max_disk_items: Option<usize>,
     /// Events per request at most.
     pub chunk_size: usize,
     /// Bytes per request at most.
@@ -94,6 +105,8 @@ pub const STATUS_PUSH_OPTIONS: &[&str] = &[
     "retryDelay",
     "blackList",
     "whiteList",
+    "maxMemoryItems",
+    "maxDiskItems",
     "name",
 ];
 pub const HTTP_STATUS_PUSH_OPTIONS: &[&str] = &[
@@ -142,7 +155,7 @@ fn parse_status_push(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
     kw.refuse(
         "queue",
         "takes a Python queue object, which a Lua config cannot provide \
-         (the queue is built in; give 'path' to keep it on disk)",
+         (the queue is built in, kept in the master's storage)",
     );
     let push = PushOptions::read(&mut kw);
     let location = kw.location();
@@ -173,23 +186,10 @@ fn parse_http_status_push(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
             "option 'serverUrl' must be an http:// or https:// URL, got '{server_url}'"
         ));
     }
-    // Each event is its own request, retried by the outbox under `c['outbox']`, and the
-    // queue is storage itself: these have nothing to act on yet.
-    let unimplemented: Vec<&str> = [
-        "maxMemoryItems",
-        "maxDiskItems",
-        "bufferDelay",
-        "retryDelay",
-    ]
-    .into_iter()
-    .filter(|option| kw.has(option))
-    .collect();
     let config = HttpStatusPushConfig {
         name,
         server_url,
         debug: kw.optional_or("debug", false),
-        max_memory_items: kw.optional("maxMemoryItems"),
-        max_disk_items: kw.optional("maxDiskItems"),
         chunk_size: kw.optional_or("chunkSize", 200),
         max_http_request_size: kw.optional_or("maxHttpRequestSize", 1 << 20),
         extra_post_params: kw.optional("extra_post_params").unwrap_or_default(),
@@ -199,9 +199,6 @@ fn parse_http_status_push(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
         push: PushOptions::read(&mut kw),
         location: kw.location(),
     };
-    for option in unimplemented {
-        kw.unimplemented_when(option, true);
-    }
     for (option, value) in [
         ("chunkSize", config.chunk_size),
         ("maxHttpRequestSize", config.max_http_request_size),
@@ -227,6 +224,8 @@ mod tests {
             retry_delay: 5.0,
             black_list: Vec::new(),
             white_list: None,
+            max_memory_items: None,
+            max_disk_items: None,
         }
     }
 
@@ -264,6 +263,8 @@ mod tests {
                 retry_delay: 10.0,
                 black_list: vec!["logChunk".into(), "stepETAUpdate".into()],
                 white_list: None,
+                max_memory_items: None,
+                max_disk_items: None,
             }
         );
     }
@@ -280,8 +281,6 @@ mod tests {
                 name: Some("HttpStatusPush".into()),
                 server_url: "http://example.com/submit".into(),
                 debug: false,
-                max_memory_items: None,
-                max_disk_items: None,
                 chunk_size: 200,
                 max_http_request_size: 1 << 20,
                 extra_post_params: BTreeMap::new(),
@@ -305,8 +304,6 @@ mod tests {
                 name: Some("dashboard".into()),
                 server_url: "https://example.com/submit".into(),
                 debug: true,
-                max_memory_items: Some(1000),
-                max_disk_items: Some(50000),
                 chunk_size: 20,
                 max_http_request_size: 4096,
                 extra_post_params: [("secret".to_string(), "s3".to_string())].into(),
@@ -320,6 +317,8 @@ mod tests {
                     retry_delay: 30.0,
                     black_list: vec!["logChunk".into()],
                     white_list: Some(vec!["buildFinished".into()]),
+                    max_memory_items: Some(1000),
+                    max_disk_items: Some(50000),
                 },
                 location,
             }
@@ -327,19 +326,23 @@ mod tests {
     }
 
     #[test]
-    fn http_status_push_queue_bounds_and_delays_are_reported_not_implemented() {
+    fn queue_bounds_add_up_as_0_8_memory_and_disk_queues_did() {
+        let limit = |snippet: &str| http_push(snippet).push.queue_limit();
         assert_eq!(
-            crate::config::status::testing::unimplemented(
-                "c['status'] = {status.HttpStatusPush{serverUrl='http://x', maxMemoryItems=5,
-                   bufferDelay=2}}"
-            ),
-            [
-                "master.cfg.lua:1: HttpStatusPush: option 'maxMemoryItems' is not implemented yet",
-                "master.cfg.lua:1: HttpStatusPush: option 'bufferDelay' is not implemented yet",
-            ]
+            limit("c['status'] = {status.HttpStatusPush('http://x')}"),
+            None
+        );
+        assert_eq!(
+            limit("c['status'] = {status.HttpStatusPush{serverUrl='http://x', maxMemoryItems=5, maxDiskItems=0}}"),
+            Some(5)
+        );
+        assert_eq!(
+            limit("c['status'] = {status.HttpStatusPush{serverUrl='http://x', maxMemoryItems=5, maxDiskItems=20}}"),
+            Some(25)
         );
         assert!(crate::config::status::testing::unimplemented(
-            "c['status'] = {status.HttpStatusPush('http://x')}"
+            "c['status'] = {status.HttpStatusPush{serverUrl='http://x', maxMemoryItems=5,
+               bufferDelay=2, retryDelay=1}, status.StatusPush{serverPushCb=print, maxDiskItems=3}}"
         )
         .is_empty());
     }
@@ -371,7 +374,7 @@ mod tests {
             ),
             (
                 "status.StatusPush{serverPushCb=print, queue={}}",
-                "master.cfg.lua:1: StatusPush: option 'queue' takes a Python queue object, which a Lua config cannot provide (the queue is built in; give 'path' to keep it on disk)",
+                "master.cfg.lua:1: StatusPush: option 'queue' takes a Python queue object, which a Lua config cannot provide (the queue is built in, kept in the master's storage)",
             ),
             (
                 "status.StatusPush{serverPushCb=print, bufferDelay=-1}",

@@ -16,7 +16,7 @@ use serde_json::json;
 use super::requests::{RequestEvent, RequestInfo};
 use super::transport::{request_meta, Auth, HttpTransport};
 use super::{enqueue_status, render_data, render_text, Push, PushReporter};
-use crate::config::status::GitHubStatusConfig;
+use crate::config::status::{github_repository, GitHubStatusConfig};
 use crate::model::{BuildResult, MasterInfo};
 use crate::runtime::Context;
 use crate::script::{RenderData, Renderable};
@@ -49,7 +49,7 @@ impl PushReporter for GitHubReporter {
             &config.base_url,
             Auth::Token(config.token.clone()),
             &headers,
-            false,
+            config.debug,
         )
     }
 
@@ -155,10 +155,22 @@ impl GitHubReporter {
     ) -> anyhow::Result<bool> {
         let config = &self.config;
         let data = &about.data;
+        // Without repoOwner and repoName, the sourcestamp's repository says (Buildbot 4).
+        let (found_owner, found_repo) = data
+            .sourcestamps
+            .first()
+            .and_then(|ss| github_repository(&ss.repository))
+            .unwrap_or_default();
         let rendered = async {
             Ok::<_, String>([
-                render_text(ctx, "repoOwner", &config.repo_owner, data).await?,
-                render_text(ctx, "repoName", &config.repo_name, data).await?,
+                match &config.repo_owner {
+                    Some(owner) => render_text(ctx, "repoOwner", owner, data).await?,
+                    None => found_owner.to_string(),
+                },
+                match &config.repo_name {
+                    Some(name) => render_text(ctx, "repoName", name, data).await?,
+                    None => found_repo.to_string(),
+                },
                 render_text(ctx, "sha", &config.sha, data).await?,
                 render_text(ctx, "context", &config.context, data).await?,
                 render_text(ctx, "description", description, data).await?,

@@ -3,14 +3,15 @@
 //! `{event, payload, id, timestamp, project, started}`; the events pushed are
 //! `buildStarted` and `buildFinished`, whose payload is the build in 0.8's `asDict` form.
 //!
-//! Each event is one outbox message and one request, so every event arrives once and in
-//! order (the transport delivers in order); `id` counts events per target across restarts.
+//! Each event is one outbox message; the transport posts up to `chunkSize` of them in one
+//! request ([`Packets`]), in order, so every event arrives once and in order; `id` counts
+//! events per target across restarts.
 
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::transport::{request_meta, Auth, HttpTransport};
+use super::transport::{request_meta, Auth, HttpTransport, Packets};
 use super::{Push, PushReporter};
 use crate::config::status::{HttpStatusPushConfig, PushOptions};
 use crate::db::NewMessage;
@@ -48,7 +49,10 @@ impl PushReporter for HttpPushReporter {
             .iter()
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
-        HttpTransport::new(&config.server_url, auth, &headers, config.debug)
+        Ok(
+            HttpTransport::new(&config.server_url, auth, &headers, config.debug)?
+                .with_packets(packets(config)),
+        )
     }
 
     async fn new(ctx: &Context, config: &HttpStatusPushConfig) -> anyhow::Result<HttpPushReporter> {
@@ -94,22 +98,15 @@ impl HttpPushReporter {
         let (id, packet) = events
             .packet(ctx, &self.master, event, payload, config.push.filter)
             .await?;
-        let packets = Value::Array(vec![packet]).to_string();
-        let body = {
-            let mut form = form_urlencoded::Serializer::new(String::new());
-            form.append_pair("packets", &packets);
-            for (name, value) in &config.extra_post_params {
-                form.append_pair(name, value);
-            }
-            form.finish().into_bytes()
-        };
+        let body = packet.to_string().into_bytes();
         let builder = &build.builder.name;
-        if body.len() > config.max_http_request_size {
+        let alone = packets(config).form([&body[..]]).len();
+        if alone > config.max_http_request_size {
             tracing::error!(
-                "{}: {event} of {builder} #{} dropped: {} bytes is over maxHttpRequestSize ({})",
+                "{}: {event} of {builder} #{} dropped: {alone} bytes is over \
+                 maxHttpRequestSize ({})",
                 self.name,
                 build.number,
-                body.len(),
                 config.max_http_request_size
             );
             return Ok(false);
@@ -127,9 +124,43 @@ impl HttpPushReporter {
             .await?;
         if written.is_some() {
             events.written(ctx, id).await?;
+            bound_queue(ctx, &self.name, &config.push).await?;
         }
         Ok(written.is_some())
     }
+}
+
+/// How the transport joins this push's events into requests.
+fn packets(config: &HttpStatusPushConfig) -> Packets {
+    Packets {
+        chunk_size: config.chunk_size,
+        max_request_size: config.max_http_request_size,
+        extra_post_params: config
+            .extra_post_params
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect(),
+        buffer_delay: std::time::Duration::from_secs_f64(config.push.buffer_delay),
+        retry_delay: std::time::Duration::from_secs_f64(config.push.retry_delay),
+    }
+}
+
+/// Drops the oldest events waiting beyond the push's `maxMemoryItems` + `maxDiskItems`,
+/// saying how many: they stay listed as dead in `/api/v2/reporters`.
+pub async fn bound_queue(ctx: &Context, target: &str, push: &PushOptions) -> anyhow::Result<()> {
+    let Some(limit) = push.queue_limit() else {
+        return Ok(());
+    };
+    let why =
+        format!("dropped: the queue holds at most {limit} events (maxMemoryItems + maxDiskItems)");
+    let dropped = ctx
+        .db
+        .drop_oldest_outbox_messages(target, limit.max(1), &why)
+        .await?;
+    if dropped > 0 {
+        tracing::warn!("{target}: {dropped} waiting event(s) {why}");
+    }
+    Ok(())
 }
 
 /// Numbers a target's events (0.8's packet `id`) and remembers when it first pushed (its

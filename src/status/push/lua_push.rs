@@ -3,14 +3,15 @@
 //! calls `self:queueNextServerPush()`.
 //!
 //! The queue is the outbox, so it is in storage and survives restarts: each event is one
-//! message, offered to the callback alone (`popChunk` answers a list of one) `bufferDelay`
-//! after it happened, in order. An event the callback popped is done; one it did not pop (or a call that failed
-//! or timed out, logged with its `file:line`) is offered again after `retryDelay`, and the
-//! later ones wait behind it. Every event thus reaches the callback once, in order.
+//! message. Events gather for `bufferDelay` after the first, then every waiting one is
+//! offered to one call, in order. What the callback popped is done; the first event it did
+//! not pop (or every one, when the call failed or timed out, logged with its `file:line`)
+//! is offered again after `retryDelay`, and the later ones wait behind it. Every event thus
+//! reaches the callback once, in order.
 
 use std::sync::Arc;
 
-use super::http_push::{wanted_events, BuildEvent, EventCounter};
+use super::http_push::{bound_queue, wanted_events, BuildEvent, EventCounter};
 use crate::config::same_options;
 use crate::config::status::StatusPushConfig;
 use crate::db::{now, NewMessage, OutboxMessage};
@@ -109,6 +110,7 @@ impl EventQueue {
             .await?;
         if written.is_some() {
             events.written(ctx, id).await?;
+            bound_queue(ctx, &self.name, &self.config.push).await?;
         }
         Ok(written.is_some())
     }
@@ -151,39 +153,53 @@ impl Transport for CallbackTransport {
         Ok(())
     }
 
-    async fn send(&self, _: &mut (), message: &OutboxMessage) -> Outcome {
-        let push = &self.config.push;
-        // Offered `bufferDelay` after it happened; the wait holds the later events too,
-        // which are younger.
-        let wait = message.created_at + push.buffer_delay - now();
-        if wait > 0.0 {
-            tokio::time::sleep(std::time::Duration::from_secs_f64(wait)).await;
+    fn gather(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.config.push.buffer_delay)
+    }
+
+    async fn send(&self, session: &mut (), message: &OutboxMessage) -> Outcome {
+        let mut outcomes = self
+            .send_chunk(session, std::slice::from_ref(message))
+            .await;
+        outcomes.pop().unwrap_or(Outcome::Accepted)
+    }
+
+    /// Offers every waiting event to one call; those it popped are done, and the first it
+    /// left waits `retryDelay` (the later ones behind it).
+    async fn send_chunk(&self, _: &mut (), messages: &[OutboxMessage]) -> Vec<Outcome> {
+        let mut events = Vec::with_capacity(messages.len());
+        for message in messages {
+            match serde_json::from_slice::<Value>(&message.body) {
+                Ok(event) => events.push(event),
+                Err(error) if events.is_empty() => {
+                    return vec![Outcome::Refused(format!("not an event: {error}"))]
+                }
+                Err(_) => break,
+            }
         }
-        let event: Value = match serde_json::from_slice(&message.body) {
-            Ok(event) => event,
-            Err(error) => return Outcome::Refused(format!("not an event: {error}")),
-        };
-        let chunk = PushChunk::new(vec![event]);
+        let chunk = PushChunk::new(events);
         let callback = &self.config.server_push_cb;
         let answer = self
             .script
             .call::<Value>(callback, vec![Arg::StatusPush(chunk.clone())])
             .await;
-        let retry = now() + push.retry_delay;
-        match answer {
+        let until = now() + self.config.push.retry_delay;
+        let mut outcomes = vec![Outcome::Accepted; chunk.popped()];
+        outcomes.push(match answer {
             Err(error) => Outcome::Deferred {
                 error: format!("serverPushCb ({}) failed: {error}", callback.location()),
-                until: retry,
+                until,
             },
-            Ok(_) if chunk.popped() == 0 => Outcome::Deferred {
+            Ok(_) => Outcome::Deferred {
                 error: format!(
-                    "serverPushCb ({}) popped nothing; offered again after retryDelay",
+                    "serverPushCb ({}) did not pop it; offered again after retryDelay",
                     callback.location()
                 ),
-                until: retry,
+                until,
             },
-            Ok(_) => Outcome::Accepted,
-        }
+        });
+        outcomes.truncate(messages.len());
+        outcomes
     }
 
     async fn close(&self, _: ()) {}

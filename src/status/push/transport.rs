@@ -5,6 +5,7 @@
 //! Messages go strictly in order ([`Transport::IN_ORDER`]): a status that was not taken
 //! holds back the ones written after it, so a peer that was down receives them in order.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -46,6 +47,44 @@ pub struct HttpTransport {
     /// Until when the peer asked to be left alone (a rate limit, `Retry-After`), and its
     /// answer: nothing is sent to it before, whichever message is next.
     hold: Mutex<Option<(f64, String)>>,
+    /// HttpStatusPush's chunks; without, one message is one request.
+    packets: Option<Packets>,
+    /// Whether the last chunk failed: the next goes one event at a time, as 0.8 did.
+    last_failed: AtomicBool,
+}
+
+/// HttpStatusPush's requests, as Buildbot 0.8's queued push makes them: one event per
+/// message, and up to `chunk_size` of them posted together as the form field `packets`
+/// (a JSON list) with `extra_post_params`, halved until the body fits
+/// `max_request_size`.
+pub struct Packets {
+    pub chunk_size: usize,
+    pub max_request_size: usize,
+    pub extra_post_params: Vec<(String, String)>,
+    /// `bufferDelay`: how long a first event waits for others to join it.
+    pub buffer_delay: Duration,
+    /// `retryDelay`: the wait after a failed request, instead of the outbox's backoff.
+    pub retry_delay: Duration,
+}
+
+impl Packets {
+    /// The form body posting `events`, each an event's JSON text.
+    pub fn form<'a>(&self, events: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+        let mut list = Vec::from(&b"["[..]);
+        for (n, event) in events.into_iter().enumerate() {
+            if n > 0 {
+                list.push(b',');
+            }
+            list.extend_from_slice(event);
+        }
+        list.push(b']');
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("packets", &String::from_utf8_lossy(&list));
+        for (name, value) in &self.extra_post_params {
+            form.append_pair(name, value);
+        }
+        form.finish().into_bytes()
+    }
 }
 
 impl HttpTransport {
@@ -83,7 +122,15 @@ impl HttpTransport {
             headers: map,
             debug,
             hold: Mutex::new(None),
+            packets: None,
+            last_failed: AtomicBool::new(false),
         })
+    }
+
+    /// Posts events in chunks ([`Packets`]) rather than one message per request.
+    pub fn with_packets(mut self, packets: Packets) -> HttpTransport {
+        self.packets = Some(packets);
+        self
     }
 }
 
@@ -101,25 +148,56 @@ impl Transport for HttpTransport {
         Ok(())
     }
 
+    fn gather(&self) -> Duration {
+        self.packets
+            .as_ref()
+            .map_or(Duration::ZERO, |packets| packets.buffer_delay)
+    }
+
     async fn send(&self, _: &mut (), message: &OutboxMessage) -> Outcome {
-        let (Some(url), Some(content_type)) = (
-            message.meta["url"].as_str(),
-            message.meta["content_type"].as_str(),
-        ) else {
+        let Some((url, content_type)) = request_of(message) else {
             return Outcome::Refused(format!("not an HTTP request: {}", message.meta));
         };
+        self.post(url, content_type, message.body.clone(), &message.summary)
+            .await
+    }
+
+    async fn send_chunk(&self, session: &mut (), messages: &[OutboxMessage]) -> Vec<Outcome> {
+        let Some(packets) = &self.packets else {
+            return vec![self.send(session, &messages[0]).await];
+        };
+        self.post_packets(packets, messages).await
+    }
+
+    async fn close(&self, _: ()) {}
+}
+
+/// A stored request's URL and content type.
+fn request_of(message: &OutboxMessage) -> Option<(&str, &str)> {
+    Some((
+        message.meta["url"].as_str()?,
+        message.meta["content_type"].as_str()?,
+    ))
+}
+
+impl HttpTransport {
+    /// POSTs `body` to `url`, minding a hold the peer asked for.
+    async fn post(&self, url: &str, content_type: &str, body: Vec<u8>, summary: &str) -> Outcome {
         if let Some((until, error)) = self.held() {
             return Outcome::Deferred {
                 error: format!("held back by the peer's earlier answer: {error}"),
                 until,
             };
         }
+        let logged = self
+            .debug
+            .then(|| String::from_utf8_lossy(&body).into_owned());
         let mut request = self
             .client
             .post(url)
             .headers(self.headers.clone())
             .header(CONTENT_TYPE, content_type)
-            .body(message.body.clone());
+            .body(body);
         request = match &self.auth {
             Auth::None => request,
             Auth::Token(token) => request.header("Authorization", format!("token {token}")),
@@ -131,25 +209,65 @@ impl Transport for HttpTransport {
         };
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.text().await.unwrap_or_default();
-        if self.debug {
-            tracing::info!(
-                "POST {url}: {}\n{}\n-> {status}\n{body}",
-                message.summary,
-                String::from_utf8_lossy(&message.body)
-            );
+        let answer = response.text().await.unwrap_or_default();
+        if let Some(body) = logged {
+            tracing::info!("POST {url}: {summary}\n{body}\n-> {status}\n{answer}");
         }
-        let outcome = outcome(url, status, &headers, &body, now());
+        let outcome = outcome(url, status, &headers, &answer, now());
         if let Outcome::Deferred { error, until } = &outcome {
             *self.hold.lock().unwrap_or_else(|e| e.into_inner()) = Some((*until, error.clone()));
         }
         outcome
     }
 
-    async fn close(&self, _: ()) {}
-}
+    /// Posts the leading events of `messages` (those for the first one's URL, at most
+    /// `chunk_size`, one after a failure) as one request; answers the outcome of each.
+    async fn post_packets(&self, packets: &Packets, messages: &[OutboxMessage]) -> Vec<Outcome> {
+        let Some((url, content_type)) = request_of(&messages[0]) else {
+            return vec![Outcome::Refused(format!(
+                "not an HTTP request: {}",
+                messages[0].meta
+            ))];
+        };
+        let same_url = messages
+            .iter()
+            .take_while(|m| request_of(m).is_some_and(|(u, _)| u == url))
+            .count();
+        let mut count = match self.last_failed.load(Ordering::Relaxed) {
+            true => 1,
+            false => packets.chunk_size,
+        }
+        .min(same_url);
+        let body = loop {
+            let body = packets.form(messages[..count].iter().map(|m| &m.body[..]));
+            if body.len() <= packets.max_request_size {
+                break body;
+            }
+            if count == 1 {
+                return vec![Outcome::Refused(format!(
+                    "{} bytes is over maxHttpRequestSize ({})",
+                    body.len(),
+                    packets.max_request_size
+                ))];
+            }
+            count /= 2;
+        };
+        let summary = match count {
+            1 => messages[0].summary.clone(),
+            n => format!("{n} events from '{}'", messages[0].summary),
+        };
+        let outcome = match self.post(url, content_type, body, &summary).await {
+            Outcome::Failed(error) => Outcome::Deferred {
+                error,
+                until: now() + packets.retry_delay.as_secs_f64(),
+            },
+            other => other,
+        };
+        self.last_failed
+            .store(outcome != Outcome::Accepted, Ordering::Relaxed);
+        vec![outcome; count]
+    }
 
-impl HttpTransport {
     /// The hold the peer asked for, while it lasts.
     fn held(&self) -> Option<(f64, String)> {
         let mut hold = self.hold.lock().unwrap_or_else(|e| e.into_inner());
