@@ -444,6 +444,30 @@ async fn http_push_posts_waiting_events_together_up_to_chunk_size_and_one_alone_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buildbot_4_payload_posts_the_build_as_json_when_it_starts_and_finishes() {
+    let server = HttpServer::start();
+    let status = format!(
+        "c['status'] = {{status.HttpStatusPush{{serverUrl='{}submit', payload='build'}}}}",
+        server.url()
+    );
+    let master = TestMaster::start(&config(&status)).await;
+    build(&master, "abc123", 2, &[]).await;
+    let taken = server.wait_for(2, WAIT).await;
+    let [started, finished] = [taken[0].json(), taken[1].json()];
+    assert_eq!(taken[0].header("content-type"), Some("application/json"));
+    assert_eq!(started["complete"], false);
+    assert_eq!(started["builder"]["name"], "b");
+    assert_eq!(finished["complete"], true);
+    assert_eq!(finished["results"], 2);
+    assert_eq!(finished["number"], 1);
+    assert_eq!(finished["properties"]["rc"], json!([2, "Test"]));
+    assert_eq!(
+        finished["url"],
+        "http://ci.example.org/#builders/1/builds/1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_beyond_max_memory_and_disk_items_are_dropped_oldest_first_and_listed_dead() {
     let mut server = HttpServer::start();
     let master = TestMaster::start(&config(&http_push_with(

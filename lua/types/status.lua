@@ -161,6 +161,7 @@ function status.StatusPush(serverPushCb, options) end
 ---@class buildbot.status.HttpStatusPushOptions
 ---@field name? string
 ---@field serverUrl? string
+---@field payload? "events"|"build" Default "events" (0.8's packets); "build" posts Buildbot 4's build JSON at start and end.
 ---@field debug? boolean
 ---@field maxMemoryItems? integer With maxDiskItems, bounds the events waiting; the oldest beyond are dropped (listed dead).
 ---@field maxDiskItems? integer
@@ -220,6 +221,26 @@ function status.GerritStatusPush(server, username, options) end
 ---@param options buildbot.status.GitHubStatusOptions
 ---@return buildbot.StatusTarget
 function status.GitHubStatus(options) end
+
+---Buildbot 4's spelling: without repoOwner and repoName, they come from the URL of the
+---build's repository.
+---@class buildbot.status.GitHubStatusPushOptions
+---@field name? string
+---@field token string
+---@field repoOwner? buildbot.RenderableValue
+---@field repoName? buildbot.RenderableValue
+---@field sha? buildbot.RenderableValue
+---@field startDescription? buildbot.RenderableValue
+---@field endDescription? buildbot.RenderableValue
+---@field context? buildbot.RenderableValue
+---@field baseURL? string
+---@field verbose? boolean Log each request and answer.
+---@field debug? boolean Same as verbose.
+---@field verify? boolean Only true (the default) is implemented.
+
+---@param options buildbot.status.GitHubStatusPushOptions
+---@return buildbot.StatusTarget
+function status.GitHubStatusPush(options) end
 
 ---@class buildbot.status.StashStatusPushOptions
 ---@field name? string

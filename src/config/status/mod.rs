@@ -30,7 +30,7 @@ pub use mail::{AddLogs, DomainLookup, EmailLookup, ExtraHeader, MailMode, MailNo
 pub use pb_listener::PbListenerConfig;
 pub use shared::LuaHandle;
 pub use stash::StashStatusPushConfig;
-pub use status_push::{HttpStatusPushConfig, PushOptions, StatusPushConfig};
+pub use status_push::{HttpPayload, HttpStatusPushConfig, PushOptions, StatusPushConfig};
 pub use web::{
     ChangeHookDialect, CommentLink, CommentLinkRule, HookCodebase, HookCredentials, RevLink,
     UrlMap, WebStatusConfig,

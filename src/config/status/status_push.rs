@@ -74,11 +74,23 @@ pub struct StatusPushConfig {
     pub location: Location,
 }
 
+/// What HttpStatusPush posts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpPayload {
+    /// Buildbot 0.8's events, chunked into a `packets` form field (the default).
+    Events,
+    /// Buildbot 4's: the build as the REST API gives it, with its properties, as a JSON
+    /// body, when it starts and when it finishes.
+    Build,
+}
+
 /// `status.HttpStatusPush{serverUrl=..., ...}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HttpStatusPushConfig {
     pub name: Option<String>,
     pub server_url: String,
+    /// `payload='events'` or `'build'`.
+    pub payload: HttpPayload,
     /// Log every request and response.
     pub debug: bool,
     /// Events per request at most.
@@ -111,6 +123,7 @@ pub const STATUS_PUSH_OPTIONS: &[&str] = &[
 ];
 pub const HTTP_STATUS_PUSH_OPTIONS: &[&str] = &[
     "serverUrl",
+    "payload",
     "debug",
     "maxMemoryItems",
     "maxDiskItems",
@@ -186,9 +199,35 @@ fn parse_http_status_push(lua: &Lua, args: MultiValue) -> Option<StatusTarget> {
             "option 'serverUrl' must be an http:// or https:// URL, got '{server_url}'"
         ));
     }
+    let payload = match kw.optional_or("payload", "events".to_string()).as_str() {
+        "events" => HttpPayload::Events,
+        "build" => HttpPayload::Build,
+        other => {
+            kw.error(format!(
+                "option 'payload' must be 'events' (0.8's packets) or 'build' (Buildbot 4's \
+                 build as JSON), got '{other}'"
+            ));
+            HttpPayload::Events
+        }
+    };
+    if payload == HttpPayload::Build {
+        for option in [
+            "chunkSize",
+            "maxHttpRequestSize",
+            "extra_post_params",
+            "filter",
+        ] {
+            if kw.has(option) {
+                kw.error(format!(
+                    "option '{option}' shapes 0.8's packets; it does not go with payload='build'"
+                ));
+            }
+        }
+    }
     let config = HttpStatusPushConfig {
         name,
         server_url,
+        payload,
         debug: kw.optional_or("debug", false),
         chunk_size: kw.optional_or("chunkSize", 200),
         max_http_request_size: kw.optional_or("maxHttpRequestSize", 1 << 20),
@@ -280,6 +319,7 @@ mod tests {
             HttpStatusPushConfig {
                 name: Some("HttpStatusPush".into()),
                 server_url: "http://example.com/submit".into(),
+                payload: HttpPayload::Events,
                 debug: false,
                 chunk_size: 200,
                 max_http_request_size: 1 << 20,
@@ -303,6 +343,7 @@ mod tests {
             HttpStatusPushConfig {
                 name: Some("dashboard".into()),
                 server_url: "https://example.com/submit".into(),
+                payload: HttpPayload::Events,
                 debug: true,
                 chunk_size: 20,
                 max_http_request_size: 4096,
@@ -322,6 +363,18 @@ mod tests {
                 },
                 location,
             }
+        );
+    }
+
+    #[test]
+    fn buildbot_4_payload_is_chosen_by_name_and_refuses_the_packet_options() {
+        let config = http_push(
+            "c['status'] = {status.HttpStatusPush{serverUrl='http://x', payload='build'}}",
+        );
+        assert_eq!(config.payload, HttpPayload::Build);
+        assert_eq!(
+            errors("status.HttpStatusPush{serverUrl='http://x', payload='build', chunkSize=5}"),
+            "master.cfg.lua:1: HttpStatusPush: option 'chunkSize' shapes 0.8's packets; it does not go with payload='build'"
         );
     }
 
@@ -388,6 +441,10 @@ mod tests {
             (
                 "status.HttpStatusPush('example.com/submit')",
                 "master.cfg.lua:1: HttpStatusPush: option 'serverUrl' must be an http:// or https:// URL, got 'example.com/submit'",
+            ),
+            (
+                "status.HttpStatusPush{serverUrl='http://x', payload='json'}",
+                "master.cfg.lua:1: HttpStatusPush: option 'payload' must be 'events' (0.8's packets) or 'build' (Buildbot 4's build as JSON), got 'json'",
             ),
             (
                 "status.HttpStatusPush{serverUrl='http://x', chunkSize=0}",

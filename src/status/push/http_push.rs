@@ -13,7 +13,8 @@ use serde_json::{json, Map, Value};
 
 use super::transport::{request_meta, Auth, HttpTransport, Packets};
 use super::{Push, PushReporter};
-use crate::config::status::{HttpStatusPushConfig, PushOptions};
+use crate::config::status::{HttpPayload, HttpStatusPushConfig, PushOptions};
+use crate::data::Query;
 use crate::db::NewMessage;
 use crate::model::{BuildInfo, MasterInfo};
 use crate::runtime::Context;
@@ -49,10 +50,11 @@ impl PushReporter for HttpPushReporter {
             .iter()
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
-        Ok(
-            HttpTransport::new(&config.server_url, auth, &headers, config.debug)?
-                .with_packets(packets(config)),
-        )
+        let transport = HttpTransport::new(&config.server_url, auth, &headers, config.debug)?;
+        Ok(match config.payload {
+            HttpPayload::Events => transport.with_packets(packets(config)),
+            HttpPayload::Build => transport,
+        })
     }
 
     async fn new(ctx: &Context, config: &HttpStatusPushConfig) -> anyhow::Result<HttpPushReporter> {
@@ -78,12 +80,48 @@ impl Reporter for HttpPushReporter {
         let Some(event) = BuildEvent::of(&self.master, report) else {
             return Ok(false);
         };
-        self.push(ctx, event.buildid, &event.build, event.name, event.payload)
-            .await
+        match self.config.payload {
+            HttpPayload::Events => {
+                self.push(ctx, event.buildid, &event.build, event.name, event.payload)
+                    .await
+            }
+            HttpPayload::Build => self.push_build(ctx, &event).await,
+        }
     }
 }
 
 impl HttpPushReporter {
+    /// Buildbot 4's request: the build as `/api/v2/builds/N?property=*` gives it, with its
+    /// builder and URL, as a JSON body.
+    async fn push_build(&self, ctx: &Context, event: &BuildEvent) -> anyhow::Result<bool> {
+        let query = Query {
+            properties: vec!["*".into()],
+            ..Query::default()
+        };
+        let Some(mut body) = crate::data::builds::build(&ctx.db, event.buildid, &query).await?
+        else {
+            return Ok(false);
+        };
+        let build = &event.build;
+        body["builder"] = json!({"builderid": build.builder.id, "name": build.builder.name});
+        body["url"] = json!(self.master.build_url(build.builder.id, build.number));
+        let written = ctx
+            .db
+            .add_outbox_message(&NewMessage {
+                reporter: self.name.clone(),
+                kind: "http".into(),
+                dedup_key: format!("build:{}:{}", event.buildid, event.name),
+                summary: format!("{} {} #{}", event.name, build.builder.name, build.number),
+                meta: request_meta(&self.config.server_url, "application/json"),
+                body: body.to_string().into_bytes(),
+            })
+            .await?;
+        if written.is_some() {
+            bound_queue(ctx, &self.name, &self.config.push).await?;
+        }
+        Ok(written.is_some())
+    }
+
     async fn push(
         &self,
         ctx: &Context,
