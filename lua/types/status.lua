@@ -237,6 +237,7 @@ function status.GitHubStatus(options) end
 ---@field verbose? boolean Log each request and answer.
 ---@field debug? boolean Same as verbose.
 ---@field verify? boolean Only true (the default) is implemented.
+---@field generators? any Refused: the push reports every build's start and end.
 
 ---@param options buildbot.status.GitHubStatusPushOptions
 ---@return buildbot.StatusTarget
