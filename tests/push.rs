@@ -4,6 +4,8 @@
 
 #[path = "support/http.rs"]
 mod http;
+#[path = "support/master_process.rs"]
+mod master_process;
 mod support;
 
 use std::collections::BTreeMap;
@@ -703,4 +705,94 @@ async fn a_reconfig_keeps_waiting_statuses_and_the_new_options_take_the_next_bui
         "{outcome:?}"
     );
     assert!(rows(&master, "GitHubStatus", "pending").await > 0);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Forces a build of `revision` through the web server's JSON-RPC, retrying while the
+/// master starts.
+async fn force(web_port: u16, revision: &str) {
+    let body = json!({"jsonrpc": "2.0", "method": "force", "id": 1,
+                      "params": {"builderid": 1, "revision": revision}});
+    let url = format!("http://127.0.0.1:{web_port}/api/v2/forceschedulers/force");
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let answer = client.post(&url).json(&body).send().await;
+        if answer.is_ok_and(|answer| answer.status().is_success()) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the master never took the force"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_queued_when_the_master_is_killed_arrive_after_the_restart_once_each_as_the_last_state(
+) {
+    let mut server = HttpServer::start();
+    let web = free_port();
+    let status = format!(
+        "c['www'] = {{port={web}}}\n\
+         c['collapseRequests'] = false\n\
+         c['schedulers'] = {{schedulers.ForceScheduler{{name='force', builderNames={{'b'}}}}}}\n\
+         c['status'] = {{status.GitHubStatus{{token='t0k', repoOwner='moon', repoName='moon', \
+           baseURL='{}api/v3'}}}}",
+        server.url()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("master.cfg.lua"), config(&status)).unwrap();
+    server.stop();
+    let master = master_process::spawn_master(dir.path(), &[]);
+    for revision in ["a1", "b2", "c3"] {
+        force(web, revision).await;
+    }
+    // Each commit's pending, started and finished statuses were written; only the last
+    // of each waits, the others superseded.
+    let deadline = std::time::Instant::now() + WAIT;
+    let count = |state: &str| {
+        support::sql(
+            dir.path(),
+            &format!("SELECT COUNT(*) FROM outbox WHERE state = '{state}'"),
+        )[0][0]
+            .as_i64()
+    };
+    while count("superseded") < Some(6) || count("pending") != Some(3) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three final statuses never queued: {:?}",
+            support::sql(dir.path(), "SELECT state, summary FROM outbox")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    master_process::kill(master);
+    server.restart();
+    let master = master_process::spawn_master(dir.path(), &[]);
+    let taken = server.wait_for(3, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    master_process::kill(master);
+    assert_eq!(server.taken().len(), 3, "{:#?}", server.requests());
+    let statuses: Vec<(String, String)> = taken
+        .iter()
+        .map(|r| (r.path.clone(), r.json()["state"].as_str().unwrap().into()))
+        .collect();
+    let expected: Vec<(String, String)> = ["a1", "b2", "c3"]
+        .iter()
+        .map(|sha| {
+            (
+                format!("/api/v3/repos/moon/moon/statuses/{sha}"),
+                "success".into(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses, expected);
 }
