@@ -707,6 +707,47 @@ async fn a_reconfig_keeps_waiting_statuses_and_the_new_options_take_the_next_bui
     assert!(rows(&master, "GitHubStatus", "pending").await > 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_queued_or_cancelled_while_the_target_was_away_are_reported_when_it_returns() {
+    let server = HttpServer::start();
+    let with_github = config(&github(&server, ""));
+    let mut master = TestMaster::start(&with_github).await;
+    let owner = ("owner", json!("octo"));
+    let (running, _) = queue(&master, "abc123", 0, &[owner.clone(), ("pause", json!(1))]).await;
+    wait_for_state(&server, "abc123", "pending").await;
+    let file = master.dir().join("master.cfg.lua");
+    std::fs::write(&file, config("")).unwrap();
+    assert_eq!(
+        master.reconfig().await.line,
+        "reconfig complete (+0 ~0 -1 services)"
+    );
+    // While no GitHubStatus runs: one request waits behind the running build, one is
+    // cancelled before it was built.
+    queue(&master, "def456", 0, std::slice::from_ref(&owner)).await;
+    let (_, cancelled) = queue(&master, "0ff1ce", 0, &[owner]).await;
+    master
+        .context
+        .control
+        .cancel_request(cancelled, "not wanted".into())
+        .await
+        .unwrap();
+    std::fs::write(&file, &with_github).unwrap();
+    assert_eq!(
+        master.reconfig().await.line,
+        "reconfig complete (+1 ~0 -0 services)"
+    );
+    let taken = wait_for_state(&server, "def456", "pending").await;
+    assert!(
+        taken
+            .iter()
+            .any(|r| r.path.ends_with("def456") && r.json()["description"] == "Build queued."),
+        "{taken:#?}"
+    );
+    wait_for_state(&server, "0ff1ce", "error").await;
+    complete(&master, running).await;
+    wait_for_state(&server, "def456", "success").await;
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

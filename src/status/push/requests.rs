@@ -3,6 +3,11 @@
 //! free (buildbot/buildbot#4700), and one when a request is cancelled before it was built,
 //! so the check does not stay pending for ever (#6625). The shared generator follows
 //! builds only; this task follows `buildrequests/N/new` and `buildrequests/N/cancel`.
+//!
+//! The highest request it has looked at is kept in storage, so requests queued or
+//! cancelled while the master was down, or while the task fell behind the bus, are
+//! reported when it starts or catches up; the outbox's keys keep a status from being
+//! written twice.
 
 use std::sync::Arc;
 
@@ -12,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::PushReporter;
 use crate::db::{Db, DbResult};
+use crate::model::BuildResult;
 use crate::runtime::Context;
 use crate::script::RenderData;
 
@@ -62,8 +68,43 @@ async fn follow<R: PushReporter>(
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) {
+    // Subscribed before catching up, so nothing falls between the two.
     let mut events = ctx.bus.subscribe();
+    let mut seen = Watermark::load(&ctx.db, &name).await;
+    let report = |brid: i64, what: RequestEvent| {
+        let reporter = current.borrow().clone();
+        let (ctx, name, wake) = (&ctx, &name, &wake);
+        async move {
+            let outcome = match request_info(&ctx.db, brid, what).await {
+                Ok(Some(info)) => reporter.request(ctx, info, what).await,
+                Ok(None) => Ok(false),
+                Err(error) => Err(error.into()),
+            };
+            match outcome {
+                Ok(true) => wake.notify_one(),
+                Ok(false) => {}
+                Err(error) => tracing::error!(
+                    "{name}: nothing reported about build request {brid}: {error:#}"
+                ),
+            }
+        }
+    };
+    let mut behind = true;
     loop {
+        if behind {
+            match seen.missed(&ctx.db).await {
+                Ok(missed) => {
+                    for (brid, what) in missed {
+                        report(brid, what).await;
+                        seen.passed(&ctx.db, brid).await;
+                    }
+                    behind = false;
+                }
+                Err(error) => {
+                    tracing::warn!("{name}: cannot read the build requests: {error}");
+                }
+            }
+        }
         let event = tokio::select! {
             () = stop.cancelled() => break,
             event = events.recv() => event,
@@ -71,10 +112,8 @@ async fn follow<R: PushReporter>(
         let event = match event {
             Ok(event) => event,
             Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(
-                    "{name}: fell {missed} events behind; requests queued or cancelled \
-                     meanwhile get no status of their own"
-                );
+                tracing::warn!("{name}: fell {missed} events behind; catching up from storage");
+                behind = true;
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => break,
@@ -87,18 +126,73 @@ async fn follow<R: PushReporter>(
             (_, Some(brid)) => (brid, RequestEvent::Cancelled),
             _ => continue,
         };
-        let reporter = current.borrow().clone();
-        let outcome = match request_info(&ctx.db, brid, what).await {
-            Ok(Some(info)) => reporter.request(&ctx, info, what).await,
-            Ok(None) => Ok(false),
-            Err(error) => Err(error.into()),
-        };
-        match outcome {
-            Ok(true) => wake.notify_one(),
-            Ok(false) => {}
-            Err(error) => {
-                tracing::error!("{name}: nothing reported about build request {brid}: {error:#}")
+        report(brid, what).await;
+        seen.passed(&ctx.db, brid).await;
+    }
+}
+
+/// The highest build request a target has looked at, in storage.
+struct Watermark {
+    object: String,
+    brid: i64,
+}
+
+impl Watermark {
+    const KEY: &str = "requests_seen";
+
+    /// The target's watermark; a target that has none starts from the newest request,
+    /// as it has nothing to catch up on.
+    async fn load(db: &Db, target: &str) -> Watermark {
+        let object = format!("status/{target}");
+        let stored = db.get_state(&object, Self::KEY).await;
+        let brid = match stored {
+            Ok(Some(value)) => value.as_i64().unwrap_or(0),
+            _ => {
+                let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM buildrequests")
+                    .fetch_one(&db.pool)
+                    .await
+                    .unwrap_or(None);
+                let mut watermark = Watermark { object, brid: 0 };
+                watermark.passed(db, newest.unwrap_or(0)).await;
+                return watermark;
             }
+        };
+        Watermark { object, brid }
+    }
+
+    /// The requests after the watermark that were queued and wait, or were cancelled
+    /// before a build, in order.
+    async fn missed(&self, db: &Db) -> DbResult<Vec<(i64, RequestEvent)>> {
+        let rows: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT r.id, r.complete, r.results FROM buildrequests r WHERE r.id > $1 \
+             AND NOT EXISTS (SELECT 1 FROM builds WHERE buildrequestid = r.id) ORDER BY r.id",
+        )
+        .bind(self.brid)
+        .fetch_all(&db.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(brid, complete, results)| match (complete, results) {
+                (0, _) => Some((brid, RequestEvent::Queued)),
+                (_, Some(code)) if code == BuildResult::Cancelled.code() => {
+                    Some((brid, RequestEvent::Cancelled))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// `brid` was looked at; a failure to store it only means looking again later.
+    async fn passed(&mut self, db: &Db, brid: i64) {
+        if brid <= self.brid {
+            return;
+        }
+        self.brid = brid;
+        if let Err(error) = db
+            .set_state(&self.object, Self::KEY, &serde_json::Value::from(brid))
+            .await
+        {
+            tracing::warn!("{}: cannot store the requests seen: {error}", self.object);
         }
     }
 }
