@@ -81,7 +81,9 @@ local function start(builderName, build, arg)
 end
 local function summary(buildInfoList, results, status, arg)
   local names = {}
-  for _, info in ipairs(buildInfoList) do table.insert(names, info.name .. '=' .. info.resultText) end
+  for _, info in ipairs(buildInfoList) do
+    table.insert(names, info.name .. '#' .. info.build:getNumber() .. '=' .. info.resultText)
+  end
   return {message=arg .. ' ' .. table.concat(names, ',') .. ' ' .. util.Results[results]}
 end
 "#;
@@ -109,7 +111,7 @@ async fn review_start_and_summary_callbacks_produce_their_command_lines() {
     let mut expected = vec![
         review("R a #1 failure", &["Code-Review=0", "Verified=-1"]),
         review("S started a", &[]),
-        review("Z a=failed failure", &[]),
+        review("Z a#1=failed failure", &[]),
     ];
     expected.sort();
     assert_eq!(commands, expected);

@@ -183,6 +183,16 @@ function status.StatusPush(serverPushCb, options) end
 ---@return buildbot.StatusTarget
 function status.HttpStatusPush(serverUrl, options) end
 
+---One build of the buildset a GerritStatusPush summarizes.
+---@class buildbot.status.GerritBuildInfo
+---@field name string The builder's name.
+---@field result integer
+---@field resultText string "succeeded", "failed", ...
+---@field text string
+---@field url string
+---@field number integer
+---@field build any The build, as reviewCB receives it.
+
 ---@class buildbot.status.GerritStatusPushOptions
 ---@field name? string
 ---@field server? string
@@ -192,7 +202,7 @@ function status.HttpStatusPush(serverUrl, options) end
 ---@field port? integer Default 29418.
 ---@field reviewArg? any
 ---@field startArg? any
----@field summaryCB? fun(buildInfoList: table[], results: integer, master_status: any, arg: any): {message: string?, labels: table<string, integer>?}
+---@field summaryCB? fun(buildInfoList: buildbot.status.GerritBuildInfo[], results: integer, master_status: any, arg: any): {message: string?, labels: table<string, integer>?}
 ---@field summaryArg? any
 ---@field identity_file? string
 ---@field ssh_known_hosts? string The server's host keys, as known_hosts lines.

@@ -75,6 +75,10 @@ pub enum Arg {
     Handle(LuaHandle),
     /// A StatusPush's `self`, offering these events to `self.queue:popChunk()`.
     StatusPush(Arc<PushChunk>),
+    /// A list of arguments, as a Lua sequence.
+    List(Vec<Arg>),
+    /// A table of these fields with the build as its `build` (0.8's `buildInfo`).
+    WithBuild(serde_json::Value, Arc<BuildInfo>),
 }
 
 impl From<serde_json::Value> for Arg {
@@ -122,6 +126,20 @@ impl Arg {
             Arg::Properties(data) => lua.create_userdata(LuaProperties(data)).map(userdata),
             Arg::Handle(handle) => handle.value(lua),
             Arg::StatusPush(chunk) => lua.create_userdata(LuaStatusPush(chunk)).map(userdata),
+            Arg::List(items) => {
+                let items: Vec<Value> = items
+                    .into_iter()
+                    .map(|item| item.into_lua(lua))
+                    .collect::<mlua::Result<_>>()?;
+                lua.create_sequence_from(items).map(Value::Table)
+            }
+            Arg::WithBuild(fields, build) => {
+                let table = json_to_lua(lua, &fields)?;
+                if let Value::Table(table) = &table {
+                    table.raw_set("build", lua.create_userdata(LuaBuild(build))?)?;
+                }
+                Ok(table)
+            }
         }
     }
 }

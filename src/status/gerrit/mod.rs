@@ -250,8 +250,13 @@ impl Reviewer {
             SummaryCallback::Off => return Ok(false),
             SummaryCallback::BuiltIn => default_summary(&infos),
             SummaryCallback::Lua(callback) => {
+                let with_builds = infos
+                    .iter()
+                    .zip(&builds)
+                    .map(|(info, build)| Arg::WithBuild(info.clone(), build.clone()))
+                    .collect();
                 let args = vec![
-                    Arg::Json(Value::Array(infos.clone())),
+                    Arg::List(with_builds),
                     Arg::from(results.code()),
                     Arg::Master(self.master.clone()),
                     self.arg(&self.config.summary_arg),
@@ -277,7 +282,8 @@ impl Reviewer {
             .await
     }
 
-    /// Buildbot 0.8's `buildInfo` for `summaryCB`.
+    /// Buildbot 0.8's `buildInfo` for `summaryCB`, but its `build`, which the callback
+    /// receives beside these fields.
     fn build_info(&self, build: &BuildInfo) -> Value {
         let result = build.results.unwrap_or(BuildResult::Success);
         let result_text = match result {
