@@ -95,7 +95,7 @@ impl ConfigSource {
 }
 
 /// A hash of the lines that define `function`, when it comes from the config's own text.
-fn code_of(lua: &Lua, function: &Function) -> Option<u64> {
+pub fn code_of(lua: &Lua, function: &Function) -> Option<u64> {
     let source = lua.app_data_ref::<ConfigSource>()?;
     let info = function.info();
     if info.source.as_deref()?.strip_prefix('@') != Some(source.file.as_str()) {

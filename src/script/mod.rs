@@ -9,7 +9,7 @@ pub mod messages;
 pub mod objects;
 pub mod renderable;
 
-pub use callback::{Callback, ConfigSource};
+pub use callback::{code_of, Callback, ConfigSource};
 pub use host::{Arg, FromScript, HostLimits, Pending, ScriptError, ScriptErrorKind, ScriptHost};
 pub use lua_api::{register, CLASSES};
 pub use renderable::{is_falsy, RenderData, RenderError, Renderable};

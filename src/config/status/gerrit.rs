@@ -175,6 +175,24 @@ mod tests {
     }
 
     #[test]
+    fn a_reconfig_that_changes_only_an_arg_is_a_change() {
+        let push = |arg: &str| {
+            gerrit(&format!(
+                "c['status'] = {{status.GerritStatusPush{{server='g', username='u', reviewCB=print, reviewArg={arg}}}}}"
+            ))
+        };
+        let same = crate::config::same_options;
+        assert!(same(&push("{a=1, b={'x'}}"), &push("{b={'x'}, a=1}")));
+        assert!(!same(&push("{a=1, b={'x'}}"), &push("{a=1, b={'y'}}")));
+        assert!(!same(&push("'x'"), &push("'y'")));
+        assert!(!same(&push("1"), &push("'1'")));
+        assert_eq!(
+            format!("{:?}", push("'secret'").review_arg.unwrap()),
+            "<lua string>"
+        );
+    }
+
+    #[test]
     fn defaults_send_only_the_built_in_summary() {
         let config =
             gerrit("c['status'] = {status.GerritStatusPush('gerrit.example.org', 'buildbot')}");

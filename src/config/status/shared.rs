@@ -68,14 +68,19 @@ pub struct LuaHandle {
     key: Arc<RegistryKey>,
     /// Its Lua type, for `Debug` (not its contents, which may be secret).
     kind: &'static str,
+    /// A hash of its contents, so that a reconfig that changes only the value is a change.
+    digest: u64,
 }
 
 impl LuaHandle {
     pub fn new(lua: &Lua, value: Value) -> mlua::Result<LuaHandle> {
         let kind = value.type_name();
+        let mut hasher = std::hash::DefaultHasher::new();
+        hash_value(lua, &value, &mut hasher, 0);
         Ok(LuaHandle {
             key: Arc::new(lua.create_registry_value(value)?),
             kind,
+            digest: std::hash::Hasher::finish(&hasher),
         })
     }
 
@@ -87,7 +92,41 @@ impl LuaHandle {
 
 impl fmt::Debug for LuaHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<lua {}>", self.kind)
+        match crate::config::compare::ignoring_places() {
+            true => write!(f, "<lua {} {:x}>", self.kind, self.digest),
+            false => write!(f, "<lua {}>", self.kind),
+        }
+    }
+}
+
+/// Tables deeper than this hash as their type alone (a cycle ends here too).
+const HASHED_DEPTH: usize = 8;
+
+/// Feeds what `value` holds to `hasher`: scalars, tables by sorted entries, functions by
+/// their code, as callbacks are compared.
+fn hash_value(lua: &Lua, value: &Value, hasher: &mut impl std::hash::Hasher, depth: usize) {
+    use std::hash::Hash;
+    value.type_name().hash(hasher);
+    match value {
+        Value::Boolean(b) => b.hash(hasher),
+        Value::Integer(i) => i.hash(hasher),
+        Value::Number(n) => n.to_bits().hash(hasher),
+        Value::String(s) => s.as_bytes().hash(hasher),
+        Value::Function(function) => crate::script::code_of(lua, function).hash(hasher),
+        Value::Table(table) if depth < HASHED_DEPTH => {
+            let mut entries: Vec<(String, u64)> = table
+                .pairs::<Value, Value>()
+                .flatten()
+                .map(|(key, value)| {
+                    let mut inner = std::hash::DefaultHasher::new();
+                    hash_value(lua, &value, &mut inner, depth + 1);
+                    (format!("{key:?}"), std::hash::Hasher::finish(&inner))
+                })
+                .collect();
+            entries.sort();
+            entries.hash(hasher);
+        }
+        _ => {}
     }
 }
 
