@@ -748,6 +748,37 @@ async fn requests_queued_or_cancelled_while_the_target_was_away_are_reported_whe
     wait_for_state(&server, "def456", "success").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_that_started_while_the_target_was_away_gets_its_start_status_when_it_returns() {
+    let server = HttpServer::start();
+    let with_github = config(&github(&server, ""));
+    let mut master = TestMaster::start(&with_github).await;
+    std::fs::write(master.dir().join("master.cfg.lua"), config("")).unwrap();
+    assert_eq!(
+        master.reconfig().await.line,
+        "reconfig complete (+0 ~0 -1 services)"
+    );
+    let owner = ("owner", json!("octo"));
+    let (running, _) = queue(&master, "abc123", 0, &[owner, ("pause", json!(2))]).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while support::sql(master.dir(), "SELECT COUNT(*) FROM builds")[0][0] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never started"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    std::fs::write(master.dir().join("master.cfg.lua"), &with_github).unwrap();
+    assert_eq!(
+        master.reconfig().await.line,
+        "reconfig complete (+1 ~0 -0 services)"
+    );
+    let taken = wait_for_state(&server, "abc123", "pending").await;
+    assert_eq!(taken[0].json()["description"], "b started", "{taken:#?}");
+    complete(&master, running).await;
+    wait_for_state(&server, "abc123", "success").await;
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -116,9 +116,11 @@ struct Generator<R> {
     wake_delivery: Arc<Notify>,
 }
 
-/// Finished builds and complete buildsets are each followed with their own watermark.
+/// Started builds, finished builds and complete buildsets are each followed with their own
+/// watermark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stream {
+    Starts,
     Builds,
     Buildsets,
 }
@@ -126,6 +128,7 @@ enum Stream {
 impl Stream {
     fn is_wanted(self, wanted: &Wanted) -> bool {
         match self {
+            Stream::Starts => wanted.started,
             Stream::Builds => wanted.finished,
             Stream::Buildsets => wanted.buildsets,
         }
@@ -142,8 +145,10 @@ struct Progress {
 
 impl<R: Reporter> Generator<R> {
     async fn run(self, mut events: broadcast::Receiver<Arc<Event>>, stop: CancellationToken) {
-        let mut streams = Vec::with_capacity(2);
-        for stream in [Stream::Builds, Stream::Buildsets] {
+        let mut streams = Vec::with_capacity(3);
+        // Starts first: a build that started and finished meanwhile is caught up as
+        // finished only, its start no longer news.
+        for stream in [Stream::Starts, Stream::Builds, Stream::Buildsets] {
             let watermark = Watermark::new(&self.name, stream);
             let until = match watermark.load(&self.ctx.db).await {
                 Ok(until) => until,
@@ -169,22 +174,20 @@ impl<R: Reporter> Generator<R> {
                 _ = flush.tick() => self.store(&mut streams).await,
                 event = events.recv() => match event {
                     Ok(event) => {
-                        if let Some(buildid) = event.id_of("builds", "new") {
-                            self.handle_started(buildid).await;
-                            continue;
-                        }
-                        let (stream, id) = match (
+                        let (stream, id, at) = match (
+                            event.id_of("builds", "new"),
                             event.id_of("builds", "finished"),
                             event.id_of("buildsets", "complete"),
                         ) {
-                            (Some(id), _) => (Stream::Builds, id),
-                            (_, Some(id)) => (Stream::Buildsets, id),
+                            (Some(id), _, _) => (Stream::Starts, id, "started_at"),
+                            (_, Some(id), _) => (Stream::Builds, id, "complete_at"),
+                            (_, _, Some(id)) => (Stream::Buildsets, id, "complete_at"),
                             _ => continue,
                         };
                         self.handle(stream, id).await;
                         let progress = streams.iter_mut().find(|p| p.stream == stream);
                         if let (Some(progress), Some(at)) =
-                            (progress, event.message["complete_at"].as_f64())
+                            (progress, event.message[at].as_f64())
                         {
                             progress.handled_until = progress.handled_until.max(at);
                         }
@@ -218,13 +221,15 @@ impl<R: Reporter> Generator<R> {
     }
 
     /// Handles what finished since `since` (whole seconds, as events carry them: what
-    /// finished in that second is seen again and dropped by the outbox's key). A stream the
-    /// target does not want is skipped, and counts as handled.
+    /// finished in that second is seen again and dropped by the outbox's key), and the
+    /// builds started since that still run. A stream the target does not want is skipped,
+    /// and counts as handled.
     async fn catch_up(&self, stream: Stream, since: f64) -> f64 {
         if !stream.is_wanted(self.current.borrow().wanted()) {
             return since;
         }
         let query = match stream {
+            Stream::Starts => "SELECT id, started_at FROM builds WHERE started_at >= $1 AND complete_at IS NULL ORDER BY started_at, id",
             Stream::Builds => "SELECT id, complete_at FROM builds WHERE complete_at >= $1 ORDER BY complete_at, id",
             Stream::Buildsets => "SELECT id, complete_at FROM buildsets WHERE complete = 1 AND complete_at >= $1 ORDER BY complete_at, id",
         };
@@ -256,6 +261,9 @@ impl<R: Reporter> Generator<R> {
             return;
         }
         let report = match stream {
+            Stream::Starts => {
+                return self.handle_started(id).await;
+            }
             Stream::Builds => self
                 .finished(wanted, id)
                 .await
@@ -464,6 +472,7 @@ impl Watermark {
         Watermark {
             object: format!("status/{target}"),
             key: match stream {
+                Stream::Starts => "starts_handled_until",
                 Stream::Builds => "handled_until",
                 Stream::Buildsets => "buildsets_handled_until",
             },
