@@ -279,7 +279,7 @@ function util.HTPasswdAuth(file) end
 ---@return buildbot.util.Auth
 function util.HTPasswdAprAuth(file) end
 
----Checks credentials against the users stored by the master.
+---Refused: this master stores no users (User Objects); use BasicAuth or HTPasswdAuth.
 ---@class buildbot.util.UsersAuthOptions
 
 ---@return buildbot.util.Auth

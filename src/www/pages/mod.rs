@@ -12,14 +12,15 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::extract::{Extension, Path as UrlPath, RawQuery, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::config::status::{StatusTarget, WebStatusConfig};
+use super::auth::{self, Gate, Sessions, Visitor};
+use crate::config::status::{AuthzAction, AuthzRule, StatusTarget, WebStatusConfig};
 use crate::data::builds::{self, BuildRef, BuilderRef, BuildsOf, LogRef, StepRef};
 use crate::data::changes::{self, ChangesOf};
 use crate::data::registry::{self, BuildersOf, WorkersOf};
@@ -27,6 +28,7 @@ use crate::data::{Entity, Query};
 use crate::db::DbError;
 use crate::runtime::Context;
 use render::Templates;
+pub(super) use render::escape as escape_html;
 
 /// Lines of a log one page shows.
 const LOG_PAGE_LINES: i64 = 1000;
@@ -39,11 +41,13 @@ const TEXT_LINES_PER_READ: i64 = 2000;
 struct Pages {
     context: Context,
     templates: Arc<Templates>,
+    sessions: Arc<Sessions>,
 }
 
 /// The page routes. Templates are looked up in `BASEDIR/templates/` and `template_dirs`
 /// once each, as first used; a changed template shows after a restart.
-pub fn router(context: Context) -> Router {
+pub fn router(gate: Gate) -> Router {
+    let context = gate.context;
     let web = web_config(&context);
     let mut dirs: Vec<PathBuf> = web
         .template_dirs
@@ -54,6 +58,7 @@ pub fn router(context: Context) -> Router {
     let pages = Pages {
         templates: Arc::new(Templates::new(dirs)),
         context,
+        sessions: gate.sessions,
     };
     Router::new()
         .route("/", get(welcome))
@@ -162,12 +167,30 @@ fn html_headers() -> [(header::HeaderName, &'static str); 1] {
 }
 
 impl Pages {
-    fn page(&self, template: &str, mut values: Value) -> PageResult {
+    /// Renders a page for `visitor`: every page shows who is logged in (or how to log in)
+    /// and its forms carry the session's CSRF token.
+    fn page(&self, visitor: &Visitor, template: &str, mut values: Value) -> PageResult {
         let config = self.context.config.current();
+        let authz = auth::authz_of(&config);
         if let Value::Object(map) = &mut values {
             map.insert("title".into(), json!(config.title));
             map.insert("title_url".into(), json!(config.title_url));
             map.insert("page".into(), json!(template.trim_end_matches(".html")));
+            map.insert("user".into(), json!(visitor.user));
+            map.insert("csrf".into(), json!(self.sessions.csrf_token(&visitor.session)));
+            let login_url = visitor
+                .user
+                .is_none()
+                .then(|| auth::login_url(&authz, &visitor.path))
+                .flatten();
+            map.insert("login_url".into(), json!(login_url));
+            // A link, not a control: shown when the rule can let this visitor in.
+            let show_users = match authz.rule(AuthzAction::ShowUsersPage) {
+                AuthzRule::Allow => true,
+                AuthzRule::Deny => false,
+                AuthzRule::Auth | AuthzRule::Function(_) => visitor.user.is_some(),
+            };
+            map.insert("show_users".into(), json!(show_users));
         }
         let html = self.templates.render(template, values)?;
         Ok((html_headers(), html).into_response())
@@ -220,19 +243,25 @@ fn query(entity: &Entity, pairs: &[(&str, String)]) -> Query {
     Query::parse(&pairs, entity, true).expect("the pages' own queries are valid")
 }
 
-async fn welcome(State(pages): State<Pages>) -> PageResult {
-    pages.page("root.html", json!({}))
+async fn welcome(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,) -> PageResult {
+    pages.page(&visitor, "root.html", json!({}))
 }
 
-async fn about(State(pages): State<Pages>) -> PageResult {
-    pages.page(
+async fn about(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,) -> PageResult {
+    pages.page(&visitor, 
         "about.html",
         json!({ "version": env!("CARGO_PKG_VERSION"), "basedir": pages.context.basedir.display().to_string() }),
     )
 }
 
 /// Every builder with its last finished build, the builds it runs and what is queued.
-async fn builders_page(State(pages): State<Pages>) -> PageResult {
+async fn builders_page(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,) -> PageResult {
     let db = &pages.context.db;
     let builders = registry::builders(
         db,
@@ -244,7 +273,7 @@ async fn builders_page(State(pages): State<Pages>) -> PageResult {
     for builder in builders.items {
         rows.push(builder_summary(&pages, builder).await?);
     }
-    pages.page("builders.html", json!({ "builders": rows }))
+    pages.page(&visitor, "builders.html", json!({ "builders": rows }))
 }
 
 /// A builder's row: `builder`, `last` (its last finished build), `running`, `pending`.
@@ -312,6 +341,7 @@ async fn builder_ref(pages: &Pages, name: &str) -> Result<(i64, Value), PageErro
 /// `/builders/NAME`: what it runs, what waits, its last `numbuilds` builds.
 async fn builder_page(
     State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
     UrlPath(name): UrlPath<String>,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
@@ -336,7 +366,7 @@ async fn builder_page(
         ),
     )
     .await?;
-    pages.page(
+    pages.page(&visitor, 
         "builder.html",
         json!({ "summary": summary, "builds": recent.items, "numbuilds": numbuilds }),
     )
@@ -355,6 +385,7 @@ fn build_ref(builder: &str, number: &str) -> Result<BuildRef, PageError> {
 /// `/builders/NAME/builds/N`: the build, its properties and its steps with their logs.
 async fn build_page(
     State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
     UrlPath((builder, number)): UrlPath<(String, String)>,
 ) -> PageResult {
     let db = &pages.context.db;
@@ -389,7 +420,7 @@ async fn build_page(
                 .collect()
         })
         .unwrap_or_default();
-    pages.page(
+    pages.page(&visitor, 
         "build.html",
         json!({
             "builder": builder_json,
@@ -432,6 +463,7 @@ async fn find_log(
 /// another, so a log of any size opens at once on its end.
 async fn log_page(
     State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
     UrlPath((builder, number, step, log)): UrlPath<(String, String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
@@ -457,7 +489,7 @@ async fn log_page(
     let html = ansi::log_html(&text, log_type);
     let earlier = (first > 0).then(|| (first - LOG_PAGE_LINES).max(0));
     let later = (last + 1 < num_lines).then_some(last + 1);
-    pages.page(
+    pages.page(&visitor, 
         "log.html",
         json!({
             "builder": builder,
@@ -510,7 +542,9 @@ async fn log_text(
 }
 
 /// `/changes`: the last changes, newest first.
-async fn changes_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
+async fn changes_page(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>, RawQuery(raw): RawQuery) -> PageResult {
     let args = arguments(&raw);
     let web = web_config(&pages.context);
     let limit = count(&args, "num_changes", web.numbuilds, None)?;
@@ -528,10 +562,12 @@ async fn changes_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pa
         .iter()
         .map(|change| render::change_links(&web, change))
         .collect();
-    pages.page("changes.html", json!({ "changes": rows }))
+    pages.page(&visitor, "changes.html", json!({ "changes": rows }))
 }
 
-async fn change_page(State(pages): State<Pages>, UrlPath(changeid): UrlPath<String>) -> PageResult {
+async fn change_page(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>, UrlPath(changeid): UrlPath<String>) -> PageResult {
     let missing = || PageError::not_found(format!("no change {changeid}"));
     let id: i64 = changeid.parse().map_err(|_| missing())?;
     let change = changes::change(&pages.context.db, id)
@@ -553,7 +589,7 @@ async fn change_page(State(pages): State<Pages>, UrlPath(changeid): UrlPath<Stri
         .into_iter()
         .map(|build| with_builder_name(build, &names))
         .collect();
-    pages.page(
+    pages.page(&visitor, 
         "change.html",
         json!({ "change": render::change_links(&web, &change), "builds": builds }),
     )
@@ -583,7 +619,9 @@ fn with_builder_name(mut build: Value, names: &[(i64, String)]) -> Value {
 
 /// `/workers` (and the 0.8 name `/buildslaves`): every worker, connected or not, and the
 /// builders it serves unless `no_builders=1`.
-async fn workers_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
+async fn workers_page(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>, RawQuery(raw): RawQuery) -> PageResult {
     let args = arguments(&raw);
     let show_builders = !matches!(argument(&args, "no_builders"), Some("1" | "true"));
     let workers = registry::workers(
@@ -616,7 +654,7 @@ async fn workers_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pa
             worker
         })
         .collect();
-    pages.page(
+    pages.page(&visitor, 
         "workers.html",
         json!({ "workers": rows, "show_builders": show_builders }),
     )
@@ -624,7 +662,9 @@ async fn workers_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pa
 
 /// `/one_line_per_build`: the last builds of every builder (or of `builder=`), newest
 /// first, one line each.
-async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
+async fn one_line_per_build(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>, RawQuery(raw): RawQuery) -> PageResult {
     let args = arguments(&raw);
     let web = web_config(&pages.context);
     let numbuilds = count(&args, "numbuilds", web.numbuilds, None)?;
@@ -653,7 +693,7 @@ async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery)
     for build in builds.items {
         rows.push(with_builder_name(build, &names));
     }
-    pages.page(
+    pages.page(&visitor, 
         "one_line_per_build.html",
         json!({ "builds": rows, "builders": wanted, "numbuilds": numbuilds }),
     )
@@ -662,7 +702,9 @@ async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery)
 /// `/waterfall`: a column per builder, a row per build, newest on top. `builder=` and
 /// `tag=` (or `category=`) choose the columns, `branch=` the builds (of the last
 /// `num_events` read), `num_events=` how many, at most `num_events_max`.
-async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
+async fn waterfall(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>, RawQuery(raw): RawQuery) -> PageResult {
     let args = arguments(&raw);
     let web = web_config(&pages.context);
     let num_events = count(&args, "num_events", web.num_events, web.num_events_max)?;
@@ -723,7 +765,7 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
             json!({ "build": build, "column": column })
         })
         .collect();
-    pages.page(
+    pages.page(&visitor, 
         "waterfall.html",
         json!({ "builders": columns, "rows": rows, "num_events": num_events }),
     )
