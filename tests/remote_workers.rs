@@ -96,7 +96,7 @@ local c = BuildmasterConfig
 c['protocols'] = {{ msgpack_experimental_v7 = {{ port = 'tcp:{port}:interface=127.0.0.1' }} }}
 c['workers'] = {{ {workers} }}
 c['builders'] = {{ {builders} }}
-c['status'] = {{ status.WebStatus{{http_port="tcp:0:interface=127.0.0.1"}} }}
+c['status'] = {{ status.WebStatus{{http_port="tcp:0:interface=127.0.0.1", authz=util.Authz{{default_action=true}}}} }}
 "#
     )
 }

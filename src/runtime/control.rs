@@ -95,10 +95,7 @@ pub enum ControlRequest {
         reply: Reply<()>,
     },
     /// The worker takes no more builds and shuts down when its running ones end.
-    ShutDownWorker {
-        worker: String,
-        reply: Reply<()>,
-    },
+    ShutDownWorker { worker: String, reply: Reply<()> },
     PingBuilder {
         builder: String,
         reply: Reply<Pinged>,

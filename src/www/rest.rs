@@ -748,31 +748,47 @@ async fn call(
         (Endpoint::Builders, "force") => {
             caller.permit(A::ForceAllBuilds, None).await?;
             let submitted = force_all(context, caller.owner(), reason(&params)).await?;
-            Ok(Value::Array(submitted.into_iter().map(submitted_json).collect()))
+            Ok(Value::Array(
+                submitted.into_iter().map(submitted_json).collect(),
+            ))
         }
         (Endpoint::Builders | Endpoint::Builder, "stop" | "cancel") => {
             let builderid = match endpoint {
                 Endpoint::Builder => {
                     let builder = args.builder().ok_or_else(|| not_found("builder"))?;
-                    Some(builds::builder_id(db, &builder).await?.ok_or_else(|| not_found("builder"))?)
+                    Some(
+                        builds::builder_id(db, &builder)
+                            .await?
+                            .ok_or_else(|| not_found("builder"))?,
+                    )
                 }
                 _ => None,
             };
             if method == "stop" {
                 caller.permit(A::StopAllBuilds, None).await?;
-                let stopped = context.control.stop_builds(builderid, reason(&params)).await?;
+                let stopped = context
+                    .control
+                    .stop_builds(builderid, reason(&params))
+                    .await?;
                 Ok(json!({ "stopped": stopped }))
             } else {
                 caller.permit(A::CancelAllPendingBuilds, None).await?;
                 let which = builderid.map_or(PendingOf::AllBuilders, PendingOf::Builder);
-                let cancelled = context.control.cancel_requests(which, reason(&params)).await?;
+                let cancelled = context
+                    .control
+                    .cancel_requests(which, reason(&params))
+                    .await?;
                 Ok(json!({ "cancelled": cancelled }))
             }
         }
         (Endpoint::Builder, "ping") => {
             let builder = args.builder().ok_or_else(|| not_found("builder"))?;
-            let id = builds::builder_id(db, &builder).await?.ok_or_else(|| not_found("builder"))?;
-            let builder = registry::builder(db, id).await?.ok_or_else(|| not_found("builder"))?;
+            let id = builds::builder_id(db, &builder)
+                .await?
+                .ok_or_else(|| not_found("builder"))?;
+            let builder = registry::builder(db, id)
+                .await?
+                .ok_or_else(|| not_found("builder"))?;
             caller.permit(A::PingBuilder, Some(&builder)).await?;
             let name = builder["name"].as_str().unwrap_or_default().to_string();
             let answers = context.control.ping_builder(name).await?;
@@ -788,14 +804,18 @@ async fn call(
                 .await?
                 .ok_or_else(|| not_found("build"))?;
             if method == "stop" {
-                let build = build_object(db, buildid).await?.ok_or_else(|| not_found("build"))?;
+                let build = build_object(db, buildid)
+                    .await?
+                    .ok_or_else(|| not_found("build"))?;
                 caller.permit(A::StopBuild, Some(&build)).await?;
                 context.control.stop_build(buildid, reason(&params)).await?;
                 Ok(Value::Null)
             } else {
                 // A rebuild forces the build's builder again.
                 let builderid = context.db.builder_of_build(buildid).await?;
-                let builder = registry::builder(db, builderid).await?.ok_or_else(|| not_found("builder"))?;
+                let builder = registry::builder(db, builderid)
+                    .await?
+                    .ok_or_else(|| not_found("builder"))?;
                 caller.permit(A::ForceBuild, Some(&builder)).await?;
                 Ok(submitted_json(context.control.rebuild(buildid).await?))
             }
@@ -804,7 +824,9 @@ async fn call(
             let brid = args
                 .int("buildrequestid")
                 .ok_or_else(|| not_found("buildrequest"))?;
-            let request = request_object(db, brid).await?.ok_or_else(|| not_found("buildrequest"))?;
+            let request = request_object(db, brid)
+                .await?
+                .ok_or_else(|| not_found("buildrequest"))?;
             caller.permit(A::CancelPendingBuild, Some(&request)).await?;
             context
                 .control
@@ -814,32 +836,51 @@ async fn call(
         }
         (Endpoint::Worker, "pause" | "unpause" | "stop") => {
             let worker = args.worker().ok_or_else(|| not_found("worker"))?;
-            let id = registry::worker_id(db, &worker).await?.ok_or_else(|| not_found("worker"))?;
-            let worker = registry::worker(db, id).await?.ok_or_else(|| not_found("worker"))?;
+            let id = registry::worker_id(db, &worker)
+                .await?
+                .ok_or_else(|| not_found("worker"))?;
+            let worker = registry::worker(db, id)
+                .await?
+                .ok_or_else(|| not_found("worker"))?;
             let name = worker["name"].as_str().unwrap_or_default().to_string();
             if method == "stop" {
                 caller.permit(A::GracefulShutdown, Some(&worker)).await?;
                 context.control.shut_down_worker(name).await?;
             } else {
                 caller.permit(A::PauseSlave, Some(&worker)).await?;
-                context.control.pause_worker(name, method == "pause").await?;
+                context
+                    .control
+                    .pause_worker(name, method == "pause")
+                    .await?;
             }
             Ok(Value::Null)
         }
         (Endpoint::Change, "stop") => {
             let changeid = args.int("changeid").ok_or_else(|| not_found("change"))?;
-            changes::change(db, changeid).await?.ok_or_else(|| not_found("change"))?;
+            changes::change(db, changeid)
+                .await?
+                .ok_or_else(|| not_found("change"))?;
             caller.permit(A::StopChange, None).await?;
             let which = PendingOf::Change(changeid);
-            let cancelled = context.control.cancel_requests(which, reason(&params)).await?;
+            let cancelled = context
+                .control
+                .cancel_requests(which, reason(&params))
+                .await?;
             Ok(json!({ "cancelled": cancelled }))
         }
         (Endpoint::Master, "shutdown") => {
             if args.int("masterid") != Some(context.masterid) {
-                return Err(RpcError::bad(INVALID_PARAMS, "only this master can be shut down here").into());
+                return Err(RpcError::bad(
+                    INVALID_PARAMS,
+                    "only this master can be shut down here",
+                )
+                .into());
             }
             caller.permit(A::CleanShutdown, None).await?;
-            tracing::info!(user = caller.user.unwrap_or("anonymous"), "clean shutdown asked from the web");
+            tracing::info!(
+                user = caller.user.unwrap_or("anonymous"),
+                "clean shutdown asked from the web"
+            );
             context.shutdown.cancel();
             Ok(Value::Null)
         }
@@ -864,7 +905,10 @@ async fn force_targets(
         vec![id]
     } else {
         let names: Vec<String> = match params.get("builderNames").and_then(Value::as_array) {
-            Some(names) => names.iter().filter_map(|n| n.as_str().map(str::to_string)).collect(),
+            Some(names) => names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect(),
             None => serde_json::from_value(scheduler["builder_names"].clone()).unwrap_or_default(),
         };
         let mut ids = Vec::new();
@@ -915,7 +959,9 @@ pub async fn build_object(db: &crate::db::Db, buildid: i64) -> Result<Option<Val
         return Ok(None);
     };
     let builderid = build["builderid"].as_i64().unwrap_or_default();
-    build["buildername"] = registry::builder(db, builderid).await?.map_or(Value::Null, |b| b["name"].clone());
+    build["buildername"] = registry::builder(db, builderid)
+        .await?
+        .map_or(Value::Null, |b| b["name"].clone());
     Ok(Some(build))
 }
 
@@ -927,7 +973,9 @@ pub async fn request_object(db: &crate::db::Db, brid: i64) -> Result<Option<Valu
         return Ok(None);
     };
     let builderid = request["builderid"].as_i64().unwrap_or_default();
-    request["buildername"] = registry::builder(db, builderid).await?.map_or(Value::Null, |b| b["name"].clone());
+    request["buildername"] = registry::builder(db, builderid)
+        .await?
+        .map_or(Value::Null, |b| b["name"].clone());
     Ok(Some(request))
 }
 

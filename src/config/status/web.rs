@@ -963,10 +963,16 @@ mod tests {
     fn www_without_authz_is_open_as_in_buildbot_nine() {
         let config = web("c['www'] = {port=8010}");
         for action in AuthzAction::ALL {
-            assert!(matches!(config.authz.rule(action), AuthzRule::Allow), "{action:?}");
+            assert!(
+                matches!(config.authz.rule(action), AuthzRule::Allow),
+                "{action:?}"
+            );
         }
         let config = web("c['status'] = {status.WebStatus{http_port=8010}}");
-        assert!(matches!(config.authz.rule(AuthzAction::ForceBuild), AuthzRule::Deny));
+        assert!(matches!(
+            config.authz.rule(AuthzAction::ForceBuild),
+            AuthzRule::Deny
+        ));
     }
 
     #[test]
@@ -1282,7 +1288,8 @@ mod tests {
             (Some(100), Some(3))
         );
 
-        let config = web("c['www'] = {port='tcp:8010:interface=127.0.0.1', auth=util.HTPasswdAuth('p')}");
+        let config =
+            web("c['www'] = {port='tcp:8010:interface=127.0.0.1', auth=util.HTPasswdAuth('p')}");
         assert!(matches!(
             config.authz.rule(AuthzAction::ForceBuild),
             AuthzRule::Auth

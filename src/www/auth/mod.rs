@@ -106,7 +106,9 @@ pub async fn guard(State(gate): State<Gate>, mut request: Request, next: Next) -
 /// The `Set-Cookie` value for a session; `max_age` for a login, else it ends with the
 /// browser session.
 pub fn session_cookie(session: &str, max_age: Option<u64>) -> String {
-    let age = max_age.map(|s| format!("; Max-Age={s}")).unwrap_or_default();
+    let age = max_age
+        .map(|s| format!("; Max-Age={s}"))
+        .unwrap_or_default();
     format!(
         "{}={session}; Path=/; HttpOnly; SameSite=Lax{age}",
         session::COOKIE
@@ -155,9 +157,14 @@ async fn identify(
 }
 
 /// Checks a login form's user name and password against the config's login method.
-pub async fn check_password(gate: &Gate, authz: &AuthzConfig, user: &str, password: &str) -> bool {
+pub async fn check_password(
+    authz: &AuthzConfig,
+    basedir: &std::path::Path,
+    user: &str,
+    password: &str,
+) -> bool {
     match &authz.auth {
-        Some(auth) => passwords::check(auth, &gate.context.basedir, user, password).await,
+        Some(auth) => passwords::check(auth, basedir, user, password).await,
         None => false,
     }
 }

@@ -170,8 +170,14 @@ mod tests {
             "$1$PhjALLyv$.p8KfwTKUezWKmpV1ZRJ31",
         ];
         for hash in cases {
-            assert!(verify("myPassword", hash), "{hash} should take its password");
-            assert!(!verify("wrong", hash), "{hash} should refuse a wrong password");
+            assert!(
+                verify("myPassword", hash),
+                "{hash} should take its password"
+            );
+            assert!(
+                !verify("wrong", hash),
+                "{hash} should refuse a wrong password"
+            );
         }
     }
 

@@ -5,6 +5,7 @@
 //! `public_html`.
 
 mod ansi;
+mod controls;
 mod live;
 mod render;
 
@@ -15,20 +16,21 @@ use axum::body::Body;
 use axum::extract::{Extension, Path as UrlPath, RawQuery, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
 use super::auth::{self, Gate, Sessions, Visitor};
+use super::rest::Caller;
 use crate::config::status::{AuthzAction, AuthzRule, StatusTarget, WebStatusConfig};
 use crate::data::builds::{self, BuildRef, BuilderRef, BuildsOf, LogRef, StepRef};
 use crate::data::changes::{self, ChangesOf};
 use crate::data::registry::{self, BuildersOf, WorkersOf};
-use crate::data::{Entity, Query};
+use crate::data::{forceschedulers, Entity, Query};
 use crate::db::DbError;
 use crate::runtime::Context;
-use render::Templates;
 pub(super) use render::escape as escape_html;
+use render::Templates;
 
 /// Lines of a log one page shows.
 const LOG_PAGE_LINES: i64 = 1000;
@@ -74,9 +76,28 @@ pub fn router(gate: Gate) -> Router {
             "/builders/{builder}/builds/{number}/steps/{step}/logs/{log}/text",
             get(log_text),
         )
+        .route("/builders/{builder}/force", post(controls::force))
+        .route("/builders/{builder}/ping", post(controls::ping))
+        .route(
+            "/builders/{builder}/cancelbuild",
+            post(controls::cancel_build),
+        )
+        .route(
+            "/builders/{builder}/builds/{number}/stop",
+            post(controls::stop_build),
+        )
+        .route("/builders/_all/{what}", post(controls::all_builders))
         .route("/changes", get(changes_page))
         .route("/changes/{changeid}", get(change_page))
+        .route("/changes/{changeid}/stop", post(controls::stop_change))
         .route("/workers", get(workers_page))
+        .route("/workers/{worker}", get(worker_page))
+        .route("/workers/{worker}/{what}", post(controls::worker_control))
+        .route("/shutdown", post(controls::clean_shutdown))
+        .route("/login", get(controls::login_form).post(controls::login))
+        .route("/logout", post(controls::logout))
+        .route("/users", get(controls::users))
+        .route("/users/{uid}", get(controls::users))
         .route("/buildslaves", get(workers_page))
         .route("/one_line_per_build", get(one_line_per_build))
         .route("/waterfall", get(waterfall))
@@ -177,7 +198,10 @@ impl Pages {
             map.insert("title_url".into(), json!(config.title_url));
             map.insert("page".into(), json!(template.trim_end_matches(".html")));
             map.insert("user".into(), json!(visitor.user));
-            map.insert("csrf".into(), json!(self.sessions.csrf_token(&visitor.session)));
+            map.insert(
+                "csrf".into(),
+                json!(self.sessions.csrf_token(&visitor.session)),
+            );
             let login_url = visitor
                 .user
                 .is_none()
@@ -243,16 +267,18 @@ fn query(entity: &Entity, pairs: &[(&str, String)]) -> Query {
     Query::parse(&pairs, entity, true).expect("the pages' own queries are valid")
 }
 
-async fn welcome(
-    State(pages): State<Pages>,
-    Extension(visitor): Extension<Visitor>,) -> PageResult {
-    pages.page(&visitor, "root.html", json!({}))
+async fn welcome(State(pages): State<Pages>, Extension(visitor): Extension<Visitor>) -> PageResult {
+    let caller = Caller::new(&pages.context, visitor.user.as_deref());
+    let can_shutdown = caller.may(AuthzAction::CleanShutdown, None).await;
+    pages.page(
+        &visitor,
+        "root.html",
+        json!({ "can_shutdown": can_shutdown }),
+    )
 }
 
-async fn about(
-    State(pages): State<Pages>,
-    Extension(visitor): Extension<Visitor>,) -> PageResult {
-    pages.page(&visitor, 
+async fn about(State(pages): State<Pages>, Extension(visitor): Extension<Visitor>) -> PageResult {
+    pages.page(&visitor,
         "about.html",
         json!({ "version": env!("CARGO_PKG_VERSION"), "basedir": pages.context.basedir.display().to_string() }),
     )
@@ -261,7 +287,8 @@ async fn about(
 /// Every builder with its last finished build, the builds it runs and what is queued.
 async fn builders_page(
     State(pages): State<Pages>,
-    Extension(visitor): Extension<Visitor>,) -> PageResult {
+    Extension(visitor): Extension<Visitor>,
+) -> PageResult {
     let db = &pages.context.db;
     let builders = registry::builders(
         db,
@@ -273,7 +300,17 @@ async fn builders_page(
     for builder in builders.items {
         rows.push(builder_summary(&pages, builder).await?);
     }
-    pages.page(&visitor, "builders.html", json!({ "builders": rows }))
+    let caller = Caller::new(&pages.context, visitor.user.as_deref());
+    let can = json!({
+        "force_all": caller.may(AuthzAction::ForceAllBuilds, None).await,
+        "stop_all": caller.may(AuthzAction::StopAllBuilds, None).await,
+        "cancel_all": caller.may(AuthzAction::CancelAllPendingBuilds, None).await,
+    });
+    pages.page(
+        &visitor,
+        "builders.html",
+        json!({ "builders": rows, "can": can }),
+    )
 }
 
 /// A builder's row: `builder`, `last` (its last finished build), `running`, `pending`.
@@ -366,9 +403,38 @@ async fn builder_page(
         ),
     )
     .await?;
-    pages.page(&visitor, 
+    let mut summary = summary;
+    let caller = Caller::new(&pages.context, visitor.user.as_deref());
+    for build in summary["running"].as_array_mut().into_iter().flatten() {
+        build["buildername"] = json!(name);
+        build["can_stop"] = json!(caller.may(AuthzAction::StopBuild, Some(build)).await);
+    }
+    for request in summary["pending"].as_array_mut().into_iter().flatten() {
+        request["buildername"] = json!(name);
+        request["can_cancel"] = json!(
+            caller
+                .may(AuthzAction::CancelPendingBuild, Some(request))
+                .await
+        );
+    }
+    let builder_json = &summary["builder"];
+    let can = json!({
+        "force": caller.may(AuthzAction::ForceBuild, Some(builder_json)).await,
+        "ping": caller.may(AuthzAction::PingBuilder, Some(builder_json)).await,
+        "cancel_all": caller.may(AuthzAction::CancelAllPendingBuilds, None).await,
+    });
+    let force_schedulers =
+        forceschedulers::forceschedulers(&pages.context.config.current(), Some(&name));
+    pages.page(
+        &visitor,
         "builder.html",
-        json!({ "summary": summary, "builds": recent.items, "numbuilds": numbuilds }),
+        json!({
+            "summary": summary,
+            "builds": recent.items,
+            "numbuilds": numbuilds,
+            "can": can,
+            "force_schedulers": force_schedulers,
+        }),
     )
 }
 
@@ -420,9 +486,20 @@ async fn build_page(
                 .collect()
         })
         .unwrap_or_default();
-    pages.page(&visitor, 
+    let can_stop = if build["complete"] == json!(false) {
+        let mut object = build.clone();
+        object["buildername"] = json!(builder);
+        Caller::new(&pages.context, visitor.user.as_deref())
+            .may(AuthzAction::StopBuild, Some(&object))
+            .await
+    } else {
+        false
+    };
+    pages.page(
+        &visitor,
         "build.html",
         json!({
+            "can_stop": can_stop,
             "builder": builder_json,
             "build": build,
             "steps": rows,
@@ -489,7 +566,8 @@ async fn log_page(
     let html = ansi::log_html(&text, log_type);
     let earlier = (first > 0).then(|| (first - LOG_PAGE_LINES).max(0));
     let later = (last + 1 < num_lines).then_some(last + 1);
-    pages.page(&visitor, 
+    pages.page(
+        &visitor,
         "log.html",
         json!({
             "builder": builder,
@@ -544,7 +622,9 @@ async fn log_text(
 /// `/changes`: the last changes, newest first.
 async fn changes_page(
     State(pages): State<Pages>,
-    Extension(visitor): Extension<Visitor>, RawQuery(raw): RawQuery) -> PageResult {
+    Extension(visitor): Extension<Visitor>,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let args = arguments(&raw);
     let web = web_config(&pages.context);
     let limit = count(&args, "num_changes", web.numbuilds, None)?;
@@ -567,7 +647,9 @@ async fn changes_page(
 
 async fn change_page(
     State(pages): State<Pages>,
-    Extension(visitor): Extension<Visitor>, UrlPath(changeid): UrlPath<String>) -> PageResult {
+    Extension(visitor): Extension<Visitor>,
+    UrlPath(changeid): UrlPath<String>,
+) -> PageResult {
     let missing = || PageError::not_found(format!("no change {changeid}"));
     let id: i64 = changeid.parse().map_err(|_| missing())?;
     let change = changes::change(&pages.context.db, id)
@@ -589,9 +671,16 @@ async fn change_page(
         .into_iter()
         .map(|build| with_builder_name(build, &names))
         .collect();
-    pages.page(&visitor, 
+    pages.page(
+        &visitor,
         "change.html",
-        json!({ "change": render::change_links(&web, &change), "builds": builds }),
+        json!({
+            "change": render::change_links(&web, &change),
+            "builds": builds,
+            "can_stop": Caller::new(&pages.context, visitor.user.as_deref())
+                .may(AuthzAction::StopChange, None)
+                .await,
+        }),
     )
 }
 
@@ -621,7 +710,9 @@ fn with_builder_name(mut build: Value, names: &[(i64, String)]) -> Value {
 /// builders it serves unless `no_builders=1`.
 async fn workers_page(
     State(pages): State<Pages>,
-    Extension(visitor): Extension<Visitor>, RawQuery(raw): RawQuery) -> PageResult {
+    Extension(visitor): Extension<Visitor>,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let args = arguments(&raw);
     let show_builders = !matches!(argument(&args, "no_builders"), Some("1" | "true"));
     let workers = registry::workers(
@@ -654,9 +745,29 @@ async fn workers_page(
             worker
         })
         .collect();
-    pages.page(&visitor, 
+    pages.page(
+        &visitor,
         "workers.html",
         json!({ "workers": rows, "show_builders": show_builders }),
+    )
+}
+
+/// `/workers/NAME`: a worker, its state, and the controls this visitor may use.
+async fn worker_page(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
+    UrlPath(name): UrlPath<String>,
+) -> PageResult {
+    let worker = controls::worker_json(&pages, &name).await?;
+    let caller = Caller::new(&pages.context, visitor.user.as_deref());
+    let can = json!({
+        "pause": caller.may(AuthzAction::PauseSlave, Some(&worker)).await,
+        "shutdown": caller.may(AuthzAction::GracefulShutdown, Some(&worker)).await,
+    });
+    pages.page(
+        &visitor,
+        "worker.html",
+        json!({ "worker": worker, "can": can }),
     )
 }
 
@@ -664,7 +775,9 @@ async fn workers_page(
 /// first, one line each.
 async fn one_line_per_build(
     State(pages): State<Pages>,
-    Extension(visitor): Extension<Visitor>, RawQuery(raw): RawQuery) -> PageResult {
+    Extension(visitor): Extension<Visitor>,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let args = arguments(&raw);
     let web = web_config(&pages.context);
     let numbuilds = count(&args, "numbuilds", web.numbuilds, None)?;
@@ -693,7 +806,8 @@ async fn one_line_per_build(
     for build in builds.items {
         rows.push(with_builder_name(build, &names));
     }
-    pages.page(&visitor, 
+    pages.page(
+        &visitor,
         "one_line_per_build.html",
         json!({ "builds": rows, "builders": wanted, "numbuilds": numbuilds }),
     )
@@ -704,7 +818,9 @@ async fn one_line_per_build(
 /// `num_events` read), `num_events=` how many, at most `num_events_max`.
 async fn waterfall(
     State(pages): State<Pages>,
-    Extension(visitor): Extension<Visitor>, RawQuery(raw): RawQuery) -> PageResult {
+    Extension(visitor): Extension<Visitor>,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let args = arguments(&raw);
     let web = web_config(&pages.context);
     let num_events = count(&args, "num_events", web.num_events, web.num_events_max)?;
@@ -765,7 +881,8 @@ async fn waterfall(
             json!({ "build": build, "column": column })
         })
         .collect();
-    pages.page(&visitor, 
+    pages.page(
+        &visitor,
         "waterfall.html",
         json!({ "builders": columns, "rows": rows, "num_events": num_events }),
     )
