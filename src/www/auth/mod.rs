@@ -46,6 +46,8 @@ pub struct Visitor {
     pub session: String,
     /// The path and query asked for, where a login comes back to.
     pub path: String,
+    /// Whether `showUsersPage` lets this visitor in, for the pages' link to /users.
+    pub show_users: bool,
     /// The session id was made for this request: the visitor has no cookie yet.
     fresh: bool,
 }
@@ -92,6 +94,17 @@ pub async fn guard(State(gate): State<Gate>, mut request: Request, next: Next) -
         }
         return page_refusal(&authz, &visitor);
     }
+    let mut visitor = visitor;
+    if !for_programs {
+        visitor.show_users = allowed(
+            &gate.context,
+            &authz,
+            visitor.user.as_deref(),
+            AuthzAction::ShowUsersPage,
+            None,
+        )
+        .await;
+    }
     let fresh = visitor.fresh.then(|| visitor.session.clone());
     request.extensions_mut().insert(visitor);
     let mut response = next.run(request).await;
@@ -134,8 +147,10 @@ async fn identify(
     let mut user = None;
     if authz.use_http_header {
         // The fronting server authenticated the user; 0.8 read the name from the basic
-        // credentials the server passed on, a server may also say it in REMOTE_USER.
-        user = header_text(headers, "remote-user")
+        // credentials the server passed on, a server may also set REMOTE_USER as a header.
+        user = ["remote-user", "remote_user", "x-remote-user"]
+            .iter()
+            .find_map(|name| header_text(headers, name))
             .or_else(|| credentials.as_ref().map(|(name, _)| name.clone()));
     }
     if let (None, Some((name, password)), Some(auth)) = (&user, &credentials, &authz.auth) {
@@ -152,6 +167,7 @@ async fn identify(
         user,
         session,
         path,
+        show_users: false,
         fresh,
     })
 }

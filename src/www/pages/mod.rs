@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::auth::{self, Gate, Sessions, Visitor};
 use super::rest::Caller;
-use crate::config::status::{AuthzAction, AuthzRule, StatusTarget, WebStatusConfig};
+use crate::config::status::{AuthzAction, StatusTarget, WebStatusConfig};
 use crate::data::builds::{self, BuildRef, BuilderRef, BuildsOf, LogRef, StepRef};
 use crate::data::changes::{self, ChangesOf};
 use crate::data::registry::{self, BuildersOf, WorkersOf};
@@ -208,13 +208,7 @@ impl Pages {
                 .then(|| auth::login_url(&authz, &visitor.path))
                 .flatten();
             map.insert("login_url".into(), json!(login_url));
-            // A link, not a control: shown when the rule can let this visitor in.
-            let show_users = match authz.rule(AuthzAction::ShowUsersPage) {
-                AuthzRule::Allow => true,
-                AuthzRule::Deny => false,
-                AuthzRule::Auth | AuthzRule::Function(_) => visitor.user.is_some(),
-            };
-            map.insert("show_users".into(), json!(show_users));
+            map.insert("show_users".into(), json!(visitor.show_users));
         }
         let html = self.templates.render(template, values)?;
         Ok((html_headers(), html).into_response())
