@@ -550,7 +550,9 @@ async fn wait_for_build(site: &Site) -> Value {
                 .await
                 .unwrap();
             let body: Value = response.json().await.unwrap();
-            if let Some(build) = body["builds"].as_array().and_then(|b| b.first()) {
+            // A build's properties are written just after it starts.
+            let build = &body["builds"][0];
+            if !build["properties"]["owner"].is_null() {
                 return build.clone();
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
