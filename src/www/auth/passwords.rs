@@ -74,8 +74,8 @@ pub fn verify(password: &str, hash: &str) -> bool {
             .unwrap_or_default();
         return expected.ct_eq(digest.as_slice()).into();
     }
-    if hash.starts_with("$apr1$") {
-        let Some(salt) = hash["$apr1$".len()..].split('$').next() else {
+    if let Some(rest) = hash.strip_prefix("$apr1$") {
+        let Some(salt) = rest.split('$').next() else {
             return false;
         };
         let computed = md5_crypt(password.as_bytes(), salt.as_bytes(), b"$apr1$");

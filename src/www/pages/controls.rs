@@ -34,13 +34,28 @@ impl From<ControlError> for PageError {
     }
 }
 
+/// A control's answer when it does not run (boxed: a response is large).
+pub struct Refusal(Box<Response>);
+
+impl From<Response> for Refusal {
+    fn from(response: Response) -> Refusal {
+        Refusal(Box::new(response))
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
 /// Reads a control's form: refused with 403 unless it carries this session's CSRF token.
 fn form(
     pages: &Pages,
     visitor: &Visitor,
     body: &Bytes,
     action: AuthzAction,
-) -> Result<Fields, Response> {
+) -> Result<Fields, Refusal> {
     let fields: Fields = form_urlencoded::parse(body).into_owned().collect();
     let token = field(&fields, "csrf").unwrap_or_default();
     if pages.sessions.csrf_matches(&visitor.session, token) {
@@ -53,7 +68,8 @@ fn form(
         Err(auth::forbidden(format!(
             "{}: the form's CSRF token is missing or wrong",
             action.name()
-        )))
+        ))
+        .into())
     }
 }
 
@@ -62,12 +78,12 @@ async fn permit(
     caller: &Caller<'_>,
     action: AuthzAction,
     object: Option<&Value>,
-) -> Result<(), Response> {
+) -> Result<(), Refusal> {
     if caller.may(action, object).await {
         Ok(())
     } else {
         let authz = auth::authz_of(&caller.context.config.current());
-        Err(auth::refusal(&authz, caller.user, action))
+        Err(auth::refusal(&authz, caller.user, action).into())
     }
 }
 
@@ -86,10 +102,10 @@ fn builder_url(name: &str) -> String {
 }
 
 /// What a control answers: where to go next, or why not.
-type Answer = Result<Response, Response>;
+type Answer = Result<Response, Refusal>;
 
-fn page_error(error: impl Into<PageError>) -> Response {
-    error.into().into_response()
+fn page_error(error: impl Into<PageError>) -> Refusal {
+    error.into().into_response().into()
 }
 
 /// The reason a form gives, else one that says who used which page.
@@ -488,9 +504,9 @@ pub async fn logout(
     let fields: Fields = form_urlencoded::parse(&body).into_owned().collect();
     let token = field(&fields, "csrf").unwrap_or_default();
     if !pages.sessions.csrf_matches(&visitor.session, token) {
-        return Err(auth::forbidden(
-            "logout: the form's CSRF token is missing or wrong".into(),
-        ));
+        return Err(
+            auth::forbidden("logout: the form's CSRF token is missing or wrong".into()).into(),
+        );
     }
     pages.sessions.log_out(&visitor.session);
     let mut response = see_other("/");
