@@ -801,3 +801,98 @@ async fn wrong_basic_credentials_are_a_401_even_where_anonymous_visitors_may_vie
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "wrong user name or password");
 }
+
+/// A buildset of linux over change `changeid`'s sourcestamp, announced as a scheduler would.
+async fn submit_change(site: &Site, changeid: i64) -> i64 {
+    let ctx = &site.master.context;
+    let (_, ssid) = ctx.db.change(changeid).await.unwrap();
+    let spec = moonbot::db::BuildsetSpec {
+        reason: "change".into(),
+        scheduler: "test".into(),
+        sourcestamp_ids: vec![ssid],
+        builder_ids: vec![ctx.db.builder_id("linux").await.unwrap()],
+        ..Default::default()
+    };
+    let (_, brids) = ctx.db.add_buildset(&spec).await.unwrap();
+    let brid = *brids.values().next().unwrap();
+    moonbot::data::publish(
+        &ctx.db,
+        &ctx.bus,
+        moonbot::data::Resource::BuildRequest(brid),
+        "new",
+    )
+    .await
+    .unwrap();
+    brid
+}
+
+async fn rest_get(site: &Site, path: &str) -> Value {
+    site.http
+        .get(format!("{}/api/v2/{path}", site.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_worker_builds_nothing_until_unpaused_and_bulk_cancels_reach_pending_requests() {
+    let site = Site::start("util.Authz{default_action=true}", "").await;
+    site.fill().await;
+    let (status, body) = site.rpc("workers/1", "pause", Who::Anonymous).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        rest_get(&site, "workers/1").await["workers"][0]["paused"],
+        true
+    );
+
+    // Change 1's request waits on the paused worker; stopChange cancels it and no other.
+    let by_change = submit_change(&site, 1).await;
+    let other = submit(&site.master, &["linux"], &[]).await;
+    let (status, body) = site.rpc("changes/1", "stop", Who::Anonymous).await;
+    assert_eq!(
+        (status, &body["result"]),
+        (200, &json!({"cancelled": 1})),
+        "{body}"
+    );
+    let request = rest_get(&site, &format!("buildrequests/{by_change}")).await;
+    assert_eq!(
+        request["buildrequests"][0]["results"], 6,
+        "cancelled: {request}"
+    );
+    let builds = rest_get(&site, "builds").await;
+    assert_eq!(
+        builds["meta"]["total"], 1,
+        "the paused worker started nothing: {builds}"
+    );
+
+    // Unpaused, it builds what is still pending.
+    let (status, body) = site.rpc("workers/1", "unpause", Who::Anonymous).await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::timeout(WAIT, complete(&site.master, other))
+        .await
+        .expect("the unpaused worker builds the waiting request");
+
+    // Paused again, requests wait until "cancel all" takes every one of the builder's (the
+    // engine may have collapsed the older into the newer first).
+    site.rpc("workers/1", "pause", Who::Anonymous).await;
+    submit(&site.master, &["linux"], &[]).await;
+    submit(&site.master, &["linux"], &[]).await;
+    let (status, body) = site.rpc("builders/1", "cancel", Who::Anonymous).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["result"]["cancelled"].as_i64() >= Some(1), "{body}");
+    let waiting = rest_get(&site, "buildrequests?complete=false").await;
+    assert_eq!(waiting["meta"]["total"], 0, "{waiting}");
+
+    // A graceful shutdown is stored and shown.
+    let (status, body) = site.rpc("workers/2", "stop", Who::Anonymous).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        rest_get(&site, "workers/2").await["workers"][0]["graceful"],
+        true
+    );
+    let (_, _, html) = site.page("/workers/bot2", Who::Anonymous).await;
+    assert!(html.contains("yes, once its builds end"), "{html}");
+}
