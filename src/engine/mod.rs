@@ -744,17 +744,19 @@ impl Engine {
         }
     }
 
-    /// Stops every running build, or those of one builder; answers how many.
+    /// Stops every running build (those of builders a reconfig removed too), or those of
+    /// one builder; answers how many.
     fn stop_builds(&mut self, builderid: Option<i64>, reason: &str) -> usize {
-        let names: Vec<&str> = self
-            .builders
-            .values()
-            .filter(|b| builderid.is_none_or(|id| b.id == id))
-            .map(|b| b.config.name.as_str())
-            .collect();
+        let wanted = |running: &Running| match builderid {
+            None => true,
+            Some(id) => self
+                .builders
+                .get(&running.builder)
+                .is_some_and(|b| b.id == id),
+        };
         let mut stopped = 0;
         for (brid, running) in &self.running {
-            if names.contains(&running.builder.as_str()) && !running.stop.is_cancelled() {
+            if wanted(running) && !running.stop.is_cancelled() {
                 tracing::info!(buildrequest = brid, "stopping the build: {reason}");
                 running.stop.cancel();
                 stopped += 1;
