@@ -34,7 +34,7 @@ c['schedulers'] = {
   schedulers.SingleBranchScheduler{ name = "all", change_filter = util.ChangeFilter{ branch = "main" }, builderNames = { "runtests" } },
   schedulers.ForceScheduler{ name = "force", builderNames = { "runtests" } },
 }
-c['status'] = { status.WebStatus{ http_port = "tcp:0:interface=127.0.0.1" } }
+c['status'] = { status.WebStatus{ http_port = "tcp:0:interface=127.0.0.1", authz = util.Authz{ default_action = true } } }
 "#;
 
 /// Two trivial steps on a LocalWorker with room for four builds; no request collapses.
@@ -122,7 +122,7 @@ async fn reconfig_latency(binary: &Path, dir: &Path) -> anyhow::Result<()> {
         let config = if config.contains("WebStatus") {
             config
         } else {
-            format!("{config}\nc['status'] = {{ status.WebStatus{{ http_port = \"tcp:{port}:interface=127.0.0.1\" }} }}\n")
+            format!("{config}\nc['status'] = {{ status.WebStatus{{ http_port = \"tcp:{port}:interface=127.0.0.1\", authz = util.Authz{{default_action = true}} }} }}\n")
         };
         std::fs::write(dir.join("master.cfg.lua"), &config)?;
         let (child, _) = spawn_until_answering(binary, dir, port).await?;

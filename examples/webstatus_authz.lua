@@ -7,8 +7,9 @@ local users = {
   { "jill", "super-pass" },
 }
 
-local function canForceBuild(username, builder_status)
-  if builder_status:getName() == "smoketest" then
+-- The builder is a table, as the REST API shows it (`name`, `builderid`, `tags`, ...).
+local function canForceBuild(username, builder)
+  if builder.name == "smoketest" then
     return true -- any authenticated user can run smoketest
   elseif username == "releng" then
     return true -- releng can force whatever they want

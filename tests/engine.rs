@@ -386,7 +386,7 @@ local f = util.BuildFactory()
 f:addStep(steps.ShellCommand{name="hello", command={"echo", "hello"}})
 c['builders'] = { util.BuilderConfig{name="runtests", workernames={"local"}, factory=f} }
 c['schedulers'] = { schedulers.ForceScheduler{name="force", builderNames={"runtests"}} }
-c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
+c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1", authz=util.Authz{default_action=true}} }
 "#;
     let master = TestMaster::start_in(dir, config).await;
     let api = format!(
@@ -600,7 +600,7 @@ c['builders'] = {
   util.BuilderConfig{name="other", workernames={"local"}, factory=f},
 }
 c['schedulers'] = { schedulers.ForceScheduler{name="force", builderNames={"b", "other"}} }
-c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
+c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1", authz=util.Authz{default_action=true}} }
 "#;
     let master = TestMaster::start_in(dir, config).await;
     let api = format!("http://{}/api/v2", master.web_address.unwrap());
@@ -734,7 +734,7 @@ local f = util.BuildFactory()
 f:addStep(steps.ShellCommand{name="hello", command="true"})
 c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f} }
 c['schedulers'] = { schedulers.ForceScheduler{name="force", builderNames={"b"}} }
-c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1"} }
+c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1", authz=util.Authz{default_action=true}} }
 "#;
     let master = TestMaster::start_in(dir, config).await;
     let api = format!("http://{}/api/v2", master.web_address.unwrap());

@@ -96,7 +96,7 @@ local c = BuildmasterConfig
 c['protocols'] = {{ msgpack_experimental_v7 = {{ port = 'tcp:{port}:interface=127.0.0.1' }} }}
 c['workers'] = {{ {workers} }}
 c['builders'] = {{ {builders} }}
-c['status'] = {{ status.WebStatus{{http_port="tcp:0:interface=127.0.0.1"}} }}
+c['status'] = {{ status.WebStatus{{http_port="tcp:0:interface=127.0.0.1", authz=util.Authz{{default_action=true}}}} }}
 "#
     )
 }
@@ -202,6 +202,50 @@ async fn a_real_worker_attaches_shows_its_info_and_runs_a_shell_build_with_its_o
     assert!(stdio.contains("eoops\n"), "{stdio}");
     assert!(worker.dir.join("b/build").is_dir());
     assert!(!worker.dir.join("b/made").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_worker_answers_a_ping_and_a_graceful_shutdown_stops_it() {
+    let port = free_port();
+    let master = TestMaster::start(&config(
+        port,
+        r#"worker.Worker("w1", "pw"), worker.Worker("w2", "pw")"#,
+        r#"util.BuilderConfig{name="b", workernames={"w1", "w2"}, factory=util.BuildFactory({
+            steps.ShellCommand{command="true"},
+        })}"#,
+    ))
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let worker = RealWorker::create(work.path(), "w1", "pw", port);
+    wait_for(&master, "workers", "w1 attached", |b| attached(b, "w1")).await;
+    let api = format!("http://{}/api/v2", master.web_address.unwrap());
+    let call = |path: &str, method: &str| {
+        reqwest::Client::new()
+            .post(format!("{api}/{path}"))
+            .json(&json!({"jsonrpc": "2.0", "method": method, "params": {}, "id": 1}))
+            .send()
+    };
+    let pinged: Value = call("builders/1", "ping")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        pinged["result"],
+        json!({"workers": {"w1": true, "w2": false}}),
+        "w2 never attached"
+    );
+    let response = call("workers/1", "stop").await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    wait_for(&master, "workers", "w1 gone", |b| detached(b, "w1")).await;
+    assert!(
+        worker
+            .log()
+            .contains("shutting down on command from master"),
+        "{}",
+        worker.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,7 @@ c['schedulers']:append(schedulers.ForceScheduler{
   name = "force", builderNames = { "linux", "mac" },
   properties = { util.StringParameter{ name = "pr", label = "PR", default = "1" } },
 })
-c['status']:append(status.WebStatus{ http_port = "tcp:0:interface=127.0.0.1" })
+c['status']:append(status.WebStatus{ http_port = "tcp:0:interface=127.0.0.1", authz = util.Authz{ default_action = true } })
 "#;
 
 /// Every wait of these tests is bounded by this.
@@ -115,6 +115,8 @@ async fn engine(mut requests: mpsc::Receiver<ControlRequest>, seen: mpsc::Unboun
                     "the master is shutting down",
                 )));
             }
+            // The web's other controls are tested against a real engine (tests/web_authz.rs).
+            _ => panic!("the REST tests send only force, stop, rebuild and cancel"),
         }
     }
 }
@@ -1265,7 +1267,7 @@ async fn workers_show_the_master_they_are_attached_to_until_they_are_detached() 
             r#"
 local c = BuildmasterConfig
 c['workers'] = {{ {workers} }}
-c['status'] = {{ status.WebStatus{{http_port="tcp:0:interface=127.0.0.1"}} }}
+c['status'] = {{ status.WebStatus{{http_port="tcp:0:interface=127.0.0.1", authz=util.Authz{{default_action=true}}}} }}
 "#
         )
     };

@@ -116,11 +116,9 @@ async fn chromedriver() -> (tokio::process::Child, String) {
     panic!("chromedriver does not listen on {port}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_running_builds_page_follows_it_live_until_it_finishes() {
-    let gate = tempfile::tempdir().unwrap();
-    let master = TestMaster::start(&config(gate.path())).await;
-    let (_driver, driver_url) = chromedriver().await;
+/// A headless Chromium driven through chromedriver; both end with the returned values.
+async fn browser() -> (fantoccini::Client, tokio::process::Child, tempfile::TempDir) {
+    let (driver, driver_url) = chromedriver().await;
     let profile = tempfile::tempdir().unwrap();
     let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
     args.push(format!("--user-data-dir={}", profile.path().display()));
@@ -137,6 +135,14 @@ async fn a_running_builds_page_follows_it_live_until_it_finishes() {
         .connect(&driver_url)
         .await
         .expect("a browser session");
+    (client, driver, profile)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_builds_page_follows_it_live_until_it_finishes() {
+    let gate = tempfile::tempdir().unwrap();
+    let master = TestMaster::start(&config(gate.path())).await;
+    let (client, _driver, _profile) = browser().await;
 
     let bsid = submit(&master, &["linux"], &[]).await;
     // Wait until the build waits at its gate.
@@ -178,5 +184,92 @@ async fn a_running_builds_page_follows_it_live_until_it_finishes() {
         .await
         .unwrap();
     assert_eq!(steps.len(), 2, "both steps turned green");
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_visitor_without_rights_sees_no_force_button_and_a_forged_post_gets_403() {
+    let master = TestMaster::start(
+        r#"
+local c = BuildmasterConfig
+c['workers']:append(worker.LocalWorker("bot1"))
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{ command = { "true" } })
+c['builders']:append(util.BuilderConfig{ name = "linux", workernames = { "bot1" }, factory = f })
+c['schedulers']:append(schedulers.ForceScheduler{ name = "force", builderNames = { "linux" } })
+c['status']:append(status.WebStatus{ http_port = "tcp:0:interface=127.0.0.1",
+  authz = util.Authz{ auth = util.BasicAuth({{ "bob", "pw" }}), forceBuild = "auth" } })
+"#,
+    )
+    .await;
+    let (client, _driver, _profile) = browser().await;
+    let page = format!("{}/builders/linux", base(&master));
+    client.goto(&page).await.unwrap();
+    let force = Locator::Css("form[action='/builders/linux/force'] button");
+    assert!(
+        client.find_all(force).await.unwrap().is_empty(),
+        "an anonymous visitor sees no force button"
+    );
+    // Another page's script posting the form without this session's token.
+    let forged = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/builders/linux/force', { method: 'POST',
+               headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+               body: 'forcescheduler=force' })
+               .then(r => r.text().then(t => done([r.status, t])));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(forged[0], 403);
+    let body: serde_json::Value = serde_json::from_str(forged[1].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body["error"],
+        "forceBuild: the form's CSRF token is missing or wrong"
+    );
+
+    client
+        .find(Locator::LinkText("Login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let form = client.form(Locator::Css("form.login")).await.unwrap();
+    form.set_by_name("username", "bob").await.unwrap();
+    form.set_by_name("passwd", "pw").await.unwrap();
+    client
+        .find(Locator::Css("form.login button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(client.current_url().await.unwrap().as_str(), page);
+    let user = client.find(Locator::Css(".login")).await.unwrap();
+    assert!(user.text().await.unwrap().starts_with("bob"));
+    client.find(force).await.unwrap().click().await.unwrap();
+    let forced = async {
+        loop {
+            let builds: serde_json::Value =
+                reqwest::get(format!("{}/api/v2/builds?property=owner", base(&master)))
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+            // A build's properties are written just after it starts.
+            let owner = &builds["builds"][0]["properties"]["owner"][0];
+            if !owner.is_null() {
+                return owner.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let owner = tokio::time::timeout(Duration::from_secs(30), forced)
+        .await
+        .expect("the force button starts a build");
+    assert_eq!(owner, "bob");
     client.close().await.unwrap();
 }

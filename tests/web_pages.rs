@@ -1,6 +1,6 @@
-//! The WebStatus pages of a real master over real builds: golden HTML (times masked), the
-//! options the pages apply, a long log's paging and text, templates and `public_html` from
-//! the base directory, and `/sse` carrying the bus.
+//! The WebStatus pages of a real master over real builds: golden HTML (times and CSRF
+//! tokens masked), the options the pages apply, a long log's paging and text, templates and
+//! `public_html` from the base directory, and `/sse` carrying the bus.
 
 use std::time::Duration;
 
@@ -90,6 +90,8 @@ fn mask(html: &str, basedir: &str) -> String {
     let times = regex::Regex::new(r"<time>[^<]*</time>").unwrap();
     let durations = regex::Regex::new(r#"<span class="duration">[^<]*</span>"#).unwrap();
     let html = times.replace_all(html, "<time>TIME</time>");
+    let token = regex::Regex::new(r#"<meta name="csrf-token" content="[^"]*">"#).unwrap();
+    let html = token.replace_all(&html, r#"<meta name="csrf-token" content="CSRF">"#);
     let html = durations.replace_all(&html, r#"<span class="duration">DURATION</span>"#);
     // A command's environment, in its log's header, is the test runner's.
     let environment = regex::Regex::new(r#"<span class="header">  \w+=[^\n]*\n</span>"#).unwrap();

@@ -7,7 +7,7 @@
 status = {}
 
 ---@alias buildbot.Port integer|string A port number or "tcp:PORT:interface=ADDR".
----@alias buildbot.AuthzAction boolean|"auth"|fun(username: string, ...): boolean
+---@alias buildbot.AuthzAction boolean|"auth"|fun(username: string, object?: table): boolean A function gets the builder, build, build request or worker as a table.
 
 ---@class buildbot.status.WebStatusOptions
 ---@field name? string Service name (default "WebStatus").
@@ -271,8 +271,8 @@ function status.StashStatusPush(base_url, user, password) end
 
 ---@class buildbot.util.AuthzOptions
 ---@field auth? buildbot.util.Auth
----@field useHttpHeader? boolean
----@field httpLoginUrl? string
+---@field useHttpHeader? boolean Trust a fronting server's REMOTE_USER header or basic user name.
+---@field httpLoginUrl? string Where the "Login" link goes, with useHttpHeader.
 ---@field default_action? buildbot.AuthzAction
 ---@field view? buildbot.AuthzAction Default true.
 ---@field forceBuild? buildbot.AuthzAction
@@ -300,20 +300,20 @@ function util.Authz(options) end
 function util.BasicAuth(users) end
 
 ---@class buildbot.util.HTPasswdAuthOptions
----@field file string An .htpasswd file.
+---@field file string An .htpasswd file (relative to the base directory): crypt, bcrypt, $apr1$, {SHA}, $1$, $5$, $6$.
 
 ---@param file string|buildbot.util.HTPasswdAuthOptions
 ---@return buildbot.util.Auth
 function util.HTPasswdAuth(file) end
 
 ---@class buildbot.util.HTPasswdAprAuthOptions
----@field file string An .htpasswd file; apr1/md5 and sha1 hashes too.
+---@field file string An .htpasswd file; the same forms as HTPasswdAuth.
 
 ---@param file string|buildbot.util.HTPasswdAprAuthOptions
 ---@return buildbot.util.Auth
 function util.HTPasswdAprAuth(file) end
 
----Checks credentials against the users stored by the master.
+---Refused: this master stores no users (User Objects); use BasicAuth or HTPasswdAuth.
 ---@class buildbot.util.UsersAuthOptions
 
 ---@return buildbot.util.Auth

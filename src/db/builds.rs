@@ -38,6 +38,34 @@ impl Db {
             .collect()
     }
 
+    /// The unclaimed, incomplete requests of every builder whose buildset holds the
+    /// sourcestamp of change `changeid`.
+    pub async fn pending_requests_with_change(
+        &self,
+        changeid: i64,
+    ) -> DbResult<Vec<PendingRequest>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.buildsetid, r.priority, r.submitted_at FROM buildrequests r \
+             JOIN buildset_sourcestamps bs ON bs.buildsetid = r.buildsetid \
+             JOIN changes c ON c.sourcestampid = bs.sourcestampid \
+             WHERE c.changeid = $1 AND r.complete = 0 AND r.claimed_by_masterid IS NULL \
+             ORDER BY r.id",
+        )
+        .bind(changeid)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(PendingRequest {
+                    id: row.try_get(0)?,
+                    buildsetid: row.try_get(1)?,
+                    priority: row.try_get(2)?,
+                    submitted_at: row.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
     /// The builders that have unclaimed, incomplete requests.
     pub async fn builders_with_pending_requests(
         &self,

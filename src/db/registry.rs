@@ -87,6 +87,22 @@ impl Db {
 
     /// Detaches every worker attached to `masterid`, as a master that starts after a crash
     /// finds them.
+    /// A worker's `paused` and `graceful` flags, as the web's controls set them.
+    pub async fn set_worker_state(
+        &self,
+        workerid: i64,
+        paused: bool,
+        graceful: bool,
+    ) -> DbResult<()> {
+        sqlx::query("UPDATE workers SET paused = $1, graceful = $2 WHERE id = $3")
+            .bind(i64::from(paused))
+            .bind(i64::from(graceful))
+            .bind(workerid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn disconnect_workers_of(&self, masterid: i64) -> DbResult<()> {
         sqlx::query("UPDATE workers SET connected_masterid = NULL WHERE connected_masterid = $1")
             .bind(masterid)

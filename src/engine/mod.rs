@@ -25,7 +25,7 @@ use crate::data::{publish, Resource};
 use crate::db::{BuildsetSpec, DbError};
 use crate::db::{DbResult, PendingRequest};
 use crate::model::BuildResult;
-use crate::runtime::{Context, ControlError, ControlRequest, Submitted};
+use crate::runtime::{Context, ControlError, ControlRequest, PendingOf, Pinged, Submitted};
 use crate::schedulers;
 use crate::workers::{self, Connection, WorkerLink};
 
@@ -65,6 +65,11 @@ struct Worker {
     properties: Vec<(String, Value)>,
     default_properties: Vec<(String, Value)>,
     running: usize,
+    /// Paused from the web: takes no new builds until unpaused.
+    paused: bool,
+    /// Shutting down gracefully: takes no new builds, and a remote worker is told to shut
+    /// down once its running builds end.
+    graceful: bool,
 }
 
 struct Running {
@@ -175,6 +180,8 @@ impl Engine {
                 properties: worker.properties.clone().into_iter().collect(),
                 default_properties: worker.default_properties.clone().into_iter().collect(),
                 running: 0,
+                paused: false,
+                graceful: false,
             };
             match self.workers.remove(&worker.name) {
                 Some(old) => {
@@ -205,6 +212,8 @@ impl Engine {
                         worker.name.clone(),
                         Worker {
                             running: old.running,
+                            paused: old.paused,
+                            graceful: old.graceful,
                             link,
                             ..fresh
                         },
@@ -212,6 +221,9 @@ impl Engine {
                 }
                 None => {
                     diff.added += 1;
+                    // Pausing lasts as long as the engine that was asked: a new one starts
+                    // every worker unpaused, and says so in storage.
+                    ctx.db.set_worker_state(id, false, false).await?;
                     if fresh.link.is_some() {
                         ctx.db.set_worker_connected(id, Some(ctx.masterid)).await?;
                         publish(&ctx.db, &ctx.bus, Resource::Worker(id), "connected").await?;
@@ -442,6 +454,9 @@ impl Engine {
         if let Some(running) = self.running.remove(&finished.buildrequestid) {
             if let Some(worker) = self.workers.get_mut(&running.worker) {
                 worker.running -= 1;
+                if worker.graceful && worker.running == 0 {
+                    shut_down_worker(worker);
+                }
             }
         }
     }
@@ -667,7 +682,7 @@ impl Engine {
             .workernames
             .iter()
             .filter_map(|name| self.workers.get(name))
-            .filter(|w| w.link.is_some())
+            .filter(|w| w.link.is_some() && !w.paused && !w.graceful)
             .filter(|w| w.max_builds.is_none_or(|max| w.running < max as usize))
             .filter(|w| !busy_with_builder(&w.name))
             .collect();
@@ -701,7 +716,153 @@ impl Engine {
             } => {
                 let _ = reply.send(self.cancel_request(buildrequestid, &reason).await);
             }
+            ControlRequest::StopBuilds {
+                builderid,
+                reason,
+                reply,
+            } => {
+                let _ = reply.send(Ok(self.stop_builds(builderid, &reason)));
+            }
+            ControlRequest::CancelRequests {
+                which,
+                reason,
+                reply,
+            } => {
+                let _ = reply.send(self.cancel_requests(which, &reason).await);
+            }
+            ControlRequest::PauseWorker {
+                worker,
+                paused,
+                reply,
+            } => {
+                let _ = reply.send(self.set_worker_state(&worker, Some(paused), false).await);
+            }
+            ControlRequest::ShutDownWorker { worker, reply } => {
+                let _ = reply.send(self.set_worker_state(&worker, None, true).await);
+            }
+            ControlRequest::PingBuilder { builder, reply } => self.ping_builder(&builder, reply),
         }
+    }
+
+    /// Stops every running build (those of builders a reconfig removed too), or those of
+    /// one builder; answers how many.
+    fn stop_builds(&mut self, builderid: Option<i64>, reason: &str) -> usize {
+        let wanted = |running: &Running| match builderid {
+            None => true,
+            Some(id) => self
+                .builders
+                .get(&running.builder)
+                .is_some_and(|b| b.id == id),
+        };
+        let mut stopped = 0;
+        for (brid, running) in &self.running {
+            if wanted(running) && !running.stop.is_cancelled() {
+                tracing::info!(buildrequest = brid, "stopping the build: {reason}");
+                running.stop.cancel();
+                stopped += 1;
+            }
+        }
+        stopped
+    }
+
+    /// Cancels the pending requests `which` names; answers how many.
+    async fn cancel_requests(
+        &mut self,
+        which: PendingOf,
+        reason: &str,
+    ) -> Result<usize, ControlError> {
+        let db = &self.ctx.db;
+        let ids = match which {
+            PendingOf::Builder(builderid) => db.pending_requests(builderid).await,
+            PendingOf::AllBuilders => {
+                let mut all = Vec::new();
+                for builder in self.builders.values() {
+                    match db.pending_requests(builder.id).await {
+                        Ok(requests) => all.extend(requests),
+                        Err(error) => return Err(storage_error("cancel", error)),
+                    }
+                }
+                Ok(all)
+            }
+            PendingOf::Change(changeid) => db.pending_requests_with_change(changeid).await,
+        }
+        .map_err(|e| storage_error("cancel", e))?;
+        let ids: Vec<i64> = ids.into_iter().map(|r| r.id).collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        complete_requests(&self.ctx, &ids, BuildResult::Cancelled, "cancel")
+            .await
+            .map_err(|e| storage_error("cancel", e))?;
+        tracing::info!(buildrequests = ?ids, "build requests cancelled: {reason}");
+        Ok(ids.len())
+    }
+
+    /// Pauses or unpauses a worker (`paused`), or begins its graceful shutdown; the state
+    /// is stored and announced as Buildbot's `workers/N/state_updated`.
+    async fn set_worker_state(
+        &mut self,
+        name: &str,
+        paused: Option<bool>,
+        graceful: bool,
+    ) -> Result<(), ControlError> {
+        let worker = self
+            .workers
+            .get_mut(name)
+            .ok_or_else(|| ControlError::not_found(format!("no worker named '{name}'")))?;
+        if let Some(paused) = paused {
+            worker.paused = paused;
+        }
+        if graceful && !worker.graceful {
+            worker.graceful = true;
+            if worker.running == 0 {
+                shut_down_worker(worker);
+            }
+        }
+        let (id, paused, graceful) = (worker.id, worker.paused, worker.graceful);
+        let db = &self.ctx.db;
+        db.set_worker_state(id, paused, graceful)
+            .await
+            .map_err(|e| storage_error("worker state", e))?;
+        let _ = publish(db, &self.ctx.bus, Resource::Worker(id), "state_updated").await;
+        tracing::info!(worker = name, paused, graceful, "worker state changed");
+        Ok(())
+    }
+
+    /// Whether each worker of a builder answers: a LocalWorker always does, a remote one
+    /// if it is attached and answers a `print` within [`PING_TIMEOUT`]. The pings run
+    /// apart, so a slow worker holds up nothing but the answer.
+    fn ping_builder(&self, name: &str, reply: oneshot::Sender<Result<Pinged, ControlError>>) {
+        let Some(builder) = self.builders.get(name) else {
+            let _ = reply.send(Err(ControlError::not_found(format!(
+                "no builder named '{name}'"
+            ))));
+            return;
+        };
+        let links: Vec<(String, Option<WorkerLink>)> = builder
+            .config
+            .workernames
+            .iter()
+            .map(|worker| {
+                let link = self.workers.get(worker).and_then(|w| w.link.clone());
+                (worker.clone(), link)
+            })
+            .collect();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for (worker, link) in links {
+                let answered = match link {
+                    Some(WorkerLink::Local) => true,
+                    Some(WorkerLink::Remote(connection)) => {
+                        let ping = connection.request("print", vec![("message", "ping".into())]);
+                        matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_)))
+                    }
+                    None => false,
+                };
+                answers.push((worker, answered));
+            }
+            let _ = reply.send(Ok(answers));
+        });
     }
 
     async fn stop_build(&mut self, buildid: i64, reason: &str) -> Result<(), ControlError> {
@@ -765,6 +926,21 @@ impl Engine {
         }
         tracing::info!(buildrequest = brid, "build request cancelled: {reason}");
         Ok(())
+    }
+}
+
+/// Tells a remote worker to shut down (a LocalWorker is the master itself: it just takes no
+/// more builds).
+fn shut_down_worker(worker: &Worker) {
+    if let Some(WorkerLink::Remote(connection)) = &worker.link {
+        let connection = connection.clone();
+        let name = worker.name.clone();
+        tokio::spawn(async move {
+            tracing::info!(worker = %name, "telling the worker to shut down");
+            if let Err(error) = connection.request("shutdown", vec![]).await {
+                tracing::warn!(worker = %name, "the worker's shutdown: {error}");
+            }
+        });
     }
 }
 

@@ -43,6 +43,18 @@ pub type Submitted = (i64, BTreeMap<i64, i64>);
 
 type Reply<T> = oneshot::Sender<Result<T, ControlError>>;
 
+/// Each worker of a pinged builder, and whether it answered.
+pub type Pinged = Vec<(String, bool)>;
+
+/// Which pending build requests a cancel is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PendingOf {
+    Builder(i64),
+    AllBuilders,
+    /// Those whose sourcestamps hold this change (Buildbot 0.8's `stopChange`).
+    Change(i64),
+}
+
 pub enum ControlRequest {
     /// `POST /api/v2/forceschedulers/NAME {"method": "force", "params": {...}}`; `params`
     /// holds `builderid` or `builderNames` and the scheduler's parameters by name.
@@ -64,6 +76,29 @@ pub enum ControlRequest {
         buildrequestid: i64,
         reason: String,
         reply: Reply<()>,
+    },
+    /// Stops every running build, or those of one builder; answers how many.
+    StopBuilds {
+        builderid: Option<i64>,
+        reason: String,
+        reply: Reply<usize>,
+    },
+    /// Cancels pending requests; answers how many.
+    CancelRequests {
+        which: PendingOf,
+        reason: String,
+        reply: Reply<usize>,
+    },
+    PauseWorker {
+        worker: String,
+        paused: bool,
+        reply: Reply<()>,
+    },
+    /// The worker takes no more builds and shuts down when its running ones end.
+    ShutDownWorker { worker: String, reply: Reply<()> },
+    PingBuilder {
+        builder: String,
+        reply: Reply<Pinged>,
     },
 }
 
@@ -131,5 +166,50 @@ impl Control {
             reply,
         })
         .await
+    }
+
+    pub async fn stop_builds(
+        &self,
+        builderid: Option<i64>,
+        reason: String,
+    ) -> Result<usize, ControlError> {
+        self.ask(|reply| ControlRequest::StopBuilds {
+            builderid,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn cancel_requests(
+        &self,
+        which: PendingOf,
+        reason: String,
+    ) -> Result<usize, ControlError> {
+        self.ask(|reply| ControlRequest::CancelRequests {
+            which,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn pause_worker(&self, worker: String, paused: bool) -> Result<(), ControlError> {
+        self.ask(|reply| ControlRequest::PauseWorker {
+            worker,
+            paused,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn shut_down_worker(&self, worker: String) -> Result<(), ControlError> {
+        self.ask(|reply| ControlRequest::ShutDownWorker { worker, reply })
+            .await
+    }
+
+    pub async fn ping_builder(&self, builder: String) -> Result<Pinged, ControlError> {
+        self.ask(|reply| ControlRequest::PingBuilder { builder, reply })
+            .await
     }
 }

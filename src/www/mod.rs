@@ -1,9 +1,13 @@
 //! The web server: the WebStatus pages (see [`pages`]) and Buildbot's REST API under
-//! `/api/v2/` (see [`rest`]), on the port of the config's first WebStatus (or `c['www']`).
+//! `/api/v2/` (see [`rest`]), on the port of the config's first WebStatus (or `c['www']`),
+//! every request through the [`auth`] guard.
 
+mod auth;
 mod pages;
 mod paths;
 mod rest;
+
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::routing::get;
@@ -34,12 +38,17 @@ pub async fn bind(context: &Context) -> anyhow::Result<Option<TcpListener>> {
     Ok(Some(listener))
 }
 
-/// The routes, sharing the master's context.
+/// The routes, sharing the master's context and the sessions, behind the guard.
 pub fn router(context: Context) -> Router {
+    let gate = auth::Gate {
+        context,
+        sessions: Arc::new(auth::Sessions::new()),
+    };
     Router::new()
         .route("/api/v2/{*path}", get(rest::get).post(rest::post))
-        .with_state(context.clone())
-        .merge(pages::router(context))
+        .with_state(gate.context.clone())
+        .merge(pages::router(gate.clone()))
+        .layer(axum::middleware::from_fn_with_state(gate, auth::guard))
 }
 
 /// Serves on `listener` until the master shuts down; requests under way are finished.

@@ -3,19 +3,21 @@
 //! `rebuild`, `cancel`).
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
+use super::auth::{self, Visitor};
 use super::paths::{resolve, Endpoint};
+use crate::config::status::{AuthzAction, AuthzConfig};
 use crate::data::builds::{self, BuilderRef, BuildsOf, RawLog};
 use crate::data::changes::{self, ChangesOf};
 use crate::data::registry::{self, BuildersOf, WorkersOf};
 use crate::data::{forceschedulers, outbox};
 use crate::data::{json_text, Entity, JsonPage, Page, Query};
 use crate::db::DbError;
-use crate::runtime::{Context, ControlError};
+use crate::runtime::{Context, ControlError, PendingOf};
 
 /// Lines read from storage per piece of a streamed raw log.
 const RAW_LINES_PER_READ: i64 = 1000;
@@ -540,8 +542,22 @@ impl From<DbError> for RpcError {
     }
 }
 
+/// Why a control call did not run: a JSON-RPC error, or refused by `util.Authz` (a 401 or
+/// 403 that is not JSON-RPC, as the web's other refusals).
+enum CallError {
+    Rpc(RpcError),
+    Refused(Response),
+}
+
+impl<E: Into<RpcError>> From<E> for CallError {
+    fn from(error: E) -> CallError {
+        CallError::Rpc(error.into())
+    }
+}
+
 pub async fn post(
     State(context): State<Context>,
+    Extension(visitor): Extension<Visitor>,
     Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -551,23 +567,24 @@ pub async fn post(
     let outcome = match decode_rpc(&headers, &body) {
         Ok((method, id, params)) => {
             reply.insert("id".into(), id);
-            call(&context, &path, &method, params).await
+            let caller = Caller::new(&context, visitor.user.as_deref());
+            call(&caller, &path, &method, params).await
         }
-        Err(error) => Err(error),
+        Err(error) => Err(CallError::Rpc(error)),
     };
     let status = match outcome {
         Ok(result) => {
             reply.insert("result".into(), result);
             StatusCode::OK
         }
-        Err(RpcError(status, code, message)) => {
+        Err(CallError::Rpc(RpcError(status, code, message))) => {
             reply.insert("error".into(), json!({"code": code, "message": message}));
             status
         }
+        Err(CallError::Refused(response)) => return response,
     };
     (status, json_headers(), Value::Object(reply).to_string()).into_response()
 }
-
 /// The method, id and params of a JSON-RPC 2.0 request, checked as Buildbot checks them.
 fn decode_rpc(
     headers: &HeaderMap,
@@ -644,12 +661,53 @@ fn decode_rpc(
     Ok((method, id, params))
 }
 
+/// Who calls, and the rules that apply to them.
+pub struct Caller<'a> {
+    pub context: &'a Context,
+    pub user: Option<&'a str>,
+    authz: AuthzConfig,
+}
+
+impl<'a> Caller<'a> {
+    pub fn new(context: &'a Context, user: Option<&'a str>) -> Caller<'a> {
+        Caller {
+            context,
+            user,
+            authz: auth::authz_of(&context.config.current()),
+        }
+    }
+
+    /// Whether the caller may take `action` on `object`.
+    pub async fn may(&self, action: AuthzAction, object: Option<&Value>) -> bool {
+        auth::allowed(self.context, &self.authz, self.user, action, object).await
+    }
+
+    async fn permit(&self, action: AuthzAction, object: Option<&Value>) -> Result<(), CallError> {
+        if self.may(action, object).await {
+            Ok(())
+        } else {
+            Err(CallError::Refused(auth::refusal(
+                &self.authz,
+                self.user,
+                action,
+            )))
+        }
+    }
+
+    /// The owner of what the caller submits: its user name, else Buildbot's "anonymous"
+    /// (then the force form's username field counts).
+    fn owner(&self) -> Value {
+        json!(self.user.unwrap_or("anonymous"))
+    }
+}
+
 async fn call(
-    context: &Context,
+    caller: &Caller<'_>,
     path: &str,
     method: &str,
     mut params: Map<String, Value>,
-) -> Result<Value, RpcError> {
+) -> Result<Value, CallError> {
+    let context = caller.context;
     let (endpoint, args) = resolve(path).ok_or_else(|| {
         RpcError(
             StatusCode::NOT_FOUND,
@@ -672,16 +730,73 @@ async fn call(
             .to_string()
     };
     let db = &context.db;
+    use AuthzAction as A;
     match (endpoint, method) {
         (Endpoint::ForceScheduler, "force") => {
             let name = args.text("schedulername").unwrap_or_default();
-            if forceschedulers::forcescheduler(&context.config.current(), name).is_none() {
-                return Err(not_found("forcescheduler"));
+            let config = context.config.current();
+            let Some(scheduler) = forceschedulers::forcescheduler(&config, name) else {
+                return Err(not_found("forcescheduler").into());
+            };
+            for builder in force_targets(context, &scheduler, &params).await? {
+                caller.permit(A::ForceBuild, Some(&builder)).await?;
             }
-            // Without a login, Buildbot's owner is "anonymous" and the form's username counts.
-            params.insert("owner".into(), json!("anonymous"));
+            params.insert("owner".into(), caller.owner());
             let submitted = context.control.force(name, params).await?;
             Ok(submitted_json(submitted))
+        }
+        (Endpoint::Builders, "force") => {
+            caller.permit(A::ForceAllBuilds, None).await?;
+            let submitted = force_all(context, caller.owner(), reason(&params)).await?;
+            Ok(Value::Array(
+                submitted.into_iter().map(submitted_json).collect(),
+            ))
+        }
+        (Endpoint::Builders | Endpoint::Builder, "stop" | "cancel") => {
+            let builderid = match endpoint {
+                Endpoint::Builder => {
+                    let builder = args.builder().ok_or_else(|| not_found("builder"))?;
+                    Some(
+                        builds::builder_id(db, &builder)
+                            .await?
+                            .ok_or_else(|| not_found("builder"))?,
+                    )
+                }
+                _ => None,
+            };
+            if method == "stop" {
+                caller.permit(A::StopAllBuilds, None).await?;
+                let stopped = context
+                    .control
+                    .stop_builds(builderid, reason(&params))
+                    .await?;
+                Ok(json!({ "stopped": stopped }))
+            } else {
+                caller.permit(A::CancelAllPendingBuilds, None).await?;
+                let which = builderid.map_or(PendingOf::AllBuilders, PendingOf::Builder);
+                let cancelled = context
+                    .control
+                    .cancel_requests(which, reason(&params))
+                    .await?;
+                Ok(json!({ "cancelled": cancelled }))
+            }
+        }
+        (Endpoint::Builder, "ping") => {
+            let builder = args.builder().ok_or_else(|| not_found("builder"))?;
+            let id = builds::builder_id(db, &builder)
+                .await?
+                .ok_or_else(|| not_found("builder"))?;
+            let builder = registry::builder(db, id)
+                .await?
+                .ok_or_else(|| not_found("builder"))?;
+            caller.permit(A::PingBuilder, Some(&builder)).await?;
+            let name = builder["name"].as_str().unwrap_or_default().to_string();
+            let answers = context.control.ping_builder(name).await?;
+            let answers: Map<String, Value> = answers
+                .into_iter()
+                .map(|(worker, answered)| (worker, json!(answered)))
+                .collect();
+            Ok(json!({ "workers": answers }))
         }
         (Endpoint::Build, "stop" | "rebuild") => {
             let build = args.build().ok_or_else(|| not_found("build"))?;
@@ -689,9 +804,19 @@ async fn call(
                 .await?
                 .ok_or_else(|| not_found("build"))?;
             if method == "stop" {
+                let build = build_object(db, buildid)
+                    .await?
+                    .ok_or_else(|| not_found("build"))?;
+                caller.permit(A::StopBuild, Some(&build)).await?;
                 context.control.stop_build(buildid, reason(&params)).await?;
                 Ok(Value::Null)
             } else {
+                // A rebuild forces the build's builder again.
+                let builderid = context.db.builder_of_build(buildid).await?;
+                let builder = registry::builder(db, builderid)
+                    .await?
+                    .ok_or_else(|| not_found("builder"))?;
+                caller.permit(A::ForceBuild, Some(&builder)).await?;
                 Ok(submitted_json(context.control.rebuild(buildid).await?))
             }
         }
@@ -699,18 +824,159 @@ async fn call(
             let brid = args
                 .int("buildrequestid")
                 .ok_or_else(|| not_found("buildrequest"))?;
+            let request = request_object(db, brid)
+                .await?
+                .ok_or_else(|| not_found("buildrequest"))?;
+            caller.permit(A::CancelPendingBuild, Some(&request)).await?;
             context
                 .control
                 .cancel_request(brid, reason(&params))
                 .await?;
             Ok(Value::Null)
         }
+        (Endpoint::Worker, "pause" | "unpause" | "stop") => {
+            let worker = args.worker().ok_or_else(|| not_found("worker"))?;
+            let id = registry::worker_id(db, &worker)
+                .await?
+                .ok_or_else(|| not_found("worker"))?;
+            let worker = registry::worker(db, id)
+                .await?
+                .ok_or_else(|| not_found("worker"))?;
+            let name = worker["name"].as_str().unwrap_or_default().to_string();
+            if method == "stop" {
+                caller.permit(A::GracefulShutdown, Some(&worker)).await?;
+                context.control.shut_down_worker(name).await?;
+            } else {
+                caller.permit(A::PauseSlave, Some(&worker)).await?;
+                context
+                    .control
+                    .pause_worker(name, method == "pause")
+                    .await?;
+            }
+            Ok(Value::Null)
+        }
+        (Endpoint::Change, "stop") => {
+            let changeid = args.int("changeid").ok_or_else(|| not_found("change"))?;
+            changes::change(db, changeid)
+                .await?
+                .ok_or_else(|| not_found("change"))?;
+            caller.permit(A::StopChange, None).await?;
+            let which = PendingOf::Change(changeid);
+            let cancelled = context
+                .control
+                .cancel_requests(which, reason(&params))
+                .await?;
+            Ok(json!({ "cancelled": cancelled }))
+        }
+        (Endpoint::Master, "shutdown") => {
+            if args.int("masterid") != Some(context.masterid) {
+                return Err(RpcError::bad(
+                    INVALID_PARAMS,
+                    "only this master can be shut down here",
+                )
+                .into());
+            }
+            caller.permit(A::CleanShutdown, None).await?;
+            tracing::info!(
+                user = caller.user.unwrap_or("anonymous"),
+                "clean shutdown asked from the web"
+            );
+            context.shutdown.cancel();
+            Ok(Value::Null)
+        }
         _ => Err(RpcError(
             StatusCode::NOT_IMPLEMENTED,
             METHOD_NOT_FOUND,
             format!("action: {method} is not supported"),
-        )),
+        )
+        .into()),
     }
+}
+
+/// The builders a force would build, as the REST API shows them: `builderid`, else
+/// `builderNames`, else every builder of the scheduler.
+async fn force_targets(
+    context: &Context,
+    scheduler: &Value,
+    params: &Map<String, Value>,
+) -> Result<Vec<Value>, DbError> {
+    let db = &context.db;
+    let ids: Vec<i64> = if let Some(id) = params.get("builderid").and_then(Value::as_i64) {
+        vec![id]
+    } else {
+        let names: Vec<String> = match params.get("builderNames").and_then(Value::as_array) {
+            Some(names) => names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect(),
+            None => serde_json::from_value(scheduler["builder_names"].clone()).unwrap_or_default(),
+        };
+        let mut ids = Vec::new();
+        for name in names {
+            ids.extend(builds::builder_id(db, &BuilderRef::Name(name)).await?);
+        }
+        ids
+    };
+    let mut builders = Vec::new();
+    for id in ids {
+        builders.extend(registry::builder(db, id).await?);
+    }
+    Ok(builders)
+}
+
+/// Forces every builder that has a ForceScheduler, each through the first one that lists
+/// it, with the schedulers' defaults and `reason` (0.8's "force all builds").
+pub async fn force_all(
+    context: &Context,
+    owner: Value,
+    reason: String,
+) -> Result<Vec<crate::runtime::Submitted>, ControlError> {
+    let config = context.config.current();
+    let mut covered: Vec<String> = Vec::new();
+    let mut submitted = Vec::new();
+    for scheduler in forceschedulers::forceschedulers(&config, None) {
+        let names: Vec<String> =
+            serde_json::from_value(scheduler["builder_names"].clone()).unwrap_or_default();
+        let names: Vec<String> = names.into_iter().filter(|n| !covered.contains(n)).collect();
+        if names.is_empty() {
+            continue;
+        }
+        covered.extend(names.iter().cloned());
+        let mut params = Map::new();
+        params.insert("builderNames".into(), json!(names));
+        params.insert("reason".into(), json!(reason));
+        params.insert("owner".into(), owner.clone());
+        let name = scheduler["name"].as_str().unwrap_or_default();
+        submitted.push(context.control.force(name, params).await?);
+    }
+    Ok(submitted)
+}
+
+/// A build as `stopBuild` functions receive it: its REST form and `buildername`.
+pub async fn build_object(db: &crate::db::Db, buildid: i64) -> Result<Option<Value>, DbError> {
+    let query = Query::parse(&[], &builds::BUILD, false).expect("an empty query is valid");
+    let Some(mut build) = builds::build(db, buildid, &query).await? else {
+        return Ok(None);
+    };
+    let builderid = build["builderid"].as_i64().unwrap_or_default();
+    build["buildername"] = registry::builder(db, builderid)
+        .await?
+        .map_or(Value::Null, |b| b["name"].clone());
+    Ok(Some(build))
+}
+
+/// A build request as `cancelPendingBuild` functions receive it: its REST form and
+/// `buildername`.
+pub async fn request_object(db: &crate::db::Db, brid: i64) -> Result<Option<Value>, DbError> {
+    let query = Query::parse(&[], &changes::BUILDREQUEST, false).expect("an empty query is valid");
+    let Some(mut request) = changes::buildrequest(db, brid, &query).await? else {
+        return Ok(None);
+    };
+    let builderid = request["builderid"].as_i64().unwrap_or_default();
+    request["buildername"] = registry::builder(db, builderid)
+        .await?
+        .map_or(Value::Null, |b| b["name"].clone());
+    Ok(Some(request))
 }
 
 /// `[bsid, {builderid: brid}]`, as Buildbot's `force` and `rebuild` answer.

@@ -133,17 +133,6 @@ impl AuthzConfig {
     pub fn rule(&self, action: AuthzAction) -> &AuthzRule {
         &self.rules[&action]
     }
-
-    /// Whether anyone may do anything without logging in: what the REST API does today, so
-    /// the only authz the master carries out.
-    pub fn is_open(&self) -> bool {
-        self.auth.is_none()
-            && !self.use_http_header
-            && self
-                .rules
-                .values()
-                .all(|rule| matches!(rule, AuthzRule::Allow))
-    }
 }
 
 /// Read-only: anyone may view, nobody may act.
@@ -163,10 +152,8 @@ pub enum AuthConfig {
     Basic(Vec<(String, String)>),
     /// `util.HTPasswdAuth(file)`: an Apache `.htpasswd` file (crypt hashes).
     HtPasswd(String),
-    /// `util.HTPasswdAprAuth(file)`: the same, also accepting apr1/md5 and sha1 hashes.
+    /// `util.HTPasswdAprAuth(file)`: the same file; both read every form `htpasswd` writes.
     HtPasswdApr(String),
-    /// `util.UsersAuth()`: the users stored in the database (User Objects).
-    Users,
 }
 
 impl UserData for AuthConfig {}
@@ -272,8 +259,14 @@ pub fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
         &ns.util,
         "UsersAuth",
         constructor(lua, "util.UsersAuth", |lua, args| {
-            let kw = Kwargs::new(lua, "util.UsersAuth", args, &[], USERS_AUTH_OPTIONS);
-            kw.finish().then_some(AuthConfig::Users)
+            let mut kw = Kwargs::new(lua, "util.UsersAuth", args, &[], USERS_AUTH_OPTIONS);
+            // Buildbot's User Objects come from its users table; this master keeps none.
+            kw.error(
+                "this master stores no users (User Objects), so nobody could log in; \
+                 use util.BasicAuth{...} or util.HTPasswdAuth(FILE)",
+            );
+            kw.finish();
+            None::<AuthConfig>
         })?,
     )?;
     Ok(())
@@ -418,7 +411,6 @@ mod tests {
             "value = util.HTPasswdAprAuth{file='/var/www/htpasswd'}",
             AuthConfig::HtPasswdApr("/var/www/htpasswd".into()),
         );
-        check("value = util.UsersAuth()", AuthConfig::Users);
     }
 
     #[test]
@@ -466,8 +458,9 @@ mod tests {
                 "master.cfg.lua:1: util.HTPasswdAuth: missing required option 'file'",
             ),
             (
-                "util.UsersAuth('x')",
-                "master.cfg.lua:1: util.UsersAuth: takes at most 0 positional arguments, got 1",
+                "util.UsersAuth()",
+                "master.cfg.lua:1: util.UsersAuth: this master stores no users (User Objects), \
+                 so nobody could log in; use util.BasicAuth{...} or util.HTPasswdAuth(FILE)",
             ),
         ];
         for (snippet, expected) in cases {

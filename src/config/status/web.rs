@@ -534,7 +534,7 @@ fn report_not_applied(
 ) {
     for &option in given {
         let applied = match option {
-            "allowForce" | "auth" | "authz" => config.authz.is_open(),
+            "allowForce" | "auth" | "authz" => true,
             "change_hook_dialects" => hooks.is_some_and(BTreeMap::is_empty),
             "change_hook_auth" => config.change_hook_auth.is_empty(),
             "public_html" | "numbuilds" | "template_dirs" | "num_events" | "num_events_max" => true,
@@ -722,7 +722,8 @@ fn read_www_options(kw: &mut Kwargs, location: Location) -> Option<StatusTarget>
         (Some(authz), None) => authz,
         (None, Some(auth)) => AuthzConfig::new(AuthzRule::Auth, Some(auth.clone())),
         (None, None) if auth_given => return None,
-        (None, None) => AuthzConfig::default(),
+        // Buildbot 0.9 and later allow what no rule forbids.
+        (None, None) => AuthzConfig::new(AuthzRule::Allow, None),
     };
     report_not_applied(kw, &not_applied, &config, hooks.as_ref());
     config.change_hook_dialects = hooks?;
@@ -944,34 +945,34 @@ mod tests {
     }
 
     #[test]
-    fn an_authz_the_rest_api_does_not_enforce_is_not_implemented() {
-        assert_eq!(
-            unimplemented(
-                "c['status'] = {status.WebStatus{http_port=8010, authz=util.Authz{
-                   auth=util.BasicAuth({{'bob', 'pw'}}), forceBuild='auth'}}}"
-            ),
-            ["master.cfg.lua:1: WebStatus: option 'authz' is not implemented yet"]
-        );
-        assert_eq!(
-            unimplemented("c['www'] = {port=8010, auth=util.UsersAuth()}"),
-            ["master.cfg.lua:1: c['www']: option 'auth' is not implemented yet"]
-        );
-        assert_eq!(
-            unimplemented("c['status'] = {status.WebStatus{http_port=8010, allowForce=false}}"),
-            ["master.cfg.lua:1: WebStatus: option 'allowForce' is not implemented yet"]
-        );
-    }
-
-    #[test]
-    fn access_options_that_leave_every_action_open_are_what_the_master_does() {
+    fn access_options_are_applied_whatever_they_allow() {
         for snippet in [
             "c['status'] = {status.WebStatus{http_port=8010, allowForce=true}}",
-            "c['status'] = {status.WebStatus{http_port=8010, authz=util.Authz{default_action=true}}}",
+            "c['status'] = {status.WebStatus{http_port=8010, allowForce=false}}",
+            "c['status'] = {status.WebStatus{http_port=8010, authz=util.Authz{
+               auth=util.BasicAuth({{'bob', 'pw'}}), forceBuild='auth'}}}",
+            "c['www'] = {port=8010, auth=util.HTPasswdAuth('htpasswd')}",
             "c['www'] = {port=8010, authz=util.Authz{default_action=true},
                          change_hook_dialects={github=false}, change_hook_auth={}}",
         ] {
             assert_eq!(unimplemented(snippet), Vec::<String>::new(), "{snippet}");
         }
+    }
+
+    #[test]
+    fn www_without_authz_is_open_as_in_buildbot_nine() {
+        let config = web("c['www'] = {port=8010}");
+        for action in AuthzAction::ALL {
+            assert!(
+                matches!(config.authz.rule(action), AuthzRule::Allow),
+                "{action:?}"
+            );
+        }
+        let config = web("c['status'] = {status.WebStatus{http_port=8010}}");
+        assert!(matches!(
+            config.authz.rule(AuthzAction::ForceBuild),
+            AuthzRule::Deny
+        ));
     }
 
     #[test]
@@ -997,8 +998,6 @@ mod tests {
         assert_eq!(
             options,
             [
-                "allowForce",
-                "auth",
                 "order_console_by_time",
                 "rotateLength",
                 "maxRotatedFiles",
@@ -1085,11 +1084,11 @@ mod tests {
                 "master.cfg.lua:1: WebStatus: options 'allowForce' and 'authz' exclude each other; give the actions in util.Authz{...}",
             ),
             (
-                "status.WebStatus{http_port=8010, auth=util.UsersAuth(), authz=util.Authz{}}",
+                "status.WebStatus{http_port=8010, auth=util.HTPasswdAuth('p'), authz=util.Authz{}}",
                 "master.cfg.lua:1: WebStatus: give 'auth' inside util.Authz{auth=...}, not beside 'authz'",
             ),
             (
-                "status.WebStatus{http_port=8010, auth=util.UsersAuth()}",
+                "status.WebStatus{http_port=8010, auth=util.HTPasswdAuth('p')}",
                 "master.cfg.lua:1: WebStatus: option 'auth' does nothing without allowForce=true; use authz=util.Authz{auth=..., forceBuild='auth'}",
             ),
             (
@@ -1289,12 +1288,13 @@ mod tests {
             (Some(100), Some(3))
         );
 
-        let config = web("c['www'] = {port='tcp:8010:interface=127.0.0.1', auth=util.UsersAuth()}");
+        let config =
+            web("c['www'] = {port='tcp:8010:interface=127.0.0.1', auth=util.HTPasswdAuth('p')}");
         assert!(matches!(
             config.authz.rule(AuthzAction::ForceBuild),
             AuthzRule::Auth
         ));
-        assert_eq!(config.authz.auth, Some(AuthConfig::Users));
+        assert_eq!(config.authz.auth, Some(AuthConfig::HtPasswd("p".into())));
         assert_eq!(
             unimplemented("c['www'] = {port=8010, plugins={waterfall_view={}}}"),
             ["master.cfg.lua:1: c['www']: option 'plugins' is not implemented yet"]
@@ -1319,7 +1319,7 @@ mod tests {
                 "master.cfg.lua:1: c['www']: change hook 'github': option 'class' names a Python class, which a Lua config cannot provide (the built-in handler takes ping, push and pull_request events)",
             ),
             (
-                "c['www'] = {port=8010, auth=util.UsersAuth(), authz=util.Authz{auth=util.UsersAuth()}}",
+                "c['www'] = {port=8010, auth=util.HTPasswdAuth('p'), authz=util.Authz{auth=util.HTPasswdAuth('p')}}",
                 "master.cfg.lua:1: c['www']: give the login method once: in 'auth' or in util.Authz{auth=...}",
             ),
         ];

@@ -5,6 +5,7 @@
 //! `public_html`.
 
 mod ansi;
+mod controls;
 mod live;
 mod render;
 
@@ -12,20 +13,23 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::extract::{Extension, Path as UrlPath, RawQuery, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::config::status::{StatusTarget, WebStatusConfig};
+use super::auth::{self, Gate, Sessions, Visitor};
+use super::rest::Caller;
+use crate::config::status::{AuthzAction, StatusTarget, WebStatusConfig};
 use crate::data::builds::{self, BuildRef, BuilderRef, BuildsOf, LogRef, StepRef};
 use crate::data::changes::{self, ChangesOf};
 use crate::data::registry::{self, BuildersOf, WorkersOf};
-use crate::data::{Entity, Query};
+use crate::data::{forceschedulers, Entity, Query};
 use crate::db::DbError;
 use crate::runtime::Context;
+pub(super) use render::escape as escape_html;
 use render::Templates;
 
 /// Lines of a log one page shows.
@@ -39,11 +43,13 @@ const TEXT_LINES_PER_READ: i64 = 2000;
 struct Pages {
     context: Context,
     templates: Arc<Templates>,
+    sessions: Arc<Sessions>,
 }
 
 /// The page routes. Templates are looked up in `BASEDIR/templates/` and `template_dirs`
 /// once each, as first used; a changed template shows after a restart.
-pub fn router(context: Context) -> Router {
+pub fn router(gate: Gate) -> Router {
+    let context = gate.context;
     let web = web_config(&context);
     let mut dirs: Vec<PathBuf> = web
         .template_dirs
@@ -54,6 +60,7 @@ pub fn router(context: Context) -> Router {
     let pages = Pages {
         templates: Arc::new(Templates::new(dirs)),
         context,
+        sessions: gate.sessions,
     };
     Router::new()
         .route("/", get(welcome))
@@ -69,9 +76,28 @@ pub fn router(context: Context) -> Router {
             "/builders/{builder}/builds/{number}/steps/{step}/logs/{log}/text",
             get(log_text),
         )
+        .route("/builders/{builder}/force", post(controls::force))
+        .route("/builders/{builder}/ping", post(controls::ping))
+        .route(
+            "/builders/{builder}/cancelbuild",
+            post(controls::cancel_build),
+        )
+        .route(
+            "/builders/{builder}/builds/{number}/stop",
+            post(controls::stop_build),
+        )
+        .route("/builders/_all/{what}", post(controls::all_builders))
         .route("/changes", get(changes_page))
         .route("/changes/{changeid}", get(change_page))
+        .route("/changes/{changeid}/stop", post(controls::stop_change))
         .route("/workers", get(workers_page))
+        .route("/workers/{worker}", get(worker_page))
+        .route("/workers/{worker}/{what}", post(controls::worker_control))
+        .route("/shutdown", post(controls::clean_shutdown))
+        .route("/login", get(controls::login_form).post(controls::login))
+        .route("/logout", post(controls::logout))
+        .route("/users", get(controls::users))
+        .route("/users/{uid}", get(controls::users))
         .route("/buildslaves", get(workers_page))
         .route("/one_line_per_build", get(one_line_per_build))
         .route("/waterfall", get(waterfall))
@@ -162,12 +188,27 @@ fn html_headers() -> [(header::HeaderName, &'static str); 1] {
 }
 
 impl Pages {
-    fn page(&self, template: &str, mut values: Value) -> PageResult {
+    /// Renders a page for `visitor`: every page shows who is logged in (or how to log in)
+    /// and its forms carry the session's CSRF token.
+    fn page(&self, visitor: &Visitor, template: &str, mut values: Value) -> PageResult {
         let config = self.context.config.current();
+        let authz = auth::authz_of(&config);
         if let Value::Object(map) = &mut values {
             map.insert("title".into(), json!(config.title));
             map.insert("title_url".into(), json!(config.title_url));
             map.insert("page".into(), json!(template.trim_end_matches(".html")));
+            map.insert("user".into(), json!(visitor.user));
+            map.insert(
+                "csrf".into(),
+                json!(self.sessions.csrf_token(&visitor.session)),
+            );
+            let login_url = visitor
+                .user
+                .is_none()
+                .then(|| auth::login_url(&authz, &visitor.path))
+                .flatten();
+            map.insert("login_url".into(), json!(login_url));
+            map.insert("show_users".into(), json!(visitor.show_users));
         }
         let html = self.templates.render(template, values)?;
         Ok((html_headers(), html).into_response())
@@ -220,19 +261,28 @@ fn query(entity: &Entity, pairs: &[(&str, String)]) -> Query {
     Query::parse(&pairs, entity, true).expect("the pages' own queries are valid")
 }
 
-async fn welcome(State(pages): State<Pages>) -> PageResult {
-    pages.page("root.html", json!({}))
+async fn welcome(State(pages): State<Pages>, Extension(visitor): Extension<Visitor>) -> PageResult {
+    let caller = Caller::new(&pages.context, visitor.user.as_deref());
+    let can_shutdown = caller.may(AuthzAction::CleanShutdown, None).await;
+    pages.page(
+        &visitor,
+        "root.html",
+        json!({ "can_shutdown": can_shutdown }),
+    )
 }
 
-async fn about(State(pages): State<Pages>) -> PageResult {
-    pages.page(
+async fn about(State(pages): State<Pages>, Extension(visitor): Extension<Visitor>) -> PageResult {
+    pages.page(&visitor,
         "about.html",
         json!({ "version": env!("CARGO_PKG_VERSION"), "basedir": pages.context.basedir.display().to_string() }),
     )
 }
 
 /// Every builder with its last finished build, the builds it runs and what is queued.
-async fn builders_page(State(pages): State<Pages>) -> PageResult {
+async fn builders_page(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
+) -> PageResult {
     let db = &pages.context.db;
     let builders = registry::builders(
         db,
@@ -244,7 +294,17 @@ async fn builders_page(State(pages): State<Pages>) -> PageResult {
     for builder in builders.items {
         rows.push(builder_summary(&pages, builder).await?);
     }
-    pages.page("builders.html", json!({ "builders": rows }))
+    let caller = Caller::new(&pages.context, visitor.user.as_deref());
+    let can = json!({
+        "force_all": caller.may(AuthzAction::ForceAllBuilds, None).await,
+        "stop_all": caller.may(AuthzAction::StopAllBuilds, None).await,
+        "cancel_all": caller.may(AuthzAction::CancelAllPendingBuilds, None).await,
+    });
+    pages.page(
+        &visitor,
+        "builders.html",
+        json!({ "builders": rows, "can": can }),
+    )
 }
 
 /// A builder's row: `builder`, `last` (its last finished build), `running`, `pending`.
@@ -312,6 +372,7 @@ async fn builder_ref(pages: &Pages, name: &str) -> Result<(i64, Value), PageErro
 /// `/builders/NAME`: what it runs, what waits, its last `numbuilds` builds.
 async fn builder_page(
     State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
     UrlPath(name): UrlPath<String>,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
@@ -336,9 +397,38 @@ async fn builder_page(
         ),
     )
     .await?;
+    let mut summary = summary;
+    let caller = Caller::new(&pages.context, visitor.user.as_deref());
+    for build in summary["running"].as_array_mut().into_iter().flatten() {
+        build["buildername"] = json!(name);
+        build["can_stop"] = json!(caller.may(AuthzAction::StopBuild, Some(build)).await);
+    }
+    for request in summary["pending"].as_array_mut().into_iter().flatten() {
+        request["buildername"] = json!(name);
+        request["can_cancel"] = json!(
+            caller
+                .may(AuthzAction::CancelPendingBuild, Some(request))
+                .await
+        );
+    }
+    let builder_json = &summary["builder"];
+    let can = json!({
+        "force": caller.may(AuthzAction::ForceBuild, Some(builder_json)).await,
+        "ping": caller.may(AuthzAction::PingBuilder, Some(builder_json)).await,
+        "cancel_all": caller.may(AuthzAction::CancelAllPendingBuilds, None).await,
+    });
+    let force_schedulers =
+        forceschedulers::forceschedulers(&pages.context.config.current(), Some(&name));
     pages.page(
+        &visitor,
         "builder.html",
-        json!({ "summary": summary, "builds": recent.items, "numbuilds": numbuilds }),
+        json!({
+            "summary": summary,
+            "builds": recent.items,
+            "numbuilds": numbuilds,
+            "can": can,
+            "force_schedulers": force_schedulers,
+        }),
     )
 }
 
@@ -355,6 +445,7 @@ fn build_ref(builder: &str, number: &str) -> Result<BuildRef, PageError> {
 /// `/builders/NAME/builds/N`: the build, its properties and its steps with their logs.
 async fn build_page(
     State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
     UrlPath((builder, number)): UrlPath<(String, String)>,
 ) -> PageResult {
     let db = &pages.context.db;
@@ -389,9 +480,20 @@ async fn build_page(
                 .collect()
         })
         .unwrap_or_default();
+    let can_stop = if build["complete"] == json!(false) {
+        let mut object = build.clone();
+        object["buildername"] = json!(builder);
+        Caller::new(&pages.context, visitor.user.as_deref())
+            .may(AuthzAction::StopBuild, Some(&object))
+            .await
+    } else {
+        false
+    };
     pages.page(
+        &visitor,
         "build.html",
         json!({
+            "can_stop": can_stop,
             "builder": builder_json,
             "build": build,
             "steps": rows,
@@ -432,6 +534,7 @@ async fn find_log(
 /// another, so a log of any size opens at once on its end.
 async fn log_page(
     State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
     UrlPath((builder, number, step, log)): UrlPath<(String, String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
@@ -458,6 +561,7 @@ async fn log_page(
     let earlier = (first > 0).then(|| (first - LOG_PAGE_LINES).max(0));
     let later = (last + 1 < num_lines).then_some(last + 1);
     pages.page(
+        &visitor,
         "log.html",
         json!({
             "builder": builder,
@@ -510,7 +614,11 @@ async fn log_text(
 }
 
 /// `/changes`: the last changes, newest first.
-async fn changes_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
+async fn changes_page(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let args = arguments(&raw);
     let web = web_config(&pages.context);
     let limit = count(&args, "num_changes", web.numbuilds, None)?;
@@ -528,10 +636,14 @@ async fn changes_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pa
         .iter()
         .map(|change| render::change_links(&web, change))
         .collect();
-    pages.page("changes.html", json!({ "changes": rows }))
+    pages.page(&visitor, "changes.html", json!({ "changes": rows }))
 }
 
-async fn change_page(State(pages): State<Pages>, UrlPath(changeid): UrlPath<String>) -> PageResult {
+async fn change_page(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
+    UrlPath(changeid): UrlPath<String>,
+) -> PageResult {
     let missing = || PageError::not_found(format!("no change {changeid}"));
     let id: i64 = changeid.parse().map_err(|_| missing())?;
     let change = changes::change(&pages.context.db, id)
@@ -554,8 +666,15 @@ async fn change_page(State(pages): State<Pages>, UrlPath(changeid): UrlPath<Stri
         .map(|build| with_builder_name(build, &names))
         .collect();
     pages.page(
+        &visitor,
         "change.html",
-        json!({ "change": render::change_links(&web, &change), "builds": builds }),
+        json!({
+            "change": render::change_links(&web, &change),
+            "builds": builds,
+            "can_stop": Caller::new(&pages.context, visitor.user.as_deref())
+                .may(AuthzAction::StopChange, None)
+                .await,
+        }),
     )
 }
 
@@ -583,7 +702,11 @@ fn with_builder_name(mut build: Value, names: &[(i64, String)]) -> Value {
 
 /// `/workers` (and the 0.8 name `/buildslaves`): every worker, connected or not, and the
 /// builders it serves unless `no_builders=1`.
-async fn workers_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
+async fn workers_page(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let args = arguments(&raw);
     let show_builders = !matches!(argument(&args, "no_builders"), Some("1" | "true"));
     let workers = registry::workers(
@@ -617,14 +740,38 @@ async fn workers_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pa
         })
         .collect();
     pages.page(
+        &visitor,
         "workers.html",
         json!({ "workers": rows, "show_builders": show_builders }),
     )
 }
 
+/// `/workers/NAME`: a worker, its state, and the controls this visitor may use.
+async fn worker_page(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
+    UrlPath(name): UrlPath<String>,
+) -> PageResult {
+    let worker = controls::worker_json(&pages, &name).await?;
+    let caller = Caller::new(&pages.context, visitor.user.as_deref());
+    let can = json!({
+        "pause": caller.may(AuthzAction::PauseSlave, Some(&worker)).await,
+        "shutdown": caller.may(AuthzAction::GracefulShutdown, Some(&worker)).await,
+    });
+    pages.page(
+        &visitor,
+        "worker.html",
+        json!({ "worker": worker, "can": can }),
+    )
+}
+
 /// `/one_line_per_build`: the last builds of every builder (or of `builder=`), newest
 /// first, one line each.
-async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
+async fn one_line_per_build(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let args = arguments(&raw);
     let web = web_config(&pages.context);
     let numbuilds = count(&args, "numbuilds", web.numbuilds, None)?;
@@ -654,6 +801,7 @@ async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery)
         rows.push(with_builder_name(build, &names));
     }
     pages.page(
+        &visitor,
         "one_line_per_build.html",
         json!({ "builds": rows, "builders": wanted, "numbuilds": numbuilds }),
     )
@@ -662,7 +810,11 @@ async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery)
 /// `/waterfall`: a column per builder, a row per build, newest on top. `builder=` and
 /// `tag=` (or `category=`) choose the columns, `branch=` the builds (of the last
 /// `num_events` read), `num_events=` how many, at most `num_events_max`.
-async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
+async fn waterfall(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let args = arguments(&raw);
     let web = web_config(&pages.context);
     let num_events = count(&args, "num_events", web.num_events, web.num_events_max)?;
@@ -724,6 +876,7 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
         })
         .collect();
     pages.page(
+        &visitor,
         "waterfall.html",
         json!({ "builders": columns, "rows": rows, "num_events": num_events }),
     )

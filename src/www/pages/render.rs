@@ -29,6 +29,11 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("changes.html", include_str!("templates/changes.html")),
     ("change.html", include_str!("templates/change.html")),
     ("workers.html", include_str!("templates/workers.html")),
+    ("worker.html", include_str!("templates/worker.html")),
+    ("login.html", include_str!("templates/login.html")),
+    ("users.html", include_str!("templates/users.html")),
+    ("ping.html", include_str!("templates/ping.html")),
+    ("shutdown.html", include_str!("templates/shutdown.html")),
     ("waterfall.html", include_str!("templates/waterfall.html")),
     (
         "one_line_per_build.html",
