@@ -7,9 +7,10 @@ pub mod pb;
 pub mod sendchange;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +54,8 @@ pub async fn submit(ctx: &Context, mut spec: ChangeSpec) -> anyhow::Result<i64> 
 pub struct RunningSource {
     config: ChangeSourceConfig,
     listening: Option<SocketAddr>,
+    /// Wakes a polling source to poll now; `None` for a source that does not poll.
+    poll: Option<Arc<Notify>>,
     updates: Updates,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -78,6 +81,18 @@ impl RunningSource {
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listening
     }
+
+    /// Asks a polling source to poll now (the `poller` change hook); false for a source
+    /// that does not poll. A request during a poll makes one more poll after it.
+    pub fn poll_now(&self) -> bool {
+        match &self.poll {
+            Some(poll) => {
+                poll.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl Service for RunningSource {
@@ -92,11 +107,14 @@ impl Service for RunningSource {
     /// encoding); poll problems later are logged, never fatal.
     async fn start(ctx: &Context, config: &ChangeSourceConfig) -> anyhow::Result<RunningSource> {
         let stop = ctx.shutdown.child_token();
+        let mut poll = None;
         let (listening, updates, task) = match config {
             ChangeSourceConfig::GitPoller(poller) => {
                 let service = GitPollerService::new(ctx.clone(), poller, stop.clone())?;
                 let (sender, receiver) = watch::channel(poller.as_ref().clone());
-                let task = tokio::spawn(service.run(receiver));
+                let wake = Arc::new(Notify::new());
+                let task = tokio::spawn(service.run(receiver, wake.clone()));
+                poll = Some(wake);
                 (None, Updates::GitPoller(sender), task)
             }
             ChangeSourceConfig::PBChangeSource(source) => {
@@ -113,6 +131,7 @@ impl Service for RunningSource {
         Ok(RunningSource {
             config: config.clone(),
             listening,
+            poll,
             updates,
             stop,
             task,

@@ -1,6 +1,8 @@
-//! The web server: the WebStatus pages (see [`pages`]) and Buildbot's REST API under
-//! `/api/v2/` (see [`rest`]), on the port of the config's first WebStatus (or `c['www']`).
+//! The web server: the WebStatus pages (see [`pages`]), Buildbot's REST API under
+//! `/api/v2/` (see [`rest`]) and the change hooks under `/change_hook/` (see [`hooks`]),
+//! on the port of the config's first WebStatus (or `c['www']`).
 
+mod hooks;
 mod pages;
 mod paths;
 mod rest;
@@ -39,6 +41,7 @@ pub fn router(context: Context) -> Router {
     Router::new()
         .route("/api/v2/{*path}", get(rest::get).post(rest::post))
         .with_state(context.clone())
+        .merge(hooks::router(context.clone()))
         .merge(pages::router(context))
 }
 
