@@ -271,7 +271,14 @@ async fn without_strict_an_unsigned_github_push_is_taken_but_a_wrong_signature_i
 async fn malformed_github_requests_are_refused_and_pings_make_nothing() {
     let master = master("{github=true}", "").await;
     let body = payload("github_push.json");
-    let cases: [(Vec<(&str, &str)>, Vec<u8>, StatusCode, Value); 6] = [
+    // Headers, body, and the answer expected.
+    type Case = (
+        Vec<(&'static str, &'static str)>,
+        Vec<u8>,
+        StatusCode,
+        Value,
+    );
+    let cases: [Case; 6] = [
         (
             vec![JSON, ("x-github-event", "ping")],
             b"{\"zen\": \"Keep it logically awesome.\"}".to_vec(),
