@@ -25,28 +25,44 @@ pub use pb::ChangeMessage;
 pub use sendchange::{send_change, sendchange, SendError, SendchangeArgs};
 
 /// Stores a change and announces it as `changes/ID/new`; returns its id. Every change
-/// source, and the web change hooks, go through here.
-pub async fn submit(ctx: &Context, mut spec: ChangeSpec) -> anyhow::Result<i64> {
-    // Buildbot's addChange defaults the revlink to '' rather than NULL.
-    spec.revlink.get_or_insert_with(String::new);
-    let id = ctx.db.add_change(&spec).await.with_context(|| {
-        format!(
-            "cannot store the change {} by {}",
-            spec.revision.as_deref().unwrap_or("(no revision)"),
-            spec.author
-        )
-    })?;
-    data::publish(&ctx.db, &ctx.bus, Resource::Change(id), "new")
+/// source, and the web change hooks, go through here (or [`submit_all`]).
+pub async fn submit(ctx: &Context, spec: ChangeSpec) -> anyhow::Result<i64> {
+    let ids = submit_all(ctx, vec![spec]).await?;
+    Ok(ids[0])
+}
+
+/// Stores changes together, all or none (the commits of one push), then announces each
+/// as `changes/ID/new`; returns their ids in order.
+pub async fn submit_all(ctx: &Context, mut specs: Vec<ChangeSpec>) -> anyhow::Result<Vec<i64>> {
+    for spec in &mut specs {
+        // Buildbot's addChange defaults the revlink to '' rather than NULL.
+        spec.revlink.get_or_insert_with(String::new);
+    }
+    let ids = ctx
+        .db
+        .add_changes(&specs)
         .await
-        .with_context(|| format!("cannot announce change {id}"))?;
-    tracing::info!(
-        change = id,
-        author = %spec.author,
-        branch = spec.branch.as_deref().unwrap_or(""),
-        revision = spec.revision.as_deref().unwrap_or(""),
-        "change added"
-    );
-    Ok(id)
+        .with_context(|| match &specs[..] {
+            [spec] => format!(
+                "cannot store the change {} by {}",
+                spec.revision.as_deref().unwrap_or("(no revision)"),
+                spec.author
+            ),
+            _ => format!("cannot store {} changes", specs.len()),
+        })?;
+    for (id, spec) in ids.iter().zip(&specs) {
+        data::publish(&ctx.db, &ctx.bus, Resource::Change(*id), "new")
+            .await
+            .with_context(|| format!("cannot announce change {id}"))?;
+        tracing::info!(
+            change = id,
+            author = %spec.author,
+            branch = spec.branch.as_deref().unwrap_or(""),
+            revision = spec.revision.as_deref().unwrap_or(""),
+            "change added"
+        );
+    }
+    Ok(ids)
 }
 
 /// A started change source. It runs until [`Service::stop`] or until the master's

@@ -6,7 +6,8 @@
 //!
 //! A request is answered `202` with `{"changeids": [...]}` (the poller: `{"polled":
 //! [...]}`); a refused one with a 4xx and `{"error": ...}`, logged once with the remote
-//! address, and no change is made: a payload's changes are all read before any is stored.
+//! address, and no change is made: a payload's changes are all read, then stored in one
+//! transaction.
 
 mod base;
 mod bitbucket;
@@ -87,21 +88,21 @@ async fn serve(ctx: &Context, dialect: &str, request: Request) -> Response {
         Outcome::Polled(names) => {
             (StatusCode::ACCEPTED, Json(json!({ "polled": names }))).into_response()
         }
+        Outcome::Changes(specs) if specs.is_empty() => {
+            (StatusCode::ACCEPTED, Json(json!({ "changeids": [] }))).into_response()
+        }
         Outcome::Changes(specs) => {
-            let mut ids = Vec::with_capacity(specs.len());
-            for spec in specs {
-                match changes::submit(ctx, spec).await {
-                    Ok(id) => ids.push(id),
-                    Err(error) => {
-                        tracing::error!(remote = %peer, dialect, "change hook: {error:#}");
-                        return HookError::new(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "cannot store the change",
-                        )
-                        .into_response();
-                    }
+            let ids = match changes::submit_all(ctx, specs).await {
+                Ok(ids) => ids,
+                Err(error) => {
+                    tracing::error!(remote = %peer, dialect, "change hook: {error:#}");
+                    return HookError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "cannot store the change",
+                    )
+                    .into_response();
                 }
-            }
+            };
             (StatusCode::ACCEPTED, Json(json!({ "changeids": ids }))).into_response()
         }
     }
