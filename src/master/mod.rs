@@ -207,7 +207,8 @@ impl ChangeSources {
 
 /// Answers [`Polls`] requests until the shutdown: the sources asked for (all of them when
 /// none is named), within those allowed, are told to poll; a name that is not a polling
-/// source, or not allowed, is an error, as in Buildbot's `poller` hook.
+/// source, or not allowed, is an error, as in Buildbot's `poller` hook (the other sources
+/// asked for still poll).
 async fn serve_polls(
     mut requests: tokio::sync::mpsc::Receiver<PollRequest>,
     sources: ChangeSources,
