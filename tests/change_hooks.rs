@@ -1008,3 +1008,49 @@ c['schedulers'] = { schedulers.SingleBranchScheduler{name="on-push", branch="mas
         .collect();
     assert_eq!(revisions, ["de8251ff97ee194a289832576287d6f8ad74e3d0"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconfig_changes_the_dialects_and_secrets_without_a_restart() {
+    let mut master = master("{github={secret='old'}}", "").await;
+    let body = payload("gitlab_push.json");
+    let gitlab = [JSON, ("x-gitlab-event", "Push Hook")];
+    assert_eq!(
+        post(&master, "/change_hook/gitlab", &gitlab, body.clone())
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    std::fs::write(
+        master.dir().join("master.cfg.lua"),
+        r#"
+local c = BuildmasterConfig
+c['status'] = { status.WebStatus{http_port="tcp:0:interface=127.0.0.1",
+  change_hook_dialects={gitlab=true, github={secret='new'}}} }
+"#,
+    )
+    .unwrap();
+    let outcome = master.reconfig().await;
+    assert!(outcome.errors.is_empty(), "{outcome:?}");
+    assert_eq!(
+        post(&master, "/change_hook/gitlab", &gitlab, body).await.0,
+        StatusCode::ACCEPTED
+    );
+    let push = payload("github_push.json");
+    let signed = |secret: &str| sha256(secret, &push);
+    let old = signed("old");
+    let new = signed("new");
+    for (signature, status) in [(&old, StatusCode::FORBIDDEN), (&new, StatusCode::ACCEPTED)] {
+        let headers = [
+            JSON,
+            ("x-github-event", "push"),
+            ("x-hub-signature-256", signature.as_str()),
+        ];
+        assert_eq!(
+            post(&master, "/change_hook/github", &headers, push.clone())
+                .await
+                .0,
+            status
+        );
+    }
+    assert_eq!(changes(&master).await.len(), 4);
+}
