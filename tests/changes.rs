@@ -14,7 +14,7 @@ use moonbot::changes::{
 };
 use moonbot::config::build::ChangeSourceConfig;
 use moonbot::db::Db;
-use moonbot::runtime::{Context, Control, Reconfigured, Service};
+use moonbot::runtime::{Context, Control, Polls, Reconfigured, Service};
 use moonbot::script::ScriptHost;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,6 +36,7 @@ async fn context(basedir: &Path, config: &str) -> Context {
         db,
         bus: Default::default(),
         control: Control::channel().0,
+        polls: Polls::channel().0,
         script,
         config: moonbot::runtime::SharedConfig::new((*config).clone()),
         basedir: basedir.to_path_buf(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use moonbot::bus::Bus;
 use moonbot::db::{BuildsetSpec, ChangeSpec, Db};
 use moonbot::model::Properties;
-use moonbot::runtime::{Context, Control, ControlError, ControlRequest};
+use moonbot::runtime::{Context, Control, ControlError, ControlRequest, Polls};
 use moonbot::script::ScriptHost;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -143,6 +143,7 @@ impl Fixture {
             db: db.clone(),
             bus: Bus::default(),
             control,
+            polls: Polls::channel().0,
             script,
             config: moonbot::runtime::SharedConfig::new((*config).clone()),
             basedir: dir.path().to_path_buf(),
@@ -995,6 +996,7 @@ async fn no_web_server_without_a_web_status() {
             .unwrap(),
         bus: Bus::default(),
         control: Control::channel().0,
+        polls: Polls::channel().0,
         script: ScriptHost::start(loaded.lua, config.script_limits).unwrap(),
         config: moonbot::runtime::SharedConfig::new((*config).clone()),
         basedir: dir.path().to_path_buf(),

@@ -17,7 +17,7 @@ use moonbot::config::{self};
 use moonbot::data::{self, Resource};
 use moonbot::db::{ChangeSpec, Db, SourceStampSpec};
 use moonbot::model::Properties;
-use moonbot::runtime::{Context, Control, Reconfigured, Service};
+use moonbot::runtime::{Context, Control, Polls, Reconfigured, Service};
 use moonbot::schedulers::{self, RunningScheduler, TriggerRequest};
 use moonbot::script::ScriptHost;
 
@@ -51,6 +51,7 @@ async fn context(dir: &Path, lua: &str) -> Context {
         db,
         bus: Bus::default(),
         control,
+        polls: Polls::channel().0,
         script,
         config: moonbot::runtime::SharedConfig::new((*config).clone()),
         basedir: dir.to_path_buf(),

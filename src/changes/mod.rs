@@ -7,9 +7,10 @@ pub mod pb;
 pub mod sendchange;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -24,28 +25,44 @@ pub use pb::ChangeMessage;
 pub use sendchange::{send_change, sendchange, SendError, SendchangeArgs};
 
 /// Stores a change and announces it as `changes/ID/new`; returns its id. Every change
-/// source, and the web change hooks, go through here.
-pub async fn submit(ctx: &Context, mut spec: ChangeSpec) -> anyhow::Result<i64> {
-    // Buildbot's addChange defaults the revlink to '' rather than NULL.
-    spec.revlink.get_or_insert_with(String::new);
-    let id = ctx.db.add_change(&spec).await.with_context(|| {
-        format!(
-            "cannot store the change {} by {}",
-            spec.revision.as_deref().unwrap_or("(no revision)"),
-            spec.author
-        )
-    })?;
-    data::publish(&ctx.db, &ctx.bus, Resource::Change(id), "new")
+/// source, and the web change hooks, go through here (or [`submit_all`]).
+pub async fn submit(ctx: &Context, spec: ChangeSpec) -> anyhow::Result<i64> {
+    let ids = submit_all(ctx, vec![spec]).await?;
+    Ok(ids[0])
+}
+
+/// Stores changes together, all or none (the commits of one push), then announces each
+/// as `changes/ID/new`; returns their ids in order.
+pub async fn submit_all(ctx: &Context, mut specs: Vec<ChangeSpec>) -> anyhow::Result<Vec<i64>> {
+    for spec in &mut specs {
+        // Buildbot's addChange defaults the revlink to '' rather than NULL.
+        spec.revlink.get_or_insert_with(String::new);
+    }
+    let ids = ctx
+        .db
+        .add_changes(&specs)
         .await
-        .with_context(|| format!("cannot announce change {id}"))?;
-    tracing::info!(
-        change = id,
-        author = %spec.author,
-        branch = spec.branch.as_deref().unwrap_or(""),
-        revision = spec.revision.as_deref().unwrap_or(""),
-        "change added"
-    );
-    Ok(id)
+        .with_context(|| match &specs[..] {
+            [spec] => format!(
+                "cannot store the change {} by {}",
+                spec.revision.as_deref().unwrap_or("(no revision)"),
+                spec.author
+            ),
+            _ => format!("cannot store {} changes", specs.len()),
+        })?;
+    for (id, spec) in ids.iter().zip(&specs) {
+        data::publish(&ctx.db, &ctx.bus, Resource::Change(*id), "new")
+            .await
+            .with_context(|| format!("cannot announce change {id}"))?;
+        tracing::info!(
+            change = id,
+            author = %spec.author,
+            branch = spec.branch.as_deref().unwrap_or(""),
+            revision = spec.revision.as_deref().unwrap_or(""),
+            "change added"
+        );
+    }
+    Ok(ids)
 }
 
 /// A started change source. It runs until [`Service::stop`] or until the master's
@@ -53,6 +70,8 @@ pub async fn submit(ctx: &Context, mut spec: ChangeSpec) -> anyhow::Result<i64> 
 pub struct RunningSource {
     config: ChangeSourceConfig,
     listening: Option<SocketAddr>,
+    /// Wakes a polling source to poll now; `None` for a source that does not poll.
+    poll: Option<Arc<Notify>>,
     updates: Updates,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -78,6 +97,18 @@ impl RunningSource {
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listening
     }
+
+    /// Asks a polling source to poll now (the `poller` change hook); false for a source
+    /// that does not poll. A request during a poll makes one more poll after it.
+    pub fn poll_now(&self) -> bool {
+        match &self.poll {
+            Some(poll) => {
+                poll.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl Service for RunningSource {
@@ -92,11 +123,14 @@ impl Service for RunningSource {
     /// encoding); poll problems later are logged, never fatal.
     async fn start(ctx: &Context, config: &ChangeSourceConfig) -> anyhow::Result<RunningSource> {
         let stop = ctx.shutdown.child_token();
+        let mut poll = None;
         let (listening, updates, task) = match config {
             ChangeSourceConfig::GitPoller(poller) => {
                 let service = GitPollerService::new(ctx.clone(), poller, stop.clone())?;
                 let (sender, receiver) = watch::channel(poller.as_ref().clone());
-                let task = tokio::spawn(service.run(receiver));
+                let wake = Arc::new(Notify::new());
+                let task = tokio::spawn(service.run(receiver, wake.clone()));
+                poll = Some(wake);
                 (None, Updates::GitPoller(sender), task)
             }
             ChangeSourceConfig::PBChangeSource(source) => {
@@ -113,6 +147,7 @@ impl Service for RunningSource {
         Ok(RunningSource {
             config: config.clone(),
             listening,
+            poll,
             updates,
             stop,
             task,

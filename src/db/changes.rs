@@ -43,49 +43,60 @@ fn patch_of(row: &sqlx::any::AnyRow) -> DbResult<Option<Patch>> {
 impl Db {
     /// Stores a change and the sourcestamp it describes; returns the change id.
     pub async fn add_change(&self, spec: &ChangeSpec) -> DbResult<i64> {
-        let when = spec.when.unwrap_or_else(now);
-        let properties: serde_json::Map<String, Value> = spec
-            .properties
-            .iter()
-            .map(|(name, value, source)| (name.clone(), serde_json::json!([value, source])))
-            .collect();
+        let ids = self.add_changes(std::slice::from_ref(spec)).await?;
+        Ok(ids[0])
+    }
+
+    /// Stores changes and their sourcestamps in one transaction, all or none (the commits
+    /// of one webhook); returns their ids in order.
+    pub async fn add_changes(&self, specs: &[ChangeSpec]) -> DbResult<Vec<i64>> {
         let mut tx = self.begin_write().await?;
-        let ssid: i64 = sqlx::query_scalar(
-            "INSERT INTO sourcestamps (branch, revision, repository, codebase, project, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        )
-        .bind(&spec.branch)
-        .bind(&spec.revision)
-        .bind(&spec.repository)
-        .bind(&spec.codebase)
-        .bind(&spec.project)
-        .bind(when)
-        .fetch_one(&mut *tx)
-        .await?;
-        let changeid: i64 = sqlx::query_scalar(
-            "INSERT INTO changes (author, committer, comments, branch, revision, revlink, \
-             when_timestamp, category, repository, codebase, project, files, properties, \
-             sourcestampid) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING changeid",
-        )
-        .bind(&spec.author)
-        .bind(&spec.committer)
-        .bind(&spec.comments)
-        .bind(&spec.branch)
-        .bind(&spec.revision)
-        .bind(&spec.revlink)
-        .bind(when)
-        .bind(&spec.category)
-        .bind(&spec.repository)
-        .bind(&spec.codebase)
-        .bind(&spec.project)
-        .bind(serde_json::to_string(&spec.files).unwrap_or_else(|_| "[]".into()))
-        .bind(Value::Object(properties).to_string())
-        .bind(ssid)
-        .fetch_one(&mut *tx)
-        .await?;
+        let mut ids = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let when = spec.when.unwrap_or_else(now);
+            let properties: serde_json::Map<String, Value> = spec
+                .properties
+                .iter()
+                .map(|(name, value, source)| (name.clone(), serde_json::json!([value, source])))
+                .collect();
+            let ssid: i64 = sqlx::query_scalar(
+                "INSERT INTO sourcestamps (branch, revision, repository, codebase, project, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(&spec.branch)
+            .bind(&spec.revision)
+            .bind(&spec.repository)
+            .bind(&spec.codebase)
+            .bind(&spec.project)
+            .bind(when)
+            .fetch_one(&mut *tx)
+            .await?;
+            let changeid: i64 = sqlx::query_scalar(
+                "INSERT INTO changes (author, committer, comments, branch, revision, revlink, \
+                 when_timestamp, category, repository, codebase, project, files, properties, \
+                 sourcestampid) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING changeid",
+            )
+            .bind(&spec.author)
+            .bind(&spec.committer)
+            .bind(&spec.comments)
+            .bind(&spec.branch)
+            .bind(&spec.revision)
+            .bind(&spec.revlink)
+            .bind(when)
+            .bind(&spec.category)
+            .bind(&spec.repository)
+            .bind(&spec.codebase)
+            .bind(&spec.project)
+            .bind(serde_json::to_string(&spec.files).unwrap_or_else(|_| "[]".into()))
+            .bind(Value::Object(properties).to_string())
+            .bind(ssid)
+            .fetch_one(&mut *tx)
+            .await?;
+            ids.push(changeid);
+        }
         tx.commit().await?;
-        Ok(changeid)
+        Ok(ids)
     }
 
     /// A change as status objects and schedulers see it, with the id of its sourcestamp.

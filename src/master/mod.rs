@@ -4,6 +4,7 @@
 mod reconfig;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
@@ -16,7 +17,7 @@ use crate::changes::RunningSource;
 use crate::data;
 use crate::db::Db;
 use crate::engine::{Engine, Reconfigure, SHUTDOWN_GRACE};
-use crate::runtime::{Context, Control, Service, SharedConfig};
+use crate::runtime::{Context, Control, PollRequest, Polls, Service, SharedConfig};
 use crate::schedulers::RunningScheduler;
 use crate::script::ScriptHost;
 use crate::status::targets::{self, RunningTarget};
@@ -44,8 +45,9 @@ pub struct Master {
     pub context: Context,
     engine: JoinHandle<()>,
     engine_reconfigs: mpsc::Sender<Reconfigure>,
-    /// Each with its name, which a reconfig diffs on.
-    change_sources: Vec<(String, RunningSource)>,
+    /// Each with its name, which a reconfig diffs on; shared with the task that answers
+    /// [`Polls`] requests.
+    change_sources: ChangeSources,
     schedulers: Vec<(String, RunningScheduler)>,
     /// Every status target but the web server, whatever its kind.
     status_targets: Vec<(String, RunningTarget)>,
@@ -71,10 +73,12 @@ impl Master {
         let script = ScriptHost::start(loaded.lua, config.script_limits)?;
         let masterid = db.master_id(&master_name(basedir)).await?;
         let (control, requests) = Control::channel();
+        let (polls, poll_requests) = Polls::channel();
         let context = Context {
             db,
             bus: Bus::default(),
             control,
+            polls,
             script,
             config: SharedConfig::new(config),
             basedir: basedir.to_path_buf(),
@@ -104,6 +108,12 @@ impl Master {
             let running = RunningSource::start(&context, source).await?;
             change_sources.push((RunningSource::name_of(source).to_string(), running));
         }
+        let change_sources = ChangeSources::new(change_sources);
+        tokio::spawn(serve_polls(
+            poll_requests,
+            change_sources.clone(),
+            context.shutdown.clone(),
+        ));
         let mut schedulers = Vec::new();
         for scheduler in &config.schedulers {
             let running = RunningScheduler::start(&context, scheduler).await?;
@@ -157,7 +167,7 @@ impl Master {
             }
         }
         tracing::info!("master shutting down");
-        for (_, source) in self.change_sources {
+        for (_, source) in self.change_sources.take().await {
             source.stop().await;
         }
         for (_, scheduler) in self.schedulers {
@@ -177,6 +187,73 @@ impl Master {
             .await?;
         tracing::info!("master stopped");
         Ok(())
+    }
+}
+
+/// The running change sources, by name.
+#[derive(Clone)]
+struct ChangeSources(Arc<tokio::sync::Mutex<Vec<(String, RunningSource)>>>);
+
+impl ChangeSources {
+    fn new(sources: Vec<(String, RunningSource)>) -> ChangeSources {
+        ChangeSources(Arc::new(tokio::sync::Mutex::new(sources)))
+    }
+
+    /// Takes them all out, to reconcile or stop them.
+    async fn take(&self) -> Vec<(String, RunningSource)> {
+        std::mem::take(&mut *self.0.lock().await)
+    }
+}
+
+/// Answers [`Polls`] requests until the shutdown: the sources asked for (all of them when
+/// none is named), within those allowed, are told to poll; a name that is not a polling
+/// source, or not allowed, is an error, as in Buildbot's `poller` hook (the other sources
+/// asked for still poll).
+async fn serve_polls(
+    mut requests: tokio::sync::mpsc::Receiver<PollRequest>,
+    sources: ChangeSources,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let request = tokio::select! {
+            () = shutdown.cancelled() => break,
+            request = requests.recv() => match request {
+                Some(request) => request,
+                None => break,
+            },
+        };
+        let sources = sources.0.lock().await;
+        let allowed = |name: &str| {
+            request
+                .allowed
+                .as_ref()
+                .is_none_or(|allowed| allowed.iter().any(|a| a == name))
+        };
+        let wanted = |name: &str| {
+            request
+                .names
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| n == name))
+        };
+        let mut polled = Vec::new();
+        for (name, source) in sources.iter() {
+            if wanted(name) && allowed(name) && source.poll_now() {
+                polled.push(name.clone());
+            }
+        }
+        let missing: Vec<&str> = request
+            .names
+            .iter()
+            .flatten()
+            .filter(|name| !polled.contains(name))
+            .map(String::as_str)
+            .collect();
+        let answer = if missing.is_empty() {
+            Ok(polled)
+        } else {
+            Err(format!("could not find pollers: {}", missing.join(",")))
+        };
+        let _ = request.reply.send(answer);
     }
 }
 

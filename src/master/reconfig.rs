@@ -168,8 +168,10 @@ impl Master {
             (_, Ok(Err(error))) => failures.push(format!("builders and workers: {error}")),
             _ => failures.push("builders and workers: the engine is shutting down".into()),
         }
-        let sources = std::mem::take(&mut self.change_sources);
-        self.change_sources = reconcile(
+        // Held throughout, so that a poll request waits for the sources of the new config.
+        let mut running_sources = self.change_sources.0.lock().await;
+        let sources = std::mem::take(&mut *running_sources);
+        *running_sources = reconcile(
             &ctx,
             "change source",
             sources,
@@ -178,6 +180,7 @@ impl Master {
             &mut failures,
         )
         .await;
+        drop(running_sources);
         let schedulers = std::mem::take(&mut self.schedulers);
         self.schedulers = reconcile(
             &ctx,

@@ -1,11 +1,13 @@
 //! What every service of a running master is handed, below the services so that they
 //! depend downward: the shared [`Context`], the [`Service`] plug a reconfig drives,
-//! the [`SharedConfig`] running now, the [`Control`] channel to the engine, and the bounded
+//! the [`SharedConfig`] running now, the [`Control`] channel to the engine, [`Polls`] to the
+//! change sources, and the bounded
 //! [`http`] server the listening services share. `master/` sits above, starting the
 //! services with it.
 
 pub mod control;
 pub mod http;
+pub mod polls;
 pub mod service;
 
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use crate::bus::Bus;
 use crate::db::Db;
 use crate::script::ScriptHost;
 pub use control::{Control, ControlError, ControlRequest, PendingOf, Pinged, Submitted};
+pub use polls::{PollRequest, Polls};
 pub use service::{Reconfigured, Service, SharedConfig};
 
 /// What every service of a running master shares. Cheap to clone.
@@ -24,6 +27,8 @@ pub struct Context {
     pub db: Db,
     pub bus: Bus,
     pub control: Control,
+    /// Asks the master to poll change sources now.
+    pub polls: Polls,
     /// Runs the config's Lua callbacks and renderables.
     pub script: ScriptHost,
     /// The config running now; a reconfig replaces it.

@@ -1,8 +1,10 @@
-//! The web server: the WebStatus pages (see [`pages`]) and Buildbot's REST API under
-//! `/api/v2/` (see [`rest`]), on the port of the config's first WebStatus (or `c['www']`),
-//! every request through the [`auth`] guard.
+//! The web server: the WebStatus pages (see [`pages`]), Buildbot's REST API under
+//! `/api/v2/` (see [`rest`]) and the change hooks under `/change_hook/` (see [`hooks`]),
+//! on the port of the config's first WebStatus (or `c['www']`); every request but the
+//! hooks' (which have their own `change_hook_auth`) through the [`auth`] guard.
 
 mod auth;
+mod hooks;
 mod pages;
 mod paths;
 mod rest;
@@ -48,7 +50,8 @@ pub fn router(context: Context) -> Router {
         .route("/api/v2/{*path}", get(rest::get).post(rest::post))
         .with_state(gate.context.clone())
         .merge(pages::router(gate.clone()))
-        .layer(axum::middleware::from_fn_with_state(gate, auth::guard))
+        .layer(axum::middleware::from_fn_with_state(gate.clone(), auth::guard))
+        .merge(hooks::router(gate.context))
 }
 
 /// Serves on `listener` until the master shuts down; requests under way are finished.

@@ -32,8 +32,8 @@ pub use shared::LuaHandle;
 pub use stash::StashStatusPushConfig;
 pub use status_push::{HttpPayload, HttpStatusPushConfig, PushOptions, StatusPushConfig};
 pub use web::{
-    ChangeHookDialect, CommentLink, CommentLinkRule, HookCodebase, HookCredentials, RevLink,
-    UrlMap, WebStatusConfig,
+    ChangeHookDialect, CommentLink, CommentLinkRule, GitHubHook, HookCodebase, HookCredentials,
+    RevLink, UrlMap, WebStatusConfig,
 };
 
 /// One entry of `c['status']` (or `c['services']`).

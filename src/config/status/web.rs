@@ -250,14 +250,12 @@ impl FromOption for UrlMap {
 pub enum ChangeHookDialect {
     /// Changes posted as form fields (`contrib/post_build_request.py`).
     Base,
-    GitHub {
-        /// Checks the payload signature when given.
-        secret: Option<String>,
-        /// Ignores payloads without a valid signature.
-        strict: bool,
+    GitHub(Box<GitHubHook>),
+    BitBucket,
+    /// Bitbucket Cloud's current webhooks (Buildbot 4's `bitbucketcloud`).
+    BitBucketCloud {
         codebase: Option<HookCodebase>,
     },
-    BitBucket,
     GoogleCode {
         /// The project's Post-Commit Authentication Key.
         secret_key: String,
@@ -265,11 +263,78 @@ pub enum ChangeHookDialect {
         branch: String,
     },
     Poller {
-        /// The pollers (by repository URL) the hook may trigger; absent, all.
+        /// The pollers (by name, a GitPoller's repourl by default) the hook may trigger;
+        /// absent, all.
         allowed: Option<Vec<String>>,
     },
-    GitLab,
+    GitLab {
+        /// Compared with the `X-Gitlab-Token` header when given.
+        secret: Option<String>,
+    },
     Gitorious,
+}
+
+/// The GitHub hook's options.
+#[derive(Clone, Debug)]
+pub struct GitHubHook {
+    /// Checks the payload signature when given.
+    pub secret: Option<String>,
+    /// Ignores payloads without a valid signature.
+    pub strict: bool,
+    pub codebase: Option<HookCodebase>,
+    /// `class`: Lua functions for events, by event name (`handle_blah` handles `blah`);
+    /// they take precedence over the built-in ping, push and pull_request handlers, as a
+    /// subclass's methods do.
+    pub handlers: BTreeMap<String, Callback>,
+    /// A push whose head commit message matches one of these makes no change.
+    pub skips: Vec<regex::Regex>,
+    /// The ref a pull request's change builds: `refs/pull/N/REF`.
+    pub pullrequest_ref: String,
+}
+
+/// Buildbot's default `skips`: `[ci skip]` and `[skip ci]`, spaces allowed inside.
+pub const DEFAULT_GITHUB_SKIPS: &[&str] = &[r"\[ *skip *ci *\]", r"\[ *ci *skip *\]"];
+
+/// The GitHub hook's `class`: a table of `handle_EVENT` functions.
+struct HookClass(BTreeMap<String, Callback>);
+
+impl FromOption for HookClass {
+    fn expected() -> String {
+        "a table of handle_EVENT functions".into()
+    }
+    fn from_option(value: Value, lua: &Lua) -> Result<Self, OptionError> {
+        let Value::Table(table) = &value else {
+            return Err(mismatch::<Self>(&value));
+        };
+        let mut handlers = BTreeMap::new();
+        for pair in table.clone().pairs::<Value, Value>() {
+            let (key, function) = pair.map_err(|e| OptionError::Wrong(e.to_string()))?;
+            let name = match &key {
+                Value::String(name) => name.to_string_lossy(),
+                other => {
+                    return Err(OptionError::Wrong(format!(
+                        "has key {}, not a handle_EVENT name",
+                        describe(other)
+                    )))
+                }
+            };
+            let Some(event) = name.strip_prefix("handle_").filter(|e| !e.is_empty()) else {
+                return Err(OptionError::Wrong(format!(
+                    "has '{name}', not a handle_EVENT name (handle_push, handle_release, ...)"
+                )));
+            };
+            let Value::Function(function) = &function else {
+                return Err(OptionError::Wrong(format!(
+                    "entry '{name}' must be a function, got {}",
+                    describe(&function)
+                )));
+            };
+            let callback =
+                Callback::new(lua, function).map_err(|e| OptionError::Wrong(e.to_string()))?;
+            handlers.insert(event.to_string(), callback);
+        }
+        Ok(HookClass(handlers))
+    }
 }
 
 /// The GitHub hook's `codebase`: a name, or a function of the event payload.
@@ -296,12 +361,22 @@ const DIALECTS: &[&str] = &[
     "base",
     "github",
     "bitbucket",
+    "bitbucketcloud",
     "googlecode",
     "poller",
     "gitlab",
     "gitorious",
 ];
-const GITHUB_HOOK_OPTIONS: &[&str] = &["secret", "strict", "codebase", "class"];
+const GITHUB_HOOK_OPTIONS: &[&str] = &[
+    "secret",
+    "strict",
+    "codebase",
+    "class",
+    "skips",
+    "pullrequest_ref",
+];
+const BITBUCKETCLOUD_HOOK_OPTIONS: &[&str] = &["codebase"];
+const GITLAB_HOOK_OPTIONS: &[&str] = &["secret"];
 const GOOGLECODE_HOOK_OPTIONS: &[&str] = &["secret_key", "branch"];
 const POLLER_HOOK_OPTIONS: &[&str] = &["allowed"];
 const NO_OPTIONS: &[&str] = &[];
@@ -380,31 +455,50 @@ fn read_dialect(
         "github" => GITHUB_HOOK_OPTIONS,
         "googlecode" => GOOGLECODE_HOOK_OPTIONS,
         "poller" => POLLER_HOOK_OPTIONS,
+        "bitbucketcloud" => BITBUCKETCLOUD_HOOK_OPTIONS,
+        "gitlab" => GITLAB_HOOK_OPTIONS,
         _ => NO_OPTIONS,
     };
     let mut kw = Kwargs::new(lua, object, args, &[], allowed);
     let parsed = match dialect {
         "base" => ChangeHookDialect::Base,
         "bitbucket" => ChangeHookDialect::BitBucket,
-        "gitlab" => ChangeHookDialect::GitLab,
+        "bitbucketcloud" => ChangeHookDialect::BitBucketCloud {
+            codebase: kw.optional("codebase"),
+        },
+        "gitlab" => ChangeHookDialect::GitLab {
+            secret: kw.optional("secret"),
+        },
         "gitorious" => ChangeHookDialect::Gitorious,
         "github" => {
             let secret: Option<String> = kw.optional("secret");
             let strict = kw.optional_or("strict", false);
             let codebase = kw.optional("codebase");
-            kw.refuse(
-                "class",
-                "names a Python class, which a Lua config cannot provide \
-                 (the built-in handler takes ping, push and pull_request events)",
-            );
+            let handlers = kw.optional::<HookClass>("class").map(|c| c.0);
+            let patterns: Vec<String> = kw
+                .optional("skips")
+                .unwrap_or_else(|| DEFAULT_GITHUB_SKIPS.iter().map(|s| s.to_string()).collect());
+            let mut skips = Vec::with_capacity(patterns.len());
+            for pattern in &patterns {
+                match regex::Regex::new(pattern) {
+                    Ok(skip) => skips.push(skip),
+                    Err(error) => kw.error(format!(
+                        "option 'skips' has an invalid regular expression '{pattern}': {}",
+                        regex_error(&error)
+                    )),
+                }
+            }
             if strict && secret.is_none() {
                 kw.error("option 'strict' needs a 'secret' to check signatures with");
             }
-            ChangeHookDialect::GitHub {
+            ChangeHookDialect::GitHub(Box::new(GitHubHook {
                 secret,
                 strict,
                 codebase,
-            }
+                handlers: handlers.unwrap_or_default(),
+                skips,
+                pullrequest_ref: kw.optional_or("pullrequest_ref", "merge".to_string()),
+            }))
         }
         "googlecode" => ChangeHookDialect::GoogleCode {
             secret_key: kw.required("secret_key"),
@@ -495,7 +589,8 @@ pub const WEB_STATUS_OPTIONS: &[&str] = &[
 ];
 
 /// The options the master parses but may not carry out yet: it serves the REST API and the
-/// pages of `www::pages`, with no change hooks, no `http.log`, and actions open to anyone.
+/// pages of `www::pages` and the change hooks of `www::hooks`, with no `http.log`, and
+/// actions open to anyone.
 /// Each is reported as not implemented when given, unless the pages apply it or its value
 /// asks for what the master does anyway.
 const NOT_APPLIED: &[&str] = &[
@@ -514,8 +609,6 @@ const NOT_APPLIED: &[&str] = &[
     "rotateLength",
     "logRotateLength",
     "maxRotatedFiles",
-    "change_hook_dialects",
-    "change_hook_auth",
     "template_dirs",
 ];
 
@@ -525,18 +618,11 @@ fn given_not_applied(kw: &Kwargs) -> Vec<&'static str> {
 }
 
 /// Reports each of `given` as not implemented, but access options that leave every action
-/// open (as the REST API is) and hook options that enable nothing.
-fn report_not_applied(
-    kw: &mut Kwargs,
-    given: &[&str],
-    config: &WebStatusConfig,
-    hooks: Option<&BTreeMap<String, ChangeHookDialect>>,
-) {
+/// open (as the REST API is).
+fn report_not_applied(kw: &mut Kwargs, given: &[&str], config: &WebStatusConfig) {
     for &option in given {
         let applied = match option {
             "allowForce" | "auth" | "authz" => true,
-            "change_hook_dialects" => hooks.is_some_and(BTreeMap::is_empty),
-            "change_hook_auth" => config.change_hook_auth.is_empty(),
             "public_html" | "numbuilds" | "template_dirs" | "num_events" | "num_events_max" => true,
             // The pages link through strings and tables; Lua functions are not called yet.
             "revlink" => !matches!(config.revlink, Some(RevLink::Function(_))),
@@ -634,7 +720,7 @@ fn parse_web_status(lua: &Lua, object: &str, args: MultiValue) -> Option<StatusT
     if let Some(authz) = authz {
         config.authz = authz;
     }
-    report_not_applied(&mut kw, &not_applied, &config, hooks.as_ref());
+    report_not_applied(&mut kw, &not_applied, &config);
     let ok = kw.finish();
     config.change_hook_dialects = hooks?;
     ok.then(|| StatusTarget::WebStatus(Box::new(config)))
@@ -725,7 +811,7 @@ fn read_www_options(kw: &mut Kwargs, location: Location) -> Option<StatusTarget>
         // Buildbot 0.9 and later allow what no rule forbids.
         (None, None) => AuthzConfig::new(AuthzRule::Allow, None),
     };
-    report_not_applied(kw, &not_applied, &config, hooks.as_ref());
+    report_not_applied(kw, &not_applied, &config);
     config.change_hook_dialects = hooks?;
     Some(StatusTarget::WebStatus(Box::new(config)))
 }
@@ -846,8 +932,8 @@ mod tests {
             [
                 "base=Base",
                 "bitbucket=BitBucket",
-                "github=GitHub { secret: Some(\"MY-SECRET\"), strict: true, codebase: Some(Function(<function master.cfg.lua:1>)) }",
-                "gitlab=GitLab",
+                "github=GitHub(GitHubHook { secret: Some(\"MY-SECRET\"), strict: true, codebase: Some(Function(<function master.cfg.lua:1>)), handlers: {}, skips: [Regex(\"\\\\[ *skip *ci *\\\\]\"), Regex(\"\\\\[ *ci *skip *\\\\]\")], pullrequest_ref: \"merge\" })",
+                "gitlab=GitLab { secret: None }",
                 "gitorious=Gitorious",
                 "googlecode=GoogleCode { secret_key: \"FSP3p-Ghdn4T0oqX\", branch: \"master\" }",
                 "poller=Poller { allowed: Some([\"https://amanda.svn.sourceforge.net/svnroot/amanda/amanda\"]) }",
@@ -885,7 +971,10 @@ mod tests {
         assert_eq!(config.rotate_length, Some(10));
         assert!(matches!(
             &config.change_hook_dialects["github"],
-            ChangeHookDialect::GitHub { secret: None, strict: false, codebase: Some(HookCodebase::Name(c)) } if c == "core"
+            ChangeHookDialect::GitHub(hook) if matches!(
+                &**hook,
+                GitHubHook { secret: None, strict: false, codebase: Some(HookCodebase::Name(c)), .. } if c == "core"
+            )
         ));
         assert!(!config.change_hook_dialects.contains_key("poller"));
         let config = web(
@@ -1001,8 +1090,6 @@ mod tests {
                 "order_console_by_time",
                 "rotateLength",
                 "maxRotatedFiles",
-                "change_hook_dialects",
-                "change_hook_auth",
             ]
         );
         assert_eq!(
@@ -1013,8 +1100,6 @@ mod tests {
             [
                 "master.cfg.lua:1: c['www']: option 'logRotateLength' is not implemented yet",
                 "master.cfg.lua:1: c['www']: option 'maxRotatedFiles' is not implemented yet",
-                "master.cfg.lua:1: c['www']: option 'change_hook_dialects' is not implemented yet",
-                "master.cfg.lua:1: c['www']: option 'change_hook_auth' is not implemented yet",
             ]
         );
     }
@@ -1148,8 +1233,20 @@ mod tests {
                 "master.cfg.lua:1: WebStatus: option 'change_hook_dialects' entry 'github' must be true, false or a table of options, got string 'yes'",
             ),
             (
-                "status.WebStatus{http_port=8010, change_hook_dialects={github={class={}}}}",
-                "master.cfg.lua:1: WebStatus: change hook 'github': option 'class' names a Python class, which a Lua config cannot provide (the built-in handler takes ping, push and pull_request events)",
+                "status.WebStatus{http_port=8010, change_hook_dialects={github={class='MyHandler'}}}",
+                "master.cfg.lua:1: WebStatus: change hook 'github': option 'class' must be a table of handle_EVENT functions, got string 'MyHandler'",
+            ),
+            (
+                "status.WebStatus{http_port=8010, change_hook_dialects={github={class={blah=function() end}}}}",
+                "master.cfg.lua:1: WebStatus: change hook 'github': option 'class' has 'blah', not a handle_EVENT name (handle_push, handle_release, ...)",
+            ),
+            (
+                "status.WebStatus{http_port=8010, change_hook_dialects={github={class={handle_blah=1}}}}",
+                "master.cfg.lua:1: WebStatus: change hook 'github': option 'class' entry 'handle_blah' must be a function, got number 1",
+            ),
+            (
+                "status.WebStatus{http_port=8010, change_hook_dialects={github={skips={'[ci'}}}}",
+                "master.cfg.lua:1: WebStatus: change hook 'github': option 'skips' has an invalid regular expression '[ci': unclosed character class",
             ),
             (
                 "status.WebStatus{http_port=8010, change_hook_dialects={github={strict=true}}}",
@@ -1316,7 +1413,7 @@ mod tests {
             ),
             (
                 "c['www'] = {port=8010, change_hook_dialects={github={class=1}}}",
-                "master.cfg.lua:1: c['www']: change hook 'github': option 'class' names a Python class, which a Lua config cannot provide (the built-in handler takes ping, push and pull_request events)",
+                "master.cfg.lua:1: c['www']: change hook 'github': option 'class' must be a table of handle_EVENT functions, got number 1",
             ),
             (
                 "c['www'] = {port=8010, auth=util.HTPasswdAuth('p'), authz=util.Authz{auth=util.HTPasswdAuth('p')}}",
