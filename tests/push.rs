@@ -481,6 +481,18 @@ async fn events_beyond_max_memory_and_disk_items_are_dropped_oldest_first_and_li
     build(&master, "abc123", 0, &[]).await;
     build(&master, "def456", 0, &[]).await;
     build(&master, "0ff1ce", 0, &[]).await;
+    // The last build's finished event is written just after its buildset completes.
+    let deadline = std::time::Instant::now() + WAIT;
+    while rows(&master, "HttpStatusPush", "pending").await
+        + rows(&master, "HttpStatusPush", "dead").await
+        < 6
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "six events never written"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     assert_eq!(rows(&master, "HttpStatusPush", "dead").await, 3);
     let dead = master
         .context

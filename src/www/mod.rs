@@ -50,7 +50,10 @@ pub fn router(context: Context) -> Router {
         .route("/api/v2/{*path}", get(rest::get).post(rest::post))
         .with_state(gate.context.clone())
         .merge(pages::router(gate.clone()))
-        .layer(axum::middleware::from_fn_with_state(gate.clone(), auth::guard))
+        .layer(axum::middleware::from_fn_with_state(
+            gate.clone(),
+            auth::guard,
+        ))
         .merge(hooks::router(gate.context))
 }
 

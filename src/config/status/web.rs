@@ -1086,11 +1086,7 @@ mod tests {
             .collect();
         assert_eq!(
             options,
-            [
-                "order_console_by_time",
-                "rotateLength",
-                "maxRotatedFiles",
-            ]
+            ["order_console_by_time", "rotateLength", "maxRotatedFiles",]
         );
         assert_eq!(
             unimplemented(
