@@ -41,6 +41,7 @@ async fn context(basedir: &Path, config: &str) -> Context {
         basedir: basedir.to_path_buf(),
         masterid,
         shutdown: CancellationToken::new(),
+        source_endpoints: Default::default(),
     }
 }
 

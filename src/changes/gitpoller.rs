@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use tokio::process::Command;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -58,11 +58,12 @@ impl GitPollerService {
         })
     }
 
-    /// Polls at launch if asked, then every `pollInterval` (plus the random delay), logging
-    /// one line per failed poll, until the stop token is cancelled. A new config from
+    /// Polls at launch if asked, then every `pollInterval` (plus the random delay) and when
+    /// `poll_now` is notified, logging one line per failed poll, until the stop token is
+    /// cancelled. A new config from
     /// `updates` applies from the next poll, with the last revisions seen kept; a new
     /// interval counts from the end of the last poll.
-    pub async fn run(mut self, mut updates: watch::Receiver<GitPoller>) {
+    pub async fn run(mut self, mut updates: watch::Receiver<GitPoller>, poll_now: Arc<Notify>) {
         tracing::info!(
             poller = %self.config.name,
             workdir = %self.workdir.display(),
@@ -86,6 +87,7 @@ impl GitPollerService {
                     continue;
                 }
                 _ = tokio::time::sleep_until(next_poll) => {}
+                _ = poll_now.notified() => {}
             }
             if let Err(e) = self.poll().await {
                 tracing::warn!(poller = %self.config.name, "poll failed: {e:#}");

@@ -5,6 +5,7 @@
 //! services with it.
 
 pub mod control;
+pub mod endpoints;
 pub mod http;
 pub mod service;
 
@@ -16,6 +17,7 @@ use crate::bus::Bus;
 use crate::db::Db;
 use crate::script::ScriptHost;
 pub use control::{Control, ControlError, ControlRequest, Submitted};
+pub use endpoints::{SourceEndpoints, SourceRequest, SourceResponse};
 pub use service::{Reconfigured, Service, SharedConfig};
 
 /// What every service of a running master shares. Cheap to clone.
@@ -32,4 +34,6 @@ pub struct Context {
     pub masterid: i64,
     /// Cancelled when the master begins to shut down.
     pub shutdown: CancellationToken,
+    /// Change sources that answer requests on the web server.
+    pub source_endpoints: SourceEndpoints,
 }

@@ -4,9 +4,10 @@
 mod pages;
 mod paths;
 mod rest;
+mod sources;
 
 use anyhow::Context as _;
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -38,6 +39,8 @@ pub async fn bind(context: &Context) -> anyhow::Result<Option<TcpListener>> {
 pub fn router(context: Context) -> Router {
     Router::new()
         .route("/api/v2/{*path}", get(rest::get).post(rest::post))
+        .route("/change_source/{name}", any(sources::root))
+        .route("/change_source/{name}/{*path}", any(sources::below))
         .with_state(context.clone())
         .merge(pages::router(context))
 }

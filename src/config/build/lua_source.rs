@@ -1,0 +1,223 @@
+//! `changes.PollingChangeSource` and `changes.ChangeSource`: change sources written in Lua,
+//! as "Writing Change Sources" describes them. The declaring table is the source's `self`
+//! (with the methods of `lua/sources.lua`); fields that are not options are the user's own.
+
+use std::fmt;
+
+use mlua::{Lua, LuaSerdeExt, MultiValue, Value};
+
+use super::changes::ChangeSourceConfig;
+use crate::config::errors::suggest;
+use crate::config::kwargs::Kwargs;
+use crate::config::status::LuaHandle;
+use crate::config::Location;
+use crate::script::session::make_self;
+use crate::script::Callback;
+
+/// The functions of both kinds of Lua source.
+const COMMON_OPTIONS: &[&str] = &[
+    "name",
+    "describe",
+    "startService",
+    "stopService",
+    "handleRequest",
+    "compare_attrs",
+];
+
+pub const CHANGE_SOURCE_OPTIONS: &[&str] = COMMON_OPTIONS;
+
+pub const POLLING_CHANGE_SOURCE_OPTIONS: &[&str] = &[
+    "name",
+    "describe",
+    "startService",
+    "stopService",
+    "handleRequest",
+    "compare_attrs",
+    "poll",
+    "pollInterval",
+    "pollAtLaunch",
+    "pollRandomDelayMin",
+    "pollRandomDelayMax",
+];
+
+/// When a Lua poller polls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PollTiming {
+    /// Seconds between polls.
+    pub interval: u64,
+    pub at_launch: bool,
+    /// Each poll is delayed by a random number of seconds in this range.
+    pub random_delay_min: u64,
+    pub random_delay_max: u64,
+}
+
+/// A change source written in Lua.
+#[derive(Clone, Debug)]
+pub struct LuaSource {
+    /// Unique among change sources: the key of its state in storage.
+    pub name: String,
+    /// `Some` for a `PollingChangeSource`, with its `poll` function.
+    pub polling: Option<(PollTiming, Callback)>,
+    pub describe: Option<Callback>,
+    pub start_service: Option<Callback>,
+    pub stop_service: Option<Callback>,
+    /// `fn(self, request) -> response`, for requests to `/change_source/NAME`.
+    pub handle_request: Option<Callback>,
+    /// What the functions receive as `self`.
+    pub this: LuaHandle,
+    /// The `compare_attrs` fields with their values, in the order listed.
+    pub compared: Vec<(String, Compared)>,
+    pub location: Location,
+}
+
+/// A `compare_attrs` field's value, as a reconfig compares it.
+#[derive(Clone)]
+pub enum Compared {
+    Data(serde_json::Value),
+    /// Compared by its code (see [`crate::config::same_options`]).
+    Function(Callback),
+    /// Anything else, compared by kind only.
+    Other(&'static str),
+}
+
+impl fmt::Debug for Compared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Compared::Data(value) => write!(f, "{value}"),
+            Compared::Function(callback) => write!(f, "{callback:?}"),
+            Compared::Other(kind) => write!(f, "<{kind}>"),
+        }
+    }
+}
+
+impl LuaSource {
+    pub fn kind(&self) -> &'static str {
+        match self.polling {
+            Some(_) => "PollingChangeSource",
+            None => "ChangeSource",
+        }
+    }
+
+    /// What decides whether a reconfig restarts the source, as Buildbot's `compare_attrs`
+    /// do: its kind, name and timing, and the fields it lists. Its functions and other
+    /// fields are taken from the new config without a restart.
+    pub fn identity(&self) -> impl fmt::Debug + '_ {
+        (
+            self.kind(),
+            &self.name,
+            self.polling.as_ref().map(|(timing, _)| timing),
+            &self.compared,
+        )
+    }
+}
+
+pub fn polling_change_source(lua: &Lua, args: MultiValue) -> Option<ChangeSourceConfig> {
+    lua_source(lua, args, true)
+}
+
+pub fn change_source(lua: &Lua, args: MultiValue) -> Option<ChangeSourceConfig> {
+    lua_source(lua, args, false)
+}
+
+fn lua_source(lua: &Lua, args: MultiValue, polling: bool) -> Option<ChangeSourceConfig> {
+    let (object, options) = match polling {
+        true => ("PollingChangeSource", POLLING_CHANGE_SOURCE_OPTIONS),
+        false => ("ChangeSource", CHANGE_SOURCE_OPTIONS),
+    };
+    let fields = match args.front() {
+        Some(Value::Table(table)) if args.len() == 1 => Some(table.clone()),
+        _ => None,
+    };
+    let mut kw = Kwargs::new(lua, object, args, &[], options);
+    let Some(fields) = fields else {
+        kw.error("takes one table: {name=..., ...}");
+        return None;
+    };
+    let name: String = kw.required("name");
+    let describe_fn = kw.optional("describe");
+    let start_service = kw.optional("startService");
+    let stop_service = kw.optional("stopService");
+    let handle_request = kw.optional("handleRequest");
+    let compare_attrs: Vec<String> = kw.optional("compare_attrs").unwrap_or_default();
+    let polling = match polling {
+        true => {
+            let poll: Option<Callback> = kw.required_opt("poll");
+            let timing = PollTiming {
+                interval: kw.optional_or("pollInterval", 10 * 60),
+                at_launch: kw.optional_or("pollAtLaunch", false),
+                random_delay_min: kw.optional_or("pollRandomDelayMin", 0),
+                random_delay_max: kw.optional_or("pollRandomDelayMax", 0),
+            };
+            if timing.interval == 0 {
+                kw.error("option 'pollInterval' must be at least 1 second");
+            }
+            if timing.random_delay_min > timing.random_delay_max {
+                kw.error(format!(
+                    "option 'pollRandomDelayMin' ({}) must not exceed 'pollRandomDelayMax' ({})",
+                    timing.random_delay_min, timing.random_delay_max
+                ));
+            }
+            if timing.random_delay_max > 0 && timing.random_delay_max >= timing.interval {
+                kw.error(format!(
+                    "option 'pollRandomDelayMax' ({}) must be less than 'pollInterval' ({})",
+                    timing.random_delay_max, timing.interval
+                ));
+            }
+            poll.map(|poll| (timing, poll))
+        }
+        false => None,
+    };
+    // The user's own fields: any name but one that looks like a misspelt option.
+    for (field, _) in kw.rest() {
+        if let Some(option) = suggest(&field, options.iter().copied())
+            .filter(|option| strsim::jaro_winkler(&field, option) > 0.9)
+        {
+            kw.error(format!(
+                "unknown option '{field}' (did you mean '{option}'?); a field of the source's own must not look like an option"
+            ));
+        }
+    }
+    let mut compared = Vec::new();
+    for attr in compare_attrs {
+        let value: Value = fields.raw_get(attr.as_str()).unwrap_or(Value::Nil);
+        let value = match value {
+            Value::Function(f) => match Callback::new(lua, &f) {
+                Ok(callback) => Compared::Function(callback),
+                Err(_) => Compared::Other("function"),
+            },
+            Value::UserData(_) | Value::Thread(_) | Value::LightUserData(_) => {
+                Compared::Other(value.type_name())
+            }
+            value => match lua.from_value::<serde_json::Value>(value.clone()) {
+                Ok(data) => Compared::Data(data),
+                Err(_) => Compared::Other(value.type_name()),
+            },
+        };
+        compared.push((attr, value));
+    }
+    let this = match make_self(lua, fields).and_then(|this| LuaHandle::new(lua, this)) {
+        Ok(this) => this,
+        Err(e) => {
+            kw.error(format!("cannot make the source's self: {e}"));
+            return None;
+        }
+    };
+    if polling.is_none() && object == "PollingChangeSource" {
+        // `poll` was missing or not a function: reported already.
+        kw.finish();
+        return None;
+    }
+    let source = LuaSource {
+        name,
+        polling,
+        describe: describe_fn,
+        start_service,
+        stop_service,
+        handle_request,
+        this,
+        compared,
+        location: kw.location(),
+    };
+    kw.finish()
+        .then(|| ChangeSourceConfig::Lua(Box::new(source)))
+}
