@@ -327,10 +327,7 @@ c['change_source'] = { changes.ChangeSource{
         state(&master, "hook", "timer").await == json!("fired")
     })
     .await;
-    let base = format!(
-        "http://{}/change_source/hook",
-        master.web_address.unwrap()
-    );
+    let base = format!("http://{}/change_source/hook", master.web_address.unwrap());
     let client = reqwest::Client::new();
     let refused = client.get(&base).send().await.unwrap();
     assert_eq!(refused.status(), 405);
@@ -395,8 +392,7 @@ c['change_source'] = {{ changes.PollingChangeSource{{
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reconfig_restarts_a_lua_poller_only_when_a_compare_attr_changed_and_waits_for_no_poll(
-) {
+async fn a_reconfig_restarts_a_lua_poller_only_when_a_compare_attr_changed_and_waits_for_no_poll() {
     let mut master = TestMaster::start(&watcher("https://one.example", "first")).await;
     until("the poll at launch is under way", || async {
         state(&master, "watch", "polls").await == json!(1)
@@ -432,4 +428,92 @@ async fn stopping_the_master_abandons_a_poll_waiting_on_a_process() {
         .await
         .expect("the master stops without waiting for the poll")
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_waiting_longer_than_the_lua_time_limit_is_not_timed_out_but_a_loop_is() {
+    let master = TestMaster::start(
+        r#"local c = BuildmasterConfig
+c['lua'] = {timeout = 0.5}
+c['change_source'] = {
+  changes.PollingChangeSource{
+    name = "waits", pollInterval = 3600, pollAtLaunch = true,
+    poll = function(self)
+      local result = util.runProcess{"sleep", "1"}
+      self:setState("rc", result.rc)
+    end,
+  },
+  changes.PollingChangeSource{
+    name = "spins", pollInterval = 1, pollAtLaunch = true,
+    poll = function(self)
+      self:setState("polls", self:getState("polls", 0) + 1)
+      while true do end
+    end,
+  },
+}
+"#,
+    )
+    .await;
+    until("the waiting poll has ended", || async {
+        state(&master, "waits", "rc").await == json!(0)
+    })
+    .await;
+    until(
+        "the spinning source was stopped and polled again",
+        || async { state(&master, "spins", "polls").await.as_i64() >= Some(2) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_requests_are_errors_a_poll_can_catch_at_its_own_line() {
+    let master = TestMaster::start(
+        r#"local c = BuildmasterConfig
+c['change_source'] = { changes.PollingChangeSource{
+  name = "errors", pollInterval = 3600, pollAtLaunch = true,
+  poll = function(self)
+    local seen = {}
+    local function try(f)
+      local ok, message = pcall(f)
+      seen[#seen + 1] = ok and "ok" or message
+    end
+    try(function() util.runProcess{"/nonexistent/tool"} end)
+    try(function() util.runProcess{"sleep", "5", timeout = 0.2} end)
+    try(function() util.httpRequest{url = "http://127.0.0.1:1/"} end)
+    try(function() self:addChange{author = "a", nonsense = 1} end)
+    try(function() util.runProcess("git") end)
+    local inner = coroutine.wrap(function() util.runProcess{"true"} end)
+    try(inner)
+    self:setState("seen", seen)
+  end,
+}}
+"#,
+    )
+    .await;
+    until("the poll recorded what it caught", || async {
+        !state(&master, "errors", "seen").await.is_null()
+    })
+    .await;
+    let seen = state(&master, "errors", "seen").await;
+    let seen: Vec<&str> = seen
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let expected = [
+        "master.cfg.lua:10: util.runProcess: cannot run '/nonexistent/tool'",
+        "master.cfg.lua:11: util.runProcess: 'sleep 5' timed out after 200ms",
+        "master.cfg.lua:12: util.httpRequest: GET http://127.0.0.1:1/: ",
+        "master.cfg.lua:13: addChange: unknown field `nonsense`",
+        "master.cfg.lua:14: util.runProcess takes a table",
+        "master.cfg.lua:15: util.runProcess can only be called from a change source's functions",
+    ];
+    assert_eq!(seen.len(), expected.len(), "{seen:#?}");
+    for (seen, expected) in seen.iter().zip(expected) {
+        assert!(
+            seen.starts_with(expected),
+            "{seen}\nshould start with\n{expected}"
+        );
+    }
 }

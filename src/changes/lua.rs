@@ -120,7 +120,8 @@ impl LuaSourceTask {
             self.run_function("poll", &poll, Vec::new(), &self.stop.clone())
                 .await;
             last_poll = Instant::now();
-            next_poll = Some(last_poll + Duration::from_secs(timing.interval) + random_delay(&timing));
+            next_poll =
+                Some(last_poll + Duration::from_secs(timing.interval) + random_delay(&timing));
         }
         if let Some(stop_service) = self.config.stop_service.clone() {
             let cancel = CancellationToken::new();
@@ -164,8 +165,13 @@ impl LuaSourceTask {
             if self.stop.is_cancelled() {
                 return;
             }
-            self.run_function("callLater function", &function, Vec::new(), &self.stop.clone())
-                .await;
+            self.run_function(
+                "callLater function",
+                &function,
+                Vec::new(),
+                &self.stop.clone(),
+            )
+            .await;
         }
     }
 
@@ -188,7 +194,12 @@ impl LuaSourceTask {
             "body": request.body,
         });
         let ran = self
-            .run_function("handleRequest", &handler, vec![Arg::Json(argument)], &self.stop.clone())
+            .run_function(
+                "handleRequest",
+                &handler,
+                vec![Arg::Json(argument)],
+                &self.stop.clone(),
+            )
             .await;
         let response = match ran {
             Ran::Returned(Value::Null) => json_response(202, json!({})),
@@ -200,9 +211,15 @@ impl LuaSourceTask {
             Ran::Returned(Value::Object(answer)) => response_of(answer),
             Ran::Returned(other) => {
                 tracing::warn!(source = %self.config.name, "handleRequest returned {other}, not nil, a string or a table");
-                json_response(500, json!({"error": "the change source answered something unexpected"}))
+                json_response(
+                    500,
+                    json!({"error": "the change source answered something unexpected"}),
+                )
             }
-            Ran::Failed => json_response(500, json!({"error": "the change source failed; the master's log says why"})),
+            Ran::Failed => json_response(
+                500,
+                json!({"error": "the change source failed; the master's log says why"}),
+            ),
             Ran::Stopped => json_response(503, json!({"error": "the change source is stopping"})),
         };
         let _ = request.reply.send(response);
@@ -390,7 +407,12 @@ async fn run_process(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("util.runProcess: cannot run '{shown}' in {}: {e}", dir.display()))?;
+        .map_err(|e| {
+            format!(
+                "util.runProcess: cannot run '{shown}' in {}: {e}",
+                dir.display()
+            )
+        })?;
     let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(output) => output.map_err(|e| format!("util.runProcess: '{shown}': {e}"))?,
         Err(_) => {
@@ -399,9 +421,8 @@ async fn run_process(
             ))
         }
     };
-    let text = |bytes: &[u8]| {
-        String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_OUTPUT)]).into_owned()
-    };
+    let text =
+        |bytes: &[u8]| String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_OUTPUT)]).into_owned();
     Ok(json!({
         // A process killed by a signal has no code; Buildbot reports -1.
         "rc": output.status.code().unwrap_or(-1),

@@ -28,9 +28,12 @@ pub struct SourceResponse {
     pub body: String,
 }
 
+/// Each route's key and where its requests go, by source name.
+type Routes = HashMap<String, (u64, mpsc::Sender<SourceRequest>)>;
+
 /// The running sources that take requests, by name. Cheap to clone.
 #[derive(Clone, Default)]
-pub struct SourceEndpoints(Arc<Mutex<HashMap<String, (u64, mpsc::Sender<SourceRequest>)>>>);
+pub struct SourceEndpoints(Arc<Mutex<Routes>>);
 
 impl SourceEndpoints {
     /// Routes `name` to `requests` from now on; returns the key [`SourceEndpoints::close`]
@@ -53,9 +56,7 @@ impl SourceEndpoints {
         self.lock().get(name).map(|(_, sender)| sender.clone())
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (u64, mpsc::Sender<SourceRequest>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Routes> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

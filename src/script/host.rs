@@ -13,11 +13,11 @@
 //! `table.sort`, or in a renderable, which runs on the main thread), the hook raises an
 //! error, then again at every instruction, so that no `pcall` can keep the code going.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll};

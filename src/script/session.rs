@@ -309,7 +309,9 @@ fn reply_to_lua(lua: &Lua, reply: Reply) -> mlua::Result<MultiValue> {
 fn read_request(lua: &Lua, values: MultiValue) -> Result<Option<Request>, String> {
     let mut values = values.into_iter();
     let token = {
-        let kit = lua.app_data_ref::<Kit>().ok_or("lua/sources.lua was not loaded")?;
+        let kit = lua
+            .app_data_ref::<Kit>()
+            .ok_or("lua/sources.lua was not loaded")?;
         lua.registry_value::<Table>(&kit.token)
             .map_err(|e| e.to_string())?
     };
@@ -377,7 +379,12 @@ fn seconds(value: Value, what: &str) -> Result<Option<Duration>, String> {
         Value::Nil => return Ok(None),
         Value::Integer(i) => i as f64,
         Value::Number(n) => n,
-        other => return Err(format!("{what} must be a number of seconds, got {}", describe(&other))),
+        other => {
+            return Err(format!(
+                "{what} must be a number of seconds, got {}",
+                describe(&other)
+            ))
+        }
     };
     Duration::try_from_secs_f64(number)
         .map(Some)
@@ -388,7 +395,12 @@ fn string_map(value: Value, what: &str) -> Result<BTreeMap<String, String>, Stri
     let table = match value {
         Value::Nil => return Ok(BTreeMap::new()),
         Value::Table(table) => table,
-        other => return Err(format!("{what} must be a table of strings, got {}", describe(&other))),
+        other => {
+            return Err(format!(
+                "{what} must be a table of strings, got {}",
+                describe(&other)
+            ))
+        }
     };
     let mut map = BTreeMap::new();
     for pair in table.pairs::<Value, Value>() {
@@ -439,7 +451,12 @@ fn process_request(args: Value) -> Result<Request, String> {
     let workdir = match get("workdir")? {
         Value::Nil => None,
         Value::String(s) => Some(s.to_string_lossy()),
-        other => return Err(format!("util.runProcess: workdir must be a string, got {}", describe(&other))),
+        other => {
+            return Err(format!(
+                "util.runProcess: workdir must be a string, got {}",
+                describe(&other)
+            ))
+        }
     };
     Ok(Request::Process {
         command,
@@ -464,12 +481,17 @@ fn http_request(args: Value) -> Result<Request, String> {
         match get(name)? {
             Value::Nil => Ok(None),
             Value::String(s) => Ok(Some(s.to_string_lossy())),
-            other => Err(format!("util.httpRequest: {name} must be a string, got {}", describe(&other))),
+            other => Err(format!(
+                "util.httpRequest: {name} must be a string, got {}",
+                describe(&other)
+            )),
         }
     };
     Ok(Request::Http {
         url: text("url")?.ok_or("util.httpRequest: no url given")?,
-        method: text("method")?.unwrap_or_else(|| "GET".into()).to_uppercase(),
+        method: text("method")?
+            .unwrap_or_else(|| "GET".into())
+            .to_uppercase(),
         headers: string_map(get("headers")?, "util.httpRequest: headers")?,
         body: text("body")?,
         timeout: seconds(get("timeout")?, "util.httpRequest: timeout")?.unwrap_or(DEFAULT_WAIT),

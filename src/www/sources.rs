@@ -36,7 +36,16 @@ pub async fn below(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(state, name, format!("/{path}"), method, query, headers, body).await
+    handle(
+        state,
+        name,
+        format!("/{path}"),
+        method,
+        query,
+        headers,
+        body,
+    )
+    .await
 }
 
 async fn handle(

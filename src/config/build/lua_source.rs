@@ -7,7 +7,6 @@ use std::fmt;
 use mlua::{Lua, LuaSerdeExt, MultiValue, Value};
 
 use super::changes::ChangeSourceConfig;
-use crate::config::errors::suggest;
 use crate::config::kwargs::Kwargs;
 use crate::config::status::LuaHandle;
 use crate::config::Location;
@@ -167,11 +166,11 @@ fn lua_source(lua: &Lua, args: MultiValue, polling: bool) -> Option<ChangeSource
         }
         false => None,
     };
-    // The user's own fields: any name but one that looks like a misspelt option.
+    // The user's own fields: any name but one a letter or two away from an option.
     for (field, _) in kw.rest() {
-        if let Some(option) = suggest(&field, options.iter().copied())
-            .filter(|option| strsim::jaro_winkler(&field, option) > 0.9)
-        {
+        let near =
+            |option: &&str| strsim::levenshtein(&field.to_lowercase(), &option.to_lowercase()) <= 2;
+        if let Some(option) = options.iter().copied().find(near) {
             kw.error(format!(
                 "unknown option '{field}' (did you mean '{option}'?); a field of the source's own must not look like an option"
             ));
