@@ -13,8 +13,7 @@ use crate::config::Location;
 use crate::script::session::make_self;
 use crate::script::Callback;
 
-/// The functions of both kinds of Lua source.
-const COMMON_OPTIONS: &[&str] = &[
+pub const CHANGE_SOURCE_OPTIONS: &[&str] = &[
     "name",
     "describe",
     "startService",
@@ -22,8 +21,6 @@ const COMMON_OPTIONS: &[&str] = &[
     "handleRequest",
     "compare_attrs",
 ];
-
-pub const CHANGE_SOURCE_OPTIONS: &[&str] = COMMON_OPTIONS;
 
 pub const POLLING_CHANGE_SOURCE_OPTIONS: &[&str] = &[
     "name",
