@@ -163,10 +163,13 @@ fn lua_source(lua: &Lua, args: MultiValue, polling: bool) -> Option<ChangeSource
         }
         false => None,
     };
-    // The user's own fields: any name but one a letter or two away from an option.
+    // The user's own fields: any name but one a letter away from an option (two for a
+    // long one), ignoring case.
     for (field, _) in kw.rest() {
-        let near =
-            |option: &&str| strsim::levenshtein(&field.to_lowercase(), &option.to_lowercase()) <= 2;
+        let near = |option: &&str| {
+            let distance = strsim::levenshtein(&field.to_lowercase(), &option.to_lowercase());
+            distance <= 1 || (distance == 2 && option.len() >= 8)
+        };
         if let Some(option) = options.iter().copied().find(near) {
             kw.error(format!(
                 "unknown option '{field}' (did you mean '{option}'?); a field of the source's own must not look like an option"
