@@ -125,6 +125,14 @@ pub(super) struct Suspended {
     left: Duration,
 }
 
+/// What a session's coroutine is resumed with.
+enum Resume {
+    /// The function's arguments, the first time.
+    Start(MultiValue),
+    /// The answer to its last request.
+    Answer(Reply),
+}
+
 /// A function running as a session. Dropping it ends the session: the coroutine is
 /// discarded at the host's next job.
 pub struct Session {
@@ -161,14 +169,14 @@ impl Session {
                 self.host
                     .run_on_vm(Some(location), move |vm| {
                         let args = vm.start_session(id, callback, args)?;
-                        vm.step_session(id, Ok(args))
+                        vm.step_session(id, Resume::Start(args))
                     })
                     .await
             }
             (None, reply) => {
                 let reply = reply.unwrap_or(Ok(serde_json::Value::Null));
                 self.host
-                    .run_on_vm(None, move |vm| vm.step_session(id, Err(reply)))
+                    .run_on_vm(None, move |vm| vm.step_session(id, Resume::Answer(reply)))
                     .await
             }
         };
@@ -235,12 +243,7 @@ impl Vm {
 
     /// Runs the session's coroutine until it asks for something or ends. A request that
     /// cannot be made (a bad argument) is answered at once with an error it can catch.
-    /// `resume` is the first resume's arguments, or the reply to the last request.
-    fn step_session(
-        &mut self,
-        id: u64,
-        resume: Result<MultiValue, Reply>,
-    ) -> Result<Step, ScriptError> {
+    fn step_session(&mut self, id: u64, resume: Resume) -> Result<Step, ScriptError> {
         let Some(mut session) = self.sessions.remove(&id) else {
             return Err(ScriptError::new(
                 ScriptErrorKind::Internal,
@@ -251,8 +254,8 @@ impl Vm {
         let location = session.callback.location().clone();
         let lua = session.lua.clone();
         let mut args = match resume {
-            Ok(args) => args,
-            Err(reply) => reply_to_lua(&lua, reply).map_err(|e| {
+            Resume::Start(args) => args,
+            Resume::Answer(reply) => reply_to_lua(&lua, reply).map_err(|e| {
                 ScriptError::new(ScriptErrorKind::Internal, Some(&location), e.to_string())
             })?,
         };

@@ -220,3 +220,76 @@ fn lua_source(lua: &Lua, args: MultiValue, polling: bool) -> Option<ChangeSource
     kw.finish()
         .then(|| ChangeSourceConfig::Lua(Box::new(source)))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::build::testing::*;
+    use crate::config::build::*;
+    use crate::config::same_options;
+
+    /// The Lua source a config of one change source declares, with the file's text around it.
+    fn lua_source(source: &str) -> LuaSource {
+        let loaded = load(&format!(
+            "local function poll(self) end
+local function one() return 1 end
+local function two() return 2 end
+BuildmasterConfig.change_source = {{{source}}}"
+        ));
+        match &loaded.config.change_sources[0] {
+            ChangeSourceConfig::Lua(source) => source.as_ref().clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_polling_source_polls_every_ten_minutes_unless_told_and_keeps_its_own_fields() {
+        let source = lua_source(r#"changes.PollingChangeSource{name="p", poll=poll, url="u"}"#);
+        assert_eq!(source.kind(), "PollingChangeSource");
+        let (timing, _) = source.polling.as_ref().unwrap();
+        assert_eq!(
+            *timing,
+            PollTiming {
+                interval: 600,
+                at_launch: false,
+                random_delay_min: 0,
+                random_delay_max: 0
+            }
+        );
+        let push = lua_source(r#"changes.ChangeSource{name="h", handleRequest=poll}"#);
+        assert_eq!(push.kind(), "ChangeSource");
+        assert!(push.polling.is_none() && push.handle_request.is_some());
+    }
+
+    #[test]
+    fn only_compare_attrs_and_timing_decide_whether_a_source_changed() {
+        let same = |a: &str, b: &str| {
+            let (a, b) = (lua_source(a), lua_source(b));
+            let same = same_options(&a.identity(), &b.identity());
+            same
+        };
+        let with = |fields: &str| {
+            format!(
+                r#"changes.PollingChangeSource{{name="p", compare_attrs={{"url", "check"}}, {fields}}}"#
+            )
+        };
+        let base = with(r#"url="u", note="a", poll=poll, check=one"#);
+        // Another field, another poll function: the same source.
+        assert!(same(
+            &base,
+            &with(r#"url="u", note="b", poll=function(self) end, check=one"#)
+        ));
+        // A listed field, a listed function's code, the interval: another source.
+        assert!(!same(
+            &base,
+            &with(r#"url="v", note="a", poll=poll, check=one"#)
+        ));
+        assert!(!same(
+            &base,
+            &with(r#"url="u", note="a", poll=poll, check=two"#)
+        ));
+        assert!(!same(
+            &base,
+            &with(r#"url="u", note="a", poll=poll, check=one, pollInterval=60"#)
+        ));
+    }
+}
