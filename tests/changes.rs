@@ -42,6 +42,7 @@ async fn context(basedir: &Path, config: &str) -> Context {
         basedir: basedir.to_path_buf(),
         masterid,
         shutdown: CancellationToken::new(),
+        source_endpoints: Default::default(),
     }
 }
 
@@ -356,6 +357,59 @@ async fn a_started_poller_polls_on_its_own_until_shutdown() {
     tokio::time::timeout(WAIT, running.stop())
         .await
         .expect("the poller stops on shutdown");
+}
+
+#[tokio::test]
+async fn poll_now_wakes_a_git_poller_and_a_lua_poller_before_their_hour_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = upstream(dir.path());
+    let url = repo.to_str().unwrap();
+    let ctx = context(
+        dir.path(),
+        &format!(
+            r#"c['change_source']:append(changes.GitPoller{{ repourl = "{url}", pollInterval = 3600 }})
+c['change_source']:append(changes.PollingChangeSource{{ name = "lua", pollInterval = 3600,
+  poll = function(self) self:setState("polls", self:getState("polls", 0) + 1) end }})
+c['change_source']:append(changes.ChangeSource{{ name = "push" }})"#
+        ),
+    )
+    .await;
+    let config = ctx.config.current();
+    let mut running = Vec::new();
+    for source in &config.change_sources {
+        running.push(RunningSource::start(&ctx, source).await.unwrap());
+    }
+    assert_eq!(
+        running
+            .iter()
+            .map(RunningSource::poll_now)
+            .collect::<Vec<_>>(),
+        [true, true, false]
+    );
+    tokio::time::timeout(WAIT, async {
+        while ctx
+            .db
+            .get_state(&format!("GitPoller:{url}"), "lastRev")
+            .await
+            .unwrap()
+            .is_none()
+            || ctx
+                .db
+                .get_state("LuaChangeSource:lua", "polls")
+                .await
+                .unwrap()
+                .is_none()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("both pollers poll when asked");
+    for source in running {
+        tokio::time::timeout(WAIT, source.stop())
+            .await
+            .expect("the source stops");
+    }
 }
 
 const PB_CONFIG: &str = r#"

@@ -149,6 +149,7 @@ impl Fixture {
             basedir: dir.path().to_path_buf(),
             masterid: ids.master,
             shutdown: shutdown.clone(),
+            source_endpoints: Default::default(),
         };
         let listener = moonbot::www::bind(&context).await.unwrap().unwrap();
         let base = format!("http://{}/api/v2", listener.local_addr().unwrap());
@@ -1002,6 +1003,7 @@ async fn no_web_server_without_a_web_status() {
         basedir: dir.path().to_path_buf(),
         masterid: 1,
         shutdown: CancellationToken::new(),
+        source_endpoints: Default::default(),
     };
     assert!(moonbot::www::bind(&context).await.unwrap().is_none());
 }

@@ -57,6 +57,7 @@ async fn context(dir: &Path, lua: &str) -> Context {
         basedir: dir.to_path_buf(),
         masterid,
         shutdown: CancellationToken::new(),
+        source_endpoints: Default::default(),
     }
 }
 

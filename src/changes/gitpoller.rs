@@ -58,8 +58,9 @@ impl GitPollerService {
         })
     }
 
-    /// Polls at launch if asked, then every `pollInterval` (plus the random delay), logging
-    /// one line per failed poll, until the stop token is cancelled. A new config from
+    /// Polls at launch if asked, then every `pollInterval` (plus the random delay) and when
+    /// `poll_now` is notified, logging one line per failed poll, until the stop token is
+    /// cancelled. A new config from
     /// `updates` applies from the next poll, with the last revisions seen kept; a new
     /// interval counts from the end of the last poll. `poll_now` wakes it for a poll at once
     /// (the `poller` change hook); the interval then counts from that poll.

@@ -3,6 +3,7 @@
 //! change enters the master.
 
 pub mod gitpoller;
+pub mod lua;
 pub mod pb;
 pub mod sendchange;
 
@@ -10,15 +11,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::build::{ChangeSourceConfig, GitPoller, PbChangeSource};
+use crate::config::build::{ChangeSourceConfig, GitPoller, LuaSource, PbChangeSource};
 use crate::config::{same_options, PortSpec};
 use crate::data::{self, Resource};
 use crate::db::ChangeSpec;
-use crate::runtime::{Context, Reconfigured, Service};
+use crate::runtime::{Context, Reconfigured, Service, SourceEndpoints};
 
 pub use gitpoller::GitPollerService;
 pub use pb::ChangeMessage;
@@ -70,9 +71,9 @@ pub async fn submit_all(ctx: &Context, mut specs: Vec<ChangeSpec>) -> anyhow::Re
 pub struct RunningSource {
     config: ChangeSourceConfig,
     listening: Option<SocketAddr>,
-    /// Wakes a polling source to poll now; `None` for a source that does not poll.
-    poll: Option<Arc<Notify>>,
     updates: Updates,
+    /// Wakes a poller for a poll now (the `poller` change hook); `None` for other sources.
+    poll_now: Option<Arc<Notify>>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -86,6 +87,12 @@ enum Updates {
         port: PortSpec,
         source: watch::Sender<PbChangeSource>,
     },
+    Lua {
+        source: watch::Sender<LuaSource>,
+        /// Its route on the web server, closed when it stops.
+        endpoints: SourceEndpoints,
+        endpoint: u64,
+    },
 }
 
 impl RunningSource {
@@ -98,12 +105,12 @@ impl RunningSource {
         self.listening
     }
 
-    /// Asks a polling source to poll now (the `poller` change hook); false for a source
-    /// that does not poll. A request during a poll makes one more poll after it.
+    /// Asks a poller to poll now, after the poll under way if there is one (the timer then
+    /// counts from that poll); false for a source that does not poll.
     pub fn poll_now(&self) -> bool {
-        match &self.poll {
-            Some(poll) => {
-                poll.notify_one();
+        match &self.poll_now {
+            Some(notify) => {
+                notify.notify_one();
                 true
             }
             None => false,
@@ -123,15 +130,32 @@ impl Service for RunningSource {
     /// encoding); poll problems later are logged, never fatal.
     async fn start(ctx: &Context, config: &ChangeSourceConfig) -> anyhow::Result<RunningSource> {
         let stop = ctx.shutdown.child_token();
-        let mut poll = None;
+        let mut poll_now = None;
         let (listening, updates, task) = match config {
             ChangeSourceConfig::GitPoller(poller) => {
                 let service = GitPollerService::new(ctx.clone(), poller, stop.clone())?;
                 let (sender, receiver) = watch::channel(poller.as_ref().clone());
-                let wake = Arc::new(Notify::new());
-                let task = tokio::spawn(service.run(receiver, wake.clone()));
-                poll = Some(wake);
+                let notify = Arc::new(Notify::new());
+                poll_now = Some(notify.clone());
+                let task = tokio::spawn(service.run(receiver, notify));
                 (None, Updates::GitPoller(sender), task)
+            }
+            ChangeSourceConfig::Lua(source) => {
+                let (sender, receiver) = watch::channel(source.as_ref().clone());
+                let (requests, incoming) = mpsc::channel(16);
+                let endpoint = ctx.source_endpoints.open(&source.name, requests);
+                let notify = Arc::new(Notify::new());
+                if source.polling.is_some() {
+                    poll_now = Some(notify.clone());
+                }
+                let task = lua::LuaSourceTask::new(ctx.clone(), source, stop.clone());
+                let task = tokio::spawn(task.run(receiver, incoming, notify));
+                let updates = Updates::Lua {
+                    source: sender,
+                    endpoints: ctx.source_endpoints.clone(),
+                    endpoint,
+                };
+                (None, updates, task)
             }
             ChangeSourceConfig::PBChangeSource(source) => {
                 let port = pb::port_of(ctx, source)?;
@@ -147,8 +171,8 @@ impl Service for RunningSource {
         Ok(RunningSource {
             config: config.clone(),
             listening,
-            poll,
             updates,
+            poll_now,
             stop,
             task,
         })
@@ -175,6 +199,15 @@ impl Service for RunningSource {
             (Updates::Pb { port, source }, ChangeSourceConfig::PBChangeSource(new)) => {
                 *port == pb::port_of(ctx, new)? && source.send(new.clone()).is_ok()
             }
+            // As Buildbot does: a source whose `compare_attrs` differ is stopped and
+            // started anew; one whose don't takes the new functions and fields in place.
+            (Updates::Lua { source, .. }, ChangeSourceConfig::Lua(new)) => {
+                let ChangeSourceConfig::Lua(old) = &self.config else {
+                    unreachable!("a Lua source's config is a Lua source's");
+                };
+                same_options(&old.identity(), &new.identity())
+                    && source.send(new.as_ref().clone()).is_ok()
+            }
             // Another kind of source under the same name.
             _ => false,
         };
@@ -192,6 +225,14 @@ impl Service for RunningSource {
     /// that is submitting changes finishes first so that what it recorded stays consistent.
     async fn stop(self) {
         self.stop.cancel();
+        if let Updates::Lua {
+            endpoints,
+            endpoint,
+            ..
+        } = &self.updates
+        {
+            endpoints.close(self.config.name(), *endpoint);
+        }
         if let Err(e) = self.task.await {
             tracing::error!(source = %self.config.name(), "change source task failed: {e}");
         }

@@ -315,6 +315,12 @@ impl Kwargs {
         }
     }
 
+    /// Takes every option not read yet, for a constructor that accepts fields of the
+    /// user's own beside its options.
+    pub fn rest(&mut self) -> Vec<(String, Value)> {
+        self.options.drain().collect()
+    }
+
     /// Reports every option nobody took; returns whether the call was free of errors.
     pub fn finish(mut self) -> bool {
         let mut leftovers: Vec<String> = self.options.keys().cloned().collect();

@@ -84,6 +84,7 @@ impl Master {
             basedir: basedir.to_path_buf(),
             masterid,
             shutdown,
+            source_endpoints: Default::default(),
         };
         let interrupted = context.db.recover_interrupted(masterid).await?;
         for buildid in &interrupted {

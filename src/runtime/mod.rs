@@ -6,6 +6,7 @@
 //! services with it.
 
 pub mod control;
+pub mod endpoints;
 pub mod http;
 pub mod polls;
 pub mod service;
@@ -18,6 +19,7 @@ use crate::bus::Bus;
 use crate::db::Db;
 use crate::script::ScriptHost;
 pub use control::{Control, ControlError, ControlRequest, PendingOf, Pinged, Submitted};
+pub use endpoints::{SourceEndpoints, SourceRequest, SourceResponse};
 pub use polls::{PollRequest, Polls};
 pub use service::{Reconfigured, Service, SharedConfig};
 
@@ -37,4 +39,6 @@ pub struct Context {
     pub masterid: i64,
     /// Cancelled when the master begins to shut down.
     pub shutdown: CancellationToken,
+    /// Change sources that answer requests on the web server.
+    pub source_endpoints: SourceEndpoints,
 }

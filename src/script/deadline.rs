@@ -122,7 +122,14 @@ pub struct Deadline {
 
 impl Deadline {
     pub fn start(limit: Duration) -> Deadline {
-        DEADLINE.with(|d| d.set(Some(Instant::now() + limit)));
+        Deadline::remaining(limit, limit)
+    }
+
+    /// A deadline `left` from now on a job whose whole limit is `limit`: a change source's
+    /// function runs in several jobs (between them it waits for a process or a peer), and
+    /// only its time in Lua counts.
+    pub fn remaining(left: Duration, limit: Duration) -> Deadline {
+        DEADLINE.with(|d| d.set(Some(Instant::now() + left)));
         STOPPED_AT.with(|s| s.borrow_mut().take());
         Deadline { limit }
     }

@@ -13,10 +13,12 @@
 //! `table.sort`, or in a renderable, which runs on the main thread), the hook raises an
 //! error, then again at every instruction, so that no `pcall` can keep the code going.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -32,6 +34,7 @@ use super::objects::{
     LuaStep, PushChunk,
 };
 use super::renderable::{lua_serialize_options, RenderData, RenderError, Renderable};
+use super::session::Suspended;
 use super::Callback;
 use crate::config::kwargs::describe;
 use crate::config::status::LuaHandle;
@@ -106,7 +109,7 @@ impl From<i64> for Arg {
 }
 
 impl Arg {
-    fn into_lua(self, lua: &Lua) -> mlua::Result<Value> {
+    pub(super) fn into_lua(self, lua: &Lua) -> mlua::Result<Value> {
         let missing = |what: &str| mlua::Error::runtime(format!("no such {what} in the build"));
         let userdata = |ud: mlua::AnyUserData| Value::UserData(ud);
         match self {
@@ -146,7 +149,7 @@ impl Arg {
 
 /// Scalars directly, tables through serde: most arguments are strings and numbers, and the
 /// serde path costs several times more for them.
-fn json_to_lua(lua: &Lua, value: &serde_json::Value) -> mlua::Result<Value> {
+pub(super) fn json_to_lua(lua: &Lua, value: &serde_json::Value) -> mlua::Result<Value> {
     use serde_json::Value as Json;
     Ok(match value {
         Json::Null => Value::Nil,
@@ -225,7 +228,11 @@ pub struct ScriptError {
 }
 
 impl ScriptError {
-    fn new(kind: ScriptErrorKind, function: Option<&Location>, message: impl Into<String>) -> Self {
+    pub(super) fn new(
+        kind: ScriptErrorKind,
+        function: Option<&Location>,
+        message: impl Into<String>,
+    ) -> Self {
         ScriptError {
             kind,
             function: function.cloned(),
@@ -313,6 +320,8 @@ type Job = Box<dyn FnOnce(&mut Vm) + Send>;
 #[derive(Clone)]
 pub struct ScriptHost {
     jobs: mpsc::Sender<Job>,
+    /// Numbers the sessions (see [`super::session`]).
+    sessions: Arc<AtomicU64>,
 }
 
 impl ScriptHost {
@@ -325,6 +334,7 @@ impl ScriptHost {
             retired: Vec::new(),
             limits,
             spare: None,
+            sessions: HashMap::new(),
         };
         std::thread::Builder::new()
             .name("moonbot-lua".into())
@@ -340,14 +350,21 @@ impl ScriptHost {
                     format!("cannot start the script host thread: {e}"),
                 )
             })?;
-        Ok(ScriptHost { jobs })
+        Ok(ScriptHost {
+            jobs,
+            sessions: Arc::default(),
+        })
+    }
+
+    pub(super) fn next_session_id(&self) -> u64 {
+        self.sessions.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Calls `callback` with `args`; its first return value converts to `R`
     /// (`serde_json::Value` for plain data).
     pub fn call<R: FromScript>(&self, callback: &Callback, args: Vec<Arg>) -> Pending<R> {
         let callback = callback.clone();
-        self.submit(Some(callback.location().clone()), move |vm| {
+        self.run_on_vm(Some(callback.location().clone()), move |vm| {
             vm.job(|vm, deadline| vm.call(&callback, args, deadline))
         })
     }
@@ -356,7 +373,7 @@ impl ScriptHost {
     /// holding one); plain ones render here as well.
     pub fn render(&self, renderable: &Renderable, data: RenderData) -> Pending<serde_json::Value> {
         let renderable = renderable.clone();
-        self.submit(None, move |vm| {
+        self.run_on_vm(None, move |vm| {
             vm.job(|vm, deadline| vm.render(&renderable, &data, deadline))
         })
     }
@@ -365,10 +382,11 @@ impl ScriptHost {
     /// from now on, so services rebind theirs to the new config's. Fails, keeping the old VM,
     /// when the new one already holds more than the memory limit.
     pub fn replace_vm(&self, lua: Lua) -> Pending<()> {
-        self.submit(None, move |vm| vm.job(|vm, _| vm.replace(lua)))
+        self.run_on_vm(None, move |vm| vm.job(|vm, _| vm.replace(lua)))
     }
 
-    fn submit<R: Send + 'static>(
+    /// Runs `work` on the host thread.
+    pub(super) fn run_on_vm<R: Send + 'static>(
         &self,
         function: Option<Location>,
         work: impl FnOnce(&mut Vm) -> Result<R, ScriptError> + Send + 'static,
@@ -413,15 +431,17 @@ fn prepare(lua: &Lua, limits: &HostLimits) -> Result<(), ScriptError> {
 }
 
 /// The host thread's state.
-struct Vm {
-    lua: Lua,
+pub(super) struct Vm {
+    pub(super) lua: Lua,
     /// Replaced VMs whose callbacks are still held (by a running build, say), each with its
     /// token; dropped once theirs is the last holder.
     retired: Vec<(Lua, VmToken)>,
-    limits: HostLimits,
+    pub(super) limits: HostLimits,
     /// A coroutine that finished its last call, reused for the next (creating one costs
     /// more than the rest of a small call).
     spare: Option<mlua::Thread>,
+    /// Sessions waiting for the answer to a request, by id.
+    pub(super) sessions: HashMap<u64, Suspended>,
 }
 
 impl Vm {
@@ -447,14 +467,7 @@ impl Vm {
     ) -> Result<R, ScriptError> {
         let location = callback.location();
         let current = callback.belongs_to(&self.lua);
-        let lua = match self
-            .retired
-            .iter()
-            .find(|(lua, _)| !current && callback.belongs_to(lua))
-        {
-            Some((lua, _)) => lua,
-            None => &self.lua,
-        };
+        let lua = &self.lua_of(callback).clone();
         let function = callback.function(lua).map_err(|e| match e {
             mlua::Error::MismatchedRegistryKey => ScriptError::new(
                 ScriptErrorKind::Internal,
@@ -513,6 +526,18 @@ impl Vm {
             .map_err(|what| ScriptError::new(ScriptErrorKind::BadReturn, Some(location), what))
     }
 
+    /// The VM `callback` belongs to: the current one, or a replaced one still in use.
+    pub(super) fn lua_of(&self, callback: &Callback) -> &Lua {
+        match self
+            .retired
+            .iter()
+            .find(|(lua, _)| callback.belongs_to(lua))
+        {
+            Some((lua, _)) if !callback.belongs_to(&self.lua) => lua,
+            _ => &self.lua,
+        }
+    }
+
     fn render(
         &mut self,
         renderable: &Renderable,
@@ -567,7 +592,7 @@ impl Vm {
 
     /// Turns an mlua error into a `ScriptError`. After running out of memory the garbage is
     /// collected at once, so the next job starts with the room the failed one left.
-    fn error(
+    pub(super) fn error(
         &self,
         error: mlua::Error,
         function: Option<&Location>,
@@ -595,7 +620,7 @@ impl Vm {
 }
 
 /// The job's timeout as an error, if its deadline passed.
-fn timed_out(deadline: &Deadline, function: Option<&Location>) -> Option<ScriptError> {
+pub(super) fn timed_out(deadline: &Deadline, function: Option<&Location>) -> Option<ScriptError> {
     let stopped = deadline.stopped_at()?;
     Some(ScriptError {
         traceback: Some(stopped.traceback),

@@ -111,6 +111,7 @@ pub const CLASSES: &[crate::config::ClassOptions] = &[
 ];
 
 pub fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
+    super::session::register(lua, ns)?;
     define(&ns.util, "Interpolate", lua.create_function(interpolate)?)?;
     define(
         &ns.util,

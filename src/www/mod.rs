@@ -8,11 +8,12 @@ mod hooks;
 mod pages;
 mod paths;
 mod rest;
+mod sources;
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -54,7 +55,13 @@ pub fn router(context: Context) -> Router {
             gate.clone(),
             auth::guard,
         ))
-        .merge(hooks::router(gate.context))
+        .merge(hooks::router(gate.context.clone()))
+        .merge(
+            Router::new()
+                .route("/change_source/{name}", any(sources::root))
+                .route("/change_source/{name}/{*path}", any(sources::below))
+                .with_state(gate.context),
+        )
 }
 
 /// Serves on `listener` until the master shuts down; requests under way are finished.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use mlua::{Lua, MultiValue, UserData, Value};
 
 use super::git::check_ssh;
+use super::lua_source::{self, LuaSource};
 use super::values::{read_args, Branch, Pattern, ValueOrFunction};
 use crate::config::kwargs::{constructor, describe, FromOption, Kwargs, OneOrMany};
 use crate::config::{define, Location, Namespaces, PortSpec};
@@ -189,6 +190,8 @@ fn change_filter(lua: &Lua, args: MultiValue) -> Option<ChangeFilter> {
 pub enum ChangeSourceConfig {
     GitPoller(Box<GitPoller>),
     PBChangeSource(PbChangeSource),
+    /// `changes.PollingChangeSource` or `changes.ChangeSource`.
+    Lua(Box<LuaSource>),
 }
 
 impl UserData for ChangeSourceConfig {}
@@ -202,18 +205,21 @@ impl ChangeSourceConfig {
         match self {
             ChangeSourceConfig::GitPoller(_) => "GitPoller",
             ChangeSourceConfig::PBChangeSource(_) => "PBChangeSource",
+            ChangeSourceConfig::Lua(source) => source.kind(),
         }
     }
     pub fn name(&self) -> &str {
         match self {
             ChangeSourceConfig::GitPoller(p) => &p.name,
             ChangeSourceConfig::PBChangeSource(p) => &p.name,
+            ChangeSourceConfig::Lua(s) => &s.name,
         }
     }
     pub fn location(&self) -> &Location {
         match self {
             ChangeSourceConfig::GitPoller(p) => &p.location,
             ChangeSourceConfig::PBChangeSource(p) => &p.location,
+            ChangeSourceConfig::Lua(s) => &s.location,
         }
     }
 }
@@ -444,6 +450,16 @@ pub(super) fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
         &ns.changes,
         "PBChangeSource",
         constructor(lua, "change source", pb_change_source)?,
+    )?;
+    define(
+        &ns.changes,
+        "PollingChangeSource",
+        constructor(lua, "change source", lua_source::polling_change_source)?,
+    )?;
+    define(
+        &ns.changes,
+        "ChangeSource",
+        constructor(lua, "change source", lua_source::change_source)?,
     )
 }
 

@@ -12,6 +12,7 @@ mod changes;
 mod factory;
 mod forcesched;
 mod git;
+mod lua_source;
 mod schedulers;
 mod shell;
 mod steps;
@@ -31,6 +32,7 @@ pub use changes::{
 pub use factory::BuildFactory;
 pub use forcesched::{CodebaseParameter, ForceParameter, ForceScheduler, ParameterKind};
 pub use git::{GitMethod, GitMode, GitStep};
+pub use lua_source::{Compared, LuaSource, PollTiming};
 pub use schedulers::{
     BranchScheduler, CronField, CronTimes, DependentScheduler, Schedule, SchedulerBase,
     SchedulerConfig, TimedScheduler, TriggerableScheduler,
@@ -107,6 +109,11 @@ pub const CLASSES: &[ClassOptions] = &[
     class("util.ChangeFilter", changes::CHANGE_FILTER_OPTIONS),
     class("changes.GitPoller", changes::GIT_POLLER_OPTIONS),
     class("changes.PBChangeSource", changes::PB_CHANGE_SOURCE_OPTIONS),
+    class(
+        "changes.PollingChangeSource",
+        lua_source::POLLING_CHANGE_SOURCE_OPTIONS,
+    ),
+    class("changes.ChangeSource", lua_source::CHANGE_SOURCE_OPTIONS),
 ];
 
 pub fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
