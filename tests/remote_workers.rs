@@ -629,3 +629,147 @@ async fn the_git_step_checks_out_on_the_worker_then_updates_the_checkout() {
     assert!(worker.dir.join("b/build/.git").is_dir());
     assert!(worker.dir.join("b/copied/file.txt").is_file());
 }
+
+/// What a directory holds, for comparing trees: each path with its kind, bytes (or link
+/// target) and permission bits.
+fn tree(root: &Path) -> std::collections::BTreeMap<String, (String, Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = std::collections::BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let name = path.strip_prefix(root).unwrap().display().to_string();
+            let mode = meta.permissions().mode() & 0o7777;
+            let entry = if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                ("link".into(), target.display().to_string().into_bytes(), 0)
+            } else if meta.is_dir() {
+                pending.push(path.clone());
+                ("dir".into(), Vec::new(), mode)
+            } else {
+                ("file".into(), std::fs::read(&path).unwrap(), mode)
+            };
+            found.insert(name, entry);
+        }
+    }
+    found
+}
+
+/// Every transfer step and CopyDirectory, for one builder `b` on worker `w1`.
+const TRANSFER_STEPS: &str = r#"util.BuilderConfig{name="b", workernames={"w1"}, factory=util.BuildFactory({
+    steps.ShellCommand{command="mkdir -p tree/sub tree/empty && printf 'plain\n' > tree/a.txt && head -c 70000 /dev/urandom > tree/sub/blob && chmod 750 tree/sub/blob && ln -s a.txt tree/link"},
+    steps.DirectoryUpload{workersrc="tree", masterdest="up/plain", blocksize=1000},
+    steps.DirectoryUpload{workersrc="tree", masterdest="up/gz", compress="gz"},
+    steps.DirectoryUpload{workersrc="tree", masterdest="up/bz2", compress="bz2"},
+    steps.StringDownload{s="h\195\169llo\n", workerdest="down/s.txt", mode="0640"},
+    steps.JSONStringDownload{o={a={1, 2}, b="\195\169"}, workerdest="down/o.json"},
+    steps.JSONPropertiesDownload{workerdest="down/props.json"},
+    steps.MultipleFileUpload{workersrcs={"tree/a.txt", "tree/sub"}, masterdest="multi", mode="0600"},
+    steps.MultipleFileUpload{workersrcs={"tree/*.txt", "tree/s*"}, glob=true, masterdest="globbed"},
+    steps.CopyDirectory{src="build/tree", dest="copied/tree"},
+    steps.MultipleFileUpload{workersrcs={"nothing*"}, glob=true, masterdest="none"},
+    steps.DirectoryUpload{workersrc="tree", masterdest="small", maxsize=1000, haltOnFailure=false, flunkOnFailure=false},
+})}"#;
+
+/// Runs [`TRANSFER_STEPS`] once and checks every byte that moved; `builder_dir` is where the
+/// worker keeps builder `b`'s directory.
+async fn check_transfer_steps(master: &TestMaster, builder_dir: &Path) {
+    let bsid = submit(master, &["b"], &[]).await;
+    complete(master, bsid).await;
+    let steps = get(master, "builds/1/steps").await;
+    let results: Vec<i64> = steps["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["results"].as_i64().unwrap())
+        .collect();
+    let ok = BuildResult::Success.code();
+    let mut expected = vec![ok; 12];
+    expected[10] = BuildResult::Skipped.code();
+    expected[11] = BuildResult::Failure.code();
+    let mut logs = String::new();
+    for step in 0..12 {
+        logs.push_str(&log_text(master, 1, step, "stdio").await);
+        logs.push_str(&log_text(master, 1, step, "err_text").await);
+    }
+    assert_eq!(results, expected, "{steps}\n{logs}");
+
+    let on_worker = tree(&builder_dir.join("build/tree"));
+    assert_eq!(on_worker.len(), 5, "{:?}", on_worker.keys());
+    for uploaded in ["up/plain", "up/gz", "up/bz2"] {
+        assert_eq!(tree(&master.dir().join(uploaded)), on_worker, "{uploaded}");
+    }
+    assert_eq!(tree(&builder_dir.join("copied/tree")), on_worker);
+    assert!(!master.dir().join("small/a.txt").exists());
+
+    use std::os::unix::fs::PermissionsExt;
+    let down = builder_dir.join("build/down");
+    assert_eq!(
+        std::fs::read(down.join("s.txt")).unwrap(),
+        "héllo\n".as_bytes()
+    );
+    let mode = std::fs::metadata(down.join("s.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    assert_eq!(
+        std::fs::read_to_string(down.join("o.json")).unwrap(),
+        r#"{"a": [1, 2], "b": "\u00e9"}"#
+    );
+    let props: Value =
+        serde_json::from_str(&std::fs::read_to_string(down.join("props.json")).unwrap()).unwrap();
+    assert_eq!(props["properties"]["buildername"], "b", "{props}");
+    assert_eq!(props["properties"]["workername"], "w1", "{props}");
+    assert!(props["sourcestamps"].is_array(), "{props}");
+
+    let multi = master.dir().join("multi");
+    assert_eq!(std::fs::read(multi.join("a.txt")).unwrap(), b"plain\n");
+    let mode = std::fs::metadata(multi.join("a.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let sub = |t: &std::collections::BTreeMap<String, (String, Vec<u8>, u32)>| {
+        t.iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("sub/")?.to_string(), v.clone())))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(tree(&multi.join("sub")), sub(&on_worker));
+    let globbed = tree(&master.dir().join("globbed"));
+    assert_eq!(
+        globbed.keys().collect::<Vec<_>>(),
+        ["a.txt", "sub", "sub/blob"],
+        "{:?}",
+        globbed.keys()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directories_strings_and_json_move_byte_for_byte_through_a_real_worker() {
+    let port = free_port();
+    let master = TestMaster::start(&config(
+        port,
+        r#"worker.Worker("w1", "pw")"#,
+        TRANSFER_STEPS,
+    ))
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let worker = RealWorker::create(work.path(), "w1", "pw", port);
+    wait_for(&master, "workers", "w1 attached", |b| attached(b, "w1")).await;
+    check_transfer_steps(&master, &worker.dir.join("b")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directories_strings_and_json_move_byte_for_byte_on_the_local_worker() {
+    let master = TestMaster::start(&config(
+        free_port(),
+        r#"worker.LocalWorker("w1")"#,
+        TRANSFER_STEPS,
+    ))
+    .await;
+    let builder_dir = master.dir().join("workers/w1/b");
+    check_transfer_steps(&master, &builder_dir).await;
+}
