@@ -258,6 +258,50 @@ async fn a_stop_from_the_api_interrupts_the_command_on_the_worker() {
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(complete(&master, bsid).await, BuildResult::Cancelled);
     assert!(!worker.dir.join("b/build/finished").exists());
+    let log = worker.log();
+    assert!(log.contains("asked to interrupt current command"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconfig_that_removes_the_builder_interrupts_its_command_on_the_worker() {
+    let port = free_port();
+    let stuck = r#"util.BuilderConfig{name="stuck", workernames={"w1"}, factory=util.BuildFactory({
+            steps.ShellCommand{command="touch started; sleep 60; touch finished"},
+        })}"#;
+    let kept = r#"util.BuilderConfig{name="kept", workernames={"w1"}, factory=util.BuildFactory({
+            steps.ShellCommand{command="echo still here"},
+        })}"#;
+    let mut master = TestMaster::start(&config(
+        port,
+        r#"worker.Worker("w1", "pw")"#,
+        &format!("{stuck}, {kept}"),
+    ))
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let worker = RealWorker::create(work.path(), "w1", "pw", port);
+    wait_for(&master, "workers", "w1 attached", |b| attached(b, "w1")).await;
+    let bsid = submit(&master, &["stuck"], &[]).await;
+    let started = worker.dir.join("stuck/build/started");
+    tokio::time::timeout(WAIT, async {
+        while !started.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the command starts on the worker");
+    std::fs::write(
+        master.dir().join("master.cfg.lua"),
+        config(port, r#"worker.Worker("w1", "pw")"#, kept),
+    )
+    .unwrap();
+    let outcome = master.reconfig().await;
+    assert!(outcome.ok, "{outcome:?}");
+    assert_eq!(complete(&master, bsid).await, BuildResult::Cancelled);
+    let log = worker.log();
+    assert!(log.contains("asked to interrupt current command"), "{log}");
+    assert!(!worker.dir.join("stuck/build/finished").exists());
+    let bsid = submit(&master, &["kept"], &[]).await;
+    assert_eq!(complete(&master, bsid).await, BuildResult::Success);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

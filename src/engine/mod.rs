@@ -150,8 +150,9 @@ impl Engine {
     }
 
     /// Takes a config's workers and builders, by name: new ones are registered, changed
-    /// ones replaced, removed ones dropped. Running builds are untouched: each holds the
-    /// steps it started with, and a removed worker's slots are simply not reused.
+    /// ones replaced, removed ones dropped. Running builds keep the steps they started with
+    /// and a removed worker's slots are simply not reused, but a removed builder's builds are
+    /// stopped: their commands are interrupted, on the master or on the worker.
     async fn apply(&mut self, config: &MasterConfig) -> DbResult<Diff> {
         let ctx = self.ctx.clone();
         let mut diff = Diff::default();
@@ -269,6 +270,12 @@ impl Engine {
             .collect();
         diff.removed += removed.len();
         ctx.db.deactivate_builders(&removed).await?;
+        for running in self.running.values() {
+            if !self.builders.contains_key(&running.builder) {
+                tracing::info!(builder = %running.builder, "stopping a build of a builder the reconfig removed");
+                running.stop.cancel();
+            }
+        }
         Ok(diff)
     }
 
