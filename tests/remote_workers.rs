@@ -78,6 +78,22 @@ impl RealWorker {
         }
     }
 
+    /// Waits for the worker's process to end by itself; false if it still runs after WAIT.
+    fn exits(&mut self) -> bool {
+        let Some(process) = self.process.as_mut() else {
+            return true;
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < deadline {
+            if process.try_wait().unwrap().is_some() {
+                self.process = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("twistd.log")).unwrap_or_default()
     }
@@ -816,4 +832,65 @@ async fn directories_strings_and_json_move_byte_for_byte_on_the_local_worker() {
     .await;
     let builder_dir = master.dir().join("workers/w1/b");
     check_transfer_steps(&master, &builder_dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_from_the_api_finishes_its_build_then_is_shut_down() {
+    let port = free_port();
+    let master = TestMaster::start(&config(
+        port,
+        r#"worker.Worker("w1", "pw"), worker.LocalWorker("local")"#,
+        r#"util.BuilderConfig{name="b", workernames={"w1"}, factory=util.BuildFactory({
+            steps.ShellCommand{command="touch started; while [ ! -e go ]; do sleep 0.05; done"},
+        })}"#,
+    ))
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let mut worker = RealWorker::create(work.path(), "w1", "pw", port);
+    let workers = wait_for(&master, "workers", "w1 attached", |b| attached(b, "w1")).await;
+    let id_of = |name: &str| {
+        workers["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == name)
+            .unwrap()["workerid"]
+            .as_i64()
+            .unwrap()
+    };
+    let bsid = submit(&master, &["b"], &[]).await;
+    let build_dir = worker.dir.join("b/build");
+    tokio::time::timeout(WAIT, async {
+        while !build_dir.join("started").exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the build starts on the worker");
+
+    let api = format!("http://{}/api/v2", master.web_address.unwrap());
+    let action = |workerid: i64, method: &str| {
+        reqwest::Client::new()
+            .post(format!("{api}/workers/{workerid}"))
+            .json(&json!({"jsonrpc": "2.0", "method": method, "params": {"reason": "maintenance"}, "id": 1}))
+            .send()
+    };
+    let response = action(id_of("w1"), "stop").await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let refused = action(id_of("local"), "stop").await.unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+    // Asked to stop, the worker still finishes the build it runs.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(attached(&get(&master, "workers").await, "w1"));
+    std::fs::write(build_dir.join("go"), "").unwrap();
+    assert_eq!(complete(&master, bsid).await, BuildResult::Success);
+    assert!(worker.exits(), "the worker shuts down: {}", worker.log());
+    assert!(
+        worker
+            .log()
+            .contains("worker shutting down on command from master"),
+        "{}",
+        worker.log()
+    );
+    wait_for(&master, "workers", "w1 detached", |b| detached(b, "w1")).await;
 }

@@ -25,7 +25,7 @@ use crate::data::{publish, Resource};
 use crate::db::{BuildsetSpec, DbError};
 use crate::db::{DbResult, PendingRequest};
 use crate::model::BuildResult;
-use crate::runtime::{Context, ControlError, ControlRequest, Submitted};
+use crate::runtime::{Context, ControlError, ControlRequest, Submitted, WorkerAction};
 use crate::schedulers;
 use crate::workers::{self, Connection, WorkerLink};
 
@@ -65,6 +65,8 @@ struct Worker {
     properties: Vec<(String, Value)>,
     default_properties: Vec<(String, Value)>,
     running: usize,
+    /// Asked to stop: it takes no new build and is shut down when its last one ends.
+    stopping: bool,
 }
 
 struct Running {
@@ -176,6 +178,7 @@ impl Engine {
                 properties: worker.properties.clone().into_iter().collect(),
                 default_properties: worker.default_properties.clone().into_iter().collect(),
                 running: 0,
+                stopping: false,
             };
             match self.workers.remove(&worker.name) {
                 Some(old) => {
@@ -206,6 +209,7 @@ impl Engine {
                         worker.name.clone(),
                         Worker {
                             running: old.running,
+                            stopping: old.stopping,
                             link,
                             ..fresh
                         },
@@ -394,6 +398,7 @@ impl Engine {
             }
         }
         worker.link = Some(WorkerLink::Remote(connection.clone()));
+        worker.stopping = false;
         let (id, keepalive) = (worker.id, worker.keepalive_interval);
         let lost = self.lost_sender.clone();
         tokio::spawn(async move {
@@ -449,6 +454,7 @@ impl Engine {
         if let Some(running) = self.running.remove(&finished.buildrequestid) {
             if let Some(worker) = self.workers.get_mut(&running.worker) {
                 worker.running -= 1;
+                shut_down_if_idle(worker);
             }
         }
     }
@@ -674,7 +680,7 @@ impl Engine {
             .workernames
             .iter()
             .filter_map(|name| self.workers.get(name))
-            .filter(|w| w.link.is_some())
+            .filter(|w| w.link.is_some() && !w.stopping)
             .filter(|w| w.max_builds.is_none_or(|max| w.running < max as usize))
             .filter(|w| !busy_with_builder(&w.name))
             .collect();
@@ -697,6 +703,14 @@ impl Engine {
                 reply,
             } => {
                 let _ = reply.send(self.stop_build(buildid, &reason).await);
+            }
+            ControlRequest::ControlWorker {
+                workerid,
+                action,
+                reason,
+                reply,
+            } => {
+                let _ = reply.send(self.control_worker(workerid, action, &reason));
             }
             ControlRequest::Rebuild { buildid, reply } => {
                 let _ = reply.send(self.rebuild(buildid).await);
@@ -728,6 +742,47 @@ impl Engine {
                 "build {buildid} is not running"
             ))),
         }
+    }
+
+    /// Buildbot's worker actions: `stop` shuts the worker down once its builds are done,
+    /// `kill` drops its connection now.
+    fn control_worker(
+        &mut self,
+        workerid: i64,
+        action: WorkerAction,
+        reason: &str,
+    ) -> Result<(), ControlError> {
+        let worker = self
+            .workers
+            .values_mut()
+            .find(|w| w.id == workerid)
+            .ok_or_else(|| {
+                ControlError::not_found(format!("no configured worker with id {workerid}"))
+            })?;
+        let connection = match &worker.link {
+            Some(WorkerLink::Remote(connection)) => connection.clone(),
+            Some(WorkerLink::Local) => {
+                return Err(ControlError::bad_request(format!(
+                    "worker '{}' is a LocalWorker: it runs inside the master",
+                    worker.name
+                )))
+            }
+            None => {
+                return Err(ControlError::bad_request(format!(
+                    "worker '{}' is not connected",
+                    worker.name
+                )))
+            }
+        };
+        tracing::info!(worker = %worker.name, ?action, "worker action: {reason}");
+        match action {
+            WorkerAction::Stop => {
+                worker.stopping = true;
+                shut_down_if_idle(worker);
+            }
+            WorkerAction::Kill => connection.close(),
+        }
+        Ok(())
     }
 
     /// Buildbot's `rebuild`: a new buildset with the same sourcestamps and properties, for
@@ -772,6 +827,21 @@ impl Engine {
         }
         tracing::info!(buildrequest = brid, "build request cancelled: {reason}");
         Ok(())
+    }
+}
+
+/// A worker asked to stop that has no build left is told to shut down; it closes its
+/// connection, which detaches it.
+fn shut_down_if_idle(worker: &Worker) {
+    if let (true, 0, Some(WorkerLink::Remote(connection))) =
+        (worker.stopping, worker.running, &worker.link)
+    {
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection.shutdown().await {
+                tracing::warn!(worker = %connection.name(), "the worker did not take the shutdown: {error}");
+            }
+        });
     }
 }
 

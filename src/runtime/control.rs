@@ -65,6 +65,22 @@ pub enum ControlRequest {
         reason: String,
         reply: Reply<()>,
     },
+    /// `POST /api/v2/workers/N {"method": "stop" | "kill"}`.
+    ControlWorker {
+        workerid: i64,
+        action: WorkerAction,
+        reason: String,
+        reply: Reply<()>,
+    },
+}
+
+/// What the master can ask of an attached worker, as Buildbot's worker actions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerAction {
+    /// Take no new builds, and shut the worker down (`shutdown`) once its builds are done.
+    Stop,
+    /// Drop the connection now; its running builds end as RETRY.
+    Kill,
 }
 
 /// The sending side; cheap to clone.
@@ -109,6 +125,21 @@ impl Control {
     pub async fn stop_build(&self, buildid: i64, reason: String) -> Result<(), ControlError> {
         self.ask(|reply| ControlRequest::StopBuild {
             buildid,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn control_worker(
+        &self,
+        workerid: i64,
+        action: WorkerAction,
+        reason: String,
+    ) -> Result<(), ControlError> {
+        self.ask(|reply| ControlRequest::ControlWorker {
+            workerid,
+            action,
             reason,
             reply,
         })

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::Bus;
 use crate::db::Db;
 use crate::script::ScriptHost;
-pub use control::{Control, ControlError, ControlRequest, Submitted};
+pub use control::{Control, ControlError, ControlRequest, Submitted, WorkerAction};
 pub use service::{Reconfigured, Service, SharedConfig};
 
 /// What every service of a running master shares. Cheap to clone.

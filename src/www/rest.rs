@@ -15,7 +15,7 @@ use crate::data::registry::{self, BuildersOf, WorkersOf};
 use crate::data::{forceschedulers, outbox};
 use crate::data::{json_text, Entity, JsonPage, Page, Query};
 use crate::db::DbError;
-use crate::runtime::{Context, ControlError};
+use crate::runtime::{Context, ControlError, WorkerAction};
 
 /// Lines read from storage per piece of a streamed raw log.
 const RAW_LINES_PER_READ: i64 = 1000;
@@ -694,6 +694,22 @@ async fn call(
             } else {
                 Ok(submitted_json(context.control.rebuild(buildid).await?))
             }
+        }
+        (Endpoint::Worker, "stop" | "kill") => {
+            let worker = args.worker().ok_or_else(|| not_found("worker"))?;
+            let workerid = registry::worker_id(db, &worker)
+                .await?
+                .ok_or_else(|| not_found("worker"))?;
+            let action = if method == "stop" {
+                WorkerAction::Stop
+            } else {
+                WorkerAction::Kill
+            };
+            context
+                .control
+                .control_worker(workerid, action, reason(&params))
+                .await?;
+            Ok(Value::Null)
         }
         (Endpoint::BuildRequest, "cancel") => {
             let brid = args
