@@ -2,6 +2,9 @@
 //! into `/var/tmp/moonbot-worker-venv`) connects over msgpack-over-WebSocket and runs
 //! builds.
 
+#[path = "support/smtp.rs"]
+#[allow(dead_code)]
+mod smtp;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -893,4 +896,48 @@ async fn a_worker_stopped_from_the_api_finishes_its_build_then_is_shut_down() {
         worker.log()
     );
     wait_for(&master, "workers", "w1 detached", |b| detached(b, "w1")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_gone_for_its_missing_timeout_is_mailed_to_its_notify_addresses() {
+    let server = smtp::SmtpServer::start(smtp::SmtpOptions::default());
+    let port = free_port();
+    let with_mail = |worker: &str| {
+        config(port, worker, "").replace(
+            "c['status'] = {",
+            &format!(
+                "c['status'] = {{ status.MailNotifier{{fromaddr='ci@example.org', relayhost='127.0.0.1', smtpPort={}}},",
+                server.port()
+            ),
+        )
+    };
+    // Notified only once attached, so that the timer running while it first connects
+    // cannot mail.
+    let mut master = TestMaster::start(&with_mail(r#"worker.Worker("w1", "pw")"#)).await;
+    let work = tempfile::tempdir().unwrap();
+    let mut worker = RealWorker::create(work.path(), "w1", "pw", port);
+    wait_for(&master, "workers", "w1 attached", |b| attached(b, "w1")).await;
+    std::fs::write(
+        master.dir().join("master.cfg.lua"),
+        with_mail(r#"worker.Worker("w1", "pw", {notify_on_missing={"ops@example.org", "dev@example.org"}, missing_timeout=1})"#),
+    )
+    .unwrap();
+    let outcome = master.reconfig().await;
+    assert!(outcome.ok, "{outcome:?}");
+
+    worker.kill();
+    let mails = server.wait_for(1, WAIT).await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    assert_eq!(mail.mail_from, "ci@example.org");
+    let mut to = mail.rcpt_tos.clone();
+    to.sort();
+    assert_eq!(to, ["dev@example.org", "ops@example.org"]);
+    assert_eq!(mail.header("Subject"), Some("Buildbot worker w1 missing"));
+    let body = &mail.parts[0].content;
+    assert!(
+        body.contains("has noticed that the worker named w1 went away"),
+        "{body}"
+    );
+    assert!(body.contains("The admin on record"), "{body}");
 }

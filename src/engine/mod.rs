@@ -67,6 +67,57 @@ struct Worker {
     running: usize,
     /// Asked to stop: it takes no new build and is shut down when its last one ends.
     stopping: bool,
+    /// Who hears when the remote worker has been gone `missing_timeout`.
+    notify_on_missing: Vec<String>,
+    missing_timeout: Duration,
+    /// Cancelled when the worker attaches: the timer started when it went away (or when
+    /// the master started without it).
+    missing_timer: Option<CancellationToken>,
+}
+
+impl Worker {
+    /// Starts the missing timer of a remote worker that is not attached and has someone to
+    /// notify; when it fires, `workers/N/missing` is published (Buildbot's event) with
+    /// `notify` and `last_connection`, for the MailNotifiers to mail.
+    fn start_missing_timer(&mut self, ctx: &Context) {
+        self.stop_missing_timer();
+        if self.link.is_some()
+            || self.notify_on_missing.is_empty()
+            || self.missing_timeout.is_zero()
+        {
+            return;
+        }
+        let timer = CancellationToken::new();
+        self.missing_timer = Some(timer.clone());
+        let (ctx, id, timeout) = (ctx.clone(), self.id, self.missing_timeout);
+        let notify = self.notify_on_missing.clone();
+        let gone_since = chrono::Local::now();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = timer.cancelled() => return,
+                _ = ctx.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(timeout) => {}
+            }
+            match crate::data::registry::worker(&ctx.db, id).await {
+                Ok(Some(mut message)) => {
+                    message["notify"] = serde_json::json!(notify);
+                    message["last_connection"] =
+                        serde_json::json!(gone_since.format("%a %b %e %H:%M:%S %Y").to_string());
+                    crate::data::announce(&ctx.bus, Resource::Worker(id), "missing", message);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(worker = id, "cannot report the worker missing: {error}")
+                }
+            }
+        });
+    }
+
+    fn stop_missing_timer(&mut self) {
+        if let Some(timer) = self.missing_timer.take() {
+            timer.cancel();
+        }
+    }
 }
 
 struct Running {
@@ -179,6 +230,9 @@ impl Engine {
                 default_properties: worker.default_properties.clone().into_iter().collect(),
                 running: 0,
                 stopping: false,
+                notify_on_missing: worker.notify_on_missing.clone(),
+                missing_timeout: Duration::from_secs(worker.missing_timeout),
+                missing_timer: None,
             };
             match self.workers.remove(&worker.name) {
                 Some(old) => {
@@ -210,6 +264,7 @@ impl Engine {
                         Worker {
                             running: old.running,
                             stopping: old.stopping,
+                            missing_timer: old.missing_timer,
                             link,
                             ..fresh
                         },
@@ -217,16 +272,20 @@ impl Engine {
                 }
                 None => {
                     diff.added += 1;
+                    let mut fresh = fresh;
                     if fresh.link.is_some() {
                         ctx.db.set_worker_connected(id, Some(ctx.masterid)).await?;
                         publish(&ctx.db, &ctx.bus, Resource::Worker(id), "connected").await?;
+                    } else {
+                        fresh.start_missing_timer(&ctx);
                     }
                     workers.insert(worker.name.clone(), fresh);
                 }
             }
         }
-        for gone in std::mem::replace(&mut self.workers, workers).into_values() {
+        for mut gone in std::mem::replace(&mut self.workers, workers).into_values() {
             diff.removed += 1;
+            gone.stop_missing_timer();
             if let Some(WorkerLink::Remote(connection)) = &gone.link {
                 connection.close();
             }
@@ -399,6 +458,7 @@ impl Engine {
         }
         worker.link = Some(WorkerLink::Remote(connection.clone()));
         worker.stopping = false;
+        worker.stop_missing_timer();
         let (id, keepalive) = (worker.id, worker.keepalive_interval);
         let lost = self.lost_sender.clone();
         tokio::spawn(async move {
@@ -432,6 +492,7 @@ impl Engine {
             Some(WorkerLink::Remote(c)) if c.id() == connection_id => worker.link = None,
             _ => return,
         }
+        worker.start_missing_timer(&self.ctx);
         tracing::info!(worker = %name, "worker detached");
         let id = worker.id;
         if let Err(error) = self.detach(id).await {
