@@ -941,3 +941,55 @@ async fn a_worker_gone_for_its_missing_timeout_is_mailed_to_its_notify_addresses
     );
     assert!(body.contains("The admin on record"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_that_never_finish_the_handshake_are_capped_and_attached_workers_are_unharmed() {
+    use tokio::io::AsyncReadExt;
+
+    /// The master's `MAX_HANDSHAKES`.
+    const CAP: usize = 64;
+    let port = free_port();
+    let master = TestMaster::start(&config(
+        port,
+        r#"worker.Worker("f1", "pw"), worker.Worker("f2", "pw")"#,
+        "",
+    ))
+    .await;
+    let first = fake_worker(port, "f1", "pw").await;
+    let first = tokio::spawn(answer_until_closed(first));
+    wait_for(&master, "workers", "f1 attached", |b| attached(b, "f1")).await;
+
+    let mut silent = Vec::new();
+    for _ in 0..CAP {
+        silent.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut over = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, over.read(&mut byte))
+        .await
+        .expect("the connection over the cap is closed at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(!first.is_finished(), "the attached worker is kept");
+
+    // Once the silent sockets go, a worker gets through again.
+    drop(silent);
+    let second = tokio::time::timeout(WAIT, async {
+        loop {
+            let attempt = tokio::spawn(fake_worker(port, "f2", "pw"));
+            match attempt.await {
+                Ok(socket) => return socket,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await
+    .expect("a worker attaches after the silent sockets closed");
+    let _second = tokio::spawn(answer_until_closed(second));
+    wait_for(&master, "workers", "f2 attached", |b| attached(b, "f2")).await;
+}
