@@ -3,7 +3,6 @@
 //! builds.
 
 #[path = "support/smtp.rs"]
-#[allow(dead_code)]
 mod smtp;
 mod support;
 

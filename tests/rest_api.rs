@@ -9,7 +9,7 @@ use std::time::Duration;
 use moonbot::bus::Bus;
 use moonbot::db::{BuildsetSpec, ChangeSpec, Db};
 use moonbot::model::Properties;
-use moonbot::runtime::{Context, Control, ControlError, ControlRequest};
+use moonbot::runtime::{Context, Control, ControlError, ControlRequest, WorkerAction};
 use moonbot::script::ScriptHost;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -42,6 +42,7 @@ enum Seen {
     Stop(i64, String),
     Rebuild(i64),
     Cancel(i64, String),
+    Worker(i64, WorkerAction, String),
 }
 
 struct Fixture {
@@ -114,6 +115,15 @@ async fn engine(mut requests: mpsc::Receiver<ControlRequest>, seen: mpsc::Unboun
                 let _ = reply.send(Err(ControlError::unavailable(
                     "the master is shutting down",
                 )));
+            }
+            ControlRequest::ControlWorker {
+                workerid,
+                action,
+                reason,
+                reply,
+            } => {
+                let _ = seen.send(Seen::Worker(workerid, action, reason));
+                let _ = reply.send(Ok(()));
             }
         }
     }
@@ -923,6 +933,29 @@ async fn control_calls_reach_the_engine_and_its_answers_come_back() {
         json!({"code": -32603, "message": "the master is shutting down"})
     );
     assert_eq!(f.next_seen().await, Seen::Cancel(brid, "dup".into()));
+
+    let worker = f.ids.worker;
+    let (status, _) = f
+        .rpc(
+            "workers/bot1",
+            call("stop", json!({"reason": "maintenance"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        f.next_seen().await,
+        Seen::Worker(worker, WorkerAction::Stop, "maintenance".into())
+    );
+    let (status, _) = f
+        .rpc(&format!("workers/{worker}"), call("kill", json!({})))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        f.next_seen().await,
+        Seen::Worker(worker, WorkerAction::Kill, "no reason".into())
+    );
+    let (status, _) = f.rpc("workers/nosuch", call("stop", json!({}))).await;
+    assert_eq!(status, 404);
 
     let (status, body) = f.rpc("builds/4", call("explode", json!({}))).await;
     assert_eq!(
