@@ -81,11 +81,9 @@ impl WorkerLink {
                 .map_err(|e| format!("cannot create {}: {e}", dir.display())),
             WorkerLink::Remote(connection) => {
                 let args = json!({ "paths": [absolute(connection, dir)] });
-                Ok(
-                    transfer_command(connection, "mkdir", &args, &mut no_transfers)
-                        .await
-                        .0,
-                )
+                Ok(file_command(connection, "mkdir", &args, &mut no_transfers)
+                    .await
+                    .0)
             }
         }
     }
@@ -101,11 +99,9 @@ impl WorkerLink {
             },
             WorkerLink::Remote(connection) => {
                 let args = json!({ "paths": [absolute(connection, dir)], "logEnviron": false });
-                Ok(
-                    transfer_command(connection, "rmdir", &args, &mut no_transfers)
-                        .await
-                        .0,
-                )
+                Ok(file_command(connection, "rmdir", &args, &mut no_transfers)
+                    .await
+                    .0)
             }
         }
     }
@@ -123,7 +119,7 @@ impl WorkerLink {
             WorkerLink::Remote(connection) => {
                 let args = json!({ "path": absolute(connection, path) });
                 let (outcome, _, reports) =
-                    transfer_command(connection, "stat", &args, &mut no_transfers).await;
+                    file_command(connection, "stat", &args, &mut no_transfers).await;
                 match outcome {
                     // `stat` answers `os.stat`'s tuple, the mode first; its rc is the errno.
                     Outcome::Exited(0) => Ok(reports
@@ -157,7 +153,7 @@ impl WorkerLink {
             WorkerLink::Remote(connection) => {
                 let args = json!({ "path": absolute(connection, pattern) });
                 let (outcome, said, reports) =
-                    transfer_command(connection, "glob", &args, &mut no_transfers).await;
+                    file_command(connection, "glob", &args, &mut no_transfers).await;
                 if outcome != Outcome::Exited(0) {
                     return Err(format!(
                         "glob {} failed: {outcome:?} {said}",
@@ -253,7 +249,7 @@ impl WorkerLink {
             "keepstamp": keepstamp,
         });
         let (outcome, said, _) =
-            transfer_command(connection, "upload_file", &args, &mut |op, message| {
+            file_command(connection, "upload_file", &args, &mut |op, message| {
                 writer.handle(op, message)
             })
             .await;
@@ -293,7 +289,7 @@ impl WorkerLink {
             "mode": mode,
         });
         let (outcome, said, _) =
-            transfer_command(connection, "download_file", &args, &mut |op, message| {
+            file_command(connection, "download_file", &args, &mut |op, message| {
                 reader.handle(op, message)
             })
             .await;
@@ -331,7 +327,7 @@ impl WorkerLink {
             "compress": compress.map(Compression::name),
         });
         let (outcome, said, _) =
-            transfer_command(connection, "upload_directory", &args, &mut |op, message| {
+            file_command(connection, "upload_directory", &args, &mut |op, message| {
                 writer.handle(op, message)
             })
             .await;
@@ -364,9 +360,10 @@ fn no_transfers(op: &str, _: &Value) -> Result<Value, String> {
     Err(format!("'{op}' is not part of this command"))
 }
 
-/// A command answering the worker's transfer requests with `transfers`; its outcome, the
-/// text the worker sent (header and stderr lines), and its other reports (`stat`, `files`).
-async fn transfer_command(
+/// One of the worker's file commands (`stat`, `glob`, `mkdir`, the transfers), answering its
+/// transfer requests with `transfers`; its outcome, the text the worker sent (header and
+/// stderr lines), and its other reports (`stat`, `files`).
+async fn file_command(
     connection: &Connection,
     name: &str,
     args: &serde_json::Value,
