@@ -134,18 +134,27 @@ async fn an_edited_renderer_is_used_by_the_next_build() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_builder_removed_while_it_builds_finishes_its_build() {
-    let mut master = TestMaster::start(&config(&format!("{SLOW}, {QUICK}"), "")).await;
+async fn a_builder_removed_while_it_builds_has_its_build_stopped_and_others_go_on() {
+    const STUCK: &str = r#"util.BuilderConfig{name="slow", workernames={"local"}, factory=util.BuildFactory({
+        steps.ShellCommand{command="touch ../started; sleep 60"} })}"#;
+    let mut master = TestMaster::start(&config(&format!("{STUCK}, {QUICK}"), "")).await;
     let running = force(&master, "quick").await;
     let slow = force(&master, "slow").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = master.dir().join("workers/local/slow/started");
+    tokio::time::timeout(WAIT, async {
+        while !started.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the slow build starts");
     std::fs::write(master.dir().join("master.cfg.lua"), config(QUICK, "")).unwrap();
     let outcome = master.reconfig().await;
     assert_eq!(
         outcome.line, "reconfig complete (+0 ~0 -1 services)",
         "{outcome:?}"
     );
-    assert_eq!(finished(&master, slow).await, BuildResult::Success);
+    assert_eq!(finished(&master, slow).await, BuildResult::Cancelled);
     assert_eq!(finished(&master, running).await, BuildResult::Success);
     let active: i64 = sqlx::query_scalar("SELECT active FROM builders WHERE name = 'slow'")
         .fetch_one(&master.context.db.pool)

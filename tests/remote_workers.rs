@@ -2,6 +2,8 @@
 //! into `/var/tmp/moonbot-worker-venv`) connects over msgpack-over-WebSocket and runs
 //! builds.
 
+#[path = "support/smtp.rs"]
+mod smtp;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +78,22 @@ impl RealWorker {
             let _ = process.kill();
             let _ = process.wait();
         }
+    }
+
+    /// Waits for the worker's process to end by itself; false if it still runs after WAIT.
+    fn exits(&mut self) -> bool {
+        let Some(process) = self.process.as_mut() else {
+            return true;
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < deadline {
+            if process.try_wait().unwrap().is_some() {
+                self.process = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     fn log(&self) -> String {
@@ -302,6 +320,50 @@ async fn a_stop_from_the_api_interrupts_the_command_on_the_worker() {
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(complete(&master, bsid).await, BuildResult::Cancelled);
     assert!(!worker.dir.join("b/build/finished").exists());
+    let log = worker.log();
+    assert!(log.contains("asked to interrupt current command"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconfig_that_removes_the_builder_interrupts_its_command_on_the_worker() {
+    let port = free_port();
+    let stuck = r#"util.BuilderConfig{name="stuck", workernames={"w1"}, factory=util.BuildFactory({
+            steps.ShellCommand{command="touch started; sleep 60; touch finished"},
+        })}"#;
+    let kept = r#"util.BuilderConfig{name="kept", workernames={"w1"}, factory=util.BuildFactory({
+            steps.ShellCommand{command="echo still here"},
+        })}"#;
+    let mut master = TestMaster::start(&config(
+        port,
+        r#"worker.Worker("w1", "pw")"#,
+        &format!("{stuck}, {kept}"),
+    ))
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let worker = RealWorker::create(work.path(), "w1", "pw", port);
+    wait_for(&master, "workers", "w1 attached", |b| attached(b, "w1")).await;
+    let bsid = submit(&master, &["stuck"], &[]).await;
+    let started = worker.dir.join("stuck/build/started");
+    tokio::time::timeout(WAIT, async {
+        while !started.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the command starts on the worker");
+    std::fs::write(
+        master.dir().join("master.cfg.lua"),
+        config(port, r#"worker.Worker("w1", "pw")"#, kept),
+    )
+    .unwrap();
+    let outcome = master.reconfig().await;
+    assert!(outcome.ok, "{outcome:?}");
+    assert_eq!(complete(&master, bsid).await, BuildResult::Cancelled);
+    let log = worker.log();
+    assert!(log.contains("asked to interrupt current command"), "{log}");
+    assert!(!worker.dir.join("stuck/build/finished").exists());
+    let bsid = submit(&master, &["kept"], &[]).await;
+    assert_eq!(complete(&master, bsid).await, BuildResult::Success);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -672,4 +734,307 @@ async fn the_git_step_checks_out_on_the_worker_then_updates_the_checkout() {
     }
     assert!(worker.dir.join("b/build/.git").is_dir());
     assert!(worker.dir.join("b/copied/file.txt").is_file());
+}
+
+/// What a directory holds, for comparing trees: each path with its kind, bytes (or link
+/// target) and permission bits.
+fn tree(root: &Path) -> std::collections::BTreeMap<String, (String, Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = std::collections::BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let name = path.strip_prefix(root).unwrap().display().to_string();
+            let mode = meta.permissions().mode() & 0o7777;
+            let entry = if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                ("link".into(), target.display().to_string().into_bytes(), 0)
+            } else if meta.is_dir() {
+                pending.push(path.clone());
+                ("dir".into(), Vec::new(), mode)
+            } else {
+                ("file".into(), std::fs::read(&path).unwrap(), mode)
+            };
+            found.insert(name, entry);
+        }
+    }
+    found
+}
+
+/// Every transfer step and CopyDirectory, for one builder `b` on worker `w1`.
+const TRANSFER_STEPS: &str = r#"util.BuilderConfig{name="b", workernames={"w1"}, factory=util.BuildFactory({
+    steps.ShellCommand{command="mkdir -p tree/sub tree/empty && printf 'plain\n' > tree/a.txt && head -c 70000 /dev/urandom > tree/sub/blob && chmod 750 tree/sub/blob && ln -s a.txt tree/link"},
+    steps.DirectoryUpload{workersrc="tree", masterdest="up/plain", blocksize=1000},
+    steps.DirectoryUpload{workersrc="tree", masterdest="up/gz", compress="gz"},
+    steps.DirectoryUpload{workersrc="tree", masterdest="up/bz2", compress="bz2"},
+    steps.StringDownload{s="h\195\169llo\n", workerdest="down/s.txt", mode="0640"},
+    steps.JSONStringDownload{o={a={1, 2}, b="\195\169"}, workerdest="down/o.json"},
+    steps.JSONPropertiesDownload{workerdest="down/props.json"},
+    steps.MultipleFileUpload{workersrcs={"tree/a.txt", "tree/sub"}, masterdest="multi", mode="0600"},
+    steps.MultipleFileUpload{workersrcs={"tree/*.txt", "tree/s*"}, glob=true, masterdest="globbed"},
+    steps.CopyDirectory{src="build/tree", dest="copied/tree"},
+    steps.MultipleFileUpload{workersrcs={"nothing*"}, glob=true, masterdest="none"},
+    steps.DirectoryUpload{workersrc="tree", masterdest="small", maxsize=1000, haltOnFailure=false, flunkOnFailure=false},
+})}"#;
+
+/// Runs [`TRANSFER_STEPS`] once and checks every byte that moved; `builder_dir` is where the
+/// worker keeps builder `b`'s directory.
+async fn check_transfer_steps(master: &TestMaster, builder_dir: &Path) {
+    let bsid = submit(master, &["b"], &[]).await;
+    complete(master, bsid).await;
+    let steps = get(master, "builds/1/steps").await;
+    let results: Vec<i64> = steps["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["results"].as_i64().unwrap())
+        .collect();
+    let ok = BuildResult::Success.code();
+    let mut expected = vec![ok; 12];
+    expected[10] = BuildResult::Skipped.code();
+    expected[11] = BuildResult::Failure.code();
+    let mut logs = String::new();
+    for step in 0..12 {
+        logs.push_str(&log_text(master, 1, step, "stdio").await);
+        logs.push_str(&log_text(master, 1, step, "err_text").await);
+    }
+    assert_eq!(results, expected, "{steps}\n{logs}");
+
+    let on_worker = tree(&builder_dir.join("build/tree"));
+    assert_eq!(on_worker.len(), 5, "{:?}", on_worker.keys());
+    for uploaded in ["up/plain", "up/gz", "up/bz2"] {
+        assert_eq!(tree(&master.dir().join(uploaded)), on_worker, "{uploaded}");
+    }
+    assert_eq!(tree(&builder_dir.join("copied/tree")), on_worker);
+    assert!(!master.dir().join("small/a.txt").exists());
+
+    use std::os::unix::fs::PermissionsExt;
+    let down = builder_dir.join("build/down");
+    assert_eq!(
+        std::fs::read(down.join("s.txt")).unwrap(),
+        "héllo\n".as_bytes()
+    );
+    let mode = std::fs::metadata(down.join("s.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    assert_eq!(
+        std::fs::read_to_string(down.join("o.json")).unwrap(),
+        r#"{"a": [1, 2], "b": "\u00e9"}"#
+    );
+    let props: Value =
+        serde_json::from_str(&std::fs::read_to_string(down.join("props.json")).unwrap()).unwrap();
+    assert_eq!(props["properties"]["buildername"], "b", "{props}");
+    assert_eq!(props["properties"]["workername"], "w1", "{props}");
+    assert!(props["sourcestamps"].is_array(), "{props}");
+
+    let multi = master.dir().join("multi");
+    assert_eq!(std::fs::read(multi.join("a.txt")).unwrap(), b"plain\n");
+    let mode = std::fs::metadata(multi.join("a.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let sub = |t: &std::collections::BTreeMap<String, (String, Vec<u8>, u32)>| {
+        t.iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("sub/")?.to_string(), v.clone())))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(tree(&multi.join("sub")), sub(&on_worker));
+    let globbed = tree(&master.dir().join("globbed"));
+    assert_eq!(
+        globbed.keys().collect::<Vec<_>>(),
+        ["a.txt", "sub", "sub/blob"],
+        "{:?}",
+        globbed.keys()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directories_strings_and_json_move_byte_for_byte_through_a_real_worker() {
+    let port = free_port();
+    let master = TestMaster::start(&config(
+        port,
+        r#"worker.Worker("w1", "pw")"#,
+        TRANSFER_STEPS,
+    ))
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let worker = RealWorker::create(work.path(), "w1", "pw", port);
+    wait_for(&master, "workers", "w1 attached", |b| attached(b, "w1")).await;
+    check_transfer_steps(&master, &worker.dir.join("b")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directories_strings_and_json_move_byte_for_byte_on_the_local_worker() {
+    let master = TestMaster::start(&config(
+        free_port(),
+        r#"worker.LocalWorker("w1")"#,
+        TRANSFER_STEPS,
+    ))
+    .await;
+    let builder_dir = master.dir().join("workers/w1/b");
+    check_transfer_steps(&master, &builder_dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_from_the_api_finishes_its_build_then_is_shut_down() {
+    let port = free_port();
+    let master = TestMaster::start(&config(
+        port,
+        r#"worker.Worker("w1", "pw"), worker.LocalWorker("local")"#,
+        r#"util.BuilderConfig{name="b", workernames={"w1"}, factory=util.BuildFactory({
+            steps.ShellCommand{command="touch started; while [ ! -e go ]; do sleep 0.05; done"},
+        })}"#,
+    ))
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let mut worker = RealWorker::create(work.path(), "w1", "pw", port);
+    let workers = wait_for(&master, "workers", "w1 attached", |b| attached(b, "w1")).await;
+    let id_of = |name: &str| {
+        workers["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == name)
+            .unwrap()["workerid"]
+            .as_i64()
+            .unwrap()
+    };
+    let bsid = submit(&master, &["b"], &[]).await;
+    let build_dir = worker.dir.join("b/build");
+    tokio::time::timeout(WAIT, async {
+        while !build_dir.join("started").exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the build starts on the worker");
+
+    let api = format!("http://{}/api/v2", master.web_address.unwrap());
+    let action = |workerid: i64, method: &str| {
+        reqwest::Client::new()
+            .post(format!("{api}/workers/{workerid}"))
+            .json(&json!({"jsonrpc": "2.0", "method": method, "params": {"reason": "maintenance"}, "id": 1}))
+            .send()
+    };
+    let response = action(id_of("w1"), "stop").await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let refused = action(id_of("local"), "stop").await.unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+    // Asked to stop, the worker still finishes the build it runs.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(attached(&get(&master, "workers").await, "w1"));
+    std::fs::write(build_dir.join("go"), "").unwrap();
+    assert_eq!(complete(&master, bsid).await, BuildResult::Success);
+    assert!(worker.exits(), "the worker shuts down: {}", worker.log());
+    assert!(
+        worker
+            .log()
+            .contains("worker shutting down on command from master"),
+        "{}",
+        worker.log()
+    );
+    wait_for(&master, "workers", "w1 detached", |b| detached(b, "w1")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_gone_for_its_missing_timeout_is_mailed_to_its_notify_addresses() {
+    let server = smtp::SmtpServer::start(smtp::SmtpOptions::default());
+    let port = free_port();
+    let with_mail = |worker: &str| {
+        config(port, worker, "").replace(
+            "c['status'] = {",
+            &format!(
+                "c['status'] = {{ status.MailNotifier{{fromaddr='ci@example.org', relayhost='127.0.0.1', smtpPort={}}},",
+                server.port()
+            ),
+        )
+    };
+    // Notified only once attached, so that the timer running while it first connects
+    // cannot mail.
+    let mut master = TestMaster::start(&with_mail(r#"worker.Worker("w1", "pw")"#)).await;
+    let work = tempfile::tempdir().unwrap();
+    let mut worker = RealWorker::create(work.path(), "w1", "pw", port);
+    wait_for(&master, "workers", "w1 attached", |b| attached(b, "w1")).await;
+    std::fs::write(
+        master.dir().join("master.cfg.lua"),
+        with_mail(r#"worker.Worker("w1", "pw", {notify_on_missing={"ops@example.org", "dev@example.org"}, missing_timeout=1})"#),
+    )
+    .unwrap();
+    let outcome = master.reconfig().await;
+    assert!(outcome.ok, "{outcome:?}");
+
+    worker.kill();
+    let mails = server.wait_for(1, WAIT).await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    assert_eq!(mail.mail_from, "ci@example.org");
+    let mut to = mail.rcpt_tos.clone();
+    to.sort();
+    assert_eq!(to, ["dev@example.org", "ops@example.org"]);
+    assert_eq!(mail.header("Subject"), Some("Buildbot worker w1 missing"));
+    let body = &mail.parts[0].content;
+    assert!(
+        body.contains("has noticed that the worker named w1 went away"),
+        "{body}"
+    );
+    assert!(body.contains("The admin on record"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_that_never_finish_the_handshake_are_capped_and_attached_workers_are_unharmed() {
+    use tokio::io::AsyncReadExt;
+
+    /// The master's `MAX_HANDSHAKES`.
+    const CAP: usize = 64;
+    let port = free_port();
+    let master = TestMaster::start(&config(
+        port,
+        r#"worker.Worker("f1", "pw"), worker.Worker("f2", "pw")"#,
+        "",
+    ))
+    .await;
+    let first = fake_worker(port, "f1", "pw").await;
+    let first = tokio::spawn(answer_until_closed(first));
+    wait_for(&master, "workers", "f1 attached", |b| attached(b, "f1")).await;
+
+    let mut silent = Vec::new();
+    for _ in 0..CAP {
+        silent.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut over = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    // Well within the 30 s a connection gets for its handshake, after which it would be
+    // closed with or without the cap.
+    let read = tokio::time::timeout(Duration::from_secs(10), over.read(&mut byte))
+        .await
+        .expect("the connection over the cap is closed at once");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(!first.is_finished(), "the attached worker is kept");
+
+    // Once the silent sockets go, a worker gets through again.
+    drop(silent);
+    let second = tokio::time::timeout(WAIT, async {
+        loop {
+            let attempt = tokio::spawn(fake_worker(port, "f2", "pw"));
+            match attempt.await {
+                Ok(socket) => return socket,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await
+    .expect("a worker attaches after the silent sockets closed");
+    let _second = tokio::spawn(answer_until_closed(second));
+    wait_for(&master, "workers", "f2 attached", |b| attached(b, "f2")).await;
 }

@@ -928,6 +928,9 @@ async fn control_calls_reach_the_engine_and_its_answers_come_back() {
     );
     assert_eq!(f.next_seen().await, Seen::Cancel(brid, "dup".into()));
 
+    let (status, _) = f.rpc("workers/nosuch", call("stop", json!({}))).await;
+    assert_eq!(status, 404);
+
     let (status, body) = f.rpc("builds/4", call("explode", json!({}))).await;
     assert_eq!(
         (status, body["error"].clone()),

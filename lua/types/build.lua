@@ -571,6 +571,189 @@ function steps.FileUpload(workersrc, masterdest, options) end
 ---@return buildbot.Step
 function steps.FileDownload(mastersrc, workerdest, options) end
 
+---@class buildbot.steps.DirectoryUploadOptions
+---@field workersrc? buildbot.RenderableValue Relative to the step's workdir.
+---@field slavesrc? buildbot.RenderableValue Old name of workersrc.
+---@field masterdest? buildbot.RenderableValue Relative to the master's base directory.
+---@field maxsize? integer Bytes of the archive.
+---@field blocksize? integer
+---@field compress? 'gz'|'bz2'
+---@field url? buildbot.RenderableValue Not implemented yet.
+---@field urlText? buildbot.RenderableValue Not implemented yet.
+---@field name? string Step name (at most 50 characters).
+---@field description? string|string[] Shown while the step runs.
+---@field descriptionDone? string|string[] Shown when it is done.
+---@field descriptionSuffix? string|string[]
+---@field haltOnFailure? boolean Stop the build when this step fails.
+---@field flunkOnFailure? boolean A failure fails the build (default true).
+---@field warnOnFailure? boolean
+---@field warnOnWarnings? boolean
+---@field flunkOnWarnings? boolean
+---@field alwaysRun? boolean Run even after a halting failure.
+---@field doStepIf? boolean|fun(step: any): boolean Default true.
+---@field hideStepIf? boolean|fun(result: integer, step: any): boolean Default false.
+---@field locks? any Not implemented yet.
+---@field logEncoding? string
+---@field updateBuildSummaryPolicy? boolean|integer[] Results (util.FAILURE, ...) whose summary becomes the build's.
+---@field workdir? buildbot.RenderableValue Relative to the builder's directory.
+
+---@param workersrc buildbot.RenderableValue|buildbot.steps.DirectoryUploadOptions
+---@param masterdest buildbot.RenderableValue|buildbot.steps.DirectoryUploadOptions
+---@param options? buildbot.steps.DirectoryUploadOptions
+---@return buildbot.Step
+function steps.DirectoryUpload(workersrc, masterdest, options) end
+
+---@class buildbot.steps.MultipleFileUploadOptions
+---@field workersrcs? buildbot.RenderableValue|string[]
+---@field slavesrcs? buildbot.RenderableValue|string[] Old name of workersrcs.
+---@field masterdest? buildbot.RenderableValue A directory; each source goes in under its own name.
+---@field maxsize? integer
+---@field blocksize? integer
+---@field glob? boolean The sources are patterns, expanded on the worker.
+---@field mode? integer|string
+---@field compress? 'gz'|'bz2'
+---@field keepstamp? boolean
+---@field url? buildbot.RenderableValue Not implemented yet.
+---@field urlText? buildbot.RenderableValue Not implemented yet.
+---@field name? string Step name (at most 50 characters).
+---@field description? string|string[] Shown while the step runs.
+---@field descriptionDone? string|string[] Shown when it is done.
+---@field descriptionSuffix? string|string[]
+---@field haltOnFailure? boolean Stop the build when this step fails.
+---@field flunkOnFailure? boolean A failure fails the build (default true).
+---@field warnOnFailure? boolean
+---@field warnOnWarnings? boolean
+---@field flunkOnWarnings? boolean
+---@field alwaysRun? boolean Run even after a halting failure.
+---@field doStepIf? boolean|fun(step: any): boolean Default true.
+---@field hideStepIf? boolean|fun(result: integer, step: any): boolean Default false.
+---@field locks? any Not implemented yet.
+---@field logEncoding? string
+---@field updateBuildSummaryPolicy? boolean|integer[] Results (util.FAILURE, ...) whose summary becomes the build's.
+---@field workdir? buildbot.RenderableValue Relative to the builder's directory.
+
+---@param workersrcs buildbot.RenderableValue|buildbot.steps.MultipleFileUploadOptions
+---@param masterdest buildbot.RenderableValue|buildbot.steps.MultipleFileUploadOptions
+---@param options? buildbot.steps.MultipleFileUploadOptions
+---@return buildbot.Step
+function steps.MultipleFileUpload(workersrcs, masterdest, options) end
+
+---@class buildbot.steps.StringDownloadOptions
+---@field s? buildbot.RenderableValue
+---@field workerdest? buildbot.RenderableValue
+---@field slavedest? buildbot.RenderableValue Old name of workerdest.
+---@field maxsize? integer
+---@field blocksize? integer
+---@field mode? integer|string
+---@field name? string Step name (at most 50 characters).
+---@field description? string|string[] Shown while the step runs.
+---@field descriptionDone? string|string[] Shown when it is done.
+---@field descriptionSuffix? string|string[]
+---@field haltOnFailure? boolean Stop the build when this step fails.
+---@field flunkOnFailure? boolean A failure fails the build (default true).
+---@field warnOnFailure? boolean
+---@field warnOnWarnings? boolean
+---@field flunkOnWarnings? boolean
+---@field alwaysRun? boolean Run even after a halting failure.
+---@field doStepIf? boolean|fun(step: any): boolean Default true.
+---@field hideStepIf? boolean|fun(result: integer, step: any): boolean Default false.
+---@field locks? any Not implemented yet.
+---@field logEncoding? string
+---@field updateBuildSummaryPolicy? boolean|integer[] Results (util.FAILURE, ...) whose summary becomes the build's.
+---@field workdir? buildbot.RenderableValue Relative to the builder's directory.
+
+---@param s buildbot.RenderableValue|buildbot.steps.StringDownloadOptions
+---@param workerdest buildbot.RenderableValue|buildbot.steps.StringDownloadOptions
+---@param options? buildbot.steps.StringDownloadOptions
+---@return buildbot.Step
+function steps.StringDownload(s, workerdest, options) end
+
+---@class buildbot.steps.JSONStringDownloadOptions
+---@field o? any Written as JSON.
+---@field workerdest? buildbot.RenderableValue
+---@field slavedest? buildbot.RenderableValue Old name of workerdest.
+---@field maxsize? integer
+---@field blocksize? integer
+---@field mode? integer|string
+---@field name? string Step name (at most 50 characters).
+---@field description? string|string[] Shown while the step runs.
+---@field descriptionDone? string|string[] Shown when it is done.
+---@field descriptionSuffix? string|string[]
+---@field haltOnFailure? boolean Stop the build when this step fails.
+---@field flunkOnFailure? boolean A failure fails the build (default true).
+---@field warnOnFailure? boolean
+---@field warnOnWarnings? boolean
+---@field flunkOnWarnings? boolean
+---@field alwaysRun? boolean Run even after a halting failure.
+---@field doStepIf? boolean|fun(step: any): boolean Default true.
+---@field hideStepIf? boolean|fun(result: integer, step: any): boolean Default false.
+---@field locks? any Not implemented yet.
+---@field logEncoding? string
+---@field updateBuildSummaryPolicy? boolean|integer[] Results (util.FAILURE, ...) whose summary becomes the build's.
+---@field workdir? buildbot.RenderableValue Relative to the builder's directory.
+
+---@param o buildbot.RenderableValue|buildbot.steps.JSONStringDownloadOptions
+---@param workerdest buildbot.RenderableValue|buildbot.steps.JSONStringDownloadOptions
+---@param options? buildbot.steps.JSONStringDownloadOptions
+---@return buildbot.Step
+function steps.JSONStringDownload(o, workerdest, options) end
+
+---@class buildbot.steps.JSONPropertiesDownloadOptions
+---@field workerdest? buildbot.RenderableValue
+---@field slavedest? buildbot.RenderableValue Old name of workerdest.
+---@field maxsize? integer
+---@field blocksize? integer
+---@field mode? integer|string
+---@field name? string Step name (at most 50 characters).
+---@field description? string|string[] Shown while the step runs.
+---@field descriptionDone? string|string[] Shown when it is done.
+---@field descriptionSuffix? string|string[]
+---@field haltOnFailure? boolean Stop the build when this step fails.
+---@field flunkOnFailure? boolean A failure fails the build (default true).
+---@field warnOnFailure? boolean
+---@field warnOnWarnings? boolean
+---@field flunkOnWarnings? boolean
+---@field alwaysRun? boolean Run even after a halting failure.
+---@field doStepIf? boolean|fun(step: any): boolean Default true.
+---@field hideStepIf? boolean|fun(result: integer, step: any): boolean Default false.
+---@field locks? any Not implemented yet.
+---@field logEncoding? string
+---@field updateBuildSummaryPolicy? boolean|integer[] Results (util.FAILURE, ...) whose summary becomes the build's.
+---@field workdir? buildbot.RenderableValue Relative to the builder's directory.
+
+---@param workerdest buildbot.RenderableValue|buildbot.steps.JSONPropertiesDownloadOptions
+---@param options? buildbot.steps.JSONPropertiesDownloadOptions
+---@return buildbot.Step
+function steps.JSONPropertiesDownload(workerdest, options) end
+
+---@class buildbot.steps.CopyDirectoryOptions
+---@field src? buildbot.RenderableValue Relative to the builder's directory.
+---@field dest? buildbot.RenderableValue Relative to the builder's directory.
+---@field timeout? integer|false Seconds without output (default 120).
+---@field maxTime? integer|false
+---@field name? string Step name (at most 50 characters).
+---@field description? string|string[] Shown while the step runs.
+---@field descriptionDone? string|string[] Shown when it is done.
+---@field descriptionSuffix? string|string[]
+---@field haltOnFailure? boolean Stop the build when this step fails.
+---@field flunkOnFailure? boolean A failure fails the build (default true).
+---@field warnOnFailure? boolean
+---@field warnOnWarnings? boolean
+---@field flunkOnWarnings? boolean
+---@field alwaysRun? boolean Run even after a halting failure.
+---@field doStepIf? boolean|fun(step: any): boolean Default true.
+---@field hideStepIf? boolean|fun(result: integer, step: any): boolean Default false.
+---@field locks? any Not implemented yet.
+---@field logEncoding? string
+---@field updateBuildSummaryPolicy? boolean|integer[] Results (util.FAILURE, ...) whose summary becomes the build's.
+---@field workdir? buildbot.RenderableValue Relative to the builder's directory.
+
+---@param src buildbot.RenderableValue|buildbot.steps.CopyDirectoryOptions
+---@param dest buildbot.RenderableValue|buildbot.steps.CopyDirectoryOptions
+---@param options? buildbot.steps.CopyDirectoryOptions
+---@return buildbot.Step
+function steps.CopyDirectory(src, dest, options) end
+
 ---@class buildbot.steps.MakeDirectoryOptions
 ---@field dir? buildbot.RenderableValue
 ---@field name? string Step name (at most 50 characters).

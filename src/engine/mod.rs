@@ -70,6 +70,57 @@ struct Worker {
     /// Shutting down gracefully: takes no new builds, and a remote worker is told to shut
     /// down once its running builds end.
     graceful: bool,
+    /// Who hears when the remote worker has been gone `missing_timeout`.
+    notify_on_missing: Vec<String>,
+    missing_timeout: Duration,
+    /// Cancelled when the worker attaches: the timer started when it went away (or when
+    /// the master started without it).
+    missing_timer: Option<CancellationToken>,
+}
+
+impl Worker {
+    /// Starts the missing timer of a remote worker that is not attached and has someone to
+    /// notify; when it fires, `workers/N/missing` is published (Buildbot's event) with
+    /// `notify` and `last_connection`, for the MailNotifiers to mail.
+    fn start_missing_timer(&mut self, ctx: &Context) {
+        self.stop_missing_timer();
+        if self.link.is_some()
+            || self.notify_on_missing.is_empty()
+            || self.missing_timeout.is_zero()
+        {
+            return;
+        }
+        let timer = CancellationToken::new();
+        self.missing_timer = Some(timer.clone());
+        let (ctx, id, timeout) = (ctx.clone(), self.id, self.missing_timeout);
+        let notify = self.notify_on_missing.clone();
+        let gone_since = chrono::Local::now();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = timer.cancelled() => return,
+                _ = ctx.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(timeout) => {}
+            }
+            match crate::data::registry::worker(&ctx.db, id).await {
+                Ok(Some(mut message)) => {
+                    message["notify"] = serde_json::json!(notify);
+                    message["last_connection"] =
+                        serde_json::json!(gone_since.format("%a %b %e %H:%M:%S %Y").to_string());
+                    crate::data::announce(&ctx.bus, Resource::Worker(id), "missing", message);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(worker = id, "cannot report the worker missing: {error}")
+                }
+            }
+        });
+    }
+
+    fn stop_missing_timer(&mut self) {
+        if let Some(timer) = self.missing_timer.take() {
+            timer.cancel();
+        }
+    }
 }
 
 struct Running {
@@ -155,8 +206,9 @@ impl Engine {
     }
 
     /// Takes a config's workers and builders, by name: new ones are registered, changed
-    /// ones replaced, removed ones dropped. Running builds are untouched: each holds the
-    /// steps it started with, and a removed worker's slots are simply not reused.
+    /// ones replaced, removed ones dropped. Running builds keep the steps they started with
+    /// and a removed worker's slots are simply not reused, but a removed builder's builds are
+    /// stopped: their commands are interrupted, on the master or on the worker.
     async fn apply(&mut self, config: &MasterConfig) -> DbResult<Diff> {
         let ctx = self.ctx.clone();
         let mut diff = Diff::default();
@@ -182,6 +234,9 @@ impl Engine {
                 running: 0,
                 paused: false,
                 graceful: false,
+                notify_on_missing: worker.notify_on_missing.clone(),
+                missing_timeout: Duration::from_secs(worker.missing_timeout),
+                missing_timer: None,
             };
             match self.workers.remove(&worker.name) {
                 Some(old) => {
@@ -214,6 +269,7 @@ impl Engine {
                             running: old.running,
                             paused: old.paused,
                             graceful: old.graceful,
+                            missing_timer: old.missing_timer,
                             link,
                             ..fresh
                         },
@@ -224,16 +280,20 @@ impl Engine {
                     // Pausing lasts as long as the engine that was asked: a new one starts
                     // every worker unpaused, and says so in storage.
                     ctx.db.set_worker_state(id, false, false).await?;
+                    let mut fresh = fresh;
                     if fresh.link.is_some() {
                         ctx.db.set_worker_connected(id, Some(ctx.masterid)).await?;
                         publish(&ctx.db, &ctx.bus, Resource::Worker(id), "connected").await?;
+                    } else {
+                        fresh.start_missing_timer(&ctx);
                     }
                     workers.insert(worker.name.clone(), fresh);
                 }
             }
         }
-        for gone in std::mem::replace(&mut self.workers, workers).into_values() {
+        for mut gone in std::mem::replace(&mut self.workers, workers).into_values() {
             diff.removed += 1;
+            gone.stop_missing_timer();
             if let Some(WorkerLink::Remote(connection)) = &gone.link {
                 connection.close();
             }
@@ -281,6 +341,12 @@ impl Engine {
             .collect();
         diff.removed += removed.len();
         ctx.db.deactivate_builders(&removed).await?;
+        for running in self.running.values() {
+            if !self.builders.contains_key(&running.builder) {
+                tracing::info!(builder = %running.builder, "stopping a build of a builder the reconfig removed");
+                running.stop.cancel();
+            }
+        }
         Ok(diff)
     }
 
@@ -399,6 +465,7 @@ impl Engine {
             }
         }
         worker.link = Some(WorkerLink::Remote(connection.clone()));
+        worker.stop_missing_timer();
         let (id, keepalive) = (worker.id, worker.keepalive_interval);
         let lost = self.lost_sender.clone();
         tokio::spawn(async move {
@@ -432,6 +499,7 @@ impl Engine {
             Some(WorkerLink::Remote(c)) if c.id() == connection_id => worker.link = None,
             _ => return,
         }
+        worker.start_missing_timer(&self.ctx);
         tracing::info!(worker = %name, "worker detached");
         let id = worker.id;
         if let Err(error) = self.detach(id).await {
@@ -929,16 +997,15 @@ impl Engine {
     }
 }
 
-/// Tells a remote worker to shut down (a LocalWorker is the master itself: it just takes no
-/// more builds).
+/// Tells a remote worker to shut down; it closes its connection, which detaches it (a
+/// LocalWorker is the master itself: it just takes no more builds).
 fn shut_down_worker(worker: &Worker) {
     if let Some(WorkerLink::Remote(connection)) = &worker.link {
         let connection = connection.clone();
-        let name = worker.name.clone();
         tokio::spawn(async move {
-            tracing::info!(worker = %name, "telling the worker to shut down");
-            if let Err(error) = connection.request("shutdown", vec![]).await {
-                tracing::warn!(worker = %name, "the worker's shutdown: {error}");
+            tracing::info!(worker = %connection.name(), "telling the worker to shut down");
+            if let Err(error) = connection.shutdown().await {
+                tracing::warn!(worker = %connection.name(), "the worker did not take the shutdown: {error}");
             }
         });
     }

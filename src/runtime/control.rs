@@ -149,7 +149,6 @@ impl Control {
         })
         .await
     }
-
     pub async fn rebuild(&self, buildid: i64) -> Result<Submitted, ControlError> {
         self.ask(|reply| ControlRequest::Rebuild { buildid, reply })
             .await

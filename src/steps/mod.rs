@@ -203,6 +203,10 @@ impl StepRun<'_> {
             StepKind::Git(step) => self.git(step).await,
             StepKind::FileUpload(step) => self.upload(step).await,
             StepKind::FileDownload(step) => self.download(step).await,
+            StepKind::DirectoryUpload(step) => self.directory_upload(step).await,
+            StepKind::MultipleFileUpload(step) => self.multiple_upload(step).await,
+            StepKind::StringDownload(step) => self.string_download(step).await,
+            StepKind::CopyDirectory(step) => self.copy_directory(step).await,
             StepKind::Trigger(step) => self.trigger(step).await,
         }
     }

@@ -50,6 +50,9 @@ pub struct Capture<'a> {
     pub count_tests: bool,
     /// Runs on the master's machine whatever the build's worker (MasterShellCommand).
     pub on_master: bool,
+    /// The command is CopyDirectory's copy from the first path to the second (`cpdir` on a
+    /// remote worker).
+    pub copy: Option<(&'a Path, &'a Path)>,
 }
 
 impl StepRun<'_> {
@@ -123,7 +126,14 @@ impl StepRun<'_> {
         } else {
             &self.build.worker
         };
-        let runner = worker.run(&spec, sender, self.build.stop.clone());
+        let stop = self.build.stop.clone();
+        let copy = capture.copy;
+        let runner = async {
+            match copy {
+                Some((from, to)) => worker.copy_dir(&spec, from, to, sender, stop).await,
+                None => worker.run(&spec, sender, stop).await,
+            }
+        };
         let mut reader = Reader::new(capture, shell);
         let consume = async {
             while let Some(chunk) = receiver.recv().await {

@@ -277,6 +277,11 @@ impl Connection {
             .remove(command_id);
     }
 
+    /// Asks the worker to shut itself down (`buildbot-worker` stops its process).
+    pub async fn shutdown(&self) -> Result<(), RemoteError> {
+        self.request("shutdown", vec![]).await.map(drop)
+    }
+
     pub async fn interrupt(&self, command_id: &str, why: &str) -> Result<(), RemoteError> {
         self.request(
             "interrupt_command",

@@ -17,7 +17,28 @@ use tokio_util::sync::CancellationToken;
 pub use connection::{CommandEvent, Connection, RemoteError};
 pub use server::{bind, serve};
 
+use crate::config::build::Compression;
 use crate::process::{self, Chunk, CommandLine, CommandSpec, Outcome};
+
+/// What a path on a worker is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathKind {
+    File,
+    Directory,
+    /// A link, device, socket or pipe: nothing a transfer takes.
+    Other,
+}
+
+impl PathKind {
+    /// From a Unix `st_mode` (of what a link points to, as Python's `os.stat` reads it).
+    fn of_mode(mode: u32) -> PathKind {
+        match mode & 0o170000 {
+            0o100000 => PathKind::File,
+            0o040000 => PathKind::Directory,
+            _ => PathKind::Other,
+        }
+    }
+}
 
 /// How a build reaches its worker.
 #[derive(Clone)]
@@ -60,7 +81,9 @@ impl WorkerLink {
                 .map_err(|e| format!("cannot create {}: {e}", dir.display())),
             WorkerLink::Remote(connection) => {
                 let args = json!({ "paths": [absolute(connection, dir)] });
-                Ok(simple_command(connection, "mkdir", args).await)
+                Ok(file_command(connection, "mkdir", &args, &mut no_transfers)
+                    .await
+                    .0)
             }
         }
     }
@@ -76,22 +99,122 @@ impl WorkerLink {
             },
             WorkerLink::Remote(connection) => {
                 let args = json!({ "paths": [absolute(connection, dir)], "logEnviron": false });
-                Ok(simple_command(connection, "rmdir", args).await)
+                Ok(file_command(connection, "rmdir", &args, &mut no_transfers)
+                    .await
+                    .0)
+            }
+        }
+    }
+
+    /// What is at `path` on the worker, `None` when nothing is.
+    pub async fn kind(&self, path: &Path) -> Result<Option<PathKind>, String> {
+        match self {
+            WorkerLink::Local => match tokio::fs::metadata(path).await {
+                Ok(meta) => Ok(Some(PathKind::of_mode(
+                    std::os::unix::fs::MetadataExt::mode(&meta),
+                ))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(format!("cannot stat {}: {e}", path.display())),
+            },
+            WorkerLink::Remote(connection) => {
+                let args = json!({ "path": absolute(connection, path) });
+                let (outcome, _, reports) =
+                    file_command(connection, "stat", &args, &mut no_transfers).await;
+                match outcome {
+                    // `stat` answers `os.stat`'s tuple, the mode first; its rc is the errno.
+                    Outcome::Exited(0) => Ok(reports
+                        .iter()
+                        .find(|(key, _)| key == "stat")
+                        .and_then(|(_, stat)| stat.as_array()?.first()?.as_u64())
+                        .map(|mode| PathKind::of_mode(mode as u32))),
+                    Outcome::Exited(_) => Ok(None),
+                    Outcome::WorkerLost => Err("the worker's connection is lost".into()),
+                    other => Err(format!("stat {} failed: {other:?}", path.display())),
+                }
             }
         }
     }
 
     /// Whether a path exists on the worker.
     pub async fn exists(&self, path: &Path) -> Result<bool, String> {
-        match self {
-            WorkerLink::Local => Ok(tokio::fs::try_exists(path).await.unwrap_or(false)),
+        self.kind(path).await.map(|kind| kind.is_some())
+    }
+
+    /// The paths matching a pattern on the worker (Python's `glob`, `**` included), sorted.
+    pub async fn glob(&self, pattern: &Path) -> Result<Vec<PathBuf>, String> {
+        let mut found = match self {
+            WorkerLink::Local => {
+                let pattern = pattern.to_string_lossy();
+                glob::glob(&pattern)
+                    .map_err(|e| format!("bad pattern {pattern}: {e}"))?
+                    .filter_map(Result::ok)
+                    .collect::<Vec<_>>()
+            }
             WorkerLink::Remote(connection) => {
-                let args = json!({ "path": absolute(connection, path) });
-                match simple_command(connection, "stat", args).await {
-                    Outcome::Exited(rc) => Ok(rc == 0),
-                    Outcome::WorkerLost => Err("the worker's connection is lost".into()),
-                    other => Err(format!("stat {} failed: {other:?}", path.display())),
+                let args = json!({ "path": absolute(connection, pattern) });
+                let (outcome, said, reports) =
+                    file_command(connection, "glob", &args, &mut no_transfers).await;
+                if outcome != Outcome::Exited(0) {
+                    return Err(format!(
+                        "glob {} failed: {outcome:?} {said}",
+                        pattern.display()
+                    ));
                 }
+                reports
+                    .iter()
+                    .filter(|(key, _)| key == "files")
+                    .filter_map(|(_, files)| files.as_array())
+                    .flatten()
+                    .map(|file| PathBuf::from(protocol::text(file)))
+                    .collect()
+            }
+        };
+        found.sort();
+        Ok(found)
+    }
+
+    /// CopyDirectory: `cp -R -P -p -v FROM TO` as buildbot-worker's `cpdir` runs it, with
+    /// `spec`'s limits; both paths relative to `spec.workdir` (the builder directory).
+    pub async fn copy_dir(
+        &self,
+        spec: &CommandSpec,
+        from: &Path,
+        to: &Path,
+        sink: Sender<Chunk>,
+        interrupt: CancellationToken,
+    ) -> Outcome {
+        match self {
+            WorkerLink::Local => {
+                if let Some(parent) = spec.workdir.join(to).parent() {
+                    if let Err(e) = tokio::fs::create_dir_all(parent).await {
+                        return Outcome::SpawnFailed(format!(
+                            "cannot create the directory {}: {e}",
+                            parent.display()
+                        ));
+                    }
+                }
+                let argv = ["cp", "-R", "-P", "-p", "-v"]
+                    .into_iter()
+                    .map(String::from)
+                    .chain([from, to].map(|p| p.to_string_lossy().into_owned()))
+                    .collect();
+                let spec = CommandSpec {
+                    command: CommandLine::Argv(argv),
+                    ..spec.clone()
+                };
+                self.run(&spec, sink, interrupt).await
+            }
+            WorkerLink::Remote(connection) => {
+                let args = json!({
+                    "from_path": absolute(connection, &spec.workdir.join(from)),
+                    "to_path": absolute(connection, &spec.workdir.join(to)),
+                    "timeout": spec.timeout.map(|t| t.as_secs()),
+                    "maxTime": spec.max_time.map(|t| t.as_secs()),
+                    "logEnviron": spec.log_environ,
+                });
+                remote_command(connection, "cpdir", &args, sink, interrupt, None)
+                    .await
+                    .0
             }
         }
     }
@@ -125,8 +248,8 @@ impl WorkerLink {
             "blocksize": blocksize,
             "keepstamp": keepstamp,
         });
-        let (outcome, said) =
-            transfer_command(connection, "upload_file", &args, &mut |op, message| {
+        let (outcome, said, _) =
+            file_command(connection, "upload_file", &args, &mut |op, message| {
                 writer.handle(op, message)
             })
             .await;
@@ -137,31 +260,78 @@ impl WorkerLink {
         Ok((outcome, said))
     }
 
-    /// FileDownload to a remote worker: `download_file` asks for `master_src` in blocks.
+    /// A download to the worker: `download_file` asks for `source`'s bytes in blocks. On a
+    /// LocalWorker the bytes are written directly, with the same limit and messages.
     pub async fn download(
         &self,
-        master_src: &Path,
+        source: Box<dyn std::io::Read + Send>,
         worker_dest: &Path,
         maxsize: Option<u64>,
         blocksize: u64,
         mode: Option<u32>,
     ) -> Result<(Outcome, String), String> {
-        let connection = self.remote()?;
-        let file = std::fs::File::open(master_src)
-            .map_err(|e| format!("cannot read {}: {e}", master_src.display()))?;
-        let mut reader = transfer::Reader::new(file);
+        let connection = match self {
+            WorkerLink::Remote(connection) => connection,
+            WorkerLink::Local => {
+                let dest = worker_dest.to_path_buf();
+                return tokio::task::spawn_blocking(move || {
+                    transfer::write_local(source, &dest, maxsize, mode)
+                })
+                .await
+                .map_err(|e| format!("the download failed: {e}"));
+            }
+        };
+        let mut reader = transfer::Reader::new(source);
         let args = json!({
             "path": absolute(connection, worker_dest),
             "maxsize": maxsize,
             "blocksize": blocksize,
             "mode": mode,
         });
-        Ok(
-            transfer_command(connection, "download_file", &args, &mut |op, message| {
+        let (outcome, said, _) =
+            file_command(connection, "download_file", &args, &mut |op, message| {
                 reader.handle(op, message)
             })
-            .await,
-        )
+            .await;
+        Ok((outcome, said))
+    }
+
+    /// DirectoryUpload: the worker packs `worker_src` into a tar archive (compressed as
+    /// asked), sends it in blocks, and the master unpacks it into `master_dest`. A
+    /// LocalWorker's directory is packed and unpacked the same way, so both give the same
+    /// tree and the same `maxsize` rule.
+    pub async fn upload_directory(
+        &self,
+        worker_src: &Path,
+        master_dest: &Path,
+        maxsize: Option<u64>,
+        blocksize: u64,
+        compress: Option<Compression>,
+    ) -> Result<(Outcome, String), String> {
+        let connection = match self {
+            WorkerLink::Remote(connection) => connection,
+            WorkerLink::Local => {
+                let (src, dest) = (worker_src.to_path_buf(), master_dest.to_path_buf());
+                return tokio::task::spawn_blocking(move || {
+                    transfer::copy_directory_local(&src, &dest, maxsize)
+                })
+                .await
+                .map_err(|e| format!("the upload failed: {e}"));
+            }
+        };
+        let mut writer = transfer::DirectoryWriter::new(master_dest)?;
+        let args = json!({
+            "path": absolute(connection, worker_src),
+            "maxsize": maxsize,
+            "blocksize": blocksize,
+            "compress": compress.map(Compression::name),
+        });
+        let (outcome, said, _) =
+            file_command(connection, "upload_directory", &args, &mut |op, message| {
+                writer.handle(op, message)
+            })
+            .await;
+        Ok((outcome, said))
     }
 
     fn remote(&self) -> Result<&Connection, String> {
@@ -185,26 +355,20 @@ fn absolute(connection: &Connection, relative: &Path) -> String {
     basedir.join(relative).to_string_lossy().into_owned()
 }
 
-/// A command whose only report is its `rc`.
-async fn simple_command(connection: &Connection, name: &str, args: serde_json::Value) -> Outcome {
-    transfer_command(
-        connection,
-        name,
-        &args,
-        &mut |_, _| Err("unexpected".into()),
-    )
-    .await
-    .0
+/// For a command that moves no file: a transfer request is refused.
+fn no_transfers(op: &str, _: &Value) -> Result<Value, String> {
+    Err(format!("'{op}' is not part of this command"))
 }
 
-/// A command answering the worker's transfer requests with `transfers`; its outcome and
-/// the text the worker sent (header and stderr lines).
-async fn transfer_command(
+/// One of the worker's file commands (`stat`, `glob`, `mkdir`, the transfers), answering its
+/// transfer requests with `transfers`; its outcome, the text the worker sent (header and
+/// stderr lines), and its other reports (`stat`, `files`).
+async fn file_command(
     connection: &Connection,
     name: &str,
     args: &serde_json::Value,
     transfers: &mut TransferHandler<'_>,
-) -> (Outcome, String) {
+) -> (Outcome, String, Reports) {
     let (sink, mut output) = tokio::sync::mpsc::channel(4);
     let collect = async {
         let mut said = String::new();
@@ -227,8 +391,12 @@ async fn transfer_command(
         CancellationToken::new(),
         Some(transfers),
     );
-    tokio::join!(command, collect)
+    let ((outcome, reports), said) = tokio::join!(command, collect);
+    (outcome, said, reports)
 }
+
+/// A command's updates that are not output: `[key, value]` pairs as they came.
+type Reports = Vec<(String, Value)>;
 
 /// Answers one transfer request (`update_upload_file_write`, `update_read_file`, ...).
 type TransferHandler<'a> = dyn FnMut(&str, &Value) -> Result<Value, String> + Send + 'a;
@@ -275,10 +443,13 @@ async fn run_remote(
     if let Some(stdin) = &spec.initial_stdin {
         args["initial_stdin"] = json!(stdin);
     }
-    remote_command(connection, "shell", &args, sink, interrupt, None).await
+    remote_command(connection, "shell", &args, sink, interrupt, None)
+        .await
+        .0
 }
 
-/// Starts a command on the worker and turns its updates into chunks until it completes.
+/// Starts a command on the worker and turns its updates into chunks until it completes;
+/// its outcome and the updates that are not output.
 async fn remote_command(
     connection: &Connection,
     name: &str,
@@ -286,14 +457,15 @@ async fn remote_command(
     sink: Sender<Chunk>,
     interrupt: CancellationToken,
     mut transfers: Option<&mut TransferHandler<'_>>,
-) -> Outcome {
+) -> (Outcome, Reports) {
+    let mut reports = Reports::new();
     let (command_id, mut events) = match connection
         .start_command(name, protocol::from_json(args))
         .await
     {
         Ok(started) => started,
-        Err(RemoteError::Lost) => return Outcome::WorkerLost,
-        Err(RemoteError::Exception(why)) => return Outcome::SpawnFailed(why),
+        Err(RemoteError::Lost) => return (Outcome::WorkerLost, reports),
+        Err(RemoteError::Exception(why)) => return (Outcome::SpawnFailed(why), reports),
     };
     let mut rc = None;
     let mut interrupted = false;
@@ -312,14 +484,15 @@ async fn remote_command(
             }
         };
         match event {
-            None => return Outcome::WorkerLost,
+            None => return (Outcome::WorkerLost, reports),
             Some(CommandEvent::Complete(failure)) => {
-                return match (interrupted, rc, failure) {
+                let outcome = match (interrupted, rc, failure) {
                     (true, _, _) => Outcome::Interrupted,
                     (_, _, Some(failure)) => Outcome::SpawnFailed(failure),
                     (_, Some(rc), None) => Outcome::Exited(rc),
                     (_, None, None) => Outcome::Lost("the worker sent no rc".into()),
                 };
+                return (outcome, reports);
             }
             Some(CommandEvent::Transfer { op, message, reply }) => {
                 let result = match transfers.as_mut() {
@@ -344,7 +517,11 @@ async fn remote_command(
                             rc = value.as_i64().and_then(|rc| i32::try_from(rc).ok());
                             continue;
                         }
-                        _ => continue,
+                        "elapsed" => continue,
+                        _ => {
+                            reports.push((key, value));
+                            continue;
+                        }
                     };
                     // A step that stopped reading is ending; the worker's rest is dropped.
                     let _ = sink.send(chunk).await;

@@ -1,11 +1,12 @@
 //! The msgpack port: WebSocket upgrades authenticated with HTTP Basic auth against the
 //! running config's workers, the handshake, then the connection handed to the engine.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -21,6 +22,9 @@ use crate::runtime::SharedConfig;
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// How long a worker gets for the upgrade and the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections in the upgrade or the handshake at once; more are closed as they come, so
+/// sockets that never authenticate cannot pile up (attached workers do not count).
+const MAX_HANDSHAKES: usize = 64;
 
 pub async fn bind(port: &PortSpec) -> std::io::Result<TcpListener> {
     let interface = port.interface.as_deref().unwrap_or("0.0.0.0");
@@ -35,6 +39,7 @@ pub async fn serve(
     attached: mpsc::Sender<Connection>,
     shutdown: CancellationToken,
 ) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -47,9 +52,15 @@ pub async fn serve(
                 }
             },
         };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "worker connection refused: {MAX_HANDSHAKES} connections are in their handshake already");
+            drop(stream);
+            continue;
+        };
         let config = config.clone();
         let attached = attached.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept(stream, &config)).await {
                 Ok(Ok(connection)) => {
                     let _ = attached.send(connection).await;
@@ -66,6 +77,11 @@ pub async fn serve(
 // tungstenite's upgrade callback returns its own (large) `ErrorResponse`.
 #[allow(clippy::result_large_err)]
 async fn accept(stream: TcpStream, config: &SharedConfig) -> Result<Connection, String> {
+    // Every message is a small frame answered by the other side: without this, Nagle's
+    // algorithm holds a frame back until the worker's delayed ACK (40 ms on Linux).
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
     let mut name = None;
     let check = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         match authenticate(request, config) {

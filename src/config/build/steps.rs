@@ -9,7 +9,10 @@ use super::git::GitStep;
 use super::shell::{
     MasterShellCommand, PropertyFromCommand, ShellArg, ShellOptions, ShellStep, WarningCounting,
 };
-use super::transfer::{FileDownload, FileUpload};
+use super::transfer::{
+    CopyDirectory, DirectoryUpload, DownloadSource, FileDownload, FileUpload, MultipleFileUpload,
+    StringDownload,
+};
 use super::values::{read_args, result_code, ValueOrFunction, RESULT_CODES};
 use crate::config::kwargs::{constructor, describe, Kwargs, OneOrMany};
 use crate::config::{define, Location, Namespaces};
@@ -43,6 +46,14 @@ impl StepConfig {
             StepKind::Trigger(_) => "Trigger",
             StepKind::FileUpload(_) => "FileUpload",
             StepKind::FileDownload(_) => "FileDownload",
+            StepKind::DirectoryUpload(_) => "DirectoryUpload",
+            StepKind::MultipleFileUpload(_) => "MultipleFileUpload",
+            StepKind::StringDownload(download) => match download.source {
+                DownloadSource::String(_) => "StringDownload",
+                DownloadSource::Json(_) => "JSONStringDownload",
+                DownloadSource::Properties => "JSONPropertiesDownload",
+            },
+            StepKind::CopyDirectory(_) => "CopyDirectory",
             StepKind::MakeDirectory { .. } => "MakeDirectory",
             StepKind::RemoveDirectory { .. } => "RemoveDirectory",
         }
@@ -93,6 +104,10 @@ pub enum StepKind {
     Trigger(TriggerStep),
     FileUpload(FileUpload),
     FileDownload(FileDownload),
+    DirectoryUpload(DirectoryUpload),
+    MultipleFileUpload(MultipleFileUpload),
+    StringDownload(StringDownload),
+    CopyDirectory(CopyDirectory),
     MakeDirectory {
         dir: Renderable,
     },
@@ -513,6 +528,84 @@ mod tests {
     }
 
     #[test]
+    fn directory_string_and_copy_steps_take_their_options_and_buildbots_defaults() {
+        let steps = steps_of(
+            r#"steps.DirectoryUpload("out", "public/out", {compress="bz2", maxsize=10}),
+  steps.DirectoryUpload{slavesrc="a", masterdest="b"},
+  steps.MultipleFileUpload({"a.txt", "dir"}, "dest", {glob=true, mode="0600", keepstamp=true}),
+  steps.MultipleFileUpload{slavesrcs="*.log", masterdest="logs"},
+  steps.StringDownload("hello", "greeting.txt", {mode=420}),
+  steps.JSONStringDownload({a={1, 2}}, "data.json"),
+  steps.JSONPropertiesDownload("props.json"),
+  steps.CopyDirectory("build/src", "copy", {timeout=false, maxTime=60})"#,
+        );
+        let StepKind::DirectoryUpload(d) = &steps[0].kind else {
+            panic!()
+        };
+        assert_eq!(
+            (value(&d.workersrc), value(&d.masterdest)),
+            (json!("out"), json!("public/out"))
+        );
+        assert_eq!(
+            (d.maxsize, d.blocksize, d.compress),
+            (Some(10), 16384, Some(Compression::Bzip2))
+        );
+        assert_eq!(
+            (
+                steps[0].common.name.as_str(),
+                steps[0].common.halt_on_failure
+            ),
+            ("upload", true)
+        );
+        let StepKind::DirectoryUpload(d) = &steps[1].kind else {
+            panic!()
+        };
+        assert_eq!((value(&d.workersrc), d.compress), (json!("a"), None));
+        let StepKind::MultipleFileUpload(m) = &steps[2].kind else {
+            panic!()
+        };
+        assert_eq!(value(&m.workersrcs), json!(["a.txt", "dir"]));
+        assert!(m.glob && m.keepstamp);
+        assert_eq!(m.mode, Some(FileMode(0o600)));
+        let StepKind::MultipleFileUpload(m) = &steps[3].kind else {
+            panic!()
+        };
+        assert_eq!((value(&m.workersrcs), m.glob), (json!("*.log"), false));
+        let StepKind::StringDownload(d) = &steps[4].kind else {
+            panic!()
+        };
+        assert!(matches!(&d.source, DownloadSource::String(s) if value(s) == json!("hello")));
+        assert_eq!(
+            (value(&d.workerdest), d.mode),
+            (json!("greeting.txt"), Some(FileMode(0o644)))
+        );
+        assert_eq!(steps[4].class(), "StringDownload");
+        assert_eq!(steps[4].common.name, "string_download");
+        let StepKind::StringDownload(d) = &steps[5].kind else {
+            panic!()
+        };
+        assert!(matches!(&d.source, DownloadSource::Json(o) if value(o) == json!({"a": [1, 2]})));
+        assert_eq!(steps[5].common.name, "json_download");
+        let StepKind::StringDownload(d) = &steps[6].kind else {
+            panic!()
+        };
+        assert!(matches!(d.source, DownloadSource::Properties));
+        assert_eq!(value(&d.workerdest), json!("props.json"));
+        assert_eq!(steps[6].common.name, "json_properties_download");
+        let StepKind::CopyDirectory(c) = &steps[7].kind else {
+            panic!()
+        };
+        assert_eq!(
+            (value(&c.src), value(&c.dest), c.timeout, c.max_time),
+            (json!("build/src"), json!("copy"), None, Some(60))
+        );
+        assert_eq!(
+            steps[7].common.description_done.as_deref(),
+            Some(&["Copied".to_string()][..])
+        );
+    }
+
+    #[test]
     fn trigger_steps_name_their_schedulers_for_validation() {
         let loaded = load(
             r#"c = BuildmasterConfig
@@ -707,6 +800,18 @@ c.schedulers = {schedulers.Triggerable{name="t1", builderNames={"b"}}}"#
             "FileDownload: missing required option 'workerdest'",
         ),
         ("steps.MakeDirectory{}", "MakeDirectory: missing required option 'dir'"),
+        (
+            "steps.DirectoryUpload('a', 'b', {compress='xz'})",
+            "DirectoryUpload: option 'compress' must be 'gz' or 'bz2', got string 'xz'",
+        ),
+        (
+            "steps.StringDownload{workerdest='x'}",
+            "StringDownload: missing required option 's'",
+        ),
+        (
+            "steps.CopyDirectory{src='a'}",
+            "CopyDirectory: missing required option 'dest'",
+        ),
         (
             "steps.RemoveDirectory('d', {dirr='x'})",
             "RemoveDirectory: unknown option 'dirr' (did you mean 'dir'?)",

@@ -142,9 +142,6 @@ fn common(mut kw: Kwargs, name: String, kind: WorkerKind) -> Option<WorkerConfig
         location: kw.location(),
         name,
     };
-    // The missing-worker mail needs the mail outbox wired to worker events.
-    kw.unimplemented_when("notify_on_missing", !config.notify_on_missing.is_empty());
-    kw.unimplemented_when("missing_timeout", missing_timeout.is_some());
     kw.finish().then_some(config)
 }
 

@@ -15,11 +15,15 @@ pub mod smtp;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use self::message::{Attachment, Mail, MessageText};
 use self::smtp::SmtpTransport;
 use super::generator::{Finished, Report, Reporter, Wanted};
 use super::Pipeline;
+use crate::bus::Event;
 use crate::config::same_options;
 use crate::config::status::{AddLogs, DomainLookup, EmailLookup, MailNotifierConfig};
 use crate::db::NewMessage;
@@ -27,8 +31,13 @@ use crate::model::{BuildInfo, BuildResult, MasterInfo};
 use crate::runtime::{Context, Reconfigured, Service};
 use crate::script::{Arg, RenderData};
 
-/// A running MailNotifier: the shared pipeline with a mail reporter and an SMTP transport.
-pub struct MailNotifier(Pipeline<Mailer, SmtpTransport>);
+/// A running MailNotifier: the shared pipeline with a mail reporter and an SMTP transport,
+/// and the task that mails about missing workers.
+pub struct MailNotifier {
+    pipeline: Pipeline<Mailer, SmtpTransport>,
+    missing_workers: JoinHandle<()>,
+    stop_missing_workers: CancellationToken,
+}
 
 impl Service for MailNotifier {
     type Config = MailNotifierConfig;
@@ -40,12 +49,20 @@ impl Service for MailNotifier {
     async fn start(ctx: &Context, config: &MailNotifierConfig) -> anyhow::Result<MailNotifier> {
         let transport = SmtpTransport::new(config).map_err(anyhow::Error::msg)?;
         let mailer = Mailer::new(ctx, config).await?;
-        Ok(MailNotifier(Pipeline::start(
-            ctx,
-            &mailer.name.clone(),
-            mailer,
-            transport,
-        )))
+        let pipeline = Pipeline::start(ctx, &mailer.name.clone(), mailer, transport);
+        let stop_missing_workers = CancellationToken::new();
+        let missing_workers = tokio::spawn(mail_missing_workers(
+            ctx.clone(),
+            ctx.bus.subscribe(),
+            pipeline.subscribe(),
+            pipeline.waker(),
+            stop_missing_workers.clone(),
+        ));
+        Ok(MailNotifier {
+            pipeline,
+            missing_workers,
+            stop_missing_workers,
+        })
     }
 
     /// Takes the new formatter, recipients and modes for the next build; a new relay, port,
@@ -56,8 +73,8 @@ impl Service for MailNotifier {
         config: &MailNotifierConfig,
     ) -> anyhow::Result<Reconfigured> {
         let transport = SmtpTransport::new(config).map_err(anyhow::Error::msg)?;
-        let unchanged = same_options(self.0.current().config.as_ref(), config);
-        self.0
+        let unchanged = same_options(self.pipeline.current().config.as_ref(), config);
+        self.pipeline
             .replace(ctx, Mailer::new(ctx, config).await?, transport);
         Ok(if unchanged {
             Reconfigured::Unchanged
@@ -69,7 +86,42 @@ impl Service for MailNotifier {
     /// Stops after the build being handled and the batch being delivered; what is still
     /// queued stays in the outbox for the next start.
     async fn stop(self) {
-        self.0.stop().await;
+        self.stop_missing_workers.cancel();
+        let _ = self.missing_workers.await;
+        self.pipeline.stop().await;
+    }
+}
+
+/// Mails each `workers/N/missing` event (a worker gone for its `missing_timeout`) to the
+/// worker's `notify_on_missing` addresses, through the outbox.
+async fn mail_missing_workers(
+    ctx: Context,
+    mut events: broadcast::Receiver<Arc<Event>>,
+    mailer: watch::Receiver<Arc<Mailer>>,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => return,
+            event = events.recv() => match event {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        if event.id_of("workers", "missing").is_none() {
+            continue;
+        }
+        let mailer = mailer.borrow().clone();
+        match mailer.worker_missing(&ctx, &event.message).await {
+            Ok(true) => wake.notify_one(),
+            Ok(false) => {}
+            Err(error) => tracing::error!(
+                "{}: cannot mail about a missing worker: {error}",
+                mailer.name
+            ),
+        }
     }
 }
 
@@ -278,6 +330,62 @@ impl Mailer {
                 dedup_key: key,
                 summary: mail.subject,
                 meta: json!({"from": mail.from, "to": recipients}),
+                body,
+            })
+            .await?;
+        Ok(written.is_some())
+    }
+
+    /// Buildbot 4's missing-worker mail (`MessageFormatterMissingWorker`), to the addresses
+    /// the worker names, keyed by the worker and when it went away.
+    async fn worker_missing(&self, ctx: &Context, worker: &Value) -> anyhow::Result<bool> {
+        let to: Vec<String> = worker["notify"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|address| address.as_str().map(String::from))
+            .collect();
+        if to.is_empty() {
+            return Ok(false);
+        }
+        let name = worker["name"].as_str().unwrap_or_default();
+        let last_connection = worker["last_connection"].as_str().unwrap_or_default();
+        let mut body = format!(
+            "The Buildbot working for '{}' has noticed that the worker named {name} went away.\n\n\
+             It last disconnected at {last_connection}.\n\n",
+            self.master.title
+        );
+        if let Some(admin) = worker["workerinfo"]["admin"].as_str() {
+            body.push_str(&format!(
+                "The admin on record (as reported by WORKER:info/admin) was {admin}.\n\n"
+            ));
+        }
+        body.push_str(&format!(
+            "Sincerely,\n The Buildbot\n {}\n",
+            self.master.buildbot_url
+        ));
+        let mail = Mail {
+            from: self.config.fromaddr.clone(),
+            to,
+            cc: Vec::new(),
+            subject: format!("Buildbot worker {name} missing"),
+            text: MessageText {
+                body,
+                html: false,
+                subject: None,
+            },
+            headers: Vec::new(),
+            attachments: Vec::new(),
+        };
+        let body = message::compose(&mail).map_err(anyhow::Error::msg)?;
+        let written = ctx
+            .db
+            .add_outbox_message(&NewMessage {
+                reporter: self.name.clone(),
+                kind: "mail".into(),
+                dedup_key: format!("worker:{}:missing:{last_connection}", worker["workerid"]),
+                summary: mail.subject,
+                meta: json!({"from": mail.from, "to": mail.to}),
                 body,
             })
             .await?;
