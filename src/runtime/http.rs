@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::service::{service_fn, Service as _};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde_json::json;
@@ -53,10 +55,10 @@ pub async fn serve_bounded(listener: TcpListener, app: Router, shutdown: Cancell
             () = shutdown.cancelled() => break,
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors, most likely: give connections time to end.
                     tracing::warn!(%error, "the web server cannot accept a connection");
@@ -65,7 +67,12 @@ pub async fn serve_bounded(listener: TcpListener, app: Router, shutdown: Cancell
                 }
             },
         };
-        let service = TowerToHyperService::new(app.clone());
+        let app = TowerToHyperService::new(app.clone());
+        // The client's address, for handlers and the access log (`ConnectInfo`).
+        let service = service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.call(request)
+        });
         // Upgrades: `/ws` turns a request into a WebSocket, which then lives on its own.
         let connection = http
             .serve_connection(TokioIo::new(stream), service)

@@ -6,6 +6,7 @@
 
 pub mod control;
 pub mod http;
+mod rotating_log;
 pub mod service;
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use crate::bus::Bus;
 use crate::db::Db;
 use crate::script::ScriptHost;
 pub use control::{Control, ControlError, ControlRequest, Submitted};
+pub use rotating_log::RotatingLog;
 pub use service::{Reconfigured, Service, SharedConfig};
 
 /// What every service of a running master shares. Cheap to clone.

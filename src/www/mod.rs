@@ -1,6 +1,7 @@
 //! The web server: the WebStatus pages (see [`pages`]) and Buildbot's REST API under
 //! `/api/v2/` (see [`rest`]), on the port of the config's first WebStatus (or `c['www']`).
 
+mod access_log;
 mod pages;
 mod paths;
 mod rest;
@@ -43,11 +44,18 @@ pub fn router(context: Context) -> Router {
 }
 
 /// Serves on `listener` until the master shuts down; requests under way are finished.
+/// Each request is written to `http.log` (rotated as the config's first WebStatus says
+/// when the server starts).
 pub async fn serve(context: Context, listener: TcpListener) -> anyhow::Result<()> {
     let shutdown = context.shutdown.clone();
     let address = listener.local_addr()?;
+    let log = access_log::open(&context.basedir, &pages::web_config(&context))?;
+    let app = router(context).layer(axum::middleware::from_fn_with_state(
+        log,
+        access_log::record,
+    ));
     tracing::info!(%address, "web server listening");
-    http::serve_bounded(listener, router(context), shutdown).await;
+    http::serve_bounded(listener, app, shutdown).await;
     tracing::info!(%address, "web server stopped");
     Ok(())
 }
