@@ -49,6 +49,8 @@ pub struct WebStatusConfig {
     pub change_hook_dialects: BTreeMap<String, ChangeHookDialect>,
     /// Credentials the change hooks require (HTTP basic auth); empty, none.
     pub change_hook_auth: Vec<HookCredentials>,
+    /// The feeds served: of `rss`, `atom` and `json`.
+    pub provide_feeds: Vec<String>,
     /// Directories searched for page templates before the built-in ones (our stand-in for
     /// Buildbot's `templates/` directory and Jinja loaders), relative to the base directory.
     pub template_dirs: Vec<String>,
@@ -83,6 +85,7 @@ impl WebStatusConfig {
             change_hook_dialects: BTreeMap::new(),
             change_hook_auth: Vec::new(),
             template_dirs: Vec::new(),
+            provide_feeds: FEEDS.iter().map(|f| f.to_string()).collect(),
             location,
         }
     }
@@ -494,8 +497,11 @@ pub const WEB_STATUS_OPTIONS: &[&str] = &[
     "name",
 ];
 
+/// The feeds a WebStatus serves unless `provide_feeds` names fewer.
+const FEEDS: &[&str] = &["rss", "atom", "json"];
+
 /// The options the master parses but may not carry out yet: it serves the REST API and the
-/// pages of `www::pages`, with no change hooks, no `http.log`, and actions open to anyone.
+/// pages of `www::pages`, with no change hooks, and actions open to anyone.
 /// Each is reported as not implemented when given, unless the pages apply it or its value
 /// asks for what the master does anyway.
 const NOT_APPLIED: &[&str] = &[
@@ -537,14 +543,19 @@ fn report_not_applied(
             "allowForce" | "auth" | "authz" => config.authz.is_open(),
             "change_hook_dialects" => hooks.is_some_and(BTreeMap::is_empty),
             "change_hook_auth" => config.change_hook_auth.is_empty(),
-            "public_html" | "numbuilds" | "template_dirs" | "num_events" | "num_events_max" => true,
-            // The pages link through strings and tables; Lua functions are not called yet.
-            "revlink" => !matches!(config.revlink, Some(RevLink::Function(_))),
-            "changecommentlink" => {
-                !matches!(config.changecommentlink, Some(CommentLink::Function(_)))
-            }
-            "projects" => !matches!(config.projects, Some(UrlMap::Function(_))),
-            "repositories" => !matches!(config.repositories, Some(UrlMap::Function(_))),
+            "public_html"
+            | "numbuilds"
+            | "template_dirs"
+            | "num_events"
+            | "num_events_max"
+            | "order_console_by_time"
+            | "revlink"
+            | "changecommentlink"
+            | "projects"
+            | "repositories"
+            | "rotateLength"
+            | "logRotateLength"
+            | "maxRotatedFiles" => true,
             _ => false,
         };
         kw.unimplemented_when(option, !applied);
@@ -581,7 +592,17 @@ fn parse_web_status(lua: &Lua, object: &str, args: MultiValue) -> Option<StatusT
     }
     config.http_port = kw.optional("http_port");
     kw.unimplemented("distrib_port");
-    kw.unimplemented("provide_feeds");
+    if let Some(feeds) = kw.optional::<Vec<String>>("provide_feeds") {
+        for feed in &feeds {
+            if !FEEDS.contains(&feed.as_str()) {
+                kw.error(format!(
+                    "option 'provide_feeds' has {}",
+                    unknown("feed", feed, FEEDS)
+                ));
+            }
+        }
+        config.provide_feeds = feeds;
+    }
     kw.refuse(
         "site",
         "takes a twisted.web Site object, which a Lua config cannot provide",
@@ -934,12 +955,22 @@ mod tests {
             ),
             [
                 "master.cfg.lua:1: WebStatus: option 'distrib_port' is not implemented yet",
-                "master.cfg.lua:1: WebStatus: option 'provide_feeds' is not implemented yet",
             ]
         );
         assert_eq!(
             unimplemented("c['status'] = {status.WebStatus{distrib_port='tcp:12345'}}"),
             ["master.cfg.lua:1: WebStatus: option 'distrib_port' is not implemented yet"]
+        );
+    }
+
+    #[test]
+    fn provide_feeds_names_only_known_feeds() {
+        let config =
+            web("c['status'] = {status.WebStatus{http_port=8010, provide_feeds={'atom'}}}");
+        assert_eq!(config.provide_feeds, ["atom"]);
+        assert_eq!(
+            errors("c['status'] = {status.WebStatus{http_port=8010, provide_feeds={'rs'}}}"),
+            "master.cfg.lua:1: WebStatus: option 'provide_feeds' has unknown feed 'rs' (did you mean 'rss'?)"
         );
     }
 
@@ -999,9 +1030,6 @@ mod tests {
             [
                 "allowForce",
                 "auth",
-                "order_console_by_time",
-                "rotateLength",
-                "maxRotatedFiles",
                 "change_hook_dialects",
                 "change_hook_auth",
             ]
@@ -1012,8 +1040,6 @@ mod tests {
                              change_hook_auth={'file:p'}, logRotateLength=1, maxRotatedFiles=2}"
             ),
             [
-                "master.cfg.lua:1: c['www']: option 'logRotateLength' is not implemented yet",
-                "master.cfg.lua:1: c['www']: option 'maxRotatedFiles' is not implemented yet",
                 "master.cfg.lua:1: c['www']: option 'change_hook_dialects' is not implemented yet",
                 "master.cfg.lua:1: c['www']: option 'change_hook_auth' is not implemented yet",
             ]
@@ -1021,7 +1047,7 @@ mod tests {
     }
 
     #[test]
-    fn links_given_as_lua_functions_are_not_implemented_but_strings_and_tables_are() {
+    fn links_given_as_strings_tables_or_lua_functions_are_applied() {
         assert_eq!(
             unimplemented(
                 "c['status'] = {status.WebStatus{http_port=8010, public_html='www',
@@ -1038,12 +1064,7 @@ mod tests {
                  c['status'] = {status.WebStatus{http_port=8010, revlink=f,
                    changecommentlink=f, projects=f, repositories=f}}"
             ),
-            [
-                "master.cfg.lua:2: WebStatus: option 'changecommentlink' is not implemented yet",
-                "master.cfg.lua:2: WebStatus: option 'revlink' is not implemented yet",
-                "master.cfg.lua:2: WebStatus: option 'projects' is not implemented yet",
-                "master.cfg.lua:2: WebStatus: option 'repositories' is not implemented yet",
-            ]
+            Vec::<String>::new()
         );
     }
 
