@@ -933,3 +933,48 @@ async fn requests_are_written_to_http_log_which_rotates_by_size() {
         "two rotated files are kept"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_build_and_a_queued_request_show_when_they_should_be_done() {
+    let gate = tempfile::tempdir().unwrap();
+    let go = gate.path().join("GO");
+    let config = format!(
+        r#"
+local c = BuildmasterConfig
+c['workers']:append(worker.LocalWorker("bot1", {{ max_builds = 1 }}))
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{{ name = "gate",
+  command = {{ "sh", "-c", "while [ ! -e '{go}' ]; do sleep 0.05; done" }} }})
+c['builders']:append(util.BuilderConfig{{ name = "slow", workernames = {{ "bot1" }}, factory = f }})
+c['status']:append(status.WebStatus{{ http_port = "tcp:0:interface=127.0.0.1" }})
+"#,
+        go = go.display()
+    );
+    let site = Site::start(&config).await;
+    let page = site.page("/builders/slow").await;
+    assert!(!page.contains("ETA"), "no ETA before a first success");
+    std::fs::write(&go, "").unwrap();
+    let bsid = submit(&site.master, &["slow"], &[]).await;
+    complete(&site.master, bsid).await;
+    std::fs::remove_file(&go).unwrap();
+    submit(&site.master, &["slow"], &[]).await;
+    submit(&site.master, &["slow"], &[]).await;
+    let eta = regex::Regex::new(r#"<span class="eta">ETA in \d+ s</span>"#).unwrap();
+    let done = regex::Regex::new(r#"<span class="eta">done in \d+ s</span>"#).unwrap();
+    let shown = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let page = site.page("/builders/slow").await;
+            if eta.is_match(&page) && done.is_match(&page) {
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the running build's ETA and the queued request's");
+    assert!(shown.contains("request 3,"), "{shown}");
+    let builders = site.page("/builders").await;
+    assert!(builders.contains("ETA in "), "{builders}");
+    assert!(builders.contains("(the last done in "), "{builders}");
+    std::fs::write(&go, "").unwrap();
+}
