@@ -451,8 +451,8 @@ async fn ws_answers_commands_and_sends_the_events_of_consumed_paths() {
     assert_eq!(
         received,
         [
-            serde_json::json!({"_id": 1, "code": 200}),
-            serde_json::json!({"_id": 2, "code": 200}),
+            serde_json::json!({"_id": 1, "msg": "pong", "code": 200}),
+            serde_json::json!({"_id": 2, "msg": "OK", "code": 200}),
             serde_json::json!({"_id": 3, "code": 404, "error": "no such command 'frobnicate'"}),
             serde_json::json!({"_id": 4, "code": 400, "error": "path was not consumed"}),
         ]

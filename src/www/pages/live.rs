@@ -204,8 +204,8 @@ pub async fn ws(State(pages): State<Pages>, upgrade: WebSocketUpgrade) -> impl I
 }
 
 /// Buildbot's WebSocket protocol: `{"cmd": "ping" | "startConsuming" | "stopConsuming",
-/// "path": ..., "_id": N}` answered `{"_id": N, "code": 200}` (or an error code and
-/// message); events on the paths consumed (`*` matching any one segment, the whole key
+/// "path": ..., "_id": N}` answered `{"_id": N, "msg": "pong" | "OK", "code": 200}` (or an
+/// error code and message); events on the paths consumed (`*` matching any one segment, the whole key
 /// matched) sent as `{"k": KEY, "m": MESSAGE}`. A client too slow for the bus is sent
 /// `{"k": "lagged", "m": {"missed": N}}` and goes on from the newest events.
 async fn consume(pages: Pages, mut socket: WebSocket) {
@@ -259,12 +259,12 @@ fn answer(paths: &mut Vec<Vec<String>>, text: &str) -> serde_json::Value {
             .collect::<Vec<_>>()
     });
     match (command["cmd"].as_str(), path) {
-        (Some("ping"), _) => json!({ "_id": id, "code": 200 }),
+        (Some("ping"), _) => json!({ "_id": id, "msg": "pong", "code": 200 }),
         (Some("startConsuming"), Some(path)) => {
             if !paths.contains(&path) {
                 paths.push(path);
             }
-            json!({ "_id": id, "code": 200 })
+            json!({ "_id": id, "msg": "OK", "code": 200 })
         }
         (Some("stopConsuming"), Some(path)) => {
             let before = paths.len();
@@ -272,7 +272,7 @@ fn answer(paths: &mut Vec<Vec<String>>, text: &str) -> serde_json::Value {
             if paths.len() == before {
                 json!({ "_id": id, "code": 400, "error": "path was not consumed" })
             } else {
-                json!({ "_id": id, "code": 200 })
+                json!({ "_id": id, "msg": "OK", "code": 200 })
             }
         }
         (Some("startConsuming" | "stopConsuming"), None) => {

@@ -959,8 +959,8 @@ async fn builder_columns(
 }
 
 /// The builders that are failing now, as 0.8's waterfall tells: the last finished build
-/// did not succeed (with or without warnings), a step of a running build failed, or no
-/// worker of the builder is connected.
+/// did not succeed (with or without warnings; a skipped one is not a failure), a step of a
+/// running build failed, or no worker of the builder is connected.
 async fn failing(pages: &Pages, columns: Vec<Value>) -> Result<Vec<Value>, PageError> {
     let db = &pages.context.db;
     let workers =
@@ -970,7 +970,13 @@ async fn failing(pages: &Pages, columns: Vec<Value>) -> Result<Vec<Value>, PageE
         let summary = builder_summary(pages, builder.clone()).await?;
         let last_failed = summary["last"]["results"]
             .as_i64()
-            .is_some_and(|r| r > BuildResult::Warnings.code());
+            .and_then(BuildResult::from_code)
+            .is_some_and(|r| {
+                !matches!(
+                    r,
+                    BuildResult::Success | BuildResult::Warnings | BuildResult::Skipped
+                )
+            });
         let offline = !workers.items.iter().any(|w| {
             w["connected_to"].as_array().is_some_and(|c| !c.is_empty())
                 && w["configured_on"]
