@@ -540,7 +540,7 @@ async fn build_page(
     )
 }
 
-/// A step a URL names (by number or name), with its build's id.
+/// A step a URL names, by number or name.
 async fn find_step(
     pages: &Pages,
     builder: &str,
@@ -625,15 +625,16 @@ async fn find_log(
             "no log '{log}' in step '{step}' of build {number} of builder '{builder}'"
         ))
     };
-    let step_ref = match step.parse() {
-        Ok(n) => StepRef::Number(build_ref(builder, number)?, n),
-        Err(_) => StepRef::Name(build_ref(builder, number)?, step.to_string()),
-    };
-    let stepid = builds::step_id(db, &step_ref).await?.ok_or_else(missing)?;
+    let step = find_step(pages, builder, number, step)
+        .await
+        .map_err(|error| match error.status {
+            StatusCode::NOT_FOUND => missing(),
+            _ => error,
+        })?;
+    let stepid = step["stepid"].as_i64().unwrap_or_default();
     let logid = builds::log_id(db, &LogRef::Slug(StepRef::Id(stepid), log.to_string()))
         .await?
         .ok_or_else(missing)?;
-    let step = builds::step(db, stepid).await?.ok_or_else(missing)?;
     let log = builds::log(db, logid).await?.ok_or_else(missing)?;
     Ok((step, log))
 }
