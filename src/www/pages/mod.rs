@@ -885,7 +885,9 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
     let events_asked =
         argument(&args, "show_events").is_some() && flag(&args, "show_events", true)?;
     let builds = selected_builds(&pages, &args, &columns, num_events, &[]).await?;
-    let show_time = argument(&args, "show_time").is_some();
+    let window = ["show_time", "first_time", "last_time"]
+        .iter()
+        .any(|name| argument(&args, name).is_some());
     let rows: Vec<Value> = builds
         .into_iter()
         .map(|build| {
@@ -902,7 +904,7 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
             "rows": rows,
             "num_events": num_events,
             "events_asked": events_asked,
-            "window": show_time || argument(&args, "first_time").is_some() || argument(&args, "last_time").is_some(),
+            "window": window,
         }),
     )
 }
