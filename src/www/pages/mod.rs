@@ -1030,14 +1030,13 @@ async fn selected_builds(
     if columns.is_empty() {
         return Ok(Vec::new());
     }
-    let mut pairs = vec![
-        ("order", "-buildid".to_string()),
-        ("property", "branch".into()),
-    ];
-    // The branch is a property: filtered on the items, after more than a page was read.
+    let mut pairs = vec![("order", "-buildid".to_string())];
+    // The branch is a property: read only when asked for, and filtered on the items after
+    // more than a page was read.
     let read = if branches.is_empty() {
         limit
     } else {
+        pairs.push(("property", "branch".into()));
         limit.saturating_mul(10).max(100)
     };
     pairs.push(("limit", read.to_string()));
