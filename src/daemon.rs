@@ -26,16 +26,13 @@ use tracing_subscriber::{Layer, Registry};
 
 use crate::config::CONFIG_FILE;
 use crate::master;
+use crate::runtime::RotatingLog;
 
 /// The file holding the running master's process id, in its base directory.
 pub const PID_FILE: &str = "moonbot.pid";
 /// The daemon's log file, in its base directory; rotated copies are `moonbot.log.1` (newest)
 /// to `moonbot.log.10`.
 pub const LOG_FILE: &str = "moonbot.log";
-/// Rotate the log when it reaches this size, as Buildbot does `twistd.log`.
-pub const LOG_ROTATE_BYTES: u64 = 10_000_000;
-/// How many rotated logs are kept, as Buildbot does.
-pub const LOG_ROTATED_KEPT: usize = 10;
 /// The environment variable holding the log filter (`RUST_LOG` syntax).
 pub const LOG_ENV: &str = "MOONBOT_LOG";
 /// The line `master::run` logs once every service is up: the daemon is ready when it is seen.
@@ -287,7 +284,11 @@ fn run_daemon(basedir: &Path, filter: EnvFilter, report: &Arc<Report>) -> anyhow
     detach_stdio()?;
     std::env::set_current_dir(basedir)
         .with_context(|| format!("cannot change to {}", basedir.display()))?;
-    let log = RotatingLog::open(basedir.join(LOG_FILE), LOG_ROTATE_BYTES, LOG_ROTATED_KEPT)?;
+    let log = RotatingLog::open(
+        basedir.join(LOG_FILE),
+        RotatingLog::DEFAULT_MAX_BYTES,
+        RotatingLog::DEFAULT_KEEP,
+    )?;
     let started = Targets::new().with_target(MASTER_TARGET, Level::INFO);
     Registry::default()
         .with(
@@ -536,118 +537,9 @@ impl Visit for MessageText {
     }
 }
 
-/// A log file rotated by size, as Twisted rotates Buildbot's `twistd.log`: when it would
-/// pass `max_bytes`, `FILE.N-1` becomes `FILE.N` ... `FILE` becomes `FILE.1`, keeping `keep`.
-pub struct RotatingLog {
-    path: PathBuf,
-    max_bytes: u64,
-    keep: usize,
-    file: File,
-    size: u64,
-}
-
-impl RotatingLog {
-    /// Opens `path` for appending (a restarted master goes on with the same file).
-    pub fn open(path: PathBuf, max_bytes: u64, keep: usize) -> anyhow::Result<RotatingLog> {
-        let file = Self::append(&path)?;
-        let size = file
-            .metadata()
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .len();
-        Ok(RotatingLog {
-            path,
-            max_bytes,
-            keep,
-            file,
-            size,
-        })
-    }
-
-    fn append(path: &Path) -> anyhow::Result<File> {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open the log {}", path.display()))
-    }
-
-    fn rotated(&self, n: usize) -> PathBuf {
-        let mut name = self.path.clone().into_os_string();
-        name.push(format!(".{n}"));
-        PathBuf::from(name)
-    }
-
-    fn rotate(&mut self) -> io::Result<()> {
-        let _ = std::fs::remove_file(self.rotated(self.keep));
-        for n in (1..self.keep).rev() {
-            let from = self.rotated(n);
-            if from.exists() {
-                std::fs::rename(&from, self.rotated(n + 1))?;
-            }
-        }
-        std::fs::rename(&self.path, self.rotated(1))?;
-        self.file = Self::append(&self.path).map_err(io::Error::other)?;
-        self.size = 0;
-        Ok(())
-    }
-}
-
-impl Write for RotatingLog {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
-            self.rotate()?;
-        }
-        let written = self.file.write(buf)?;
-        self.size += written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_log_rotates_by_size_keeping_the_newest_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(LOG_FILE);
-        let mut log = RotatingLog::open(path.clone(), 20, 3).unwrap();
-        for n in 0..6 {
-            // Each line is 10 bytes: two fit in a file.
-            log.write_all(format!("line {n:04}\n").as_bytes()).unwrap();
-        }
-        let read = |p: &Path| std::fs::read_to_string(p).unwrap();
-        assert_eq!(read(&path), "line 0004\nline 0005\n");
-        assert_eq!(read(&log.rotated(1)), "line 0002\nline 0003\n");
-        assert_eq!(read(&log.rotated(2)), "line 0000\nline 0001\n");
-        for n in 6..10 {
-            log.write_all(format!("line {n:04}\n").as_bytes()).unwrap();
-        }
-        assert_eq!(read(&path), "line 0008\nline 0009\n");
-        assert_eq!(read(&log.rotated(3)), "line 0002\nline 0003\n");
-        assert!(
-            !log.rotated(4).exists(),
-            "only three rotated files are kept"
-        );
-    }
-
-    #[test]
-    fn a_reopened_log_counts_what_it_already_holds() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(LOG_FILE);
-        std::fs::write(&path, "0123456789012345\n").unwrap();
-        let mut log = RotatingLog::open(path.clone(), 20, 2).unwrap();
-        log.write_all(b"next\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "next\n");
-        assert_eq!(
-            std::fs::read_to_string(log.rotated(1)).unwrap(),
-            "0123456789012345\n"
-        );
-    }
 
     #[test]
     fn a_pid_file_is_refused_while_its_process_lives_and_replaced_when_stale() {

@@ -70,23 +70,90 @@ async fn every_page_renders_in_chromium_without_a_console_message() {
         ("/workers", "Workers"),
         ("/one_line_per_build", "Recent builds"),
         ("/about", "About"),
+        ("/console", "Console"),
+        ("/grid", "Grid"),
+        ("/tgrid", "Transposed grid"),
+        ("/one_box_per_builder", "Builders at a glance"),
+        ("/builders/linux/builds/1/steps/0", "step greet"),
+        ("/buildstatus?builder=linux&number=1", "linux #1"),
+        ("/json/help", "The JSON status"),
     ] {
-        let profile = tempfile::tempdir().unwrap();
-        let out = tokio::process::Command::new("chromium")
-            .args(CHROMIUM_FLAGS)
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(["--enable-logging=stderr", "--v=0", "--dump-dom"])
-            .arg(format!("{}{path}", base(&master)))
-            .output()
-            .await
-            .expect("chromium runs (scripts/test installs it)");
-        let dom = String::from_utf8_lossy(&out.stdout);
-        let log = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{path}: {log}");
+        let (dom, log) = dump_dom(&format!("{}{path}", base(&master))).await;
         assert!(dom.contains(heading), "{path} shows '{heading}': {dom}");
         let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
         assert!(console.is_empty(), "{path}: console messages {console:?}");
     }
+}
+
+/// The DOM headless Chromium makes of `url`, and its log.
+async fn dump_dom(url: &str) -> (String, String) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new("chromium")
+        .args(CHROMIUM_FLAGS)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--enable-logging=stderr", "--v=0", "--dump-dom"])
+        .arg(url)
+        .output()
+        .await
+        .expect("chromium runs (scripts/test installs it)");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{url}: {log}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), log)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_show_their_builds_with_javascript_off() {
+    let gate = tempfile::tempdir().unwrap();
+    std::fs::write(gate.path().join("GO"), "").unwrap();
+    let master = TestMaster::start(&config(gate.path())).await;
+    let bsid = submit(&master, &["linux"], &[]).await;
+    complete(&master, bsid).await;
+    // A page whose script rewrites it shows whether scripts ran (public_html is served).
+    let public = master.dir().join("public_html");
+    std::fs::create_dir_all(&public).unwrap();
+    std::fs::write(
+        public.join("probe.html"),
+        "<body><p id=p>still</p><script>document.getElementById('p').textContent='scripts ran'</script></body>",
+    )
+    .unwrap();
+    let (_driver, client, _profile) = browser(false).await;
+    client
+        .goto(&format!("{}/probe.html", base(&master)))
+        .await
+        .unwrap();
+    let probe = client.find(Locator::Id("p")).await.unwrap();
+    assert_eq!(probe.text().await.unwrap(), "still", "scripts are off");
+    for (path, shows) in [
+        (
+            "/waterfall",
+            "a.result.success[href='/builders/linux/builds/1']",
+        ),
+        ("/builders/linux/builds/1", "li.step.success"),
+        (
+            "/builders/linux/builds/1/steps/0/logs/stdio",
+            "pre.log span.stdout",
+        ),
+        ("/console", "table.console"),
+        ("/grid", "a.result.success[href='/builders/linux/builds/1']"),
+        (
+            "/builders",
+            "a.result.success[href='/builders/linux/builds/1']",
+        ),
+        (
+            "/builders/linux",
+            "a.result.success[href='/builders/linux/builds/1']",
+        ),
+    ] {
+        client
+            .goto(&format!("{}{path}", base(&master)))
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css(shows))
+            .await
+            .unwrap_or_else(|e| panic!("{path} shows {shows} without JavaScript: {e}"));
+    }
+    client.close().await.unwrap();
 }
 
 /// A chromedriver on a free port, killed with the test.
@@ -116,8 +183,11 @@ async fn chromedriver() -> (tokio::process::Child, String) {
     panic!("chromedriver does not listen on {port}");
 }
 
-/// A headless Chromium driven through chromedriver; both end with the returned values.
-async fn browser() -> (fantoccini::Client, tokio::process::Child, tempfile::TempDir) {
+/// A browser session through a fresh chromedriver, with JavaScript on or off; the driver
+/// lives as long as the first value.
+async fn browser(
+    javascript: bool,
+) -> (tokio::process::Child, fantoccini::Client, tempfile::TempDir) {
     let (driver, driver_url) = chromedriver().await;
     let profile = tempfile::tempdir().unwrap();
     let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
@@ -125,7 +195,12 @@ async fn browser() -> (fantoccini::Client, tokio::process::Child, tempfile::Temp
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
-        json!({ "binary": "/usr/bin/chromium", "args": args }),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": args,
+            // 2 blocks scripts of every page; the driver's own commands still run.
+            "prefs": { "profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 } },
+        }),
     );
     // The driver is reached over plain HTTP, but the TLS configuration is built anyway.
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
@@ -135,14 +210,50 @@ async fn browser() -> (fantoccini::Client, tokio::process::Child, tempfile::Temp
         .connect(&driver_url)
         .await
         .expect("a browser session");
-    (client, driver, profile)
+    (driver, client, profile)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_waterfall_shows_a_new_build_and_its_end_without_a_reload() {
+    let gate = tempfile::tempdir().unwrap();
+    let master = TestMaster::start(&config(gate.path())).await;
+    let (_driver, client, _profile) = browser(true).await;
+    client
+        .goto(&format!("{}/waterfall", base(&master)))
+        .await
+        .unwrap();
+    client
+        .find(Locator::XPath("//td[contains(., 'No builds yet.')]"))
+        .await
+        .expect("an empty waterfall first");
+    let bsid = submit(&master, &["linux"], &[]).await;
+    let running = client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(
+            "a.result.running[href='/builders/linux/builds/1']",
+        ))
+        .await
+        .expect("the running build appears without a reload");
+    assert_eq!(running.text().await.unwrap(), "#1");
+    std::fs::write(gate.path().join("GO"), "").unwrap();
+    complete(&master, bsid).await;
+    client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(
+            "a.result.success[href='/builders/linux/builds/1']",
+        ))
+        .await
+        .expect("the build turns green without a reload");
+    client.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_builds_page_follows_it_live_until_it_finishes() {
     let gate = tempfile::tempdir().unwrap();
     let master = TestMaster::start(&config(gate.path())).await;
-    let (client, _driver, _profile) = browser().await;
+    let (_driver, client, _profile) = browser(true).await;
 
     let bsid = submit(&master, &["linux"], &[]).await;
     // Wait until the build waits at its gate.
@@ -202,7 +313,7 @@ c['status']:append(status.WebStatus{ http_port = "tcp:0:interface=127.0.0.1",
 "#,
     )
     .await;
-    let (client, _driver, _profile) = browser().await;
+    let (_driver, client, _profile) = browser(true).await;
     let page = format!("{}/builders/linux", base(&master));
     client.goto(&page).await.unwrap();
     let force = Locator::Css("form[action='/builders/linux/force'] button");

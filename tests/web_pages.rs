@@ -11,8 +11,8 @@ mod support;
 
 use support::{complete, golden, submit, TestMaster};
 
-/// Two builders that build (one succeeds with coloured output on stdout and stderr, one
-/// fails), one that never builds, and the link options of the change pages.
+/// Two builders that build (one succeeds with coloured output on stdout and then, a moment
+/// later so that the two pipes' order is fixed, stderr; one fails), one that never builds, and the link options of the change pages.
 const CONFIG: &str = r##"
 local c = BuildmasterConfig
 c['title'] = "Frobnicator"
@@ -21,7 +21,7 @@ c['workers']:append(worker.LocalWorker("bot1"))
 c['workers']:append(worker.LocalWorker("bot2"))
 local ok = util.BuildFactory()
 ok:addStep(steps.ShellCommand{ name = "greet",
-  command = { "sh", "-c", "printf 'plain <b>\\n\\033[1;32mgreen\\033[0m done\\n'; echo oops >&2" } })
+  command = { "sh", "-c", "printf 'plain <b>\\n\\033[1;32mgreen\\033[0m done\\n'; sleep 0.3; echo oops >&2" } })
 ok:addStep(steps.ShellCommand{ name = "count", command = { "seq", "1", "2500" } })
 local bad = util.BuildFactory()
 bad:addStep(steps.ShellCommand{ name = "fail", command = { "false" } })
@@ -102,7 +102,8 @@ fn mask(html: &str, basedir: &str) -> String {
 
 /// The fixed history: linux #1 and #2 succeed, mac #1 fails, one change.
 async fn history(site: &Site) {
-    for builders in [&["linux", "mac"][..], &["linux"][..]] {
+    // One build at a time, so that build ids (and the pages' order) are the same each run.
+    for builders in [&["linux"][..], &["mac"][..], &["linux"][..]] {
         let bsid = submit(&site.master, builders, &[]).await;
         complete(&site.master, bsid).await;
     }
@@ -194,7 +195,11 @@ async fn a_long_log_opens_on_its_last_page_and_streams_as_plain_text() {
     let (_, _, greet) = site
         .get("/builders/linux/builds/1/steps/0/logs/stdio/text")
         .await;
-    assert!(greet.contains("plain <b>\ngreen done\noops\n"), "{greet:?}");
+    // stdout and stderr are read apart, so "oops" may come before or after the rest.
+    assert!(
+        greet.contains("plain <b>\ngreen done\n") && greet.contains("oops\n"),
+        "{greet:?}"
+    );
     assert!(
         !greet.contains('\x1b'),
         "no escape sequence in the plain text"
@@ -338,6 +343,10 @@ async fn events_until(response: &mut reqwest::Response, key: &str) -> Vec<Value>
             buffer.push_str(std::str::from_utf8(&chunk).unwrap());
             while let Some(end) = buffer.find("\n\n") {
                 let event: String = buffer.drain(..end + 2).collect();
+                // The handshake (its UUID) and keep-alives are not bus events.
+                if !event.lines().any(|l| l == "event: event") {
+                    continue;
+                }
                 let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) else {
                     continue;
                 };
@@ -444,8 +453,8 @@ async fn ws_answers_commands_and_sends_the_events_of_consumed_paths() {
     assert_eq!(
         received,
         [
-            serde_json::json!({"_id": 1, "code": 200}),
-            serde_json::json!({"_id": 2, "code": 200}),
+            serde_json::json!({"_id": 1, "msg": "pong", "code": 200}),
+            serde_json::json!({"_id": 2, "msg": "OK", "code": 200}),
             serde_json::json!({"_id": 3, "code": 404, "error": "no such command 'frobnicate'"}),
             serde_json::json!({"_id": 4, "code": 400, "error": "path was not consumed"}),
         ]
@@ -459,4 +468,515 @@ async fn ws_answers_commands_and_sends_the_events_of_consumed_paths() {
         "only the consumed path, the whole key matched: {event}"
     );
     assert_eq!(event["m"]["results"], 2, "the build's message: {event}");
+}
+
+/// Stores a change with `revision` by `author` and builds its sourcestamp on `builders`,
+/// as a scheduler would; waits for the builds.
+async fn build_change(site: &Site, author: &str, revision: &str, builders: &[&str]) -> i64 {
+    use moonbot::data::{publish, Resource};
+    use moonbot::db::BuildsetSpec;
+    let ctx = &site.master.context;
+    let changeid = moonbot::changes::submit(
+        ctx,
+        ChangeSpec {
+            author: author.into(),
+            comments: format!("{revision}: fixes #7"),
+            branch: Some("main".into()),
+            revision: Some(revision.into()),
+            when: Some(1_700_000_000.0),
+            repository: "https://example.org/frob.git".into(),
+            project: "frob".into(),
+            ..ChangeSpec::default()
+        },
+    )
+    .await
+    .unwrap();
+    let change = moonbot::data::changes::change(&ctx.db, changeid)
+        .await
+        .unwrap()
+        .unwrap();
+    // One builder at a time, so that build ids are the same each run.
+    for name in builders {
+        let spec = BuildsetSpec {
+            reason: "change".into(),
+            scheduler: "test".into(),
+            sourcestamp_ids: vec![change["sourcestamp"]["ssid"].as_i64().unwrap()],
+            builder_ids: vec![ctx.db.builder_id(name).await.unwrap()],
+            ..Default::default()
+        };
+        let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
+        for brid in brids.values() {
+            publish(&ctx.db, &ctx.bus, Resource::BuildRequest(*brid), "new")
+                .await
+                .unwrap();
+        }
+        complete(&site.master, bsid).await;
+    }
+    changeid
+}
+
+/// linux builds both changes; mac fails both (the first broke it, the second failed
+/// again); windows builds neither.
+async fn two_changes(site: &Site) {
+    build_change(
+        site,
+        "alice <alice@example.org>",
+        "aaaa1111",
+        &["linux", "mac"],
+    )
+    .await;
+    build_change(site, "bob <bob@example.org>", "bbbb2222", &["linux", "mac"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_grids_steps_and_boxes_match_their_golden_html() {
+    let site = Site::start(CONFIG).await;
+    two_changes(&site).await;
+    // A log's length varies with the environment its header lists.
+    let lines = regex::Regex::new(r"\(\d+ lines,").unwrap();
+    for (path, name) in [
+        ("/console", "console"),
+        ("/grid", "grid"),
+        ("/tgrid", "tgrid"),
+        ("/one_box_per_builder", "one_box_per_builder"),
+        ("/builders/linux/builds/1/steps/0", "step"),
+        ("/buildstatus?builder=mac&number=2", "buildstatus"),
+    ] {
+        let page = site.page(path).await;
+        let page = lines.replace_all(&page, "(LINES lines,");
+        golden::check(format!("tests/golden/web/{name}.html"), &page);
+    }
+    let boxes = |page: &str| page.matches("class=\"result ").count();
+    let console = site.page("/console").await;
+    assert!(
+        console.contains("result failure\" href=\"/builders/mac/builds/1\"")
+            && console.contains("result failed-again\" href=\"/builders/mac/builds/2\""),
+        "mac's first failure broke it, its second failed again: {console}"
+    );
+    let bob = site.page("/console?name=bob").await;
+    assert!(
+        bob.contains("bbbb2222") && !bob.contains("aaaa1111"),
+        "{bob}"
+    );
+    assert_eq!(boxes(&site.page("/console?builder=linux").await), 2);
+    assert_eq!(boxes(&site.page("/console?branch=other").await), 0);
+    assert_eq!(
+        boxes(
+            &site
+                .page("/console?project=frob&repository=https://example.org/frob.git")
+                .await
+        ),
+        4
+    );
+    let asc = site.page("/tgrid?rev_order=asc").await;
+    assert!(asc.find("aaaa1111").unwrap() < asc.find("bbbb2222").unwrap());
+    let desc = site.page("/tgrid").await;
+    assert!(desc.find("bbbb2222").unwrap() < desc.find("aaaa1111").unwrap());
+    let narrow = site.page("/grid?width=1").await;
+    assert!(
+        narrow.contains("bbbb2222") && !narrow.contains("aaaa1111"),
+        "{narrow}"
+    );
+    assert_eq!(boxes(&site.page("/grid?tag=unix").await), 2, "linux only");
+    let (status, _, body) = site.get("/tgrid?rev_order=sideways").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = site.get("/buildstatus?builder=mac").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("number= is required"));
+    let by_name = site.page("/builders/linux/builds/1/steps/greet").await;
+    assert_eq!(by_name, site.page("/builders/linux/builds/1/steps/0").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn feeds_list_the_failed_builds_the_waterfalls_arguments_select() {
+    let site = Site::start(CONFIG).await;
+    two_changes(&site).await;
+    let (status, kind, rss) = site.get("/rss").await;
+    assert_eq!((status, kind.as_str()), (200, "application/rss+xml"));
+    assert!(
+        rss.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<rss version=\"2.0\""),
+        "{rss}"
+    );
+    assert_eq!(
+        rss.matches("<item>").count(),
+        2,
+        "mac's two failures: {rss}"
+    );
+    assert!(rss.contains("<title>mac build #2 failure</title>"), "{rss}");
+    assert!(
+        rss.contains("<link>http://localhost:8080/builders/mac/builds/2</link>"),
+        "{rss}"
+    );
+    let (status, kind, atom) = site.get("/atom").await;
+    assert_eq!((status, kind.as_str()), (200, "application/atom+xml"));
+    assert_eq!(atom.matches("<entry>").count(), 2, "{atom}");
+    assert!(atom.contains("<updated>20"), "{atom}");
+    assert_eq!(
+        site.get("/rss?builder=linux")
+            .await
+            .2
+            .matches("<item>")
+            .count(),
+        0
+    );
+    assert_eq!(
+        site.get("/atom?numbuilds=1")
+            .await
+            .2
+            .matches("<entry>")
+            .count(),
+        1
+    );
+    assert_eq!(
+        site.get("/rss?last_time=1000")
+            .await
+            .2
+            .matches("<item>")
+            .count(),
+        0
+    );
+
+    let only_rss = CONFIG.replace(
+        "numbuilds = 5,",
+        "numbuilds = 5, provide_feeds = { 'rss' },",
+    );
+    let other = Site::start(&only_rss).await;
+    assert_eq!(other.get("/rss").await.0, 200);
+    assert_eq!(other.get("/atom").await.0, 404);
+    assert_eq!(other.get("/json").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_answers_the_08_status_tree_with_its_flags() {
+    let site = Site::start(CONFIG).await;
+    two_changes(&site).await;
+    let json = |path: &'static str| {
+        let site = &site;
+        async move {
+            let (status, kind, body) = site.get(path).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            assert_eq!(kind, "application/json", "{path}");
+            serde_json::from_str::<Value>(&body).unwrap()
+        }
+    };
+    let mac = json("/json/builders/mac").await;
+    assert_eq!(mac["cachedBuilds"], serde_json::json!([1, 2]));
+    assert_eq!(mac["slaves"], serde_json::json!(["bot1"]));
+    assert_eq!(mac["pendingBuilds"], 0);
+    assert_eq!(mac["state"], "idle");
+    let last = json("/json/builders/mac/builds/-1").await;
+    assert_eq!(last["number"], 2);
+    assert_eq!(last["results"], 2);
+    assert_eq!(last["slave"], "bot1");
+    assert_eq!(last["sourceStamps"][0]["revision"], "bbbb2222");
+    assert_eq!(last["steps"][0]["name"], "fail");
+    assert_eq!(last["steps"][0]["results"][0], 2);
+    let step = json("/json/builders/mac/builds/1/steps/fail").await;
+    assert_eq!(step["isFinished"], true);
+    let root = json("/json").await;
+    assert_eq!(root["project"]["title"], "Frobnicator");
+    assert!(root["builders"]["windows"].is_object());
+    assert!(root["slaves"]["bot2"].is_object());
+    let selected = json("/json?select=project&select=builders/mac/builds/1").await;
+    assert_eq!(selected["builders"]["mac"]["builds"]["1"]["number"], 1);
+    assert_eq!(selected.as_object().unwrap().len(), 2, "{selected}");
+    let (_, kind, text) = site.get("/json/project?as_text=1").await;
+    assert_eq!(kind, "text/plain; charset=utf-8");
+    assert!(
+        text.contains("\n  \"title\": \"Frobnicator\""),
+        "indented: {text}"
+    );
+    let (_, _, padded) = site.get("/json/project?callback=show").await;
+    assert!(
+        padded.starts_with("show({") && padded.ends_with("});"),
+        "{padded}"
+    );
+    let filtered = json("/json/builders/windows?filter=1").await;
+    assert!(filtered.get("currentBuilds").is_none(), "{filtered}");
+    assert_eq!(site.get("/json/builders/nope").await.0, 404);
+    assert_eq!(site.get("/json/frobs").await.0, 404);
+    let help = site.page("/json/help").await;
+    assert!(help.contains("select=PATH"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_badges_show_a_builds_result_as_png_and_svg() {
+    let site = Site::start(CONFIG).await;
+    two_changes(&site).await;
+    let bytes = |path: &'static str| {
+        let url = format!("{}{path}", site.base);
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            let status = response.status().as_u16();
+            let kind = response.headers()[reqwest::header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .to_string();
+            (status, kind, response.bytes().await.unwrap().to_vec())
+        }
+    };
+    let (status, kind, normal) = bytes("/png?builder=mac").await;
+    assert_eq!((status, kind.as_str()), (200, "image/png"));
+    assert_eq!(&normal[..8], b"\x89PNG\r\n\x1a\n");
+    let width = |png: &[u8]| u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let (_, _, large) = bytes("/png?builder=mac&size=large").await;
+    let (_, _, small) = bytes("/png?builder=mac&size=small").await;
+    assert_eq!(
+        (width(&large), width(&normal)),
+        (3 * width(&small), 2 * width(&small))
+    );
+    let (_, kind, svg) = bytes("/svg?builder=mac").await;
+    assert_eq!(kind, "image/svg+xml");
+    let svg = String::from_utf8(svg).unwrap();
+    assert!(svg.contains("<title>build: failure</title>"), "{svg}");
+    let svg = |path: &'static str| async move { String::from_utf8(bytes(path).await.2).unwrap() };
+    assert!(svg("/svg?builder=linux&number=1")
+        .await
+        .contains("build: success"));
+    assert!(svg("/svg?builder=linux&revision=aaaa1111")
+        .await
+        .contains("build: success"));
+    assert!(svg("/svg?builder=linux&revision=cccc")
+        .await
+        .contains("build: unknown"));
+    assert!(svg("/svg?builder=windows").await.contains("build: unknown"));
+    assert_eq!(site.get("/png?builder=nope").await.0, 404);
+    assert_eq!(site.get("/png?builder=mac&size=huge").await.0, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sse_add_and_remove_change_what_a_listening_stream_carries() {
+    let site = Site::start(CONFIG).await;
+    let mut stream = site
+        .client
+        .get(format!("{}/sse/listen", site.base))
+        .send()
+        .await
+        .unwrap();
+    let mut buffer = String::new();
+    let uuid = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let chunk = stream.chunk().await.unwrap().unwrap();
+            buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+            if let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                assert!(event.starts_with("event: handshake\n"), "{event}");
+                return event
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .unwrap()
+                    .to_string();
+            }
+        }
+    })
+    .await
+    .expect("a handshake first");
+    let call = |path: String| {
+        let url = format!("{}{path}", site.base);
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(call(format!("/sse/add/{uuid}/changes")).await.0, 200);
+    assert_eq!(
+        call(format!("/sse/add/{uuid}/builds/*/finished")).await.0,
+        200
+    );
+    let (status, body) = call(format!("/sse/remove/{uuid}/changes")).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"msg":"OK"}"#));
+    let (status, body) = call(format!("/sse/remove/{uuid}/changes")).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = call("/sse/add/no-such-stream/changes".into()).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no event stream 'no-such-stream'"), "{body}");
+
+    history(&site).await;
+    let events = events_until(&mut stream, "builds/3/finished").await;
+    let mut keys: Vec<&str> = events.iter().map(|e| e["key"].as_str().unwrap()).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "builds/1/finished",
+            "builds/2/finished",
+            "builds/3/finished"
+        ],
+        "added and not removed paths only"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_waterfall_keeps_failing_builders_and_a_time_window() {
+    let site = Site::start(CONFIG).await;
+    two_changes(&site).await;
+    let columns = |page: &str| {
+        ["linux", "mac", "windows"]
+            .into_iter()
+            .filter(|b| page.contains(&format!("<th><a href=\"/builders/{b}\">")))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        columns(&site.page("/waterfall").await),
+        ["linux", "mac", "windows"]
+    );
+    assert_eq!(
+        columns(&site.page("/waterfall?failures_only=true").await),
+        ["mac"]
+    );
+    let shown = |page: &str| page.matches("href=\"/builders/mac/builds/").count();
+    assert_eq!(shown(&site.page("/waterfall?last_time=1000").await), 0);
+    assert_eq!(
+        shown(&site.page("/waterfall?builder=mac&show_time=3600").await),
+        2
+    );
+    assert_eq!(
+        shown(&site.page("/waterfall?first_time=4000000000").await),
+        0
+    );
+    let events = site.page("/waterfall?show_events=true").await;
+    assert!(events.contains("not recorded"), "{events}");
+    assert_eq!(site.get("/waterfall?failures_only=maybe").await.0, 400);
+    assert_eq!(site.get("/waterfall?last_time=yesterday").await.0, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn property_filters_choose_a_builders_builds() {
+    let site = Site::start(CONFIG).await;
+    for owner in ["ann", "ben", "ann"] {
+        let bsid = submit(
+            &site.master,
+            &["mac"],
+            &[("owner", serde_json::json!(owner))],
+        )
+        .await;
+        complete(&site.master, bsid).await;
+    }
+    let listed = |page: &str| page.matches("href=\"/builders/mac/builds/").count();
+    assert_eq!(listed(&site.page("/builders/mac").await), 3);
+    let ann = site.page("/builders/mac?property.owner=ann").await;
+    assert_eq!(listed(&ann), 2);
+    assert!(ann.contains("<code>owner=ann</code>"), "{ann}");
+    assert_eq!(
+        listed(
+            &site
+                .page("/builders/mac?property.owner=ann&numbuilds=1")
+                .await
+        ),
+        1
+    );
+    assert_eq!(
+        listed(&site.page("/builders/mac?property.owner=cid").await),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn link_functions_of_the_config_link_and_a_failing_one_leaves_plain_text() {
+    let config = CONFIG
+        .replace(
+            r#"revlink = "https://git.example.org/commit/%s","#,
+            r#"revlink = function(rev, repo) return "https://rev.example.org/" .. rev .. "?in=" .. repo end,"#,
+        )
+        .replace(
+            r##"changecommentlink = { "#(\\d+)", "https://bugs.example.org/\\1", "Bug" },"##,
+            r#"changecommentlink = function(text, project) error("no tickets today") end,"#,
+        )
+        .replace(
+            r#"projects = { frob = "https://frob.example.org/project" },"#,
+            r#"projects = function(name) return "https://projects.example.org/" .. name end,"#,
+        );
+    assert!(config.contains("no tickets today") && config.contains("projects.example.org"));
+    let site = Site::start(&config).await;
+    history(&site).await;
+    let change = site.page("/changes/1").await;
+    assert!(
+        change.contains(
+            r#"<a href="https://rev.example.org/0123456789abcdef?in=https://example.org/frob.git">"#
+        ),
+        "{change}"
+    );
+    assert!(
+        change.contains(r#"<a href="https://projects.example.org/frob">frob</a>"#),
+        "{change}"
+    );
+    assert!(
+        change.contains("fix the frobnicator, closes #42 &lt;for real&gt;"),
+        "the comments as plain text: {change}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_are_written_to_http_log_which_rotates_by_size() {
+    let config = CONFIG.replace(
+        "numbuilds = 5,",
+        "numbuilds = 5, rotateLength = 400, maxRotatedFiles = 2,",
+    );
+    let site = Site::start(&config).await;
+    for _ in 0..12 {
+        site.page("/about").await;
+    }
+    let dir = site.master.dir();
+    let log = std::fs::read_to_string(dir.join("http.log")).unwrap();
+    let line = log.lines().last().unwrap();
+    let shape = regex::Regex::new(
+        r#"^127\.0\.0\.1 - - \[\d\d/\w\w\w/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET /about HTTP/1\.1" 200 \d+ "-" "-"$"#,
+    )
+    .unwrap();
+    assert!(shape.is_match(line), "{line}");
+    assert!(
+        log.len() <= 400,
+        "rotated at 400 bytes: {} bytes",
+        log.len()
+    );
+    assert!(dir.join("http.log.1").exists() && dir.join("http.log.2").exists());
+    assert!(
+        !dir.join("http.log.3").exists(),
+        "two rotated files are kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_build_and_a_queued_request_show_when_they_should_be_done() {
+    let gate = tempfile::tempdir().unwrap();
+    let go = gate.path().join("GO");
+    let config = format!(
+        r#"
+local c = BuildmasterConfig
+c['workers']:append(worker.LocalWorker("bot1", {{ max_builds = 1 }}))
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{{ name = "gate",
+  command = {{ "sh", "-c", "while [ ! -e '{go}' ]; do sleep 0.05; done" }} }})
+c['builders']:append(util.BuilderConfig{{ name = "slow", workernames = {{ "bot1" }}, factory = f }})
+c['status']:append(status.WebStatus{{ http_port = "tcp:0:interface=127.0.0.1" }})
+"#,
+        go = go.display()
+    );
+    let site = Site::start(&config).await;
+    let page = site.page("/builders/slow").await;
+    assert!(!page.contains("ETA"), "no ETA before a first success");
+    std::fs::write(&go, "").unwrap();
+    let bsid = submit(&site.master, &["slow"], &[]).await;
+    complete(&site.master, bsid).await;
+    std::fs::remove_file(&go).unwrap();
+    submit(&site.master, &["slow"], &[]).await;
+    submit(&site.master, &["slow"], &[]).await;
+    let eta = regex::Regex::new(r#"<span class="eta">ETA in \d+ s</span>"#).unwrap();
+    let done = regex::Regex::new(r#"<span class="eta">done in \d+ s</span>"#).unwrap();
+    let shown = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let page = site.page("/builders/slow").await;
+            if eta.is_match(&page) && done.is_match(&page) {
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the running build's ETA and the queued request's");
+    assert!(shown.contains("request 3,"), "{shown}");
+    let builders = site.page("/builders").await;
+    assert!(builders.contains("ETA in "), "{builders}");
+    assert!(builders.contains("(the last done in "), "{builders}");
+    std::fs::write(&go, "").unwrap();
 }

@@ -31,7 +31,7 @@ status = {}
 ---@field maxRotatedFiles? integer
 ---@field change_hook_dialects? table<string, boolean|table>
 ---@field change_hook_auth? string[] e.g. {"file:changehook.passwd"}
----@field provide_feeds? string[] Not implemented yet.
+---@field provide_feeds? string[] The feeds served, of "rss", "atom", "json" (all three by default).
 ---@field jinja_loaders? any Refused: use template_dirs.
 ---@field template_dirs? string[] Directories whose templates override the built-in pages.
 
@@ -63,7 +63,7 @@ function status.WebStatus(http_port, options) end
 ---@field maxRotatedFiles? integer
 ---@field change_hook_dialects? table<string, boolean|table>
 ---@field change_hook_auth? string[] e.g. {"file:changehook.passwd"}
----@field provide_feeds? string[] Not implemented yet.
+---@field provide_feeds? string[] The feeds served, of "rss", "atom", "json" (all three by default).
 ---@field jinja_loaders? any Refused: use template_dirs.
 ---@field template_dirs? string[] Directories whose templates override the built-in pages.
 

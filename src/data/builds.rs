@@ -374,6 +374,158 @@ async fn add_build_properties(db: &Db, query: &Query, items: &mut [Value]) -> Db
     Ok(())
 }
 
+/// The sourcestamps each build was made from (`{ssid, branch, revision, repository,
+/// project, codebase}`), by build id, in one query: the pages that arrange builds by
+/// revision (console, grid) read them for a page of builds at once.
+pub async fn build_sourcestamps(db: &Db, buildids: &[i64]) -> DbResult<Vec<(i64, Vec<Value>)>> {
+    if buildids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (placeholders, binds) = id_list(buildids);
+    let sql = format!(
+        "SELECT builds.id, ss.id, ss.branch, ss.revision, ss.repository, ss.project, ss.codebase \
+         FROM builds JOIN buildrequests br ON br.id = builds.buildrequestid \
+         JOIN buildset_sourcestamps bss ON bss.buildsetid = br.buildsetid \
+         JOIN sourcestamps ss ON ss.id = bss.sourcestampid \
+         WHERE builds.id IN ({placeholders}) ORDER BY builds.id, ss.codebase, ss.id"
+    );
+    let rows = bind_all(sqlx::query(&sql), &binds)
+        .fetch_all(&db.pool)
+        .await?;
+    let mut by_build: Vec<(i64, Vec<Value>)> = Vec::new();
+    for row in rows {
+        let buildid: i64 = row.try_get(0)?;
+        let stamp = json!({
+            "ssid": row.try_get::<i64, _>(1)?,
+            "branch": row.try_get::<Option<String>, _>(2)?,
+            "revision": row.try_get::<Option<String>, _>(3)?,
+            "repository": row.try_get::<String, _>(4)?,
+            "project": row.try_get::<String, _>(5)?,
+            "codebase": row.try_get::<String, _>(6)?,
+        });
+        match by_build.last_mut() {
+            Some((id, stamps)) if *id == buildid => stamps.push(stamp),
+            _ => by_build.push((buildid, vec![stamp])),
+        }
+    }
+    Ok(by_build)
+}
+
+/// The builds made from each change's sourcestamp, as `(changeid, buildid)` pairs in build
+/// order, in one query.
+pub async fn builds_of_changes(db: &Db, changeids: &[i64]) -> DbResult<Vec<(i64, i64)>> {
+    if changeids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (placeholders, binds) = id_list(changeids);
+    let sql = format!(
+        "SELECT ch.changeid, builds.id FROM changes ch \
+         JOIN buildset_sourcestamps bss ON bss.sourcestampid = ch.sourcestampid \
+         JOIN buildrequests br ON br.buildsetid = bss.buildsetid \
+         JOIN builds ON builds.buildrequestid = br.id \
+         WHERE ch.changeid IN ({placeholders}) ORDER BY builds.id"
+    );
+    let rows = bind_all(sqlx::query(&sql), &binds)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
+/// The joins from a build to its sourcestamps, and a sourcestamp's `(branch, revision)` with
+/// no revision or branch read as `''`, so that builds of the branch's latest group together.
+const BUILD_SOURCESTAMPS: &str = "builds JOIN buildrequests br ON br.id = builds.buildrequestid \
+     JOIN buildset_sourcestamps bss ON bss.buildsetid = br.buildsetid \
+     JOIN sourcestamps ss ON ss.id = bss.sourcestampid";
+
+/// The `count` revisions (`(branch, revision)`) most recently built by these builders, on
+/// these branches when any is named, newest first.
+pub async fn recent_revisions(
+    db: &Db,
+    builderids: &[i64],
+    branches: &[&str],
+    count: usize,
+) -> DbResult<Vec<(String, String)>> {
+    if builderids.is_empty() || count == 0 {
+        return Ok(Vec::new());
+    }
+    let (placeholders, mut binds) = id_list(builderids);
+    let mut sql = format!(
+        "SELECT COALESCE(ss.branch, ''), COALESCE(ss.revision, ''), MAX(builds.id) AS newest \
+         FROM {BUILD_SOURCESTAMPS} WHERE builds.builderid IN ({placeholders})"
+    );
+    if !branches.is_empty() {
+        let first = binds.len() + 1;
+        let marks: Vec<String> = (first..first + branches.len())
+            .map(|i| format!("${i}"))
+            .collect();
+        sql.push_str(&format!(
+            " AND COALESCE(ss.branch, '') IN ({})",
+            marks.join(", ")
+        ));
+        binds.extend(branches.iter().map(|b| Bind::Text(b.to_string())));
+    }
+    sql.push_str(&format!(
+        " GROUP BY COALESCE(ss.branch, ''), COALESCE(ss.revision, '') ORDER BY newest DESC LIMIT {count}"
+    ));
+    let rows = bind_all(sqlx::query(&sql), &binds)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
+/// The builds of these builders made from any of these revisions, as `(buildid,
+/// (branch, revision))` in build order.
+pub async fn builds_of_revisions(
+    db: &Db,
+    builderids: &[i64],
+    revisions: &[(String, String)],
+) -> DbResult<Vec<(i64, (String, String))>> {
+    if builderids.is_empty() || revisions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (placeholders, mut binds) = id_list(builderids);
+    let mut wanted = Vec::new();
+    for (branch, revision) in revisions {
+        let at = binds.len() + 1;
+        wanted.push(format!(
+            "(COALESCE(ss.branch, '') = ${at} AND COALESCE(ss.revision, '') = ${})",
+            at + 1
+        ));
+        binds.push(Bind::Text(branch.clone()));
+        binds.push(Bind::Text(revision.clone()));
+    }
+    let sql = format!(
+        "SELECT builds.id, COALESCE(ss.branch, ''), COALESCE(ss.revision, '') \
+         FROM {BUILD_SOURCESTAMPS} WHERE builds.builderid IN ({placeholders}) AND ({}) \
+         ORDER BY builds.id",
+        wanted.join(" OR ")
+    );
+    let rows = bind_all(sqlx::query(&sql), &binds)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?))))
+        .collect()
+}
+
+/// The builds of a builder made from a revision, oldest first.
+pub async fn builds_of_revision(db: &Db, builderid: i64, revision: &str) -> DbResult<Vec<i64>> {
+    let sql = format!(
+        "SELECT builds.id FROM {BUILD_SOURCESTAMPS} \
+         WHERE builds.builderid = $1 AND ss.revision = $2 ORDER BY builds.id"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(builderid)
+        .bind(revision)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+}
+
 // ---- steps ---------------------------------------------------------------------------
 
 const STEP_SELECT: &str = "steps.id, steps.number, steps.name, steps.buildid, steps.started_at, \

@@ -67,11 +67,11 @@ pub async fn serve_bounded(listener: TcpListener, app: Router, shutdown: Cancell
                 }
             },
         };
-        let service = TowerToHyperService::new(app.clone());
-        // Handlers that log who asked (the change hooks) read the peer as axum's ConnectInfo.
+        let app = TowerToHyperService::new(app.clone());
+        // The client's address, for handlers and the access log (`ConnectInfo`).
         let service = service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            service.call(request)
+            app.call(request)
         });
         // Upgrades: `/ws` turns a request into a WebSocket, which then lives on its own.
         let connection = http

@@ -9,6 +9,7 @@ pub mod control;
 pub mod endpoints;
 pub mod http;
 pub mod polls;
+mod rotating_log;
 pub mod service;
 
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use crate::script::ScriptHost;
 pub use control::{Control, ControlError, ControlRequest, PendingOf, Pinged, Submitted};
 pub use endpoints::{SourceEndpoints, SourceRequest, SourceResponse};
 pub use polls::{PollRequest, Polls};
+pub use rotating_log::RotatingLog;
 pub use service::{Reconfigured, Service, SharedConfig};
 
 /// What every service of a running master shares. Cheap to clone.

@@ -3,6 +3,7 @@
 //! on the port of the config's first WebStatus (or `c['www']`); every request but the
 //! hooks' (which have their own `change_hook_auth`) through the [`auth`] guard.
 
+mod access_log;
 mod auth;
 mod hooks;
 mod pages;
@@ -65,11 +66,18 @@ pub fn router(context: Context) -> Router {
 }
 
 /// Serves on `listener` until the master shuts down; requests under way are finished.
+/// Each request is written to `http.log` (rotated as the config's first WebStatus says
+/// when the server starts).
 pub async fn serve(context: Context, listener: TcpListener) -> anyhow::Result<()> {
     let shutdown = context.shutdown.clone();
     let address = listener.local_addr()?;
+    let log = access_log::open(&context.basedir, &pages::web_config(&context))?;
+    let app = router(context).layer(axum::middleware::from_fn_with_state(
+        log,
+        access_log::record,
+    ));
     tracing::info!(%address, "web server listening");
-    http::serve_bounded(listener, router(context), shutdown).await;
+    http::serve_bounded(listener, app, shutdown).await;
     tracing::info!(%address, "web server stopped");
     Ok(())
 }

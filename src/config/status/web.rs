@@ -49,6 +49,8 @@ pub struct WebStatusConfig {
     pub change_hook_dialects: BTreeMap<String, ChangeHookDialect>,
     /// Credentials the change hooks require (HTTP basic auth); empty, none.
     pub change_hook_auth: Vec<HookCredentials>,
+    /// The feeds served: of `rss`, `atom` and `json`.
+    pub provide_feeds: Vec<String>,
     /// Directories searched for page templates before the built-in ones (our stand-in for
     /// Buildbot's `templates/` directory and Jinja loaders), relative to the base directory.
     pub template_dirs: Vec<String>,
@@ -83,6 +85,7 @@ impl WebStatusConfig {
             change_hook_dialects: BTreeMap::new(),
             change_hook_auth: Vec::new(),
             template_dirs: Vec::new(),
+            provide_feeds: FEEDS.iter().map(|f| f.to_string()).collect(),
             location,
         }
     }
@@ -588,54 +591,8 @@ pub const WEB_STATUS_OPTIONS: &[&str] = &[
     "name",
 ];
 
-/// The options the master parses but may not carry out yet: it serves the REST API and the
-/// pages of `www::pages` and the change hooks of `www::hooks`, with no `http.log`, and
-/// actions open to anyone.
-/// Each is reported as not implemented when given, unless the pages apply it or its value
-/// asks for what the master does anyway.
-const NOT_APPLIED: &[&str] = &[
-    "allowForce",
-    "auth",
-    "authz",
-    "public_html",
-    "numbuilds",
-    "num_events",
-    "num_events_max",
-    "order_console_by_time",
-    "changecommentlink",
-    "revlink",
-    "projects",
-    "repositories",
-    "rotateLength",
-    "logRotateLength",
-    "maxRotatedFiles",
-    "template_dirs",
-];
-
-/// The [`NOT_APPLIED`] options a call gives, taken before they are read.
-fn given_not_applied(kw: &Kwargs) -> Vec<&'static str> {
-    NOT_APPLIED.iter().copied().filter(|o| kw.has(o)).collect()
-}
-
-/// Reports each of `given` as not implemented, but access options that leave every action
-/// open (as the REST API is).
-fn report_not_applied(kw: &mut Kwargs, given: &[&str], config: &WebStatusConfig) {
-    for &option in given {
-        let applied = match option {
-            "allowForce" | "auth" | "authz" => true,
-            "public_html" | "numbuilds" | "template_dirs" | "num_events" | "num_events_max" => true,
-            // The pages link through strings and tables; Lua functions are not called yet.
-            "revlink" => !matches!(config.revlink, Some(RevLink::Function(_))),
-            "changecommentlink" => {
-                !matches!(config.changecommentlink, Some(CommentLink::Function(_)))
-            }
-            "projects" => !matches!(config.projects, Some(UrlMap::Function(_))),
-            "repositories" => !matches!(config.repositories, Some(UrlMap::Function(_))),
-            _ => false,
-        };
-        kw.unimplemented_when(option, !applied);
-    }
-}
+/// The feeds a WebStatus serves unless `provide_feeds` names fewer.
+const FEEDS: &[&str] = &["rss", "atom", "json"];
 
 pub fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
     // `Waterfall` is the 0.7 name the spec's opening example still uses; it is a WebStatus
@@ -660,14 +617,23 @@ pub fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
 fn parse_web_status(lua: &Lua, object: &str, args: MultiValue) -> Option<StatusTarget> {
     let mut kw = Kwargs::new(lua, object, args, &["http_port"], WEB_STATUS_OPTIONS);
     let mut config = WebStatusConfig::defaults(kw.location());
-    let not_applied = given_not_applied(&kw);
     config.name = read_name(&mut kw);
     if !kw.has("http_port") && !kw.has("distrib_port") {
         kw.error("needs 'http_port' (a port number or 'tcp:PORT:interface=ADDR')");
     }
     config.http_port = kw.optional("http_port");
     kw.unimplemented("distrib_port");
-    kw.unimplemented("provide_feeds");
+    if let Some(feeds) = kw.optional::<Vec<String>>("provide_feeds") {
+        for feed in &feeds {
+            if !FEEDS.contains(&feed.as_str()) {
+                kw.error(format!(
+                    "option 'provide_feeds' has {}",
+                    unknown("feed", feed, FEEDS)
+                ));
+            }
+        }
+        config.provide_feeds = feeds;
+    }
     kw.refuse(
         "site",
         "takes a twisted.web Site object, which a Lua config cannot provide",
@@ -720,7 +686,6 @@ fn parse_web_status(lua: &Lua, object: &str, args: MultiValue) -> Option<StatusT
     if let Some(authz) = authz {
         config.authz = authz;
     }
-    report_not_applied(&mut kw, &not_applied, &config);
     let ok = kw.finish();
     config.change_hook_dialects = hooks?;
     ok.then(|| StatusTarget::WebStatus(Box::new(config)))
@@ -786,7 +751,6 @@ pub(super) fn read_www(lua: &Lua, value: Value, location: Location) -> Option<St
 
 fn read_www_options(kw: &mut Kwargs, location: Location) -> Option<StatusTarget> {
     let mut config = WebStatusConfig::defaults(location);
-    let not_applied = given_not_applied(kw);
     config.http_port = kw.required_opt("port");
     kw.unimplemented("plugins");
     config.rotate_length = kw.optional("logRotateLength");
@@ -811,7 +775,6 @@ fn read_www_options(kw: &mut Kwargs, location: Location) -> Option<StatusTarget>
         // Buildbot 0.9 and later allow what no rule forbids.
         (None, None) => AuthzConfig::new(AuthzRule::Allow, None),
     };
-    report_not_applied(kw, &not_applied, &config);
     config.change_hook_dialects = hooks?;
     Some(StatusTarget::WebStatus(Box::new(config)))
 }
@@ -1024,12 +987,22 @@ mod tests {
             ),
             [
                 "master.cfg.lua:1: WebStatus: option 'distrib_port' is not implemented yet",
-                "master.cfg.lua:1: WebStatus: option 'provide_feeds' is not implemented yet",
             ]
         );
         assert_eq!(
             unimplemented("c['status'] = {status.WebStatus{distrib_port='tcp:12345'}}"),
             ["master.cfg.lua:1: WebStatus: option 'distrib_port' is not implemented yet"]
+        );
+    }
+
+    #[test]
+    fn provide_feeds_names_only_known_feeds() {
+        let config =
+            web("c['status'] = {status.WebStatus{http_port=8010, provide_feeds={'atom'}}}");
+        assert_eq!(config.provide_feeds, ["atom"]);
+        assert_eq!(
+            errors("c['status'] = {status.WebStatus{http_port=8010, provide_feeds={'rs'}}}"),
+            "master.cfg.lua:1: WebStatus: option 'provide_feeds' has unknown feed 'rs' (did you mean 'rss'?)"
         );
     }
 
@@ -1065,8 +1038,8 @@ mod tests {
     }
 
     #[test]
-    fn every_option_the_master_does_not_apply_is_not_implemented() {
-        let warnings = unimplemented(
+    fn every_option_is_applied_none_reported_not_implemented() {
+        assert!(unimplemented(
             r##"c['status'] = {status.WebStatus{
               http_port=8010, public_html="/var/www", numbuilds=20, num_events=200,
               num_events_max=500, order_console_by_time=false,
@@ -1075,33 +1048,17 @@ mod tests {
               rotateLength=10, maxRotatedFiles=2, change_hook_dialects={base=true},
               change_hook_auth={"file:changehook.passwd"}, template_dirs={"t"},
               allowForce=true, auth=util.BasicAuth({{'bob', 'pw'}}), name="web"}}"##,
-        );
-        let options: Vec<&str> = warnings
-            .iter()
-            .map(|w| {
-                w.strip_prefix("master.cfg.lua:1: WebStatus: option '")
-                    .and_then(|w| w.strip_suffix("' is not implemented yet"))
-                    .unwrap_or_else(|| panic!("{w}"))
-            })
-            .collect();
-        assert_eq!(
-            options,
-            ["order_console_by_time", "rotateLength", "maxRotatedFiles",]
-        );
-        assert_eq!(
-            unimplemented(
-                "c['www'] = {port=8010, change_hook_dialects={base=true}, \
-                             change_hook_auth={'file:p'}, logRotateLength=1, maxRotatedFiles=2}"
-            ),
-            [
-                "master.cfg.lua:1: c['www']: option 'logRotateLength' is not implemented yet",
-                "master.cfg.lua:1: c['www']: option 'maxRotatedFiles' is not implemented yet",
-            ]
-        );
+        )
+        .is_empty());
+        assert!(unimplemented(
+            "c['www'] = {port=8010, change_hook_dialects={base=true}, \
+                         change_hook_auth={'file:p'}, logRotateLength=1, maxRotatedFiles=2}"
+        )
+        .is_empty());
     }
 
     #[test]
-    fn links_given_as_lua_functions_are_not_implemented_but_strings_and_tables_are() {
+    fn links_given_as_strings_tables_or_lua_functions_are_applied() {
         assert_eq!(
             unimplemented(
                 "c['status'] = {status.WebStatus{http_port=8010, public_html='www',
@@ -1118,12 +1075,7 @@ mod tests {
                  c['status'] = {status.WebStatus{http_port=8010, revlink=f,
                    changecommentlink=f, projects=f, repositories=f}}"
             ),
-            [
-                "master.cfg.lua:2: WebStatus: option 'changecommentlink' is not implemented yet",
-                "master.cfg.lua:2: WebStatus: option 'revlink' is not implemented yet",
-                "master.cfg.lua:2: WebStatus: option 'projects' is not implemented yet",
-                "master.cfg.lua:2: WebStatus: option 'repositories' is not implemented yet",
-            ]
+            Vec::<String>::new()
         );
     }
 

@@ -52,6 +52,17 @@ pub struct Visitor {
     fresh: bool,
 }
 
+tokio::task_local! {
+    /// The visitor of the request being served, so that every page shows who is logged in
+    /// without each handler passing it on.
+    static VISITOR: Visitor;
+}
+
+/// The visitor of the request being served; `None` outside one.
+pub fn current_visitor() -> Option<Visitor> {
+    VISITOR.try_with(Visitor::clone).ok()
+}
+
 /// The `util.Authz` of the first WebStatus (the one whose port is served); read-only
 /// without one.
 pub fn authz_of(config: &MasterConfig) -> AuthzConfig {
@@ -106,8 +117,8 @@ pub async fn guard(State(gate): State<Gate>, mut request: Request, next: Next) -
         .await;
     }
     let fresh = visitor.fresh.then(|| visitor.session.clone());
-    request.extensions_mut().insert(visitor);
-    let mut response = next.run(request).await;
+    request.extensions_mut().insert(visitor.clone());
+    let mut response = VISITOR.scope(visitor, next.run(request)).await;
     if let Some(session) = fresh.filter(|_| !for_programs) {
         if let Ok(cookie) = HeaderValue::from_str(&session_cookie(&session, None)) {
             response.headers_mut().append(header::SET_COOKIE, cookie);

@@ -307,7 +307,6 @@ pub async fn ping(
         .collect();
     pages
         .page(
-            &visitor,
             "ping.html",
             json!({ "builder": builder, "answers": answers }),
         )
@@ -435,24 +434,17 @@ pub async fn clean_shutdown(
         "clean shutdown asked from the web"
     );
     pages.context.shutdown.cancel();
-    pages
-        .page(&visitor, "shutdown.html", json!({}))
-        .map_err(page_error)
+    pages.page("shutdown.html", json!({})).map_err(page_error)
 }
 
 /// `GET /login`: the login form, which comes back to `then=PATH`.
-pub async fn login_form(
-    State(pages): State<Pages>,
-    Extension(visitor): Extension<Visitor>,
-    RawQuery(raw): RawQuery,
-) -> Answer {
+pub async fn login_form(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Answer {
     let args = arguments(&raw);
     let then = safe_return(argument(&args, "then"));
     let authz = auth::authz_of(&pages.context.config.current());
     let available = authz.auth.is_some();
     pages
         .page(
-            &visitor,
             "login.html",
             json!({ "then": then, "failed": false, "available": available }),
         )
@@ -461,11 +453,7 @@ pub async fn login_form(
 
 /// `POST /login`: checks the user name and password, then starts a logged-in session
 /// (with a new id) and goes back; a wrong pair shows the form again with a 401.
-pub async fn login(
-    State(pages): State<Pages>,
-    Extension(visitor): Extension<Visitor>,
-    body: Bytes,
-) -> Answer {
+pub async fn login(State(pages): State<Pages>, body: Bytes) -> Answer {
     let fields: Fields = form_urlencoded::parse(&body).into_owned().collect();
     let then = safe_return(field(&fields, "then"));
     let user = field(&fields, "username").unwrap_or_default();
@@ -477,7 +465,6 @@ pub async fn login(
         tracing::info!(user, "refused a login: wrong user name or password");
         let mut response = pages
             .page(
-                &visitor,
                 "login.html",
                 json!({ "then": then, "failed": true, "available": authz.auth.is_some() }),
             )
@@ -542,7 +529,5 @@ pub async fn users(
             "no user {uid}: this master stores no users"
         ))));
     }
-    pages
-        .page(&visitor, "users.html", json!({}))
-        .map_err(page_error)
+    pages.page("users.html", json!({})).map_err(page_error)
 }

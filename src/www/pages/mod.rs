@@ -5,9 +5,13 @@
 //! `public_html`.
 
 mod ansi;
+mod badge;
 mod controls;
+mod feeds;
+mod json_status;
 mod live;
 mod render;
+mod views;
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +32,7 @@ use crate::data::changes::{self, ChangesOf};
 use crate::data::registry::{self, BuildersOf, WorkersOf};
 use crate::data::{forceschedulers, Entity, Query};
 use crate::db::DbError;
+use crate::model::BuildResult;
 use crate::runtime::Context;
 pub(super) use render::escape as escape_html;
 use render::Templates;
@@ -44,6 +49,7 @@ struct Pages {
     context: Context,
     templates: Arc<Templates>,
     sessions: Arc<Sessions>,
+    sse: Arc<live::SseSessions>,
 }
 
 /// The page routes. Templates are looked up in `BASEDIR/templates/` and `template_dirs`
@@ -59,6 +65,7 @@ pub fn router(gate: Gate) -> Router {
     dirs.push(context.basedir.join("templates"));
     let pages = Pages {
         templates: Arc::new(Templates::new(dirs)),
+        sse: Arc::default(),
         context,
         sessions: gate.sessions,
     };
@@ -68,6 +75,21 @@ pub fn router(gate: Gate) -> Router {
         .route("/builders", get(builders_page))
         .route("/builders/{builder}", get(builder_page))
         .route("/builders/{builder}/builds/{number}", get(build_page))
+        .route(
+            "/builders/{builder}/builds/{number}/steps/{step}",
+            get(step_page),
+        )
+        .route("/buildstatus", get(build_status))
+        .route("/one_box_per_builder", get(one_box_per_builder))
+        .route("/console", get(views::console))
+        .route("/grid", get(views::grid))
+        .route("/tgrid", get(views::tgrid))
+        .route("/rss", get(feeds::rss))
+        .route("/atom", get(feeds::atom))
+        .route("/json", get(json_status::root))
+        .route("/json/{*path}", get(json_status::node))
+        .route("/png", get(badge::png))
+        .route("/svg", get(badge::svg))
         .route(
             "/builders/{builder}/builds/{number}/steps/{step}/logs/{log}",
             get(log_page),
@@ -106,13 +128,15 @@ pub fn router(gate: Gate) -> Router {
         .route("/moonbot.js", get(script))
         .route("/sse/listen/{*path}", get(live::sse_listen))
         .route("/sse/listen", get(live::sse_listen_all))
+        .route("/sse/add/{uuid}/{*path}", get(live::sse_add))
+        .route("/sse/remove/{uuid}/{*path}", get(live::sse_remove))
         .route("/ws", get(live::ws))
         .fallback(get(public_file))
         .with_state(pages)
 }
 
 /// The config's first WebStatus (the one whose port is served), or its defaults.
-fn web_config(context: &Context) -> WebStatusConfig {
+pub(super) fn web_config(context: &Context) -> WebStatusConfig {
     context
         .config
         .current()
@@ -188,30 +212,46 @@ fn html_headers() -> [(header::HeaderName, &'static str); 1] {
 }
 
 impl Pages {
-    /// Renders a page for `visitor`: every page shows who is logged in (or how to log in)
-    /// and its forms carry the session's CSRF token.
-    fn page(&self, visitor: &Visitor, template: &str, mut values: Value) -> PageResult {
+    /// Renders a page for the visitor of the request being served: every page shows who
+    /// is logged in (or how to log in) and its forms carry the session's CSRF token.
+    fn page(&self, template: &str, values: Value) -> PageResult {
+        self.render_as(template, "text/html; charset=utf-8", values)
+    }
+
+    /// A template rendered with the values every page has, served as `content_type`.
+    fn render_as(
+        &self,
+        template: &str,
+        content_type: &'static str,
+        mut values: Value,
+    ) -> PageResult {
         let config = self.context.config.current();
         let authz = auth::authz_of(&config);
         if let Value::Object(map) = &mut values {
             map.insert("title".into(), json!(config.title));
             map.insert("title_url".into(), json!(config.title_url));
             map.insert("page".into(), json!(template.trim_end_matches(".html")));
-            map.insert("user".into(), json!(visitor.user));
+            if let Some(visitor) = auth::current_visitor() {
+                map.insert("user".into(), json!(visitor.user));
+                map.insert(
+                    "csrf".into(),
+                    json!(self.sessions.csrf_token(&visitor.session)),
+                );
+                let login_url = visitor
+                    .user
+                    .is_none()
+                    .then(|| auth::login_url(&authz, &visitor.path))
+                    .flatten();
+                map.insert("login_url".into(), json!(login_url));
+                map.insert("show_users".into(), json!(visitor.show_users));
+            }
             map.insert(
-                "csrf".into(),
-                json!(self.sessions.csrf_token(&visitor.session)),
+                "feeds".into(),
+                json!(web_config(&self.context).provide_feeds),
             );
-            let login_url = visitor
-                .user
-                .is_none()
-                .then(|| auth::login_url(&authz, &visitor.path))
-                .flatten();
-            map.insert("login_url".into(), json!(login_url));
-            map.insert("show_users".into(), json!(visitor.show_users));
         }
-        let html = self.templates.render(template, values)?;
-        Ok((html_headers(), html).into_response())
+        let text = self.templates.render(template, values)?;
+        Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
     }
 }
 
@@ -264,34 +304,25 @@ fn query(entity: &Entity, pairs: &[(&str, String)]) -> Query {
 async fn welcome(State(pages): State<Pages>, Extension(visitor): Extension<Visitor>) -> PageResult {
     let caller = Caller::new(&pages.context, visitor.user.as_deref());
     let can_shutdown = caller.may(AuthzAction::CleanShutdown, None).await;
-    pages.page(
-        &visitor,
-        "root.html",
-        json!({ "can_shutdown": can_shutdown }),
-    )
+    pages.page("root.html", json!({ "can_shutdown": can_shutdown }))
 }
 
-async fn about(State(pages): State<Pages>, Extension(visitor): Extension<Visitor>) -> PageResult {
-    pages.page(&visitor,
-        "about.html",
+async fn about(State(pages): State<Pages>) -> PageResult {
+    pages.page("about.html",
         json!({ "version": env!("CARGO_PKG_VERSION"), "basedir": pages.context.basedir.display().to_string() }),
     )
 }
 
 /// Every builder with its last finished build, the builds it runs and what is queued.
+/// `builder=` and `tag=` choose the builders.
 async fn builders_page(
     State(pages): State<Pages>,
     Extension(visitor): Extension<Visitor>,
+    RawQuery(raw): RawQuery,
 ) -> PageResult {
-    let db = &pages.context.db;
-    let builders = registry::builders(
-        db,
-        &BuildersOf::default(),
-        &query(&registry::BUILDER, &[("order", "name".into())]),
-    )
-    .await?;
+    let builders = builder_columns(&pages, &arguments(&raw)).await?;
     let mut rows = Vec::new();
-    for builder in builders.items {
+    for builder in builders {
         rows.push(builder_summary(&pages, builder).await?);
     }
     let caller = Caller::new(&pages.context, visitor.user.as_deref());
@@ -300,11 +331,7 @@ async fn builders_page(
         "stop_all": caller.may(AuthzAction::StopAllBuilds, None).await,
         "cancel_all": caller.may(AuthzAction::CancelAllPendingBuilds, None).await,
     });
-    pages.page(
-        &visitor,
-        "builders.html",
-        json!({ "builders": rows, "can": can }),
-    )
+    pages.page("builders.html", json!({ "builders": rows, "can": can }))
 }
 
 /// A builder's row: `builder`, `last` (its last finished build), `running`, `pending`.
@@ -350,12 +377,63 @@ async fn builder_summary(pages: &Pages, builder: Value) -> Result<Value, PageErr
         ),
     )
     .await?;
+    let typical = typical_duration(pages, builderid).await?;
+    let now = chrono::Utc::now().timestamp();
+    let mut running = running.items;
+    let mut free_in = None::<i64>;
+    for build in &mut running {
+        let eta = typical.and_then(|took| {
+            let started = build["started_at"].as_i64()?;
+            Some((started + took - now).max(0))
+        });
+        free_in = match (free_in, eta) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        build["eta"] = json!(eta);
+    }
+    let mut pending = pending.items;
+    for (ahead, request) in pending.iter_mut().enumerate() {
+        request["eta"] =
+            json!(typical.map(|took| free_in.unwrap_or(0) + (ahead as i64 + 1) * took));
+    }
     Ok(json!({
         "builder": builder,
         "last": last.items.first(),
-        "running": running.items,
-        "pending": pending.items,
+        "running": running,
+        "pending": pending,
+        "typical": typical,
     }))
+}
+
+/// How long the builder's builds take: the mean of its last five that succeeded (with or
+/// without warnings), in seconds; `None` before the first. Running builds are expected to
+/// end that long after they started, and queued requests one such build after another
+/// once the first running build ends.
+async fn typical_duration(pages: &Pages, builderid: i64) -> Result<Option<i64>, PageError> {
+    let recent = builds::builds(
+        &pages.context.db,
+        &BuildsOf {
+            builderid: Some(builderid),
+            ..Default::default()
+        },
+        &query(
+            &builds::BUILD,
+            &[
+                ("complete", "true".into()),
+                ("results__le", BuildResult::Warnings.code().to_string()),
+                ("order", "-number".into()),
+                ("limit", "5".into()),
+            ],
+        ),
+    )
+    .await?;
+    let took: Vec<i64> = recent
+        .items
+        .iter()
+        .filter_map(|b| Some(b["complete_at"].as_i64()? - b["started_at"].as_i64()?))
+        .collect();
+    Ok((!took.is_empty()).then(|| took.iter().sum::<i64>() / took.len() as i64))
 }
 
 async fn builder_ref(pages: &Pages, name: &str) -> Result<(i64, Value), PageError> {
@@ -379,25 +457,65 @@ async fn builder_page(
     let args = arguments(&raw);
     let web = web_config(&pages.context);
     let numbuilds = count(&args, "numbuilds", web.numbuilds, None)?;
+    let wanted: Vec<(&str, &str)> = args
+        .iter()
+        .filter_map(|(n, v)| Some((n.strip_prefix("property.")?, v.as_str())))
+        .collect();
     let (builderid, builder) = builder_ref(&pages, &name).await?;
-    let summary = builder_summary(&pages, builder).await?;
+    let mut summary = builder_summary(&pages, builder).await?;
+    let mut pairs = vec![
+        ("complete", "true".to_string()),
+        ("order", "-number".into()),
+    ];
+    if wanted.is_empty() {
+        pairs.push(("limit", numbuilds.to_string()));
+    } else {
+        // Properties are matched on the items: every finished build is read.
+        pairs.extend(wanted.iter().map(|(n, _)| ("property", n.to_string())));
+        let requests = changes::buildrequests(
+            &pages.context.db,
+            Some(builderid),
+            &query(
+                &changes::BUILDREQUEST,
+                &[
+                    ("claimed", "false".into()),
+                    ("complete", "false".into()),
+                    ("order", "submitted_at".into()),
+                    ("property", "*".into()),
+                ],
+            ),
+        )
+        .await?;
+        summary["pending"] = json!(summary["pending"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| {
+                requests.items.iter().any(|full| {
+                    full["buildrequestid"] == r["buildrequestid"] && has_properties(full, &wanted)
+                })
+            })
+            .collect::<Vec<_>>());
+    }
     let recent = builds::builds(
         &pages.context.db,
         &BuildsOf {
             builderid: Some(builderid),
             ..Default::default()
         },
-        &query(
-            &builds::BUILD,
-            &[
-                ("complete", "true".into()),
-                ("order", "-number".into()),
-                ("limit", numbuilds.to_string()),
-            ],
-        ),
+        &query(&builds::BUILD, &pairs),
     )
     .await?;
-    let mut summary = summary;
+    let builds: Vec<Value> = recent
+        .items
+        .into_iter()
+        .filter(|b| has_properties(b, &wanted))
+        .take(numbuilds)
+        .collect();
+    let filters: Vec<Value> = wanted
+        .iter()
+        .map(|(n, v)| json!({ "name": n, "value": v }))
+        .collect();
     let caller = Caller::new(&pages.context, visitor.user.as_deref());
     for build in summary["running"].as_array_mut().into_iter().flatten() {
         build["buildername"] = json!(name);
@@ -420,16 +538,30 @@ async fn builder_page(
     let force_schedulers =
         forceschedulers::forceschedulers(&pages.context.config.current(), Some(&name));
     pages.page(
-        &visitor,
         "builder.html",
         json!({
             "summary": summary,
-            "builds": recent.items,
+            "builds": builds,
             "numbuilds": numbuilds,
+            "filters": filters,
             "can": can,
             "force_schedulers": force_schedulers,
         }),
     )
+}
+
+/// Whether an item's properties (`name -> [value, source]`) have each wanted value, as
+/// Python's `str()` writes it: strings as they are, `True`/`False` (or Lua's `true`/`false`),
+/// numbers and tables as JSON.
+fn has_properties(item: &Value, wanted: &[(&str, &str)]) -> bool {
+    wanted
+        .iter()
+        .all(|(name, want)| match &item["properties"][*name][0] {
+            Value::String(text) => text == want,
+            Value::Bool(b) => *want == if *b { "True" } else { "False" } || *want == b.to_string(),
+            Value::Null => false,
+            other => serde_json::to_string(other).is_ok_and(|text| text == *want),
+        })
 }
 
 fn build_ref(builder: &str, number: &str) -> Result<BuildRef, PageError> {
@@ -490,7 +622,6 @@ async fn build_page(
         false
     };
     pages.page(
-        &visitor,
         "build.html",
         json!({
             "can_stop": can_stop,
@@ -500,6 +631,77 @@ async fn build_page(
             "worker": worker,
             "properties": properties,
         }),
+    )
+}
+
+/// A step a URL names, by number or name.
+async fn find_step(
+    pages: &Pages,
+    builder: &str,
+    number: &str,
+    step: &str,
+) -> Result<Value, PageError> {
+    let db = &pages.context.db;
+    let missing = || {
+        PageError::not_found(format!(
+            "no step '{step}' in build {number} of builder '{builder}'"
+        ))
+    };
+    let step_ref = match step.parse() {
+        Ok(n) => StepRef::Number(build_ref(builder, number)?, n),
+        Err(_) => StepRef::Name(build_ref(builder, number)?, step.to_string()),
+    };
+    let stepid = builds::step_id(db, &step_ref).await?.ok_or_else(missing)?;
+    builds::step(db, stepid).await?.ok_or_else(missing)
+}
+
+/// `/builders/NAME/builds/N/steps/STEP`: one step, its state, times, logs and links.
+async fn step_page(
+    State(pages): State<Pages>,
+    UrlPath((builder, number, step)): UrlPath<(String, String, String)>,
+) -> PageResult {
+    let step = find_step(&pages, &builder, &number, &step).await?;
+    let stepid = step["stepid"].as_i64().unwrap_or_default();
+    let logs = builds::logs(&pages.context.db, stepid, &query(&builds::LOG, &[])).await?;
+    pages.page(
+        "step.html",
+        json!({ "builder": builder, "number": number, "step": step, "logs": logs.items }),
+    )
+}
+
+/// `/buildstatus?builder=NAME&number=N`: a build's steps top to bottom, in the
+/// waterfall's colours, small enough to embed.
+async fn build_status(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
+    let args = arguments(&raw);
+    let builder = argument(&args, "builder")
+        .ok_or_else(|| PageError::bad_request("builder= is required"))?
+        .to_string();
+    let number = argument(&args, "number")
+        .ok_or_else(|| PageError::bad_request("number= is required"))?
+        .to_string();
+    let db = &pages.context.db;
+    builder_ref(&pages, &builder).await?;
+    let missing = || PageError::not_found(format!("no build {number} of builder '{builder}'"));
+    let buildid = builds::build_id(db, &build_ref(&builder, &number)?)
+        .await?
+        .ok_or_else(missing)?;
+    let build = builds::build(db, buildid, &query(&builds::BUILD, &[]))
+        .await?
+        .ok_or_else(missing)?;
+    let steps = builds::steps(db, buildid, &query(&builds::STEP, &[])).await?;
+    let mut rows = Vec::new();
+    for step in steps
+        .items
+        .into_iter()
+        .filter(|s| !s["hidden"].as_bool().unwrap_or(false))
+    {
+        let stepid = step["stepid"].as_i64().unwrap_or_default();
+        let logs = builds::logs(db, stepid, &query(&builds::LOG, &[])).await?;
+        rows.push(json!({ "step": step, "logs": logs.items }));
+    }
+    pages.page(
+        "buildstatus.html",
+        json!({ "builder": builder, "build": build, "steps": rows }),
     )
 }
 
@@ -517,15 +719,16 @@ async fn find_log(
             "no log '{log}' in step '{step}' of build {number} of builder '{builder}'"
         ))
     };
-    let step_ref = match step.parse() {
-        Ok(n) => StepRef::Number(build_ref(builder, number)?, n),
-        Err(_) => StepRef::Name(build_ref(builder, number)?, step.to_string()),
-    };
-    let stepid = builds::step_id(db, &step_ref).await?.ok_or_else(missing)?;
+    let step = find_step(pages, builder, number, step)
+        .await
+        .map_err(|error| match error.status {
+            StatusCode::NOT_FOUND => missing(),
+            _ => error,
+        })?;
+    let stepid = step["stepid"].as_i64().unwrap_or_default();
     let logid = builds::log_id(db, &LogRef::Slug(StepRef::Id(stepid), log.to_string()))
         .await?
         .ok_or_else(missing)?;
-    let step = builds::step(db, stepid).await?.ok_or_else(missing)?;
     let log = builds::log(db, logid).await?.ok_or_else(missing)?;
     Ok((step, log))
 }
@@ -534,7 +737,6 @@ async fn find_log(
 /// another, so a log of any size opens at once on its end.
 async fn log_page(
     State(pages): State<Pages>,
-    Extension(visitor): Extension<Visitor>,
     UrlPath((builder, number, step, log)): UrlPath<(String, String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
@@ -561,7 +763,6 @@ async fn log_page(
     let earlier = (first > 0).then(|| (first - LOG_PAGE_LINES).max(0));
     let later = (last + 1 < num_lines).then_some(last + 1);
     pages.page(
-        &visitor,
         "log.html",
         json!({
             "builder": builder,
@@ -614,11 +815,7 @@ async fn log_text(
 }
 
 /// `/changes`: the last changes, newest first.
-async fn changes_page(
-    State(pages): State<Pages>,
-    Extension(visitor): Extension<Visitor>,
-    RawQuery(raw): RawQuery,
-) -> PageResult {
+async fn changes_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
     let args = arguments(&raw);
     let web = web_config(&pages.context);
     let limit = count(&args, "num_changes", web.numbuilds, None)?;
@@ -631,12 +828,11 @@ async fn changes_page(
         ),
     )
     .await?;
-    let rows: Vec<Value> = listing
-        .items
-        .iter()
-        .map(|change| render::change_links(&web, change))
-        .collect();
-    pages.page(&visitor, "changes.html", json!({ "changes": rows }))
+    let mut rows = Vec::new();
+    for change in &listing.items {
+        rows.push(render::change_links(&pages.context, &web, change).await);
+    }
+    pages.page("changes.html", json!({ "changes": rows }))
 }
 
 async fn change_page(
@@ -666,10 +862,9 @@ async fn change_page(
         .map(|build| with_builder_name(build, &names))
         .collect();
     pages.page(
-        &visitor,
         "change.html",
         json!({
-            "change": render::change_links(&web, &change),
+            "change": render::change_links(&pages.context, &web, &change).await,
             "builds": builds,
             "can_stop": Caller::new(&pages.context, visitor.user.as_deref())
                 .may(AuthzAction::StopChange, None)
@@ -702,11 +897,7 @@ fn with_builder_name(mut build: Value, names: &[(i64, String)]) -> Value {
 
 /// `/workers` (and the 0.8 name `/buildslaves`): every worker, connected or not, and the
 /// builders it serves unless `no_builders=1`.
-async fn workers_page(
-    State(pages): State<Pages>,
-    Extension(visitor): Extension<Visitor>,
-    RawQuery(raw): RawQuery,
-) -> PageResult {
+async fn workers_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
     let args = arguments(&raw);
     let show_builders = !matches!(argument(&args, "no_builders"), Some("1" | "true"));
     let workers = registry::workers(
@@ -740,7 +931,6 @@ async fn workers_page(
         })
         .collect();
     pages.page(
-        &visitor,
         "workers.html",
         json!({ "workers": rows, "show_builders": show_builders }),
     )
@@ -758,20 +948,12 @@ async fn worker_page(
         "pause": caller.may(AuthzAction::PauseSlave, Some(&worker)).await,
         "shutdown": caller.may(AuthzAction::GracefulShutdown, Some(&worker)).await,
     });
-    pages.page(
-        &visitor,
-        "worker.html",
-        json!({ "worker": worker, "can": can }),
-    )
+    pages.page("worker.html", json!({ "worker": worker, "can": can }))
 }
 
 /// `/one_line_per_build`: the last builds of every builder (or of `builder=`), newest
 /// first, one line each.
-async fn one_line_per_build(
-    State(pages): State<Pages>,
-    Extension(visitor): Extension<Visitor>,
-    RawQuery(raw): RawQuery,
-) -> PageResult {
+async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
     let args = arguments(&raw);
     let web = web_config(&pages.context);
     let numbuilds = count(&args, "numbuilds", web.numbuilds, None)?;
@@ -801,34 +983,89 @@ async fn one_line_per_build(
         rows.push(with_builder_name(build, &names));
     }
     pages.page(
-        &visitor,
         "one_line_per_build.html",
         json!({ "builds": rows, "builders": wanted, "numbuilds": numbuilds }),
     )
 }
 
-/// `/waterfall`: a column per builder, a row per build, newest on top. `builder=` and
-/// `tag=` (or `category=`) choose the columns, `branch=` the builds (of the last
-/// `num_events` read), `num_events=` how many, at most `num_events_max`.
-async fn waterfall(
-    State(pages): State<Pages>,
-    Extension(visitor): Extension<Visitor>,
-    RawQuery(raw): RawQuery,
-) -> PageResult {
+/// `/waterfall`: a column per builder, a row per build, newest on top; the builds
+/// [`selected_builds`] picks, `num_events` of them at most `num_events_max`.
+/// `failures_only=true` keeps the builders that are failing now ([`failing`]).
+/// `show_events=true` (the default) would add events other than builds, which are not
+/// recorded: the page says so when asked for them explicitly.
+async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
     let args = arguments(&raw);
     let web = web_config(&pages.context);
     let num_events = count(&args, "num_events", web.num_events, web.num_events_max)?;
-    let wanted = all_arguments(&args, "builder");
-    let mut tags = all_arguments(&args, "tag");
-    tags.extend(all_arguments(&args, "category"));
-    let branches = all_arguments(&args, "branch");
+    let mut columns = builder_columns(&pages, &args).await?;
+    if flag(&args, "failures_only", false)? {
+        columns = failing(&pages, columns).await?;
+    }
+    let events_asked =
+        argument(&args, "show_events").is_some() && flag(&args, "show_events", true)?;
+    let builds = selected_builds(&pages, &args, &columns, num_events, &[]).await?;
+    let window = ["show_time", "first_time", "last_time"]
+        .iter()
+        .any(|name| argument(&args, name).is_some());
+    let rows: Vec<Value> = builds
+        .into_iter()
+        .map(|build| {
+            let column = columns
+                .iter()
+                .position(|c| c["builderid"] == build["builderid"]);
+            json!({ "build": build, "column": column })
+        })
+        .collect();
+    pages.page(
+        "waterfall.html",
+        json!({
+            "builders": columns,
+            "rows": rows,
+            "num_events": num_events,
+            "events_asked": events_asked,
+            "window": window,
+        }),
+    )
+}
+
+/// A boolean from the URL: `1`/`true` or `0`/`false`, else `default`.
+fn flag(args: &[(String, String)], name: &str, default: bool) -> Result<bool, PageError> {
+    match argument(args, name) {
+        None | Some("") => Ok(default),
+        Some("1" | "true" | "True" | "on") => Ok(true),
+        Some("0" | "false" | "False" | "off") => Ok(false),
+        Some(other) => Err(PageError::bad_request(format!(
+            "{name}={other}: expected true or false"
+        ))),
+    }
+}
+
+/// Seconds since the epoch from the URL.
+fn epoch(args: &[(String, String)], name: &str) -> Result<Option<i64>, PageError> {
+    match argument(args, name) {
+        None | Some("") => Ok(None),
+        Some(text) => text.parse::<f64>().map(|t| Some(t as i64)).map_err(|_| {
+            PageError::bad_request(format!("{name}={text}: expected seconds since the epoch"))
+        }),
+    }
+}
+
+/// The builders a page shows: every builder by name, or those of `builder=`, having one
+/// of the `tag=` (or `category=`) tags when any is given.
+async fn builder_columns(
+    pages: &Pages,
+    args: &[(String, String)],
+) -> Result<Vec<Value>, PageError> {
+    let wanted = all_arguments(args, "builder");
+    let mut tags = all_arguments(args, "tag");
+    tags.extend(all_arguments(args, "category"));
     let builders = registry::builders(
         &pages.context.db,
         &BuildersOf::default(),
         &query(&registry::BUILDER, &[("order", "name".into())]),
     )
     .await?;
-    let columns: Vec<Value> = builders
+    Ok(builders
         .items
         .into_iter()
         .filter(|b| wanted.is_empty() || wanted.contains(&b["name"].as_str().unwrap_or_default()))
@@ -840,27 +1077,106 @@ async fn waterfall(
                     .flatten()
                     .any(|t| tags.contains(&t.as_str().unwrap_or_default()))
         })
-        .collect();
-    let mut pairs = vec![
-        ("order", "-buildid".to_string()),
-        ("limit", num_events.to_string()),
-        ("property", "branch".into()),
-    ];
-    for column in &columns {
+        .collect())
+}
+
+/// The builders that are failing now, as 0.8's waterfall tells: the last finished build
+/// did not succeed (with or without warnings; a skipped one is not a failure), a step of a
+/// running build failed, or no worker of the builder is connected.
+async fn failing(pages: &Pages, columns: Vec<Value>) -> Result<Vec<Value>, PageError> {
+    let db = &pages.context.db;
+    let workers =
+        registry::workers(db, &WorkersOf::default(), &query(&registry::WORKER, &[])).await?;
+    let mut kept = Vec::new();
+    for builder in columns {
+        let summary = builder_summary(pages, builder.clone()).await?;
+        let last_failed = summary["last"]["results"]
+            .as_i64()
+            .and_then(BuildResult::from_code)
+            .is_some_and(|r| {
+                !matches!(
+                    r,
+                    BuildResult::Success | BuildResult::Warnings | BuildResult::Skipped
+                )
+            });
+        let offline = !workers.items.iter().any(|w| {
+            w["connected_to"].as_array().is_some_and(|c| !c.is_empty())
+                && w["configured_on"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|on| on["builderid"] == builder["builderid"])
+        });
+        let mut step_failed = false;
+        for build in summary["running"].as_array().into_iter().flatten() {
+            let buildid = build["buildid"].as_i64().unwrap_or_default();
+            let steps = builds::steps(
+                db,
+                buildid,
+                &query(
+                    &builds::STEP,
+                    &[("results", BuildResult::Failure.code().to_string())],
+                ),
+            )
+            .await?;
+            step_failed |= !steps.items.is_empty();
+        }
+        if last_failed || offline || step_failed {
+            kept.push(builder);
+        }
+    }
+    Ok(kept)
+}
+
+/// The builds of `columns` the waterfall's URL selects, newest first, at most `limit`:
+/// `branch=` (the build's `branch` property), `first_time=`/`last_time=` (seconds since
+/// the epoch; the builds started between them) and `show_time=` (seconds before
+/// `last_time`, or before now). `extra` adds REST filters (the feeds ask for failures).
+async fn selected_builds(
+    pages: &Pages,
+    args: &[(String, String)],
+    columns: &[Value],
+    limit: usize,
+    extra: &[(&'static str, String)],
+) -> Result<Vec<Value>, PageError> {
+    let branches = all_arguments(args, "branch");
+    let last_time = epoch(args, "last_time")?;
+    let mut first_time = epoch(args, "first_time")?;
+    if let Some(span) = epoch(args, "show_time")? {
+        let end = last_time.unwrap_or_else(|| chrono::Utc::now().timestamp());
+        first_time = Some(first_time.map_or(end - span, |first| first.max(end - span)));
+    }
+    if columns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pairs = vec![("order", "-buildid".to_string())];
+    // The branch is a property: read only when asked for, and filtered on the items after
+    // more than a page was read.
+    let read = if branches.is_empty() {
+        limit
+    } else {
+        pairs.push(("property", "branch".into()));
+        limit.saturating_mul(10).max(100)
+    };
+    pairs.push(("limit", read.to_string()));
+    if let Some(last) = last_time {
+        pairs.push(("started_at__le", last.to_string()));
+    }
+    if let Some(first) = first_time {
+        pairs.push(("started_at__ge", first.to_string()));
+    }
+    for column in columns {
         pairs.push(("builderid", column["builderid"].to_string()));
     }
-    let builds = if columns.is_empty() {
-        Vec::new()
-    } else {
-        builds::builds(
-            &pages.context.db,
-            &BuildsOf::default(),
-            &query(&builds::BUILD, &pairs),
-        )
-        .await?
+    pairs.extend(extra.iter().cloned());
+    let builds = builds::builds(
+        &pages.context.db,
+        &BuildsOf::default(),
+        &query(&builds::BUILD, &pairs),
+    )
+    .await?;
+    Ok(builds
         .items
-    };
-    let rows: Vec<Value> = builds
         .into_iter()
         .filter(|build| {
             branches.is_empty()
@@ -868,18 +1184,51 @@ async fn waterfall(
                     .as_str()
                     .is_some_and(|b| branches.contains(&b))
         })
-        .map(|build| {
-            let column = columns
-                .iter()
-                .position(|c| c["builderid"] == build["builderid"]);
-            json!({ "build": build, "column": column })
-        })
+        .take(limit)
+        .collect())
+}
+
+/// Builds by id, in one query.
+async fn builds_by_id(
+    pages: &Pages,
+    ids: impl IntoIterator<Item = i64>,
+) -> Result<Vec<Value>, PageError> {
+    let mut pairs: Vec<(&str, String)> = ids
+        .into_iter()
+        .map(|id| ("buildid", id.to_string()))
         .collect();
-    pages.page(
-        &visitor,
-        "waterfall.html",
-        json!({ "builders": columns, "rows": rows, "num_events": num_events }),
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    pairs.sort();
+    pairs.dedup();
+    Ok(builds::builds(
+        &pages.context.db,
+        &BuildsOf::default(),
+        &query(&builds::BUILD, &pairs),
     )
+    .await?
+    .items)
+}
+
+/// `/one_box_per_builder`: a box per builder (`builder=`, `tag=`) with its last finished
+/// build, of `branch=` when given.
+async fn one_box_per_builder(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
+    let args = arguments(&raw);
+    let columns = builder_columns(&pages, &args).await?;
+    let mut boxes = Vec::new();
+    for builder in columns {
+        let last = selected_builds(
+            &pages,
+            &args,
+            std::slice::from_ref(&builder),
+            1,
+            &[("complete", "true".into())],
+        )
+        .await?;
+        boxes.push(json!({ "builder": builder, "last": last.first() }));
+    }
+    pages.page("one_box_per_builder.html", json!({ "boxes": boxes }))
 }
 
 async fn robots(State(pages): State<Pages>) -> Response {

@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 
 use crate::config::status::{CommentLink, CommentLinkRule, RevLink, UrlMap, WebStatusConfig};
 use crate::model::BuildResult;
+use crate::runtime::Context;
+use crate::script::{Arg, Callback};
 
 /// The stylesheet served as `/default.css` unless `public_html` has one.
 pub const STYLESHEET: &str = include_str!("templates/default.css");
@@ -39,6 +41,21 @@ const BUILT_IN: &[(&str, &str)] = &[
         "one_line_per_build.html",
         include_str!("templates/one_line_per_build.html"),
     ),
+    ("console.html", include_str!("templates/console.html")),
+    ("grid.html", include_str!("templates/grid.html")),
+    ("tgrid.html", include_str!("templates/tgrid.html")),
+    ("step.html", include_str!("templates/step.html")),
+    (
+        "buildstatus.html",
+        include_str!("templates/buildstatus.html"),
+    ),
+    (
+        "one_box_per_builder.html",
+        include_str!("templates/one_box_per_builder.html"),
+    ),
+    ("rss.xml", include_str!("templates/rss.xml")),
+    ("atom.xml", include_str!("templates/atom.xml")),
+    ("jsonhelp.html", include_str!("templates/jsonhelp.html")),
 ];
 
 /// The template environment; each template is read and compiled once, on first use.
@@ -72,6 +89,7 @@ impl Templates {
         env.set_formatter(html_formatter);
         env.add_filter("time", time);
         env.add_filter("duration", duration);
+        env.add_filter("eta", eta);
         env.add_filter("result", result_name);
         env.add_function("results_class", results_class);
         Templates { env }
@@ -122,6 +140,11 @@ fn duration(start: JinjaValue, end: JinjaValue) -> String {
     }
 }
 
+/// `{{ seconds | eta }}`: how long until something is expected, `in 2 min 5 s`.
+fn eta(seconds: JinjaValue) -> String {
+    format!("in {}", duration(JinjaValue::from(0), seconds))
+}
+
 /// `{{ code | result }}`: a result code's name (`success`), or empty for none.
 fn result_name(value: JinjaValue) -> String {
     i64::try_from(value)
@@ -169,9 +192,10 @@ pub fn escape(text: &str) -> String {
 
 /// A change with what the page links: `revlink` (URL of its revision), `comments_html`
 /// (its comments escaped, tickets linked by `changecommentlink`), `project_url` and
-/// `repository_url`. Options given as Lua functions link nothing (they are reported as
-/// not implemented).
-pub fn change_links(web: &WebStatusConfig, change: &Value) -> Value {
+/// `repository_url`. Options given as Lua functions are called on the script host, under
+/// its deadline; one that fails, or answers something else than a string (or nil), is
+/// logged with its `file:line` and the page shows the plain text.
+pub async fn change_links(context: &Context, web: &WebStatusConfig, change: &Value) -> Value {
     let text = |name: &str| change[name].as_str().unwrap_or_default().to_string();
     let (revision, repository, project) = (text("revision"), text("repository"), text("project"));
     let revlink = match &web.revlink {
@@ -181,28 +205,75 @@ pub fn change_links(web: &WebStatusConfig, change: &Value) -> Value {
         Some(RevLink::PerRepository(formats)) if !revision.is_empty() => formats
             .get(&repository)
             .map(|format| format.replacen("%s", &url_encode(&revision), 1)),
-        _ => None,
-    };
-    let rule = match &web.changecommentlink {
-        Some(CommentLink::Rule(rule)) => Some(rule),
-        Some(CommentLink::PerProject(rules)) => rules.get(&project),
+        Some(RevLink::Function(function)) if !revision.is_empty() => {
+            let args = vec![Arg::from(revision.as_str()), Arg::from(repository.as_str())];
+            call_for_text(context, "revlink", function, args).await
+        }
         _ => None,
     };
     let comments = text("comments");
-    let comments_html = match rule {
-        Some(rule) => link_tickets(rule, &comments),
+    let comments_html = match &web.changecommentlink {
+        Some(CommentLink::Rule(rule)) => link_tickets(rule, &comments),
+        Some(CommentLink::PerProject(rules)) => match rules.get(&project) {
+            Some(rule) => link_tickets(rule, &comments),
+            None => escape(&comments),
+        },
+        Some(CommentLink::Function(function)) => {
+            let args = vec![Arg::from(escape(&comments)), Arg::from(project.as_str())];
+            call_for_text(context, "changecommentlink", function, args)
+                .await
+                .unwrap_or_else(|| escape(&comments))
+        }
         None => escape(&comments),
-    };
-    let url_of = |map: &Option<UrlMap>, name: &str| match map {
-        Some(UrlMap::Table(urls)) => urls.get(name).cloned(),
-        _ => None,
     };
     let mut change = change.clone();
     change["revlink"] = json!(revlink);
     change["comments_html"] = json!(comments_html);
-    change["project_url"] = json!(url_of(&web.projects, &project));
-    change["repository_url"] = json!(url_of(&web.repositories, &repository));
+    change["project_url"] = json!(url_of(context, "projects", &web.projects, &project).await);
+    change["repository_url"] =
+        json!(url_of(context, "repositories", &web.repositories, &repository).await);
     change
+}
+
+/// The URL `projects` or `repositories` gives a name, if any.
+async fn url_of(
+    context: &Context,
+    option: &str,
+    map: &Option<UrlMap>,
+    name: &str,
+) -> Option<String> {
+    match map {
+        Some(UrlMap::Table(urls)) => urls.get(name).cloned(),
+        Some(UrlMap::Function(function)) if !name.is_empty() => {
+            call_for_text(context, option, function, vec![Arg::from(name)]).await
+        }
+        _ => None,
+    }
+}
+
+/// A link option's Lua function called with `args`: the string it answers, or `None` for
+/// nil, a failure or anything else (logged).
+async fn call_for_text(
+    context: &Context,
+    option: &str,
+    function: &Callback,
+    args: Vec<Arg>,
+) -> Option<String> {
+    match context.script.call::<Value>(function, args).await {
+        Ok(Value::String(text)) => Some(text),
+        Ok(Value::Null) => None,
+        Ok(other) => {
+            tracing::warn!(
+                "{}: WebStatus {option}: function returned {other}, not a string; the page shows plain text",
+                function.location()
+            );
+            None
+        }
+        Err(error) => {
+            tracing::warn!("WebStatus {option}: {error}; the page shows plain text");
+            None
+        }
+    }
 }
 
 /// The comments escaped, each match of the rule's regex a link to its replacement URL
