@@ -196,17 +196,17 @@ fn start_with_a_broken_config_prints_its_errors_and_fails() {
 }
 
 #[test]
-fn a_web_option_the_master_does_not_apply_is_a_checkconfig_warning_and_start_refuses_it() {
+fn an_option_the_master_does_not_apply_is_a_checkconfig_warning_and_start_refuses_it() {
     let master = MasterDir::new();
     std::fs::write(
         master.file("master.cfg.lua"),
         format!(
-            "{CONFIG}c['status']:append(status.WebStatus{{http_port = 'tcp:0:interface=127.0.0.1',\n\
-             maxRotatedFiles = 3}})\n"
+            "{CONFIG}c['status']:append(status.GitHubStatusPush{{token = 't',\n\
+             verify = false}})\n"
         ),
     )
     .unwrap();
-    let warning = "master.cfg.lua:8: WebStatus: option 'maxRotatedFiles' is not implemented yet";
+    let warning = "master.cfg.lua:8: GitHubStatusPush: option 'verify' is not implemented yet";
     let check = master.moonbot(&["checkconfig"]);
     assert!(check.status.success(), "{}", text(&check.stderr));
     assert!(
