@@ -469,3 +469,58 @@ async fn announcements_name_revisions_and_blame_the_authors_when_asked() {
     // pm_to_nicks hear the same, privately.
     assert_eq!(alice.message_from(BOT, "alice").await, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_shutdown_holds_new_builds_until_called_off_and_stops_the_master_when_builds_end() {
+    let (_dir, _server, mut alice, master) = setup("channels={'#ci'}, allowShutdown=true").await;
+    assert_eq!(
+        alice.ask(BOT, CHANNEL, "shutdown stop").await,
+        "No shutdown in progress"
+    );
+    let first = submit(&master, &["b"], &[("sleep", json!(2))]).await;
+    while !alice
+        .ask(BOT, CHANNEL, "status b")
+        .await
+        .contains("running")
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        alice.ask(BOT, CHANNEL, "shutdown start").await,
+        "Clean shutdown started: no new builds start, and the master stops when the running ones end"
+    );
+    assert_eq!(
+        alice.ask(BOT, CHANNEL, "shutdown check").await,
+        "A clean shutdown is under way: the master stops when the running builds end"
+    );
+    // Builder c is free, but nothing starts during a clean shutdown.
+    let held = submit(&master, &["c"], &[("sleep", json!(1))]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        alice.ask(BOT, CHANNEL, "status c").await,
+        "c: idle, 1 pending"
+    );
+    assert_eq!(
+        alice.ask(BOT, CHANNEL, "shutdown stop").await,
+        "Clean shutdown called off: builds start again"
+    );
+    assert_eq!(complete(&master, first).await, BuildResult::Success);
+    assert_eq!(complete(&master, held).await, BuildResult::Success);
+    assert!(!master.context.shutdown.is_cancelled());
+
+    // Started again, the shutdown waits for the running build, which ends as it would.
+    let last = submit(&master, &["b"], &[("sleep", json!(1))]).await;
+    while !alice
+        .ask(BOT, CHANNEL, "status b")
+        .await
+        .contains("running")
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    alice.ask(BOT, CHANNEL, "shutdown start").await;
+    assert!(!master.context.shutdown.is_cancelled());
+    assert_eq!(complete(&master, last).await, BuildResult::Success);
+    tokio::time::timeout(Duration::from_secs(10), master.context.shutdown.cancelled())
+        .await
+        .expect("the master shuts down once the last build ended");
+}

@@ -65,6 +65,13 @@ pub enum ControlRequest {
         reason: String,
         reply: Reply<()>,
     },
+    /// A clean shutdown (`Some(true)`: no new builds, the master stops once the running
+    /// ones end), calling it off (`Some(false)`), or only asking; answers whether one is
+    /// under way.
+    CleanShutdown {
+        set: Option<bool>,
+        reply: Reply<bool>,
+    },
 }
 
 /// The sending side; cheap to clone.
@@ -131,5 +138,12 @@ impl Control {
             reply,
         })
         .await
+    }
+
+    /// Begins (`Some(true)`) or calls off (`Some(false)`) a clean shutdown, or (`None`)
+    /// only asks; answers whether one is under way after the request.
+    pub async fn clean_shutdown(&self, set: Option<bool>) -> Result<bool, ControlError> {
+        self.ask(|reply| ControlRequest::CleanShutdown { set, reply })
+            .await
     }
 }
