@@ -420,21 +420,17 @@ async fn channels_are_joined_and_left_on_request_and_a_running_build_is_stopped(
     assert_eq!(complete(&master, bsid).await, BuildResult::Cancelled);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn announcements_name_revisions_and_blame_the_authors_when_asked() {
+/// Queues a build of `b` for a change by Carol at `revision`; answers its buildset.
+async fn queue_revision(master: &Master, revision: &str) -> i64 {
     use moonbot::changes::submit as submit_change;
     use moonbot::db::{BuildsetSpec, ChangeSpec};
 
-    let (_dir, _server, mut alice, master) = setup(
-        "channels={'#ci'}, pm_to_nicks={'alice'}, notify_events={finished=1}, useRevisions=true",
-    )
-    .await;
     let ctx = &master.context;
     let spec = ChangeSpec {
         author: "Carol <carol@example.org>".into(),
         comments: "fix".into(),
         branch: Some("main".into()),
-        revision: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        revision: Some(revision.into()),
         ..ChangeSpec::default()
     };
     let changeid = submit_change(ctx, spec).await.unwrap();
@@ -461,6 +457,16 @@ async fn announcements_name_revisions_and_blame_the_authors_when_asked() {
         .await
         .unwrap();
     }
+    bsid
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcements_name_revisions_and_blame_the_authors_when_asked() {
+    let (_dir, _server, mut alice, master) = setup(
+        "channels={'#ci'}, pm_to_nicks={'alice'}, notify_events={finished=1}, useRevisions=true",
+    )
+    .await;
+    let bsid = queue_revision(&master, "0123456789abcdef0123456789abcdef01234567").await;
     complete(&master, bsid).await;
     let expected = "build containing revision(s) [0123456] on b is complete: Success \
                     [build successful] - http://ci.example.org/#builders/1/builds/1 - \
@@ -468,4 +474,86 @@ async fn announcements_name_revisions_and_blame_the_authors_when_asked() {
     assert_eq!(alice.message_from(BOT, CHANNEL).await, expected);
     // pm_to_nicks hear the same, privately.
     assert_eq!(alice.message_from(BOT, "alice").await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_shutdown_holds_new_builds_until_called_off_and_stops_the_master_when_builds_end() {
+    let (_dir, _server, mut alice, master) = setup("channels={'#ci'}, allowShutdown=true").await;
+    assert_eq!(
+        alice.ask(BOT, CHANNEL, "shutdown stop").await,
+        "No shutdown in progress"
+    );
+    let first = submit(&master, &["b"], &[("sleep", json!(2))]).await;
+    while !alice
+        .ask(BOT, CHANNEL, "status b")
+        .await
+        .contains("running")
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        alice.ask(BOT, CHANNEL, "shutdown start").await,
+        "Clean shutdown started: no new builds start, and the master stops when the running ones end"
+    );
+    assert_eq!(
+        alice.ask(BOT, CHANNEL, "shutdown check").await,
+        "A clean shutdown is under way: the master stops when the running builds end"
+    );
+    // Builder c is free, but nothing starts during a clean shutdown.
+    let held = submit(&master, &["c"], &[("sleep", json!(1))]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        alice.ask(BOT, CHANNEL, "status c").await,
+        "c: idle, 1 pending"
+    );
+    assert_eq!(
+        alice.ask(BOT, CHANNEL, "shutdown stop").await,
+        "Clean shutdown called off: builds start again"
+    );
+    assert_eq!(complete(&master, first).await, BuildResult::Success);
+    assert_eq!(complete(&master, held).await, BuildResult::Success);
+    assert!(!master.context.shutdown.is_cancelled());
+
+    // Started again, the shutdown waits for the running build, which ends as it would.
+    let last = submit(&master, &["b"], &[("sleep", json!(1))]).await;
+    while !alice
+        .ask(BOT, CHANNEL, "status b")
+        .await
+        .contains("running")
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    alice.ask(BOT, CHANNEL, "shutdown start").await;
+    assert!(!master.context.shutdown.is_cancelled());
+    assert_eq!(complete(&master, last).await, BuildResult::Success);
+    tokio::time::timeout(Duration::from_secs(10), master.context.shutdown.cancelled())
+        .await
+        .expect("the master shuts down once the last build ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_announcement_within_a_minute_is_said_to_a_channel_once() {
+    let (_dir, _server, mut alice, master) =
+        setup("channels={'#ci'}, notify_events={started=1}, useRevisions=true").await;
+    // Two builds of one revision read the same when they start.
+    for _ in 0..2 {
+        let bsid = queue_revision(&master, "0123456789abcdef0123456789abcdef01234567").await;
+        complete(&master, bsid).await;
+    }
+    let other = queue_revision(&master, "89abcdef0123456789abcdef0123456789abcdef").await;
+    complete(&master, other).await;
+    let said: Vec<String> = alice
+        .lines_within(Duration::from_secs(2))
+        .await
+        .into_iter()
+        .filter(|l| l.is_message(BOT, CHANNEL))
+        .map(|l| l.text)
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "build containing revision(s) [0123456] on b started",
+            "build containing revision(s) [89abcde] on b started",
+        ]
+    );
 }

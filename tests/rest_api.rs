@@ -101,6 +101,9 @@ async fn engine(mut requests: mpsc::Receiver<ControlRequest>, seen: mpsc::Unboun
                     Ok(())
                 });
             }
+            ControlRequest::CleanShutdown { reply, .. } => {
+                let _ = reply.send(Ok(false));
+            }
             ControlRequest::Rebuild { buildid, reply } => {
                 let _ = seen.send(Seen::Rebuild(buildid));
                 let _ = reply.send(Ok((50, BTreeMap::from([(1, 51)]))));

@@ -142,6 +142,9 @@ pub struct Engine {
     /// Remote workers' connections that closed, by worker name and connection id.
     lost: mpsc::UnboundedReceiver<(String, u64)>,
     lost_sender: mpsc::UnboundedSender<(String, u64)>,
+    /// A clean shutdown is under way: no build starts, and the master shuts down when the
+    /// last running one ends. Unlike the master's shutdown it can be called off.
+    draining: bool,
 }
 
 /// What a build task reports when it ends.
@@ -200,6 +203,7 @@ impl Engine {
             reattach: attach,
             lost,
             lost_sender,
+            draining: false,
         };
         engine.apply(&ctx.config.current()).await?;
         Ok(engine)
@@ -384,6 +388,7 @@ impl Engine {
                         self.finished(finished);
                     }
                     self.start_builds(&mut builds).await;
+                    self.shut_down_when_drained();
                 }
                 Some(connection) = self.attached.recv() => {
                     self.attach(connection).await;
@@ -397,6 +402,7 @@ impl Engine {
                 Some(request) = control.recv() => {
                     self.answer(request).await;
                     self.start_builds(&mut builds).await;
+                    self.shut_down_when_drained();
                 }
             }
         }
@@ -529,9 +535,17 @@ impl Engine {
         }
     }
 
+    /// The last build of a clean shutdown has ended: the master shuts down.
+    fn shut_down_when_drained(&self) {
+        if self.draining && self.running.is_empty() {
+            tracing::info!("clean shutdown: no build is running");
+            self.ctx.shutdown.cancel();
+        }
+    }
+
     /// Starts every build that can start now.
     async fn start_builds(&mut self, builds: &mut JoinSet<Finished>) {
-        if self.ctx.shutdown.is_cancelled() {
+        if self.ctx.shutdown.is_cancelled() || self.draining {
             return;
         }
         // One query finds the builders with work, rather than one per configured builder.
@@ -809,6 +823,19 @@ impl Engine {
                 let _ = reply.send(self.set_worker_state(&worker, None, true).await);
             }
             ControlRequest::PingBuilder { builder, reply } => self.ping_builder(&builder, reply),
+            ControlRequest::CleanShutdown { set, reply } => {
+                if let Some(draining) = set.filter(|&d| d != self.draining) {
+                    self.draining = draining;
+                    match draining {
+                        true => tracing::info!(
+                            builds = self.running.len(),
+                            "clean shutdown: no new builds, waiting for the running ones"
+                        ),
+                        false => tracing::info!("clean shutdown called off"),
+                    }
+                }
+                let _ = reply.send(Ok(self.draining));
+            }
         }
     }
 

@@ -100,6 +100,13 @@ pub enum ControlRequest {
         builder: String,
         reply: Reply<Pinged>,
     },
+    /// A clean shutdown (`Some(true)`: no new builds, the master stops once the running
+    /// ones end), calling it off (`Some(false)`), or only asking; answers whether one is
+    /// under way.
+    CleanShutdown {
+        set: Option<bool>,
+        reply: Reply<bool>,
+    },
 }
 
 /// The sending side; cheap to clone.
@@ -209,6 +216,13 @@ impl Control {
 
     pub async fn ping_builder(&self, builder: String) -> Result<Pinged, ControlError> {
         self.ask(|reply| ControlRequest::PingBuilder { builder, reply })
+            .await
+    }
+
+    /// Begins (`Some(true)`) or calls off (`Some(false)`) a clean shutdown, or (`None`)
+    /// only asks; answers whether one is under way after the request.
+    pub async fn clean_shutdown(&self, set: Option<bool>) -> Result<bool, ControlError> {
+        self.ask(|reply| ControlRequest::CleanShutdown { set, reply })
             .await
     }
 }

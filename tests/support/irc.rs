@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -229,6 +229,13 @@ impl Client {
         self.send("QUIT :bye").await;
     }
 
+    /// Quits and waits until the server has closed the connection (the nick is free).
+    pub async fn quit_and_wait(mut self) {
+        self.send("QUIT :bye").await;
+        let mut rest = String::new();
+        let _ = tokio::time::timeout(LINE_WAIT, self.reader.read_to_string(&mut rest)).await;
+    }
+
     /// The next line, answering PINGs; `None` when `wait` passes first.
     pub async fn next_line(&mut self, wait: Duration) -> Option<Line> {
         loop {
@@ -307,5 +314,161 @@ impl Client {
                     .is_some_and(|c| c.eq_ignore_ascii_case(channel))
         })
         .await;
+    }
+}
+
+/// A small network with services: InspIRCd (cap, sasl, services_account, spanningtree)
+/// linked on loopback to Atheme (NickServ, SaslServ with PLAIN), its files in a directory
+/// of the test's; both killed when dropped.
+pub struct ServicesNetwork {
+    pub port: u16,
+    pub dir: PathBuf,
+    inspircd: Child,
+    atheme: Child,
+}
+
+impl ServicesNetwork {
+    pub async fn start(dir: &Path) -> ServicesNetwork {
+        let (port, link_port) = (free_port(), free_port());
+        let d = dir.display();
+        let inspircd_conf = dir.join("inspircd.conf");
+        std::fs::write(
+            &inspircd_conf,
+            format!(
+                r#"<server name="irc.test" description="test server" network="Test">
+<admin name="admin" nick="admin" email="admin@irc.test">
+<bind address="127.0.0.1" port="{port}" type="clients">
+<bind address="127.0.0.1" port="{link_port}" type="servers">
+<pid file="{d}/inspircd.pid">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="{d}/inspircd.log">
+<connect allow="*" timeout="60" pingfreq="120" recvq="8192" sendq="262144" localmax="100" globalmax="100" useident="no">
+<performance nouserdns="yes" clonesonconnect="no">
+<module name="cap">
+<module name="sasl">
+<module name="services_account">
+<module name="spanningtree">
+<link name="services.test" ipaddr="127.0.0.1" port="{link_port}" sendpass="linkpass" recvpass="linkpass">
+<uline server="services.test" silent="yes">
+<sasl target="services.test">
+"#
+            ),
+        )
+        .unwrap();
+        let atheme_conf = dir.join("atheme.conf");
+        std::fs::write(
+            &atheme_conf,
+            format!(
+                r#"loadmodule "modules/protocol/inspircd";
+loadmodule "modules/backend/opensex";
+loadmodule "modules/crypto/posix";
+loadmodule "modules/nickserv/main";
+loadmodule "modules/nickserv/identify";
+loadmodule "modules/nickserv/register";
+loadmodule "modules/saslserv/main";
+loadmodule "modules/saslserv/plain";
+serverinfo {{
+    name = "services.test"; desc = "Atheme IRC Services"; numeric = "00A";
+    recontime = 1; netname = "Test"; hidehostsuffix = "users.test";
+    adminname = "admin"; adminemail = "admin@irc.test"; registeremail = "noreply@irc.test";
+    loglevel = {{ error; info; admin; network; }};
+    maxlogins = 5; maxusers = 5; mdlimit = 30; emaillimit = 10; emailtime = 300;
+    auth = none; casemapping = rfc1459;
+}};
+uplink "irc.test" {{
+    host = "127.0.0.1"; port = {link_port};
+    send_password = "linkpass"; receive_password = "linkpass";
+}};
+general {{
+    flood_msgs = 0; flood_time = 10; ratelimit_uses = 0; ratelimit_period = 60;
+    kline_time = 7; clone_time = 0; commit_interval = 5;
+    default_clone_allowed = 5; default_clone_warn = 4;
+    uplink_sendq_limit = 1048576; language = "en"; immune_level = immune;
+}};
+nickserv {{ nick = "NickServ"; user = "NickServ"; host = "services.test"; real = "Nickname Services"; maxnicks = 5; expire = 30; }};
+saslserv {{ nick = "SaslServ"; user = "SaslServ"; host = "services.test"; real = "SASL Authentication Agent"; }};
+logfile "{d}/atheme-sasl.log" {{ all; }};
+"#
+            ),
+        )
+        .unwrap();
+        let output = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+        let inspircd = Command::new("inspircd")
+            .args(["--nofork", "--runasroot", "--config"])
+            .arg(&inspircd_conf)
+            .stdout(output("inspircd.out"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("inspircd runs (scripts/test installs it)");
+        for _ in 0..200 {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let atheme = Command::new("atheme-services")
+            .arg("-n")
+            .arg("-c")
+            .arg(&atheme_conf)
+            .arg("-D")
+            .arg(dir)
+            .arg("-l")
+            .arg(dir.join("atheme.log"))
+            .arg("-p")
+            .arg(dir.join("atheme.pid"))
+            .stdout(output("atheme.out"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("atheme-services runs (scripts/test installs it)");
+        let network = ServicesNetwork {
+            port,
+            dir: dir.to_path_buf(),
+            inspircd,
+            atheme,
+        };
+        network.wait_services().await;
+        network
+    }
+
+    /// Waits until SaslServ is on the network: the services linked and burst.
+    async fn wait_services(&self) {
+        let mut probe = Client::connect(self.port, "probe").await;
+        for _ in 0..100 {
+            probe.send("WHOIS SaslServ").await;
+            let answer = probe
+                .expect(|l| l.command == "311" || l.command == "401")
+                .await;
+            if answer.command == "311" {
+                probe.quit().await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("atheme did not link; see {}", self.dir.display());
+    }
+
+    /// Registers the account `nick` with `password` through NickServ, as a person would,
+    /// and leaves the nick free again.
+    pub async fn register(&self, nick: &str, password: &str) {
+        let mut client = Client::connect(self.port, nick).await;
+        client
+            .say(
+                "NickServ",
+                &format!("REGISTER {password} {nick}@example.org"),
+            )
+            .await;
+        let answer = client
+            .expect(|l| l.from == "NickServ" && l.command == "NOTICE")
+            .await;
+        assert!(answer.text.contains("is now registered"), "{answer:?}");
+        client.quit_and_wait().await;
+    }
+}
+
+impl Drop for ServicesNetwork {
+    fn drop(&mut self) {
+        for child in [&mut self.atheme, &mut self.inspircd] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -8,13 +8,15 @@
 //! notify events (its own choice, stored, or the config's defaults) who hears of them and
 //! writes one outbox message per build, event and target (keyed so it is never repeated);
 //! the outbox's delivery task sends them over the kept connection ([`IrcTransport`]), so
-//! what is announced while the bot is disconnected goes out after it reconnects.
+//! what is announced while the bot is disconnected goes out after it reconnects. The same
+//! words go to a channel or nick at most once a minute.
 
 pub mod connection;
 pub mod words;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -38,6 +40,8 @@ pub struct Irc {
     connection: Connection,
     link: Link,
     shared: Arc<Shared>,
+    /// Kept across reconfigs, which replace the transport.
+    recent: Arc<Mutex<RecentAnnouncements>>,
     conversation: JoinHandle<()>,
     /// Cancelled first when stopping, so that delivery stops waiting for a connection.
     closing: CancellationToken,
@@ -68,9 +72,11 @@ impl Service for Irc {
             commands,
         ));
         let closing = CancellationToken::new();
+        let recent = Arc::new(Mutex::new(RecentAnnouncements::default()));
         let transport = IrcTransport {
             link: link.clone(),
             closing: closing.clone(),
+            recent: recent.clone(),
         };
         let announcer = Announcer::new(ctx, shared.clone()).await?;
         Ok(Irc {
@@ -78,6 +84,7 @@ impl Service for Irc {
             connection,
             link,
             shared,
+            recent,
             conversation,
             closing,
         })
@@ -100,6 +107,7 @@ impl Service for Irc {
         let transport = IrcTransport {
             link: self.link.clone(),
             closing: self.closing.clone(),
+            recent: self.recent.clone(),
         };
         let announcer = Announcer::new(ctx, self.shared.clone()).await?;
         self.pipeline.replace(ctx, announcer, transport);
@@ -405,6 +413,34 @@ fn capitalized(word: &str) -> String {
 struct IrcTransport {
     link: Link,
     closing: CancellationToken,
+    recent: Arc<Mutex<RecentAnnouncements>>,
+}
+
+/// How long an announcement said to a channel or nick keeps the same words from being
+/// said there again: two builds of one revision starting together (with `useRevisions`),
+/// or a backlog sent after a reconnect, are heard once.
+const REPEAT_WINDOW: Duration = Duration::from_secs(60);
+
+/// The announcements said within [`REPEAT_WINDOW`], by target (lowercased) and text.
+#[derive(Default)]
+struct RecentAnnouncements {
+    said: HashMap<(String, String), Instant>,
+}
+
+impl RecentAnnouncements {
+    /// Whether `text` was said to `to` within the window; if not, it counts as said now.
+    fn is_repeat(&mut self, to: &str, text: &str, now: Instant) -> bool {
+        self.said
+            .retain(|_, at| now.duration_since(*at) < REPEAT_WINDOW);
+        let key = (to.to_lowercase(), text.to_string());
+        match self.said.contains_key(&key) {
+            true => true,
+            false => {
+                self.said.insert(key, now);
+                false
+            }
+        }
+    }
 }
 
 impl Transport for IrcTransport {
@@ -424,6 +460,15 @@ impl Transport for IrcTransport {
             return Outcome::Refused("the message names no channel or nick".into());
         };
         let text = String::from_utf8_lossy(&message.body);
+        let repeat = self
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_repeat(to, &text, Instant::now());
+        if repeat {
+            tracing::debug!(to, "announcement said there within a minute; not repeated");
+            return Outcome::Accepted;
+        }
         for written in self.link.say(Some(*session), to, &text, false) {
             if written.await.is_err() {
                 return Outcome::Broken("the IRC connection broke before the message went".into());
@@ -460,6 +505,21 @@ mod tests {
             names(fired_events(Warnings, Some(Exception))),
             ["finished", "warnings", "exceptionToWarnings"]
         );
+    }
+
+    #[test]
+    fn the_same_words_to_the_same_target_are_said_once_a_minute() {
+        let mut recent = RecentAnnouncements::default();
+        let start = Instant::now();
+        assert!(!recent.is_repeat("#ci", "build #1 of b started", start));
+        assert!(recent.is_repeat(
+            "#CI",
+            "build #1 of b started",
+            start + Duration::from_secs(59)
+        ));
+        assert!(!recent.is_repeat("#other", "build #1 of b started", start));
+        assert!(!recent.is_repeat("#ci", "build #2 of b started", start));
+        assert!(!recent.is_repeat("#ci", "build #1 of b started", start + REPEAT_WINDOW));
     }
 
     #[test]

@@ -216,7 +216,7 @@ pub async fn answer(ctx: &Context, shared: &Shared, request: &Request<'_>) -> An
         "force" if config.allow_force => force(ctx, shared, request, &args).await,
         "stop" if config.allow_force => stop(ctx, &args).await,
         "force" | "stop" => Err("force and stop are disabled (allowForce is false)".into()),
-        "shutdown" if config.allow_shutdown => Ok(shutdown(ctx, &args)),
+        "shutdown" if config.allow_shutdown => shutdown(ctx, &args).await,
         "shutdown" => Err("shutdown is disabled (allowShutdown is false)".into()),
         "source" => Ok(Answer::say(
             "moonbot, a Buildbot-style build master; its source comes with this master's \
@@ -612,28 +612,49 @@ async fn stop(ctx: &Context, args: &[&str]) -> Reply {
     })
 }
 
-fn shutdown(ctx: &Context, args: &[&str]) -> Answer {
-    let shutting_down = ctx.shutdown.is_cancelled();
-    match args.first().copied() {
-        Some("check") => Answer::say(match shutting_down {
-            true => "The master is shutting down",
+/// `start` is a clean shutdown (no new builds; the master stops when the running ones
+/// end), which `stop` calls off; `now` shuts down at once, running builds getting
+/// `SHUTDOWN_GRACE` to finish, and cannot be called off.
+async fn shutdown(ctx: &Context, args: &[&str]) -> Reply {
+    let clean = |set| async move {
+        ctx.control
+            .clean_shutdown(set)
+            .await
+            .map_err(|e| format!("cannot reach the engine: {e}"))
+    };
+    let line = match args.first().copied() {
+        Some(_) if ctx.shutdown.is_cancelled() => match args[0] {
+            "check" => "The master is shutting down now".to_string(),
+            _ => {
+                return Err("the master is already shutting down; that cannot be called off".into())
+            }
+        },
+        Some("check") => match clean(None).await? {
+            true => "A clean shutdown is under way: the master stops when the running builds end",
             false => "No shutdown in progress",
-        }),
-        // The master has one way to stop: no new builds, and running ones get
-        // `SHUTDOWN_GRACE` to finish.
-        Some("start" | "now") => {
+        }
+        .to_string(),
+        Some("start") => {
+            clean(Some(true)).await?;
+            "Clean shutdown started: no new builds start, and the master stops when the running ones end".into()
+        }
+        Some("stop") => match clean(None).await? {
+            true => {
+                clean(Some(false)).await?;
+                "Clean shutdown called off: builds start again".into()
+            }
+            false => "No shutdown in progress".into(),
+        },
+        Some("now") => {
             ctx.shutdown.cancel();
-            Answer::say(format!(
-                "Shutting down: no new builds start, running ones get {} s to finish",
+            format!(
+                "Shutting down now: running builds get {} s to finish",
                 crate::engine::SHUTDOWN_GRACE.as_secs()
-            ))
+            )
         }
-        Some("stop") if shutting_down => {
-            Answer::error("a shutdown that has begun cannot be called off")
-        }
-        Some("stop") => Answer::say("No shutdown in progress"),
-        _ => Answer::error("try 'shutdown check|start|stop|now'"),
-    }
+        _ => return Err("try 'shutdown check|start|stop|now'".into()),
+    };
+    Ok(Answer::say(line))
 }
 
 #[cfg(test)]
