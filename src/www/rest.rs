@@ -881,7 +881,7 @@ async fn call(
                 user = caller.user.unwrap_or("anonymous"),
                 "clean shutdown asked from the web"
             );
-            context.shutdown.cancel();
+            context.control.clean_shutdown(Some(true)).await?;
             Ok(Value::Null)
         }
         _ => Err(RpcError(

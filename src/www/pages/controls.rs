@@ -433,7 +433,12 @@ pub async fn clean_shutdown(
         user = visitor.user.as_deref().unwrap_or("anonymous"),
         "clean shutdown asked from the web"
     );
-    pages.context.shutdown.cancel();
+    pages
+        .context
+        .control
+        .clean_shutdown(Some(true))
+        .await
+        .map_err(page_error)?;
     pages.page("shutdown.html", json!({})).map_err(page_error)
 }
 
