@@ -45,8 +45,13 @@ c['schedulers']:append(schedulers.SingleBranchScheduler{
 })
 c['schedulers']:append(schedulers.ForceScheduler{ name = "force", builderNames = { "runtests" } })
 
--- Status targets: the web UI and REST API on http://localhost:8010/.
-c['status']:append(status.WebStatus{ http_port = "tcp:8010:interface=127.0.0.1" })
+-- Status targets: the web UI and REST API on http://localhost:8010/. It listens on this
+-- machine only, so whoever reaches it may force, stop and cancel builds; before opening it
+-- to a network, ask for a login (auth = util.BasicAuth{...}, actions set to 'auth').
+c['status']:append(status.WebStatus{
+  http_port = "tcp:8010:interface=127.0.0.1",
+  authz = util.Authz{ forceBuild = true, stopBuild = true, cancelPendingBuild = true },
+})
 
 -- Mail about failed builds: uncomment and point relayhost at your mail server. Mail waits
 -- in the outbox while the relay is down; see GET /api/v2/reporters.

@@ -439,6 +439,12 @@ async fn http_push_posts_waiting_events_together_up_to_chunk_size_and_one_alone_
     build(&master, "abc123", 0, &[]).await;
     build(&master, "def456", 0, &[]).await;
     build(&master, "0ff1ce", 0, &[]).await;
+    // The peer must have failed a request before it comes back.
+    let deadline = std::time::Instant::now() + WAIT;
+    while support::sql(master.dir(), "SELECT MAX(attempts) FROM outbox")[0][0].as_i64() < Some(1) {
+        assert!(std::time::Instant::now() < deadline, "no request failed");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     server.restart();
     let taken = wait_for_events(&server, 6).await;
     // The first request after the failures carries one event; then chunks of three.
