@@ -10,13 +10,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moonbot::data::{publish, Resource};
-use moonbot::db::{BuildsetSpec, SourceStampSpec};
+use moonbot::db::SourceStampSpec;
 use moonbot::master::Master;
-use moonbot::model::Properties;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+#[path = "support/builds.rs"]
+mod builds;
+use builds::{cpu_seconds, run_builds};
 
 const BUILDS: usize = 1_000;
 const PACED_BUILDS: usize = 100;
@@ -75,7 +77,7 @@ async fn run() -> anyhow::Result<()> {
 
     std::fs::write(dir.join("master.cfg.lua"), config(sink.port, "other")?)?;
     let mut master = Master::start(dir, CancellationToken::new()).await?;
-    run_builds(&master, BUILDS).await?;
+    run_builds(&master, "b", vec![SourceStampSpec::default(); BUILDS]).await?;
 
     std::fs::write(dir.join("master.cfg.lua"), config(sink.port, "b")?)?;
     let outcome = master.reconfig().await;
@@ -104,7 +106,7 @@ async fn run() -> anyhow::Result<()> {
     // One build at a time, the relay healthy: how long each mail waits in the outbox.
     let first_paced = BUILDS as i64 + 1;
     for _ in 0..PACED_BUILDS {
-        run_builds(&master, 1).await?;
+        run_builds(&master, "b", vec![SourceStampSpec::default()]).await?;
     }
     sink.wait_for(BUILDS + PACED_BUILDS).await?;
     let mut waits: Vec<f64> = sqlx::query_scalar(
@@ -128,48 +130,6 @@ async fn run() -> anyhow::Result<()> {
     master.context.shutdown.cancel();
     master.wait().await?;
     Ok(())
-}
-
-/// Queues `count` builds of `b` and waits for every one to finish.
-async fn run_builds(master: &Master, count: usize) -> anyhow::Result<()> {
-    let ctx = &master.context;
-    let builderid = ctx.db.builder_id("b").await?;
-    let mut buildsets = Vec::with_capacity(count);
-    for _ in 0..count {
-        let spec = BuildsetSpec {
-            reason: "bench".into(),
-            scheduler: "bench".into(),
-            new_sourcestamps: vec![SourceStampSpec::default()],
-            properties: Properties::new(),
-            builder_ids: vec![builderid],
-            ..BuildsetSpec::default()
-        };
-        let (bsid, brids) = ctx.db.add_buildset(&spec).await?;
-        for brid in brids.values() {
-            publish(&ctx.db, &ctx.bus, Resource::BuildRequest(*brid), "new").await?;
-        }
-        buildsets.push(bsid);
-    }
-    let deadline = Instant::now() + WAIT;
-    for bsid in buildsets {
-        while ctx.db.buildset_result(bsid).await?.is_none() {
-            anyhow::ensure!(Instant::now() < deadline, "buildset {bsid} never finished");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-    Ok(())
-}
-
-/// The process's user and system CPU time so far.
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// An SMTP server that accepts everything and counts the messages.

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
-use moonbot::data::{publish, Resource};
-use moonbot::db::{now, BuildsetSpec, SourceStampSpec};
+use moonbot::db::{now, SourceStampSpec};
 use moonbot::master::Master;
-use moonbot::model::Properties;
 use tokio_util::sync::CancellationToken;
+
+#[path = "support/builds.rs"]
+mod builds;
+use builds::{cpu_seconds, run_builds};
 
 const BUILDS: usize = 1_000;
 const PACED_BUILDS: usize = 100;
@@ -70,7 +72,7 @@ async fn run() -> anyhow::Result<()> {
 
     std::fs::write(dir.join("master.cfg.lua"), config(None))?;
     let mut master = Master::start(dir, CancellationToken::new()).await?;
-    run_builds(&master, BUILDS, 0).await?;
+    run_builds(&master, "b", commits(0..BUILDS)).await?;
     std::fs::write(dir.join("master.cfg.lua"), config(Some(recorder.port)))?;
     let outcome = master.reconfig().await;
     anyhow::ensure!(outcome.ok, "reconfig failed: {outcome:?}");
@@ -99,7 +101,7 @@ async fn run() -> anyhow::Result<()> {
     let mut waits = Vec::with_capacity(PACED_BUILDS);
     for n in 0..PACED_BUILDS {
         let sha = revision(BUILDS + n);
-        run_builds(&master, 1, BUILDS + n).await?;
+        run_builds(&master, "b", commits(BUILDS + n..BUILDS + n + 1)).await?;
         let complete_at: f64 =
             sqlx::query_scalar("SELECT complete_at FROM builds ORDER BY id DESC LIMIT 1")
                 .fetch_one(&master.context.db.pool)
@@ -119,55 +121,19 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A sourcestamp of each commit in `numbers`.
+fn commits(numbers: std::ops::Range<usize>) -> Vec<SourceStampSpec> {
+    numbers
+        .map(|n| SourceStampSpec {
+            revision: Some(revision(n)),
+            ..SourceStampSpec::default()
+        })
+        .collect()
+}
+
 /// The commit of the `n`th build.
 fn revision(n: usize) -> String {
     format!("{n:040x}")
-}
-
-/// Queues `count` builds of `b`, of the commits numbered from `first`, and waits for every
-/// one to finish.
-async fn run_builds(master: &Master, count: usize, first: usize) -> anyhow::Result<()> {
-    let ctx = &master.context;
-    let builderid = ctx.db.builder_id("b").await?;
-    let mut buildsets = Vec::with_capacity(count);
-    for n in first..first + count {
-        let spec = BuildsetSpec {
-            reason: "bench".into(),
-            scheduler: "bench".into(),
-            new_sourcestamps: vec![SourceStampSpec {
-                revision: Some(revision(n)),
-                ..SourceStampSpec::default()
-            }],
-            properties: Properties::new(),
-            builder_ids: vec![builderid],
-            ..BuildsetSpec::default()
-        };
-        let (bsid, brids) = ctx.db.add_buildset(&spec).await?;
-        for brid in brids.values() {
-            publish(&ctx.db, &ctx.bus, Resource::BuildRequest(*brid), "new").await?;
-        }
-        buildsets.push(bsid);
-    }
-    let deadline = Instant::now() + WAIT;
-    for bsid in buildsets {
-        while ctx.db.buildset_result(bsid).await?.is_none() {
-            anyhow::ensure!(Instant::now() < deadline, "buildset {bsid} never finished");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-    Ok(())
-}
-
-/// The process's user and system CPU time so far.
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// One status the recorder took: its commit, state and Unix arrival time.
