@@ -10,6 +10,7 @@ pub mod endpoints;
 pub mod http;
 pub mod polls;
 mod rotating_log;
+pub mod secrets;
 pub mod service;
 
 use std::path::PathBuf;

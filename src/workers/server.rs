@@ -1,6 +1,7 @@
 //! The msgpack port: WebSocket upgrades authenticated with HTTP Basic auth against the
 //! running config's workers, the handshake, then the connection handed to the engine.
 
+use crate::runtime::secrets::same_secret;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,7 +140,7 @@ fn authenticate(request: &Request, config: &SharedConfig) -> Result<String, Stri
     });
     // Compared in full whether or not the name is known, so timing tells nothing.
     let known = expected.is_some();
-    let matches = constant_time_eq(
+    let matches = same_secret(
         password.as_bytes(),
         expected.as_deref().unwrap_or("").as_bytes(),
     );
@@ -147,32 +148,5 @@ fn authenticate(request: &Request, config: &SharedConfig) -> Result<String, Stri
         Ok(name.to_string())
     } else {
         Err(format!("wrong name or password for worker '{name}'"))
-    }
-}
-
-/// Equality whose time depends on the lengths only, not on where the bytes differ.
-fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
-    let mut difference = given.len() ^ expected.len();
-    for (index, byte) in given.iter().enumerate() {
-        let other = expected
-            .get(index % expected.len().max(1))
-            .copied()
-            .unwrap_or(0);
-        difference |= usize::from(byte ^ other);
-    }
-    difference == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn passwords_equal_only_when_every_byte_and_the_length_match() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secreT", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod client;
 
+use crate::runtime::secrets::same_secret;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -149,8 +150,8 @@ async fn serve(
     let user = given["user"].as_str().unwrap_or("");
     let passwd = given["passwd"].as_str().unwrap_or("");
     // Both compared in full whatever the first gives, so the time says nothing of either.
-    let user_ok = same_secret(user, &credentials.user);
-    let passwd_ok = same_secret(passwd, &credentials.passwd);
+    let user_ok = same_secret(user.as_bytes(), credentials.user.as_bytes());
+    let passwd_ok = same_secret(passwd.as_bytes(), credentials.passwd.as_bytes());
     if !(user_ok & passwd_ok) {
         tracing::warn!("PBListener: {peer}: wrong user or password");
         let _ = write
@@ -184,33 +185,5 @@ async fn serve(
         if !matches!(written, Ok(Ok(()))) {
             return;
         }
-    }
-}
-
-/// Whether `given` equals `expected`, in a time that depends only on their lengths.
-fn same_secret(given: &str, expected: &str) -> bool {
-    let (given, expected) = (given.as_bytes(), expected.as_bytes());
-    let longest = given.len().max(expected.len());
-    let mut diff = u8::from(given.len() != expected.len());
-    for i in 0..longest {
-        let a = given.get(i).copied().unwrap_or(0);
-        let b = expected.get(i).copied().unwrap_or(0xff);
-        diff |= a ^ b;
-    }
-    std::hint::black_box(diff) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_match_only_when_equal() {
-        assert!(same_secret("clientpw", "clientpw"));
-        assert!(!same_secret("clientp", "clientpw"));
-        assert!(!same_secret("clientpwx", "clientpw"));
-        assert!(!same_secret("", "clientpw"));
-        assert!(!same_secret("clientpX", "clientpw"));
-        assert!(same_secret("", ""));
     }
 }

@@ -6,6 +6,7 @@
 mod passwords;
 mod session;
 
+use crate::runtime::secrets::basic_credentials;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -13,7 +14,6 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::config::status::{AuthzAction, AuthzConfig, AuthzRule, StatusTarget};
@@ -214,20 +214,6 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(n, v)| *n == name && !v.is_empty())
         .map(|(_, v)| v.to_string())
-}
-
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
 }
 
 /// Whether `user` (`None`: nobody logged in) may take `action` on `object` (a builder,

@@ -13,6 +13,7 @@ use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
 use crate::config::status::AuthConfig;
+use crate::runtime::secrets::same_secret;
 
 /// Whether `password` is `user`'s. An htpasswd file that cannot be read lets nobody in
 /// (and says why in the log).
@@ -22,7 +23,8 @@ pub async fn check(auth: &AuthConfig, basedir: &Path, user: &str, password: &str
             let known = users.iter().find(|(name, _)| name == user);
             // The same comparison for an unknown user, against the first user's password.
             let expected = known.or(users.first()).map(|(_, p)| p.as_str());
-            let same = expected.is_some_and(|expected| same_secret(expected, password));
+            let same = expected
+                .is_some_and(|expected| same_secret(password.as_bytes(), expected.as_bytes()));
             known.is_some() && same
         }
         AuthConfig::HtPasswd(file) | AuthConfig::HtPasswdApr(file) => {
@@ -47,12 +49,6 @@ pub async fn check(auth: &AuthConfig, basedir: &Path, user: &str, password: &str
             known.is_some() && matches
         }
     }
-}
-
-/// Compares two secrets in time that depends on neither (their digests are compared).
-fn same_secret(expected: &str, given: &str) -> bool {
-    let digest = |text: &str| Sha1::digest(text.as_bytes());
-    digest(expected).ct_eq(&digest(given)).into()
 }
 
 /// The `user:hash` lines of an htpasswd file; blank lines and `#` comments are skipped.

@@ -25,15 +25,14 @@ use axum::http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
-use base64::Engine as _;
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 
 use crate::changes::{self, ChangeMessage};
 use crate::config::status::{
     ChangeHookDialect, HookCodebase, HookCredentials, StatusTarget, WebStatusConfig,
 };
 use crate::db::ChangeSpec;
+use crate::runtime::secrets::{basic_credentials, same_secret};
 use crate::runtime::Context;
 use crate::script::{Arg, Callback, ScriptError};
 
@@ -190,21 +189,14 @@ fn check_credentials(
             }
         }
     }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Basic "))
-        .and_then(|encoded| {
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .ok()
-        })
-        .unwrap_or_default();
-    let mut matched = subtle::Choice::from(0);
+    // Every entry is compared in full, so timing tells nothing about which one is close.
+    let given = basic_credentials(headers).unwrap_or_default();
+    let mut matched = false;
     for (user, password) in &users {
-        matched |= given.ct_eq(format!("{user}:{password}").as_bytes());
+        matched |= same_secret(given.0.as_bytes(), user.as_bytes())
+            & same_secret(given.1.as_bytes(), password.as_bytes());
     }
-    if bool::from(matched) {
+    if matched {
         Ok(())
     } else {
         Err(HookError::new(
