@@ -438,7 +438,7 @@ fn client() -> Result<&'static reqwest::Client, String> {
         .get_or_init(|| {
             let mut builder = reqwest::Client::builder()
                 .user_agent(concat!("moonbot/", env!("CARGO_PKG_VERSION")));
-            if let Ok(tls) = crate::status::tls::tls_config() {
+            if let Ok(tls) = crate::runtime::tls::tls_config() {
                 builder = builder.use_preconfigured_tls((*tls).clone());
             }
             builder

@@ -12,6 +12,7 @@ pub mod polls;
 mod rotating_log;
 pub mod secrets;
 pub mod service;
+pub mod tls;
 
 use std::path::PathBuf;
 

@@ -12,7 +12,6 @@ pub mod pb_listener;
 pub mod push;
 pub mod snapshot;
 pub mod targets;
-pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;

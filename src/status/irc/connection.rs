@@ -348,7 +348,7 @@ impl Runner {
                     (Box::new(read), Box::new(write))
                 }
                 true => {
-                    let config = crate::status::tls::tls_config()?;
+                    let config = crate::runtime::tls::tls_config()?;
                     let name = ServerName::try_from(settings.host.clone())
                         .map_err(|e| format!("'{}' is not a server name: {e}", settings.host))?;
                     let tls = TlsConnector::from(config)

@@ -36,8 +36,8 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::status::MailNotifierConfig;
 use crate::db::{OutboxMessage, Refusal};
+use crate::runtime::tls::tls_config;
 use crate::status::outbox::{Outcome, Transport};
-use crate::status::tls::tls_config;
 
 /// The longest wait for connecting, the TLS handshake or the answer to one command.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);

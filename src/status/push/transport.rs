@@ -89,7 +89,7 @@ impl Packets {
 
 impl HttpTransport {
     /// A client for `base_url`'s scheme: https verified as the mail relay is
-    /// ([`crate::status::tls`]). `headers` go with every request.
+    /// ([`crate::runtime::tls`]). `headers` go with every request.
     pub fn new(
         base_url: &str,
         auth: Auth,
@@ -101,7 +101,7 @@ impl HttpTransport {
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("moonbot/", env!("CARGO_PKG_VERSION")));
         if base_url.starts_with("https://") {
-            let tls = crate::status::tls::tls_config()
+            let tls = crate::runtime::tls::tls_config()
                 .map_err(|e| format!("{base_url}: cannot set up TLS: {e}"))?;
             builder = builder.use_preconfigured_tls((*tls).clone());
         }

@@ -1,4 +1,5 @@
-//! TLS for every status target's peer (SMTP relays, IRC servers, HTTP endpoints): the system's roots (which honour `SSL_CERT_FILE` and
+//! TLS for every peer the master calls (SMTP relays, IRC servers, HTTP endpoints, Lua
+//! sources' requests): the system's roots (which honour `SSL_CERT_FILE` and
 //! `SSL_CERT_DIR`), and a certificate that is itself in the store trusted as itself, as
 //! OpenSSL does, so a self-signed relay or HTTP endpoint can be trusted by adding it there.
 
