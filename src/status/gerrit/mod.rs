@@ -526,7 +526,8 @@ async fn root_buildset(db: &Db, mut bsid: i64) -> anyhow::Result<i64> {
 }
 
 /// The last build of each request of `root` and of every buildset its builds triggered,
-/// in order; `None` while any of those buildsets is not complete.
+/// in the order of the requests (the buildset's builders, then what each triggered), not
+/// of which build happened to start first; `None` while any of those buildsets is not complete.
 async fn finished_tree(db: &Db, root: i64) -> anyhow::Result<Option<Vec<i64>>> {
     let mut pending = vec![root];
     let mut buildids = Vec::new();
@@ -540,7 +541,7 @@ async fn finished_tree(db: &Db, root: i64) -> anyhow::Result<Option<Vec<i64>>> {
         }
         let builds: Vec<i64> = sqlx::query_scalar(
             "SELECT MAX(b.id) FROM builds b JOIN buildrequests r ON r.id = b.buildrequestid \
-             WHERE r.buildsetid = $1 GROUP BY r.id ORDER BY MAX(b.id)",
+             WHERE r.buildsetid = $1 GROUP BY r.id ORDER BY r.id",
         )
         .bind(bsid)
         .fetch_all(&db.pool)
@@ -555,7 +556,6 @@ async fn finished_tree(db: &Db, root: i64) -> anyhow::Result<Option<Vec<i64>>> {
         buildids.extend(builds);
         pending.extend(triggered.into_iter().rev());
     }
-    buildids.sort_unstable();
     Ok(Some(buildids))
 }
 
