@@ -784,3 +784,135 @@ async fn a_pb_change_source_closes_a_connection_that_trickles_its_headers() {
     assert!(started.elapsed() < moonbot::runtime::http::HEADER_TIMEOUT + Duration::from_secs(5));
     source.stop().await;
 }
+
+/// A change with every field a change source can set, `n` telling it apart.
+fn full_change(n: usize) -> moonbot::db::ChangeSpec {
+    moonbot::db::ChangeSpec {
+        author: format!("Alice <alice{n}@example.org>"),
+        committer: Some("Bob <bob@example.org>".into()),
+        comments: format!("commit {n}"),
+        branch: Some("main".into()),
+        revision: Some(format!("{n:040x}")),
+        revlink: Some(format!("https://example.org/commit/{n}")),
+        when: Some(1_600_000_000.75 + n as f64),
+        category: Some("tag".into()),
+        repository: "https://example.org/repo.git".into(),
+        codebase: "app".into(),
+        project: "proj".into(),
+        files: vec!["a.c".into(), "dir/b.c".into()],
+        properties: vec![
+            ("ticket".into(), json!(n), "Change".into()),
+            ("nested".into(), json!({"k": [1, "two"]}), "hook".into()),
+        ],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_is_announced_as_the_rest_api_and_the_schedulers_read_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), "").await;
+    let mut events = ctx.bus.subscribe();
+    let ids = moonbot::changes::submit_all(&ctx, vec![full_change(1), full_change(2)])
+        .await
+        .unwrap();
+    for id in ids {
+        let event = next_event(&mut events).await;
+        assert_eq!(event.key, format!("changes/{id}/new"));
+        let stored = moonbot::data::changes::change(&ctx.db, id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.message, stored);
+        assert_eq!(
+            moonbot::data::changes::change_of(&event.message),
+            Some(ctx.db.change(id).await.unwrap())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_are_each_answered_with_their_own_changes_announced_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), "").await;
+    let mut events = ctx.bus.subscribe();
+    let pushes: Vec<_> = (0..40)
+        .map(|push| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let specs = vec![full_change(2 * push), full_change(2 * push + 1)];
+                (
+                    push,
+                    moonbot::changes::submit_all(&ctx, specs).await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    for push in pushes {
+        let (push, ids) = push.await.unwrap();
+        assert_eq!(ids.len(), 2);
+        for (offset, id) in ids.into_iter().enumerate() {
+            let (change, _) = ctx.db.change(id).await.unwrap();
+            assert_eq!(change.revision, Some(format!("{:040x}", 2 * push + offset)));
+        }
+    }
+    let mut announced = Vec::new();
+    for _ in 0..80 {
+        let event = next_event(&mut events).await;
+        announced.push(event.id_of("changes", "new").unwrap());
+    }
+    assert_eq!(announced, (1..=80).collect::<Vec<i64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_storage_refuses_fails_alone_among_pushes_committed_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), "").await;
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON changes WHEN NEW.comments = 'refused' \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .execute(&ctx.db.pool)
+    .await
+    .unwrap();
+    let mut events = ctx.bus.subscribe();
+    let pushes: Vec<_> = (0..20)
+        .map(|push| {
+            let ctx = ctx.clone();
+            let mut second = full_change(2 * push + 1);
+            if push % 5 == 3 {
+                second.comments = "refused".into();
+            }
+            tokio::spawn(async move {
+                let specs = vec![full_change(2 * push), second];
+                (push, moonbot::changes::submit_all(&ctx, specs).await)
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for push in pushes {
+        let (push, outcome) = push.await.unwrap();
+        match outcome {
+            Ok(ids) => {
+                assert_ne!(push % 5, 3, "push {push} was stored");
+                stored += ids.len();
+            }
+            Err(error) => {
+                assert_eq!(push % 5, 3, "push {push} failed: {error:#}");
+                assert!(format!("{error:#}").contains("refused by the test"));
+            }
+        }
+    }
+    assert_eq!(stored, 32);
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM changes")
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 32);
+    for _ in 0..32 {
+        next_event(&mut events).await;
+    }
+    assert!(
+        events.try_recv().is_err(),
+        "no change of a refused push is announced"
+    );
+}

@@ -1073,3 +1073,57 @@ async fn a_periodic_scheduler_keeps_its_schedule_unless_its_timing_changes() {
     assert_eq!(scheduler_master(&ctx, "hourly").await, None);
     assert!(!ctx.shutdown.is_cancelled());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_that_falls_behind_the_bus_still_builds_every_change_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = context(
+        dir.path(),
+        r#"
+        c['schedulers']:append(schedulers.SingleBranchScheduler{
+          name = "main", branch = "main", builderNames = { "a" },
+        })
+        "#,
+    )
+    .await;
+    // A bus far shorter than the burst: the scheduler misses most of its events.
+    ctx.bus = Bus::new(8);
+    let running = start_all(&ctx).await;
+    let mut messages = Vec::new();
+    for n in 0..100 {
+        let spec = change("main", &format!("r{n}"), &[]);
+        let id = ctx.db.add_change(&spec).await.unwrap();
+        let message = data::changes::change(&ctx.db, id).await.unwrap().unwrap();
+        messages.push((id, message));
+    }
+    // All announced at once, faster than the scheduler takes them.
+    for (id, message) in messages {
+        data::announce(&ctx.bus, Resource::Change(id), "new", message);
+    }
+    let count = |sql: &'static str| {
+        let pool = ctx.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while count("SELECT COUNT(*) FROM buildsets").await < 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} buildsets for 100 changes",
+            count("SELECT COUNT(*) FROM buildsets").await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nothing more comes: no change was taken twice.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count("SELECT COUNT(*) FROM buildsets").await, 100);
+    assert_eq!(
+        count("SELECT COUNT(DISTINCT sourcestampid) FROM buildset_sourcestamps").await,
+        100
+    );
+    stop(&ctx, running).await;
+}

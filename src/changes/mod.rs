@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::build::{ChangeSourceConfig, GitPoller, LuaSource, PbChangeSource};
 use crate::config::{same_options, PortSpec};
 use crate::data::{self, Resource};
-use crate::db::ChangeSpec;
+use crate::db::{ChangeSpec, StoredChange};
 use crate::runtime::{Context, Reconfigured, Service, SourceEndpoints};
 
 pub use gitpoller::GitPollerService;
@@ -33,37 +33,41 @@ pub async fn submit(ctx: &Context, spec: ChangeSpec) -> anyhow::Result<i64> {
 }
 
 /// Stores changes together, all or none (the commits of one push), then announces each
-/// as `changes/ID/new`; returns their ids in order.
+/// as `changes/ID/new` from what was written, in the order they were stored; returns
+/// their ids in order.
 pub async fn submit_all(ctx: &Context, mut specs: Vec<ChangeSpec>) -> anyhow::Result<Vec<i64>> {
     for spec in &mut specs {
         // Buildbot's addChange defaults the revlink to '' rather than NULL.
         spec.revlink.get_or_insert_with(String::new);
     }
-    let ids = ctx
+    let what = match &specs[..] {
+        [spec] => format!(
+            "the change {} by {}",
+            spec.revision.as_deref().unwrap_or("(no revision)"),
+            spec.author
+        ),
+        _ => format!("{} changes", specs.len()),
+    };
+    let bus = ctx.bus.clone();
+    let announce = move |stored: &[StoredChange]| {
+        for change in stored {
+            let message = data::changes::stored_change_json(change);
+            data::announce(&bus, Resource::Change(change.changeid), "new", message);
+            tracing::info!(
+                change = change.changeid,
+                author = %change.spec.author,
+                branch = change.spec.branch.as_deref().unwrap_or(""),
+                revision = change.spec.revision.as_deref().unwrap_or(""),
+                "change added"
+            );
+        }
+    };
+    let stored = ctx
         .db
-        .add_changes(&specs)
+        .add_changes(specs, Box::new(announce))
         .await
-        .with_context(|| match &specs[..] {
-            [spec] => format!(
-                "cannot store the change {} by {}",
-                spec.revision.as_deref().unwrap_or("(no revision)"),
-                spec.author
-            ),
-            _ => format!("cannot store {} changes", specs.len()),
-        })?;
-    for (id, spec) in ids.iter().zip(&specs) {
-        data::publish(&ctx.db, &ctx.bus, Resource::Change(*id), "new")
-            .await
-            .with_context(|| format!("cannot announce change {id}"))?;
-        tracing::info!(
-            change = id,
-            author = %spec.author,
-            branch = spec.branch.as_deref().unwrap_or(""),
-            revision = spec.revision.as_deref().unwrap_or(""),
-            "change added"
-        );
-    }
-    Ok(ids)
+        .with_context(|| format!("cannot store {what}"))?;
+    Ok(stored.iter().map(|change| change.changeid).collect())
 }
 
 /// A started change source. It runs until [`Service::stop`] or until the master's

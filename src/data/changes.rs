@@ -8,7 +8,8 @@ use super::query::{
     bind_all, id_list, wanted_properties, Bind, Entity, FieldType as F, Listing, Page, Query,
 };
 use super::{flag, opt_int, opt_time, projected, time};
-use crate::db::{Db, DbResult};
+use crate::db::{Db, DbResult, StoredChange};
+use crate::model::Change;
 
 pub const SOURCESTAMP: Entity = Entity {
     name: "sourcestamp",
@@ -255,6 +256,74 @@ pub async fn change(db: &Db, changeid: i64) -> DbResult<Option<Value>> {
         .fetch_optional(&db.pool)
         .await?;
     row.as_ref().map(change_json).transpose()
+}
+
+/// A change just stored, in the shape [`change`] reads it back: its announcement needs no
+/// read after the write.
+pub fn stored_change_json(stored: &StoredChange) -> Value {
+    let spec = &stored.spec;
+    let properties: Map<String, Value> = spec
+        .properties
+        .iter()
+        .map(|(name, value, source)| (name.clone(), json!([value, source])))
+        .collect();
+    json!({
+        "changeid": stored.changeid,
+        "author": spec.author,
+        "committer": spec.committer,
+        "comments": spec.comments,
+        "branch": spec.branch,
+        "revision": spec.revision,
+        "revlink": spec.revlink,
+        "when_timestamp": stored.when as i64,
+        "category": spec.category,
+        "repository": spec.repository,
+        "codebase": spec.codebase,
+        "project": spec.project,
+        "files": spec.files,
+        "properties": properties,
+        "parent_changeids": [],
+        "sourcestamp": {
+            "ssid": stored.sourcestampid,
+            "branch": spec.branch,
+            "revision": spec.revision,
+            "project": spec.project,
+            "repository": spec.repository,
+            "codebase": spec.codebase,
+            "created_at": stored.when as i64,
+            "patch": null,
+        },
+    })
+}
+
+/// The change a `changes/N/new` message describes, with its sourcestamp's id, as
+/// [`Db::change`] reads it; `None` when the message is not a change.
+pub fn change_of(message: &Value) -> Option<(Change, i64)> {
+    let text = |name: &str| message[name].as_str().map(str::to_string);
+    let change = Change {
+        number: message["changeid"].as_i64()?,
+        who: text("author")?,
+        revision: text("revision"),
+        branch: text("branch"),
+        when: message["when_timestamp"].as_i64()?,
+        files: message["files"]
+            .as_array()?
+            .iter()
+            .map(|file| file.as_str().map(str::to_string))
+            .collect::<Option<_>>()?,
+        comments: text("comments")?,
+        repository: text("repository")?,
+        project: text("project")?,
+        codebase: text("codebase")?,
+        category: text("category"),
+        revlink: text("revlink"),
+        properties: message["properties"]
+            .as_object()?
+            .iter()
+            .map(|(name, pair)| (name.clone(), pair[0].clone()))
+            .collect(),
+    };
+    Some((change, message["sourcestamp"]["ssid"].as_i64()?))
 }
 
 // ---- buildsets -------------------------------------------------------------------------

@@ -1,7 +1,11 @@
 //! Changes, the sourcestamps they make, and the key/value state services keep.
 
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use serde_json::Value;
 use sqlx::Row;
+use tokio::sync::oneshot;
 
 use super::{now, Db, DbError, DbResult};
 use crate::model::{Change, Patch, SourceStamp};
@@ -40,100 +44,221 @@ fn patch_of(row: &sqlx::any::AnyRow) -> DbResult<Option<Patch>> {
     }))
 }
 
+/// A change as stored: what was submitted, with the ids and the time storage gave it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredChange {
+    pub changeid: i64,
+    pub sourcestampid: i64,
+    /// `spec.when`, or the time the change was stored.
+    pub when: f64,
+    pub spec: ChangeSpec,
+}
+
+/// What runs right after a push's changes are committed, before its caller hears of them
+/// and in commit order with other pushes: their announcement, which a caller that goes
+/// away (a hook's client hanging up) cannot skip.
+pub type AfterCommit = Box<dyn FnOnce(&[StoredChange]) + Send>;
+
+/// The most pushes one transaction commits: more would hold SQLite's write lock long
+/// enough to delay the builds' own writes.
+const MOST_PUSHES_PER_COMMIT: usize = 64;
+
+/// The pushes waiting for the change writer. One writer task at a time commits every push
+/// that queued while the last commit ran in one transaction (group commit): concurrent
+/// hooks then take SQLite's write lock once between them, instead of each waiting for it in
+/// the busy handler's sleeps.
+#[derive(Default)]
+pub(super) struct ChangeQueue {
+    state: Mutex<Queued>,
+}
+
+#[derive(Default)]
+struct Queued {
+    pushes: Vec<Push>,
+    /// A writer task is running; it takes every push queued before it ends.
+    writing: bool,
+}
+
+/// One caller's changes, stored all or none.
+struct Push {
+    specs: Vec<ChangeSpec>,
+    after_commit: AfterCommit,
+    answer: oneshot::Sender<DbResult<Vec<StoredChange>>>,
+}
+
+impl Push {
+    fn finish(self, ids: DbResult<Vec<ChangeIds>>) {
+        let stored = ids.map(|ids| {
+            ids.into_iter()
+                .zip(self.specs)
+                .map(|(ids, spec)| StoredChange {
+                    changeid: ids.changeid,
+                    sourcestampid: ids.sourcestampid,
+                    when: ids.when,
+                    spec,
+                })
+                .collect::<Vec<_>>()
+        });
+        if let Ok(stored) = &stored {
+            (self.after_commit)(stored);
+        }
+        // A caller that went away no longer needs the answer.
+        let _ = self.answer.send(stored);
+    }
+}
+
+impl fmt::Debug for ChangeQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let queued = self.lock();
+        f.debug_struct("ChangeQueue")
+            .field("pushes", &queued.pushes.len())
+            .field("writing", &queued.writing)
+            .finish()
+    }
+}
+
+impl ChangeQueue {
+    fn lock(&self) -> MutexGuard<'_, Queued> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Clears the queue if its writer panics, so that later pushes start a new one (and
+/// those waiting hear of the failure) rather than waiting for it forever.
+struct Writing(Arc<ChangeQueue>);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut queued = self.0.lock();
+            queued.writing = false;
+            queued.pushes.clear();
+        }
+    }
+}
+
+/// What storage gave one change.
+struct ChangeIds {
+    changeid: i64,
+    sourcestampid: i64,
+    when: f64,
+}
+
 impl Db {
     /// Stores a change and the sourcestamp it describes; returns the change id.
     pub async fn add_change(&self, spec: &ChangeSpec) -> DbResult<i64> {
-        let ids = self.add_changes(std::slice::from_ref(spec)).await?;
-        Ok(ids[0])
+        let stored = self
+            .add_changes(vec![spec.clone()], Box::new(|_| {}))
+            .await?;
+        Ok(stored[0].changeid)
     }
 
-    /// Stores changes and their sourcestamps in one transaction, all or none (the commits
-    /// of one webhook); returns their ids in order.
-    pub async fn add_changes(&self, specs: &[ChangeSpec]) -> DbResult<Vec<i64>> {
+    /// Stores changes and their sourcestamps, all or none (the commits of one push), in
+    /// one transaction with the pushes of other callers that queued meanwhile; runs
+    /// `after_commit` once they are committed, and answers them with their ids, in order.
+    pub async fn add_changes(
+        &self,
+        specs: Vec<ChangeSpec>,
+        after_commit: AfterCommit,
+    ) -> DbResult<Vec<StoredChange>> {
+        let (answer, answered) = oneshot::channel();
+        let start_writer = {
+            let mut queued = self.change_queue.lock();
+            queued.pushes.push(Push {
+                specs,
+                after_commit,
+                answer,
+            });
+            !std::mem::replace(&mut queued.writing, true)
+        };
+        // The writer is a task of its own: a caller that goes away cannot cancel a commit
+        // other callers wait for.
+        if start_writer {
+            tokio::spawn(self.clone().write_queued_changes());
+        }
+        answered
+            .await
+            .map_err(|_| DbError::Sql(sqlx::Error::WorkerCrashed))?
+    }
+
+    /// The writer task: commits the queued pushes together until none is left. When a
+    /// group fails, each of its pushes is tried alone, so that one bad push fails no other.
+    async fn write_queued_changes(self) {
+        let _writing = Writing(self.change_queue.clone());
+        loop {
+            let mut pushes: Vec<Push> = {
+                let mut queued = self.change_queue.lock();
+                if queued.pushes.is_empty() {
+                    queued.writing = false;
+                    return;
+                }
+                let taken = queued.pushes.len().min(MOST_PUSHES_PER_COMMIT);
+                queued.pushes.drain(..taken).collect()
+            };
+            let group: Vec<&[ChangeSpec]> = pushes.iter().map(|push| &push.specs[..]).collect();
+            match self.insert_changes(&group).await {
+                Ok(ids) => {
+                    for (push, ids) in pushes.into_iter().zip(ids) {
+                        push.finish(Ok(ids));
+                    }
+                }
+                Err(error) if pushes.len() == 1 => pushes.remove(0).finish(Err(error)),
+                Err(_) => {
+                    for push in pushes {
+                        let ids = self.insert_changes(&[&push.specs]).await;
+                        push.finish(ids.map(|mut ids| ids.remove(0)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Inserts each push's changes and sourcestamps in one transaction.
+    async fn insert_changes(&self, pushes: &[&[ChangeSpec]]) -> DbResult<Vec<Vec<ChangeIds>>> {
         let mut tx = self.begin_write().await?;
-        let mut ids = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let when = spec.when.unwrap_or_else(now);
-            let properties: serde_json::Map<String, Value> = spec
-                .properties
-                .iter()
-                .map(|(name, value, source)| (name.clone(), serde_json::json!([value, source])))
-                .collect();
-            let ssid: i64 = sqlx::query_scalar(
-                "INSERT INTO sourcestamps (branch, revision, repository, codebase, project, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            )
-            .bind(&spec.branch)
-            .bind(&spec.revision)
-            .bind(&spec.repository)
-            .bind(&spec.codebase)
-            .bind(&spec.project)
-            .bind(when)
-            .fetch_one(&mut *tx)
-            .await?;
-            let changeid: i64 = sqlx::query_scalar(
-                "INSERT INTO changes (author, committer, comments, branch, revision, revlink, \
-                 when_timestamp, category, repository, codebase, project, files, properties, \
-                 sourcestampid) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING changeid",
-            )
-            .bind(&spec.author)
-            .bind(&spec.committer)
-            .bind(&spec.comments)
-            .bind(&spec.branch)
-            .bind(&spec.revision)
-            .bind(&spec.revlink)
-            .bind(when)
-            .bind(&spec.category)
-            .bind(&spec.repository)
-            .bind(&spec.codebase)
-            .bind(&spec.project)
-            .bind(serde_json::to_string(&spec.files).unwrap_or_else(|_| "[]".into()))
-            .bind(Value::Object(properties).to_string())
-            .bind(ssid)
-            .fetch_one(&mut *tx)
-            .await?;
-            ids.push(changeid);
+        let mut stored = Vec::with_capacity(pushes.len());
+        for specs in pushes {
+            let mut ids = Vec::with_capacity(specs.len());
+            for spec in specs.iter() {
+                ids.push(insert_change(&mut tx, spec).await?);
+            }
+            stored.push(ids);
         }
         tx.commit().await?;
-        Ok(ids)
+        Ok(stored)
     }
 
     /// A change as status objects and schedulers see it, with the id of its sourcestamp.
     pub async fn change(&self, changeid: i64) -> DbResult<(Change, i64)> {
-        let row = sqlx::query(
-            "SELECT author, comments, branch, revision, revlink, when_timestamp, category, \
-             repository, codebase, project, files, properties, sourcestampid \
-             FROM changes WHERE changeid = $1",
-        )
-        .bind(changeid)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| DbError::NotFound(format!("change {changeid}")))?;
-        let files: String = row.try_get("files")?;
-        let properties: String = row.try_get("properties")?;
-        let properties: serde_json::Map<String, Value> =
-            serde_json::from_str(&properties).map_err(|e| DbError::Corrupt(e.to_string()))?;
-        let when: f64 = row.try_get("when_timestamp")?;
-        let change = Change {
-            number: changeid,
-            who: row.try_get("author")?,
-            revision: row.try_get("revision")?,
-            branch: row.try_get("branch")?,
-            when: when as i64,
-            files: serde_json::from_str(&files).map_err(|e| DbError::Corrupt(e.to_string()))?,
-            comments: row.try_get("comments")?,
-            repository: row.try_get("repository")?,
-            project: row.try_get("project")?,
-            codebase: row.try_get("codebase")?,
-            category: row.try_get("category")?,
-            revlink: row.try_get("revlink")?,
-            properties: properties
-                .into_iter()
-                .map(|(name, pair)| (name, pair.get(0).cloned().unwrap_or(Value::Null)))
-                .collect(),
-        };
-        Ok((change, row.try_get("sourcestampid")?))
+        let sql = format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE changeid = $1");
+        let row = sqlx::query(&sql)
+            .bind(changeid)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| DbError::NotFound(format!("change {changeid}")))?;
+        change_of_row(&row)
+    }
+
+    /// Up to `limit` changes stored after change `after`, oldest first, each with the id
+    /// of its sourcestamp: what a scheduler that fell behind the bus missed.
+    pub async fn changes_after(&self, after: i64, limit: i64) -> DbResult<Vec<(Change, i64)>> {
+        let sql = format!(
+            "SELECT {CHANGE_COLUMNS} FROM changes WHERE changeid > $1 ORDER BY changeid LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(change_of_row).collect()
+    }
+
+    /// The id of the newest change, 0 when there is none.
+    pub async fn last_change_id(&self) -> DbResult<i64> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(changeid) FROM changes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(last.unwrap_or(0))
     }
 
     /// The sourcestamps of a buildset, each with the changes that made it.
@@ -200,6 +325,90 @@ impl Db {
         .await?;
         Ok(())
     }
+}
+
+/// The columns [`change_of_row`] reads.
+const CHANGE_COLUMNS: &str = "changeid, author, comments, branch, revision, revlink, \
+     when_timestamp, category, repository, codebase, project, files, properties, sourcestampid";
+
+/// A change and the id of its sourcestamp from a row of [`CHANGE_COLUMNS`].
+fn change_of_row(row: &sqlx::any::AnyRow) -> DbResult<(Change, i64)> {
+    let files: String = row.try_get("files")?;
+    let properties: String = row.try_get("properties")?;
+    let properties: serde_json::Map<String, Value> =
+        serde_json::from_str(&properties).map_err(|e| DbError::Corrupt(e.to_string()))?;
+    let when: f64 = row.try_get("when_timestamp")?;
+    let change = Change {
+        number: row.try_get("changeid")?,
+        who: row.try_get("author")?,
+        revision: row.try_get("revision")?,
+        branch: row.try_get("branch")?,
+        when: when as i64,
+        files: serde_json::from_str(&files).map_err(|e| DbError::Corrupt(e.to_string()))?,
+        comments: row.try_get("comments")?,
+        repository: row.try_get("repository")?,
+        project: row.try_get("project")?,
+        codebase: row.try_get("codebase")?,
+        category: row.try_get("category")?,
+        revlink: row.try_get("revlink")?,
+        properties: properties
+            .into_iter()
+            .map(|(name, pair)| (name, pair.get(0).cloned().unwrap_or(Value::Null)))
+            .collect(),
+    };
+    Ok((change, row.try_get("sourcestampid")?))
+}
+
+/// Inserts one change and the sourcestamp it describes.
+async fn insert_change(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    spec: &ChangeSpec,
+) -> DbResult<ChangeIds> {
+    let when = spec.when.unwrap_or_else(now);
+    let properties: serde_json::Map<String, Value> = spec
+        .properties
+        .iter()
+        .map(|(name, value, source)| (name.clone(), serde_json::json!([value, source])))
+        .collect();
+    let sourcestampid: i64 = sqlx::query_scalar(
+        "INSERT INTO sourcestamps (branch, revision, repository, codebase, project, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(&spec.branch)
+    .bind(&spec.revision)
+    .bind(&spec.repository)
+    .bind(&spec.codebase)
+    .bind(&spec.project)
+    .bind(when)
+    .fetch_one(&mut **tx)
+    .await?;
+    let changeid: i64 = sqlx::query_scalar(
+        "INSERT INTO changes (author, committer, comments, branch, revision, revlink, \
+         when_timestamp, category, repository, codebase, project, files, properties, \
+         sourcestampid) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING changeid",
+    )
+    .bind(&spec.author)
+    .bind(&spec.committer)
+    .bind(&spec.comments)
+    .bind(&spec.branch)
+    .bind(&spec.revision)
+    .bind(&spec.revlink)
+    .bind(when)
+    .bind(&spec.category)
+    .bind(&spec.repository)
+    .bind(&spec.codebase)
+    .bind(&spec.project)
+    .bind(serde_json::to_string(&spec.files).unwrap_or_else(|_| "[]".into()))
+    .bind(Value::Object(properties).to_string())
+    .bind(sourcestampid)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(ChangeIds {
+        changeid,
+        sourcestampid,
+        when,
+    })
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ mod registry;
 
 pub use builds::PendingRequest;
 pub use buildsets::{BuildsetSpec, SourceStampSpec};
-pub use changes::ChangeSpec;
+pub use changes::{AfterCommit, ChangeSpec, StoredChange};
 pub use outbox::{NewMessage, OutboxMessage, Refusal};
 
 use std::path::Path;
@@ -69,6 +69,8 @@ pub type DbResult<T> = Result<T, DbError>;
 pub struct Db {
     pub pool: AnyPool,
     pub dialect: Dialect,
+    /// Changes waiting to be committed together (`add_changes`).
+    change_queue: std::sync::Arc<changes::ChangeQueue>,
 }
 
 impl Db {
@@ -97,7 +99,11 @@ impl Db {
         .acquire_timeout(Duration::from_secs(30))
         .connect_with(options)
         .await?;
-        let db = Db { pool, dialect };
+        let db = Db {
+            pool,
+            dialect,
+            change_queue: Default::default(),
+        };
         db.migrate().await?;
         Ok(db)
     }

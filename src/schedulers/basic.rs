@@ -3,18 +3,16 @@
 //! AnyBranchScheduler), as Buildbot's `BaseBasicScheduler`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{
-    filter, next_event, next_update, sleep_until, store, submit_for_changes, LastCodebases,
+    filter, next_update, sleep_until, store, submit_for_changes, ChangeFeed, LastCodebases,
     Registered, Update,
 };
-use crate::bus::Event;
 use crate::config::build::{BranchScheduler, SchedulerConfig};
 use crate::db::{DbError, DbResult};
 use crate::model::Change;
@@ -45,7 +43,7 @@ pub(super) async fn start(
     updates: mpsc::Receiver<Update>,
 ) -> DbResult<JoinHandle<()>> {
     // Listen before reloading, so that no change falls between the two.
-    let events = service.ctx.bus.subscribe();
+    let feed = ChangeFeed::subscribe(&service.ctx).await?;
     let last = if config.create_absolute_source_stamps {
         let object = service.state_object(&config.base.name);
         Some(LastCodebases::load(&service.ctx, object).await?)
@@ -65,7 +63,7 @@ pub(super) async fn start(
         // Changes classified under an earlier config that had a timer are of no use now.
         store::flush(&scheduler.service.ctx.db, scheduler.service.id, None).await?;
     }
-    Ok(tokio::spawn(scheduler.run(events, updates)))
+    Ok(tokio::spawn(scheduler.run(feed, updates)))
 }
 
 impl Basic {
@@ -73,12 +71,9 @@ impl Basic {
         &self.config.base.name
     }
 
-    async fn run(
-        mut self,
-        mut events: broadcast::Receiver<Arc<Event>>,
-        mut updates: mpsc::Receiver<Update>,
-    ) {
+    async fn run(mut self, mut feed: ChangeFeed, mut updates: mpsc::Receiver<Update>) {
         let stop = self.service.stop.clone();
+        let db = self.service.ctx.db.clone();
         loop {
             let next_timer = self.timers.values().min().copied();
             tokio::select! {
@@ -89,14 +84,18 @@ impl Basic {
                     }
                     let _ = update.applied.send(());
                 }
-                event = next_event(&mut events, &self.config.base.name) => {
-                    let Some(event) = event else { break };
-                    if let Some(changeid) = event.id_of("changes", "new") {
-                        if let Err(error) = self.got_change_event(changeid).await {
+                next = feed.next(&db, &self.config.base.name) => match next {
+                    None => break,
+                    Some(Ok((change, _))) => {
+                        let changeid = change.number;
+                        if let Err(error) = self.got_change_event(change).await {
                             tracing::warn!(scheduler = self.name(), "cannot handle change {changeid}: {error}");
                         }
                     }
-                }
+                    Some(Err(error)) => {
+                        tracing::warn!(scheduler = self.name(), "cannot read the new changes: {error}");
+                    }
+                },
                 _ = sleep_until(next_timer) => {
                     if let Err(error) = self.fire_due_timers().await {
                         tracing::warn!(scheduler = self.name(), "cannot build the stable changes: {error}");
@@ -126,7 +125,7 @@ impl Basic {
     }
 
     /// Buildbot's `_changeCallback`: filter the change, then classify it.
-    async fn got_change_event(&mut self, changeid: i64) -> DbResult<()> {
+    async fn got_change_event(&mut self, change: Change) -> DbResult<()> {
         let intake = filter::Intake {
             scheduler: self.name(),
             change_filter: self.config.change_filter.as_ref(),
@@ -134,7 +133,7 @@ impl Basic {
             file_is_important: self.config.file_is_important.as_ref(),
             only_important: self.config.only_important,
         };
-        match self.service.take_change(&intake, changeid).await? {
+        match self.service.take_change(&intake, change).await {
             Some((change, important)) => self.got_change(&change, important).await,
             None => Ok(()),
         }

@@ -17,9 +17,10 @@ mod store;
 mod timed;
 mod triggerable;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::pending;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::{json, Map, Value};
@@ -32,7 +33,7 @@ use crate::bus::Event;
 use crate::config::build::{CodebaseDefaults, SchedulerBase, SchedulerConfig, ValueOrFunction};
 use crate::config::same_options;
 use crate::data::{self, Resource};
-use crate::db::{BuildsetSpec, DbResult, SourceStampSpec};
+use crate::db::{BuildsetSpec, Db, DbResult, SourceStampSpec};
 use crate::model::{Change, Properties};
 use crate::runtime::{Context, Reconfigured, Service, Submitted};
 use crate::script::Arg;
@@ -190,19 +191,19 @@ impl Registered {
         store::enabled(&self.ctx.db, self.id).await.unwrap_or(true)
     }
 
-    /// A change-driven scheduler's intake of `changes/ID/new`: the change and whether it is
+    /// A change-driven scheduler's intake of a new change: the change and whether it is
     /// important, unless the scheduler is disabled or `intake` leaves the change out.
     async fn take_change(
         &self,
         intake: &filter::Intake<'_>,
-        changeid: i64,
-    ) -> DbResult<Option<(Arc<Change>, bool)>> {
+        change: Change,
+    ) -> Option<(Arc<Change>, bool)> {
         if !self.enabled().await {
-            return Ok(None);
+            return None;
         }
-        let change = Arc::new(self.ctx.db.change(changeid).await?.0);
+        let change = Arc::new(change);
         let important = filter::take_change(&self.ctx, intake, &change).await;
-        Ok(important.map(|important| (change, important)))
+        important.map(|important| (change, important))
     }
 
     /// The task of a scheduler that acts only when asked: it holds the registration and
@@ -531,6 +532,92 @@ impl LastCodebases {
                 &Value::Object(self.codebases.clone()),
             )
             .await
+    }
+}
+
+/// The most changes a scheduler that fell behind reads from storage at once.
+const CATCH_UP_PAGE: i64 = 500;
+
+/// The changes a change-driven scheduler is told of: `changes/N/new` from the bus, each
+/// with its sourcestamp's id, taken from the event's message. Changes are announced in the
+/// order they were stored, so when the scheduler falls behind the bus and misses events,
+/// the changes after the last it saw are read from storage: none is lost.
+struct ChangeFeed {
+    events: broadcast::Receiver<Arc<Event>>,
+    /// The newest change handed out (at first, the newest stored at subscription).
+    last: i64,
+    /// The newest change read from storage after events were missed: the events of
+    /// changes up to it, still on their way, are passed over.
+    read_through: i64,
+    /// Events were missed and storage has changes after `last` not read yet.
+    missed: bool,
+    /// Changes read from storage, not handed out yet.
+    backlog: VecDeque<(Change, i64)>,
+}
+
+impl ChangeFeed {
+    /// Listens first, then notes the newest change stored, so that none falls between.
+    async fn subscribe(ctx: &Context) -> DbResult<ChangeFeed> {
+        let events = ctx.bus.subscribe();
+        Ok(ChangeFeed {
+            events,
+            last: ctx.db.last_change_id().await?,
+            read_through: 0,
+            missed: false,
+            backlog: VecDeque::new(),
+        })
+    }
+
+    /// The next change and its sourcestamp's id; `None` once the bus is gone. Dropping the
+    /// future loses nothing: what is not handed out stays for the next call. A failed read
+    /// is answered after a second, and tried again at the next call.
+    async fn next(&mut self, db: &Db, scheduler: &str) -> Option<DbResult<(Change, i64)>> {
+        loop {
+            if let Some(next) = self.backlog.pop_front() {
+                self.last = next.0.number;
+                return Some(Ok(next));
+            }
+            if self.missed {
+                let page = match db.changes_after(self.last, CATCH_UP_PAGE).await {
+                    Ok(page) => page,
+                    Err(error) => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        return Some(Err(error));
+                    }
+                };
+                self.missed = page.len() as i64 == CATCH_UP_PAGE;
+                if let Some((change, _)) = page.last() {
+                    self.read_through = change.number;
+                }
+                self.backlog.extend(page);
+                continue;
+            }
+            match self.events.recv().await {
+                Ok(event) => {
+                    let Some(changeid) = event.id_of("changes", "new") else {
+                        continue;
+                    };
+                    if changeid <= self.read_through {
+                        continue;
+                    }
+                    self.last = self.last.max(changeid);
+                    return Some(match data::changes::change_of(&event.message) {
+                        Some(change) => Ok(change),
+                        None => db.change(changeid).await,
+                    });
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        scheduler,
+                        "scheduler fell behind and missed {missed} bus events: reading the \
+                         changes after {} from storage",
+                        self.last
+                    );
+                    self.missed = true;
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
     }
 }
 

@@ -3,21 +3,20 @@
 //! builds one interval after the last build, Nightly at the first matching time after it
 //! (at once when that time passed while the master was down).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{
-    cron, filter, next_event, next_update, priority, sleep_until, stamps_with_defaults, store,
-    submit, submit_for_changes, LastCodebases, Registered, Request, Update,
+    cron, filter, next_update, priority, sleep_until, stamps_with_defaults, store, submit,
+    submit_for_changes, ChangeFeed, LastCodebases, Registered, Request, Update,
 };
-use crate::bus::Event;
 use crate::config::build::{Branch, Schedule, SchedulerConfig, TimedScheduler};
 use crate::db::{now, DbResult};
+use crate::model::Change;
 
 struct Timed {
     service: Registered,
@@ -43,10 +42,12 @@ pub(super) async fn start(
     let ctx = service.ctx.clone();
     let object = service.state_object(&config.base.name);
     let watches_changes = watches_changes(&config);
-    let events = watches_changes.then(|| ctx.bus.subscribe());
-    if !watches_changes {
+    let feed = if watches_changes {
+        Some(ChangeFeed::subscribe(&ctx).await?)
+    } else {
         store::flush(&ctx.db, service.id, None).await?;
-    }
+        None
+    };
     let last_actuated = ctx
         .db
         .get_state(&object, "last_build")
@@ -65,7 +66,7 @@ pub(super) async fn start(
         last_actuated,
         last,
     };
-    Ok(tokio::spawn(timed.run(events, updates)))
+    Ok(tokio::spawn(timed.run(feed, updates)))
 }
 
 impl Timed {
@@ -73,12 +74,9 @@ impl Timed {
         &self.config.base.name
     }
 
-    async fn run(
-        mut self,
-        mut events: Option<broadcast::Receiver<Arc<Event>>>,
-        mut updates: mpsc::Receiver<Update>,
-    ) {
+    async fn run(mut self, mut feed: Option<ChangeFeed>, mut updates: mpsc::Receiver<Update>) {
         let stop = self.service.stop.clone();
+        let db = self.service.ctx.db.clone();
         let mut actuate_at = self.schedule_next();
         loop {
             let deadline = actuate_at
@@ -87,7 +85,7 @@ impl Timed {
                 _ = stop.cancelled() => break,
                 update = next_update(&mut updates) => {
                     let schedule = self.config.schedule.clone();
-                    if let Err(error) = self.reconfigure(update.config, &mut events).await {
+                    if let Err(error) = self.reconfigure(update.config, &mut feed).await {
                         tracing::warn!(scheduler = self.name(), "cannot apply the new config: {error}");
                     }
                     // The next build time stays unless the timing changed.
@@ -96,19 +94,23 @@ impl Timed {
                     }
                     let _ = update.applied.send(());
                 }
-                event = async {
-                    match events.as_mut() {
-                        Some(events) => next_event(events, &self.config.base.name).await,
+                next = async {
+                    match feed.as_mut() {
+                        Some(feed) => feed.next(&db, &self.config.base.name).await,
                         None => std::future::pending().await,
                     }
-                } => {
-                    let Some(event) = event else { break };
-                    if let Some(changeid) = event.id_of("changes", "new") {
-                        if let Err(error) = self.got_change(changeid).await {
+                } => match next {
+                    None => break,
+                    Some(Ok((change, _))) => {
+                        let changeid = change.number;
+                        if let Err(error) = self.got_change(change).await {
                             tracing::warn!(scheduler = self.name(), "cannot handle change {changeid}: {error}");
                         }
                     }
-                }
+                    Some(Err(error)) => {
+                        tracing::warn!(scheduler = self.name(), "cannot read the new changes: {error}");
+                    }
+                },
                 _ = sleep_until(deadline) => {
                     if let Some(at) = actuate_at {
                         self.actuate(at).await;
@@ -125,17 +127,17 @@ impl Timed {
     async fn reconfigure(
         &mut self,
         config: SchedulerConfig,
-        events: &mut Option<broadcast::Receiver<Arc<Event>>>,
+        feed: &mut Option<ChangeFeed>,
     ) -> DbResult<()> {
         let (SchedulerConfig::Periodic(config) | SchedulerConfig::Nightly(config)) = config else {
             return Ok(());
         };
         self.config = config;
         let ctx = &self.service.ctx;
-        match (watches_changes(&self.config), events.is_some()) {
-            (true, false) => *events = Some(ctx.bus.subscribe()),
+        match (watches_changes(&self.config), feed.is_some()) {
+            (true, false) => *feed = Some(ChangeFeed::subscribe(ctx).await?),
             (false, true) => {
-                *events = None;
+                *feed = None;
                 store::flush(&ctx.db, self.service.id, None).await?;
             }
             _ => {}
@@ -190,7 +192,7 @@ impl Timed {
 
     /// Buildbot's `Timed.gotChange`: keep the change (important or not) for the next
     /// build, when it passes the filter and is on the scheduler's branch.
-    async fn got_change(&mut self, changeid: i64) -> DbResult<()> {
+    async fn got_change(&mut self, change: Change) -> DbResult<()> {
         let intake = filter::Intake {
             scheduler: self.name(),
             change_filter: self.config.change_filter.as_ref(),
@@ -198,7 +200,7 @@ impl Timed {
             file_is_important: self.config.file_is_important.as_ref(),
             only_important: self.config.only_important,
         };
-        let Some((change, important)) = self.service.take_change(&intake, changeid).await? else {
+        let Some((change, important)) = self.service.take_change(&intake, change).await else {
             return Ok(());
         };
         let ctx = &self.service.ctx;
@@ -210,7 +212,7 @@ impl Timed {
         if !on_branch {
             return Ok(());
         }
-        store::classify(&ctx.db, self.service.id, changeid, important).await?;
+        store::classify(&ctx.db, self.service.id, change.number, important).await?;
         if let Some(last) = &mut self.last {
             last.record(ctx, &change).await?;
         }
