@@ -140,6 +140,7 @@ macro_rules! on_both_databases {
 on_both_databases!(
     migrations_apply_once,
     a_change_comes_back_as_stored,
+    the_changes_of_a_push_come_back_each_with_its_own_sourcestamp,
     a_buildset_keeps_its_sourcestamps_properties_and_requests,
     registry_ids_are_stable,
     log_lines_come_back_across_chunks,
@@ -474,6 +475,47 @@ async fn a_change_comes_back_as_stored(test: TestDb) {
 
     let missing = db.change(second + 100).await.unwrap_err();
     assert!(matches!(missing, DbError::NotFound(_)), "{missing}");
+}
+
+/// A push's changes go in as one INSERT per table, whose RETURNING rows come back in no
+/// promised order: each change must still get the sourcestamp made for it, also when two
+/// are alike but for their time, or alike altogether.
+async fn the_changes_of_a_push_come_back_each_with_its_own_sourcestamp(test: TestDb) {
+    let db = &test.db;
+    let mut specs = Vec::new();
+    for n in 0..150 {
+        let mut spec = full_change();
+        spec.author = format!("author {n}");
+        spec.when = Some(1_700_000_000.0 + (n % 3) as f64 * 0.5);
+        if n % 5 == 0 {
+            spec.branch = None;
+        }
+        specs.push(spec);
+    }
+    let stored = db
+        .add_changes(specs.clone(), Box::new(|_| {}))
+        .await
+        .unwrap();
+    let mut sourcestamps = Vec::new();
+    for (n, (change, spec)) in stored.iter().zip(&specs).enumerate() {
+        let (read, sourcestampid) = db.change(change.changeid).await.unwrap();
+        assert_eq!(read.who, spec.author, "change {n}");
+        assert_eq!(sourcestampid, change.sourcestampid, "change {n}");
+        let (branch, created_at): (Option<String>, f64) =
+            sqlx::query_as("SELECT branch, created_at FROM sourcestamps WHERE id = $1")
+                .bind(sourcestampid)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            (branch, created_at),
+            (spec.branch.clone(), spec.when.unwrap())
+        );
+        sourcestamps.push(sourcestampid);
+    }
+    sourcestamps.sort_unstable();
+    sourcestamps.dedup();
+    assert_eq!(sourcestamps.len(), 150);
 }
 
 async fn a_buildset_keeps_its_sourcestamps_properties_and_requests(test: TestDb) {

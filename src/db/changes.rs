@@ -215,17 +215,18 @@ impl Db {
 
     /// Inserts each push's changes and sourcestamps in one transaction.
     async fn insert_changes(&self, pushes: &[&[ChangeSpec]]) -> DbResult<Vec<Vec<ChangeIds>>> {
+        let specs: Vec<&ChangeSpec> = pushes.iter().flat_map(|specs| specs.iter()).collect();
         let mut tx = self.begin_write().await?;
-        let mut stored = Vec::with_capacity(pushes.len());
-        for specs in pushes {
-            let mut ids = Vec::with_capacity(specs.len());
-            for spec in specs.iter() {
-                ids.push(insert_change(&mut tx, spec).await?);
-            }
-            stored.push(ids);
+        let mut ids = Vec::with_capacity(specs.len());
+        for rows in specs.chunks(ROWS_PER_INSERT) {
+            ids.extend(insert_rows(&mut tx, rows).await?);
         }
         tx.commit().await?;
-        Ok(stored)
+        let mut ids = ids.into_iter();
+        Ok(pushes
+            .iter()
+            .map(|specs| ids.by_ref().take(specs.len()).collect())
+            .collect())
     }
 
     /// A change as status objects and schedulers see it, with the id of its sourcestamp.
@@ -359,56 +360,127 @@ fn change_of_row(row: &sqlx::any::AnyRow) -> DbResult<(Change, i64)> {
     Ok((change, row.try_get("sourcestampid")?))
 }
 
-/// Inserts one change and the sourcestamp it describes.
-async fn insert_change(
+/// The most changes one INSERT writes: their 14 parameters each stay far below what
+/// SQLite and PostgreSQL take in one statement.
+const ROWS_PER_INSERT: usize = 100;
+
+/// Inserts changes and the sourcestamps they describe in two statements. Neither database
+/// promises the order of the rows RETURNING answers, so each sourcestamp is matched to its
+/// change by its columns (identical ones are interchangeable), and each change by its
+/// sourcestamp.
+async fn insert_rows(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    spec: &ChangeSpec,
-) -> DbResult<ChangeIds> {
-    let when = spec.when.unwrap_or_else(now);
-    let properties: serde_json::Map<String, Value> = spec
-        .properties
+    specs: &[&ChangeSpec],
+) -> DbResult<Vec<ChangeIds>> {
+    let whens: Vec<f64> = specs
         .iter()
-        .map(|(name, value, source)| (name.clone(), serde_json::json!([value, source])))
+        .map(|spec| spec.when.unwrap_or_else(now))
         .collect();
-    let sourcestampid: i64 = sqlx::query_scalar(
+    let sql = format!(
         "INSERT INTO sourcestamps (branch, revision, repository, codebase, project, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind(&spec.branch)
-    .bind(&spec.revision)
-    .bind(&spec.repository)
-    .bind(&spec.codebase)
-    .bind(&spec.project)
-    .bind(when)
-    .fetch_one(&mut **tx)
-    .await?;
-    let changeid: i64 = sqlx::query_scalar(
+         VALUES {} RETURNING id, branch, revision, repository, codebase, project, created_at",
+        placeholders(specs.len(), 6)
+    );
+    let mut query = sqlx::query(&sql);
+    for (spec, when) in specs.iter().zip(&whens) {
+        query = query
+            .bind(&spec.branch)
+            .bind(&spec.revision)
+            .bind(&spec.repository)
+            .bind(&spec.codebase)
+            .bind(&spec.project)
+            .bind(*when);
+    }
+    let mut sourcestampids: Vec<Option<i64>> = vec![None; specs.len()];
+    for row in query.fetch_all(&mut **tx).await? {
+        let branch: Option<String> = row.try_get(1)?;
+        let revision: Option<String> = row.try_get(2)?;
+        let repository: String = row.try_get(3)?;
+        let codebase: String = row.try_get(4)?;
+        let project: String = row.try_get(5)?;
+        let created_at: f64 = row.try_get(6)?;
+        let index = (0..specs.len())
+            .find(|&i| {
+                let spec = specs[i];
+                sourcestampids[i].is_none()
+                    && spec.branch == branch
+                    && spec.revision == revision
+                    && spec.repository == repository
+                    && spec.codebase == codebase
+                    && spec.project == project
+                    && whens[i] == created_at
+            })
+            .ok_or_else(|| DbError::Corrupt("a sourcestamp stored for no change".into()))?;
+        sourcestampids[index] = Some(row.try_get(0)?);
+    }
+    let sourcestampids: Vec<i64> = sourcestampids
+        .into_iter()
+        .collect::<Option<_>>()
+        .ok_or_else(|| DbError::Corrupt("a change's sourcestamp was not stored".into()))?;
+    let sql = format!(
         "INSERT INTO changes (author, committer, comments, branch, revision, revlink, \
          when_timestamp, category, repository, codebase, project, files, properties, \
-         sourcestampid) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING changeid",
-    )
-    .bind(&spec.author)
-    .bind(&spec.committer)
-    .bind(&spec.comments)
-    .bind(&spec.branch)
-    .bind(&spec.revision)
-    .bind(&spec.revlink)
-    .bind(when)
-    .bind(&spec.category)
-    .bind(&spec.repository)
-    .bind(&spec.codebase)
-    .bind(&spec.project)
-    .bind(serde_json::to_string(&spec.files).unwrap_or_else(|_| "[]".into()))
-    .bind(Value::Object(properties).to_string())
-    .bind(sourcestampid)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(ChangeIds {
-        changeid,
-        sourcestampid,
-        when,
-    })
+         sourcestampid) VALUES {} RETURNING changeid, sourcestampid",
+        placeholders(specs.len(), 14)
+    );
+    let mut query = sqlx::query(&sql);
+    for ((spec, when), sourcestampid) in specs.iter().zip(&whens).zip(&sourcestampids) {
+        let properties: serde_json::Map<String, Value> = spec
+            .properties
+            .iter()
+            .map(|(name, value, source)| (name.clone(), serde_json::json!([value, source])))
+            .collect();
+        query = query
+            .bind(&spec.author)
+            .bind(&spec.committer)
+            .bind(&spec.comments)
+            .bind(&spec.branch)
+            .bind(&spec.revision)
+            .bind(&spec.revlink)
+            .bind(*when)
+            .bind(&spec.category)
+            .bind(&spec.repository)
+            .bind(&spec.codebase)
+            .bind(&spec.project)
+            .bind(serde_json::to_string(&spec.files).unwrap_or_else(|_| "[]".into()))
+            .bind(Value::Object(properties).to_string())
+            .bind(*sourcestampid);
+    }
+    let mut changeids: Vec<Option<i64>> = vec![None; specs.len()];
+    for row in query.fetch_all(&mut **tx).await? {
+        let sourcestampid: i64 = row.try_get(1)?;
+        let index = sourcestampids
+            .iter()
+            .position(|&id| id == sourcestampid)
+            .ok_or_else(|| DbError::Corrupt("a change stored for no sourcestamp".into()))?;
+        changeids[index] = Some(row.try_get(0)?);
+    }
+    changeids
+        .into_iter()
+        .zip(sourcestampids)
+        .zip(whens)
+        .map(|((changeid, sourcestampid), when)| {
+            Ok(ChangeIds {
+                changeid: changeid
+                    .ok_or_else(|| DbError::Corrupt("a change was not stored".into()))?,
+                sourcestampid,
+                when,
+            })
+        })
+        .collect()
+}
+
+/// `($1, $2), ($3, $4)` for two rows of two columns.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let row: Vec<String> = (1..=columns)
+                .map(|column| format!("${}", row * columns + column))
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -451,5 +523,35 @@ mod tests {
             db.get_state("poller", "last").await.unwrap(),
             Some(Value::from("y"))
         );
+    }
+
+    #[tokio::test]
+    async fn identical_changes_of_one_push_get_a_sourcestamp_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
+        let spec = |author: &str| ChangeSpec {
+            author: author.into(),
+            branch: Some("main".into()),
+            revision: Some("abc".into()),
+            when: Some(1000.0),
+            ..ChangeSpec::default()
+        };
+        let stored = db
+            .add_changes(vec![spec("a"), spec("b"), spec("c")], Box::new(|_| {}))
+            .await
+            .unwrap();
+        let mut sourcestamps = Vec::new();
+        for (change, author) in stored.iter().zip(["a", "b", "c"]) {
+            let (read, sourcestampid) = db.change(change.changeid).await.unwrap();
+            assert_eq!(read.who, author);
+            assert_eq!(sourcestampid, change.sourcestampid);
+            sourcestamps.push(sourcestampid);
+        }
+        sourcestamps.sort_unstable();
+        sourcestamps.dedup();
+        assert_eq!(sourcestamps.len(), 3);
+        assert_eq!(placeholders(2, 2), "($1, $2), ($3, $4)");
     }
 }
