@@ -8,6 +8,8 @@ use moonbot::db::ChangeSpec;
 use serde_json::Value;
 
 mod support;
+#[path = "support/master_process.rs"]
+mod master_process;
 
 use support::{complete, golden, submit, TestMaster};
 
@@ -904,6 +906,72 @@ async fn link_functions_of_the_config_link_and_a_failing_one_leaves_plain_text()
         change.contains("fix the frobnicator, closes #42 &lt;for real&gt;"),
         "the comments as plain text: {change}"
     );
+}
+
+/// A master of its own process whose link functions fail: one raises an error, one answers
+/// a number.
+const FAILING_LINKS: &str = r#"
+local c = BuildmasterConfig
+c['status']:append(status.WebStatus{
+  http_port = "tcp:PORT:interface=127.0.0.1",
+  change_hook_dialects = { base = true },
+  revlink = function(rev, repo) return 42 end,
+  changecommentlink = function(text, project) error("no tickets today") end,
+})
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_revlink_and_changecommentlink_functions_are_logged_at_their_line_and_pages_render(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = FAILING_LINKS.replace("PORT", &port.to_string());
+    let line_of = |text: &str| 1 + config.lines().position(|l| l.contains(text)).unwrap();
+    let (revlink_line, comment_line) = (line_of("revlink ="), line_of("changecommentlink ="));
+    std::fs::write(dir.path().join("master.cfg.lua"), &config).unwrap();
+    let master = master_process::spawn_master(dir.path(), &[]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut hooked = None;
+    for _ in 0..200 {
+        let answer = client
+            .post(format!("{base}/change_hook/base"))
+            .form(&[
+                ("author", "alice"),
+                ("comments", "closes #42 <now>"),
+                ("revision", "abc123"),
+                ("project", "frob"),
+            ])
+            .send()
+            .await;
+        if let Ok(answer) = answer {
+            hooked = Some(answer.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(hooked, Some(202), "the change hook takes the change");
+    for path in ["/changes/1", "/changes", "/console"] {
+        let response = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let page = response.text().await.unwrap();
+        assert!(
+            page.contains("closes #42 &lt;now&gt;") && !page.contains("href=\"42\""),
+            "{path} shows the plain comments and no revision link: {page}"
+        );
+    }
+    master_process::kill(master);
+    let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    for expected in [
+        format!("master.cfg.lua:{comment_line}: no tickets today"),
+        format!("master.cfg.lua:{revlink_line}: WebStatus revlink: function returned 42"),
+    ] {
+        assert!(log.contains(&expected), "the log says {expected:?}: {log}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
