@@ -671,6 +671,13 @@ async fn json_answers_the_08_status_tree_with_its_flags() {
     assert_eq!(last["results"], 2);
     assert_eq!(last["slave"], "bot1");
     assert_eq!(last["sourceStamps"][0]["revision"], "bbbb2222");
+    assert_eq!(last["blame"], serde_json::json!(["bob <bob@example.org>"]));
+    let change = &last["sourceStamps"][0]["changes"][0];
+    assert_eq!(change["who"], "bob <bob@example.org>");
+    assert_eq!(change["rev"], "bbbb2222");
+    assert_eq!(change["comments"], "bbbb2222: fixes #7");
+    assert_eq!(change["at"], "Tue 14 Nov 2023 22:13:20");
+    assert_eq!(last["eta"], Value::Null, "a finished build has no ETA");
     assert_eq!(last["steps"][0]["name"], "fail");
     assert_eq!(last["steps"][0]["results"][0], 2);
     let step = json("/json/builders/mac/builds/1/steps/fail").await;
@@ -906,6 +913,44 @@ async fn link_functions_of_the_config_link_and_a_failing_one_leaves_plain_text()
         change.contains("fix the frobnicator, closes #42 &lt;for real&gt;"),
         "the comments as plain text: {change}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn builders_with_branch_show_the_last_build_of_that_branch() {
+    use moonbot::data::{publish, Resource};
+    use moonbot::db::{BuildsetSpec, SourceStampSpec};
+    let site = Site::start(CONFIG).await;
+    let ctx = &site.master.context;
+    for branch in ["main", "release"] {
+        let spec = BuildsetSpec {
+            reason: "test".into(),
+            scheduler: "test".into(),
+            new_sourcestamps: vec![SourceStampSpec {
+                branch: Some(branch.into()),
+                ..Default::default()
+            }],
+            builder_ids: vec![ctx.db.builder_id("linux").await.unwrap()],
+            ..Default::default()
+        };
+        let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
+        for brid in brids.values() {
+            publish(&ctx.db, &ctx.bus, Resource::BuildRequest(*brid), "new")
+                .await
+                .unwrap();
+        }
+        complete(&site.master, bsid).await;
+    }
+    let (first, second) = ("/builders/linux/builds/1\"", "/builders/linux/builds/2\"");
+    let all = site.page("/builders").await;
+    assert!(all.contains(second) && !all.contains(first), "{all}");
+    let main = site.page("/builders?branch=main").await;
+    assert!(main.contains(first) && !main.contains(second), "{main}");
+    let both = site.page("/builders?branch=main&branch=release").await;
+    assert!(both.contains(second) && !both.contains(first), "{both}");
+    let none = site.page("/builders?branch=nope").await;
+    assert!(!none.contains(first) && !none.contains(second), "{none}");
+    let lines = site.page("/one_line_per_build?branch=main").await;
+    assert!(lines.contains(first) && !lines.contains(second), "{lines}");
 }
 
 /// A master of its own process whose link functions fail: one raises an error, one answers
