@@ -96,9 +96,11 @@ fn pin_to_core(core: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The cores other than the master's, as `taskset` reads them.
+/// The cores other than the master's, as `taskset` reads them. (The process's own
+/// parallelism counts only the core it is pinned to.)
 fn other_cores() -> String {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: sysconf only reads a system value.
+    let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
     let others: Vec<String> = (0..cores)
         .filter(|c| *c != MASTER_CORE)
         .map(|c| c.to_string())
