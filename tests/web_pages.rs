@@ -7,9 +7,9 @@ use std::time::Duration;
 use moonbot::db::ChangeSpec;
 use serde_json::Value;
 
-mod support;
 #[path = "support/master_process.rs"]
 mod master_process;
+mod support;
 
 use support::{complete, golden, submit, TestMaster};
 
@@ -966,8 +966,8 @@ c['status']:append(status.WebStatus{
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn failing_revlink_and_changecommentlink_functions_are_logged_at_their_line_and_pages_render(
-) {
+async fn failing_revlink_and_changecommentlink_functions_are_logged_at_their_line_and_pages_render()
+{
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -380,7 +380,11 @@ async fn builder_summaries(
             .filter_map(|r| r["buildrequestid"].as_i64())
             .collect();
         let on = store::requests_on_branches(db, &ids, branches).await?;
-        pending.retain(|r| r["buildrequestid"].as_i64().is_some_and(|id| on.contains(&id)));
+        pending.retain(|r| {
+            r["buildrequestid"]
+                .as_i64()
+                .is_some_and(|id| on.contains(&id))
+        });
     }
     let now = chrono::Utc::now().timestamp();
     let mut rows = Vec::with_capacity(builders.len());
@@ -1143,7 +1147,11 @@ async fn failing(pages: &Pages, columns: Vec<Value>) -> Result<Vec<Value>, PageE
             .as_array()
             .into_iter()
             .flatten()
-            .any(|b| b["buildid"].as_i64().is_some_and(|id| step_failed.contains(&id)));
+            .any(|b| {
+                b["buildid"]
+                    .as_i64()
+                    .is_some_and(|id| step_failed.contains(&id))
+            });
         if last_failed || offline || step_failed {
             kept.push(builder.clone());
         }
@@ -1238,9 +1246,14 @@ async fn one_box_per_builder(State(pages): State<Pages>, RawQuery(raw): RawQuery
         branches: &branches,
         ..Default::default()
     };
-    let last_ids =
-        store::newest_of_each(&pages.context.db, &builderids, &selection, 1, builderids.len())
-            .await?;
+    let last_ids = store::newest_of_each(
+        &pages.context.db,
+        &builderids,
+        &selection,
+        1,
+        builderids.len(),
+    )
+    .await?;
     let builds = builds_by_id(&pages, last_ids).await?;
     let boxes: Vec<Value> = columns
         .into_iter()

@@ -70,7 +70,11 @@ async fn per_builder(
             })
             .collect();
         let sql = finish(&format!("({}) AS u", parts.join(" UNION ALL ")));
-        rows.extend(bind_all(sqlx::query(&sql), &all.0).fetch_all(&db.pool).await?);
+        rows.extend(
+            bind_all(sqlx::query(&sql), &all.0)
+                .fetch_all(&db.pool)
+                .await?,
+        );
     }
     Ok(rows)
 }
@@ -188,7 +192,14 @@ pub async fn last_finished(
     )
     .await?;
     rows.iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)))
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+            ))
+        })
         .collect()
 }
 

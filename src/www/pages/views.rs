@@ -7,8 +7,8 @@ use axum::extract::{RawQuery, State};
 use serde_json::{json, Value};
 
 use super::{
-    all_arguments, argument, arguments, builder_columns, builds_by_id, count, query, render,
-    store, web_config, PageError, PageResult, Pages,
+    all_arguments, argument, arguments, builder_columns, builds_by_id, count, query, render, store,
+    web_config, PageError, PageResult, Pages,
 };
 use crate::data::builds;
 use crate::data::changes::{self, ChangesOf};
