@@ -138,12 +138,23 @@ async fn run() -> anyhow::Result<()> {
     );
     let address = master.web_address.expect("the config has a WebStatus");
     let cores = other_cores();
-    for path in PAGES {
+    // `BENCH_PAGES=/console,/waterfall` loads only those pages and leaves the browser out:
+    // for profiling one page (`perf record -p PID` while it is loaded).
+    let only = std::env::var("BENCH_PAGES").ok();
+    let pages: Vec<&str> = match &only {
+        Some(list) => list.split(',').collect(),
+        None => PAGES.to_vec(),
+    };
+    for path in pages {
         let load = wrk_pinned(&format!("http://{address}{path}"), &cores)?;
         println!(
             "page {path}, `{}`, {stored} builds stored: {:.0} pages/s, p50 {}, p99 {}{}",
             load.command, load.requests_per_second, load.p50, load.p99, load.errors
         );
+    }
+    if only.is_some() {
+        master.context.shutdown.cancel();
+        return master.wait().await;
     }
     let delays = watch_builds_end(&master, &format!("http://{address}/waterfall")).await?;
     println!(

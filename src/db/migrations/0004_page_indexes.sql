@@ -13,3 +13,7 @@ CREATE INDEX sourcestamps_revision ON sourcestamps (revision);
 
 -- The console ordered by commit time (`order_console_by_time`).
 CREATE INDEX changes_when ON changes (when_timestamp);
+
+-- The requests waiting for a build, among however many finished ones: `/builders`, a
+-- builder's page, the waterfall's failing builders.
+CREATE INDEX buildrequests_unfinished ON buildrequests (builderid) WHERE complete = 0;

@@ -364,16 +364,19 @@ async fn builder_summaries(
         .iter()
         .filter_map(|b| Some((b["buildid"].as_i64()?, b)))
         .collect();
-    let mut pairs = vec![
-        ("claimed", "false".to_string()),
-        ("complete", "false".into()),
-        ("order", "submitted_at".into()),
-        ("order", "buildrequestid".into()),
-    ];
-    pairs.extend(ids.iter().map(|id| ("builderid", id.to_string())));
-    let mut pending = changes::buildrequests(db, None, &query(&changes::BUILDREQUEST, &pairs))
-        .await?
-        .items;
+    let waiting = store::waiting_requests(db, &ids).await?;
+    let mut pending = if waiting.is_empty() {
+        Vec::new()
+    } else {
+        let mut pairs = vec![
+            ("order", "submitted_at".to_string()),
+            ("order", "buildrequestid".into()),
+        ];
+        pairs.extend(waiting.iter().map(|id| ("buildrequestid", id.to_string())));
+        changes::buildrequests(db, None, &query(&changes::BUILDREQUEST, &pairs))
+            .await?
+            .items
+    };
     if !branches.is_empty() {
         let ids: Vec<i64> = pending
             .iter()

@@ -431,3 +431,22 @@ pub async fn requests_on_branches(
         .await?;
     rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
 }
+
+/// The requests of these builders waiting for a build (neither claimed nor complete), in
+/// no order: through the partial index of unfinished requests, however many finished ones
+/// are stored (a bound `complete = $1` would not let SQLite use it).
+pub async fn waiting_requests(db: &Db, builderids: &[i64]) -> DbResult<Vec<i64>> {
+    if builderids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut binds = Binds::default();
+    let marks = binds.list(builderids.iter().map(|id| Bind::Int(*id)));
+    let sql = format!(
+        "SELECT id FROM buildrequests WHERE builderid IN ({marks}) AND complete = 0 \
+         AND claimed_by_masterid IS NULL"
+    );
+    let rows = bind_all(sqlx::query(&sql), &binds.0)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+}
