@@ -24,6 +24,10 @@ use tokio_util::sync::CancellationToken;
 #[path = "support/wrk.rs"]
 mod wrk;
 use wrk::wrk_pinned;
+// Only its CPU clock is used here.
+#[allow(dead_code)]
+#[path = "support/builds.rs"]
+mod builds;
 
 const CHANGES: usize = 25;
 const BUILDERS: usize = 20;
@@ -146,10 +150,21 @@ async fn run() -> anyhow::Result<()> {
         None => PAGES.to_vec(),
     };
     for path in pages {
-        let load = wrk_pinned(&format!("http://{address}{path}"), &cores)?;
+        let url = format!("http://{address}{path}");
+        let cpu = builds::cpu_seconds();
+        let load = wrk_pinned(&url, &cores, 32)?;
+        let cpu = builds::cpu_seconds() - cpu;
+        // wrk runs for 10 s: the pages it counts are its rate times that.
+        let per_page = cpu / (load.requests_per_second * 10.0) * 1000.0;
         println!(
-            "page {path}, `{}`, {stored} builds stored: {:.0} pages/s, p50 {}, p99 {}{}",
+            "page {path}, `{}`, {stored} builds stored: {:.0} pages/s, p50 {}, p99 {}{}; \
+             {per_page:.2} ms of the master's CPU a page",
             load.command, load.requests_per_second, load.p50, load.p99, load.errors
+        );
+        let alone = wrk_pinned(&url, &cores, 1)?;
+        println!(
+            "page {path}, `{}` (one request at a time): p50 {}, p99 {}{}",
+            alone.command, alone.p50, alone.p99, alone.errors
         );
     }
     if only.is_some() {

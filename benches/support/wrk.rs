@@ -17,19 +17,15 @@ pub struct Load {
 /// distribution; `accept` sets the Accept header (none gets indented text, as curl does).
 #[allow(dead_code)]
 pub fn wrk(url: &str, accept: Option<&str>) -> anyhow::Result<Load> {
-    run("wrk", Vec::new(), url, accept)
+    run("wrk", Vec::new(), url, accept, 32)
 }
 
-/// [`wrk`] run by `taskset` on `cores` (a list such as `1,2`), away from a master pinned to
-/// another core.
+/// [`wrk`] with `connections` connections (one thread when there is one), run by `taskset`
+/// on `cores` (a list such as `1,2`), away from a master pinned to another core.
 #[allow(dead_code)]
-pub fn wrk_pinned(url: &str, cores: &str) -> anyhow::Result<Load> {
-    run(
-        "taskset",
-        vec!["-c".into(), cores.into(), "wrk".into()],
-        url,
-        None,
-    )
+pub fn wrk_pinned(url: &str, cores: &str, connections: usize) -> anyhow::Result<Load> {
+    let prefix = vec!["-c".into(), cores.into(), "wrk".into()];
+    run("taskset", prefix, url, None, connections)
 }
 
 fn run(
@@ -37,10 +33,11 @@ fn run(
     mut args: Vec<String>,
     url: &str,
     accept: Option<&str>,
+    connections: usize,
 ) -> anyhow::Result<Load> {
     args.extend([
-        "-t2".to_string(),
-        "-c32".into(),
+        format!("-t{}", connections.min(2)),
+        format!("-c{connections}"),
         "-d10s".into(),
         "--latency".into(),
     ]);
