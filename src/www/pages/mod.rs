@@ -4,6 +4,17 @@
 //! stylesheet and the live-update script are compiled in too; anything else is looked up in
 //! `public_html`.
 
+/// `object!{ "name": value, ... }`: a JSON object of values moved in (`Value::from`), where
+/// `json!` serializes each value it is given, a deep copy that for a page's rows costs more
+/// than reading them from storage.
+macro_rules! object {
+    ($($key:literal: $value:expr),* $(,)?) => {{
+        let mut map = serde_json::Map::new();
+        $(map.insert($key.to_string(), serde_json::Value::from($value));)*
+        serde_json::Value::Object(map)
+    }};
+}
+
 mod ansi;
 mod badge;
 mod controls;
@@ -331,7 +342,7 @@ async fn builders_page(
         "stop_all": caller.may(AuthzAction::StopAllBuilds, None).await,
         "cancel_all": caller.may(AuthzAction::CancelAllPendingBuilds, None).await,
     });
-    pages.page("builders.html", json!({ "builders": rows, "can": can }))
+    pages.page("builders.html", object! { "builders": rows, "can": can })
 }
 
 /// Each builder's row: `builder`, `last` (its last finished build), `running`, `pending`
@@ -430,13 +441,13 @@ async fn builder_summaries(
             request["eta"] =
                 json!(typical.map(|took| free_in.unwrap_or(0) + (ahead as i64 + 1) * took));
         }
-        rows.push(json!({
+        rows.push(object! {
             "builder": builder,
-            "last": last,
+            "last": last.cloned(),
             "running": running,
             "pending": pending,
             "typical": typical,
-        }));
+        });
     }
     Ok(rows)
 }
@@ -568,14 +579,14 @@ async fn builder_page(
         forceschedulers::forceschedulers(&pages.context.config.current(), Some(&name));
     pages.page(
         "builder.html",
-        json!({
+        object! {
             "summary": summary,
             "builds": builds,
             "numbuilds": numbuilds,
             "filters": filters,
             "can": can,
             "force_schedulers": force_schedulers,
-        }),
+        },
     )
 }
 
@@ -1015,7 +1026,7 @@ async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery)
         .collect();
     pages.page(
         "one_line_per_build.html",
-        json!({ "builds": rows, "builders": wanted, "numbuilds": numbuilds }),
+        object! { "builds": rows, "builders": wanted, "numbuilds": numbuilds },
     )
 }
 
@@ -1044,18 +1055,18 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
             let column = columns
                 .iter()
                 .position(|c| c["builderid"] == build["builderid"]);
-            json!({ "build": build, "column": column })
+            object! { "build": build, "column": column }
         })
         .collect();
     pages.page(
         "waterfall.html",
-        json!({
+        object! {
             "builders": columns,
             "rows": rows,
             "num_events": num_events,
             "events_asked": events_asked,
             "window": window,
-        }),
+        },
     )
 }
 
@@ -1267,7 +1278,7 @@ async fn one_box_per_builder(State(pages): State<Pages>, RawQuery(raw): RawQuery
             json!({ "builder": builder, "last": last })
         })
         .collect();
-    pages.page("one_box_per_builder.html", json!({ "boxes": boxes }))
+    pages.page("one_box_per_builder.html", object! { "boxes": boxes })
 }
 
 async fn robots(State(pages): State<Pages>) -> Response {

@@ -74,22 +74,22 @@ pub async fn console(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pag
             .map(|column| {
                 let builderid = column["builderid"].as_i64().unwrap_or_default();
                 match first.get(&(changeid, builderid)) {
-                    Some(build) => json!({
-                        "build": build,
+                    Some(build) => object! {
+                        "build": (*build).clone(),
                         "class": console_class(build, &failed_before),
-                    }),
-                    None => json!({ "build": null, "class": "notstarted" }),
+                    },
+                    None => object! { "build": Value::Null, "class": "notstarted" },
                 }
             })
             .collect();
-        rows.push(json!({
+        rows.push(object! {
             "change": render::change_links(&pages.context, &web, change).await,
             "cells": cells,
-        }));
+        });
     }
     pages.page(
         "console.html",
-        json!({ "builders": columns, "rows": rows, "numbuilds": limit }),
+        object! { "builders": columns, "rows": rows, "numbuilds": limit },
     )
 }
 
@@ -143,12 +143,12 @@ pub async fn grid(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageRe
                 .iter()
                 .map(|revision| cell(&cells, builder, revision))
                 .collect();
-            json!({ "builder": builder, "cells": builds })
+            object! { "builder": builder.clone(), "cells": builds }
         })
         .collect();
     pages.page(
         "grid.html",
-        json!({ "revisions": revisions, "rows": rows, "width": width }),
+        object! { "revisions": revisions, "rows": rows, "width": width },
     )
 }
 
@@ -177,12 +177,12 @@ pub async fn tgrid(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
                 .iter()
                 .map(|builder| cell(&cells, builder, revision))
                 .collect();
-            json!({ "revision": revision, "cells": builds })
+            object! { "revision": revision.clone(), "cells": builds }
         })
         .collect();
     pages.page(
         "tgrid.html",
-        json!({ "builders": columns, "rows": rows, "length": length, "rev_order": if ascending { "asc" } else { "desc" } }),
+        object! { "builders": columns, "rows": rows, "length": length, "rev_order": if ascending { "asc" } else { "desc" } },
     )
 }
 
