@@ -332,13 +332,13 @@ async fn migrations_apply_once(test: TestDb) {
         .fetch_all(&test.db.pool)
         .await
         .unwrap();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
     let builder = test.db.builder_id("kept").await.unwrap();
     // Reopening is a no-op: nothing is applied twice and the data stays.
     let again = test.reopen().await;
     assert_eq!(
         count(&again, "SELECT COUNT(*) FROM moonbot_migrations").await,
-        3
+        4
     );
     assert_eq!(again.builder_id("kept").await.unwrap(), builder);
     for table in [

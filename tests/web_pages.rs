@@ -7,6 +7,8 @@ use std::time::Duration;
 use moonbot::db::ChangeSpec;
 use serde_json::Value;
 
+#[path = "support/master_process.rs"]
+mod master_process;
 mod support;
 
 use support::{complete, golden, submit, TestMaster};
@@ -669,6 +671,13 @@ async fn json_answers_the_08_status_tree_with_its_flags() {
     assert_eq!(last["results"], 2);
     assert_eq!(last["slave"], "bot1");
     assert_eq!(last["sourceStamps"][0]["revision"], "bbbb2222");
+    assert_eq!(last["blame"], serde_json::json!(["bob <bob@example.org>"]));
+    let change = &last["sourceStamps"][0]["changes"][0];
+    assert_eq!(change["who"], "bob <bob@example.org>");
+    assert_eq!(change["rev"], "bbbb2222");
+    assert_eq!(change["comments"], "bbbb2222: fixes #7");
+    assert_eq!(change["at"], "Tue 14 Nov 2023 22:13:20");
+    assert_eq!(last["eta"], Value::Null, "a finished build has no ETA");
     assert_eq!(last["steps"][0]["name"], "fail");
     assert_eq!(last["steps"][0]["results"][0], 2);
     let step = json("/json/builders/mac/builds/1/steps/fail").await;
@@ -904,6 +913,110 @@ async fn link_functions_of_the_config_link_and_a_failing_one_leaves_plain_text()
         change.contains("fix the frobnicator, closes #42 &lt;for real&gt;"),
         "the comments as plain text: {change}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn builders_with_branch_show_the_last_build_of_that_branch() {
+    use moonbot::data::{publish, Resource};
+    use moonbot::db::{BuildsetSpec, SourceStampSpec};
+    let site = Site::start(CONFIG).await;
+    let ctx = &site.master.context;
+    for branch in ["main", "release"] {
+        let spec = BuildsetSpec {
+            reason: "test".into(),
+            scheduler: "test".into(),
+            new_sourcestamps: vec![SourceStampSpec {
+                branch: Some(branch.into()),
+                ..Default::default()
+            }],
+            builder_ids: vec![ctx.db.builder_id("linux").await.unwrap()],
+            ..Default::default()
+        };
+        let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
+        for brid in brids.values() {
+            publish(&ctx.db, &ctx.bus, Resource::BuildRequest(*brid), "new")
+                .await
+                .unwrap();
+        }
+        complete(&site.master, bsid).await;
+    }
+    let (first, second) = ("/builders/linux/builds/1\"", "/builders/linux/builds/2\"");
+    let all = site.page("/builders").await;
+    assert!(all.contains(second) && !all.contains(first), "{all}");
+    let main = site.page("/builders?branch=main").await;
+    assert!(main.contains(first) && !main.contains(second), "{main}");
+    let both = site.page("/builders?branch=main&branch=release").await;
+    assert!(both.contains(second) && !both.contains(first), "{both}");
+    let none = site.page("/builders?branch=nope").await;
+    assert!(!none.contains(first) && !none.contains(second), "{none}");
+    let lines = site.page("/one_line_per_build?branch=main").await;
+    assert!(lines.contains(first) && !lines.contains(second), "{lines}");
+}
+
+/// A master of its own process whose link functions fail: one raises an error, one answers
+/// a number.
+const FAILING_LINKS: &str = r#"
+local c = BuildmasterConfig
+c['status']:append(status.WebStatus{
+  http_port = "tcp:PORT:interface=127.0.0.1",
+  change_hook_dialects = { base = true },
+  revlink = function(rev, repo) return 42 end,
+  changecommentlink = function(text, project) error("no tickets today") end,
+})
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_revlink_and_changecommentlink_functions_are_logged_at_their_line_and_pages_render()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = FAILING_LINKS.replace("PORT", &port.to_string());
+    let line_of = |text: &str| 1 + config.lines().position(|l| l.contains(text)).unwrap();
+    let (revlink_line, comment_line) = (line_of("revlink ="), line_of("changecommentlink ="));
+    std::fs::write(dir.path().join("master.cfg.lua"), &config).unwrap();
+    let master = master_process::spawn_master(dir.path(), &[]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut hooked = None;
+    for _ in 0..200 {
+        let answer = client
+            .post(format!("{base}/change_hook/base"))
+            .form(&[
+                ("author", "alice"),
+                ("comments", "closes #42 <now>"),
+                ("revision", "abc123"),
+                ("project", "frob"),
+            ])
+            .send()
+            .await;
+        if let Ok(answer) = answer {
+            hooked = Some(answer.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(hooked, Some(202), "the change hook takes the change");
+    for path in ["/changes/1", "/changes", "/console"] {
+        let response = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let page = response.text().await.unwrap();
+        assert!(
+            page.contains("closes #42 &lt;now&gt;") && !page.contains("href=\"42\""),
+            "{path} shows the plain comments and no revision link: {page}"
+        );
+    }
+    master_process::kill(master);
+    let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    for expected in [
+        format!("master.cfg.lua:{comment_line}: no tickets today"),
+        format!("master.cfg.lua:{revlink_line}: WebStatus revlink: function returned 42"),
+    ] {
+        assert!(log.contains(&expected), "the log says {expected:?}: {log}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

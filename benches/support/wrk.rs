@@ -15,19 +15,38 @@ pub struct Load {
 
 /// Runs wrk from its own process: 2 threads, 32 connections, 10 s, with the latency
 /// distribution; `accept` sets the Accept header (none gets indented text, as curl does).
+#[allow(dead_code)]
 pub fn wrk(url: &str, accept: Option<&str>) -> anyhow::Result<Load> {
-    let mut args = vec![
-        "-t2".to_string(),
-        "-c32".into(),
+    run("wrk", Vec::new(), url, accept, 32)
+}
+
+/// [`wrk`] with `connections` connections (one thread when there is one), run by `taskset`
+/// on `cores` (a list such as `1,2`), away from a master pinned to another core.
+#[allow(dead_code)]
+pub fn wrk_pinned(url: &str, cores: &str, connections: usize) -> anyhow::Result<Load> {
+    let prefix = vec!["-c".into(), cores.into(), "wrk".into()];
+    run("taskset", prefix, url, None, connections)
+}
+
+fn run(
+    program: &str,
+    mut args: Vec<String>,
+    url: &str,
+    accept: Option<&str>,
+    connections: usize,
+) -> anyhow::Result<Load> {
+    args.extend([
+        format!("-t{}", connections.min(2)),
+        format!("-c{connections}"),
         "-d10s".into(),
         "--latency".into(),
-    ];
+    ]);
     if let Some(accept) = accept {
         args.extend(["-H".into(), format!("Accept: {accept}")]);
     }
     args.push(url.into());
     let command = format!(
-        "wrk {}",
+        "{program} {}",
         args.iter()
             .map(|arg| if arg.contains(' ') {
                 format!("'{arg}'")
@@ -37,7 +56,7 @@ pub fn wrk(url: &str, accept: Option<&str>) -> anyhow::Result<Load> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let output = Command::new("wrk")
+    let output = Command::new(program)
         .args(&args)
         .output()
         .map_err(|error| anyhow::anyhow!("cannot run wrk (scripts/bench installs it): {error}"))?;

@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_initial.sql")),
     (2, include_str!("migrations/0002_outbox.sql")),
     (3, include_str!("migrations/0003_outbox_recipients.sql")),
+    (4, include_str!("migrations/0004_page_indexes.sql")),
 ];
 
 /// The SQL flavour behind a [`Db`], where the portable schema needs a word of its own.

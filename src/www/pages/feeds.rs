@@ -35,12 +35,8 @@ async fn feed(
     let args = arguments(raw);
     let limit = count(&args, "numbuilds", web.numbuilds, None)?;
     let columns = builder_columns(pages, &args).await?;
-    let failed = [
-        ("complete", "true".to_string()),
-        ("results", BuildResult::Failure.code().to_string()),
-        ("results", BuildResult::Exception.code().to_string()),
-    ];
-    let builds = selected_builds(pages, &args, &columns, limit, &failed).await?;
+    let failed = [BuildResult::Failure.code(), BuildResult::Exception.code()];
+    let builds = selected_builds(pages, &args, &columns, limit, true, &failed).await?;
     let names = builder_names(pages).await?;
     let url = pages.context.config.current().buildbot_url.clone();
     let entries: Vec<Value> = builds

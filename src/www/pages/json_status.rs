@@ -13,10 +13,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::{
-    all_arguments, argument, arguments, builder_ref, count, query, web_config, PageError, Pages,
+    all_arguments, argument, arguments, builder_ref, count, query, store, typical_duration,
+    web_config, PageError, Pages,
 };
 use crate::data::builds::{self, BuildsOf};
-use crate::data::changes;
+use crate::data::changes::{self, ChangesOf};
 use crate::data::registry::{self, BuildersOf, WorkersOf};
 
 pub async fn root(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Response {
@@ -515,10 +516,22 @@ async fn build_dict(pages: &Pages, builder: &str, build: Value) -> Result<Value,
         .map(|(name, pair)| json!([name, pair[0], pair[1]]))
         .collect();
     let stamps = builds::build_sourcestamps(db, &[buildid]).await?;
+    let of = ChangesOf {
+        buildid: Some(buildid),
+        ..Default::default()
+    };
+    let changes = changes::changes(db, &of, &query(&changes::CHANGE, &[]))
+        .await?
+        .items;
     let source_stamps: Vec<Value> = stamps
         .into_iter()
         .flat_map(|(_, s)| s)
         .map(|s| {
+            let changes: Vec<Value> = changes
+                .iter()
+                .filter(|c| c["sourcestamp"]["ssid"] == s["ssid"])
+                .map(change_dict)
+                .collect();
             json!({
                 "branch": s["branch"],
                 "revision": s["revision"],
@@ -526,15 +539,31 @@ async fn build_dict(pages: &Pages, builder: &str, build: Value) -> Result<Value,
                 "project": s["project"],
                 "codebase": s["codebase"],
                 "hasPatch": false,
-                "changes": [],
+                "changes": changes,
             })
         })
         .collect();
+    // 0.8's blamelist: the authors of the build's changes, each once, sorted.
+    let mut blame: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| c["author"].as_str())
+        .collect();
+    blame.sort_unstable();
+    blame.dedup();
+    let eta = match (build["complete"].as_bool(), build["started_at"].as_i64()) {
+        (Some(false), Some(started)) => {
+            let builderid = build["builderid"].as_i64().unwrap_or_default();
+            let succeeded = store::last_finished(db, &[builderid], 5, true, &[]).await?;
+            typical_duration(succeeded.iter().map(|(_, _, s, c)| *c as i64 - *s as i64))
+                .map(|took| (started + took - chrono::Utc::now().timestamp()).max(0))
+        }
+        _ => None,
+    };
     Ok(json!({
         "builderName": builder,
         "number": build["number"],
         "reason": build["properties"]["reason"][0],
-        "blame": [],
+        "blame": blame,
         "properties": properties,
         "steps": step_dicts,
         "times": [build["started_at"], build["complete_at"]],
@@ -542,10 +571,49 @@ async fn build_dict(pages: &Pages, builder: &str, build: Value) -> Result<Value,
         "results": build["results"],
         "slave": worker,
         "currentStep": current_step,
-        "eta": null,
+        "eta": eta,
         "logs": all_logs,
         "sourceStamps": source_stamps,
     }))
+}
+
+/// 0.8's `Change.asDict`: `who` the author, `at` the time as text (here in UTC, as the
+/// pages show times), `files` as `{name}` objects, properties as `[name, value, source]`.
+fn change_dict(change: &Value) -> Value {
+    let mut files: Vec<&str> = change["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    files.sort_unstable();
+    let properties: Vec<Value> = change["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, pair)| json!([name, pair[0], pair[1]]))
+        .collect();
+    let at = change["when_timestamp"]
+        .as_i64()
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|t| t.format("%a %d %b %Y %H:%M:%S").to_string());
+    json!({
+        "number": change["changeid"],
+        "branch": change["branch"],
+        "category": change["category"],
+        "who": change["author"],
+        "comments": change["comments"],
+        "revision": change["revision"],
+        "rev": change["revision"],
+        "when": change["when_timestamp"],
+        "at": at,
+        "files": files.iter().map(|name| json!({ "name": name })).collect::<Vec<_>>(),
+        "revlink": change["revlink"],
+        "properties": properties,
+        "repository": change["repository"],
+        "codebase": change["codebase"],
+        "project": change["project"],
+    })
 }
 
 /// 0.8's step and build `text`: the state as a list of words.

@@ -20,7 +20,8 @@ use tokio::sync::broadcast::error::RecvError;
 use super::Pages;
 
 /// The script every page loads: pages that name an event path in `data-live` reload their
-/// `<main>` when an event arrives under it, at most once a second.
+/// `<main>` when an event arrives under it, at most once a second but at once for a build's
+/// start or end.
 pub const SCRIPT: &str = include_str!("templates/moonbot.js");
 
 /// Whether an event key falls under a listened path: the key starts with the path's

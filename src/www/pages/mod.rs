@@ -4,6 +4,17 @@
 //! stylesheet and the live-update script are compiled in too; anything else is looked up in
 //! `public_html`.
 
+/// `object!{ "name": value, ... }`: a JSON object of values moved in (`Value::from`), where
+/// `json!` serializes each value it is given, a deep copy that for a page's rows costs more
+/// than reading them from storage.
+macro_rules! object {
+    ($($key:literal: $value:expr),* $(,)?) => {{
+        let mut map = serde_json::Map::new();
+        $(map.insert($key.to_string(), serde_json::Value::from($value));)*
+        serde_json::Value::Object(map)
+    }};
+}
+
 mod ansi;
 mod badge;
 mod controls;
@@ -11,8 +22,10 @@ mod feeds;
 mod json_status;
 mod live;
 mod render;
+mod store;
 mod views;
 
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -320,120 +333,132 @@ async fn builders_page(
     Extension(visitor): Extension<Visitor>,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
-    let builders = builder_columns(&pages, &arguments(&raw)).await?;
-    let mut rows = Vec::new();
-    for builder in builders {
-        rows.push(builder_summary(&pages, builder).await?);
-    }
+    let args = arguments(&raw);
+    let builders = builder_columns(&pages, &args).await?;
+    let rows = builder_summaries(&pages, builders, &all_arguments(&args, "branch")).await?;
     let caller = Caller::new(&pages.context, visitor.user.as_deref());
     let can = json!({
         "force_all": caller.may(AuthzAction::ForceAllBuilds, None).await,
         "stop_all": caller.may(AuthzAction::StopAllBuilds, None).await,
         "cancel_all": caller.may(AuthzAction::CancelAllPendingBuilds, None).await,
     });
-    pages.page("builders.html", json!({ "builders": rows, "can": can }))
+    pages.page("builders.html", object! { "builders": rows, "can": can })
 }
 
-/// A builder's row: `builder`, `last` (its last finished build), `running`, `pending`.
-async fn builder_summary(pages: &Pages, builder: Value) -> Result<Value, PageError> {
+/// Each builder's row: `builder`, `last` (its last finished build), `running`, `pending`
+/// and `typical` (see [`typical_duration`]), read for all of them at once; with
+/// `branches`, only builds and requests of those branches.
+async fn builder_summaries(
+    pages: &Pages,
+    builders: Vec<Value>,
+    branches: &[&str],
+) -> Result<Vec<Value>, PageError> {
     let db = &pages.context.db;
-    let builderid = builder["builderid"].as_i64().unwrap_or_default();
-    let of = BuildsOf {
-        builderid: Some(builderid),
-        ..Default::default()
+    let ids: Vec<i64> = builders
+        .iter()
+        .filter_map(|b| b["builderid"].as_i64())
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let last = store::last_finished(db, &ids, 1, false, branches).await?;
+    let succeeded = store::last_finished(db, &ids, 5, true, &[]).await?;
+    let running_ids = store::running(db, &ids, branches).await?;
+    let builds = builds_by_id(
+        pages,
+        last.iter()
+            .map(|(_, id, _, _)| *id)
+            .chain(running_ids.iter().copied()),
+    )
+    .await?;
+    let by_id: HashMap<i64, &Value> = builds
+        .iter()
+        .filter_map(|b| Some((b["buildid"].as_i64()?, b)))
+        .collect();
+    let waiting = store::waiting_requests(db, &ids).await?;
+    let mut pending = if waiting.is_empty() {
+        Vec::new()
+    } else {
+        let mut pairs = vec![
+            ("order", "submitted_at".to_string()),
+            ("order", "buildrequestid".into()),
+        ];
+        pairs.extend(waiting.iter().map(|id| ("buildrequestid", id.to_string())));
+        changes::buildrequests(db, None, &query(&changes::BUILDREQUEST, &pairs))
+            .await?
+            .items
     };
-    let last = builds::builds(
-        db,
-        &of,
-        &query(
-            &builds::BUILD,
-            &[
-                ("complete", "true".into()),
-                ("order", "-number".into()),
-                ("limit", "1".into()),
-            ],
-        ),
-    )
-    .await?;
-    let running = builds::builds(
-        db,
-        &of,
-        &query(
-            &builds::BUILD,
-            &[("complete", "false".into()), ("order", "number".into())],
-        ),
-    )
-    .await?;
-    let pending = changes::buildrequests(
-        db,
-        Some(builderid),
-        &query(
-            &changes::BUILDREQUEST,
-            &[
-                ("claimed", "false".into()),
-                ("complete", "false".into()),
-                ("order", "submitted_at".into()),
-            ],
-        ),
-    )
-    .await?;
-    let typical = typical_duration(pages, builderid).await?;
-    let now = chrono::Utc::now().timestamp();
-    let mut running = running.items;
-    let mut free_in = None::<i64>;
-    for build in &mut running {
-        let eta = typical.and_then(|took| {
-            let started = build["started_at"].as_i64()?;
-            Some((started + took - now).max(0))
+    if !branches.is_empty() {
+        let ids: Vec<i64> = pending
+            .iter()
+            .filter_map(|r| r["buildrequestid"].as_i64())
+            .collect();
+        let on = store::requests_on_branches(db, &ids, branches).await?;
+        pending.retain(|r| {
+            r["buildrequestid"]
+                .as_i64()
+                .is_some_and(|id| on.contains(&id))
         });
-        free_in = match (free_in, eta) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        build["eta"] = json!(eta);
     }
-    let mut pending = pending.items;
-    for (ahead, request) in pending.iter_mut().enumerate() {
-        request["eta"] =
-            json!(typical.map(|took| free_in.unwrap_or(0) + (ahead as i64 + 1) * took));
+    let now = chrono::Utc::now().timestamp();
+    let mut rows = Vec::with_capacity(builders.len());
+    for builder in builders {
+        let builderid = builder["builderid"].as_i64();
+        let last = last
+            .iter()
+            .find(|(b, ..)| Some(*b) == builderid)
+            .and_then(|(_, id, ..)| by_id.get(id).copied());
+        let typical = typical_duration(
+            succeeded
+                .iter()
+                .filter(|(b, ..)| Some(*b) == builderid)
+                .map(|(_, _, started, complete)| *complete as i64 - *started as i64),
+        );
+        let mut running: Vec<Value> = running_ids
+            .iter()
+            .filter_map(|id| by_id.get(id).copied())
+            .filter(|b| b["builderid"].as_i64() == builderid)
+            .cloned()
+            .collect();
+        let mut free_in = None::<i64>;
+        for build in &mut running {
+            let eta = typical.and_then(|took| {
+                let started = build["started_at"].as_i64()?;
+                Some((started + took - now).max(0))
+            });
+            free_in = match (free_in, eta) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            build["eta"] = json!(eta);
+        }
+        let mut pending: Vec<Value> = pending
+            .iter()
+            .filter(|r| r["builderid"].as_i64() == builderid)
+            .cloned()
+            .collect();
+        for (ahead, request) in pending.iter_mut().enumerate() {
+            request["eta"] =
+                json!(typical.map(|took| free_in.unwrap_or(0) + (ahead as i64 + 1) * took));
+        }
+        rows.push(object! {
+            "builder": builder,
+            "last": last.cloned(),
+            "running": running,
+            "pending": pending,
+            "typical": typical,
+        });
     }
-    Ok(json!({
-        "builder": builder,
-        "last": last.items.first(),
-        "running": running,
-        "pending": pending,
-        "typical": typical,
-    }))
+    Ok(rows)
 }
 
-/// How long the builder's builds take: the mean of its last five that succeeded (with or
-/// without warnings), in seconds; `None` before the first. Running builds are expected to
-/// end that long after they started, and queued requests one such build after another
-/// once the first running build ends.
-async fn typical_duration(pages: &Pages, builderid: i64) -> Result<Option<i64>, PageError> {
-    let recent = builds::builds(
-        &pages.context.db,
-        &BuildsOf {
-            builderid: Some(builderid),
-            ..Default::default()
-        },
-        &query(
-            &builds::BUILD,
-            &[
-                ("complete", "true".into()),
-                ("results__le", BuildResult::Warnings.code().to_string()),
-                ("order", "-number".into()),
-                ("limit", "5".into()),
-            ],
-        ),
-    )
-    .await?;
-    let took: Vec<i64> = recent
-        .items
-        .iter()
-        .filter_map(|b| Some(b["complete_at"].as_i64()? - b["started_at"].as_i64()?))
-        .collect();
-    Ok((!took.is_empty()).then(|| took.iter().sum::<i64>() / took.len() as i64))
+/// How long a builder's builds take: the mean of the durations of its last five that
+/// succeeded (with or without warnings), in seconds; `None` before the first. Running
+/// builds are expected to end that long after they started, and queued requests one such
+/// build after another once the first running build ends.
+fn typical_duration(took: impl Iterator<Item = i64>) -> Option<i64> {
+    let took: Vec<i64> = took.collect();
+    (!took.is_empty()).then(|| took.iter().sum::<i64>() / took.len() as i64)
 }
 
 async fn builder_ref(pages: &Pages, name: &str) -> Result<(i64, Value), PageError> {
@@ -462,15 +487,30 @@ async fn builder_page(
         .filter_map(|(n, v)| Some((n.strip_prefix("property.")?, v.as_str())))
         .collect();
     let (builderid, builder) = builder_ref(&pages, &name).await?;
-    let mut summary = builder_summary(&pages, builder).await?;
-    let mut pairs = vec![
-        ("complete", "true".to_string()),
-        ("order", "-number".into()),
-    ];
-    if wanted.is_empty() {
-        pairs.push(("limit", numbuilds.to_string()));
+    let mut summary = builder_summaries(&pages, vec![builder], &[])
+        .await?
+        .pop()
+        .expect("a summary of the one builder asked");
+    let builds = if wanted.is_empty() {
+        let ids = store::newest_builds(
+            &pages.context.db,
+            &[builderid],
+            &store::Selection {
+                finished: true,
+                ..Default::default()
+            },
+            numbuilds,
+        )
+        .await?;
+        let mut builds = builds_by_id(&pages, ids).await?;
+        builds.reverse();
+        builds
     } else {
         // Properties are matched on the items: every finished build is read.
+        let mut pairs = vec![
+            ("complete", "true".to_string()),
+            ("order", "-number".into()),
+        ];
         pairs.extend(wanted.iter().map(|(n, _)| ("property", n.to_string())));
         let requests = changes::buildrequests(
             &pages.context.db,
@@ -496,22 +536,22 @@ async fn builder_page(
                 })
             })
             .collect::<Vec<_>>());
-    }
-    let recent = builds::builds(
-        &pages.context.db,
-        &BuildsOf {
-            builderid: Some(builderid),
-            ..Default::default()
-        },
-        &query(&builds::BUILD, &pairs),
-    )
-    .await?;
-    let builds: Vec<Value> = recent
-        .items
-        .into_iter()
-        .filter(|b| has_properties(b, &wanted))
-        .take(numbuilds)
-        .collect();
+        let recent = builds::builds(
+            &pages.context.db,
+            &BuildsOf {
+                builderid: Some(builderid),
+                ..Default::default()
+            },
+            &query(&builds::BUILD, &pairs),
+        )
+        .await?;
+        recent
+            .items
+            .into_iter()
+            .filter(|b| has_properties(b, &wanted))
+            .take(numbuilds)
+            .collect()
+    };
     let filters: Vec<Value> = wanted
         .iter()
         .map(|(n, v)| json!({ "name": n, "value": v }))
@@ -539,14 +579,14 @@ async fn builder_page(
         forceschedulers::forceschedulers(&pages.context.config.current(), Some(&name));
     pages.page(
         "builder.html",
-        json!({
+        object! {
             "summary": summary,
             "builds": builds,
             "numbuilds": numbuilds,
             "filters": filters,
             "can": can,
             "force_schedulers": force_schedulers,
-        }),
+        },
     )
 }
 
@@ -959,32 +999,34 @@ async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery)
     let numbuilds = count(&args, "numbuilds", web.numbuilds, None)?;
     let names = builder_names(&pages).await?;
     let wanted = all_arguments(&args, "builder");
-    let mut rows = Vec::new();
-    let mut pairs = vec![
-        ("complete", "true".to_string()),
-        ("order", "-buildid".into()),
-        ("limit", numbuilds.to_string()),
-    ];
+    let mut builderids = Vec::new();
     for name in &wanted {
         let id = names
             .iter()
             .find(|(_, n)| n == name)
             .map(|(id, _)| *id)
             .ok_or_else(|| PageError::not_found(format!("no builder named '{name}'")))?;
-        pairs.push(("builderid", id.to_string()));
+        builderids.push(id);
     }
-    let builds = builds::builds(
-        &pages.context.db,
-        &BuildsOf::default(),
-        &query(&builds::BUILD, &pairs),
-    )
-    .await?;
-    for build in builds.items {
-        rows.push(with_builder_name(build, &names));
+    if wanted.is_empty() {
+        builderids = names.iter().map(|(id, _)| *id).collect();
     }
+    let branches = all_arguments(&args, "branch");
+    let selection = store::Selection {
+        finished: true,
+        branches: &branches,
+        ..Default::default()
+    };
+    let ids = store::newest_builds(&pages.context.db, &builderids, &selection, numbuilds).await?;
+    let builds = builds_by_id(&pages, ids).await?;
+    let rows: Vec<Value> = builds
+        .into_iter()
+        .rev()
+        .map(|build| with_builder_name(build, &names))
+        .collect();
     pages.page(
         "one_line_per_build.html",
-        json!({ "builds": rows, "builders": wanted, "numbuilds": numbuilds }),
+        object! { "builds": rows, "builders": wanted, "numbuilds": numbuilds },
     )
 }
 
@@ -1003,7 +1045,7 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
     }
     let events_asked =
         argument(&args, "show_events").is_some() && flag(&args, "show_events", true)?;
-    let builds = selected_builds(&pages, &args, &columns, num_events, &[]).await?;
+    let builds = selected_builds(&pages, &args, &columns, num_events, false, &[]).await?;
     let window = ["show_time", "first_time", "last_time"]
         .iter()
         .any(|name| argument(&args, name).is_some());
@@ -1013,18 +1055,18 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
             let column = columns
                 .iter()
                 .position(|c| c["builderid"] == build["builderid"]);
-            json!({ "build": build, "column": column })
+            object! { "build": build, "column": column }
         })
         .collect();
     pages.page(
         "waterfall.html",
-        json!({
+        object! {
             "builders": columns,
             "rows": rows,
             "num_events": num_events,
             "events_asked": events_asked,
             "window": window,
-        }),
+        },
     )
 }
 
@@ -1087,9 +1129,17 @@ async fn failing(pages: &Pages, columns: Vec<Value>) -> Result<Vec<Value>, PageE
     let db = &pages.context.db;
     let workers =
         registry::workers(db, &WorkersOf::default(), &query(&registry::WORKER, &[])).await?;
+    let summaries = builder_summaries(pages, columns, &[]).await?;
+    let running: Vec<i64> = summaries
+        .iter()
+        .flat_map(|s| s["running"].as_array().into_iter().flatten())
+        .filter_map(|b| b["buildid"].as_i64())
+        .collect();
+    let step_failed =
+        store::builds_with_step_results(db, &running, BuildResult::Failure.code()).await?;
     let mut kept = Vec::new();
-    for builder in columns {
-        let summary = builder_summary(pages, builder.clone()).await?;
+    for summary in summaries {
+        let builder = &summary["builder"];
         let last_failed = summary["last"]["results"]
             .as_i64()
             .and_then(BuildResult::from_code)
@@ -1107,22 +1157,17 @@ async fn failing(pages: &Pages, columns: Vec<Value>) -> Result<Vec<Value>, PageE
                     .flatten()
                     .any(|on| on["builderid"] == builder["builderid"])
         });
-        let mut step_failed = false;
-        for build in summary["running"].as_array().into_iter().flatten() {
-            let buildid = build["buildid"].as_i64().unwrap_or_default();
-            let steps = builds::steps(
-                db,
-                buildid,
-                &query(
-                    &builds::STEP,
-                    &[("results", BuildResult::Failure.code().to_string())],
-                ),
-            )
-            .await?;
-            step_failed |= !steps.items.is_empty();
-        }
+        let step_failed = summary["running"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|b| {
+                b["buildid"]
+                    .as_i64()
+                    .is_some_and(|id| step_failed.contains(&id))
+            });
         if last_failed || offline || step_failed {
-            kept.push(builder);
+            kept.push(builder.clone());
         }
     }
     Ok(kept)
@@ -1131,14 +1176,31 @@ async fn failing(pages: &Pages, columns: Vec<Value>) -> Result<Vec<Value>, PageE
 /// The builds of `columns` the waterfall's URL selects, newest first, at most `limit`:
 /// `branch=` (the build's `branch` property), `first_time=`/`last_time=` (seconds since
 /// the epoch; the builds started between them) and `show_time=` (seconds before
-/// `last_time`, or before now). `extra` adds REST filters (the feeds ask for failures).
+/// `last_time`, or before now). `finished` and `results` narrow them further (the feeds
+/// ask for failures).
 async fn selected_builds(
     pages: &Pages,
     args: &[(String, String)],
     columns: &[Value],
     limit: usize,
-    extra: &[(&'static str, String)],
+    finished: bool,
+    results: &[i64],
 ) -> Result<Vec<Value>, PageError> {
+    let ids = selected_build_ids(pages, args, columns, limit, finished, results).await?;
+    let mut builds = builds_by_id(pages, ids).await?;
+    builds.reverse();
+    Ok(builds)
+}
+
+/// The ids of [`selected_builds`], newest first.
+async fn selected_build_ids(
+    pages: &Pages,
+    args: &[(String, String)],
+    columns: &[Value],
+    limit: usize,
+    finished: bool,
+    results: &[i64],
+) -> Result<Vec<i64>, PageError> {
     let branches = all_arguments(args, "branch");
     let last_time = epoch(args, "last_time")?;
     let mut first_time = epoch(args, "first_time")?;
@@ -1146,46 +1208,18 @@ async fn selected_builds(
         let end = last_time.unwrap_or_else(|| chrono::Utc::now().timestamp());
         first_time = Some(first_time.map_or(end - span, |first| first.max(end - span)));
     }
-    if columns.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut pairs = vec![("order", "-buildid".to_string())];
-    // The branch is a property: read only when asked for, and filtered on the items after
-    // more than a page was read.
-    let read = if branches.is_empty() {
-        limit
-    } else {
-        pairs.push(("property", "branch".into()));
-        limit.saturating_mul(10).max(100)
+    let builderids: Vec<i64> = columns
+        .iter()
+        .filter_map(|c| c["builderid"].as_i64())
+        .collect();
+    let selection = store::Selection {
+        finished,
+        results,
+        started_from: first_time,
+        started_until: last_time,
+        branches: &branches,
     };
-    pairs.push(("limit", read.to_string()));
-    if let Some(last) = last_time {
-        pairs.push(("started_at__le", last.to_string()));
-    }
-    if let Some(first) = first_time {
-        pairs.push(("started_at__ge", first.to_string()));
-    }
-    for column in columns {
-        pairs.push(("builderid", column["builderid"].to_string()));
-    }
-    pairs.extend(extra.iter().cloned());
-    let builds = builds::builds(
-        &pages.context.db,
-        &BuildsOf::default(),
-        &query(&builds::BUILD, &pairs),
-    )
-    .await?;
-    Ok(builds
-        .items
-        .into_iter()
-        .filter(|build| {
-            branches.is_empty()
-                || build["properties"]["branch"][0]
-                    .as_str()
-                    .is_some_and(|b| branches.contains(&b))
-        })
-        .take(limit)
-        .collect())
+    Ok(store::newest_builds(&pages.context.db, &builderids, &selection, limit).await?)
 }
 
 /// Builds by id, in one query.
@@ -1216,19 +1250,35 @@ async fn builds_by_id(
 async fn one_box_per_builder(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
     let args = arguments(&raw);
     let columns = builder_columns(&pages, &args).await?;
-    let mut boxes = Vec::new();
-    for builder in columns {
-        let last = selected_builds(
-            &pages,
-            &args,
-            std::slice::from_ref(&builder),
-            1,
-            &[("complete", "true".into())],
-        )
-        .await?;
-        boxes.push(json!({ "builder": builder, "last": last.first() }));
-    }
-    pages.page("one_box_per_builder.html", json!({ "boxes": boxes }))
+    let branches = all_arguments(&args, "branch");
+    let builderids: Vec<i64> = columns
+        .iter()
+        .filter_map(|c| c["builderid"].as_i64())
+        .collect();
+    let selection = store::Selection {
+        finished: true,
+        branches: &branches,
+        ..Default::default()
+    };
+    let last_ids = store::newest_of_each(
+        &pages.context.db,
+        &builderids,
+        &selection,
+        1,
+        builderids.len(),
+    )
+    .await?;
+    let builds = builds_by_id(&pages, last_ids).await?;
+    let boxes: Vec<Value> = columns
+        .into_iter()
+        .map(|builder| {
+            let last = builds
+                .iter()
+                .find(|b| b["builderid"] == builder["builderid"]);
+            json!({ "builder": builder, "last": last })
+        })
+        .collect();
+    pages.page("one_box_per_builder.html", object! { "boxes": boxes })
 }
 
 async fn robots(State(pages): State<Pages>) -> Response {

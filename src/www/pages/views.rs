@@ -1,14 +1,16 @@
 //! The pages that arrange builds by what they built: `/console` (a row per change, a box
 //! per builder) and `/grid` and `/tgrid` (builders against revisions).
 
+use std::collections::HashMap;
+
 use axum::extract::{RawQuery, State};
 use serde_json::{json, Value};
 
 use super::{
-    all_arguments, argument, arguments, builder_columns, builds_by_id, count, query, render,
+    all_arguments, argument, arguments, builder_columns, builds_by_id, count, query, render, store,
     web_config, PageError, PageResult, Pages,
 };
-use crate::data::builds::{self, BuildsOf};
+use crate::data::builds;
 use crate::data::changes::{self, ChangesOf};
 use crate::model::BuildResult;
 
@@ -26,107 +28,105 @@ pub async fn console(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pag
     let web = web_config(&pages.context);
     let limit = count(&args, "numbuilds", web.numbuilds, None)?;
     let columns = builder_columns(&pages, &args).await?;
-    let order = if web.order_console_by_time {
-        "-when_timestamp"
-    } else {
-        "-changeid"
-    };
-    let mut pairs = vec![("order", order.to_string()), ("limit", limit.to_string())];
-    for (arg, field) in [
-        ("repository", "repository"),
-        ("branch", "branch"),
-        ("project", "project"),
-        ("codebase", "codebase"),
-        ("name", "author__contains"),
-    ] {
-        pairs.extend(
-            all_arguments(&args, arg)
-                .into_iter()
-                .map(|v| (field, v.to_string())),
-        );
+    let equal: Vec<(&str, Vec<&str>)> = ["repository", "branch", "project", "codebase"]
+        .into_iter()
+        .map(|name| (name, all_arguments(&args, name)))
+        .collect();
+    let authors = all_arguments(&args, "name");
+    let db = &pages.context.db;
+    let changeids =
+        store::newest_changes(db, &equal, &authors, web.order_console_by_time, limit).await?;
+    let mut changes = changes_by_id(&pages, &changeids).await?;
+    // The listing comes in id order; the page in the order the ids were chosen.
+    changes.sort_by_key(|c| {
+        let id = c["changeid"].as_i64();
+        changeids.iter().position(|c| Some(*c) == id)
+    });
+    let built = builds::builds_of_changes(db, &changeids).await?;
+    let builds = builds_by_id(&pages, built.iter().map(|(_, b)| *b)).await?;
+    let by_id: HashMap<i64, &Value> = builds
+        .iter()
+        .filter_map(|b| Some((b["buildid"].as_i64()?, b)))
+        .collect();
+    // For each change and builder, its first build (`built` is in build order).
+    let mut first: HashMap<(i64, i64), &Value> = HashMap::new();
+    for (changeid, buildid) in &built {
+        if let Some(build) = by_id.get(buildid) {
+            let builderid = build["builderid"].as_i64().unwrap_or_default();
+            first.entry((*changeid, builderid)).or_insert(build);
+        }
     }
-    let listing = changes::changes(
+    let failed: Vec<i64> = first
+        .values()
+        .filter(|b| b["results"].as_i64() == Some(BuildResult::Failure.code()))
+        .filter_map(|b| b["buildid"].as_i64())
+        .collect();
+    let failed_before: HashMap<i64, bool> = store::results_before(db, &failed)
+        .await?
+        .into_iter()
+        .map(|(id, before)| (id, before == Some(BuildResult::Failure.code())))
+        .collect();
+    let mut rows = Vec::new();
+    for change in &changes {
+        let changeid = change["changeid"].as_i64().unwrap_or_default();
+        let cells: Vec<Value> = columns
+            .iter()
+            .map(|column| {
+                let builderid = column["builderid"].as_i64().unwrap_or_default();
+                match first.get(&(changeid, builderid)) {
+                    Some(build) => object! {
+                        "build": (*build).clone(),
+                        "class": console_class(build, &failed_before),
+                    },
+                    None => object! { "build": Value::Null, "class": "notstarted" },
+                }
+            })
+            .collect();
+        rows.push(object! {
+            "change": render::change_links(&pages.context, &web, change).await,
+            "cells": cells,
+        });
+    }
+    pages.page(
+        "console.html",
+        object! { "builders": columns, "rows": rows, "numbuilds": limit },
+    )
+}
+
+/// Changes by id, in one query, in id order.
+async fn changes_by_id(pages: &Pages, ids: &[i64]) -> Result<Vec<Value>, PageError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pairs: Vec<(&str, String)> = ids.iter().map(|id| ("changeid", id.to_string())).collect();
+    Ok(changes::changes(
         &pages.context.db,
         &ChangesOf::default(),
         &query(&changes::CHANGE, &pairs),
     )
-    .await?;
-    let changeids: Vec<i64> = listing
-        .items
-        .iter()
-        .filter_map(|c| c["changeid"].as_i64())
-        .collect();
-    let built = builds::builds_of_changes(&pages.context.db, &changeids).await?;
-    let builds = builds_by_id(&pages, built.iter().map(|(_, b)| *b)).await?;
-    let mut rows = Vec::new();
-    for change in &listing.items {
-        let changeid = change["changeid"].as_i64();
-        let mut cells = Vec::new();
-        for column in &columns {
-            let first = built
-                .iter()
-                .filter(|(c, _)| Some(*c) == changeid)
-                .filter_map(|(_, b)| builds.iter().find(|build| build["buildid"] == *b))
-                .find(|build| build["builderid"] == column["builderid"]);
-            let cell = match first {
-                Some(build) => {
-                    json!({ "build": build, "class": console_class(&pages, build).await? })
-                }
-                None => json!({ "build": null, "class": "notstarted" }),
-            };
-            cells.push(cell);
-        }
-        rows.push(json!({
-            "change": render::change_links(&pages.context, &web, change).await,
-            "cells": cells,
-        }));
-    }
-    pages.page(
-        "console.html",
-        json!({ "builders": columns, "rows": rows, "numbuilds": limit }),
-    )
+    .await?
+    .items)
 }
 
 /// A console box's class: `running`, `success`, `warnings`, `failure` (the builder's
-/// previous build did not fail), `failed-again`, or the result's name.
-async fn console_class(pages: &Pages, build: &Value) -> Result<String, PageError> {
+/// previous build did not fail), `failed-again`, or the result's name. `failed_before`
+/// tells, for failed builds, whether the builder's finished build before it failed.
+fn console_class(build: &Value, failed_before: &HashMap<i64, bool>) -> String {
     if !build["complete"].as_bool().unwrap_or(false) {
-        return Ok("running".into());
+        return "running".into();
     }
     let result = build["results"]
         .as_i64()
         .and_then(BuildResult::from_code)
         .unwrap_or(BuildResult::Success);
     if result != BuildResult::Failure {
-        return Ok(result.name().to_string());
+        return result.name().to_string();
     }
-    let previous = builds::builds(
-        &pages.context.db,
-        &BuildsOf {
-            builderid: build["builderid"].as_i64(),
-            ..Default::default()
-        },
-        &query(
-            &builds::BUILD,
-            &[
-                ("complete", "true".into()),
-                ("number__lt", build["number"].to_string()),
-                ("order", "-number".into()),
-                ("limit", "1".into()),
-            ],
-        ),
-    )
-    .await?;
-    let failed_before = previous
-        .items
-        .first()
-        .is_some_and(|p| p["results"].as_i64() == Some(BuildResult::Failure as i64));
-    Ok(if failed_before {
-        "failed-again"
-    } else {
-        "failure"
-    }
-    .into())
+    let again = build["buildid"]
+        .as_i64()
+        .and_then(|id| failed_before.get(&id).copied())
+        .unwrap_or(false);
+    if again { "failed-again" } else { "failure" }.into()
 }
 
 /// `/grid`: builders down the side, the last `width=` revisions they built across the top
@@ -143,12 +143,12 @@ pub async fn grid(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageRe
                 .iter()
                 .map(|revision| cell(&cells, builder, revision))
                 .collect();
-            json!({ "builder": builder, "cells": builds })
+            object! { "builder": builder.clone(), "cells": builds }
         })
         .collect();
     pages.page(
         "grid.html",
-        json!({ "revisions": revisions, "rows": rows, "width": width }),
+        object! { "revisions": revisions, "rows": rows, "width": width },
     )
 }
 
@@ -177,12 +177,12 @@ pub async fn tgrid(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
                 .iter()
                 .map(|builder| cell(&cells, builder, revision))
                 .collect();
-            json!({ "revision": revision, "cells": builds })
+            object! { "revision": revision.clone(), "cells": builds }
         })
         .collect();
     pages.page(
         "tgrid.html",
-        json!({ "builders": columns, "rows": rows, "length": length, "rev_order": if ascending { "asc" } else { "desc" } }),
+        object! { "builders": columns, "rows": rows, "length": length, "rev_order": if ascending { "asc" } else { "desc" } },
     )
 }
 
@@ -220,8 +220,8 @@ async fn revision_table(
         .collect();
     let branches = all_arguments(args, "branch");
     let db = &pages.context.db;
-    let revisions = builds::recent_revisions(db, &builderids, &branches, count).await?;
-    let built = builds::builds_of_revisions(db, &builderids, &revisions).await?;
+    let revisions = store::recent_revisions(db, &builderids, &branches, count).await?;
+    let built = store::builds_of_revisions(db, &builderids, &revisions).await?;
     let builds = builds_by_id(pages, built.iter().map(|(b, _)| *b)).await?;
     let cells = built
         .into_iter()

@@ -1,0 +1,452 @@
+//! The pages' own reads: which builds, changes and revisions a page shows, each read bounded
+//! by the page's limits and served by an index, so a page costs the same with a hundred
+//! builds stored or a hundred thousand. They answer ids; the items themselves are then read
+//! by id through `data::*`, in the REST shapes the templates know. The REST listings page
+//! with a total (a count of every matching row), which no page shows.
+//!
+//! A read over several builders is one statement: a bounded, index-ordered select per
+//! builder, joined by `UNION ALL`, which SQLite and PostgreSQL both plan as so many index
+//! walks.
+
+use sqlx::Row;
+
+use crate::data::query::{bind_all, Bind};
+use crate::db::{Db, DbResult, Dialect};
+
+/// SQLite's bound on the terms of one compound select is 500: more builders than this are
+/// read in several statements.
+const BUILDERS_PER_STATEMENT: usize = 400;
+
+/// The builds a page selects besides their builders.
+#[derive(Default)]
+pub struct Selection<'a> {
+    /// Finished builds only.
+    pub finished: bool,
+    /// Builds with one of these results, when any is given.
+    pub results: &'a [i64],
+    /// Started at or after this second.
+    pub started_from: Option<i64>,
+    /// Started at or before this second.
+    pub started_until: Option<i64>,
+    /// Builds whose `branch` property is one of these, when any is given.
+    pub branches: &'a [&'a str],
+}
+
+/// Placeholders and their values, numbered as they are added.
+#[derive(Default)]
+struct Binds(Vec<Bind>);
+
+impl Binds {
+    fn add(&mut self, bind: Bind) -> String {
+        self.0.push(bind);
+        format!("${}", self.0.len())
+    }
+
+    fn list(&mut self, binds: impl IntoIterator<Item = Bind>) -> String {
+        let marks: Vec<String> = binds.into_iter().map(|b| self.add(b)).collect();
+        marks.join(", ")
+    }
+}
+
+/// One `SELECT` per builder from `each` (given the builder's placeholder), joined by
+/// `UNION ALL`, run in as many statements as [`BUILDERS_PER_STATEMENT`] asks; `finish` wraps
+/// the union (named `u`) in the statement's outer select. Rows of every statement, in order.
+async fn per_builder(
+    db: &Db,
+    builderids: &[i64],
+    binds: &Binds,
+    each: impl Fn(&str) -> String,
+    finish: impl Fn(&str) -> String,
+) -> DbResult<Vec<sqlx::any::AnyRow>> {
+    let mut rows = Vec::new();
+    for chunk in builderids.chunks(BUILDERS_PER_STATEMENT) {
+        let mut all = Binds(binds.0.clone());
+        let parts: Vec<String> = chunk
+            .iter()
+            .enumerate()
+            .map(|(at, id)| {
+                let mark = all.add(Bind::Int(*id));
+                format!("SELECT * FROM ({}) AS b{at}", each(&mark))
+            })
+            .collect();
+        let sql = finish(&format!("({}) AS u", parts.join(" UNION ALL ")));
+        rows.extend(
+            bind_all(sqlx::query(&sql), &all.0)
+                .fetch_all(&db.pool)
+                .await?,
+        );
+    }
+    Ok(rows)
+}
+
+/// The newest builds of `builderids` (by id) that `selection` keeps, at most `limit`,
+/// newest first.
+pub async fn newest_builds(
+    db: &Db,
+    builderids: &[i64],
+    selection: &Selection<'_>,
+    limit: usize,
+) -> DbResult<Vec<i64>> {
+    newest_of_each(db, builderids, selection, limit, limit).await
+}
+
+/// The newest builds of `builderids` (by id) that `selection` keeps, at most `each` of a
+/// builder and `limit` in all, newest first.
+pub async fn newest_of_each(
+    db: &Db,
+    builderids: &[i64],
+    selection: &Selection<'_>,
+    each: usize,
+    limit: usize,
+) -> DbResult<Vec<i64>> {
+    if builderids.is_empty() || limit == 0 || each == 0 {
+        return Ok(Vec::new());
+    }
+    let mut binds = Binds::default();
+    let mut conditions = String::new();
+    if selection.finished {
+        conditions.push_str(" AND complete_at IS NOT NULL");
+    }
+    if !selection.results.is_empty() {
+        let marks = binds.list(selection.results.iter().map(|r| Bind::Int(*r)));
+        conditions.push_str(&format!(" AND results IN ({marks})"));
+    }
+    // The pages compare whole seconds, as the REST filters on `started_at` do.
+    if let Some(first) = selection.started_from {
+        let mark = binds.add(Bind::Int(first));
+        conditions.push_str(&format!(" AND started_at >= {mark}"));
+    }
+    if let Some(last) = selection.started_until {
+        let mark = binds.add(Bind::Int(last + 1));
+        conditions.push_str(&format!(" AND started_at < {mark}"));
+    }
+    conditions.push_str(&on_branches(&mut binds, selection.branches));
+    let rows = per_builder(
+        db,
+        builderids,
+        &binds,
+        |builder| {
+            format!(
+                "SELECT id FROM builds WHERE builderid = {builder}{conditions} \
+                 ORDER BY id DESC LIMIT {each}"
+            )
+        },
+        |union| format!("SELECT id FROM {union} ORDER BY id DESC LIMIT {limit}"),
+    )
+    .await?;
+    let mut ids = rows
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<Vec<i64>, _>>()?;
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids.truncate(limit);
+    Ok(ids)
+}
+
+/// ` AND` the build's `branch` property is one of `branches`, when any is given.
+fn on_branches(binds: &mut Binds, branches: &[&str]) -> String {
+    if branches.is_empty() {
+        return String::new();
+    }
+    // Properties are stored as JSON text.
+    let values = branches
+        .iter()
+        .map(|b| Bind::Text(serde_json::Value::from(*b).to_string()));
+    let marks = binds.list(values);
+    format!(
+        " AND EXISTS (SELECT 1 FROM build_properties p WHERE p.buildid = builds.id \
+         AND p.name = 'branch' AND p.value IN ({marks}))"
+    )
+}
+
+/// The last `count` finished builds of each builder by number, newest first, as
+/// `(builderid, buildid, started_at, complete_at)`; with `succeeded`, only those
+/// that succeeded (with or without warnings); only those of `branches` when any is given.
+pub async fn last_finished(
+    db: &Db,
+    builderids: &[i64],
+    count: usize,
+    succeeded: bool,
+    branches: &[&str],
+) -> DbResult<Vec<(i64, i64, f64, f64)>> {
+    if builderids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut binds = Binds::default();
+    let mut results = on_branches(&mut binds, branches);
+    if succeeded {
+        results.push_str(" AND results <= 1");
+    }
+    let rows = per_builder(
+        db,
+        builderids,
+        &binds,
+        |builder| {
+            format!(
+                "SELECT builderid, id, number, started_at, complete_at FROM builds \
+                 WHERE builderid = {builder} AND complete_at IS NOT NULL{results} \
+                 ORDER BY number DESC LIMIT {count}"
+            )
+        },
+        |union| format!("SELECT builderid, id, started_at, complete_at FROM {union} ORDER BY builderid, number DESC"),
+    )
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+            ))
+        })
+        .collect()
+}
+
+/// The builds of these builders still running, by builder and number; only those of
+/// `branches` when any is given.
+pub async fn running(db: &Db, builderids: &[i64], branches: &[&str]) -> DbResult<Vec<i64>> {
+    if builderids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut binds = Binds::default();
+    let marks = binds.list(builderids.iter().map(|id| Bind::Int(*id)));
+    let branches = on_branches(&mut binds, branches);
+    let sql = format!(
+        "SELECT id FROM builds WHERE builderid IN ({marks}) AND complete_at IS NULL{branches} \
+         ORDER BY builderid, number"
+    );
+    let rows = bind_all(sqlx::query(&sql), &binds.0)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+}
+
+/// For each of these builds, the result of its builder's finished build before it, as
+/// `(buildid, results)`.
+pub async fn results_before(db: &Db, buildids: &[i64]) -> DbResult<Vec<(i64, Option<i64>)>> {
+    if buildids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut binds = Binds::default();
+    let marks = binds.list(buildids.iter().map(|id| Bind::Int(*id)));
+    let sql = format!(
+        "SELECT b.id, (SELECT p.results FROM builds p WHERE p.builderid = b.builderid \
+         AND p.number < b.number AND p.complete_at IS NOT NULL ORDER BY p.number DESC LIMIT 1) \
+         FROM builds b WHERE b.id IN ({marks})"
+    );
+    let rows = bind_all(sqlx::query(&sql), &binds.0)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
+/// The changes a console shows: the newest `limit` by id (or by `when_timestamp` with
+/// `by_time`) whose columns equal one of the values given for them, and whose author
+/// contains one of `authors` when any is given.
+pub async fn newest_changes(
+    db: &Db,
+    equal: &[(&str, Vec<&str>)],
+    authors: &[&str],
+    by_time: bool,
+    limit: usize,
+) -> DbResult<Vec<i64>> {
+    let mut binds = Binds::default();
+    let mut conditions = vec!["1 = 1".to_string()];
+    for (column, values) in equal.iter().filter(|(_, v)| !v.is_empty()) {
+        let marks = binds.list(values.iter().map(|v| Bind::Text(v.to_string())));
+        conditions.push(format!("{column} IN ({marks})"));
+    }
+    if !authors.is_empty() {
+        let parts: Vec<String> = authors
+            .iter()
+            .map(|a| {
+                let mark = binds.add(Bind::Text(a.to_string()));
+                match db.dialect {
+                    Dialect::Sqlite => format!("instr(author, {mark}) > 0"),
+                    Dialect::Postgres => format!("strpos(author, {mark}) > 0"),
+                }
+            })
+            .collect();
+        conditions.push(format!("({})", parts.join(" OR ")));
+    }
+    let order = if by_time {
+        "when_timestamp DESC, changeid DESC"
+    } else {
+        "changeid DESC"
+    };
+    let sql = format!(
+        "SELECT changeid FROM changes WHERE {} ORDER BY {order} LIMIT {limit}",
+        conditions.join(" AND ")
+    );
+    let rows = bind_all(sqlx::query(&sql), &binds.0)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+}
+
+/// The `count` revisions (`(branch, revision)`, none read as `''`) most recently built by
+/// these builders, on `branches` when any is named, newest first: builds are read newest
+/// first, a page at a time, until that many revisions are found.
+pub async fn recent_revisions(
+    db: &Db,
+    builderids: &[i64],
+    branches: &[&str],
+    count: usize,
+) -> DbResult<Vec<(String, String)>> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    if builderids.is_empty() || count == 0 {
+        return Ok(found);
+    }
+    let mut page = (count * 4).max(100);
+    let mut before = i64::MAX;
+    loop {
+        let mut binds = Binds::default();
+        let marks = binds.list(builderids.iter().map(|id| Bind::Int(*id)));
+        let below = binds.add(Bind::Int(before));
+        let sql = format!(
+            "SELECT builds.id, ss.id, COALESCE(ss.branch, ''), COALESCE(ss.revision, '') \
+             FROM (SELECT id, buildrequestid FROM builds WHERE builderid IN ({marks}) \
+             AND id < {below} ORDER BY id DESC LIMIT {page}) AS builds \
+             LEFT JOIN buildrequests br ON br.id = builds.buildrequestid \
+             LEFT JOIN buildset_sourcestamps bss ON bss.buildsetid = br.buildsetid \
+             LEFT JOIN sourcestamps ss ON ss.id = bss.sourcestampid \
+             ORDER BY builds.id DESC, ss.id"
+        );
+        let rows = bind_all(sqlx::query(&sql), &binds.0)
+            .fetch_all(&db.pool)
+            .await?;
+        let mut builds_read = 0;
+        for row in &rows {
+            let id: i64 = row.try_get(0)?;
+            if id != before {
+                builds_read += 1;
+                before = id;
+            }
+            if row.try_get::<Option<i64>, _>(1)?.is_none() {
+                continue;
+            }
+            let at: (String, String) = (row.try_get(2)?, row.try_get(3)?);
+            let on_branch = branches.is_empty() || branches.contains(&at.0.as_str());
+            if on_branch && !found.contains(&at) {
+                found.push(at);
+                if found.len() == count {
+                    return Ok(found);
+                }
+            }
+        }
+        if builds_read < page {
+            return Ok(found);
+        }
+        page *= 4;
+    }
+}
+
+/// Which of these builds have a step with the result `code`.
+pub async fn builds_with_step_results(db: &Db, buildids: &[i64], code: i64) -> DbResult<Vec<i64>> {
+    if buildids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut binds = Binds::default();
+    let marks = binds.list(buildids.iter().map(|id| Bind::Int(*id)));
+    let result = binds.add(Bind::Int(code));
+    let sql = format!(
+        "SELECT DISTINCT buildid FROM steps WHERE buildid IN ({marks}) AND results = {result}"
+    );
+    let rows = bind_all(sqlx::query(&sql), &binds.0)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+}
+
+/// The builds of these builders made from any of these revisions (`(branch, revision)`,
+/// none read as `''`), as `(buildid, (branch, revision))` in build order: found from the
+/// sourcestamps of those revisions, so only their builds are read.
+pub async fn builds_of_revisions(
+    db: &Db,
+    builderids: &[i64],
+    revisions: &[(String, String)],
+) -> DbResult<Vec<(i64, (String, String))>> {
+    if builderids.is_empty() || revisions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut binds = Binds::default();
+    let builders = binds.list(builderids.iter().map(|id| Bind::Int(*id)));
+    let named: Vec<Bind> = revisions
+        .iter()
+        .filter(|(_, r)| !r.is_empty())
+        .map(|(_, r)| Bind::Text(r.clone()))
+        .collect();
+    let mut wanted = Vec::new();
+    if !named.is_empty() {
+        wanted.push(format!("ss.revision IN ({})", binds.list(named)));
+    }
+    if revisions.iter().any(|(_, r)| r.is_empty()) {
+        wanted.push("ss.revision IS NULL OR ss.revision = ''".to_string());
+    }
+    let sql = format!(
+        "SELECT builds.id, COALESCE(ss.branch, ''), COALESCE(ss.revision, '') \
+         FROM sourcestamps ss \
+         JOIN buildset_sourcestamps bss ON bss.sourcestampid = ss.id \
+         JOIN buildrequests br ON br.buildsetid = bss.buildsetid \
+         JOIN builds ON builds.buildrequestid = br.id \
+         WHERE ({}) AND builds.builderid IN ({builders}) ORDER BY builds.id",
+        wanted.join(" OR ")
+    );
+    let rows = bind_all(sqlx::query(&sql), &binds.0)
+        .fetch_all(&db.pool)
+        .await?;
+    let mut found = Vec::new();
+    for row in &rows {
+        let at: (String, String) = (row.try_get(1)?, row.try_get(2)?);
+        if revisions.contains(&at) {
+            found.push((row.try_get(0)?, at));
+        }
+    }
+    Ok(found)
+}
+
+/// Which of these build requests are for a sourcestamp on one of `branches`.
+pub async fn requests_on_branches(
+    db: &Db,
+    requestids: &[i64],
+    branches: &[&str],
+) -> DbResult<Vec<i64>> {
+    if requestids.is_empty() || branches.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut binds = Binds::default();
+    let marks = binds.list(requestids.iter().map(|id| Bind::Int(*id)));
+    let names = binds.list(branches.iter().map(|b| Bind::Text(b.to_string())));
+    let sql = format!(
+        "SELECT DISTINCT br.id FROM buildrequests br \
+         JOIN buildset_sourcestamps bss ON bss.buildsetid = br.buildsetid \
+         JOIN sourcestamps ss ON ss.id = bss.sourcestampid \
+         WHERE br.id IN ({marks}) AND ss.branch IN ({names})"
+    );
+    let rows = bind_all(sqlx::query(&sql), &binds.0)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+}
+
+/// The requests of these builders waiting for a build (neither claimed nor complete), in
+/// no order: through the partial index of unfinished requests, however many finished ones
+/// are stored (a bound `complete = $1` would not let SQLite use it).
+pub async fn waiting_requests(db: &Db, builderids: &[i64]) -> DbResult<Vec<i64>> {
+    if builderids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut binds = Binds::default();
+    let marks = binds.list(builderids.iter().map(|id| Bind::Int(*id)));
+    let sql = format!(
+        "SELECT id FROM buildrequests WHERE builderid IN ({marks}) AND complete = 0 \
+         AND claimed_by_masterid IS NULL"
+    );
+    let rows = bind_all(sqlx::query(&sql), &binds.0)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+}
