@@ -6,7 +6,7 @@
 //! not a mail server's. `scripts/bench` runs this bench pinned to one core.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use moonbot::db::SourceStampSpec;
 use moonbot::master::Master;
@@ -21,7 +21,6 @@ use smtp_sink::Sink;
 
 const BUILDS: usize = 1_000;
 const PACED_BUILDS: usize = 100;
-const WAIT: Duration = Duration::from_secs(300);
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
