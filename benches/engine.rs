@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use moonbot::db::{ChangeSpec, Db};
 
+#[path = "support/smtp_sink.rs"]
+mod smtp_sink;
 #[path = "support/wrk.rs"]
 mod wrk;
 use moonbot::master::Master;
@@ -24,6 +26,9 @@ const FORCED_BUILDS: usize = 200;
 const CHANGES: usize = 100;
 const STORED_BUILDS: i64 = 10_000;
 const STARTS: usize = 10;
+/// Issue 19's workload, as it was run beside Laminar: builds spread over `JOBS` builders.
+const JOB_BUILDS: usize = 200;
+const JOBS: usize = 10;
 const RECONFIGS: usize = 10;
 
 /// The sample config's shape: a LocalWorker, a builder, two schedulers, WebStatus on port 0.
@@ -71,8 +76,12 @@ fn main() -> anyhow::Result<()> {
 
 async fn run() -> anyhow::Result<()> {
     let scratch = tempfile::tempdir()?;
-    let binary = moonbot_binary();
     println!("moonbot engine benchmark (release, {} cores)", cores());
+    // `cargo bench --bench engine -- jobs` measures issue 19's figures alone.
+    if std::env::args().skip(1).any(|arg| arg == "jobs") {
+        return job_figures(scratch.path()).await;
+    }
+    let binary = moonbot_binary();
 
     let sample = scratch.path().join("sample");
     start_up_and_memory(&sample).await?;
@@ -104,7 +113,201 @@ async fn run() -> anyhow::Result<()> {
         problems.is_empty(),
         "some figures are not valid (see above)"
     );
+    job_figures(scratch.path()).await
+}
+
+/// Issue 19's figures: the master as its own process, without and with mail. The
+/// master is this build's `moonbot`, or `MOONBOT_BENCH_BINARY` (another commit's, or a
+/// wrapper that runs it under a profiler) to compare.
+async fn job_figures(scratch: &Path) -> anyhow::Result<()> {
+    let binary = std::env::var_os("MOONBOT_BENCH_BINARY").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_moonbot")),
+        PathBuf::from,
+    );
+    jobs_throughput(&binary, &scratch.join("jobs"), None).await?;
+    let sink = smtp_sink::Sink::start().await?;
+    jobs_throughput(&binary, &scratch.join("jobs-mailed"), Some(&sink)).await
+}
+
+/// `JOBS` builders of two steps, `true` and `echo hello`, on a LocalWorker running four
+/// builds at once; with `sink`, a MailNotifier whose Lua formatter writes every build's
+/// mail, to that SMTP server.
+fn jobs_config(web_port: u16, sink: Option<&smtp_sink::Sink>) -> String {
+    let mut config = format!(
+        r#"
+local c = BuildmasterConfig
+c['workers'] = {{ worker.LocalWorker("local", {{ max_builds = 4 }}) }}
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{{ name = "true", command = {{ "true" }} }})
+f:addStep(steps.ShellCommand{{ name = "hello", command = {{ "echo", "hello" }} }})
+local names, builders = {{}}, {{}}
+for n = 1, {JOBS} do
+  names[n] = "job" .. n
+  builders[n] = util.BuilderConfig{{ name = names[n], workernames = {{ "local" }}, factory = f, collapseRequests = false }}
+end
+c['builders'] = builders
+c['schedulers'] = {{ schedulers.ForceScheduler{{ name = "force", builderNames = names }} }}
+c['status'] = {{ status.WebStatus{{ http_port = "tcp:{web_port}:interface=127.0.0.1", authz = util.Authz{{ default_action = true }} }} }}
+"#
+    );
+    if let Some(sink) = sink {
+        config.push_str(&format!(
+            r#"
+local function formatter(mode, name, build, results, master_status)
+  local result = util.Results[results]
+  return {{ type = "plain", subject = ("%s #%d: %s"):format(name, build:getNumber(), result),
+           body = ("Build %d of %s on %s: %s\n"):format(build:getNumber(), name, build:getSlavename(), result) }}
+end
+c['status']:append(status.MailNotifier{{ fromaddr = "ci@example.org", extraRecipients = {{ "dev@example.org" }},
+  sendToInterestedUsers = false, mode = "all", relayhost = "127.0.0.1", smtpPort = {},
+  messageFormatter = formatter }})
+"#,
+            sink.port
+        ));
+    }
+    config
+}
+
+/// Issue 19's figures 1 and 2: `JOB_BUILDS` builds forced over one HTTP connection to
+/// `moonbot start --nodaemon`, from the first force to the last buildset complete (and
+/// with `sink`, the last mail accepted); the master's own CPU and its reaped children's
+/// from `/proc/PID/stat`. Completion is read from the SQLite file, which costs the master
+/// nothing.
+async fn jobs_throughput(
+    binary: &Path,
+    dir: &Path,
+    sink: Option<&smtp_sink::Sink>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let port = free_port()?;
+    std::fs::write(dir.join("master.cfg.lua"), jobs_config(port, sink))?;
+    let (child, _) = spawn_until_answering(binary, dir, port).await?;
+    let measured = measure_jobs(child.id(), dir, port, sink).await;
+    terminate(child)?;
+    std::fs::remove_dir_all(dir)?;
+    measured
+}
+
+/// The throughput phase of [`jobs_throughput`] against the master `pid`.
+async fn measure_jobs(
+    pid: u32,
+    dir: &Path,
+    port: u16,
+    sink: Option<&smtp_sink::Sink>,
+) -> anyhow::Result<()> {
+    sqlx::any::install_default_drivers();
+    let database = sqlx::AnyPool::connect(&format!(
+        "sqlite://{}?mode=ro",
+        dir.join("state.sqlite").display()
+    ))
+    .await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()?;
+    let url = format!("http://127.0.0.1:{port}/api/v2/forceschedulers/force");
+    let before = ProcessCpu::read(pid)?;
+    let begin = Instant::now();
+    for n in 0..JOB_BUILDS {
+        let call = serde_json::json!({"jsonrpc": "2.0", "method": "force", "id": n,
+            "params": {"builderNames": [format!("job{}", n % JOBS + 1)], "username": "bench <bench@example.org>"}});
+        let answer = http.post(&url).json(&call).send().await?;
+        anyhow::ensure!(
+            answer.status().is_success(),
+            "force answered {}",
+            answer.status()
+        );
+    }
+    loop {
+        let complete: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM buildsets WHERE complete = 1")
+            .fetch_one(&database)
+            .await?;
+        if complete == JOB_BUILDS as i64 {
+            break;
+        }
+        anyhow::ensure!(
+            begin.elapsed() < WAIT,
+            "only {complete} of {JOB_BUILDS} builds finished"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    if let Some(sink) = sink {
+        sink.wait_for(JOB_BUILDS).await?;
+    }
+    let elapsed = begin.elapsed().as_secs_f64();
+    let after = ProcessCpu::read(pid)?;
+    let succeeded: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM builds WHERE results = 0 AND          (SELECT COUNT(*) FROM steps WHERE steps.buildid = builds.id AND results = 0) = 2",
+    )
+    .fetch_one(&database)
+    .await?;
+    let mut lost = Vec::new();
+    if succeeded != JOB_BUILDS as i64 {
+        lost.push(format!(
+            "{succeeded} of {JOB_BUILDS} builds stored with both steps successful"
+        ));
+    }
+    if sink.is_some() {
+        let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE state = 'sent'")
+            .fetch_one(&database)
+            .await?;
+        if sent != JOB_BUILDS as i64 {
+            lost.push(format!("{sent} of {JOB_BUILDS} mails marked sent"));
+        }
+    }
+    database.close().await;
+    let per_build = |seconds: f64| seconds * 1000.0 / JOB_BUILDS as f64;
+    let mailed = if sink.is_some() {
+        ", a MailNotifier (Lua messageFormatter, mode all) mailing each to an SMTP sink on loopback"
+    } else {
+        ""
+    };
+    println!(
+        "jobs: {JOB_BUILDS} builds forced over one HTTP connection to `moonbot start --nodaemon`, \
+         {JOBS} builders of `true` and `echo hello` on a LocalWorker with max_builds=4, SQLite{mailed}: \
+         {:.1} builds/s ({elapsed:.2} s); master CPU per build (utime+stime) {:.2} ms; \
+         master plus reaped children {:.2} ms",
+        JOB_BUILDS as f64 / elapsed,
+        per_build(after.own - before.own),
+        per_build(after.own + after.children - before.own - before.children),
+    );
+    anyhow::ensure!(
+        lost.is_empty(),
+        "the jobs figure is not valid: {}",
+        lost.join("; ")
+    );
     Ok(())
+}
+
+/// CPU seconds of another process, from `/proc/PID/stat`: its own (utime+stime) and its
+/// children's that it reaped (cutime+cstime).
+struct ProcessCpu {
+    own: f64,
+    children: f64,
+}
+
+impl ProcessCpu {
+    fn read(pid: u32) -> anyhow::Result<ProcessCpu> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // The fields after the command name, which is in parentheses and may hold spaces;
+        // the 14th to 17th fields of stat(5) are the 12th to 15th here.
+        let rest = stat
+            .rsplit_once(')')
+            .ok_or_else(|| anyhow::anyhow!("no command name in /proc/{pid}/stat"))?
+            .1;
+        let ticks: Vec<f64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(4)
+            .map(|field| field.parse().unwrap_or_default())
+            .collect();
+        anyhow::ensure!(ticks.len() == 4, "short /proc/{pid}/stat");
+        // SAFETY: sysconf only reads a constant of the system.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Ok(ProcessCpu {
+            own: (ticks[0] + ticks[1]) / per_second,
+            children: (ticks[2] + ticks[3]) / per_second,
+        })
+    }
 }
 
 /// Issue 4's figure: SIGHUP to the outcome, on the sample-like config and on one with 500

@@ -317,7 +317,7 @@ async fn fill(db: &Db) -> Ids {
     db.append_log(stdio, "hmake all\nocc -c a.c\nea.c:1: warning\n")
         .await
         .unwrap();
-    db.finish_log(stdio).await.unwrap();
+    db.finish_log(stdio, "").await.unwrap();
     let big = db
         .add_log(2, "big output", "big_output", "t")
         .await

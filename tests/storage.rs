@@ -147,7 +147,67 @@ on_both_databases!(
     state_is_kept_and_overwritten,
     a_whole_build_runs_on_this_database,
     the_outbox_keeps_messages_until_sent,
+    properties_past_one_statements_rows_are_all_stored,
 );
+
+/// Build and buildset properties are written many rows to a statement: more than one
+/// statement holds must all arrive, and a build's later write replaces values in place.
+async fn properties_past_one_statements_rows_are_all_stored(test: TestDb) {
+    let db = &test.db;
+    let mut properties = Properties::new();
+    for n in 0..450 {
+        properties.set(format!("p{n}"), json!({"n": n, "text": "it's"}), "Test");
+    }
+    let builderid = db.builder_id("linux").await.unwrap();
+    let spec = BuildsetSpec {
+        reason: "many properties".into(),
+        scheduler: "force".into(),
+        new_sourcestamps: vec![SourceStampSpec::default()],
+        properties: properties.clone(),
+        builder_ids: vec![builderid],
+        ..BuildsetSpec::default()
+    };
+    let (bsid, requests) = db.add_buildset(&spec).await.unwrap();
+    assert_eq!(
+        db.buildset_properties(bsid).await.unwrap().as_dict(),
+        properties.as_dict()
+    );
+
+    let (workerid, masterid) = (
+        db.worker_id("local").await.unwrap(),
+        db.master_id("master").await.unwrap(),
+    );
+    let build =
+        moonbot::data::builds::add_build(db, builderid, requests[&builderid], workerid, masterid)
+            .await
+            .unwrap();
+    assert_eq!(build.number, 1);
+    db.set_build_properties(build.buildid, &properties)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.build_properties(build.buildid).await.unwrap().as_dict(),
+        properties.as_dict()
+    );
+    let mut changed = Properties::new();
+    changed.set("p7", json!("seven"), "Step");
+    changed.set("extra", json!(true), "Step");
+    db.set_build_properties(build.buildid, &changed)
+        .await
+        .unwrap();
+    properties.update(&changed);
+    assert_eq!(
+        db.build_properties(build.buildid).await.unwrap().as_dict(),
+        properties.as_dict()
+    );
+    // The builder's next build is numbered after it.
+    let (_, again) = db.add_buildset(&spec).await.unwrap();
+    let next =
+        moonbot::data::builds::add_build(db, builderid, again[&builderid], workerid, masterid)
+            .await
+            .unwrap();
+    assert_eq!(next.number, 2);
+}
 
 /// The outbox's queries: one row per reporter and key, due rows, failures, sent and dead
 /// states, listings for one reporter or all (a NULL parameter PostgreSQL must type).
@@ -745,13 +805,16 @@ async fn log_lines_come_back_across_chunks(test: TestDb) {
             .await
             .unwrap();
     assert_eq!((num_lines, complete), (203, 0));
-    db.finish_log(logid).await.unwrap();
+    // The last lines and the completion are one write.
+    assert_eq!(db.finish_log(logid, "olast\n").await.unwrap(), 204);
     let complete: i64 = sqlx::query_scalar("SELECT complete FROM logs WHERE id = $1")
         .bind(logid)
         .fetch_one(&db.pool)
         .await
         .unwrap();
     assert_eq!(complete, 1);
+    assert_eq!(db.log_lines(logid, 203, 203).await.unwrap(), "olast\n");
+    assert_eq!(db.finish_log(other, "").await.unwrap(), 1);
 
     // Small chunks are stored as they are, big ones compressed.
     let methods: Vec<(i64, i64)> = sqlx::query_as(
@@ -761,7 +824,7 @@ async fn log_lines_come_back_across_chunks(test: TestDb) {
     .fetch_all(&db.pool)
     .await
     .unwrap();
-    assert_eq!(methods, vec![(0, 0), (1, 1), (201, 0)]);
+    assert_eq!(methods, vec![(0, 0), (1, 1), (201, 0), (203, 0)]);
     let stored: Vec<u8> =
         sqlx::query_scalar("SELECT content FROM logchunks WHERE logid = $1 AND first_line = 1")
             .bind(logid)

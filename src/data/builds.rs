@@ -783,7 +783,8 @@ pub struct NewBuild {
     pub message: Value,
 }
 
-/// Stores a new build, numbered after the builder's last one.
+/// Stores a new build, numbered after the builder's last one, in one statement (so one
+/// write, atomic without a transaction of its own).
 pub async fn add_build(
     db: &Db,
     builderid: i64,
@@ -791,29 +792,22 @@ pub async fn add_build(
     workerid: i64,
     masterid: i64,
 ) -> DbResult<NewBuild> {
-    let mut tx = db.begin_write().await?;
-    let number: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE builderid = $1")
-            .bind(builderid)
-            .fetch_one(&mut *tx)
-            .await?;
     let sql = format!(
         "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at, \
-         state_string) VALUES ($1, $2, $3, $4, $5, $6, 'starting') RETURNING {BUILD_SELECT}"
+         state_string) VALUES ((SELECT COALESCE(MAX(number), 0) + 1 FROM builds \
+         WHERE builderid = $1), $1, $2, $3, $4, $5, 'starting') RETURNING {BUILD_SELECT}"
     );
     let row = sqlx::query(&sql)
-        .bind(number)
         .bind(builderid)
         .bind(buildrequestid)
         .bind(workerid)
         .bind(masterid)
         .bind(now())
-        .fetch_one(&mut *tx)
+        .fetch_one(&db.pool)
         .await?;
-    tx.commit().await?;
     Ok(NewBuild {
         buildid: row.try_get(0)?,
-        number,
+        number: row.try_get(1)?,
         message: build_json(&row)?,
     })
 }

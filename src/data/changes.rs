@@ -7,9 +7,10 @@ use sqlx::Row;
 use super::query::{
     bind_all, id_list, wanted_properties, Bind, Entity, FieldType as F, Listing, Page, Query,
 };
-use super::{flag, opt_int, opt_time, projected, time};
-use crate::db::{Db, DbResult, StoredChange};
-use crate::model::Change;
+use super::{announce, flag, opt_int, opt_time, projected, time, Resource};
+use crate::bus::Bus;
+use crate::db::{now, Db, DbResult, StoredChange};
+use crate::model::{BuildResult, Change};
 
 pub const SOURCESTAMP: Entity = Entity {
     name: "sourcestamp",
@@ -423,6 +424,42 @@ pub async fn buildset(db: &Db, bsid: i64) -> DbResult<Option<Value>> {
     Ok(Some(item))
 }
 
+/// Completes buildset `bsid` once all its requests are complete, with the worst of their
+/// results, and announces it `complete` with the row the update returned; `None` while
+/// some are pending or if it was complete already.
+pub async fn complete_buildset(db: &Db, bus: &Bus, bsid: i64) -> DbResult<Option<BuildResult>> {
+    let rows: Vec<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT complete, results FROM buildrequests WHERE buildsetid = $1")
+            .bind(bsid)
+            .fetch_all(&db.pool)
+            .await?;
+    if rows.iter().any(|(complete, _)| *complete == 0) {
+        return Ok(None);
+    }
+    let results = rows
+        .iter()
+        .filter_map(|(_, results)| results.and_then(BuildResult::from_code))
+        .fold(BuildResult::Success, BuildResult::worst);
+    let sql = format!(
+        "UPDATE buildsets SET complete = 1, complete_at = $1, results = $2 \
+         WHERE id = $3 AND complete = 0 RETURNING {BUILDSET_SELECT}"
+    );
+    let Some(row) = sqlx::query(&sql)
+        .bind(now())
+        .bind(results.code())
+        .bind(bsid)
+        .fetch_optional(&db.pool)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut items = [buildset_json(&row)?];
+    add_buildset_sourcestamps(db, &mut items).await?;
+    let [message] = items;
+    announce(bus, Resource::Buildset(bsid), "complete", message);
+    Ok(Some(results))
+}
+
 // ---- build requests --------------------------------------------------------------------
 
 const BUILDREQUEST_SELECT: &str = "buildrequests.id, buildrequests.buildsetid, \
@@ -547,4 +584,58 @@ pub async fn buildrequest(db: &Db, brid: i64, query: &Query) -> DbResult<Option<
     }
     let [item] = items;
     Ok(Some(item))
+}
+
+/// Claims pending request `brid` for `masterid` and announces it `claimed` with the row
+/// the update returned; false when another claim got there first.
+pub async fn claim_request(db: &Db, bus: &Bus, brid: i64, masterid: i64) -> DbResult<bool> {
+    let sql = format!(
+        "UPDATE buildrequests SET claimed_by_masterid = $1, claimed_at = $2 \
+         WHERE id = $3 AND claimed_by_masterid IS NULL AND complete = 0 \
+         RETURNING {BUILDREQUEST_SELECT}"
+    );
+    let Some(row) = sqlx::query(&sql)
+        .bind(masterid)
+        .bind(now())
+        .bind(brid)
+        .fetch_optional(&db.pool)
+        .await?
+    else {
+        return Ok(false);
+    };
+    announce(
+        bus,
+        Resource::BuildRequest(brid),
+        "claimed",
+        buildrequest_json(&row)?,
+    );
+    Ok(true)
+}
+
+/// Completes pending request `brid` with `results` and announces it with `event`, with
+/// the row the update returned. Answers its buildset, or `None` if it was not pending.
+pub async fn complete_request(
+    db: &Db,
+    bus: &Bus,
+    brid: i64,
+    results: BuildResult,
+    event: &str,
+) -> DbResult<Option<i64>> {
+    let sql = format!(
+        "UPDATE buildrequests SET complete = 1, results = $1, complete_at = $2 \
+         WHERE id = $3 AND complete = 0 RETURNING {BUILDREQUEST_SELECT}"
+    );
+    let Some(row) = sqlx::query(&sql)
+        .bind(results.code())
+        .bind(now())
+        .bind(brid)
+        .fetch_optional(&db.pool)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let message = buildrequest_json(&row)?;
+    let bsid = row.try_get(1)?;
+    announce(bus, Resource::BuildRequest(brid), event, message);
+    Ok(Some(bsid))
 }

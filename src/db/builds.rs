@@ -116,54 +116,6 @@ impl Db {
         Ok(())
     }
 
-    /// Marks requests complete. Returns the buildsets they belong to.
-    pub async fn complete_requests(&self, ids: &[i64], results: BuildResult) -> DbResult<Vec<i64>> {
-        let complete_at = now();
-        let mut buildsets = Vec::new();
-        for id in ids {
-            let bsid: Option<i64> = sqlx::query_scalar(
-                "UPDATE buildrequests SET complete = 1, results = $1, complete_at = $2 \
-                 WHERE id = $3 AND complete = 0 RETURNING buildsetid",
-            )
-            .bind(results.code())
-            .bind(complete_at)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(bsid) = bsid.filter(|bsid| !buildsets.contains(bsid)) {
-                buildsets.push(bsid);
-            }
-        }
-        Ok(buildsets)
-    }
-
-    /// Completes a buildset whose requests are all complete, with the worst of their
-    /// results; `None` while some are still pending or if it was already complete.
-    pub async fn maybe_complete_buildset(&self, bsid: i64) -> DbResult<Option<BuildResult>> {
-        let rows: Vec<(i64, Option<i64>)> =
-            sqlx::query_as("SELECT complete, results FROM buildrequests WHERE buildsetid = $1")
-                .bind(bsid)
-                .fetch_all(&self.pool)
-                .await?;
-        if rows.iter().any(|(complete, _)| *complete == 0) {
-            return Ok(None);
-        }
-        let results = rows
-            .iter()
-            .filter_map(|(_, results)| results.and_then(BuildResult::from_code))
-            .fold(BuildResult::Success, BuildResult::worst);
-        let updated = sqlx::query(
-            "UPDATE buildsets SET complete = 1, complete_at = $1, results = $2 \
-             WHERE id = $3 AND complete = 0",
-        )
-        .bind(now())
-        .bind(results.code())
-        .bind(bsid)
-        .execute(&self.pool)
-        .await?;
-        Ok((updated.rows_affected() == 1).then_some(results))
-    }
-
     pub async fn set_build_state(&self, buildid: i64, state: &str) -> DbResult<()> {
         sqlx::query("UPDATE builds SET state_string = $1 WHERE id = $2")
             .bind(state)
@@ -173,26 +125,33 @@ impl Db {
         Ok(())
     }
 
-    /// Stores every property of a build, replacing earlier values.
+    /// Stores every property of a build, replacing earlier values: one statement for
+    /// up to [`super::ROWS_PER_INSERT`] of them, as a round trip costs more than a row.
     pub async fn set_build_properties(
         &self,
         buildid: i64,
         properties: &Properties,
     ) -> DbResult<()> {
-        let mut tx = self.begin_write().await?;
-        for (name, value) in properties.values() {
-            sqlx::query(
-                "INSERT INTO build_properties (buildid, name, value, source) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (buildid, name) DO UPDATE SET value = excluded.value, source = excluded.source",
-            )
-            .bind(buildid)
-            .bind(name)
-            .bind(value.to_string())
-            .bind(properties.source(name).unwrap_or_default())
-            .execute(&mut *tx)
-            .await?;
+        let rows: Vec<(&str, String, &str)> = properties
+            .values()
+            .map(|(name, value)| {
+                let source = properties.source(name).unwrap_or_default();
+                (name, value.to_string(), source)
+            })
+            .collect();
+        match rows.len() {
+            0 => {}
+            1..=super::ROWS_PER_INSERT => {
+                upsert_build_properties(&self.pool, buildid, &rows).await?
+            }
+            _ => {
+                let mut tx = self.begin_write().await?;
+                for chunk in rows.chunks(super::ROWS_PER_INSERT) {
+                    upsert_build_properties(&mut *tx, buildid, chunk).await?;
+                }
+                tx.commit().await?;
+            }
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -215,6 +174,27 @@ impl Db {
         .fetch_one(&self.pool)
         .await?)
     }
+}
+
+/// `(name, JSON value, source)` rows into `build_properties`, in one statement.
+async fn upsert_build_properties<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    buildid: i64,
+    rows: &[(&str, String, &str)],
+) -> DbResult<()> {
+    let mut sql = super::insert_rows(
+        "INSERT INTO build_properties (buildid, name, value, source)",
+        rows.len(),
+    );
+    sql.push_str(
+        " ON CONFLICT (buildid, name) DO UPDATE SET value = excluded.value, source = excluded.source",
+    );
+    let mut query = sqlx::query(&sql).bind(buildid);
+    for (name, value, source) in rows {
+        query = query.bind(*name).bind(value.as_str()).bind(*source);
+    }
+    query.execute(executor).await?;
+    Ok(())
 }
 
 impl Db {

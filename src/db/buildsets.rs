@@ -79,17 +79,25 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
-        for (name, value) in spec.properties.values() {
-            sqlx::query(
-                "INSERT INTO buildset_properties (buildsetid, name, value, source) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(bsid)
-            .bind(name)
-            .bind(value.to_string())
-            .bind(spec.properties.source(name).unwrap_or_default())
-            .execute(&mut *tx)
-            .await?;
+        let properties: Vec<(&str, String, &str)> = spec
+            .properties
+            .values()
+            .map(|(name, value)| {
+                let source = spec.properties.source(name).unwrap_or_default();
+                (name, value.to_string(), source)
+            })
+            .collect();
+        // One statement for many rows: a round trip costs more than a row.
+        for chunk in properties.chunks(super::ROWS_PER_INSERT) {
+            let sql = super::insert_rows(
+                "INSERT INTO buildset_properties (buildsetid, name, value, source)",
+                chunk.len(),
+            );
+            let mut query = sqlx::query(&sql).bind(bsid);
+            for (name, value, source) in chunk {
+                query = query.bind(*name).bind(value.as_str()).bind(*source);
+            }
+            query.execute(&mut *tx).await?;
         }
         let mut brids = BTreeMap::new();
         for &builderid in &spec.builder_ids {

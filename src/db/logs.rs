@@ -39,14 +39,29 @@ impl Db {
     /// Appends complete lines (each ending in '\n') to a log as one chunk. Returns the
     /// log's line count after it.
     pub async fn append_log(&self, logid: i64, lines: &str) -> DbResult<i64> {
+        self.write_log(logid, lines, false).await
+    }
+
+    /// Appends the last lines (maybe none) and marks the log complete, in one write.
+    /// Returns the log's line count.
+    pub async fn finish_log(&self, logid: i64, lines: &str) -> DbResult<i64> {
+        self.write_log(logid, lines, true).await
+    }
+
+    async fn write_log(&self, logid: i64, lines: &str, complete: bool) -> DbResult<i64> {
+        let missing = || DbError::NotFound(format!("log {logid}"));
         let count = lines.bytes().filter(|&b| b == b'\n').count() as i64;
         if count == 0 {
-            return Ok(
-                sqlx::query_scalar("SELECT num_lines FROM logs WHERE id = $1")
-                    .bind(logid)
-                    .fetch_one(&self.pool)
-                    .await?,
-            );
+            let sql = if complete {
+                "UPDATE logs SET complete = 1 WHERE id = $1 RETURNING num_lines"
+            } else {
+                "SELECT num_lines FROM logs WHERE id = $1"
+            };
+            return sqlx::query_scalar(sql)
+                .bind(logid)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(missing);
         }
         let (content, compressed) = if lines.len() > COMPRESS_ABOVE {
             let mut encoder = ZlibEncoder::new(Vec::new(), Compression::fast());
@@ -61,15 +76,19 @@ impl Db {
         // Reserving the lines is the transaction's first statement: it takes SQLite's write
         // lock and PostgreSQL's row lock at once, so concurrent appends queue instead of
         // reading the same line count.
+        let reserve = if complete {
+            "UPDATE logs SET num_lines = num_lines + $1, complete = 1 WHERE id = $2 \
+             RETURNING num_lines"
+        } else {
+            "UPDATE logs SET num_lines = num_lines + $1 WHERE id = $2 RETURNING num_lines"
+        };
         let mut tx = self.begin_write().await?;
-        let end: i64 = sqlx::query_scalar(
-            "UPDATE logs SET num_lines = num_lines + $1 WHERE id = $2 RETURNING num_lines",
-        )
-        .bind(count)
-        .bind(logid)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| DbError::NotFound(format!("log {logid}")))?;
+        let end: i64 = sqlx::query_scalar(reserve)
+            .bind(count)
+            .bind(logid)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(missing)?;
         sqlx::query(
             "INSERT INTO logchunks (logid, first_line, last_line, content, compressed) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -83,14 +102,6 @@ impl Db {
         .await?;
         tx.commit().await?;
         Ok(end)
-    }
-
-    pub async fn finish_log(&self, logid: i64) -> DbResult<()> {
-        sqlx::query("UPDATE logs SET complete = 1 WHERE id = $1")
-            .bind(logid)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// Lines `first..=last` of a log (from 0), each ending in '\n', as stored (with the

@@ -18,6 +18,7 @@ pub use buildsets::{BuildsetSpec, SourceStampSpec};
 pub use changes::{AfterCommit, ChangeSpec, StoredChange};
 pub use outbox::{NewMessage, OutboxMessage, Refusal};
 
+use std::fmt::Write;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -186,6 +187,27 @@ fn split_statements(sql: &str) -> Vec<String> {
         }
     }
     statements
+}
+
+/// Rows in one multi-row INSERT of an id and three values a row, far below SQLite's and
+/// PostgreSQL's limits on a statement's parameters.
+const ROWS_PER_INSERT: usize = 200;
+
+/// `INSERT INTO table (id, a, b, c)` followed by `rows` rows of values: `$1` (the id,
+/// the same in every row) and three parameters of their own each.
+fn insert_rows(insert: &str, rows: usize) -> String {
+    let mut sql = format!("{insert} VALUES ");
+    for n in 0..rows {
+        let first = 2 + 3 * n;
+        let separator = if n == 0 { "" } else { ", " };
+        let _ = write!(
+            sql,
+            "{separator}($1, ${first}, ${}, ${})",
+            first + 1,
+            first + 2
+        );
+    }
+    sql
 }
 
 /// Properties from `(name, JSON value, source)` rows.

@@ -121,7 +121,7 @@ async fn execute(ctx: &Context, plan: &BuildPlan, new: NewBuild) -> DbResult<Bui
     // What storage holds, so only changed properties are written again.
     let mut stored = properties.clone();
     announce(&ctx.bus, Resource::Build(buildid), "new", message);
-    tracing::info!(builder = %plan.builder_name, number, worker = %plan.worker_name, "build started");
+    tracing::debug!(builder = %plan.builder_name, number, worker = %plan.worker_name, "build started");
 
     let build = RunningBuild {
         ctx: ctx.clone(),
@@ -303,7 +303,7 @@ async fn finish(
     let ctx = &build.ctx;
     store_changed_properties(build, stored).await?;
     finish_build(&ctx.db, &ctx.bus, build.buildid, results, state).await?;
-    tracing::info!(builder = %build.builder_name, number = build.number, %results, "build finished");
+    tracing::debug!(builder = %build.builder_name, number = build.number, %results, "build finished");
     Ok(results)
 }
 

@@ -21,6 +21,7 @@ pub use build::BuildPlan;
 
 use crate::config::build::{BuilderConfig, CollapseRequests, StepConfig, WorkerKind};
 use crate::config::{same_options, MasterConfig};
+use crate::data::changes::{claim_request, complete_buildset, complete_request};
 use crate::data::{publish, Resource};
 use crate::db::{BuildsetSpec, DbError};
 use crate::db::{DbResult, PendingRequest};
@@ -372,7 +373,8 @@ impl Engine {
                 event = events.recv() => match event {
                     Ok(event) if event.key.starts_with("buildrequests/") && event.key.ends_with("/new") => {
                         let brid = event.key.split('/').nth(1).and_then(|id| id.parse().ok());
-                        if let Some(brid) = brid {
+                        let builderid = event.message["builderid"].as_i64();
+                        if let Some(brid) = brid.filter(|_| self.may_collapse(builderid)) {
                             if let Err(error) = self.collapse(brid).await {
                                 tracing::error!(buildrequest = brid, "cannot collapse requests: {error}");
                             }
@@ -548,6 +550,17 @@ impl Engine {
         if self.ctx.shutdown.is_cancelled() || self.draining {
             return;
         }
+        // Storage is asked only about builders with a free worker: while the workers are
+        // busy, a new request or a finished build costs no query.
+        let ready: Vec<(String, i64)> = self
+            .builders
+            .iter()
+            .filter(|(name, _)| !self.free_workers(name).is_empty())
+            .map(|(name, builder)| (name.clone(), builder.id))
+            .collect();
+        if ready.is_empty() {
+            return;
+        }
         // One query finds the builders with work, rather than one per configured builder.
         let waiting = match self.ctx.db.builders_with_pending_requests().await {
             Ok(ids) => ids,
@@ -556,14 +569,8 @@ impl Engine {
                 return;
             }
         };
-        let names: Vec<String> = self
-            .builders
-            .iter()
-            .filter(|(_, builder)| waiting.contains(&builder.id))
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in names {
-            if let Err(error) = self.start_builds_of(&name, builds).await {
+        for (name, _) in ready.iter().filter(|(_, id)| waiting.contains(id)) {
+            if let Err(error) = self.start_builds_of(name, builds).await {
                 tracing::error!(builder = %name, "cannot start builds: {error}");
             }
         }
@@ -574,6 +581,10 @@ impl Engine {
         name: &str,
         builds: &mut JoinSet<Finished>,
     ) -> DbResult<()> {
+        // An earlier builder in this round may have taken the last free slot.
+        if self.free_workers(name).is_empty() {
+            return Ok(());
+        }
         let builder = &self.builders[name];
         let builderid = builder.id;
         let table = choose::builder_table(name, builderid);
@@ -660,21 +671,10 @@ impl Engine {
                     }
                 }
             };
-            if !self
-                .ctx
-                .db
-                .claim_requests(&[request.id], self.ctx.masterid)
-                .await?
-            {
+            let ctx = &self.ctx;
+            if !claim_request(&ctx.db, &ctx.bus, request.id, ctx.masterid).await? {
                 continue;
             }
-            publish(
-                &self.ctx.db,
-                &self.ctx.bus,
-                Resource::BuildRequest(request.id),
-                "claimed",
-            )
-            .await?;
             self.spawn_build(name, &worker_name, request, builds);
         }
         Ok(())
@@ -730,6 +730,16 @@ impl Engine {
                 buildrequestid: request.id,
             }
         });
+    }
+
+    /// Whether a new request of `builderid` may collapse others: not when its builder says
+    /// `collapseRequests=false`, which spares reading the request.
+    fn may_collapse(&self, builderid: Option<i64>) -> bool {
+        let builder = builderid.and_then(|id| self.builders.values().find(|b| b.id == id));
+        !matches!(
+            builder.and_then(|b| b.collapse_requests.as_ref()),
+            Some(CollapseRequests::Value(false))
+        )
     }
 
     /// A new request collapses the older ones it can (Buildbot's `collapseRequests`).
@@ -1046,19 +1056,17 @@ pub(crate) async fn complete_requests(
     results: BuildResult,
     event: &str,
 ) -> DbResult<bool> {
-    let buildsets = ctx.db.complete_requests(ids, results).await?;
-    if buildsets.is_empty() {
-        return Ok(false);
-    }
-    for id in ids {
-        publish(&ctx.db, &ctx.bus, Resource::BuildRequest(*id), event).await?;
-    }
-    for bsid in buildsets {
-        if ctx.db.maybe_complete_buildset(bsid).await?.is_some() {
-            publish(&ctx.db, &ctx.bus, Resource::Buildset(bsid), "complete").await?;
+    let mut buildsets = Vec::new();
+    for &id in ids {
+        let bsid = complete_request(&ctx.db, &ctx.bus, id, results, event).await?;
+        if let Some(bsid) = bsid.filter(|bsid| !buildsets.contains(bsid)) {
+            buildsets.push(bsid);
         }
     }
-    Ok(true)
+    for &bsid in &buildsets {
+        complete_buildset(&ctx.db, &ctx.bus, bsid).await?;
+    }
+    Ok(!buildsets.is_empty())
 }
 
 /// A storage failure behind a control request: logged here, a bare 500 for the caller.

@@ -317,7 +317,7 @@ async fn submit(ctx: &Context, base: &SchedulerBase, request: Request) -> DbResu
     for &brid in brids.values() {
         data::publish(&ctx.db, &ctx.bus, Resource::BuildRequest(brid), "new").await?;
     }
-    tracing::info!(
+    tracing::debug!(
         scheduler = %base.name,
         buildset = bsid,
         "scheduler '{}' submitted buildset {bsid} for {}: {}",

@@ -89,9 +89,14 @@ impl LogWriter {
         Ok(())
     }
 
+    /// Stores what is buffered and marks the log complete, in one write; a last chunk is
+    /// announced as `append` before `finished`, as a flush would have.
     pub async fn finish(mut self) -> DbResult<()> {
-        self.flush().await?;
-        self.ctx.db.finish_log(self.logid).await?;
+        let lines = std::mem::take(&mut self.buffer);
+        self.num_lines = self.ctx.db.finish_log(self.logid, &lines).await?;
+        if !lines.is_empty() {
+            self.announce("append", false);
+        }
         self.announce("finished", true);
         Ok(())
     }
