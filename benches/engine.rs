@@ -81,6 +81,18 @@ async fn run() -> anyhow::Result<()> {
     if std::env::args().skip(1).any(|arg| arg == "jobs") {
         return job_figures(scratch.path()).await;
     }
+    // `cargo bench --bench engine -- --remote-only`: only the remote worker's throughput,
+    // for working on that path without waiting for the other figures.
+    if std::env::args().any(|arg| arg == "--remote-only") {
+        anyhow::ensure!(
+            Path::new(WORKER_VENV).join("bin/twistd").exists(),
+            "no buildbot-worker in {WORKER_VENV}: scripts/test installs it"
+        );
+        let mut problems = Vec::new();
+        let remote = scratch.path().join("remote");
+        build_throughput(&remote, &mut problems, Some(free_port()?)).await?;
+        return report_problems(&problems);
+    }
     let binary = moonbot_binary();
 
     let sample = scratch.path().join("sample");
@@ -106,7 +118,12 @@ async fn run() -> anyhow::Result<()> {
     } else {
         println!("  (no buildbot-worker in {WORKER_VENV}: scripts/test installs it; the remote-worker figure is skipped)");
     }
-    for problem in &problems {
+    report_problems(&problems)
+}
+
+/// Prints why figures are not valid, and fails the bench if any is not.
+fn report_problems(problems: &[String]) -> anyhow::Result<()> {
+    for problem in problems {
         println!("INVALID: {problem}");
     }
     anyhow::ensure!(
@@ -505,6 +522,10 @@ async fn build_throughput(
         None => None,
     };
     let mut events = ctx.bus.subscribe();
+    let worker_before = worker
+        .as_ref()
+        .map(|w| ProcessUsage::of(w.id()))
+        .transpose()?;
     let self_before = rusage(libc::RUSAGE_SELF);
     let children_before = rusage(libc::RUSAGE_CHILDREN);
     let begin = Instant::now();
@@ -541,6 +562,10 @@ async fn build_throughput(
     let elapsed = begin.elapsed().as_secs_f64();
     let master_cpu = rusage(libc::RUSAGE_SELF) - self_before;
     let children_cpu = rusage(libc::RUSAGE_CHILDREN) - children_before;
+    let worker_usage = match (&worker, worker_before) {
+        (Some(w), Some(before)) => Some(ProcessUsage::of(w.id())?.since(&before)),
+        _ => None,
+    };
     let failed: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT b.state_string, COALESCE(GROUP_CONCAT(s.name || ': ' || s.state_string, '; '), ''), \
          COUNT(DISTINCT b.id) FROM builds b LEFT JOIN steps s ON s.buildid = b.id AND s.results != 0 \
@@ -568,6 +593,16 @@ async fn build_throughput(
             "master CPU per build (getrusage RUSAGE_SELF user+sys): {:.2} ms (the worker's own CPU is not counted)",
             master_cpu * 1000.0 / FORCED_BUILDS as f64,
         );
+        if let Some(usage) = worker_usage {
+            let per_build = |seconds: f64| seconds * 1000.0 / FORCED_BUILDS as f64;
+            println!(
+                "the worker (/proc/PID/stat, schedstat): {:.2} ms CPU per build in its own process and {:.2} ms in its commands (forked, then `true`); its process was on a CPU {:.0}% of the run and waited for one {:.0}%",
+                per_build(usage.own_cpu),
+                per_build(usage.children_cpu),
+                usage.on_cpu * 100.0 / elapsed,
+                usage.waiting * 100.0 / elapsed,
+            );
+        }
     } else {
         println!(
             "master CPU per build (getrusage RUSAGE_SELF user+sys): {:.2} ms; the step processes (RUSAGE_CHILDREN): {:.2} ms per build",
@@ -896,6 +931,54 @@ fn rusage(who: libc::c_int) -> f64 {
     };
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// What a process used, in seconds: CPU of its own and of its reaped children
+/// (`/proc/PID/stat`), and the kernel's time on a CPU and waiting for one (`schedstat`).
+/// The last one says whether a slow worker was busy or only starved by the machine's load.
+struct ProcessUsage {
+    own_cpu: f64,
+    children_cpu: f64,
+    on_cpu: f64,
+    waiting: f64,
+}
+
+impl ProcessUsage {
+    fn of(pid: u32) -> anyhow::Result<ProcessUsage> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        // The fields after the command's name, which is in parentheses and may hold spaces:
+        // utime, stime, cutime and cstime are the 14th to 17th fields of the whole line.
+        let fields: Vec<f64> = stat
+            .rsplit_once(')')
+            .ok_or_else(|| anyhow::anyhow!("/proc/{pid}/stat has no ')'"))?
+            .1
+            .split_whitespace()
+            .map(|field| field.parse().unwrap_or(0.0))
+            .collect();
+        anyhow::ensure!(fields.len() > 14, "/proc/{pid}/stat is short");
+        // SAFETY: sysconf reads a constant of the system.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let schedstat: Vec<f64> = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))?
+            .split_whitespace()
+            .map(|field| field.parse().unwrap_or(0.0))
+            .collect();
+        anyhow::ensure!(schedstat.len() >= 2, "/proc/{pid}/schedstat is short");
+        Ok(ProcessUsage {
+            own_cpu: (fields[11] + fields[12]) / ticks,
+            children_cpu: (fields[13] + fields[14]) / ticks,
+            on_cpu: schedstat[0] / 1e9,
+            waiting: schedstat[1] / 1e9,
+        })
+    }
+
+    fn since(&self, before: &ProcessUsage) -> ProcessUsage {
+        ProcessUsage {
+            own_cpu: self.own_cpu - before.own_cpu,
+            children_cpu: self.children_cpu - before.children_cpu,
+            on_cpu: self.on_cpu - before.on_cpu,
+            waiting: self.waiting - before.waiting,
+        }
+    }
 }
 
 fn cores() -> usize {

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rmpv::Value;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{self, field, map};
+use super::quick_ack::QuickAck;
 
 /// Updates of one command in flight between the reader and the step.
 const UPDATES_IN_FLIGHT: usize = 16;
@@ -69,7 +69,7 @@ static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
 
 impl Connection {
     /// Starts the reader and writer tasks over an accepted WebSocket.
-    pub fn start(name: String, socket: WebSocketStream<TcpStream>) -> Connection {
+    pub fn start(name: String, socket: WebSocketStream<QuickAck>) -> Connection {
         let (outgoing, mut to_send) = mpsc::unbounded_channel::<Message>();
         let connection = Connection(Arc::new(Inner {
             name,

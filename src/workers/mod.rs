@@ -4,6 +4,7 @@
 
 mod connection;
 pub mod protocol;
+mod quick_ack;
 mod server;
 mod transfer;
 

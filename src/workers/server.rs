@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
+use super::quick_ack::QuickAck;
 use super::Connection;
 use crate::config::build::WorkerKind;
 use crate::config::PortSpec;
@@ -104,6 +105,7 @@ async fn accept(stream: TcpStream, config: &SharedConfig) -> Result<Connection, 
     let limits = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
+    let stream = QuickAck::new(stream);
     let socket = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(limits))
         .await
         .map_err(|e| e.to_string())?;
