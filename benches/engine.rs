@@ -118,7 +118,8 @@ async fn run() -> anyhow::Result<()> {
     } else {
         println!("  (no buildbot-worker in {WORKER_VENV}: scripts/test installs it; the remote-worker figure is skipped)");
     }
-    report_problems(&problems)
+    report_problems(&problems)?;
+    job_figures(scratch.path()).await
 }
 
 /// Prints why figures are not valid, and fails the bench if any is not.
@@ -130,7 +131,7 @@ fn report_problems(problems: &[String]) -> anyhow::Result<()> {
         problems.is_empty(),
         "some figures are not valid (see above)"
     );
-    job_figures(scratch.path()).await
+    Ok(())
 }
 
 /// Issue 19's figures: the master as its own process, without and with mail. The
