@@ -231,23 +231,25 @@ impl Db {
         retry_at: Option<f64>,
     ) -> DbResult<()> {
         let at = now();
-        let (state, next, sent_at) = match retry_at {
-            _ if retry.is_empty() => ("sent", at, Some(at)),
-            Some(next) => ("pending", next, None),
-            None => ("dead", at, None),
+        let (state, next) = match retry_at {
+            _ if retry.is_empty() => ("sent", at),
+            Some(next) => ("pending", next),
+            None => ("dead", at),
         };
         let refused = (!refused.is_empty())
             .then(|| serde_json::to_string(refused).expect("refusals serialize"));
         let retry = (!retry.is_empty())
             .then(|| serde_json::to_string(retry).expect("recipients serialize"));
         sqlx::query(
-            "UPDATE outbox SET state = $1, next_attempt_at = $2, sent_at = $3, \
-             attempts = attempts + 1, last_error = $4, retry_recipients = $5, \
-             refused_recipients = $6 WHERE id = $7",
+            // `sent_at` is not bound as an `Option<f64>`: sqlx's `Any` declares a NULL f64 as
+            // float4 to PostgreSQL, and the statement cached with it then refuses a float8.
+            "UPDATE outbox SET state = $1, next_attempt_at = $2, \
+             sent_at = CASE WHEN $1 = 'sent' THEN $2 END, \
+             attempts = attempts + 1, last_error = $3, retry_recipients = $4, \
+             refused_recipients = $5 WHERE id = $6",
         )
         .bind(state)
         .bind(next)
-        .bind(sent_at)
         .bind(error)
         .bind(retry)
         .bind(refused)
