@@ -17,6 +17,7 @@ pub use builds::PendingRequest;
 pub use buildsets::{BuildsetSpec, SourceStampSpec};
 pub use changes::ChangeSpec;
 pub use outbox::{NewMessage, OutboxMessage, Refusal};
+pub use registry::RecordedBuilders;
 
 use std::path::Path;
 use std::str::FromStr;
