@@ -245,7 +245,7 @@ async fn process_figures(binary: &Path, dir: &Path) -> anyhow::Result<()> {
     store_builds(&master.context.db, "runtests", STORED_BUILDS).await?;
     let db = master.context.db.clone();
     stop(master).await?;
-    db.pool.close().await;
+    db.close().await;
 
     let command = format!("{} start --nodaemon {}", binary.display(), dir.display());
     let mut times = Vec::new();

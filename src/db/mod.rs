@@ -103,6 +103,19 @@ impl Db {
         Ok(db)
     }
 
+    /// Closes every connection, SQLite's write-ahead log emptied first: left full, the next
+    /// start reads all of it back before its first query. The last connection to close
+    /// removes the log too, but a connection still held by a task ends on its own thread,
+    /// which the exiting process may not wait for.
+    pub async fn close(&self) {
+        if self.dialect == Dialect::Sqlite {
+            if let Err(error) = self.pool.execute("PRAGMA wal_checkpoint(TRUNCATE)").await {
+                tracing::warn!("cannot empty the database's write-ahead log: {error}");
+            }
+        }
+        self.pool.close().await;
+    }
+
     /// Begins a transaction that will write. SQLite takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first cannot wait for the lock
     /// when it later writes, and fails at once with "database is locked".

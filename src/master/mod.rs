@@ -45,9 +45,7 @@ pub async fn run(basedir: &Path, shutdown: CancellationToken) -> anyhow::Result<
     });
     let db = master.context.db.clone();
     let stopped = master.wait().await;
-    // Closed, SQLite's last connection checkpoints the write-ahead log and removes it;
-    // left open, the next start reads the whole log back before its first query.
-    db.pool.close().await;
+    db.close().await;
     stopped
 }
 
