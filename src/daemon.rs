@@ -338,7 +338,6 @@ fn serve(basedir: &Path, pid_file: &PidFile) -> anyhow::Result<()> {
     // while (compressing a large log chunk inline, a Lua render awaited in a loop) must not
     // stall the web server and the other services; two match the small machines a master
     // runs on, and the Lua VM and SQLite already have threads of their own.
-    crate::runtime::footprint::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -4,27 +4,19 @@
 //! Start-up runs code that an idle master never runs again (evaluating the config, opening
 //! and checking the database, registering builders), scattered over a binary of some 20 MB;
 //! the kernel maps each page fault's neighbours too (fault-around), so start-up leaves
-//! about 10 MiB of the binary's code mapped. glibc's malloc, for its part, gives each thread
-//! that allocates an arena of its own and keeps what was freed in them.
+//! about 10 MiB of the binary's code mapped, and glibc's malloc keeps what start-up freed.
+//!
+//! Fewer malloc arenas (`M_ARENA_MAX` 2) saved about 1 MiB idle but cost the REST API 15 to
+//! 40% more CPU per request (the worker and SQLite threads then share arena locks): not
+//! taken.
 
 /// How long after `Master::start` the services have done what they do once at start.
 pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// glibc malloc arenas: two rather than one per thread (up to eight per core), so that
-/// memory freed by one thread is reused by the others instead of sitting in an arena of
-/// its own; the worker threads rarely contend for a lock held for a few instructions.
-/// Called before any thread starts: arenas are made as threads first allocate.
-pub fn limit_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a parameter of the allocator; no thread allocates yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
 /// Gives back what start-up touched and an idle master does not need: freed heap memory
 /// (`malloc_trim`), and the mappings of the binary's code, which stay in the page cache and
-/// are mapped again, page by page, as code runs. Only the executable mappings are dropped:
+/// are mapped again as code runs (64 KiB around each fault: a first REST request maps most
+/// of them back). Only the executable mappings are dropped:
 /// they are read-only copies of the file (no relocation writes into them), so nothing is
 /// lost but the page table entries.
 pub fn release_start_up_pages() {
