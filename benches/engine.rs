@@ -442,18 +442,31 @@ async fn rest_reads(dir: &Path) -> anyhow::Result<()> {
     stop(master).await
 }
 
-/// Figures 4 and 5 for what users run: `moonbot start --nodaemon` as its own process.
+/// Builders in the daemon's config (issue 19's workload): the sample-like config's one and
+/// as many more on the same factory.
+const DAEMON_BUILDERS: usize = 20;
+/// How long the daemon idles before its memory is read, as issue 19 measured Laminar.
+const IDLE: Duration = Duration::from_secs(5);
+
+/// Figures 4 and 5 for what users run: `moonbot start --nodaemon` as its own process, with
+/// issue 19's workload: the sample-like config with 20 builders and 10,000 builds stored.
 async fn process_figures(binary: &Path, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let port = free_port()?;
-    std::fs::write(
-        dir.join("master.cfg.lua"),
-        SAMPLE_LIKE.replace("tcp:0:", &format!("tcp:{port}:")),
-    )?;
-    // Create the database and the stored builds with an in-process master, then stop it.
+    let mut config = SAMPLE_LIKE.replace("tcp:0:", &format!("tcp:{port}:"));
+    for n in 2..=DAEMON_BUILDERS {
+        config.push_str(&format!(
+            "c['builders']:append(util.BuilderConfig{{ name = \"runtests-{n}\", workernames = {{ \"local\" }}, factory = f }})\n"
+        ));
+    }
+    std::fs::write(dir.join("master.cfg.lua"), config)?;
+    // Create the database and the stored builds with an in-process master, then stop it
+    // and close the database as the daemon does at its stop (SQLite checkpoints its log).
     let master = Master::start(dir, CancellationToken::new()).await?;
     store_builds(&master.context.db, "runtests", STORED_BUILDS).await?;
+    let db = master.context.db.clone();
     stop(master).await?;
+    db.close().await;
 
     let command = format!("{} start --nodaemon {}", binary.display(), dir.display());
     let mut times = Vec::new();
@@ -464,13 +477,13 @@ async fn process_figures(binary: &Path, dir: &Path) -> anyhow::Result<()> {
     }
     times.sort();
     println!(
-        "start-up, `{command}` until the REST API answers, {STORED_BUILDS} builds stored, median of {STARTS}: {:.1} ms (min {:.1}, max {:.1})",
+        "start-up, `{command}` until the REST API answers, {DAEMON_BUILDERS} builders, {STORED_BUILDS} builds stored, median of {STARTS}: {:.1} ms (min {:.1}, max {:.1})",
         ms(times[STARTS / 2]),
         ms(times[0]),
         ms(times[STARTS - 1])
     );
     let (child, _) = spawn_until_answering(binary, dir, port).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(IDLE).await;
     let pid = child.id().to_string();
     let idle = vm_rss(&pid)?;
     let load = wrk(
@@ -480,8 +493,12 @@ async fn process_figures(binary: &Path, dir: &Path) -> anyhow::Result<()> {
     let loaded = vm_rss(&pid)?;
     terminate(child)?;
     println!(
-        "resident memory of `{command}`: idle 1 s after start {idle}; after `{}` ({:.0} req/s, p99 {}) {loaded}",
-        load.command, load.requests_per_second, load.p99
+        "resident memory of `{command}`, {DAEMON_BUILDERS} builders, {STORED_BUILDS} builds stored: idle {} s after start {idle}; after `{}` ({:.0} req/s, p99 {}) {loaded}, {:.2} times idle",
+        IDLE.as_secs(),
+        load.command,
+        load.requests_per_second,
+        load.p99,
+        loaded.total as f64 / idle.total as f64
     );
     Ok(())
 }
@@ -855,9 +872,13 @@ fn terminate(mut child: std::process::Child) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `target/release/moonbot`, if it has the `start` command (`start --help` succeeds).
+/// `target/release/moonbot` (under `CARGO_TARGET_DIR` when set, as cargo builds it), if it
+/// has the `start` command (`start --help` succeeds).
 fn moonbot_binary() -> Option<PathBuf> {
-    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/moonbot");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let binary = target.join("release/moonbot");
     let help = Command::new(&binary)
         .args(["start", "--help"])
         .output()

@@ -177,6 +177,19 @@ fn start_runs_a_detached_daemon_and_stop_ends_it() {
 }
 
 #[test]
+fn a_stopped_master_leaves_no_write_ahead_log_for_its_next_start_to_read_back() {
+    let master = MasterDir::new();
+    let pid = master.start();
+    let log = master.file("state.sqlite-wal");
+    assert!(log.exists(), "the running master writes through its log");
+    let out = master.moonbot(&["stop"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!alive(pid));
+    let left = std::fs::metadata(&log).map_or(0, |m| m.len());
+    assert_eq!(left, 0, "{} is left with {left} bytes", log.display());
+}
+
+#[test]
 fn start_with_a_broken_config_prints_its_errors_and_fails() {
     let master = MasterDir::new();
     std::fs::write(

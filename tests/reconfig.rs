@@ -454,3 +454,61 @@ c['status']:append(status.MailNotifier{{fromaddr="bb@example.org", relayhost="12
         "{outcome:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builders_edited_or_brought_back_while_the_master_was_stopped_are_recorded_as_configured() {
+    // A start skips the builders storage already holds as configured: an edited one, or
+    // one a reconfig had deactivated, must not be skipped.
+    let dir = tempfile::tempdir().unwrap();
+    let config = |edited: &str, others: &str| {
+        format!(
+            r#"
+local c = BuildmasterConfig
+c['workers'] = {{ worker.LocalWorker("local"), worker.LocalWorker("other") }}
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{{name="say", command={{"echo", "hi"}}}})
+c['builders'] = {{ util.BuilderConfig{{name="edited", factory=f, {edited}}}, {others} }}
+"#
+        )
+    };
+    let kept = r#"util.BuilderConfig{name="kept", workernames={"local"}, factory=f}"#;
+    let back = r#"util.BuilderConfig{name="back", workernames={"other"}, factory=f}"#;
+    let as_first = r#"workernames={"local"}, description="one", tags={"a"}"#;
+    let stop = |master: Master| async move {
+        master.context.shutdown.cancel();
+        master.wait().await.unwrap();
+    };
+    let mut master =
+        support::start(dir.path(), &config(as_first, &format!("{kept}, {back}"))).await;
+    std::fs::write(dir.path().join("master.cfg.lua"), config(as_first, kept)).unwrap();
+    let outcome = master.reconfig().await;
+    assert!(outcome.ok, "{outcome:?}");
+    stop(master).await;
+    let ids = sql(dir.path(), "SELECT name, id FROM builders ORDER BY name");
+    assert_eq!(
+        sql(dir.path(), "SELECT name FROM builders WHERE active = 0"),
+        [serde_json::json!(["back"])]
+    );
+
+    let edited = r#"workernames={"local", "other"}, description="two", tags={"a", "b"}"#;
+    let master = support::start(dir.path(), &config(edited, &format!("{kept}, {back}"))).await;
+    stop(master).await;
+    assert_eq!(
+        sql(
+            dir.path(),
+            "SELECT b.name, b.description, b.tags, b.active, COUNT(bw.workerid) \
+             FROM builders b LEFT JOIN builder_workers bw ON bw.builderid = b.id \
+             GROUP BY b.id ORDER BY b.name"
+        ),
+        [
+            serde_json::json!(["back", null, "[]", 1, 1]),
+            serde_json::json!(["edited", "two", "[\"a\",\"b\"]", 1, 2]),
+            serde_json::json!(["kept", null, "[]", 1, 1]),
+        ]
+    );
+    assert_eq!(
+        sql(dir.path(), "SELECT name, id FROM builders ORDER BY name"),
+        ids,
+        "every builder keeps its id"
+    );
+}

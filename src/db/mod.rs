@@ -17,6 +17,7 @@ pub use builds::PendingRequest;
 pub use buildsets::{BuildsetSpec, SourceStampSpec};
 pub use changes::{AfterCommit, ChangeSpec, StoredChange};
 pub use outbox::{NewMessage, OutboxMessage, Refusal};
+pub use registry::RecordedBuilders;
 
 use std::fmt::Write;
 use std::path::Path;
@@ -108,6 +109,19 @@ impl Db {
         };
         db.migrate().await?;
         Ok(db)
+    }
+
+    /// Closes every connection, SQLite's write-ahead log emptied first: left full, the next
+    /// start reads all of it back before its first query. The last connection to close
+    /// removes the log too, but a connection still held by a task ends on its own thread,
+    /// which the exiting process may not wait for.
+    pub async fn close(&self) {
+        if self.dialect == Dialect::Sqlite {
+            if let Err(error) = self.pool.execute("PRAGMA wal_checkpoint(TRUNCATE)").await {
+                tracing::warn!("cannot empty the database's write-ahead log: {error}");
+            }
+        }
+        self.pool.close().await;
     }
 
     /// Begins a transaction that will write. SQLite takes the write lock up front

@@ -1,6 +1,8 @@
 //! The named things a config defines (masters, builders, workers, schedulers, change
 //! sources): each gets a stable id the first time its name is seen.
 
+use std::collections::HashMap;
+
 use super::{Db, DbResult};
 
 impl Db {
@@ -35,6 +37,67 @@ impl Db {
         .await
     }
 
+    /// What storage holds of every builder, for [`Db::record_builder`]: two reads where
+    /// a builder by builder check would take several statements each.
+    pub async fn recorded_builders(&self) -> DbResult<RecordedBuilders> {
+        let rows: Vec<(i64, String, Option<String>, String, i64)> =
+            sqlx::query_as("SELECT id, name, description, tags, active FROM builders")
+                .fetch_all(&self.pool)
+                .await?;
+        let links: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT builderid, workerid FROM builder_workers")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut workers: HashMap<i64, Vec<i64>> = HashMap::new();
+        for (builderid, workerid) in links {
+            workers.entry(builderid).or_default().push(workerid);
+        }
+        let builders = rows
+            .into_iter()
+            .map(|(id, name, description, tags, active)| {
+                let mut worker_ids = workers.remove(&id).unwrap_or_default();
+                worker_ids.sort_unstable();
+                let record = RecordedBuilder {
+                    id,
+                    description,
+                    tags,
+                    active: active != 0,
+                    worker_ids,
+                };
+                (name, record)
+            })
+            .collect();
+        Ok(RecordedBuilders(builders))
+    }
+
+    /// The id of builder `name`, with its description, tags and workers recorded; a builder
+    /// that `recorded` shows as already recorded so (every builder at an ordinary start)
+    /// costs no statement.
+    pub async fn record_builder(
+        &self,
+        recorded: &RecordedBuilders,
+        name: &str,
+        description: Option<&str>,
+        tags: &[String],
+        worker_ids: &[i64],
+    ) -> DbResult<i64> {
+        if let Some(record) = recorded.0.get(name) {
+            let mut wanted = worker_ids.to_vec();
+            wanted.sort_unstable();
+            if record.active
+                && record.description.as_deref() == description
+                && record.tags == tags_json(tags)
+                && record.worker_ids == wanted
+            {
+                return Ok(record.id);
+            }
+        }
+        let id = self.builder_id(name).await?;
+        self.update_builder(id, description, tags, worker_ids)
+            .await?;
+        Ok(id)
+    }
+
     /// Records what the config says of a builder: its description, tags and workers.
     pub async fn update_builder(
         &self,
@@ -46,7 +109,7 @@ impl Db {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE builders SET description = $1, tags = $2, active = 1 WHERE id = $3")
             .bind(description)
-            .bind(serde_json::to_string(tags).unwrap_or_else(|_| "[]".into()))
+            .bind(tags_json(tags))
             .bind(builderid)
             .execute(&mut *tx)
             .await?;
@@ -159,6 +222,23 @@ impl Db {
             .await?;
         Ok(())
     }
+}
+
+/// Builders as storage holds them, by name ([`Db::recorded_builders`]).
+pub struct RecordedBuilders(HashMap<String, RecordedBuilder>);
+
+struct RecordedBuilder {
+    id: i64,
+    description: Option<String>,
+    /// As stored: a JSON list.
+    tags: String,
+    active: bool,
+    /// Sorted.
+    worker_ids: Vec<i64>,
+}
+
+fn tags_json(tags: &[String]) -> String {
+    serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())
 }
 
 impl Db {

@@ -307,15 +307,20 @@ impl Engine {
             }
         }
         let mut builders = BTreeMap::new();
+        let recorded = ctx.db.recorded_builders().await?;
         for builder in &config.builders {
-            let id = ctx.db.builder_id(&builder.name).await?;
             let mut worker_ids = Vec::new();
             for name in &builder.workernames {
-                worker_ids.push(ctx.db.worker_id(name).await?);
+                worker_ids.push(match self.workers.get(name) {
+                    Some(worker) => worker.id,
+                    None => ctx.db.worker_id(name).await?,
+                });
             }
-            ctx.db
-                .update_builder(
-                    id,
+            let id = ctx
+                .db
+                .record_builder(
+                    &recorded,
+                    &builder.name,
                     builder.description.as_deref(),
                     &builder.tags,
                     &worker_ids,

@@ -29,6 +29,12 @@ pub async fn run(basedir: &Path, shutdown: CancellationToken) -> anyhow::Result<
     // Installed first: SIGHUP's default action would end the process.
     let mut hangups = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let master = Master::start(basedir, shutdown).await?;
+    // After the services' first round (the engine's first look for work, the web server's
+    // routes), which runs start-up code too.
+    tokio::spawn(async {
+        tokio::time::sleep(crate::runtime::footprint::SETTLED).await;
+        crate::runtime::footprint::release_start_up_pages();
+    });
     let requests = master.reconfig_requests();
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
@@ -37,7 +43,10 @@ pub async fn run(basedir: &Path, shutdown: CancellationToken) -> anyhow::Result<
             let _ = requests.try_send(());
         }
     });
-    master.wait().await
+    let db = master.context.db.clone();
+    let stopped = master.wait().await;
+    db.close().await;
+    stopped
 }
 
 /// A started master: its shared context and the tasks of its services.

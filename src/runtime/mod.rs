@@ -7,6 +7,7 @@
 
 pub mod control;
 pub mod endpoints;
+pub mod footprint;
 pub mod http;
 pub mod polls;
 mod rotating_log;
