@@ -357,7 +357,14 @@ c['status']:append(status.WebStatus{ http_port = "tcp:0:interface=127.0.0.1",
         .click()
         .await
         .unwrap();
-    assert_eq!(client.current_url().await.unwrap().as_str(), page);
+    // The click returns before the login's redirect has loaded the page again.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while client.current_url().await.unwrap().as_str() != page {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the login did not lead back to the builder page");
     let user = client.find(Locator::Css(".login")).await.unwrap();
     assert!(user.text().await.unwrap().starts_with("bob"));
     client.find(force).await.unwrap().click().await.unwrap();
