@@ -418,10 +418,15 @@ pub async fn buildset(db: &Db, bsid: i64) -> DbResult<Option<Value>> {
     else {
         return Ok(None);
     };
-    let mut items = [buildset_json(&row)?];
+    Ok(Some(buildset_with_sourcestamps(db, &row).await?))
+}
+
+/// One buildset row in its REST shape, its sourcestamps included.
+async fn buildset_with_sourcestamps(db: &Db, row: &AnyRow) -> DbResult<Value> {
+    let mut items = [buildset_json(row)?];
     add_buildset_sourcestamps(db, &mut items).await?;
     let [item] = items;
-    Ok(Some(item))
+    Ok(item)
 }
 
 /// Completes buildset `bsid` once all its requests are complete, with the worst of their
@@ -453,9 +458,7 @@ pub async fn complete_buildset(db: &Db, bus: &Bus, bsid: i64) -> DbResult<Option
     else {
         return Ok(None);
     };
-    let mut items = [buildset_json(&row)?];
-    add_buildset_sourcestamps(db, &mut items).await?;
-    let [message] = items;
+    let message = buildset_with_sourcestamps(db, &row).await?;
     announce(bus, Resource::Buildset(bsid), "complete", message);
     Ok(Some(results))
 }
