@@ -132,13 +132,7 @@ impl Db {
         buildid: i64,
         properties: &Properties,
     ) -> DbResult<()> {
-        let rows: Vec<(&str, String, &str)> = properties
-            .values()
-            .map(|(name, value)| {
-                let source = properties.source(name).unwrap_or_default();
-                (name, value.to_string(), source)
-            })
-            .collect();
+        let rows = super::property_rows(properties);
         match rows.len() {
             0 => {}
             1..=super::ROWS_PER_INSERT => {
@@ -182,12 +176,10 @@ async fn upsert_build_properties<'e>(
     buildid: i64,
     rows: &[(&str, String, &str)],
 ) -> DbResult<()> {
-    let mut sql = super::insert_rows(
-        "INSERT INTO build_properties (buildid, name, value, source)",
-        rows.len(),
-    );
-    sql.push_str(
-        " ON CONFLICT (buildid, name) DO UPDATE SET value = excluded.value, source = excluded.source",
+    let sql = format!(
+        "INSERT INTO build_properties (buildid, name, value, source) VALUES {} \
+         ON CONFLICT (buildid, name) DO UPDATE SET value = excluded.value, source = excluded.source",
+        super::values_placeholders(rows.len(), 1, 3)
     );
     let mut query = sqlx::query(&sql).bind(buildid);
     for (name, value, source) in rows {

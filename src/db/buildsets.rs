@@ -79,19 +79,12 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
-        let properties: Vec<(&str, String, &str)> = spec
-            .properties
-            .values()
-            .map(|(name, value)| {
-                let source = spec.properties.source(name).unwrap_or_default();
-                (name, value.to_string(), source)
-            })
-            .collect();
+        let properties = super::property_rows(&spec.properties);
         // One statement for many rows: a round trip costs more than a row.
         for chunk in properties.chunks(super::ROWS_PER_INSERT) {
-            let sql = super::insert_rows(
-                "INSERT INTO buildset_properties (buildsetid, name, value, source)",
-                chunk.len(),
+            let sql = format!(
+                "INSERT INTO buildset_properties (buildsetid, name, value, source) VALUES {}",
+                super::values_placeholders(chunk.len(), 1, 3)
             );
             let mut query = sqlx::query(&sql).bind(bsid);
             for (name, value, source) in chunk {

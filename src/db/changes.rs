@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::Row;
 use tokio::sync::oneshot;
 
-use super::{now, Db, DbError, DbResult};
+use super::{now, values_placeholders, Db, DbError, DbResult};
 use crate::model::{Change, Patch, SourceStamp};
 
 /// A change as a change source submits it.
@@ -218,8 +218,8 @@ impl Db {
         let specs: Vec<&ChangeSpec> = pushes.iter().flat_map(|specs| specs.iter()).collect();
         let mut tx = self.begin_write().await?;
         let mut ids = Vec::with_capacity(specs.len());
-        for rows in specs.chunks(ROWS_PER_INSERT) {
-            ids.extend(insert_rows(&mut tx, rows).await?);
+        for rows in specs.chunks(CHANGES_PER_INSERT) {
+            ids.extend(insert_change_rows(&mut tx, rows).await?);
         }
         tx.commit().await?;
         let mut ids = ids.into_iter();
@@ -362,13 +362,13 @@ fn change_of_row(row: &sqlx::any::AnyRow) -> DbResult<(Change, i64)> {
 
 /// The most changes one INSERT writes: their 14 parameters each stay far below what
 /// SQLite and PostgreSQL take in one statement.
-const ROWS_PER_INSERT: usize = 100;
+const CHANGES_PER_INSERT: usize = 100;
 
 /// Inserts changes and the sourcestamps they describe in two statements. Neither database
 /// promises the order of the rows RETURNING answers, so each sourcestamp is matched to its
 /// change by its columns (identical ones are interchangeable), and each change by its
 /// sourcestamp.
-async fn insert_rows(
+async fn insert_change_rows(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     specs: &[&ChangeSpec],
 ) -> DbResult<Vec<ChangeIds>> {
@@ -379,7 +379,7 @@ async fn insert_rows(
     let sql = format!(
         "INSERT INTO sourcestamps (branch, revision, repository, codebase, project, created_at) \
          VALUES {} RETURNING id, branch, revision, repository, codebase, project, created_at",
-        placeholders(specs.len(), 6)
+        values_placeholders(specs.len(), 0, 6)
     );
     let mut query = sqlx::query(&sql);
     for (spec, when) in specs.iter().zip(&whens) {
@@ -421,7 +421,7 @@ async fn insert_rows(
         "INSERT INTO changes (author, committer, comments, branch, revision, revlink, \
          when_timestamp, category, repository, codebase, project, files, properties, \
          sourcestampid) VALUES {} RETURNING changeid, sourcestampid",
-        placeholders(specs.len(), 14)
+        values_placeholders(specs.len(), 0, 14)
     );
     let mut query = sqlx::query(&sql);
     for ((spec, when), sourcestampid) in specs.iter().zip(&whens).zip(&sourcestampids) {
@@ -468,19 +468,6 @@ async fn insert_rows(
             })
         })
         .collect()
-}
-
-/// `($1, $2), ($3, $4)` for two rows of two columns.
-fn placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            let row: Vec<String> = (1..=columns)
-                .map(|column| format!("${}", row * columns + column))
-                .collect();
-            format!("({})", row.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]
@@ -552,6 +539,5 @@ mod tests {
         sourcestamps.sort_unstable();
         sourcestamps.dedup();
         assert_eq!(sourcestamps.len(), 3);
-        assert_eq!(placeholders(2, 2), "($1, $2), ($3, $4)");
     }
 }

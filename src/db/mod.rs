@@ -207,21 +207,33 @@ fn split_statements(sql: &str) -> Vec<String> {
 /// PostgreSQL's limits on a statement's parameters.
 const ROWS_PER_INSERT: usize = 200;
 
-/// `INSERT INTO table (id, a, b, c)` followed by `rows` rows of values: `$1` (the id,
-/// the same in every row) and three parameters of their own each.
-fn insert_rows(insert: &str, rows: usize) -> String {
-    let mut sql = format!("{insert} VALUES ");
-    for n in 0..rows {
-        let first = 2 + 3 * n;
-        let separator = if n == 0 { "" } else { ", " };
-        let _ = write!(
-            sql,
-            "{separator}($1, ${first}, ${}, ${})",
-            first + 1,
-            first + 2
-        );
+/// The VALUES of a multi-row INSERT: `rows` rows whose first `shared` parameters are the
+/// same in every row (`$1`, a parent's id) and whose `own` others are each row's:
+/// `values_placeholders(2, 1, 2)` is `($1, $2, $3), ($1, $4, $5)`.
+fn values_placeholders(rows: usize, shared: usize, own: usize) -> String {
+    let mut sql = String::new();
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        let first_own = shared + row * own + 1;
+        let numbers = (1..=shared).chain(first_own..first_own + own);
+        for (column, number) in numbers.enumerate() {
+            let separator = if column == 0 { "" } else { ", " };
+            let _ = write!(sql, "{separator}${number}");
+        }
+        sql.push(')');
     }
     sql
+}
+
+/// `(name, JSON value, source)` rows of a property set, as its tables store them.
+fn property_rows(properties: &crate::model::Properties) -> Vec<(&str, String, &str)> {
+    properties
+        .values()
+        .map(|(name, value)| {
+            let source = properties.source(name).unwrap_or_default();
+            (name, value.to_string(), source)
+        })
+        .collect()
 }
 
 /// Properties from `(name, JSON value, source)` rows.
@@ -245,6 +257,12 @@ pub fn now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_placeholders_repeat_the_shared_parameters_in_every_row() {
+        assert_eq!(values_placeholders(2, 0, 2), "($1, $2), ($3, $4)");
+        assert_eq!(values_placeholders(2, 1, 2), "($1, $2, $3), ($1, $4, $5)");
+    }
 
     #[test]
     fn buildbot_urls_become_sqlx_urls() {
