@@ -278,8 +278,7 @@ async fn a_running_builds_page_follows_it_live_until_it_finishes() {
         .goto(&format!("{}/builders/linux/builds/1", base(&master)))
         .await
         .unwrap();
-    let state = client.find(Locator::Css("h1 .result")).await.unwrap();
-    assert_eq!(state.text().await.unwrap(), "running");
+    assert_eq!(text_of(&client, "h1 .result").await, "running");
 
     std::fs::write(gate.path().join("GO"), "").unwrap();
     complete(&master, bsid).await;
@@ -390,4 +389,22 @@ c['status']:append(status.WebStatus{ http_port = "tcp:0:interface=127.0.0.1",
         .expect("the force button starts a build");
     assert_eq!(owner, "bob");
     client.close().await.unwrap();
+}
+
+/// The text of the element `css` selects. A live page replaces its content when an event
+/// arrives, which can happen between finding an element and reading it: read it again.
+async fn text_of(client: &fantoccini::Client, css: &str) -> String {
+    for _ in 0..20 {
+        let element = client.find(Locator::Css(css)).await.unwrap();
+        match element.text().await {
+            Ok(text) => return text,
+            Err(fantoccini::error::CmdError::Standard(error))
+                if error.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("cannot read {css}: {error}"),
+        }
+    }
+    panic!("{css} was replaced on every read");
 }
