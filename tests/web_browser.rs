@@ -227,15 +227,14 @@ async fn the_waterfall_shows_a_new_build_and_its_end_without_a_reload() {
         .await
         .expect("an empty waterfall first");
     let bsid = submit(&master, &["linux"], &[]).await;
-    let running = client
+    let running = "a.result.running[href='/builders/linux/builds/1']";
+    client
         .wait()
         .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css(
-            "a.result.running[href='/builders/linux/builds/1']",
-        ))
+        .for_element(Locator::Css(running))
         .await
         .expect("the running build appears without a reload");
-    assert_eq!(running.text().await.unwrap(), "#1");
+    assert_eq!(text_of(&client, running).await, "#1");
     std::fs::write(gate.path().join("GO"), "").unwrap();
     complete(&master, bsid).await;
     client
@@ -282,18 +281,27 @@ async fn a_running_builds_page_follows_it_live_until_it_finishes() {
 
     std::fs::write(gate.path().join("GO"), "").unwrap();
     complete(&master, bsid).await;
-    let finished = client
+    client
         .wait()
         .at_most(Duration::from_secs(15))
         .for_element(Locator::Css("h1 .result.success"))
         .await
         .expect("the page shows the build's success without a reload");
-    assert_eq!(finished.text().await.unwrap(), "success");
-    let steps = client
-        .find_all(Locator::Css("li.step.success"))
-        .await
-        .unwrap();
-    assert_eq!(steps.len(), 2, "both steps turned green");
+    // The live page may replace the header again between finding and reading it.
+    assert_eq!(text_of(&client, "h1 .result.success").await, "success");
+    let mut green_steps = 0;
+    for _ in 0..100 {
+        green_steps = client
+            .find_all(Locator::Css("li.step.success"))
+            .await
+            .unwrap()
+            .len();
+        if green_steps == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(green_steps, 2, "both steps turned green");
     client.close().await.unwrap();
 }
 
