@@ -407,8 +407,13 @@ impl Engine {
                     self.start_builds(&mut builds).await;
                 }
                 Some(request) = control.recv() => {
+                    // A force's requests are announced on the bus, which starts their
+                    // builds: looking now as well would cost a query per force.
+                    let forced = matches!(request, ControlRequest::Force { .. });
                     self.answer(request).await;
-                    self.start_builds(&mut builds).await;
+                    if !forced {
+                        self.start_builds(&mut builds).await;
+                    }
                     self.shut_down_when_drained();
                 }
             }
