@@ -910,3 +910,54 @@ pub async fn finish_build_and_request(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_step_stored_started_is_announced_new_as_pending_then_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
+        let bus = Bus::new(16);
+        let mut events = bus.subscribe();
+        let build = add_build(&db, 1, 1, 1, 1).await.unwrap();
+        let new_step = NewStep {
+            buildid: build.buildid,
+            number: 0,
+            name: "compile",
+            build_state: "running compile",
+            started: Some("compiling"),
+        };
+        let stepid = add_step(&db, &bus, &new_step).await.unwrap();
+        let mut seen = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            seen.push(event);
+        }
+        let keys: Vec<&str> = seen.iter().map(|e| e.key.as_str()).collect();
+        let path = format!("builds/{}/steps/{stepid}", build.buildid);
+        assert_eq!(
+            keys,
+            [
+                format!("{path}/new"),
+                format!("steps/{stepid}/new"),
+                format!("{path}/started"),
+                format!("steps/{stepid}/started"),
+            ]
+        );
+        assert_eq!(seen[0].message["state_string"], "pending");
+        assert_eq!(seen[0].message["started_at"], Value::Null);
+        assert_eq!(seen[2].message["state_string"], "compiling");
+        assert!(seen[2].message["started_at"].as_i64().unwrap() > 0);
+        let stored = step(&db, stepid).await.unwrap().unwrap();
+        assert_eq!(stored, seen[2].message);
+        let state: String = sqlx::query_scalar("SELECT state_string FROM builds WHERE id = $1")
+            .bind(build.buildid)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(state, "running compile");
+    }
+}
