@@ -5,6 +5,9 @@ use serde_json::{json, Map, Value};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::changes::{
+    announce_complete_buildset, buildrequest_json, complete_buildset_sql, BUILDREQUEST_SELECT,
+};
 use super::query::{
     bind_all, id_list, wanted_properties, Bind, Entity, FieldType as F, JsonField as J, JsonPage,
     Listing, Page, Query,
@@ -12,7 +15,7 @@ use super::query::{
 use super::{announce, Resource};
 use super::{flag, opt_int, opt_time, projected, time};
 use crate::bus::Bus;
-use crate::db::{now, Db, DbResult};
+use crate::db::{now, Batch, Db, DbError, DbResult, Param};
 use crate::model::BuildResult;
 
 pub const BUILD: Entity = Entity {
@@ -739,20 +742,64 @@ pub async fn add_build(
     })
 }
 
-/// Adds a step, pending, and announces it as `new`; answers its id.
-pub async fn add_step(db: &Db, bus: &Bus, buildid: i64, number: i64, name: &str) -> DbResult<i64> {
-    let sql = format!(
-        "INSERT INTO steps (number, name, buildid, state_string) VALUES ($1, $2, $3, 'pending') \
-         RETURNING {STEP_SELECT}"
-    );
-    let row = sqlx::query(&sql)
-        .bind(number)
-        .bind(name)
-        .bind(buildid)
-        .fetch_one(&db.pool)
-        .await?;
+/// A step about to be added to a running build.
+pub struct NewStep<'a> {
+    pub buildid: i64,
+    pub number: i64,
+    pub name: &'a str,
+    /// The build's `state_string` while the step runs.
+    pub build_state: &'a str,
+    /// The step's description when it starts at once (nothing to ask first, such as a
+    /// `doStepIf` function): it is stored started, announced `new` then `started`.
+    pub started: Option<&'a str>,
+}
+
+/// Adds a step, with the build's new state in the same write, and announces it as `new`
+/// (and `started` if it started); answers its id.
+pub async fn add_step(db: &Db, bus: &Bus, step: &NewStep<'_>) -> DbResult<i64> {
+    let mut params: Vec<Param> = vec![
+        step.number.into(),
+        step.name.into(),
+        step.buildid.into(),
+        step.started.unwrap_or("pending").into(),
+    ];
+    let started_at = match step.started {
+        Some(_) => {
+            params.push(now().into());
+            "$5"
+        }
+        None => "NULL",
+    };
+    let mut batch = Batch::new();
+    batch
+        .push(
+            "UPDATE builds SET state_string = $1 WHERE id = $2",
+            vec![step.build_state.into(), step.buildid.into()],
+        )
+        .push(
+            format!(
+                "INSERT INTO steps (number, name, buildid, state_string, started_at) \
+                 VALUES ($1, $2, $3, $4, {started_at}) RETURNING {STEP_SELECT}"
+            ),
+            params,
+        );
+    let rows = batch.run(db).await?;
+    let row = rows[1]
+        .first()
+        .ok_or_else(|| DbError::NotFound(format!("the new step of build {}", step.buildid)))?;
     let stepid = row.try_get(0)?;
-    announce(bus, Resource::Step(stepid), "new", step_json(&row)?);
+    let message = step_json(row)?;
+    if step.started.is_some() {
+        let mut pending = message.clone();
+        for field in ["started_at", "locks_acquired_at"] {
+            pending[field] = Value::Null;
+        }
+        pending["state_string"] = Value::from("pending");
+        announce(bus, Resource::Step(stepid), "new", pending);
+        announce(bus, Resource::Step(stepid), "started", message);
+    } else {
+        announce(bus, Resource::Step(stepid), "new", message);
+    }
     Ok(stepid)
 }
 
@@ -817,4 +864,100 @@ pub async fn finish_build(
         .await?;
     announce(bus, Resource::Build(buildid), "finished", build_json(&row)?);
     Ok(())
+}
+
+/// Marks a build finished and, in the same write, completes its request `brid` and the
+/// request's buildset `bsid` when no other request of it is pending; announces the build
+/// `finished`, then the request and the buildset `complete`, as the separate writes did.
+pub async fn finish_build_and_request(
+    db: &Db,
+    bus: &Bus,
+    buildid: i64,
+    (results, state): (BuildResult, &str),
+    brid: i64,
+    bsid: i64,
+) -> DbResult<()> {
+    let now = now();
+    let code = results.code();
+    let mut batch = Batch::new();
+    batch
+        .push(
+            format!(
+                "UPDATE builds SET complete_at = $1, results = $2, state_string = $3 \
+                 WHERE id = $4 RETURNING {BUILD_SELECT}"
+            ),
+            vec![now.into(), code.into(), state.into(), buildid.into()],
+        )
+        .push(
+            format!(
+                "UPDATE buildrequests SET complete = 1, results = $1, complete_at = $2 \
+                 WHERE id = $3 AND complete = 0 RETURNING {BUILDREQUEST_SELECT}"
+            ),
+            vec![code.into(), now.into(), brid.into()],
+        )
+        .push(complete_buildset_sql(), vec![now.into(), bsid.into()]);
+    let rows = batch.run(db).await?;
+    if let Some(build) = rows[0].first() {
+        let message = build_json(build)?;
+        announce(bus, Resource::Build(buildid), "finished", message);
+    }
+    if let Some(request) = rows[1].first() {
+        let message = buildrequest_json(request)?;
+        announce(bus, Resource::BuildRequest(brid), "complete", message);
+    }
+    if let Some(buildset) = rows[2].first() {
+        announce_complete_buildset(db, bus, bsid, buildset).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_step_stored_started_is_announced_new_as_pending_then_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
+        let bus = Bus::new(16);
+        let mut events = bus.subscribe();
+        let build = add_build(&db, 1, 1, 1, 1).await.unwrap();
+        let new_step = NewStep {
+            buildid: build.buildid,
+            number: 0,
+            name: "compile",
+            build_state: "running compile",
+            started: Some("compiling"),
+        };
+        let stepid = add_step(&db, &bus, &new_step).await.unwrap();
+        let mut seen = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            seen.push(event);
+        }
+        let keys: Vec<&str> = seen.iter().map(|e| e.key.as_str()).collect();
+        let path = format!("builds/{}/steps/{stepid}", build.buildid);
+        assert_eq!(
+            keys,
+            [
+                format!("{path}/new"),
+                format!("steps/{stepid}/new"),
+                format!("{path}/started"),
+                format!("steps/{stepid}/started"),
+            ]
+        );
+        assert_eq!(seen[0].message["state_string"], "pending");
+        assert_eq!(seen[0].message["started_at"], Value::Null);
+        assert_eq!(seen[2].message["state_string"], "compiling");
+        assert!(seen[2].message["started_at"].as_i64().unwrap() > 0);
+        let stored = step(&db, stepid).await.unwrap().unwrap();
+        assert_eq!(stored, seen[2].message);
+        let state: String = sqlx::query_scalar("SELECT state_string FROM builds WHERE id = $1")
+            .bind(build.buildid)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(state, "running compile");
+    }
 }

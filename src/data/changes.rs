@@ -429,43 +429,65 @@ async fn buildset_with_sourcestamps(db: &Db, row: &AnyRow) -> DbResult<Value> {
     Ok(item)
 }
 
+/// Completes buildset `$2` at time `$1` once none of its requests is pending, with the
+/// worst of their results in Buildbot's `worst_status` order (SKIPPED the mildest, no
+/// result as SUCCESS: see `BuildResult::worst`), returning its row; no row while some
+/// request is pending or if it was complete already. One statement, so that a build's end
+/// can be one write.
+pub(super) fn complete_buildset_sql() -> String {
+    // Results ranked mildest first, then the worst rank back to its result.
+    let rank = "CASE results WHEN 1 THEN 2 WHEN 2 THEN 3 WHEN 4 THEN 4 WHEN 5 THEN 5 \
+                WHEN 6 THEN 6 ELSE 1 END";
+    let worst = format!(
+        "CASE MAX({rank}) WHEN 2 THEN 1 WHEN 3 THEN 2 WHEN 4 THEN 4 WHEN 5 THEN 5 \
+         WHEN 6 THEN 6 ELSE 0 END"
+    );
+    format!(
+        "UPDATE buildsets SET complete = 1, complete_at = $1, \
+         results = (SELECT {worst} FROM buildrequests WHERE buildsetid = buildsets.id) \
+         WHERE id = $2 AND complete = 0 AND NOT EXISTS \
+         (SELECT 1 FROM buildrequests WHERE buildsetid = buildsets.id AND complete = 0) \
+         RETURNING {BUILDSET_SELECT}"
+    )
+}
+
 /// Completes buildset `bsid` once all its requests are complete, with the worst of their
 /// results, and announces it `complete` with the row the update returned; `None` while
 /// some are pending or if it was complete already.
 pub async fn complete_buildset(db: &Db, bus: &Bus, bsid: i64) -> DbResult<Option<BuildResult>> {
-    let rows: Vec<(i64, Option<i64>)> =
-        sqlx::query_as("SELECT complete, results FROM buildrequests WHERE buildsetid = $1")
-            .bind(bsid)
-            .fetch_all(&db.pool)
-            .await?;
-    if rows.iter().any(|(complete, _)| *complete == 0) {
-        return Ok(None);
-    }
-    let results = rows
-        .iter()
-        .filter_map(|(_, results)| results.and_then(BuildResult::from_code))
-        .fold(BuildResult::Success, BuildResult::worst);
-    let sql = format!(
-        "UPDATE buildsets SET complete = 1, complete_at = $1, results = $2 \
-         WHERE id = $3 AND complete = 0 RETURNING {BUILDSET_SELECT}"
-    );
-    let Some(row) = sqlx::query(&sql)
+    let Some(row) = sqlx::query(&complete_buildset_sql())
         .bind(now())
-        .bind(results.code())
         .bind(bsid)
         .fetch_optional(&db.pool)
         .await?
     else {
         return Ok(None);
     };
-    let message = buildset_with_sourcestamps(db, &row).await?;
+    announce_complete_buildset(db, bus, bsid, &row)
+        .await
+        .map(Some)
+}
+
+/// Announces buildset `bsid` complete from the row [`complete_buildset_sql`] returned, and
+/// answers its result.
+pub(super) async fn announce_complete_buildset(
+    db: &Db,
+    bus: &Bus,
+    bsid: i64,
+    row: &AnyRow,
+) -> DbResult<BuildResult> {
+    let message = buildset_with_sourcestamps(db, row).await?;
+    let results = message["results"]
+        .as_i64()
+        .and_then(BuildResult::from_code)
+        .unwrap_or(BuildResult::Success);
     announce(bus, Resource::Buildset(bsid), "complete", message);
-    Ok(Some(results))
+    Ok(results)
 }
 
 // ---- build requests --------------------------------------------------------------------
 
-const BUILDREQUEST_SELECT: &str = "buildrequests.id, buildrequests.buildsetid, \
+pub(super) const BUILDREQUEST_SELECT: &str = "buildrequests.id, buildrequests.buildsetid, \
      buildrequests.builderid, buildrequests.priority, buildrequests.claimed_at, \
      buildrequests.claimed_by_masterid, buildrequests.complete, buildrequests.results, \
      buildrequests.submitted_at, buildrequests.complete_at, buildrequests.waited_for";
@@ -488,7 +510,7 @@ const BUILDREQUEST_COLUMNS: &[(&str, &str)] = &[
     ("waited_for", "buildrequests.waited_for"),
 ];
 
-fn buildrequest_json(row: &AnyRow) -> DbResult<Value> {
+pub(super) fn buildrequest_json(row: &AnyRow) -> DbResult<Value> {
     let claimed_by = opt_int(row, 5)?;
     Ok(json!({
         "buildrequestid": row.try_get::<i64, _>(0)?,
@@ -641,4 +663,60 @@ pub async fn complete_request(
     let bsid = row.try_get(1)?;
     announce(bus, Resource::BuildRequest(brid), event, message);
     Ok(Some(bsid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_buildset_completes_with_the_worst_of_its_requests_results_as_buildbot_ranks_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
+        let bus = Bus::new(1024);
+        let results: Vec<Option<BuildResult>> = std::iter::once(None)
+            .chain((0..=6).map(|code| Some(BuildResult::from_code(code).unwrap())))
+            .collect();
+        let mut bsid = 0;
+        for first in &results {
+            for second in &results {
+                bsid += 1;
+                sqlx::query("INSERT INTO buildsets (id, submitted_at) VALUES ($1, 0)")
+                    .bind(bsid)
+                    .execute(&db.pool)
+                    .await
+                    .unwrap();
+                for result in [first, second] {
+                    sqlx::query(
+                        "INSERT INTO buildrequests (buildsetid, builderid, complete, results, \
+                         submitted_at) VALUES ($1, 1, 1, $2, 0)",
+                    )
+                    .bind(bsid)
+                    .bind(result.map(BuildResult::code))
+                    .execute(&db.pool)
+                    .await
+                    .unwrap();
+                }
+                let expected = [first, second]
+                    .into_iter()
+                    .flatten()
+                    .fold(BuildResult::Success, |worst, r| worst.worst(*r));
+                let completed = complete_buildset(&db, &bus, bsid).await.unwrap();
+                assert_eq!(completed, Some(expected), "{first:?} and {second:?}");
+            }
+        }
+        sqlx::query(
+            "INSERT INTO buildrequests (buildsetid, builderid, submitted_at) VALUES (1, 1, 0)",
+        )
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE buildsets SET complete = 0 WHERE id = 1")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(complete_buildset(&db, &bus, 1).await.unwrap(), None);
+    }
 }

@@ -116,15 +116,6 @@ impl Db {
         Ok(())
     }
 
-    pub async fn set_build_state(&self, buildid: i64, state: &str) -> DbResult<()> {
-        sqlx::query("UPDATE builds SET state_string = $1 WHERE id = $2")
-            .bind(state)
-            .bind(buildid)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Stores every property of a build, replacing earlier values: one statement for
     /// up to [`super::ROWS_PER_INSERT`] of them, as a round trip costs more than a row.
     pub async fn set_build_properties(

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{now, Db, DbResult};
+use sqlx::Row;
+
+use super::{now, Batch, Db, DbError, DbResult};
 use crate::model::Properties;
 
 /// A sourcestamp to build, as a scheduler or a force request gives it.
@@ -37,77 +39,99 @@ pub struct BuildsetSpec {
 
 impl Db {
     /// Stores a buildset with its sourcestamps, properties and build requests, in one
-    /// transaction. Returns the buildset id and the request id per builder id.
+    /// transaction and, on SQLite, one round trip (a [`Batch`]: each statement finds the
+    /// ids inserted before it in SQL). Returns the buildset id and the request id per
+    /// builder id.
     pub async fn add_buildset(&self, spec: &BuildsetSpec) -> DbResult<(i64, BTreeMap<i64, i64>)> {
         let submitted_at = now();
-        let mut tx = self.begin_write().await?;
-        let bsid: i64 = sqlx::query_scalar(
+        let bsid = self.inserted_id("buildsets");
+        let mut batch = Batch::new();
+        batch.push(
             "INSERT INTO buildsets (external_idstring, reason, submitted_at, complete, \
              parent_buildid, parent_relationship, scheduler) \
              VALUES ($1, $2, $3, 0, $4, $5, $6) RETURNING id",
-        )
-        .bind(&spec.external_idstring)
-        .bind(&spec.reason)
-        .bind(submitted_at)
-        .bind(spec.parent_buildid)
-        .bind(&spec.parent_relationship)
-        .bind(&spec.scheduler)
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut ssids = spec.sourcestamp_ids.clone();
+            vec![
+                spec.external_idstring.clone().into(),
+                spec.reason.as_str().into(),
+                submitted_at.into(),
+                spec.parent_buildid.into(),
+                spec.parent_relationship.clone().into(),
+                spec.scheduler.as_str().into(),
+            ],
+        );
         for ss in &spec.new_sourcestamps {
-            let ssid: i64 = sqlx::query_scalar(
-                "INSERT INTO sourcestamps (branch, revision, repository, codebase, project, \
-                 created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            )
-            .bind(&ss.branch)
-            .bind(&ss.revision)
-            .bind(&ss.repository)
-            .bind(&ss.codebase)
-            .bind(&ss.project)
-            .bind(submitted_at)
-            .fetch_one(&mut *tx)
-            .await?;
-            ssids.push(ssid);
+            batch
+                .push(
+                    "INSERT INTO sourcestamps (branch, revision, repository, codebase, project, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    vec![
+                        ss.branch.clone().into(),
+                        ss.revision.clone().into(),
+                        ss.repository.as_str().into(),
+                        ss.codebase.as_str().into(),
+                        ss.project.as_str().into(),
+                        submitted_at.into(),
+                    ],
+                )
+                .push(
+                    format!(
+                        "INSERT INTO buildset_sourcestamps (buildsetid, sourcestampid) \
+                         VALUES ({bsid}, {})",
+                        self.inserted_id("sourcestamps")
+                    ),
+                    vec![],
+                );
         }
-        for ssid in ssids {
-            sqlx::query(
-                "INSERT INTO buildset_sourcestamps (buildsetid, sourcestampid) VALUES ($1, $2)",
-            )
-            .bind(bsid)
-            .bind(ssid)
-            .execute(&mut *tx)
-            .await?;
+        for &ssid in &spec.sourcestamp_ids {
+            batch.push(
+                format!(
+                    "INSERT INTO buildset_sourcestamps (buildsetid, sourcestampid) \
+                     VALUES ({bsid}, $1)"
+                ),
+                vec![ssid.into()],
+            );
         }
         let properties = super::property_rows(&spec.properties);
-        // One statement for many rows: a round trip costs more than a row.
+        // One statement for many rows: a statement costs more than a row.
         for chunk in properties.chunks(super::ROWS_PER_INSERT) {
+            let rows =
+                super::values_placeholders(chunk.len(), 0, 3).replace('(', &format!("({bsid}, "));
             let sql = format!(
-                "INSERT INTO buildset_properties (buildsetid, name, value, source) VALUES {}",
-                super::values_placeholders(chunk.len(), 1, 3)
+                "INSERT INTO buildset_properties (buildsetid, name, value, source) VALUES {rows}"
             );
-            let mut query = sqlx::query(&sql).bind(bsid);
-            for (name, value, source) in chunk {
-                query = query.bind(*name).bind(value.as_str()).bind(*source);
-            }
-            query.execute(&mut *tx).await?;
+            let params = chunk
+                .iter()
+                .flat_map(|(name, value, source)| {
+                    [(*name).into(), value.as_str().into(), (*source).into()]
+                })
+                .collect();
+            batch.push(sql, params);
         }
-        let mut brids = BTreeMap::new();
         for &builderid in &spec.builder_ids {
-            let brid: i64 = sqlx::query_scalar(
-                "INSERT INTO buildrequests (buildsetid, builderid, priority, complete, \
-                 submitted_at, waited_for) VALUES ($1, $2, $3, 0, $4, $5) RETURNING id",
-            )
-            .bind(bsid)
-            .bind(builderid)
-            .bind(spec.priority)
-            .bind(submitted_at)
-            .bind(spec.waited_for as i64)
-            .fetch_one(&mut *tx)
-            .await?;
-            brids.insert(builderid, brid);
+            batch.push(
+                format!(
+                    "INSERT INTO buildrequests (buildsetid, builderid, priority, complete, \
+                     submitted_at, waited_for) VALUES ({bsid}, $1, $2, 0, $3, $4) \
+                     RETURNING id, builderid"
+                ),
+                vec![
+                    builderid.into(),
+                    spec.priority.into(),
+                    submitted_at.into(),
+                    (spec.waited_for as i64).into(),
+                ],
+            );
         }
-        tx.commit().await?;
+        let rows = batch.run(self).await?;
+        let mut rows = rows.iter().flatten();
+        let bsid: i64 = rows
+            .next()
+            .ok_or_else(|| DbError::NotFound("the new buildset".into()))?
+            .try_get(0)?;
+        let mut brids = BTreeMap::new();
+        for row in rows {
+            brids.insert(row.try_get(1)?, row.try_get(0)?);
+        }
         Ok((bsid, brids))
     }
 

@@ -264,41 +264,46 @@ impl Db {
 
     /// The sourcestamps of a buildset, each with the changes that made it.
     pub async fn buildset_sourcestamps(&self, bsid: i64) -> DbResult<Vec<SourceStamp>> {
+        // The stamps with their changes' ids in one query: a row per change, or one with
+        // no change id for a stamp without changes.
         let rows = sqlx::query(
             "SELECT s.id, s.branch, s.revision, s.repository, s.codebase, s.project, \
              p.patchlevel, p.patch, p.author AS patch_author, p.comment AS patch_comment, \
-             p.subdir AS patch_subdir \
+             p.subdir AS patch_subdir, c.changeid \
              FROM sourcestamps s JOIN buildset_sourcestamps b ON b.sourcestampid = s.id \
              LEFT JOIN patches p ON p.id = s.patchid \
-             WHERE b.buildsetid = $1 ORDER BY s.codebase",
+             LEFT JOIN changes c ON c.sourcestampid = s.id \
+             WHERE b.buildsetid = $1 ORDER BY s.codebase, s.id, c.changeid",
         )
         .bind(bsid)
         .fetch_all(&self.pool)
         .await?;
-        let mut stamps = Vec::new();
+        let mut stamps: Vec<(i64, SourceStamp)> = Vec::new();
         for row in rows {
             let ssid: i64 = row.try_get("id")?;
-            let changeids: Vec<i64> = sqlx::query_scalar(
-                "SELECT changeid FROM changes WHERE sourcestampid = $1 ORDER BY changeid",
-            )
-            .bind(ssid)
-            .fetch_all(&self.pool)
-            .await?;
-            let mut changes = Vec::new();
-            for changeid in changeids {
-                changes.push(self.change(changeid).await?.0);
+            if stamps.last().is_none_or(|(last, _)| *last != ssid) {
+                let stamp = SourceStamp {
+                    codebase: row.try_get("codebase")?,
+                    branch: row.try_get("branch")?,
+                    revision: row.try_get("revision")?,
+                    repository: row.try_get("repository")?,
+                    project: row.try_get("project")?,
+                    patch: patch_of(&row)?,
+                    changes: Vec::new(),
+                };
+                stamps.push((ssid, stamp));
             }
-            stamps.push(SourceStamp {
-                codebase: row.try_get("codebase")?,
-                branch: row.try_get("branch")?,
-                revision: row.try_get("revision")?,
-                repository: row.try_get("repository")?,
-                project: row.try_get("project")?,
-                patch: patch_of(&row)?,
-                changes,
-            });
+            if let Some(changeid) = row.try_get::<Option<i64>, _>("changeid")? {
+                let change = self.change(changeid).await?.0;
+                stamps
+                    .last_mut()
+                    .expect("pushed above")
+                    .1
+                    .changes
+                    .push(change);
+            }
         }
-        Ok(stamps)
+        Ok(stamps.into_iter().map(|(_, stamp)| stamp).collect())
     }
 
     /// What a service remembered under `key`, if anything.

@@ -10,7 +10,7 @@ use flate2::write::ZlibEncoder;
 use flate2::Compression;
 use sqlx::Row;
 
-use super::{Db, DbError, DbResult};
+use super::{Batch, Db, DbError, DbResult};
 
 /// Chunks smaller than this are stored as they are: compressing them saves nothing.
 const COMPRESS_ABOVE: usize = 256;
@@ -73,34 +73,28 @@ impl Db {
         } else {
             (lines.as_bytes().to_vec(), 0)
         };
-        // Reserving the lines is the transaction's first statement: it takes SQLite's write
-        // lock and PostgreSQL's row lock at once, so concurrent appends queue instead of
-        // reading the same line count.
+        // Reserving the lines is the batch's first statement: it takes SQLite's write lock
+        // and PostgreSQL's row lock at once, so concurrent appends queue instead of reading
+        // the same line count. The chunk then reads where its lines start from the row.
         let reserve = if complete {
             "UPDATE logs SET num_lines = num_lines + $1, complete = 1 WHERE id = $2 \
              RETURNING num_lines"
         } else {
             "UPDATE logs SET num_lines = num_lines + $1 WHERE id = $2 RETURNING num_lines"
         };
-        let mut tx = self.begin_write().await?;
-        let end: i64 = sqlx::query_scalar(reserve)
-            .bind(count)
-            .bind(logid)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(missing)?;
-        sqlx::query(
+        let mut batch = Batch::new();
+        batch.push(reserve, vec![count.into(), logid.into()]).push(
             "INSERT INTO logchunks (logid, first_line, last_line, content, compressed) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(logid)
-        .bind(end - count)
-        .bind(end - 1)
-        .bind(content)
-        .bind(compressed)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+                 SELECT id, num_lines - $2, num_lines - 1, $3, $4 FROM logs WHERE id = $1",
+            vec![
+                logid.into(),
+                count.into(),
+                content.into(),
+                compressed.into(),
+            ],
+        );
+        let rows = batch.run(self).await?;
+        let end: i64 = rows[0].first().ok_or_else(missing)?.try_get(0)?;
         Ok(end)
     }
 

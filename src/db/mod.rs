@@ -6,6 +6,7 @@
 //! JSON columns are text. Each part of the master keeps its queries in its own submodule
 //! here.
 
+mod batch;
 mod builds;
 mod buildsets;
 mod changes;
@@ -13,6 +14,7 @@ mod logs;
 mod outbox;
 mod registry;
 
+pub use batch::{Batch, Param};
 pub use builds::PendingRequest;
 pub use buildsets::{BuildsetSpec, SourceStampSpec};
 pub use changes::{AfterCommit, ChangeSpec, StoredChange};

@@ -9,7 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::build::ValueOrFunction;
 use crate::config::build::{StepCommon, StepConfig};
-use crate::data::builds::{add_build, add_step, finish_build, finish_step, start_step, NewBuild};
+use crate::data::builds::{
+    add_build, add_step, finish_build, finish_build_and_request, finish_step, start_step, NewBuild,
+    NewStep,
+};
 use crate::data::{announce, publish, Resource};
 use crate::db::{DbResult, PendingRequest};
 use crate::model::{BuildResult, Properties};
@@ -63,14 +66,11 @@ pub async fn run(ctx: Context, plan: BuildPlan) -> BuildResult {
         Ok(results) => results,
         Err(error) => {
             tracing::error!(build = buildid, "storage failed during the build: {error}");
-            let _ = finish_build(
-                &ctx.db,
-                &ctx.bus,
-                buildid,
-                BuildResult::Exception,
-                "storage error",
-            )
-            .await;
+            let request = (plan.request.id, plan.request.buildsetid);
+            let ended = (BuildResult::Exception, "storage error");
+            if let Err(error) = finish(&ctx, buildid, ended, request).await {
+                tracing::error!(build = buildid, "cannot finish the build: {error}");
+            }
             BuildResult::Exception
         }
     };
@@ -89,12 +89,6 @@ pub async fn run(ctx: Context, plan: BuildPlan) -> BuildResult {
         )
         .await;
         return results;
-    }
-    if let Err(error) = super::complete_requests(&ctx, &request, results, "complete").await {
-        tracing::error!(
-            build = buildid,
-            "cannot complete the build's requests: {error}"
-        );
     }
     results
 }
@@ -143,7 +137,7 @@ async fn execute(ctx: &Context, plan: &BuildPlan, new: NewBuild) -> DbResult<Bui
             plan.builder_dir.display()
         );
         tracing::error!(build = buildid, "{why}");
-        return finish(&build, &mut stored, BuildResult::Exception, &why).await;
+        return end(&build, plan, &mut stored, BuildResult::Exception, &why).await;
     }
 
     let mut results = BuildResult::Success;
@@ -153,16 +147,29 @@ async fn execute(ctx: &Context, plan: &BuildPlan, new: NewBuild) -> DbResult<Bui
         if halted && !step.common.always_run {
             continue;
         }
-        ctx.db
-            .set_build_state(buildid, &format!("running {}", step.common.name))
-            .await?;
-        let stepid = add_step(&ctx.db, &ctx.bus, buildid, index as i64, &step.common.name).await?;
+        let stopping = plan.stop.is_cancelled() && !step.common.always_run;
+        // A step with nothing to decide before it runs is stored started.
+        let starts_at_once =
+            !stopping && matches!(step.common.do_step_if, ValueOrFunction::Value(true));
+        let description = description(&step.common);
+        let new_step = NewStep {
+            buildid,
+            number: index as i64,
+            name: &step.common.name,
+            build_state: &format!("running {}", step.common.name),
+            started: starts_at_once.then_some(description.as_str()),
+        };
+        let stepid = add_step(&ctx.db, &ctx.bus, &new_step).await?;
         let run = StepRun {
             build: &build,
             config: step,
             stepid,
         };
-        let outcome = run_step(&run, plan.stop.is_cancelled() && !step.common.always_run).await;
+        let outcome = if starts_at_once {
+            run.run().await
+        } else {
+            run_step(&run, stopping, &description).await
+        };
         let summary = outcome
             .summary
             .clone()
@@ -191,11 +198,21 @@ async fn execute(ctx: &Context, plan: &BuildPlan, new: NewBuild) -> DbResult<Bui
     } else {
         summaries.join(" ")
     };
-    finish(&build, &mut stored, results, &state).await
+    end(&build, plan, &mut stored, results, &state).await
 }
 
-/// Runs one step, or skips it when `doStepIf` says so or the build is being stopped.
-async fn run_step(run: &StepRun<'_>, stopping: bool) -> StepOutcome {
+/// What a step says while it runs: its `description`, else its name.
+fn description(common: &StepCommon) -> String {
+    common
+        .description
+        .as_ref()
+        .map(|words| words.join(" "))
+        .unwrap_or_else(|| common.name.clone())
+}
+
+/// Runs a step stored pending, or skips it when `doStepIf` says so or the build is being
+/// stopped.
+async fn run_step(run: &StepRun<'_>, stopping: bool, description: &str) -> StepOutcome {
     let build = run.build;
     let common = &run.config.common;
     let wanted = match &common.do_step_if {
@@ -214,13 +231,8 @@ async fn run_step(run: &StepRun<'_>, stopping: bool) -> StepOutcome {
             return StepOutcome::of(BuildResult::Exception);
         }
     }
-    let description = common
-        .description
-        .as_ref()
-        .map(|words| words.join(" "))
-        .unwrap_or_else(|| common.name.clone());
     let ctx = &build.ctx;
-    if let Err(error) = start_step(&ctx.db, &ctx.bus, run.stepid, &description).await {
+    if let Err(error) = start_step(&ctx.db, &ctx.bus, run.stepid, description).await {
         tracing::error!(build = build.buildid, "cannot start a step: {error}");
         return StepOutcome::of(BuildResult::Exception);
     }
@@ -294,17 +306,33 @@ fn result_and_termination(
     (previous.worst(overall), terminate)
 }
 
-async fn finish(
+async fn end(
     build: &RunningBuild,
+    plan: &BuildPlan,
     stored: &mut Properties,
     results: BuildResult,
     state: &str,
 ) -> DbResult<BuildResult> {
-    let ctx = &build.ctx;
     store_changed_properties(build, stored).await?;
-    finish_build(&ctx.db, &ctx.bus, build.buildid, results, state).await?;
+    let request = (plan.request.id, plan.request.buildsetid);
+    finish(&build.ctx, build.buildid, (results, state), request).await?;
     tracing::debug!(builder = %build.builder_name, number = build.number, %results, "build finished");
     Ok(results)
+}
+
+/// Stores the build finished; unless it is to be retried, its request `(id, buildset)` is
+/// completed in the same write, and the buildset with it when that was its last request.
+async fn finish(
+    ctx: &Context,
+    buildid: i64,
+    (results, state): (BuildResult, &str),
+    (brid, bsid): (i64, i64),
+) -> DbResult<()> {
+    if results == BuildResult::Retry {
+        finish_build(&ctx.db, &ctx.bus, buildid, results, state).await
+    } else {
+        finish_build_and_request(&ctx.db, &ctx.bus, buildid, (results, state), brid, bsid).await
+    }
 }
 
 /// The properties a build starts with, from the least to the most specific source, as

@@ -384,7 +384,10 @@ impl Engine {
                                 tracing::error!(buildrequest = brid, "cannot collapse requests: {error}");
                             }
                         }
-                        self.start_builds(&mut builds).await;
+                        match builderid {
+                            Some(builderid) => self.start_builds_for(builderid, &mut builds).await,
+                            None => self.start_builds(&mut builds).await,
+                        }
                     }
                     Ok(_) => {}
                     // Missed events: storage has the truth, so look for work.
@@ -407,8 +410,13 @@ impl Engine {
                     self.start_builds(&mut builds).await;
                 }
                 Some(request) = control.recv() => {
+                    // A force's requests are announced on the bus, which starts their
+                    // builds: looking now as well would cost a query per force.
+                    let forced = matches!(request, ControlRequest::Force { .. });
                     self.answer(request).await;
-                    self.start_builds(&mut builds).await;
+                    if !forced {
+                        self.start_builds(&mut builds).await;
+                    }
                     self.shut_down_when_drained();
                 }
             }
@@ -578,6 +586,25 @@ impl Engine {
             if let Err(error) = self.start_builds_of(name, builds).await {
                 tracing::error!(builder = %name, "cannot start builds: {error}");
             }
+        }
+    }
+
+    /// Starts what a new request of `builderid` allows: only that builder has work it did
+    /// not have, so no other builder is looked at.
+    async fn start_builds_for(&mut self, builderid: i64, builds: &mut JoinSet<Finished>) {
+        if self.ctx.shutdown.is_cancelled() || self.draining {
+            return;
+        }
+        let Some(name) = self
+            .builders
+            .iter()
+            .find(|(_, builder)| builder.id == builderid)
+            .map(|(name, _)| name.clone())
+        else {
+            return;
+        };
+        if let Err(error) = self.start_builds_of(&name, builds).await {
+            tracing::error!(builder = %name, "cannot start builds: {error}");
         }
     }
 

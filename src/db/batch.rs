@@ -1,0 +1,259 @@
+//! Statements written together in one transaction. On SQLite each statement sent through
+//! sqlx is a round trip to the connection's thread (a channel send, a thread wake-up and
+//! another back), which costs more than the statement: a batch sends `BEGIN IMMEDIATE`,
+//! its statements and `COMMIT` as one multi-statement query, one round trip in all. On
+//! PostgreSQL, which prepares one statement at a time, they run one after the other in a
+//! transaction.
+
+use futures_util::TryStreamExt;
+use sqlx::any::AnyRow;
+use sqlx::{Acquire, Either, Executor};
+
+use super::{Db, DbResult, Dialect};
+
+/// A value bound to a statement of a [`Batch`]. There is no nullable float: sqlx's `Any`
+/// driver declares a NULL `f64` as float4 to PostgreSQL, which then refuses float8.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Param {
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+    /// A NULL is bound with the type of its column (PostgreSQL checks it).
+    OptInt(Option<i64>),
+    OptText(Option<String>),
+}
+
+impl From<Option<i64>> for Param {
+    fn from(value: Option<i64>) -> Param {
+        Param::OptInt(value)
+    }
+}
+
+impl From<Option<String>> for Param {
+    fn from(value: Option<String>) -> Param {
+        Param::OptText(value)
+    }
+}
+
+impl From<i64> for Param {
+    fn from(value: i64) -> Param {
+        Param::Int(value)
+    }
+}
+
+impl From<f64> for Param {
+    fn from(value: f64) -> Param {
+        Param::Real(value)
+    }
+}
+
+impl From<&str> for Param {
+    fn from(value: &str) -> Param {
+        Param::Text(value.to_string())
+    }
+}
+
+impl From<String> for Param {
+    fn from(value: String) -> Param {
+        Param::Text(value)
+    }
+}
+
+impl From<Vec<u8>> for Param {
+    fn from(value: Vec<u8>) -> Param {
+        Param::Blob(value)
+    }
+}
+
+/// Statements that commit together or not at all, each with its own `$1 ..` parameters.
+#[derive(Debug, Default)]
+pub struct Batch {
+    statements: Vec<(String, Vec<Param>)>,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Adds a statement; `sql` numbers its parameters from `$1`, as if it ran alone.
+    pub fn push(&mut self, sql: impl Into<String>, params: Vec<Param>) -> &mut Batch {
+        self.statements.push((sql.into(), params));
+        self
+    }
+
+    /// Runs every statement in one transaction and answers the rows each returned, one
+    /// list a statement (empty for a statement without `RETURNING`).
+    pub async fn run(self, db: &Db) -> DbResult<Vec<Vec<AnyRow>>> {
+        match db.dialect {
+            Dialect::Sqlite => self.run_as_one_query(db).await,
+            Dialect::Postgres => self.run_one_by_one(db).await,
+        }
+    }
+
+    async fn run_as_one_query(self, db: &Db) -> DbResult<Vec<Vec<AnyRow>>> {
+        let count = self.statements.len();
+        let mut sql = String::from("BEGIN IMMEDIATE;\n");
+        let mut params = Vec::new();
+        for (statement, own) in self.statements {
+            sql.push_str(&renumbered(&statement, params.len()));
+            sql.push_str(";\n");
+            params.extend(own);
+        }
+        sql.push_str("COMMIT");
+        let mut connection = OpenTransaction(Some(db.pool.acquire().await?));
+        let conn = connection.0.as_mut().expect("held until the end");
+        let ran = async {
+            // Several statements in one query: sqlx 0.8 deprecates it, but its SQLite
+            // driver runs them in order, each ending with its result (`Left`).
+            #[allow(deprecated)]
+            let mut steps = bound(sqlx::query(&sql), &params).fetch_many(&mut **conn);
+            let mut rows: Vec<Vec<AnyRow>> = vec![Vec::new()];
+            while let Some(step) = steps.try_next().await? {
+                match step {
+                    Either::Left(_) => rows.push(Vec::new()),
+                    Either::Right(row) => rows.last_mut().expect("never empty").push(row),
+                }
+            }
+            // The first list is BEGIN's, the last COMMIT's end.
+            Ok::<_, sqlx::Error>(rows.into_iter().skip(1).take(count).collect())
+        }
+        .await;
+        match ran {
+            Ok(rows) => {
+                connection.0 = None;
+                Ok(rows)
+            }
+            Err(error) => {
+                // The statement that failed left the transaction open on this connection.
+                if conn.execute("ROLLBACK").await.is_ok() {
+                    connection.0 = None;
+                }
+                Err(error.into())
+            }
+        }
+    }
+
+    async fn run_one_by_one(self, db: &Db) -> DbResult<Vec<Vec<AnyRow>>> {
+        let mut connection = db.pool.acquire().await?;
+        let mut tx = connection.begin().await?;
+        let mut rows = Vec::new();
+        for (sql, params) in &self.statements {
+            rows.push(bound(sqlx::query(sql), params).fetch_all(&mut *tx).await?);
+        }
+        tx.commit().await?;
+        Ok(rows)
+    }
+}
+
+impl Db {
+    /// The id of the row a batch inserted last into `table`, as SQL for a later statement
+    /// of the same batch. On SQLite the batch holds the write lock, so the largest id is
+    /// its own; on PostgreSQL the sequence's `currval` is the session's own.
+    pub(crate) fn inserted_id(&self, table: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("(SELECT MAX(id) FROM {table})"),
+            Dialect::Postgres => format!("currval(pg_get_serial_sequence('{table}', 'id'))"),
+        }
+    }
+}
+
+/// A pooled connection that may hold an open transaction: dropped before the batch ended
+/// (its future cancelled, a failed rollback), it is closed rather than returned to the
+/// pool, and closing rolls the transaction back.
+struct OpenTransaction(Option<sqlx::pool::PoolConnection<sqlx::Any>>);
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        if let Some(connection) = self.0.take() {
+            drop(connection.detach());
+        }
+    }
+}
+
+fn bound<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    params: &'q [Param],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for param in params {
+        query = match param {
+            Param::Int(value) => query.bind(*value),
+            Param::Real(value) => query.bind(*value),
+            Param::Text(value) => query.bind(value.as_str()),
+            Param::Blob(value) => query.bind(value.as_slice()),
+            Param::OptInt(value) => query.bind(*value),
+            Param::OptText(value) => query.bind(value.as_deref()),
+        };
+    }
+    query
+}
+
+/// `sql` with each `$N` parameter moved to `$(N + offset)`, so that statements joined in
+/// one query each find their own values. The engine's statements hold no `$` in literals.
+fn renumbered(sql: &str, offset: usize) -> String {
+    if offset == 0 {
+        return sql.to_string();
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(number) => out.push_str(&(number + offset).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_statements_parameters_follow_the_earlier_ones() {
+        assert_eq!(renumbered("a = $1 AND b = $2", 0), "a = $1 AND b = $2");
+        assert_eq!(
+            renumbered("a = $1 AND b = $12, c = $2", 3),
+            "a = $4 AND b = $15, c = $5"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fails_midway_leaves_nothing_written_and_its_connection_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
+        let insert =
+            "INSERT INTO masters (name, active, last_active) VALUES ($1, 1, 0) RETURNING id";
+        let mut good = Batch::new();
+        good.push(insert, vec!["one".into()])
+            .push(insert, vec!["two".into()]);
+        let rows = good.run(&db).await.unwrap();
+        assert_eq!(rows.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+        let mut bad = Batch::new();
+        bad.push(insert, vec!["three".into()])
+            .push(insert, vec!["one".into()]);
+        assert!(bad.run(&db).await.is_err(), "a master's name is unique");
+        // Every connection of the pool, the failed batch's too, still writes.
+        for name in ["four", "five", "six", "seven", "eight"] {
+            let mut next = Batch::new();
+            next.push(insert, vec![name.into()]);
+            next.run(&db).await.unwrap();
+        }
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM masters ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            names,
+            ["one", "two", "four", "five", "six", "seven", "eight"]
+        );
+    }
+}
