@@ -81,6 +81,20 @@ async fn run() -> anyhow::Result<()> {
     if std::env::args().skip(1).any(|arg| arg == "jobs") {
         return job_figures(scratch.path()).await;
     }
+    // `cargo bench --bench engine -- daemon`: only the daemon's start-up and memory
+    // (figures 4 and 5); with `MOONBOT_BENCH_KEEP` set, its base directory is kept and
+    // named, to start the same master under a profiler.
+    if std::env::args().skip(1).any(|arg| arg == "daemon") {
+        let binary = moonbot_binary()
+            .ok_or_else(|| anyhow::anyhow!("no `moonbot start --nodaemon` to measure"))?;
+        let dir = scratch.path().join("process");
+        process_figures(&binary, &dir).await?;
+        if std::env::var_os("MOONBOT_BENCH_KEEP").is_some() {
+            println!("  base directory kept: {}", dir.display());
+            let _ = scratch.keep();
+        }
+        return Ok(());
+    }
     // `cargo bench --bench engine -- --remote-only`: only the remote worker's throughput,
     // for working on that path without waiting for the other figures.
     if std::env::args().any(|arg| arg == "--remote-only") {
@@ -872,13 +886,18 @@ fn terminate(mut child: std::process::Child) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `target/release/moonbot` (under `CARGO_TARGET_DIR` when set, as cargo builds it), if it
-/// has the `start` command (`start --help` succeeds).
+/// `MOONBOT_BENCH_BINARY`, or `target/release/moonbot` (under `CARGO_TARGET_DIR` when set,
+/// as cargo builds it), if it has the `start` command (`start --help` succeeds).
 fn moonbot_binary() -> Option<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let binary = target.join("release/moonbot");
+    let binary = std::env::var_os("MOONBOT_BENCH_BINARY").map_or_else(
+        || {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+                .join("release/moonbot")
+        },
+        PathBuf::from,
+    );
     let help = Command::new(&binary)
         .args(["start", "--help"])
         .output()

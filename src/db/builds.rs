@@ -254,8 +254,11 @@ impl Db {
         let now = now();
         let retry = BuildResult::Retry.code();
         let mut tx = self.begin_write().await?;
+        // Through the builders, so that the (builderid, complete_at) index answers it: a
+        // plain `complete_at IS NULL` reads every build ever stored at each start.
         let builds: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM builds WHERE complete_at IS NULL AND masterid = $1 ORDER BY id",
+            "SELECT id FROM builds WHERE builderid IN (SELECT id FROM builders) \
+             AND complete_at IS NULL AND masterid = $1 ORDER BY id",
         )
         .bind(masterid)
         .fetch_all(&mut *tx)
