@@ -148,7 +148,56 @@ on_both_databases!(
     a_whole_build_runs_on_this_database,
     the_outbox_keeps_messages_until_sent,
     properties_past_one_statements_rows_are_all_stored,
+    a_workers_connects_and_disconnects_are_recorded_with_its_state,
 );
+
+/// The waterfall's events: each change of a worker's `connected_to` is recorded with its
+/// time, and a master that starts after a crash records the disconnect of the workers it
+/// finds still attached to it.
+async fn a_workers_connects_and_disconnects_are_recorded_with_its_state(test: TestDb) {
+    let db = &test.db;
+    let (worker, other) = (
+        db.worker_id("w1").await.unwrap(),
+        db.worker_id("w2").await.unwrap(),
+    );
+    let master = db.master_id("master").await.unwrap();
+    let before = now();
+    db.set_worker_connected(worker, Some(master)).await.unwrap();
+    db.set_worker_connected(worker, None).await.unwrap();
+    db.set_worker_connected(worker, Some(master)).await.unwrap();
+    db.set_worker_connected(other, Some(master)).await.unwrap();
+    db.disconnect_workers_of(master).await.unwrap();
+    let events: Vec<(i64, String, f64)> =
+        sqlx::query_as("SELECT workerid, event, at FROM worker_events ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let what: Vec<(i64, &str)> = events.iter().map(|(w, e, _)| (*w, e.as_str())).collect();
+    let mut last_two = what[4..].to_vec();
+    last_two.sort();
+    assert_eq!(
+        (&what[..4], last_two.as_slice()),
+        (
+            [
+                (worker, "connect"),
+                (worker, "disconnect"),
+                (worker, "connect"),
+                (other, "connect"),
+            ]
+            .as_slice(),
+            [(worker, "disconnect"), (other, "disconnect")].as_slice(),
+        )
+    );
+    assert!(events.iter().all(|(.., at)| *at >= before && *at <= now()));
+    assert_eq!(
+        count(
+            db,
+            "SELECT COUNT(*) FROM workers WHERE connected_masterid IS NOT NULL"
+        )
+        .await,
+        0
+    );
+}
 
 /// Build and buildset properties are written many rows to a statement: more than one
 /// statement holds must all arrive, and a build's later write replaces values in place.
@@ -392,13 +441,13 @@ async fn migrations_apply_once(test: TestDb) {
         .fetch_all(&test.db.pool)
         .await
         .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
     let builder = test.db.builder_id("kept").await.unwrap();
     // Reopening is a no-op: nothing is applied twice and the data stays.
     let again = test.reopen().await;
     assert_eq!(
         count(&again, "SELECT COUNT(*) FROM moonbot_migrations").await,
-        4
+        5
     );
     assert_eq!(again.builder_id("kept").await.unwrap(), builder);
     for table in [
@@ -422,6 +471,7 @@ async fn migrations_apply_once(test: TestDb) {
         "logs",
         "logchunks",
         "object_state",
+        "worker_events",
     ] {
         let rows = count(&again, &format!("SELECT COUNT(*) FROM {table}")).await;
         assert_eq!(rows, i64::from(table == "builders"), "rows in {table}");

@@ -148,6 +148,10 @@ async fn pages_over_real_builds_match_their_golden_html() {
         ("/one_line_per_build?builder=mac", "one_line_per_build_mac"),
         ("/waterfall", "waterfall"),
         ("/waterfall?tag=unix&branch=main", "waterfall_unix_main"),
+        (
+            "/waterfall?builder=windows&show_events=true",
+            "waterfall_events",
+        ),
     ] {
         let page = site.page(path).await;
         let page = counts.replace_all(&page, "MASKED");
@@ -843,8 +847,20 @@ async fn the_waterfall_keeps_failing_builders_and_a_time_window() {
         shown(&site.page("/waterfall?first_time=4000000000").await),
         0
     );
-    let events = site.page("/waterfall?show_events=true").await;
-    assert!(events.contains("not recorded"), "{events}");
+    // A local worker connects as the master starts, before any build.
+    let connected = "<span class=\"event\">connect <a href=\"/workers/bot2\">bot2</a></span>";
+    let events = site
+        .page("/waterfall?builder=windows&show_events=true")
+        .await;
+    assert!(events.contains(connected), "{events}");
+    let hidden = site.page("/waterfall?builder=windows").await;
+    assert!(!hidden.contains("class=\"event\""), "{hidden}");
+    let full = site.page("/waterfall?builder=mac&show_events=true").await;
+    assert_eq!(shown(&full), 2);
+    assert!(
+        !full.contains("class=\"event\""),
+        "events before a full page of builds are not shown: {full}"
+    );
     assert_eq!(site.get("/waterfall?failures_only=maybe").await.0, 400);
     assert_eq!(site.get("/waterfall?last_time=yesterday").await.0, 400);
 }

@@ -9,6 +9,7 @@
 mod builds;
 mod buildsets;
 mod changes;
+mod events;
 mod logs;
 mod outbox;
 mod registry;
@@ -34,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_outbox.sql")),
     (3, include_str!("migrations/0003_outbox_recipients.sql")),
     (4, include_str!("migrations/0004_page_indexes.sql")),
+    (5, include_str!("migrations/0005_worker_events.sql")),
 ];
 
 /// The SQL flavour behind a [`Db`], where the portable schema needs a word of its own.

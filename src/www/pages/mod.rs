@@ -1033,8 +1033,8 @@ async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery)
 /// `/waterfall`: a column per builder, a row per build, newest on top; the builds
 /// [`selected_builds`] picks, `num_events` of them at most `num_events_max`.
 /// `failures_only=true` keeps the builders that are failing now ([`failing`]).
-/// `show_events=true` (the default) would add events other than builds, which are not
-/// recorded: the page says so when asked for them explicitly.
+/// `show_events=true` adds, in time order among the builds, the connects and disconnects of
+/// the workers serving each builder, in its column; as in 0.8, they are hidden by default.
 async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
     let args = arguments(&raw);
     let web = web_config(&pages.context);
@@ -1043,31 +1043,61 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
     if flag(&args, "failures_only", false)? {
         columns = failing(&pages, columns).await?;
     }
-    let events_asked =
-        argument(&args, "show_events").is_some() && flag(&args, "show_events", true)?;
+    let show_events = flag(&args, "show_events", false)?;
     let builds = selected_builds(&pages, &args, &columns, num_events, false, &[]).await?;
     let window = ["show_time", "first_time", "last_time"]
         .iter()
         .any(|name| argument(&args, name).is_some());
-    let rows: Vec<Value> = builds
-        .into_iter()
-        .map(|build| {
-            let column = columns
-                .iter()
-                .position(|c| c["builderid"] == build["builderid"]);
-            object! { "build": build, "column": column }
-        })
-        .collect();
+    let column_of = |builderid: i64| columns.iter().position(|c| c["builderid"] == builderid);
+    let mut events = if show_events {
+        // A full page of builds ends at its oldest: events before it would not show.
+        let oldest = (builds.len() == num_events)
+            .then(|| builds.last().and_then(|b| b["started_at"].as_i64()))
+            .flatten();
+        let (first_time, last_time) = time_window(&args)?;
+        let from = first_time.max(oldest);
+        let builderids: Vec<i64> = columns
+            .iter()
+            .filter_map(|c| c["builderid"].as_i64())
+            .collect();
+        store::worker_events(&pages.context.db, &builderids, from, last_time, num_events).await?
+    } else {
+        Vec::new()
+    }
+    .into_iter()
+    .peekable();
+    let mut rows: Vec<Value> = Vec::with_capacity(builds.len() + events.len());
+    for build in builds {
+        // Builds tell their start in whole seconds: an event of the same second goes below.
+        let started = build["started_at"].as_i64().unwrap_or_default();
+        while let Some(event) = events.next_if(|e| e.at as i64 > started) {
+            rows.push(event_row(event, column_of));
+        }
+        let column = build["builderid"].as_i64().and_then(column_of);
+        rows.push(object! { "build": build, "column": column });
+    }
+    rows.extend(events.map(|event| event_row(event, column_of)));
+    rows.truncate(num_events);
     pages.page(
         "waterfall.html",
         object! {
             "builders": columns,
             "rows": rows,
             "num_events": num_events,
-            "events_asked": events_asked,
+            "show_events": show_events,
             "window": window,
         },
     )
+}
+
+/// A waterfall row of a worker's event: its time, what happened and to which worker, and
+/// the columns of the builders it serves.
+fn event_row(event: store::WorkerEvent, column_of: impl Fn(i64) -> Option<usize>) -> Value {
+    let columns: Vec<usize> = event.builderids.into_iter().filter_map(column_of).collect();
+    object! {
+        "event": object! { "at": event.at as i64, "name": event.event, "worker": event.worker },
+        "columns": columns,
+    }
 }
 
 /// A boolean from the URL: `1`/`true` or `0`/`false`, else `default`.
@@ -1202,12 +1232,7 @@ async fn selected_build_ids(
     results: &[i64],
 ) -> Result<Vec<i64>, PageError> {
     let branches = all_arguments(args, "branch");
-    let last_time = epoch(args, "last_time")?;
-    let mut first_time = epoch(args, "first_time")?;
-    if let Some(span) = epoch(args, "show_time")? {
-        let end = last_time.unwrap_or_else(|| chrono::Utc::now().timestamp());
-        first_time = Some(first_time.map_or(end - span, |first| first.max(end - span)));
-    }
+    let (first_time, last_time) = time_window(args)?;
     let builderids: Vec<i64> = columns
         .iter()
         .filter_map(|c| c["builderid"].as_i64())
@@ -1220,6 +1245,19 @@ async fn selected_build_ids(
         branches: &branches,
     };
     Ok(store::newest_builds(&pages.context.db, &builderids, &selection, limit).await?)
+}
+
+/// The seconds the waterfall's URL asks to show, `(first, last)`: `first_time=` and
+/// `last_time=` (seconds since the epoch), `show_time=` (seconds before `last_time`, or
+/// before now).
+fn time_window(args: &[(String, String)]) -> Result<(Option<i64>, Option<i64>), PageError> {
+    let last_time = epoch(args, "last_time")?;
+    let mut first_time = epoch(args, "first_time")?;
+    if let Some(span) = epoch(args, "show_time")? {
+        let end = last_time.unwrap_or_else(|| chrono::Utc::now().timestamp());
+        first_time = Some(first_time.map_or(end - span, |first| first.max(end - span)));
+    }
+    Ok((first_time, last_time))
 }
 
 /// Builds by id, in one query.

@@ -48,18 +48,19 @@ impl Binds {
     }
 }
 
-/// One `SELECT` per builder from `each` (given the builder's placeholder), joined by
-/// `UNION ALL`, run in as many statements as [`BUILDERS_PER_STATEMENT`] asks; `finish` wraps
-/// the union (named `u`) in the statement's outer select. Rows of every statement, in order.
-async fn per_builder(
+/// One `SELECT` per id of `ids` (builders, workers) from `each` (given the id's
+/// placeholder), joined by `UNION ALL`, run in as many statements as
+/// [`BUILDERS_PER_STATEMENT`] asks; `finish` wraps the union (named `u`) in the statement's
+/// outer select. Rows of every statement, in order.
+async fn per_id(
     db: &Db,
-    builderids: &[i64],
+    ids: &[i64],
     binds: &Binds,
     each: impl Fn(&str) -> String,
     finish: impl Fn(&str) -> String,
 ) -> DbResult<Vec<sqlx::any::AnyRow>> {
     let mut rows = Vec::new();
-    for chunk in builderids.chunks(BUILDERS_PER_STATEMENT) {
+    for chunk in ids.chunks(BUILDERS_PER_STATEMENT) {
         let mut all = Binds(binds.0.clone());
         let parts: Vec<String> = chunk
             .iter()
@@ -121,7 +122,7 @@ pub async fn newest_of_each(
         conditions.push_str(&format!(" AND started_at < {mark}"));
     }
     conditions.push_str(&on_branches(&mut binds, selection.branches));
-    let rows = per_builder(
+    let rows = per_id(
         db,
         builderids,
         &binds,
@@ -177,7 +178,7 @@ pub async fn last_finished(
     if succeeded {
         results.push_str(" AND results <= 1");
     }
-    let rows = per_builder(
+    let rows = per_id(
         db,
         builderids,
         &binds,
@@ -449,4 +450,89 @@ pub async fn waiting_requests(db: &Db, builderids: &[i64]) -> DbResult<Vec<i64>>
         .fetch_all(&db.pool)
         .await?;
     rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+}
+
+/// A worker connecting or disconnecting, for the columns of the builders it serves.
+pub struct WorkerEvent {
+    /// Seconds since the epoch.
+    pub at: f64,
+    /// `connect` or `disconnect`.
+    pub event: String,
+    pub worker: String,
+    /// Those of the builders asked that the worker serves.
+    pub builderids: Vec<i64>,
+}
+
+/// The newest `limit` connects and disconnects of the workers serving `builderids`, at or
+/// after second `from` and at or before second `until` when given, newest first: an index
+/// walk per worker, each bounded by the window and the limit.
+pub async fn worker_events(
+    db: &Db,
+    builderids: &[i64],
+    from: Option<i64>,
+    until: Option<i64>,
+    limit: usize,
+) -> DbResult<Vec<WorkerEvent>> {
+    if builderids.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut binds = Binds::default();
+    let marks = binds.list(builderids.iter().map(|id| Bind::Int(*id)));
+    let sql = format!(
+        "SELECT bw.workerid, w.name, bw.builderid FROM builder_workers bw \
+         JOIN workers w ON w.id = bw.workerid WHERE bw.builderid IN ({marks}) \
+         ORDER BY bw.workerid, bw.builderid"
+    );
+    let serving: Vec<(i64, String, i64)> = bind_all(sqlx::query(&sql), &binds.0)
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect::<DbResult<_>>()?;
+    let mut workerids: Vec<i64> = serving.iter().map(|(id, ..)| *id).collect();
+    workerids.dedup();
+    let mut binds = Binds::default();
+    let mut window = String::new();
+    if let Some(from) = from {
+        window.push_str(&format!(" AND at >= {}", binds.add(Bind::Int(from))));
+    }
+    if let Some(until) = until {
+        window.push_str(&format!(" AND at < {}", binds.add(Bind::Int(until + 1))));
+    }
+    let rows = per_id(
+        db,
+        &workerids,
+        &binds,
+        |worker| {
+            format!(
+                "SELECT id, workerid, event, at FROM worker_events \
+                 WHERE workerid = {worker}{window} ORDER BY at DESC, id DESC LIMIT {limit}"
+            )
+        },
+        |union| {
+            format!(
+                "SELECT workerid, event, at FROM {union} ORDER BY at DESC, id DESC LIMIT {limit}"
+            )
+        },
+    )
+    .await?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let workerid: i64 = row.try_get(0)?;
+        let mine = serving.iter().filter(|(id, ..)| *id == workerid);
+        events.push(WorkerEvent {
+            event: row.try_get(1)?,
+            at: row.try_get(2)?,
+            worker: mine
+                .clone()
+                .map(|(_, name, _)| name.clone())
+                .next()
+                .unwrap_or_default(),
+            builderids: mine.map(|(.., builderid)| *builderid).collect(),
+        });
+    }
+    // Several statements (many workers) each answer their newest.
+    events.sort_by(|a, b| b.at.total_cmp(&a.at));
+    events.truncate(limit);
+    Ok(events)
 }
