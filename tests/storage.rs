@@ -149,7 +149,81 @@ on_both_databases!(
     the_outbox_keeps_messages_until_sent,
     properties_past_one_statements_rows_are_all_stored,
     a_workers_connects_and_disconnects_are_recorded_with_its_state,
+    the_pages_own_reads_answer_on_this_database,
 );
+
+/// The pages' own statements (`www/pages/store.rs`) on this database, through a master
+/// serving them: a property filter, the waterfall's worker events, `/json`'s builder node.
+async fn the_pages_own_reads_answer_on_this_database(test: TestDb) {
+    let config = format!(
+        r#"
+local c = BuildmasterConfig
+c['db_url'] = "{url}"
+c['workers'] = {{ worker.LocalWorker("local") }}
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{{name="hello", command={{"echo", "hello"}}}})
+c['builders'] = {{ util.BuilderConfig{{name="b", workernames={{"local"}}, factory=f}} }}
+c['schedulers'] = {{ schedulers.ForceScheduler{{name="force", builderNames={{"b"}}}} }}
+c['status'] = {{ status.WebStatus{{http_port="tcp:0:interface=127.0.0.1", numbuilds=2}} }}
+"#,
+        url = test.db_url
+    );
+    let basedir = test.basedir.path();
+    std::fs::write(basedir.join("master.cfg.lua"), config).unwrap();
+    let master =
+        moonbot::master::Master::start(basedir, tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap();
+    let ctx = &master.context;
+    for owner in [
+        "ann <a@example.org>",
+        "ben <b@example.org>",
+        "ben <b@example.org>",
+    ] {
+        let params = serde_json::json!({"builderNames": ["b"], "username": owner});
+        let (bsid, _) = ctx
+            .control
+            .force("force", params.as_object().unwrap().clone())
+            .await
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while ctx.db.buildset_result(bsid).await.unwrap().is_none() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the buildset completes");
+    }
+    let base = format!("http://{}", master.web_address.unwrap());
+    let page = |path: &str| {
+        let url = format!("{base}{path}");
+        async move {
+            let response = reqwest::get(&url).await.unwrap();
+            assert_eq!(response.status().as_u16(), 200, "{url}");
+            response.text().await.unwrap()
+        }
+    };
+    let link = regex::Regex::new(r#"href="/builders/b/builds/(\d+)""#).unwrap();
+    let numbers = |page: &str| -> Vec<i64> {
+        link.captures_iter(page)
+            .map(|c| c[1].parse().unwrap())
+            .collect()
+    };
+    let ann = page("/builders/b?property.owner=ann%20%3Ca%40example.org%3E").await;
+    assert_eq!(numbers(&ann), [1], "{ann}");
+    let waterfall = page("/waterfall?show_events=true").await;
+    assert!(
+        waterfall.contains(r#"connect <a href="/workers/local">local</a>"#),
+        "{waterfall}"
+    );
+    let builder: Value = serde_json::from_str(&page("/json/builders/b").await).unwrap();
+    assert_eq!(builder["cachedBuilds"], json!([2, 3]));
+    assert_eq!(builder["state"], "idle");
+    let last: Value = serde_json::from_str(&page("/json/builders/b/builds/-3").await).unwrap();
+    assert_eq!(last["number"], 1);
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
 
 /// The waterfall's events: each change of a worker's `connected_to` is recorded with its
 /// time, and a master that starts after a crash records the disconnect of the workers it

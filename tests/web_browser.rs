@@ -60,6 +60,10 @@ async fn every_page_renders_in_chromium_without_a_console_message() {
         ("/", "Welcome to"),
         ("/builders", "Builders"),
         ("/waterfall", "Waterfall"),
+        (
+            "/waterfall?show_events=true",
+            r#"<span class="event">connect <a href="/workers/bot1">bot1</a>"#,
+        ),
         ("/builders/linux", "Builder linux"),
         ("/builders/linux/builds/1", "build #1"),
         (

@@ -684,6 +684,11 @@ async fn json_answers_the_08_status_tree_with_its_flags() {
     assert_eq!(last["eta"], Value::Null, "a finished build has no ETA");
     assert_eq!(last["steps"][0]["name"], "fail");
     assert_eq!(last["steps"][0]["results"][0], 2);
+    assert_eq!(json("/json/builders/mac/builds/-2").await["number"], 1);
+    assert_eq!(site.get("/json/builders/mac/builds/-3").await.0, 404);
+    let newest = json("/json/builders/mac/builds?numbuilds=1").await;
+    let numbers: Vec<&String> = newest.as_object().unwrap().keys().collect();
+    assert_eq!(numbers, ["2"]);
     let step = json("/json/builders/mac/builds/1/steps/fail").await;
     assert_eq!(step["isFinished"], true);
     let root = json("/json").await;
@@ -863,6 +868,61 @@ async fn the_waterfall_keeps_failing_builders_and_a_time_window() {
     );
     assert_eq!(site.get("/waterfall?failures_only=maybe").await.0, 400);
     assert_eq!(site.get("/waterfall?last_time=yesterday").await.0, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn property_filters_find_the_matching_builds_older_than_the_last_numbuilds() {
+    let site = Site::start(CONFIG).await;
+    let owners = ["ann", "ann", "ben", "ben", "ben", "ben", "ben", "ben"];
+    for (at, owner) in owners.iter().enumerate() {
+        let properties = [
+            ("owner", serde_json::json!(owner)),
+            ("nightly", serde_json::json!(at == 0)),
+            ("attempt", serde_json::json!(at)),
+        ];
+        let bsid = submit(&site.master, &["mac"], &properties).await;
+        complete(&site.master, bsid).await;
+    }
+    let numbers = |page: &str| -> Vec<i64> {
+        let link = regex::Regex::new(r#"href="/builders/mac/builds/(\d+)""#).unwrap();
+        link.captures_iter(page)
+            .map(|c| c[1].parse().unwrap())
+            .collect()
+    };
+    // numbuilds is 5: the newest five are all ben's.
+    assert_eq!(numbers(&site.page("/builders/mac").await), [8, 7, 6, 5, 4]);
+    assert_eq!(
+        numbers(&site.page("/builders/mac?property.owner=ann").await),
+        [2, 1]
+    );
+    assert_eq!(
+        numbers(
+            &site
+                .page("/builders/mac?property.owner=ann&numbuilds=1")
+                .await
+        ),
+        [2]
+    );
+    for nightly in ["True", "true"] {
+        let page = site
+            .page(&format!("/builders/mac?property.nightly={nightly}"))
+            .await;
+        assert_eq!(numbers(&page), [1], "{nightly}");
+    }
+    assert_eq!(
+        numbers(
+            &site
+                .page("/builders/mac?property.attempt=2&property.owner=ben")
+                .await
+        ),
+        [3]
+    );
+    assert!(numbers(
+        &site
+            .page("/builders/mac?property.attempt=2&property.owner=ann")
+            .await
+    )
+    .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

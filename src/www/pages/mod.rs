@@ -363,7 +363,11 @@ async fn builder_summaries(
     }
     let last = store::last_finished(db, &ids, 1, false, branches).await?;
     let succeeded = store::last_finished(db, &ids, 5, true, &[]).await?;
-    let running_ids = store::running(db, &ids, branches).await?;
+    let running_ids: Vec<i64> = store::running(db, &ids, branches)
+        .await?
+        .into_iter()
+        .map(|key| key.id)
+        .collect();
     let builds = builds_by_id(
         pages,
         last.iter()
@@ -376,18 +380,7 @@ async fn builder_summaries(
         .filter_map(|b| Some((b["buildid"].as_i64()?, b)))
         .collect();
     let waiting = store::waiting_requests(db, &ids).await?;
-    let mut pending = if waiting.is_empty() {
-        Vec::new()
-    } else {
-        let mut pairs = vec![
-            ("order", "submitted_at".to_string()),
-            ("order", "buildrequestid".into()),
-        ];
-        pairs.extend(waiting.iter().map(|id| ("buildrequestid", id.to_string())));
-        changes::buildrequests(db, None, &query(&changes::BUILDREQUEST, &pairs))
-            .await?
-            .items
-    };
+    let mut pending = requests_by_id(pages, waiting.into_iter().map(|(id, _)| id)).await?;
     if !branches.is_empty() {
         let ids: Vec<i64> = pending
             .iter()
@@ -452,6 +445,26 @@ async fn builder_summaries(
     Ok(rows)
 }
 
+/// Build requests by id, in one query, in the order they were submitted.
+async fn requests_by_id(
+    pages: &Pages,
+    ids: impl IntoIterator<Item = i64>,
+) -> Result<Vec<Value>, PageError> {
+    let mut pairs = vec![
+        ("order", "submitted_at".to_string()),
+        ("order", "buildrequestid".into()),
+    ];
+    let before = pairs.len();
+    pairs.extend(ids.into_iter().map(|id| ("buildrequestid", id.to_string())));
+    if pairs.len() == before {
+        return Ok(Vec::new());
+    }
+    let query = query(&changes::BUILDREQUEST, &pairs);
+    Ok(changes::buildrequests(&pages.context.db, None, &query)
+        .await?
+        .items)
+}
+
 /// How long a builder's builds take: the mean of the durations of its last five that
 /// succeeded (with or without warnings), in seconds; `None` before the first. Running
 /// builds are expected to end that long after they started, and queued requests one such
@@ -491,67 +504,42 @@ async fn builder_page(
         .await?
         .pop()
         .expect("a summary of the one builder asked");
-    let builds = if wanted.is_empty() {
-        let ids = store::newest_builds(
-            &pages.context.db,
-            &[builderid],
-            &store::Selection {
-                finished: true,
-                ..Default::default()
-            },
-            numbuilds,
-        )
-        .await?;
-        let mut builds = builds_by_id(&pages, ids).await?;
-        builds.reverse();
-        builds
-    } else {
-        // Properties are matched on the items: every finished build is read.
-        let mut pairs = vec![
-            ("complete", "true".to_string()),
-            ("order", "-number".into()),
-        ];
-        pairs.extend(wanted.iter().map(|(n, _)| ("property", n.to_string())));
-        let requests = changes::buildrequests(
-            &pages.context.db,
-            Some(builderid),
-            &query(
-                &changes::BUILDREQUEST,
-                &[
-                    ("claimed", "false".into()),
-                    ("complete", "false".into()),
-                    ("order", "submitted_at".into()),
-                    ("property", "*".into()),
-                ],
-            ),
-        )
-        .await?;
+    if !wanted.is_empty() {
+        // Requests are matched on the items: only those waiting are read.
+        let waiting = store::waiting_requests(&pages.context.db, &[builderid]).await?;
+        let mut pairs = vec![("property", "*".to_string())];
+        pairs.extend(
+            waiting
+                .iter()
+                .map(|(id, _)| ("buildrequestid", id.to_string())),
+        );
+        let requests = if waiting.is_empty() {
+            Vec::new()
+        } else {
+            let query = query(&changes::BUILDREQUEST, &pairs);
+            changes::buildrequests(&pages.context.db, None, &query)
+                .await?
+                .items
+        };
         summary["pending"] = json!(summary["pending"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|r| {
-                requests.items.iter().any(|full| {
+                requests.iter().any(|full| {
                     full["buildrequestid"] == r["buildrequestid"] && has_properties(full, &wanted)
                 })
             })
             .collect::<Vec<_>>());
-        let recent = builds::builds(
-            &pages.context.db,
-            &BuildsOf {
-                builderid: Some(builderid),
-                ..Default::default()
-            },
-            &query(&builds::BUILD, &pairs),
-        )
-        .await?;
-        recent
-            .items
-            .into_iter()
-            .filter(|b| has_properties(b, &wanted))
-            .take(numbuilds)
-            .collect()
+    }
+    let selection = store::Selection {
+        finished: true,
+        properties: &wanted,
+        ..Default::default()
     };
+    let ids = store::newest_builds(&pages.context.db, &[builderid], &selection, numbuilds).await?;
+    let mut builds = builds_by_id(&pages, ids).await?;
+    builds.reverse();
     let filters: Vec<Value> = wanted
         .iter()
         .map(|(n, v)| json!({ "name": n, "value": v }))
@@ -591,17 +579,12 @@ async fn builder_page(
 }
 
 /// Whether an item's properties (`name -> [value, source]`) have each wanted value, as
-/// Python's `str()` writes it: strings as they are, `True`/`False` (or Lua's `true`/`false`),
-/// numbers and tables as JSON.
+/// [`store::property_texts`] reads it.
 fn has_properties(item: &Value, wanted: &[(&str, &str)]) -> bool {
-    wanted
-        .iter()
-        .all(|(name, want)| match &item["properties"][*name][0] {
-            Value::String(text) => text == want,
-            Value::Bool(b) => *want == if *b { "True" } else { "False" } || *want == b.to_string(),
-            Value::Null => false,
-            other => serde_json::to_string(other).is_ok_and(|text| text == *want),
-        })
+    wanted.iter().all(|(name, want)| {
+        let value = &item["properties"][*name][0];
+        !value.is_null() && store::property_texts(want).contains(&value.to_string())
+    })
 }
 
 fn build_ref(builder: &str, number: &str) -> Result<BuildRef, PageError> {
@@ -1243,6 +1226,7 @@ async fn selected_build_ids(
         started_from: first_time,
         started_until: last_time,
         branches: &branches,
+        properties: &[],
     };
     Ok(store::newest_builds(&pages.context.db, &builderids, &selection, limit).await?)
 }
@@ -1265,6 +1249,15 @@ async fn builds_by_id(
     pages: &Pages,
     ids: impl IntoIterator<Item = i64>,
 ) -> Result<Vec<Value>, PageError> {
+    read_builds(pages, ids, &[]).await
+}
+
+/// Builds by id, in one query, with the REST query's `extra` parameters (`property`).
+async fn read_builds(
+    pages: &Pages,
+    ids: impl IntoIterator<Item = i64>,
+    extra: &[(&str, &str)],
+) -> Result<Vec<Value>, PageError> {
     let mut pairs: Vec<(&str, String)> = ids
         .into_iter()
         .map(|id| ("buildid", id.to_string()))
@@ -1274,6 +1267,7 @@ async fn builds_by_id(
     }
     pairs.sort();
     pairs.dedup();
+    pairs.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
     Ok(builds::builds(
         &pages.context.db,
         &BuildsOf::default(),
@@ -1306,7 +1300,7 @@ async fn one_box_per_builder(State(pages): State<Pages>, RawQuery(raw): RawQuery
         builderids.len(),
     )
     .await?;
-    let builds = builds_by_id(&pages, last_ids).await?;
+    let builds = builds_by_id(&pages, last_ids.into_iter().map(|key| key.id)).await?;
     let boxes: Vec<Value> = columns
         .into_iter()
         .map(|builder| {

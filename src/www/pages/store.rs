@@ -30,6 +30,8 @@ pub struct Selection<'a> {
     pub started_until: Option<i64>,
     /// Builds whose `branch` property is one of these, when any is given.
     pub branches: &'a [&'a str],
+    /// Builds with each of these properties (`name`, value as [`property_texts`] reads it).
+    pub properties: &'a [(&'a str, &'a str)],
 }
 
 /// Placeholders and their values, numbered as they are added.
@@ -80,6 +82,23 @@ async fn per_id(
     Ok(rows)
 }
 
+/// A build as the pages' reads find it, before its item is read.
+pub struct BuildKey {
+    pub id: i64,
+    pub builderid: i64,
+    pub number: i64,
+}
+
+impl BuildKey {
+    fn from_row(row: &sqlx::any::AnyRow) -> DbResult<BuildKey> {
+        Ok(BuildKey {
+            id: row.try_get("id")?,
+            builderid: row.try_get("builderid")?,
+            number: row.try_get("number")?,
+        })
+    }
+}
+
 /// The newest builds of `builderids` (by id) that `selection` keeps, at most `limit`,
 /// newest first.
 pub async fn newest_builds(
@@ -88,7 +107,8 @@ pub async fn newest_builds(
     selection: &Selection<'_>,
     limit: usize,
 ) -> DbResult<Vec<i64>> {
-    newest_of_each(db, builderids, selection, limit, limit).await
+    let keys = newest_of_each(db, builderids, selection, limit, limit).await?;
+    Ok(keys.into_iter().map(|key| key.id).collect())
 }
 
 /// The newest builds of `builderids` (by id) that `selection` keeps, at most `each` of a
@@ -99,7 +119,7 @@ pub async fn newest_of_each(
     selection: &Selection<'_>,
     each: usize,
     limit: usize,
-) -> DbResult<Vec<i64>> {
+) -> DbResult<Vec<BuildKey>> {
     if builderids.is_empty() || limit == 0 || each == 0 {
         return Ok(Vec::new());
     }
@@ -122,26 +142,44 @@ pub async fn newest_of_each(
         conditions.push_str(&format!(" AND started_at < {mark}"));
     }
     conditions.push_str(&on_branches(&mut binds, selection.branches));
+    for (name, wanted) in selection.properties {
+        conditions.push_str(&on_property(&mut binds, name, property_texts(wanted)));
+    }
     let rows = per_id(
         db,
         builderids,
         &binds,
         |builder| {
             format!(
-                "SELECT id FROM builds WHERE builderid = {builder}{conditions} \
-                 ORDER BY id DESC LIMIT {each}"
+                "SELECT id, builderid, number FROM builds WHERE builderid = {builder}\
+                 {conditions} ORDER BY id DESC LIMIT {each}"
             )
         },
-        |union| format!("SELECT id FROM {union} ORDER BY id DESC LIMIT {limit}"),
+        |union| format!("SELECT id, builderid, number FROM {union} ORDER BY id DESC LIMIT {limit}"),
     )
     .await?;
-    let mut ids = rows
+    let mut keys = rows
         .iter()
-        .map(|row| row.try_get(0))
-        .collect::<Result<Vec<i64>, _>>()?;
-    ids.sort_unstable_by(|a, b| b.cmp(a));
-    ids.truncate(limit);
-    Ok(ids)
+        .map(BuildKey::from_row)
+        .collect::<DbResult<Vec<_>>>()?;
+    keys.sort_unstable_by_key(|key| std::cmp::Reverse(key.id));
+    keys.truncate(limit);
+    Ok(keys)
+}
+
+/// The `nth` newest build of a builder (the first is its last), walking its index without
+/// reading the builds after it.
+pub async fn nth_newest(db: &Db, builderid: i64, nth: u64) -> DbResult<Option<i64>> {
+    let Some(skipped) = nth.checked_sub(1).and_then(|n| i64::try_from(n).ok()) else {
+        return Ok(None);
+    };
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM builds WHERE builderid = $1 ORDER BY id DESC LIMIT 1 OFFSET $2",
+    )
+    .bind(builderid)
+    .bind(skipped)
+    .fetch_optional(&db.pool)
+    .await?)
 }
 
 /// ` AND` the build's `branch` property is one of `branches`, when any is given.
@@ -149,15 +187,38 @@ fn on_branches(binds: &mut Binds, branches: &[&str]) -> String {
     if branches.is_empty() {
         return String::new();
     }
-    // Properties are stored as JSON text.
-    let values = branches
+    let texts = branches
         .iter()
-        .map(|b| Bind::Text(serde_json::Value::from(*b).to_string()));
-    let marks = binds.list(values);
+        .map(|b| serde_json::Value::from(*b).to_string());
+    on_property(binds, "branch", texts.collect())
+}
+
+/// ` AND` the build has property `name` stored as one of `texts` (JSON): through the
+/// properties' primary key, for each build the select walks.
+fn on_property(binds: &mut Binds, name: &str, texts: Vec<String>) -> String {
+    let name = binds.add(Bind::Text(name.to_string()));
+    let marks = binds.list(texts.into_iter().map(Bind::Text));
     format!(
         " AND EXISTS (SELECT 1 FROM build_properties p WHERE p.buildid = builds.id \
-         AND p.name = 'branch' AND p.value IN ({marks}))"
+         AND p.name = {name} AND p.value IN ({marks}))"
     )
+}
+
+/// The stored texts (JSON) of the property values a URL's `property.NAME=wanted` matches,
+/// as 0.8 compared Python's `str()` of the value: a string as it is, `True`/`False` (or
+/// Lua's `true`/`false`), a number, list or table as its JSON; never null.
+pub fn property_texts(wanted: &str) -> Vec<String> {
+    let mut texts = vec![serde_json::Value::from(wanted).to_string()];
+    match serde_json::from_str::<serde_json::Value>(wanted) {
+        Ok(serde_json::Value::String(_) | serde_json::Value::Null) | Err(_) => {}
+        Ok(_) => texts.push(wanted.to_string()),
+    }
+    match wanted {
+        "True" => texts.push("true".into()),
+        "False" => texts.push("false".into()),
+        _ => {}
+    }
+    texts
 }
 
 /// The last `count` finished builds of each builder by number, newest first, as
@@ -206,7 +267,7 @@ pub async fn last_finished(
 
 /// The builds of these builders still running, by builder and number; only those of
 /// `branches` when any is given.
-pub async fn running(db: &Db, builderids: &[i64], branches: &[&str]) -> DbResult<Vec<i64>> {
+pub async fn running(db: &Db, builderids: &[i64], branches: &[&str]) -> DbResult<Vec<BuildKey>> {
     if builderids.is_empty() {
         return Ok(Vec::new());
     }
@@ -214,13 +275,13 @@ pub async fn running(db: &Db, builderids: &[i64], branches: &[&str]) -> DbResult
     let marks = binds.list(builderids.iter().map(|id| Bind::Int(*id)));
     let branches = on_branches(&mut binds, branches);
     let sql = format!(
-        "SELECT id FROM builds WHERE builderid IN ({marks}) AND complete_at IS NULL{branches} \
-         ORDER BY builderid, number"
+        "SELECT id, builderid, number FROM builds WHERE builderid IN ({marks}) \
+         AND complete_at IS NULL{branches} ORDER BY builderid, number"
     );
     let rows = bind_all(sqlx::query(&sql), &binds.0)
         .fetch_all(&db.pool)
         .await?;
-    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    rows.iter().map(BuildKey::from_row).collect()
 }
 
 /// For each of these builds, the result of its builder's finished build before it, as
@@ -433,23 +494,26 @@ pub async fn requests_on_branches(
     rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
 }
 
-/// The requests of these builders waiting for a build (neither claimed nor complete), in
-/// no order: through the partial index of unfinished requests, however many finished ones
-/// are stored (a bound `complete = $1` would not let SQLite use it).
-pub async fn waiting_requests(db: &Db, builderids: &[i64]) -> DbResult<Vec<i64>> {
+/// The requests of these builders waiting for a build (neither claimed nor complete), as
+/// `(buildrequestid, builderid)` in no order: through the partial index of unfinished
+/// requests, however many finished ones are stored (a bound `complete = $1` would not let
+/// SQLite use it).
+pub async fn waiting_requests(db: &Db, builderids: &[i64]) -> DbResult<Vec<(i64, i64)>> {
     if builderids.is_empty() {
         return Ok(Vec::new());
     }
     let mut binds = Binds::default();
     let marks = binds.list(builderids.iter().map(|id| Bind::Int(*id)));
     let sql = format!(
-        "SELECT id FROM buildrequests WHERE builderid IN ({marks}) AND complete = 0 \
-         AND claimed_by_masterid IS NULL"
+        "SELECT id, builderid FROM buildrequests WHERE builderid IN ({marks}) \
+         AND complete = 0 AND claimed_by_masterid IS NULL"
     );
     let rows = bind_all(sqlx::query(&sql), &binds.0)
         .fetch_all(&db.pool)
         .await?;
-    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
 }
 
 /// A worker connecting or disconnecting, for the columns of the builders it serves.
@@ -535,4 +599,27 @@ pub async fn worker_events(
     events.sort_by(|a, b| b.at.total_cmp(&a.at));
     events.truncate(limit);
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn property_values_match_as_pythons_str_writes_them() {
+        assert_eq!(property_texts("ann"), [r#""ann""#]);
+        assert_eq!(property_texts("True"), [r#""True""#, "true"]);
+        assert_eq!(property_texts("true"), [r#""true""#, "true"]);
+        assert_eq!(property_texts("3"), [r#""3""#, "3"]);
+        assert_eq!(
+            property_texts(r#"["a",1]"#),
+            [r#""[\"a\",1]""#, r#"["a",1]"#]
+        );
+        assert_eq!(
+            property_texts("null"),
+            [r#""null""#],
+            "a null never matches"
+        );
+        assert_eq!(property_texts(r#""x""#), [r#""\"x\"""#]);
+    }
 }
