@@ -1148,8 +1148,18 @@ c['status']:append(status.WebStatus{{ http_port = "tcp:0:interface=127.0.0.1" }}
     let bsid = submit(&site.master, &["slow"], &[]).await;
     complete(&site.master, bsid).await;
     std::fs::remove_file(&go).unwrap();
-    submit(&site.master, &["slow"], &[]).await;
-    submit(&site.master, &["slow"], &[]).await;
+    submit(
+        &site.master,
+        &["slow"],
+        &[("owner", serde_json::json!("ann"))],
+    )
+    .await;
+    submit(
+        &site.master,
+        &["slow"],
+        &[("owner", serde_json::json!("ben"))],
+    )
+    .await;
     let eta = regex::Regex::new(r#"<span class="eta">ETA in \d+ s</span>"#).unwrap();
     let done = regex::Regex::new(r#"<span class="eta">done in \d+ s</span>"#).unwrap();
     let shown = tokio::time::timeout(Duration::from_secs(30), async {
@@ -1164,6 +1174,27 @@ c['status']:append(status.WebStatus{{ http_port = "tcp:0:interface=127.0.0.1" }}
     .await
     .expect("the running build's ETA and the queued request's");
     assert!(shown.contains("request 3,"), "{shown}");
+    let ben = site.page("/builders/slow?property.owner=ben").await;
+    assert!(ben.contains("request 3,"), "ben's request waits: {ben}");
+    let ann = site.page("/builders/slow?property.owner=ann").await;
+    assert!(!ann.contains("request 3,"), "ann's request runs: {ann}");
+    let (_, _, node) = site.get("/json/builders/slow").await;
+    let node: Value = serde_json::from_str(&node).unwrap();
+    assert_eq!(
+        (
+            &node["currentBuilds"],
+            &node["pendingBuilds"],
+            &node["state"]
+        ),
+        (
+            &serde_json::json!([2]),
+            &serde_json::json!(1),
+            &serde_json::json!("building")
+        )
+    );
+    let (_, _, pending) = site.get("/json/builders/slow/pendingBuilds").await;
+    let pending: Value = serde_json::from_str(&pending).unwrap();
+    assert_eq!(pending[0]["id"], 3, "{pending}");
     let builders = site.page("/builders").await;
     assert!(builders.contains("ETA in "), "{builders}");
     assert!(builders.contains("(the last done in "), "{builders}");

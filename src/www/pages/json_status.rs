@@ -265,7 +265,8 @@ async fn resolve(
         ["builders", name, "pendingBuilds"] => {
             let (builderid, _) = builder_ref(pages, name).await?;
             let waiting = store::waiting_requests(&pages.context.db, &[builderid]).await?;
-            let pending = requests_by_id(pages, waiting.into_iter().map(|(id, _)| id)).await?;
+            let ids = waiting.into_iter().map(|(id, _)| id);
+            let pending = requests_by_id(pages, ids, &[]).await?;
             Ok(json!(pending
                 .iter()
                 .map(|r| json!({

@@ -380,7 +380,7 @@ async fn builder_summaries(
         .filter_map(|b| Some((b["buildid"].as_i64()?, b)))
         .collect();
     let waiting = store::waiting_requests(db, &ids).await?;
-    let mut pending = requests_by_id(pages, waiting.into_iter().map(|(id, _)| id)).await?;
+    let mut pending = requests_by_id(pages, waiting.into_iter().map(|(id, _)| id), &[]).await?;
     if !branches.is_empty() {
         let ids: Vec<i64> = pending
             .iter()
@@ -445,20 +445,23 @@ async fn builder_summaries(
     Ok(rows)
 }
 
-/// Build requests by id, in one query, in the order they were submitted.
+/// Build requests by id, in one query, in the order they were submitted, with the REST
+/// query's `extra` parameters (`property`).
 async fn requests_by_id(
     pages: &Pages,
     ids: impl IntoIterator<Item = i64>,
+    extra: &[(&str, &str)],
 ) -> Result<Vec<Value>, PageError> {
-    let mut pairs = vec![
-        ("order", "submitted_at".to_string()),
-        ("order", "buildrequestid".into()),
-    ];
-    let before = pairs.len();
-    pairs.extend(ids.into_iter().map(|id| ("buildrequestid", id.to_string())));
-    if pairs.len() == before {
+    let mut pairs: Vec<(&str, String)> = ids
+        .into_iter()
+        .map(|id| ("buildrequestid", id.to_string()))
+        .collect();
+    if pairs.is_empty() {
         return Ok(Vec::new());
     }
+    pairs.push(("order", "submitted_at".into()));
+    pairs.push(("order", "buildrequestid".into()));
+    pairs.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
     let query = query(&changes::BUILDREQUEST, &pairs);
     Ok(changes::buildrequests(&pages.context.db, None, &query)
         .await?
@@ -505,32 +508,18 @@ async fn builder_page(
         .pop()
         .expect("a summary of the one builder asked");
     if !wanted.is_empty() {
-        // Requests are matched on the items: only those waiting are read.
-        let waiting = store::waiting_requests(&pages.context.db, &[builderid]).await?;
-        let mut pairs = vec![("property", "*".to_string())];
-        pairs.extend(
-            waiting
-                .iter()
-                .map(|(id, _)| ("buildrequestid", id.to_string())),
-        );
-        let requests = if waiting.is_empty() {
-            Vec::new()
-        } else {
-            let query = query(&changes::BUILDREQUEST, &pairs);
-            changes::buildrequests(&pages.context.db, None, &query)
-                .await?
-                .items
-        };
-        summary["pending"] = json!(summary["pending"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| {
-                requests.iter().any(|full| {
-                    full["buildrequestid"] == r["buildrequestid"] && has_properties(full, &wanted)
-                })
-            })
-            .collect::<Vec<_>>());
+        // Requests are matched on their items: those waiting, read again with properties.
+        let waiting = summary["pending"].as_array().into_iter().flatten();
+        let ids = waiting.filter_map(|r| r["buildrequestid"].as_i64());
+        let requests = requests_by_id(&pages, ids, &[("property", "*")]).await?;
+        let matching: Vec<&Value> = requests
+            .iter()
+            .filter(|r| has_properties(r, &wanted))
+            .map(|r| &r["buildrequestid"])
+            .collect();
+        if let Some(pending) = summary["pending"].as_array_mut() {
+            pending.retain(|r| matching.contains(&&r["buildrequestid"]));
+        }
     }
     let selection = store::Selection {
         finished: true,
