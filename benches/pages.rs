@@ -364,7 +364,7 @@ async fn watch_builds_end(master: &Master, url: &str) -> anyhow::Result<Vec<f64>
                 "window.turnedAt = null; var selector = arguments[0];
                  new MutationObserver(function (m, observer) {
                    if (document.querySelector(selector)) { window.turnedAt = Date.now(); observer.disconnect(); }
-                 }).observe(document.body, { childList: true, subtree: true });",
+                 }).observe(document.body, { childList: true, subtree: true, attributes: true, attributeFilter: ['class'] });",
                 vec![json!(selector)],
             )
             .await?;

@@ -21,7 +21,7 @@ use super::Pages;
 
 /// The script every page loads: pages that name an event path in `data-live` reload their
 /// `<main>` when an event arrives under it, at most once a second but at once for a build's
-/// start or end.
+/// start or end, and recolour a finished build's links as its event arrives.
 pub const SCRIPT: &str = include_str!("templates/moonbot.js");
 
 /// Whether an event key falls under a listened path: the key starts with the path's

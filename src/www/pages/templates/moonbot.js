@@ -1,7 +1,9 @@
 // Live pages: a page whose <main> names an event path in data-live listens to
 // /sse/listen/PATH and, when something under it changes, fetches itself again and swaps
 // its <main>: at most once a second, except that a build's start and end are fetched at
-// once (a finished build's colour is what a visitor waits for), one fetch at a time.
+// once, one fetch at a time. A finished build's colour is what a visitor waits for, so its
+// links (data-buildid) take their result's class as soon as the event arrives, before the
+// page comes back; a page fetched while builds ended gets their colours again.
 // Without JavaScript the pages are the same, only still.
 "use strict";
 (function () {
@@ -13,10 +15,23 @@
   var again = false;
   var last = 0;
   var startOrEnd = /(^|\/)builds\/\d+\/(new|finished)$/;
+  var buildEnd = /(^|\/)builds\/\d+\/finished$/;
+  var resultNames = ["success", "warnings", "failure", "skipped", "exception", "retry", "cancelled"];
+  var stateClasses = ["running", "pending"].concat(resultNames);
+  // Builds that finished while the current fetch was under way: buildid to result class.
+  var endedDuringFetch = {};
+  function recolour(buildid, result) {
+    var links = document.querySelectorAll("[data-buildid='" + buildid + "']");
+    for (var i = 0; i < links.length; i++) {
+      stateClasses.forEach(function (name) { links[i].classList.remove(name); });
+      links[i].classList.add(result);
+    }
+  }
   function refresh() {
     if (timer) { clearTimeout(timer); timer = null; }
     if (inFlight) { again = true; return; }
     inFlight = true;
+    endedDuringFetch = {};
     last = Date.now();
     fetch(window.location.href, { headers: { "Accept": "text/html" } })
       .then(function (r) { return r.ok ? r.text() : null; })
@@ -27,6 +42,7 @@
         if (!content) return;
         document.querySelector("main").innerHTML = content.innerHTML;
         document.title = fresh.title;
+        Object.keys(endedDuringFetch).forEach(function (id) { recolour(id, endedDuringFetch[id]); });
         if (main.getAttribute("data-follow")) window.scrollTo(0, document.body.scrollHeight);
       })
       .catch(function () {})
@@ -41,8 +57,16 @@
   }
   var source = new EventSource("/sse/listen/" + path);
   source.addEventListener("event", function (event) {
-    var key = "";
-    try { key = JSON.parse(event.data).key || ""; } catch (e) {}
+    var data = {};
+    try { data = JSON.parse(event.data) || {}; } catch (e) {}
+    var key = data.key || "";
+    // Some keys name a build by its number under its builder: the message names its id.
+    var build = buildEnd.test(key) && data.message ? data.message : null;
+    var result = build ? resultNames[build.results] : null;
+    if (result) {
+      recolour(build.buildid, result);
+      if (inFlight) endedDuringFetch[build.buildid] = result;
+    }
     schedule(startOrEnd.test(key));
   });
   source.addEventListener("lagged", function () { schedule(false); });
