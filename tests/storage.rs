@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use moonbot::db::{
-    now, BuildsetSpec, ChangeSpec, Db, DbError, Dialect, NewMessage, Refusal, SourceStampSpec,
+    now, BuildsetSpec, ChangeSpec, Db, DbError, Dialect, MasterEvent, NewMessage, Refusal,
+    SourceStampSpec,
 };
 use moonbot::model::Properties;
 use serde_json::{json, Value};
@@ -148,7 +149,7 @@ on_both_databases!(
     a_whole_build_runs_on_this_database,
     the_outbox_keeps_messages_until_sent,
     properties_past_one_statements_rows_are_all_stored,
-    a_workers_connects_and_disconnects_are_recorded_with_its_state,
+    worker_connects_and_disconnects_and_master_events_are_recorded_with_their_time,
     the_pages_own_reads_answer_on_this_database,
 );
 
@@ -227,8 +228,10 @@ c['status'] = {{ status.WebStatus{{http_port="tcp:0:interface=127.0.0.1", numbui
 
 /// The waterfall's events: each change of a worker's `connected_to` is recorded with its
 /// time, and a master that starts after a crash records the disconnect of the workers it
-/// finds still attached to it.
-async fn a_workers_connects_and_disconnects_are_recorded_with_its_state(test: TestDb) {
+/// finds still attached to it; a master's events are recorded with theirs.
+async fn worker_connects_and_disconnects_and_master_events_are_recorded_with_their_time(
+    test: TestDb,
+) {
     let db = &test.db;
     let (worker, other) = (
         db.worker_id("w1").await.unwrap(),
@@ -263,6 +266,16 @@ async fn a_workers_connects_and_disconnects_are_recorded_with_its_state(test: Te
         )
     );
     assert!(events.iter().all(|(.., at)| *at >= before && *at <= now()));
+    db.record_master_event(master, MasterEvent::Reconfig)
+        .await
+        .unwrap();
+    let (masterid, event, at): (i64, String, f64) =
+        sqlx::query_as("SELECT masterid, event, at FROM master_events")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((masterid, event.as_str()), (master, "reconfig"));
+    assert!(at >= before && at <= now());
     assert_eq!(
         count(
             db,
@@ -546,6 +559,7 @@ async fn migrations_apply_once(test: TestDb) {
         "logchunks",
         "object_state",
         "worker_events",
+        "master_events",
     ] {
         let rows = count(&again, &format!("SELECT COUNT(*) FROM {table}")).await;
         assert_eq!(rows, i64::from(table == "builders"), "rows in {table}");

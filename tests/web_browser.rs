@@ -223,7 +223,7 @@ async fn the_waterfall_shows_a_new_build_and_its_end_without_a_reload() {
     let master = TestMaster::start(&config(gate.path())).await;
     let (_driver, client, _profile) = browser(true).await;
     client
-        .goto(&format!("{}/waterfall", base(&master)))
+        .goto(&format!("{}/waterfall?show_events=false", base(&master)))
         .await
         .unwrap();
     client

@@ -864,7 +864,11 @@ async fn the_waterfall_keeps_failing_builders_and_a_time_window() {
         .page("/waterfall?builder=windows&show_events=true")
         .await;
     assert!(events.contains(connected), "{events}");
-    let hidden = site.page("/waterfall?builder=windows").await;
+    let default = site.page("/waterfall?builder=windows").await;
+    assert!(default.contains(connected), "shown by default: {default}");
+    let hidden = site
+        .page("/waterfall?builder=windows&show_events=false")
+        .await;
     assert!(!hidden.contains("class=\"event\""), "{hidden}");
     let full = site.page("/waterfall?builder=mac&show_events=true").await;
     assert_eq!(shown(&full), 2);

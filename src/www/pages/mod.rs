@@ -1005,8 +1005,9 @@ async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery)
 /// `/waterfall`: a column per builder, a row per build, newest on top; the builds
 /// [`selected_builds`] picks, `num_events` of them at most `num_events_max`.
 /// `failures_only=true` keeps the builders that are failing now ([`failing`]).
-/// `show_events=true` adds, in time order among the builds, the connects and disconnects of
-/// the workers serving each builder, in its column; as in 0.8, they are hidden by default.
+/// Events show in time order among the builds (the spec's default; `show_events=false`
+/// hides them): the connects and disconnects of the workers serving each builder, in its
+/// column, and the masters starting and reconfiguring, in every column.
 async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
     let args = arguments(&raw);
     let web = web_config(&pages.context);
@@ -1015,7 +1016,7 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
     if flag(&args, "failures_only", false)? {
         columns = failing(&pages, columns).await?;
     }
-    let show_events = flag(&args, "show_events", false)?;
+    let show_events = flag(&args, "show_events", true)?;
     let builds = selected_builds(&pages, &args, &columns, num_events, false, &[]).await?;
     let window = ["show_time", "first_time", "last_time"]
         .iter()
@@ -1032,7 +1033,11 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
             .iter()
             .filter_map(|c| c["builderid"].as_i64())
             .collect();
-        store::worker_events(&pages.context.db, &builderids, from, last_time, num_events).await?
+        let db = &pages.context.db;
+        let mut events = store::worker_events(db, &builderids, from, last_time, num_events).await?;
+        events.extend(store::master_events(db, from, last_time, num_events).await?);
+        events.sort_by(|a, b| b.at.total_cmp(&a.at));
+        events
     } else {
         Vec::new()
     }
@@ -1043,12 +1048,12 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
         // Builds tell their start in whole seconds: an event of the same second goes below.
         let started = build["started_at"].as_i64().unwrap_or_default();
         while let Some(event) = events.next_if(|e| e.at as i64 > started) {
-            rows.push(event_row(event, column_of));
+            rows.push(event_row(event, column_of, columns.len()));
         }
         let column = build["builderid"].as_i64().and_then(column_of);
         rows.push(object! { "build": build, "column": column });
     }
-    rows.extend(events.map(|event| event_row(event, column_of)));
+    rows.extend(events.map(|event| event_row(event, column_of, columns.len())));
     rows.truncate(num_events);
     pages.page(
         "waterfall.html",
@@ -1058,18 +1063,35 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
             "num_events": num_events,
             "show_events": show_events,
             "window": window,
+            "more_href": href_with(&args, "num_events", &(num_events * 2).to_string()),
+            "events_href": href_with(&args, "show_events", if show_events { "false" } else { "true" }),
         },
     )
 }
 
-/// A waterfall row of a worker's event: its time, what happened and to which worker, and
-/// the columns of the builders it serves.
-fn event_row(event: store::WorkerEvent, column_of: impl Fn(i64) -> Option<usize>) -> Value {
-    let columns: Vec<usize> = event.builderids.into_iter().filter_map(column_of).collect();
+/// A waterfall row of an event: its time, what happened and to which worker if any, and
+/// its columns: those of the builders the worker serves, every one for a master's.
+fn event_row(
+    event: store::Event,
+    column_of: impl Fn(i64) -> Option<usize>,
+    column_count: usize,
+) -> Value {
+    let columns: Vec<usize> = match event.worker {
+        Some(_) => event.builderids.into_iter().filter_map(column_of).collect(),
+        None => (0..column_count).collect(),
+    };
     object! {
         "event": object! { "at": event.at as i64, "name": event.event, "worker": event.worker },
         "columns": columns,
     }
+}
+
+/// This page's URL query with `name` set to `value` and every other argument kept.
+fn href_with(args: &[(String, String)], name: &str, value: &str) -> String {
+    let mut query = form_urlencoded::Serializer::for_suffix(String::from("?"), 1);
+    query.extend_pairs(args.iter().filter(|(n, _)| n != name));
+    query.append_pair(name, value);
+    query.finish()
 }
 
 /// A boolean from the URL: `1`/`true` or `0`/`false`, else `default`.

@@ -516,13 +516,27 @@ pub async fn waiting_requests(db: &Db, builderids: &[i64]) -> DbResult<Vec<(i64,
         .collect()
 }
 
-/// A worker connecting or disconnecting, for the columns of the builders it serves.
-pub struct WorkerEvent {
+/// The conditions on `at` of events from second `from` to second `until` included.
+fn at_window(binds: &mut Binds, from: Option<i64>, until: Option<i64>) -> Vec<String> {
+    let mut conditions = Vec::new();
+    if let Some(from) = from {
+        conditions.push(format!("at >= {}", binds.add(Bind::Int(from))));
+    }
+    if let Some(until) = until {
+        conditions.push(format!("at < {}", binds.add(Bind::Int(until + 1))));
+    }
+    conditions
+}
+
+/// A waterfall event: a worker connecting or disconnecting, for the columns of the
+/// builders it serves, or a master starting or reconfiguring, for every column.
+pub struct Event {
     /// Seconds since the epoch.
     pub at: f64,
-    /// `connect` or `disconnect`.
+    /// `connect`, `disconnect`, `started` or `reconfig`.
     pub event: String,
-    pub worker: String,
+    /// The worker's name, `None` for a master's event.
+    pub worker: Option<String>,
     /// Those of the builders asked that the worker serves.
     pub builderids: Vec<i64>,
 }
@@ -536,7 +550,7 @@ pub async fn worker_events(
     from: Option<i64>,
     until: Option<i64>,
     limit: usize,
-) -> DbResult<Vec<WorkerEvent>> {
+) -> DbResult<Vec<Event>> {
     if builderids.is_empty() || limit == 0 {
         return Ok(Vec::new());
     }
@@ -556,13 +570,10 @@ pub async fn worker_events(
     let mut workerids: Vec<i64> = serving.iter().map(|(id, ..)| *id).collect();
     workerids.dedup();
     let mut binds = Binds::default();
-    let mut window = String::new();
-    if let Some(from) = from {
-        window.push_str(&format!(" AND at >= {}", binds.add(Bind::Int(from))));
-    }
-    if let Some(until) = until {
-        window.push_str(&format!(" AND at < {}", binds.add(Bind::Int(until + 1))));
-    }
+    let window: String = at_window(&mut binds, from, until)
+        .iter()
+        .map(|condition| format!(" AND {condition}"))
+        .collect();
     let rows = per_id(
         db,
         &workerids,
@@ -584,14 +595,10 @@ pub async fn worker_events(
     for row in &rows {
         let workerid: i64 = row.try_get(0)?;
         let mine = serving.iter().filter(|(id, ..)| *id == workerid);
-        events.push(WorkerEvent {
+        events.push(Event {
             event: row.try_get(1)?,
             at: row.try_get(2)?,
-            worker: mine
-                .clone()
-                .map(|(_, name, _)| name.clone())
-                .next()
-                .unwrap_or_default(),
+            worker: mine.clone().map(|(_, name, _)| name.clone()).next(),
             builderids: mine.map(|(.., builderid)| *builderid).collect(),
         });
     }
@@ -599,6 +606,39 @@ pub async fn worker_events(
     events.sort_by(|a, b| b.at.total_cmp(&a.at));
     events.truncate(limit);
     Ok(events)
+}
+
+/// The newest `limit` starts and reconfigs of the masters, in the same window as
+/// [`worker_events`], newest first.
+pub async fn master_events(
+    db: &Db,
+    from: Option<i64>,
+    until: Option<i64>,
+    limit: usize,
+) -> DbResult<Vec<Event>> {
+    let mut binds = Binds::default();
+    let window = at_window(&mut binds, from, until);
+    let filter = if window.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {} ", window.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT event, at FROM master_events {filter}ORDER BY at DESC, id DESC LIMIT {limit}"
+    );
+    bind_all(sqlx::query(&sql), &binds.0)
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(Event {
+                event: row.try_get(0)?,
+                at: row.try_get(1)?,
+                worker: None,
+                builderids: Vec::new(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
