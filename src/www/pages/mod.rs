@@ -560,6 +560,7 @@ async fn builder_page(
             "summary": summary,
             "builds": builds,
             "numbuilds": numbuilds,
+            "more_href": href_with(&args, "numbuilds", &(numbuilds * 2).to_string()),
             "filters": filters,
             "can": can,
             "force_schedulers": force_schedulers,
@@ -998,7 +999,12 @@ async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery)
         .collect();
     pages.page(
         "one_line_per_build.html",
-        object! { "builds": rows, "builders": wanted, "numbuilds": numbuilds },
+        object! {
+            "builds": rows,
+            "builders": wanted,
+            "numbuilds": numbuilds,
+            "more_href": href_with(&args, "numbuilds", &(numbuilds * 2).to_string()),
+        },
     )
 }
 
@@ -1087,7 +1093,7 @@ fn event_row(
 }
 
 /// This page's URL query with `name` set to `value` and every other argument kept.
-fn href_with(args: &[(String, String)], name: &str, value: &str) -> String {
+pub(crate) fn href_with(args: &[(String, String)], name: &str, value: &str) -> String {
     let mut query = form_urlencoded::Serializer::for_suffix(String::from("?"), 1);
     query.extend_pairs(args.iter().filter(|(n, _)| n != name));
     query.append_pair(name, value);

@@ -7,8 +7,8 @@ use axum::extract::{RawQuery, State};
 use serde_json::{json, Value};
 
 use super::{
-    all_arguments, argument, arguments, builder_columns, builds_by_id, count, query, render, store,
-    web_config, PageError, PageResult, Pages,
+    all_arguments, argument, arguments, builder_columns, builds_by_id, count, href_with, query,
+    render, store, web_config, PageError, PageResult, Pages,
 };
 use crate::data::builds;
 use crate::data::changes::{self, ChangesOf};
@@ -89,7 +89,12 @@ pub async fn console(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pag
     }
     pages.page(
         "console.html",
-        object! { "builders": columns, "rows": rows, "numbuilds": limit },
+        object! {
+            "builders": columns,
+            "rows": rows,
+            "numbuilds": limit,
+            "more_href": href_with(&args, "numbuilds", &(limit * 2).to_string()),
+        },
     )
 }
 
@@ -148,7 +153,12 @@ pub async fn grid(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageRe
         .collect();
     pages.page(
         "grid.html",
-        object! { "revisions": revisions, "rows": rows, "width": width },
+        object! {
+            "revisions": revisions,
+            "rows": rows,
+            "width": width,
+            "more_href": href_with(&args, "width", &(width * 2).to_string()),
+        },
     )
 }
 
@@ -182,7 +192,13 @@ pub async fn tgrid(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
         .collect();
     pages.page(
         "tgrid.html",
-        object! { "builders": columns, "rows": rows, "length": length, "rev_order": if ascending { "asc" } else { "desc" } },
+        object! {
+            "builders": columns,
+            "rows": rows,
+            "length": length,
+            "ascending": ascending,
+            "more_href": href_with(&args, "length", &(length * 2).to_string()),
+        },
     )
 }
 
