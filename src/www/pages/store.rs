@@ -12,6 +12,7 @@ use sqlx::Row;
 
 use crate::data::query::{bind_all, Bind};
 use crate::db::{Db, DbResult, Dialect};
+use crate::model::BuildResult;
 
 /// SQLite's bound on the terms of one compound select is 500: more builders than this are
 /// read in several statements.
@@ -284,24 +285,64 @@ pub async fn running(db: &Db, builderids: &[i64], branches: &[&str]) -> DbResult
     rows.iter().map(BuildKey::from_row).collect()
 }
 
-/// For each of these builds, the result of its builder's finished build before it, as
-/// `(buildid, results)`.
-pub async fn results_before(db: &Db, buildids: &[i64]) -> DbResult<Vec<(i64, Option<i64>)>> {
-    if buildids.is_empty() {
+/// A console box: the first build of a builder that included a change, with what the box
+/// shows.
+pub struct ConsoleBuild {
+    pub changeid: i64,
+    pub builderid: i64,
+    pub buildid: i64,
+    pub number: i64,
+    pub complete: bool,
+    pub results: Option<i64>,
+    pub state_string: String,
+    /// For a failed build, whether the builder's finished build before it failed too.
+    pub failed_before: bool,
+}
+
+/// For each of `changeids` and each of `builderids`, the builder's first build that
+/// included the change: one statement whose rows are the boxes, since the console reads
+/// them for every change it shows.
+pub async fn first_builds_of_changes(
+    db: &Db,
+    changeids: &[i64],
+    builderids: &[i64],
+) -> DbResult<Vec<ConsoleBuild>> {
+    if changeids.is_empty() || builderids.is_empty() {
         return Ok(Vec::new());
     }
     let mut binds = Binds::default();
-    let marks = binds.list(buildids.iter().map(|id| Bind::Int(*id)));
+    let changes = binds.list(changeids.iter().map(|id| Bind::Int(*id)));
+    let builders = binds.list(builderids.iter().map(|id| Bind::Int(*id)));
+    let failure = binds.add(Bind::Int(BuildResult::Failure.code()));
     let sql = format!(
-        "SELECT b.id, (SELECT p.results FROM builds p WHERE p.builderid = b.builderid \
-         AND p.number < b.number AND p.complete_at IS NOT NULL ORDER BY p.number DESC LIMIT 1) \
-         FROM builds b WHERE b.id IN ({marks})"
+        "SELECT f.changeid, b.builderid, b.id, b.number, b.complete_at, b.results, \
+         b.state_string, CASE WHEN b.results = {failure} THEN (SELECT p.results FROM builds p \
+         WHERE p.builderid = b.builderid AND p.number < b.number AND p.complete_at IS NOT NULL \
+         ORDER BY p.number DESC LIMIT 1) END \
+         FROM (SELECT ch.changeid AS changeid, MIN(builds.id) AS buildid FROM changes ch \
+         JOIN buildset_sourcestamps bss ON bss.sourcestampid = ch.sourcestampid \
+         JOIN buildrequests br ON br.buildsetid = bss.buildsetid \
+         JOIN builds ON builds.buildrequestid = br.id \
+         WHERE ch.changeid IN ({changes}) AND builds.builderid IN ({builders}) \
+         GROUP BY ch.changeid, builds.builderid) f JOIN builds b ON b.id = f.buildid"
     );
     let rows = bind_all(sqlx::query(&sql), &binds.0)
         .fetch_all(&db.pool)
         .await?;
     rows.iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .map(|row| {
+            let before: Option<i64> = row.try_get(7)?;
+            Ok(ConsoleBuild {
+                changeid: row.try_get(0)?,
+                builderid: row.try_get(1)?,
+                buildid: row.try_get(2)?,
+                number: row.try_get(3)?,
+                complete: row.try_get::<Option<f64>, _>(4)?.is_some(),
+                results: row.try_get(5)?,
+                state_string: row.try_get(6)?,
+                failed_before: before == Some(BuildResult::Failure.code()),
+            })
+        })
         .collect()
 }
 
