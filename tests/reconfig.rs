@@ -512,3 +512,40 @@ c['builders'] = {{ util.BuilderConfig{{name="edited", factory=f, {edited}}}, {ot
         "every builder keeps its id"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successful_reconfig_shows_on_the_waterfall_in_every_column_unless_events_are_hidden() {
+    let web = "c['status'] = { status.WebStatus{http_port='tcp:0:interface=127.0.0.1'} }";
+    let mut master = TestMaster::start(&config(SLOW, web)).await;
+    let waterfall = format!("http://{}/waterfall", master.web_address.unwrap());
+    let page = |query: &'static str| {
+        let url = format!("{waterfall}{query}");
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    std::fs::write(
+        master.dir().join("master.cfg.lua"),
+        config(&format!("{SLOW}, {QUICK}"), web),
+    )
+    .unwrap();
+    assert!(master.reconfig().await.ok);
+    std::fs::write(master.dir().join("master.cfg.lua"), "c['title'] = = 1").unwrap();
+    assert!(!master.reconfig().await.ok);
+
+    let shown = page("").await;
+    let reconfig = "<span class=\"event\">master reconfig</span>";
+    let started = "<span class=\"event\">master started</span>";
+    assert_eq!(
+        shown.matches(reconfig).count(),
+        2,
+        "one successful reconfig, in both builders' columns: {shown}"
+    );
+    assert_eq!(shown.matches(started).count(), 2, "{shown}");
+    assert!(
+        shown.find(reconfig) < shown.find(started),
+        "newest on top: {shown}"
+    );
+    let asked = page("?show_events=true").await;
+    assert_eq!(asked.matches(reconfig).count(), 2, "{asked}");
+    let hidden = page("?show_events=false").await;
+    assert!(!hidden.contains("class=\"event\""), "{hidden}");
+}

@@ -80,6 +80,15 @@ impl RealWorker {
         }
     }
 
+    /// SIGTERM, as `buildbot-worker stop` sends: the worker closes its connection and exits.
+    fn stop(&mut self) {
+        if let Some(process) = &self.process {
+            let status = Command::new("kill").arg(process.id().to_string()).status();
+            assert!(status.unwrap().success(), "cannot signal the worker");
+            assert!(self.exits(), "the worker still runs after SIGTERM");
+        }
+    }
+
     /// Waits for the worker's process to end by itself; false if it still runs after WAIT.
     fn exits(&mut self) -> bool {
         let Some(process) = self.process.as_mut() else {
@@ -264,6 +273,68 @@ async fn a_real_worker_answers_a_ping_and_a_graceful_shutdown_stops_it() {
         "{}",
         worker.log()
     );
+}
+
+/// The waterfall's rows of events (`<tr class="event">`), each as its cells' text.
+fn event_rows(page: &str) -> Vec<Vec<String>> {
+    let tags = regex::Regex::new(r"<[^>]*>").unwrap();
+    page.split("<tr class=\"event\">")
+        .skip(1)
+        .map(|row| {
+            let row = row.split("</tr>").next().unwrap_or_default();
+            row.split("<td>")
+                .skip(1)
+                .map(|cell| tags.replace_all(cell, "").trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_workers_connect_and_disconnect_show_in_its_builders_waterfall_column_unless_events_are_hidden(
+) {
+    let port = free_port();
+    let master = TestMaster::start(&config(
+        port,
+        r#"worker.Worker("w1", "pw"), worker.Worker("w2", "pw")"#,
+        r#"util.BuilderConfig{name="b", workernames={"w1"}, factory=util.BuildFactory({
+            steps.ShellCommand{command="true"},
+        })},
+        util.BuilderConfig{name="c", workernames={"w2"}, factory=util.BuildFactory({
+            steps.ShellCommand{command="true"},
+        })}"#,
+    ))
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let mut worker = RealWorker::create(work.path(), "w1", "pw", port);
+    wait_for(&master, "workers", "w1 attached", |b| attached(b, "w1")).await;
+    worker.stop();
+    wait_for(&master, "workers", "w1 gone", |b| detached(b, "w1")).await;
+    let page = |query: &'static str| {
+        let url = format!("http://{}/waterfall{query}", master.web_address.unwrap());
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    let shown = page("?show_events=true").await;
+    let rows: Vec<Vec<String>> = event_rows(&shown)
+        .into_iter()
+        .map(|cells| cells[1..].to_vec())
+        .filter(|cells| cells[0] != "master started")
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            vec!["disconnect w1".to_string(), String::new()],
+            vec!["connect w1".to_string(), String::new()],
+        ],
+        "newest first, in b's column and not in c's (w2 never connected):\n{shown}"
+    );
+    assert_eq!(
+        event_rows(&page("").await).len(),
+        rows.len() + 1,
+        "shown by default, with the master's start"
+    );
+    let hidden = page("?show_events=false").await;
+    assert!(event_rows(&hidden).is_empty(), "{hidden}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

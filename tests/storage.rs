@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use moonbot::db::{
-    now, BuildsetSpec, ChangeSpec, Db, DbError, Dialect, NewMessage, Refusal, SourceStampSpec,
+    now, BuildsetSpec, ChangeSpec, Db, DbError, Dialect, MasterEvent, NewMessage, Refusal,
+    SourceStampSpec,
 };
 use moonbot::model::Properties;
 use serde_json::{json, Value};
@@ -148,7 +149,142 @@ on_both_databases!(
     a_whole_build_runs_on_this_database,
     the_outbox_keeps_messages_until_sent,
     properties_past_one_statements_rows_are_all_stored,
+    worker_connects_and_disconnects_and_master_events_are_recorded_with_their_time,
+    the_pages_own_reads_answer_on_this_database,
 );
+
+/// The pages' own statements (`www/pages/store.rs`) on this database, through a master
+/// serving them: a property filter, the waterfall's worker events, `/json`'s builder node.
+async fn the_pages_own_reads_answer_on_this_database(test: TestDb) {
+    let config = format!(
+        r#"
+local c = BuildmasterConfig
+c['db_url'] = "{url}"
+c['workers'] = {{ worker.LocalWorker("local") }}
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{{name="hello", command={{"echo", "hello"}}}})
+c['builders'] = {{ util.BuilderConfig{{name="b", workernames={{"local"}}, factory=f}} }}
+c['schedulers'] = {{ schedulers.ForceScheduler{{name="force", builderNames={{"b"}}}} }}
+c['status'] = {{ status.WebStatus{{http_port="tcp:0:interface=127.0.0.1", numbuilds=2}} }}
+"#,
+        url = test.db_url
+    );
+    let basedir = test.basedir.path();
+    std::fs::write(basedir.join("master.cfg.lua"), config).unwrap();
+    let master =
+        moonbot::master::Master::start(basedir, tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap();
+    let ctx = &master.context;
+    for owner in [
+        "ann <a@example.org>",
+        "ben <b@example.org>",
+        "ben <b@example.org>",
+    ] {
+        let params = serde_json::json!({"builderNames": ["b"], "username": owner});
+        let (bsid, _) = ctx
+            .control
+            .force("force", params.as_object().unwrap().clone())
+            .await
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while ctx.db.buildset_result(bsid).await.unwrap().is_none() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the buildset completes");
+    }
+    let base = format!("http://{}", master.web_address.unwrap());
+    let page = |path: &str| {
+        let url = format!("{base}{path}");
+        async move {
+            let response = reqwest::get(&url).await.unwrap();
+            assert_eq!(response.status().as_u16(), 200, "{url}");
+            response.text().await.unwrap()
+        }
+    };
+    let link = regex::Regex::new(r#"href="/builders/b/builds/(\d+)""#).unwrap();
+    let numbers = |page: &str| -> Vec<i64> {
+        link.captures_iter(page)
+            .map(|c| c[1].parse().unwrap())
+            .collect()
+    };
+    let ann = page("/builders/b?property.owner=ann%20%3Ca%40example.org%3E").await;
+    assert_eq!(numbers(&ann), [1], "{ann}");
+    let waterfall = page("/waterfall?show_events=true").await;
+    assert!(
+        waterfall.contains(r#"connect <a href="/workers/local">local</a>"#),
+        "{waterfall}"
+    );
+    let builder: Value = serde_json::from_str(&page("/json/builders/b").await).unwrap();
+    assert_eq!(builder["cachedBuilds"], json!([2, 3]));
+    assert_eq!(builder["state"], "idle");
+    let last: Value = serde_json::from_str(&page("/json/builders/b/builds/-3").await).unwrap();
+    assert_eq!(last["number"], 1);
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+/// The waterfall's events: each change of a worker's `connected_to` is recorded with its
+/// time, and a master that starts after a crash records the disconnect of the workers it
+/// finds still attached to it; a master's events are recorded with theirs.
+async fn worker_connects_and_disconnects_and_master_events_are_recorded_with_their_time(
+    test: TestDb,
+) {
+    let db = &test.db;
+    let (worker, other) = (
+        db.worker_id("w1").await.unwrap(),
+        db.worker_id("w2").await.unwrap(),
+    );
+    let master = db.master_id("master").await.unwrap();
+    let before = now();
+    db.set_worker_connected(worker, Some(master)).await.unwrap();
+    db.set_worker_connected(worker, None).await.unwrap();
+    db.set_worker_connected(worker, Some(master)).await.unwrap();
+    db.set_worker_connected(other, Some(master)).await.unwrap();
+    db.disconnect_workers_of(master).await.unwrap();
+    let events: Vec<(i64, String, f64)> =
+        sqlx::query_as("SELECT workerid, event, at FROM worker_events ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let what: Vec<(i64, &str)> = events.iter().map(|(w, e, _)| (*w, e.as_str())).collect();
+    let mut last_two = what[4..].to_vec();
+    last_two.sort();
+    assert_eq!(
+        (&what[..4], last_two.as_slice()),
+        (
+            [
+                (worker, "connect"),
+                (worker, "disconnect"),
+                (worker, "connect"),
+                (other, "connect"),
+            ]
+            .as_slice(),
+            [(worker, "disconnect"), (other, "disconnect")].as_slice(),
+        )
+    );
+    assert!(events.iter().all(|(.., at)| *at >= before && *at <= now()));
+    db.record_master_event(master, MasterEvent::Reconfig)
+        .await
+        .unwrap();
+    let (masterid, event, at): (i64, String, f64) =
+        sqlx::query_as("SELECT masterid, event, at FROM master_events")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((masterid, event.as_str()), (master, "reconfig"));
+    assert!(at >= before && at <= now());
+    assert_eq!(
+        count(
+            db,
+            "SELECT COUNT(*) FROM workers WHERE connected_masterid IS NOT NULL"
+        )
+        .await,
+        0
+    );
+}
 
 /// Build and buildset properties are written many rows to a statement: more than one
 /// statement holds must all arrive, and a build's later write replaces values in place.
@@ -392,13 +528,13 @@ async fn migrations_apply_once(test: TestDb) {
         .fetch_all(&test.db.pool)
         .await
         .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
     let builder = test.db.builder_id("kept").await.unwrap();
     // Reopening is a no-op: nothing is applied twice and the data stays.
     let again = test.reopen().await;
     assert_eq!(
         count(&again, "SELECT COUNT(*) FROM moonbot_migrations").await,
-        4
+        5
     );
     assert_eq!(again.builder_id("kept").await.unwrap(), builder);
     for table in [
@@ -422,6 +558,8 @@ async fn migrations_apply_once(test: TestDb) {
         "logs",
         "logchunks",
         "object_state",
+        "worker_events",
+        "master_events",
     ] {
         let rows = count(&again, &format!("SELECT COUNT(*) FROM {table}")).await;
         assert_eq!(rows, i64::from(table == "builders"), "rows in {table}");

@@ -60,6 +60,10 @@ async fn every_page_renders_in_chromium_without_a_console_message() {
         ("/", "Welcome to"),
         ("/builders", "Builders"),
         ("/waterfall", "Waterfall"),
+        (
+            "/waterfall?show_events=true",
+            r#"<span class="event">connect <a href="/workers/bot1">bot1</a>"#,
+        ),
         ("/builders/linux", "Builder linux"),
         ("/builders/linux/builds/1", "build #1"),
         (
@@ -219,7 +223,7 @@ async fn the_waterfall_shows_a_new_build_and_its_end_without_a_reload() {
     let master = TestMaster::start(&config(gate.path())).await;
     let (_driver, client, _profile) = browser(true).await;
     client
-        .goto(&format!("{}/waterfall", base(&master)))
+        .goto(&format!("{}/waterfall?show_events=false", base(&master)))
         .await
         .unwrap();
     client

@@ -148,6 +148,10 @@ async fn pages_over_real_builds_match_their_golden_html() {
         ("/one_line_per_build?builder=mac", "one_line_per_build_mac"),
         ("/waterfall", "waterfall"),
         ("/waterfall?tag=unix&branch=main", "waterfall_unix_main"),
+        (
+            "/waterfall?builder=windows&show_events=true",
+            "waterfall_events",
+        ),
     ] {
         let page = site.page(path).await;
         let page = counts.replace_all(&page, "MASKED");
@@ -686,6 +690,11 @@ async fn json_answers_the_08_status_tree_with_its_flags() {
     assert_eq!(last["eta"], Value::Null, "a finished build has no ETA");
     assert_eq!(last["steps"][0]["name"], "fail");
     assert_eq!(last["steps"][0]["results"][0], 2);
+    assert_eq!(json("/json/builders/mac/builds/-2").await["number"], 1);
+    assert_eq!(site.get("/json/builders/mac/builds/-3").await.0, 404);
+    let newest = json("/json/builders/mac/builds?numbuilds=1").await;
+    let numbers: Vec<&String> = newest.as_object().unwrap().keys().collect();
+    assert_eq!(numbers, ["2"]);
     let step = json("/json/builders/mac/builds/1/steps/fail").await;
     assert_eq!(step["isFinished"], true);
     let root = json("/json").await;
@@ -849,10 +858,81 @@ async fn the_waterfall_keeps_failing_builders_and_a_time_window() {
         shown(&site.page("/waterfall?first_time=4000000000").await),
         0
     );
-    let events = site.page("/waterfall?show_events=true").await;
-    assert!(events.contains("not recorded"), "{events}");
+    // A local worker connects as the master starts, before any build.
+    let connected = "<span class=\"event\">connect <a href=\"/workers/bot2\">bot2</a></span>";
+    let events = site
+        .page("/waterfall?builder=windows&show_events=true")
+        .await;
+    assert!(events.contains(connected), "{events}");
+    let default = site.page("/waterfall?builder=windows").await;
+    assert!(default.contains(connected), "shown by default: {default}");
+    let hidden = site
+        .page("/waterfall?builder=windows&show_events=false")
+        .await;
+    assert!(!hidden.contains("class=\"event\""), "{hidden}");
+    let full = site.page("/waterfall?builder=mac&show_events=true").await;
+    assert_eq!(shown(&full), 2);
+    assert!(
+        !full.contains("class=\"event\""),
+        "events before a full page of builds are not shown: {full}"
+    );
     assert_eq!(site.get("/waterfall?failures_only=maybe").await.0, 400);
     assert_eq!(site.get("/waterfall?last_time=yesterday").await.0, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn property_filters_find_the_matching_builds_older_than_the_last_numbuilds() {
+    let site = Site::start(CONFIG).await;
+    let owners = ["ann", "ann", "ben", "ben", "ben", "ben", "ben", "ben"];
+    for (at, owner) in owners.iter().enumerate() {
+        let properties = [
+            ("owner", serde_json::json!(owner)),
+            ("nightly", serde_json::json!(at == 0)),
+            ("attempt", serde_json::json!(at)),
+        ];
+        let bsid = submit(&site.master, &["mac"], &properties).await;
+        complete(&site.master, bsid).await;
+    }
+    let numbers = |page: &str| -> Vec<i64> {
+        let link = regex::Regex::new(r#"href="/builders/mac/builds/(\d+)""#).unwrap();
+        link.captures_iter(page)
+            .map(|c| c[1].parse().unwrap())
+            .collect()
+    };
+    // numbuilds is 5: the newest five are all ben's.
+    assert_eq!(numbers(&site.page("/builders/mac").await), [8, 7, 6, 5, 4]);
+    assert_eq!(
+        numbers(&site.page("/builders/mac?property.owner=ann").await),
+        [2, 1]
+    );
+    let first = site
+        .page("/builders/mac?property.owner=ann&numbuilds=1")
+        .await;
+    assert_eq!(numbers(&first), [2]);
+    assert!(
+        first.contains(r#"<a href="?property.owner=ann&amp;numbuilds=2">show more</a>"#),
+        "show more keeps the filter: {first}"
+    );
+    for nightly in ["True", "true"] {
+        let page = site
+            .page(&format!("/builders/mac?property.nightly={nightly}"))
+            .await;
+        assert_eq!(numbers(&page), [1], "{nightly}");
+    }
+    assert_eq!(
+        numbers(
+            &site
+                .page("/builders/mac?property.attempt=2&property.owner=ben")
+                .await
+        ),
+        [3]
+    );
+    assert!(numbers(
+        &site
+            .page("/builders/mac?property.attempt=2&property.owner=ann")
+            .await
+    )
+    .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1078,8 +1158,18 @@ c['status']:append(status.WebStatus{{ http_port = "tcp:0:interface=127.0.0.1" }}
     let bsid = submit(&site.master, &["slow"], &[]).await;
     complete(&site.master, bsid).await;
     std::fs::remove_file(&go).unwrap();
-    submit(&site.master, &["slow"], &[]).await;
-    submit(&site.master, &["slow"], &[]).await;
+    submit(
+        &site.master,
+        &["slow"],
+        &[("owner", serde_json::json!("ann"))],
+    )
+    .await;
+    submit(
+        &site.master,
+        &["slow"],
+        &[("owner", serde_json::json!("ben"))],
+    )
+    .await;
     let eta = regex::Regex::new(r#"<span class="eta">ETA in \d+ s</span>"#).unwrap();
     let done = regex::Regex::new(r#"<span class="eta">done in \d+ s</span>"#).unwrap();
     let shown = tokio::time::timeout(Duration::from_secs(30), async {
@@ -1094,6 +1184,27 @@ c['status']:append(status.WebStatus{{ http_port = "tcp:0:interface=127.0.0.1" }}
     .await
     .expect("the running build's ETA and the queued request's");
     assert!(shown.contains("request 3,"), "{shown}");
+    let ben = site.page("/builders/slow?property.owner=ben").await;
+    assert!(ben.contains("request 3,"), "ben's request waits: {ben}");
+    let ann = site.page("/builders/slow?property.owner=ann").await;
+    assert!(!ann.contains("request 3,"), "ann's request runs: {ann}");
+    let (_, _, node) = site.get("/json/builders/slow").await;
+    let node: Value = serde_json::from_str(&node).unwrap();
+    assert_eq!(
+        (
+            &node["currentBuilds"],
+            &node["pendingBuilds"],
+            &node["state"]
+        ),
+        (
+            &serde_json::json!([2]),
+            &serde_json::json!(1),
+            &serde_json::json!("building")
+        )
+    );
+    let (_, _, pending) = site.get("/json/builders/slow/pendingBuilds").await;
+    let pending: Value = serde_json::from_str(&pending).unwrap();
+    assert_eq!(pending[0]["id"], 3, "{pending}");
     let builders = site.page("/builders").await;
     assert!(builders.contains("ETA in "), "{builders}");
     assert!(builders.contains("(the last done in "), "{builders}");

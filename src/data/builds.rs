@@ -414,28 +414,6 @@ pub async fn build_sourcestamps(db: &Db, buildids: &[i64]) -> DbResult<Vec<(i64,
     Ok(by_build)
 }
 
-/// The builds made from each change's sourcestamp, as `(changeid, buildid)` pairs in build
-/// order, in one query.
-pub async fn builds_of_changes(db: &Db, changeids: &[i64]) -> DbResult<Vec<(i64, i64)>> {
-    if changeids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (placeholders, binds) = id_list(changeids);
-    let sql = format!(
-        "SELECT ch.changeid, builds.id FROM changes ch \
-         JOIN buildset_sourcestamps bss ON bss.sourcestampid = ch.sourcestampid \
-         JOIN buildrequests br ON br.buildsetid = bss.buildsetid \
-         JOIN builds ON builds.buildrequestid = br.id \
-         WHERE ch.changeid IN ({placeholders}) ORDER BY builds.id"
-    );
-    let rows = bind_all(sqlx::query(&sql), &binds)
-        .fetch_all(&db.pool)
-        .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect()
-}
-
 /// The joins from a build to its sourcestamps, and a sourcestamp's `(branch, revision)` with
 /// no revision or branch read as `''`, so that builds of the branch's latest group together.
 const BUILD_SOURCESTAMPS: &str = "builds JOIN buildrequests br ON br.id = builds.buildrequestid \

@@ -10,6 +10,7 @@ mod batch;
 mod builds;
 mod buildsets;
 mod changes;
+mod events;
 mod logs;
 mod outbox;
 mod registry;
@@ -18,6 +19,7 @@ pub use batch::{Batch, Param};
 pub use builds::PendingRequest;
 pub use buildsets::{BuildsetSpec, SourceStampSpec};
 pub use changes::{AfterCommit, ChangeSpec, StoredChange};
+pub use events::MasterEvent;
 pub use outbox::{NewMessage, OutboxMessage, Refusal};
 pub use registry::RecordedBuilders;
 
@@ -36,6 +38,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_outbox.sql")),
     (3, include_str!("migrations/0003_outbox_recipients.sql")),
     (4, include_str!("migrations/0004_page_indexes.sql")),
+    (5, include_str!("migrations/0005_events.sql")),
 ];
 
 /// The SQL flavour behind a [`Db`], where the portable schema needs a word of its own.

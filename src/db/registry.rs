@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::events::{self, WorkerEvent};
 use super::{Db, DbResult};
 
 impl Db {
@@ -128,13 +129,21 @@ impl Db {
         Ok(())
     }
 
-    /// Records the worker attached to `masterid` (`None`: detached), as its `connected_to`.
+    /// Records the worker attached to `masterid` (`None`: detached), as its `connected_to`,
+    /// and the event (`connect`, `disconnect`) with its time.
     pub async fn set_worker_connected(&self, workerid: i64, masterid: Option<i64>) -> DbResult<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE workers SET connected_masterid = $1 WHERE id = $2")
             .bind(masterid)
             .bind(workerid)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        let event = match masterid {
+            Some(_) => WorkerEvent::Connect,
+            None => WorkerEvent::Disconnect,
+        };
+        events::record(&mut tx, event, "id = $3", workerid).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -148,8 +157,6 @@ impl Db {
         Ok(())
     }
 
-    /// Detaches every worker attached to `masterid`, as a master that starts after a crash
-    /// finds them.
     /// A worker's `paused` and `graceful` flags, as the web's controls set them.
     pub async fn set_worker_state(
         &self,
@@ -166,11 +173,17 @@ impl Db {
         Ok(())
     }
 
+    /// Detaches every worker attached to `masterid`, as a master that starts after a crash
+    /// finds them: their disconnect is recorded as happening now, when it is known.
     pub async fn disconnect_workers_of(&self, masterid: i64) -> DbResult<()> {
+        let mut tx = self.begin_write().await?;
+        let which = "connected_masterid = $3";
+        events::record(&mut tx, WorkerEvent::Disconnect, which, masterid).await?;
         sqlx::query("UPDATE workers SET connected_masterid = NULL WHERE connected_masterid = $1")
             .bind(masterid)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -14,6 +14,7 @@ use super::Master;
 use crate::config::status::StatusTarget;
 use crate::config::{self, LoadedConfig, MasterConfig};
 use crate::data::{publish, Resource};
+use crate::db::MasterEvent;
 use crate::engine::{Diff, Reconfigure};
 use crate::runtime::{Context, Reconfigured, Service};
 use crate::status::targets;
@@ -122,6 +123,15 @@ impl Master {
         }
         if let Err(error) = ctx.db.set_last_reconfig(ctx.masterid, &outcome.line).await {
             tracing::warn!("cannot record the reconfig outcome: {error}");
+        }
+        if outcome.ok {
+            if let Err(error) = ctx
+                .db
+                .record_master_event(ctx.masterid, MasterEvent::Reconfig)
+                .await
+            {
+                tracing::warn!("cannot record the reconfig event: {error}");
+            }
         }
         let _ = publish(
             &ctx.db,

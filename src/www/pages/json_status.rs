@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::{
-    all_arguments, argument, arguments, builder_ref, count, query, store, typical_duration,
-    web_config, PageError, Pages,
+    all_arguments, argument, arguments, builder_ref, count, query, read_builds, requests_by_id,
+    store, typical_duration, web_config, PageError, Pages,
 };
-use crate::data::builds::{self, BuildsOf};
+use crate::data::builds::{self, BuildRef, BuilderRef};
 use crate::data::changes::{self, ChangesOf};
 use crate::data::registry::{self, BuildersOf, WorkersOf};
 
@@ -192,16 +192,15 @@ async fn resolve(
             Ok(Value::Object(sources))
         }
         ["builders"] => {
-            let mut all = Map::new();
-            for builder in all_builders(pages).await? {
-                let name = builder["name"].as_str().unwrap_or_default().to_string();
-                all.insert(name, builder_dict(pages, builder).await?);
-            }
-            Ok(Value::Object(all))
+            let builders = all_builders(pages).await?;
+            Ok(Value::Object(
+                builder_dicts(pages, builders).await?.into_iter().collect(),
+            ))
         }
         ["builders", name] => {
             let (_, builder) = builder_ref(pages, name).await?;
-            builder_dict(pages, builder).await
+            let mut dicts = builder_dicts(pages, vec![builder]).await?;
+            Ok(dicts.pop().map(|(_, dict)| dict).unwrap_or_default())
         }
         ["builders", name, "builds"] => {
             let limit = count(
@@ -211,7 +210,9 @@ async fn resolve(
                 None,
             )?;
             let (builderid, _) = builder_ref(pages, name).await?;
-            let recent = recent_builds(pages, builderid, limit).await?;
+            let db = &pages.context.db;
+            let ids = store::newest_builds(db, &[builderid], &Default::default(), limit).await?;
+            let recent = read_builds(pages, ids, &[("property", "*")]).await?;
             let mut all = Map::new();
             for build in recent {
                 let number = build["number"].to_string();
@@ -251,18 +252,21 @@ async fn resolve(
         }
         ["builders", name, "slaves"] => {
             let (builderid, _) = builder_ref(pages, name).await?;
+            let names = super::builder_names(pages).await?;
             let mut all = Map::new();
             for worker in all_workers(pages).await? {
                 if serves(&worker, builderid) {
                     let name = worker["name"].as_str().unwrap_or_default().to_string();
-                    all.insert(name, slave_dict(pages, worker).await?);
+                    all.insert(name, slave_dict(&names, worker));
                 }
             }
             Ok(Value::Object(all))
         }
         ["builders", name, "pendingBuilds"] => {
             let (builderid, _) = builder_ref(pages, name).await?;
-            let pending = pending_requests(pages, builderid).await?;
+            let waiting = store::waiting_requests(&pages.context.db, &[builderid]).await?;
+            let ids = waiting.into_iter().map(|(id, _)| id);
+            let pending = requests_by_id(pages, ids, &[]).await?;
             Ok(json!(pending
                 .iter()
                 .map(|r| json!({
@@ -275,10 +279,11 @@ async fn resolve(
                 .collect::<Vec<_>>()))
         }
         ["slaves"] => {
+            let names = super::builder_names(pages).await?;
             let mut all = Map::new();
             for worker in all_workers(pages).await? {
                 let name = worker["name"].as_str().unwrap_or_default().to_string();
-                all.insert(name, slave_dict(pages, worker).await?);
+                all.insert(name, slave_dict(&names, worker));
             }
             Ok(Value::Object(all))
         }
@@ -288,7 +293,7 @@ async fn resolve(
                 .into_iter()
                 .find(|w| w["name"] == *name)
                 .ok_or_else(missing)?;
-            slave_dict(pages, worker).await
+            Ok(slave_dict(&super::builder_names(pages).await?, worker))
         }
         _ => Err(missing()),
     }
@@ -328,113 +333,87 @@ fn connected(worker: &Value) -> bool {
         .is_some_and(|c| !c.is_empty())
 }
 
-async fn recent_builds(
-    pages: &Pages,
-    builderid: i64,
-    limit: usize,
-) -> Result<Vec<Value>, PageError> {
-    let of = BuildsOf {
-        builderid: Some(builderid),
-        ..Default::default()
-    };
-    let pairs = [
-        ("order", "-number".to_string()),
-        ("limit", limit.to_string()),
-        ("property", "*".into()),
-    ];
-    Ok(
-        builds::builds(&pages.context.db, &of, &query(&builds::BUILD, &pairs))
-            .await?
-            .items,
-    )
-}
-
-async fn pending_requests(pages: &Pages, builderid: i64) -> Result<Vec<Value>, PageError> {
-    Ok(changes::buildrequests(
-        &pages.context.db,
-        Some(builderid),
-        &query(
-            &changes::BUILDREQUEST,
-            &[
-                ("claimed", "false".into()),
-                ("complete", "false".into()),
-                ("order", "submitted_at".into()),
-            ],
-        ),
-    )
-    .await?
-    .items)
-}
-
-/// A build by number; `-N` counts back from the last.
+/// A build by number, with its properties; `-N` counts back from the last.
 async fn find_build(pages: &Pages, name: &str, number: &str) -> Result<Option<Value>, PageError> {
     let number: i64 = number
         .parse()
         .map_err(|_| PageError::not_found(format!("no build number '{number}'")))?;
     let (builderid, _) = builder_ref(pages, name).await?;
-    let of = BuildsOf {
-        builderid: Some(builderid),
-        ..Default::default()
-    };
-    let pairs = if number < 0 {
-        vec![
-            ("order", "-number".to_string()),
-            ("offset", (-number - 1).to_string()),
-            ("limit", "1".into()),
-            ("property", "*".into()),
-        ]
+    let db = &pages.context.db;
+    let id = if number < 0 {
+        store::nth_newest(db, builderid, number.unsigned_abs()).await?
     } else {
-        vec![("number", number.to_string()), ("property", "*".into())]
+        let build = BuildRef::Number(BuilderRef::Id(builderid), number);
+        builds::build_id(db, &build).await?
     };
-    Ok(
-        builds::builds(&pages.context.db, &of, &query(&builds::BUILD, &pairs))
-            .await?
-            .items
-            .into_iter()
-            .next(),
-    )
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    Ok(read_builds(pages, [id], &[("property", "*")]).await?.pop())
 }
 
-/// 0.8's `BuilderStatus.asDict`.
-async fn builder_dict(pages: &Pages, builder: Value) -> Result<Value, PageError> {
-    let builderid = builder["builderid"].as_i64().unwrap_or_default();
-    let name = builder["name"].as_str().unwrap_or_default().to_string();
-    let workers = all_workers(pages).await?;
-    let serving: Vec<&Value> = workers.iter().filter(|w| serves(w, builderid)).collect();
-    let limit = web_config(&pages.context).numbuilds;
-    let recent = recent_builds(pages, builderid, limit).await?;
-    let current: Vec<&Value> = recent.iter().filter(|b| b["complete"] == false).collect();
-    let pending = pending_requests(pages, builderid).await?;
-    let state = if !serving.iter().any(|w| connected(w)) {
-        "offline"
-    } else if current.is_empty() {
-        "idle"
-    } else {
-        "building"
-    };
-    let schedulers: Vec<String> = pages
-        .context
-        .config
-        .current()
-        .schedulers
+/// 0.8's `BuilderStatus.asDict` of each builder, as `(name, dict)`, read for all of them
+/// at once and only what the dicts show: the numbers of each builder's last `numbuilds`
+/// builds and of those running, how many requests wait, the workers serving it.
+async fn builder_dicts(
+    pages: &Pages,
+    builders: Vec<Value>,
+) -> Result<Vec<(String, Value)>, PageError> {
+    let db = &pages.context.db;
+    let ids: Vec<i64> = builders
         .iter()
-        .filter(|s| s.builder_names().contains(&name))
-        .map(|s| s.name().to_string())
+        .filter_map(|b| b["builderid"].as_i64())
         .collect();
-    let mut cached: Vec<&Value> = recent.iter().map(|b| &b["number"]).collect();
-    cached.reverse();
-    Ok(json!({
-        "basedir": name,
-        "category": builder["tags"].get(0),
-        "tags": builder["tags"],
-        "description": builder["description"],
-        "slaves": serving.iter().map(|w| &w["name"]).collect::<Vec<_>>(),
-        "schedulers": schedulers,
-        "cachedBuilds": cached,
-        "currentBuilds": current.iter().map(|b| &b["number"]).collect::<Vec<_>>(),
-        "pendingBuilds": pending.len(),
-        "state": state,
-    }))
+    let limit = web_config(&pages.context).numbuilds;
+    let cached =
+        store::newest_of_each(db, &ids, &Default::default(), limit, limit * ids.len()).await?;
+    let running = store::running(db, &ids, &[]).await?;
+    let waiting = store::waiting_requests(db, &ids).await?;
+    let workers = all_workers(pages).await?;
+    let config = pages.context.config.current();
+    let mut dicts = Vec::with_capacity(builders.len());
+    for builder in builders {
+        let builderid = builder["builderid"].as_i64().unwrap_or_default();
+        let name = builder["name"].as_str().unwrap_or_default().to_string();
+        let serving: Vec<&Value> = workers.iter().filter(|w| serves(w, builderid)).collect();
+        let numbers = |keys: &[store::BuildKey]| -> Vec<i64> {
+            keys.iter()
+                .filter(|key| key.builderid == builderid)
+                .map(|key| key.number)
+                .collect()
+        };
+        let mut cached = numbers(&cached);
+        cached.reverse();
+        let current = numbers(&running);
+        let state = if !serving.iter().any(|w| connected(w)) {
+            "offline"
+        } else if current.is_empty() {
+            "idle"
+        } else {
+            "building"
+        };
+        let schedulers: Vec<&str> = config
+            .schedulers
+            .iter()
+            .filter(|s| s.builder_names().contains(&name))
+            .map(|s| s.name())
+            .collect();
+        let pending = waiting.iter().filter(|(_, b)| *b == builderid).count();
+        let dict = json!({
+            "basedir": name,
+            "category": builder["tags"].get(0),
+            "tags": builder["tags"],
+            "description": builder["description"],
+            "slaves": serving.iter().map(|w| &w["name"]).collect::<Vec<_>>(),
+            "schedulers": schedulers,
+            "cachedBuilds": cached,
+            "currentBuilds": current,
+            "pendingBuilds": pending,
+            "state": state,
+        });
+        dicts.push((name, dict));
+    }
+    Ok(dicts)
 }
 
 /// 0.8's `BuildStatus.asDict`, with its steps'.
@@ -625,9 +604,8 @@ fn words(state: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// 0.8's `SlaveStatus.asDict`, with the builders it serves.
-async fn slave_dict(pages: &Pages, worker: Value) -> Result<Value, PageError> {
-    let names = super::builder_names(pages).await?;
+/// 0.8's `SlaveStatus.asDict`, with the builders it serves (`names`: every builder's).
+fn slave_dict(names: &[(i64, String)], worker: Value) -> Value {
     let builders: Map<String, Value> = worker["configured_on"]
         .as_array()
         .into_iter()
@@ -639,7 +617,7 @@ async fn slave_dict(pages: &Pages, worker: Value) -> Result<Value, PageError> {
         })
         .collect();
     let info = &worker["workerinfo"];
-    Ok(json!({
+    json!({
         "name": worker["name"],
         "connected": connected(&worker),
         "admin": info["admin"],
@@ -648,7 +626,7 @@ async fn slave_dict(pages: &Pages, worker: Value) -> Result<Value, PageError> {
         "access_uri": info["access_uri"],
         "runningBuilds": [],
         "builders": builders,
-    }))
+    })
 }
 
 #[cfg(test)]

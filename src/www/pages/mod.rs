@@ -363,7 +363,11 @@ async fn builder_summaries(
     }
     let last = store::last_finished(db, &ids, 1, false, branches).await?;
     let succeeded = store::last_finished(db, &ids, 5, true, &[]).await?;
-    let running_ids = store::running(db, &ids, branches).await?;
+    let running_ids: Vec<i64> = store::running(db, &ids, branches)
+        .await?
+        .into_iter()
+        .map(|key| key.id)
+        .collect();
     let builds = builds_by_id(
         pages,
         last.iter()
@@ -376,18 +380,7 @@ async fn builder_summaries(
         .filter_map(|b| Some((b["buildid"].as_i64()?, b)))
         .collect();
     let waiting = store::waiting_requests(db, &ids).await?;
-    let mut pending = if waiting.is_empty() {
-        Vec::new()
-    } else {
-        let mut pairs = vec![
-            ("order", "submitted_at".to_string()),
-            ("order", "buildrequestid".into()),
-        ];
-        pairs.extend(waiting.iter().map(|id| ("buildrequestid", id.to_string())));
-        changes::buildrequests(db, None, &query(&changes::BUILDREQUEST, &pairs))
-            .await?
-            .items
-    };
+    let mut pending = requests_by_id(pages, waiting.into_iter().map(|(id, _)| id), &[]).await?;
     if !branches.is_empty() {
         let ids: Vec<i64> = pending
             .iter()
@@ -452,6 +445,29 @@ async fn builder_summaries(
     Ok(rows)
 }
 
+/// Build requests by id, in one query, in the order they were submitted, with the REST
+/// query's `extra` parameters (`property`).
+async fn requests_by_id(
+    pages: &Pages,
+    ids: impl IntoIterator<Item = i64>,
+    extra: &[(&str, &str)],
+) -> Result<Vec<Value>, PageError> {
+    let mut pairs: Vec<(&str, String)> = ids
+        .into_iter()
+        .map(|id| ("buildrequestid", id.to_string()))
+        .collect();
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    pairs.push(("order", "submitted_at".into()));
+    pairs.push(("order", "buildrequestid".into()));
+    pairs.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
+    let query = query(&changes::BUILDREQUEST, &pairs);
+    Ok(changes::buildrequests(&pages.context.db, None, &query)
+        .await?
+        .items)
+}
+
 /// How long a builder's builds take: the mean of the durations of its last five that
 /// succeeded (with or without warnings), in seconds; `None` before the first. Running
 /// builds are expected to end that long after they started, and queued requests one such
@@ -491,67 +507,28 @@ async fn builder_page(
         .await?
         .pop()
         .expect("a summary of the one builder asked");
-    let builds = if wanted.is_empty() {
-        let ids = store::newest_builds(
-            &pages.context.db,
-            &[builderid],
-            &store::Selection {
-                finished: true,
-                ..Default::default()
-            },
-            numbuilds,
-        )
-        .await?;
-        let mut builds = builds_by_id(&pages, ids).await?;
-        builds.reverse();
-        builds
-    } else {
-        // Properties are matched on the items: every finished build is read.
-        let mut pairs = vec![
-            ("complete", "true".to_string()),
-            ("order", "-number".into()),
-        ];
-        pairs.extend(wanted.iter().map(|(n, _)| ("property", n.to_string())));
-        let requests = changes::buildrequests(
-            &pages.context.db,
-            Some(builderid),
-            &query(
-                &changes::BUILDREQUEST,
-                &[
-                    ("claimed", "false".into()),
-                    ("complete", "false".into()),
-                    ("order", "submitted_at".into()),
-                    ("property", "*".into()),
-                ],
-            ),
-        )
-        .await?;
-        summary["pending"] = json!(summary["pending"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| {
-                requests.items.iter().any(|full| {
-                    full["buildrequestid"] == r["buildrequestid"] && has_properties(full, &wanted)
-                })
-            })
-            .collect::<Vec<_>>());
-        let recent = builds::builds(
-            &pages.context.db,
-            &BuildsOf {
-                builderid: Some(builderid),
-                ..Default::default()
-            },
-            &query(&builds::BUILD, &pairs),
-        )
-        .await?;
-        recent
-            .items
-            .into_iter()
-            .filter(|b| has_properties(b, &wanted))
-            .take(numbuilds)
-            .collect()
+    if !wanted.is_empty() {
+        // Requests are matched on their items: those waiting, read again with properties.
+        let waiting = summary["pending"].as_array().into_iter().flatten();
+        let ids = waiting.filter_map(|r| r["buildrequestid"].as_i64());
+        let requests = requests_by_id(&pages, ids, &[("property", "*")]).await?;
+        let matching: Vec<&Value> = requests
+            .iter()
+            .filter(|r| has_properties(r, &wanted))
+            .map(|r| &r["buildrequestid"])
+            .collect();
+        if let Some(pending) = summary["pending"].as_array_mut() {
+            pending.retain(|r| matching.contains(&&r["buildrequestid"]));
+        }
+    }
+    let selection = store::Selection {
+        finished: true,
+        properties: &wanted,
+        ..Default::default()
     };
+    let ids = store::newest_builds(&pages.context.db, &[builderid], &selection, numbuilds).await?;
+    let mut builds = builds_by_id(&pages, ids).await?;
+    builds.reverse();
     let filters: Vec<Value> = wanted
         .iter()
         .map(|(n, v)| json!({ "name": n, "value": v }))
@@ -583,6 +560,7 @@ async fn builder_page(
             "summary": summary,
             "builds": builds,
             "numbuilds": numbuilds,
+            "more_href": href_with(&args, "numbuilds", &(numbuilds * 2).to_string()),
             "filters": filters,
             "can": can,
             "force_schedulers": force_schedulers,
@@ -591,17 +569,12 @@ async fn builder_page(
 }
 
 /// Whether an item's properties (`name -> [value, source]`) have each wanted value, as
-/// Python's `str()` writes it: strings as they are, `True`/`False` (or Lua's `true`/`false`),
-/// numbers and tables as JSON.
+/// [`store::property_texts`] reads it.
 fn has_properties(item: &Value, wanted: &[(&str, &str)]) -> bool {
-    wanted
-        .iter()
-        .all(|(name, want)| match &item["properties"][*name][0] {
-            Value::String(text) => text == want,
-            Value::Bool(b) => *want == if *b { "True" } else { "False" } || *want == b.to_string(),
-            Value::Null => false,
-            other => serde_json::to_string(other).is_ok_and(|text| text == *want),
-        })
+    wanted.iter().all(|(name, want)| {
+        let value = &item["properties"][*name][0];
+        !value.is_null() && store::property_texts(want).contains(&value.to_string())
+    })
 }
 
 fn build_ref(builder: &str, number: &str) -> Result<BuildRef, PageError> {
@@ -1026,15 +999,21 @@ async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery)
         .collect();
     pages.page(
         "one_line_per_build.html",
-        object! { "builds": rows, "builders": wanted, "numbuilds": numbuilds },
+        object! {
+            "builds": rows,
+            "builders": wanted,
+            "numbuilds": numbuilds,
+            "more_href": href_with(&args, "numbuilds", &(numbuilds * 2).to_string()),
+        },
     )
 }
 
 /// `/waterfall`: a column per builder, a row per build, newest on top; the builds
 /// [`selected_builds`] picks, `num_events` of them at most `num_events_max`.
 /// `failures_only=true` keeps the builders that are failing now ([`failing`]).
-/// `show_events=true` (the default) would add events other than builds, which are not
-/// recorded: the page says so when asked for them explicitly.
+/// Events show in time order among the builds (the spec's default; `show_events=false`
+/// hides them): the connects and disconnects of the workers serving each builder, in its
+/// column, and the masters starting and reconfiguring, in every column.
 async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageResult {
     let args = arguments(&raw);
     let web = web_config(&pages.context);
@@ -1043,31 +1022,82 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
     if flag(&args, "failures_only", false)? {
         columns = failing(&pages, columns).await?;
     }
-    let events_asked =
-        argument(&args, "show_events").is_some() && flag(&args, "show_events", true)?;
+    let show_events = flag(&args, "show_events", true)?;
     let builds = selected_builds(&pages, &args, &columns, num_events, false, &[]).await?;
     let window = ["show_time", "first_time", "last_time"]
         .iter()
         .any(|name| argument(&args, name).is_some());
-    let rows: Vec<Value> = builds
-        .into_iter()
-        .map(|build| {
-            let column = columns
-                .iter()
-                .position(|c| c["builderid"] == build["builderid"]);
-            object! { "build": build, "column": column }
-        })
-        .collect();
+    let column_of = |builderid: i64| columns.iter().position(|c| c["builderid"] == builderid);
+    let mut events = if show_events {
+        // A full page of builds ends at its oldest: events before it would not show.
+        let oldest = (builds.len() == num_events)
+            .then(|| builds.last().and_then(|b| b["started_at"].as_i64()))
+            .flatten();
+        let (first_time, last_time) = time_window(&args)?;
+        let from = first_time.max(oldest);
+        let builderids: Vec<i64> = columns
+            .iter()
+            .filter_map(|c| c["builderid"].as_i64())
+            .collect();
+        let db = &pages.context.db;
+        let mut events = store::worker_events(db, &builderids, from, last_time, num_events).await?;
+        events.extend(store::master_events(db, from, last_time, num_events).await?);
+        events.sort_by(|a, b| b.at.total_cmp(&a.at));
+        events
+    } else {
+        Vec::new()
+    }
+    .into_iter()
+    .peekable();
+    let mut rows: Vec<Value> = Vec::with_capacity(builds.len() + events.len());
+    for build in builds {
+        // Builds tell their start in whole seconds: an event of the same second goes below.
+        let started = build["started_at"].as_i64().unwrap_or_default();
+        while let Some(event) = events.next_if(|e| e.at as i64 > started) {
+            rows.push(event_row(event, column_of, columns.len()));
+        }
+        let column = build["builderid"].as_i64().and_then(column_of);
+        rows.push(object! { "build": build, "column": column });
+    }
+    rows.extend(events.map(|event| event_row(event, column_of, columns.len())));
+    rows.truncate(num_events);
     pages.page(
         "waterfall.html",
         object! {
             "builders": columns,
             "rows": rows,
             "num_events": num_events,
-            "events_asked": events_asked,
+            "show_events": show_events,
             "window": window,
+            "more_href": href_with(&args, "num_events", &(num_events * 2).to_string()),
+            "events_href": href_with(&args, "show_events", if show_events { "false" } else { "true" }),
         },
     )
+}
+
+/// A waterfall row of an event: its time, what happened and to which worker if any, and
+/// its columns: those of the builders the worker serves, every one for a master's.
+fn event_row(
+    event: store::Event,
+    column_of: impl Fn(i64) -> Option<usize>,
+    column_count: usize,
+) -> Value {
+    let columns: Vec<usize> = match event.worker {
+        Some(_) => event.builderids.into_iter().filter_map(column_of).collect(),
+        None => (0..column_count).collect(),
+    };
+    object! {
+        "event": object! { "at": event.at as i64, "name": event.event, "worker": event.worker },
+        "columns": columns,
+    }
+}
+
+/// This page's URL query with `name` set to `value` and every other argument kept.
+pub(crate) fn href_with(args: &[(String, String)], name: &str, value: &str) -> String {
+    let mut query = form_urlencoded::Serializer::for_suffix(String::from("?"), 1);
+    query.extend_pairs(args.iter().filter(|(n, _)| n != name));
+    query.append_pair(name, value);
+    query.finish()
 }
 
 /// A boolean from the URL: `1`/`true` or `0`/`false`, else `default`.
@@ -1202,12 +1232,7 @@ async fn selected_build_ids(
     results: &[i64],
 ) -> Result<Vec<i64>, PageError> {
     let branches = all_arguments(args, "branch");
-    let last_time = epoch(args, "last_time")?;
-    let mut first_time = epoch(args, "first_time")?;
-    if let Some(span) = epoch(args, "show_time")? {
-        let end = last_time.unwrap_or_else(|| chrono::Utc::now().timestamp());
-        first_time = Some(first_time.map_or(end - span, |first| first.max(end - span)));
-    }
+    let (first_time, last_time) = time_window(args)?;
     let builderids: Vec<i64> = columns
         .iter()
         .filter_map(|c| c["builderid"].as_i64())
@@ -1218,14 +1243,37 @@ async fn selected_build_ids(
         started_from: first_time,
         started_until: last_time,
         branches: &branches,
+        properties: &[],
     };
     Ok(store::newest_builds(&pages.context.db, &builderids, &selection, limit).await?)
+}
+
+/// The seconds the waterfall's URL asks to show, `(first, last)`: `first_time=` and
+/// `last_time=` (seconds since the epoch), `show_time=` (seconds before `last_time`, or
+/// before now).
+fn time_window(args: &[(String, String)]) -> Result<(Option<i64>, Option<i64>), PageError> {
+    let last_time = epoch(args, "last_time")?;
+    let mut first_time = epoch(args, "first_time")?;
+    if let Some(span) = epoch(args, "show_time")? {
+        let end = last_time.unwrap_or_else(|| chrono::Utc::now().timestamp());
+        first_time = Some(first_time.map_or(end - span, |first| first.max(end - span)));
+    }
+    Ok((first_time, last_time))
 }
 
 /// Builds by id, in one query.
 async fn builds_by_id(
     pages: &Pages,
     ids: impl IntoIterator<Item = i64>,
+) -> Result<Vec<Value>, PageError> {
+    read_builds(pages, ids, &[]).await
+}
+
+/// Builds by id, in one query, with the REST query's `extra` parameters (`property`).
+async fn read_builds(
+    pages: &Pages,
+    ids: impl IntoIterator<Item = i64>,
+    extra: &[(&str, &str)],
 ) -> Result<Vec<Value>, PageError> {
     let mut pairs: Vec<(&str, String)> = ids
         .into_iter()
@@ -1236,6 +1284,7 @@ async fn builds_by_id(
     }
     pairs.sort();
     pairs.dedup();
+    pairs.extend(extra.iter().map(|(name, value)| (*name, value.to_string())));
     Ok(builds::builds(
         &pages.context.db,
         &BuildsOf::default(),
@@ -1268,7 +1317,7 @@ async fn one_box_per_builder(State(pages): State<Pages>, RawQuery(raw): RawQuery
         builderids.len(),
     )
     .await?;
-    let builds = builds_by_id(&pages, last_ids).await?;
+    let builds = builds_by_id(&pages, last_ids.into_iter().map(|key| key.id)).await?;
     let boxes: Vec<Value> = columns
         .into_iter()
         .map(|builder| {

@@ -12,6 +12,7 @@ use sqlx::Row;
 
 use crate::data::query::{bind_all, Bind};
 use crate::db::{Db, DbResult, Dialect};
+use crate::model::BuildResult;
 
 /// SQLite's bound on the terms of one compound select is 500: more builders than this are
 /// read in several statements.
@@ -30,6 +31,8 @@ pub struct Selection<'a> {
     pub started_until: Option<i64>,
     /// Builds whose `branch` property is one of these, when any is given.
     pub branches: &'a [&'a str],
+    /// Builds with each of these properties (`name`, value as [`property_texts`] reads it).
+    pub properties: &'a [(&'a str, &'a str)],
 }
 
 /// Placeholders and their values, numbered as they are added.
@@ -48,18 +51,19 @@ impl Binds {
     }
 }
 
-/// One `SELECT` per builder from `each` (given the builder's placeholder), joined by
-/// `UNION ALL`, run in as many statements as [`BUILDERS_PER_STATEMENT`] asks; `finish` wraps
-/// the union (named `u`) in the statement's outer select. Rows of every statement, in order.
-async fn per_builder(
+/// One `SELECT` per id of `ids` (builders, workers) from `each` (given the id's
+/// placeholder), joined by `UNION ALL`, run in as many statements as
+/// [`BUILDERS_PER_STATEMENT`] asks; `finish` wraps the union (named `u`) in the statement's
+/// outer select. Rows of every statement, in order.
+async fn per_id(
     db: &Db,
-    builderids: &[i64],
+    ids: &[i64],
     binds: &Binds,
     each: impl Fn(&str) -> String,
     finish: impl Fn(&str) -> String,
 ) -> DbResult<Vec<sqlx::any::AnyRow>> {
     let mut rows = Vec::new();
-    for chunk in builderids.chunks(BUILDERS_PER_STATEMENT) {
+    for chunk in ids.chunks(BUILDERS_PER_STATEMENT) {
         let mut all = Binds(binds.0.clone());
         let parts: Vec<String> = chunk
             .iter()
@@ -79,6 +83,23 @@ async fn per_builder(
     Ok(rows)
 }
 
+/// A build as the pages' reads find it, before its item is read.
+pub struct BuildKey {
+    pub id: i64,
+    pub builderid: i64,
+    pub number: i64,
+}
+
+impl BuildKey {
+    fn from_row(row: &sqlx::any::AnyRow) -> DbResult<BuildKey> {
+        Ok(BuildKey {
+            id: row.try_get("id")?,
+            builderid: row.try_get("builderid")?,
+            number: row.try_get("number")?,
+        })
+    }
+}
+
 /// The newest builds of `builderids` (by id) that `selection` keeps, at most `limit`,
 /// newest first.
 pub async fn newest_builds(
@@ -87,7 +108,8 @@ pub async fn newest_builds(
     selection: &Selection<'_>,
     limit: usize,
 ) -> DbResult<Vec<i64>> {
-    newest_of_each(db, builderids, selection, limit, limit).await
+    let keys = newest_of_each(db, builderids, selection, limit, limit).await?;
+    Ok(keys.into_iter().map(|key| key.id).collect())
 }
 
 /// The newest builds of `builderids` (by id) that `selection` keeps, at most `each` of a
@@ -98,7 +120,7 @@ pub async fn newest_of_each(
     selection: &Selection<'_>,
     each: usize,
     limit: usize,
-) -> DbResult<Vec<i64>> {
+) -> DbResult<Vec<BuildKey>> {
     if builderids.is_empty() || limit == 0 || each == 0 {
         return Ok(Vec::new());
     }
@@ -121,26 +143,44 @@ pub async fn newest_of_each(
         conditions.push_str(&format!(" AND started_at < {mark}"));
     }
     conditions.push_str(&on_branches(&mut binds, selection.branches));
-    let rows = per_builder(
+    for (name, wanted) in selection.properties {
+        conditions.push_str(&on_property(&mut binds, name, property_texts(wanted)));
+    }
+    let rows = per_id(
         db,
         builderids,
         &binds,
         |builder| {
             format!(
-                "SELECT id FROM builds WHERE builderid = {builder}{conditions} \
-                 ORDER BY id DESC LIMIT {each}"
+                "SELECT id, builderid, number FROM builds WHERE builderid = {builder}\
+                 {conditions} ORDER BY id DESC LIMIT {each}"
             )
         },
-        |union| format!("SELECT id FROM {union} ORDER BY id DESC LIMIT {limit}"),
+        |union| format!("SELECT id, builderid, number FROM {union} ORDER BY id DESC LIMIT {limit}"),
     )
     .await?;
-    let mut ids = rows
+    let mut keys = rows
         .iter()
-        .map(|row| row.try_get(0))
-        .collect::<Result<Vec<i64>, _>>()?;
-    ids.sort_unstable_by(|a, b| b.cmp(a));
-    ids.truncate(limit);
-    Ok(ids)
+        .map(BuildKey::from_row)
+        .collect::<DbResult<Vec<_>>>()?;
+    keys.sort_unstable_by_key(|key| std::cmp::Reverse(key.id));
+    keys.truncate(limit);
+    Ok(keys)
+}
+
+/// The `nth` newest build of a builder (the first is its last), walking its index without
+/// reading the builds after it.
+pub async fn nth_newest(db: &Db, builderid: i64, nth: u64) -> DbResult<Option<i64>> {
+    let Some(skipped) = nth.checked_sub(1).and_then(|n| i64::try_from(n).ok()) else {
+        return Ok(None);
+    };
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM builds WHERE builderid = $1 ORDER BY id DESC LIMIT 1 OFFSET $2",
+    )
+    .bind(builderid)
+    .bind(skipped)
+    .fetch_optional(&db.pool)
+    .await?)
 }
 
 /// ` AND` the build's `branch` property is one of `branches`, when any is given.
@@ -148,15 +188,38 @@ fn on_branches(binds: &mut Binds, branches: &[&str]) -> String {
     if branches.is_empty() {
         return String::new();
     }
-    // Properties are stored as JSON text.
-    let values = branches
+    let texts = branches
         .iter()
-        .map(|b| Bind::Text(serde_json::Value::from(*b).to_string()));
-    let marks = binds.list(values);
+        .map(|b| serde_json::Value::from(*b).to_string());
+    on_property(binds, "branch", texts.collect())
+}
+
+/// ` AND` the build has property `name` stored as one of `texts` (JSON): through the
+/// properties' primary key, for each build the select walks.
+fn on_property(binds: &mut Binds, name: &str, texts: Vec<String>) -> String {
+    let name = binds.add(Bind::Text(name.to_string()));
+    let marks = binds.list(texts.into_iter().map(Bind::Text));
     format!(
         " AND EXISTS (SELECT 1 FROM build_properties p WHERE p.buildid = builds.id \
-         AND p.name = 'branch' AND p.value IN ({marks}))"
+         AND p.name = {name} AND p.value IN ({marks}))"
     )
+}
+
+/// The stored texts (JSON) of the property values a URL's `property.NAME=wanted` matches,
+/// as 0.8 compared Python's `str()` of the value: a string as it is, `True`/`False` (or
+/// Lua's `true`/`false`), a number, list or table as its JSON; never null.
+pub fn property_texts(wanted: &str) -> Vec<String> {
+    let mut texts = vec![serde_json::Value::from(wanted).to_string()];
+    match serde_json::from_str::<serde_json::Value>(wanted) {
+        Ok(serde_json::Value::String(_) | serde_json::Value::Null) | Err(_) => {}
+        Ok(_) => texts.push(wanted.to_string()),
+    }
+    match wanted {
+        "True" => texts.push("true".into()),
+        "False" => texts.push("false".into()),
+        _ => {}
+    }
+    texts
 }
 
 /// The last `count` finished builds of each builder by number, newest first, as
@@ -177,7 +240,7 @@ pub async fn last_finished(
     if succeeded {
         results.push_str(" AND results <= 1");
     }
-    let rows = per_builder(
+    let rows = per_id(
         db,
         builderids,
         &binds,
@@ -205,7 +268,7 @@ pub async fn last_finished(
 
 /// The builds of these builders still running, by builder and number; only those of
 /// `branches` when any is given.
-pub async fn running(db: &Db, builderids: &[i64], branches: &[&str]) -> DbResult<Vec<i64>> {
+pub async fn running(db: &Db, builderids: &[i64], branches: &[&str]) -> DbResult<Vec<BuildKey>> {
     if builderids.is_empty() {
         return Ok(Vec::new());
     }
@@ -213,33 +276,73 @@ pub async fn running(db: &Db, builderids: &[i64], branches: &[&str]) -> DbResult
     let marks = binds.list(builderids.iter().map(|id| Bind::Int(*id)));
     let branches = on_branches(&mut binds, branches);
     let sql = format!(
-        "SELECT id FROM builds WHERE builderid IN ({marks}) AND complete_at IS NULL{branches} \
-         ORDER BY builderid, number"
+        "SELECT id, builderid, number FROM builds WHERE builderid IN ({marks}) \
+         AND complete_at IS NULL{branches} ORDER BY builderid, number"
     );
     let rows = bind_all(sqlx::query(&sql), &binds.0)
         .fetch_all(&db.pool)
         .await?;
-    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    rows.iter().map(BuildKey::from_row).collect()
 }
 
-/// For each of these builds, the result of its builder's finished build before it, as
-/// `(buildid, results)`.
-pub async fn results_before(db: &Db, buildids: &[i64]) -> DbResult<Vec<(i64, Option<i64>)>> {
-    if buildids.is_empty() {
+/// A console box: the first build of a builder that included a change, with what the box
+/// shows.
+pub struct ConsoleBuild {
+    pub changeid: i64,
+    pub builderid: i64,
+    pub buildid: i64,
+    pub number: i64,
+    pub complete: bool,
+    pub results: Option<i64>,
+    pub state_string: String,
+    /// For a failed build, whether the builder's finished build before it failed too.
+    pub failed_before: bool,
+}
+
+/// For each of `changeids` and each of `builderids`, the builder's first build that
+/// included the change: one statement whose rows are the boxes, since the console reads
+/// them for every change it shows.
+pub async fn first_builds_of_changes(
+    db: &Db,
+    changeids: &[i64],
+    builderids: &[i64],
+) -> DbResult<Vec<ConsoleBuild>> {
+    if changeids.is_empty() || builderids.is_empty() {
         return Ok(Vec::new());
     }
     let mut binds = Binds::default();
-    let marks = binds.list(buildids.iter().map(|id| Bind::Int(*id)));
+    let changes = binds.list(changeids.iter().map(|id| Bind::Int(*id)));
+    let builders = binds.list(builderids.iter().map(|id| Bind::Int(*id)));
+    let failure = binds.add(Bind::Int(BuildResult::Failure.code()));
     let sql = format!(
-        "SELECT b.id, (SELECT p.results FROM builds p WHERE p.builderid = b.builderid \
-         AND p.number < b.number AND p.complete_at IS NOT NULL ORDER BY p.number DESC LIMIT 1) \
-         FROM builds b WHERE b.id IN ({marks})"
+        "SELECT f.changeid, b.builderid, b.id, b.number, b.complete_at, b.results, \
+         b.state_string, CASE WHEN b.results = {failure} THEN (SELECT p.results FROM builds p \
+         WHERE p.builderid = b.builderid AND p.number < b.number AND p.complete_at IS NOT NULL \
+         ORDER BY p.number DESC LIMIT 1) END \
+         FROM (SELECT ch.changeid AS changeid, MIN(builds.id) AS buildid FROM changes ch \
+         JOIN buildset_sourcestamps bss ON bss.sourcestampid = ch.sourcestampid \
+         JOIN buildrequests br ON br.buildsetid = bss.buildsetid \
+         JOIN builds ON builds.buildrequestid = br.id \
+         WHERE ch.changeid IN ({changes}) AND builds.builderid IN ({builders}) \
+         GROUP BY ch.changeid, builds.builderid) f JOIN builds b ON b.id = f.buildid"
     );
     let rows = bind_all(sqlx::query(&sql), &binds.0)
         .fetch_all(&db.pool)
         .await?;
     rows.iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .map(|row| {
+            let before: Option<i64> = row.try_get(7)?;
+            Ok(ConsoleBuild {
+                changeid: row.try_get(0)?,
+                builderid: row.try_get(1)?,
+                buildid: row.try_get(2)?,
+                number: row.try_get(3)?,
+                complete: row.try_get::<Option<f64>, _>(4)?.is_some(),
+                results: row.try_get(5)?,
+                state_string: row.try_get(6)?,
+                failed_before: before == Some(BuildResult::Failure.code()),
+            })
+        })
         .collect()
 }
 
@@ -432,21 +535,172 @@ pub async fn requests_on_branches(
     rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
 }
 
-/// The requests of these builders waiting for a build (neither claimed nor complete), in
-/// no order: through the partial index of unfinished requests, however many finished ones
-/// are stored (a bound `complete = $1` would not let SQLite use it).
-pub async fn waiting_requests(db: &Db, builderids: &[i64]) -> DbResult<Vec<i64>> {
+/// The requests of these builders waiting for a build (neither claimed nor complete), as
+/// `(buildrequestid, builderid)` in no order: through the partial index of unfinished
+/// requests, however many finished ones are stored (a bound `complete = $1` would not let
+/// SQLite use it).
+pub async fn waiting_requests(db: &Db, builderids: &[i64]) -> DbResult<Vec<(i64, i64)>> {
     if builderids.is_empty() {
         return Ok(Vec::new());
     }
     let mut binds = Binds::default();
     let marks = binds.list(builderids.iter().map(|id| Bind::Int(*id)));
     let sql = format!(
-        "SELECT id FROM buildrequests WHERE builderid IN ({marks}) AND complete = 0 \
-         AND claimed_by_masterid IS NULL"
+        "SELECT id, builderid FROM buildrequests WHERE builderid IN ({marks}) \
+         AND complete = 0 AND claimed_by_masterid IS NULL"
     );
     let rows = bind_all(sqlx::query(&sql), &binds.0)
         .fetch_all(&db.pool)
         .await?;
-    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
+/// The conditions on `at` of events from second `from` to second `until` included.
+fn at_window(binds: &mut Binds, from: Option<i64>, until: Option<i64>) -> Vec<String> {
+    let mut conditions = Vec::new();
+    if let Some(from) = from {
+        conditions.push(format!("at >= {}", binds.add(Bind::Int(from))));
+    }
+    if let Some(until) = until {
+        conditions.push(format!("at < {}", binds.add(Bind::Int(until + 1))));
+    }
+    conditions
+}
+
+/// A waterfall event: a worker connecting or disconnecting, for the columns of the
+/// builders it serves, or a master starting or reconfiguring, for every column.
+pub struct Event {
+    /// Seconds since the epoch.
+    pub at: f64,
+    /// `connect`, `disconnect`, `started` or `reconfig`.
+    pub event: String,
+    /// The worker's name, `None` for a master's event.
+    pub worker: Option<String>,
+    /// Those of the builders asked that the worker serves.
+    pub builderids: Vec<i64>,
+}
+
+/// The newest `limit` connects and disconnects of the workers serving `builderids`, at or
+/// after second `from` and at or before second `until` when given, newest first: an index
+/// walk per worker, each bounded by the window and the limit.
+pub async fn worker_events(
+    db: &Db,
+    builderids: &[i64],
+    from: Option<i64>,
+    until: Option<i64>,
+    limit: usize,
+) -> DbResult<Vec<Event>> {
+    if builderids.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut binds = Binds::default();
+    let marks = binds.list(builderids.iter().map(|id| Bind::Int(*id)));
+    let sql = format!(
+        "SELECT bw.workerid, w.name, bw.builderid FROM builder_workers bw \
+         JOIN workers w ON w.id = bw.workerid WHERE bw.builderid IN ({marks}) \
+         ORDER BY bw.workerid, bw.builderid"
+    );
+    let serving: Vec<(i64, String, i64)> = bind_all(sqlx::query(&sql), &binds.0)
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect::<DbResult<_>>()?;
+    let mut workerids: Vec<i64> = serving.iter().map(|(id, ..)| *id).collect();
+    workerids.dedup();
+    let mut binds = Binds::default();
+    let window: String = at_window(&mut binds, from, until)
+        .iter()
+        .map(|condition| format!(" AND {condition}"))
+        .collect();
+    let rows = per_id(
+        db,
+        &workerids,
+        &binds,
+        |worker| {
+            format!(
+                "SELECT id, workerid, event, at FROM worker_events \
+                 WHERE workerid = {worker}{window} ORDER BY at DESC, id DESC LIMIT {limit}"
+            )
+        },
+        |union| {
+            format!(
+                "SELECT workerid, event, at FROM {union} ORDER BY at DESC, id DESC LIMIT {limit}"
+            )
+        },
+    )
+    .await?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let workerid: i64 = row.try_get(0)?;
+        let mine = serving.iter().filter(|(id, ..)| *id == workerid);
+        events.push(Event {
+            event: row.try_get(1)?,
+            at: row.try_get(2)?,
+            worker: mine.clone().map(|(_, name, _)| name.clone()).next(),
+            builderids: mine.map(|(.., builderid)| *builderid).collect(),
+        });
+    }
+    // Several statements (many workers) each answer their newest.
+    events.sort_by(|a, b| b.at.total_cmp(&a.at));
+    events.truncate(limit);
+    Ok(events)
+}
+
+/// The newest `limit` starts and reconfigs of the masters, in the same window as
+/// [`worker_events`], newest first.
+pub async fn master_events(
+    db: &Db,
+    from: Option<i64>,
+    until: Option<i64>,
+    limit: usize,
+) -> DbResult<Vec<Event>> {
+    let mut binds = Binds::default();
+    let window = at_window(&mut binds, from, until);
+    let filter = if window.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {} ", window.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT event, at FROM master_events {filter}ORDER BY at DESC, id DESC LIMIT {limit}"
+    );
+    bind_all(sqlx::query(&sql), &binds.0)
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(Event {
+                event: row.try_get(0)?,
+                at: row.try_get(1)?,
+                worker: None,
+                builderids: Vec::new(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn property_values_match_as_pythons_str_writes_them() {
+        assert_eq!(property_texts("ann"), [r#""ann""#]);
+        assert_eq!(property_texts("True"), [r#""True""#, "true"]);
+        assert_eq!(property_texts("true"), [r#""true""#, "true"]);
+        assert_eq!(property_texts("3"), [r#""3""#, "3"]);
+        assert_eq!(
+            property_texts(r#"["a",1]"#),
+            [r#""[\"a\",1]""#, r#"["a",1]"#]
+        );
+        assert_eq!(
+            property_texts("null"),
+            [r#""null""#],
+            "a null never matches"
+        );
+        assert_eq!(property_texts(r#""x""#), [r#""\"x\"""#]);
+    }
 }

@@ -7,10 +7,9 @@ use axum::extract::{RawQuery, State};
 use serde_json::{json, Value};
 
 use super::{
-    all_arguments, argument, arguments, builder_columns, builds_by_id, count, query, render, store,
-    web_config, PageError, PageResult, Pages,
+    all_arguments, argument, arguments, builder_columns, builds_by_id, count, href_with, query,
+    render, store, web_config, PageError, PageResult, Pages,
 };
-use crate::data::builds;
 use crate::data::changes::{self, ChangesOf};
 use crate::model::BuildResult;
 
@@ -42,30 +41,16 @@ pub async fn console(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pag
         let id = c["changeid"].as_i64();
         changeids.iter().position(|c| Some(*c) == id)
     });
-    let built = builds::builds_of_changes(db, &changeids).await?;
-    let builds = builds_by_id(&pages, built.iter().map(|(_, b)| *b)).await?;
-    let by_id: HashMap<i64, &Value> = builds
+    let builderids: Vec<i64> = columns
         .iter()
-        .filter_map(|b| Some((b["buildid"].as_i64()?, b)))
+        .filter_map(|c| c["builderid"].as_i64())
         .collect();
-    // For each change and builder, its first build (`built` is in build order).
-    let mut first: HashMap<(i64, i64), &Value> = HashMap::new();
-    for (changeid, buildid) in &built {
-        if let Some(build) = by_id.get(buildid) {
-            let builderid = build["builderid"].as_i64().unwrap_or_default();
-            first.entry((*changeid, builderid)).or_insert(build);
-        }
-    }
-    let failed: Vec<i64> = first
-        .values()
-        .filter(|b| b["results"].as_i64() == Some(BuildResult::Failure.code()))
-        .filter_map(|b| b["buildid"].as_i64())
-        .collect();
-    let failed_before: HashMap<i64, bool> = store::results_before(db, &failed)
-        .await?
-        .into_iter()
-        .map(|(id, before)| (id, before == Some(BuildResult::Failure.code())))
-        .collect();
+    let first: HashMap<(i64, i64), store::ConsoleBuild> =
+        store::first_builds_of_changes(db, &changeids, &builderids)
+            .await?
+            .into_iter()
+            .map(|build| ((build.changeid, build.builderid), build))
+            .collect();
     let mut rows = Vec::new();
     for change in &changes {
         let changeid = change["changeid"].as_i64().unwrap_or_default();
@@ -75,8 +60,12 @@ pub async fn console(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pag
                 let builderid = column["builderid"].as_i64().unwrap_or_default();
                 match first.get(&(changeid, builderid)) {
                     Some(build) => object! {
-                        "build": (*build).clone(),
-                        "class": console_class(build, &failed_before),
+                        "build": object! {
+                            "buildid": build.buildid,
+                            "number": build.number,
+                            "state_string": build.state_string.as_str(),
+                        },
+                        "class": console_class(build),
                     },
                     None => object! { "build": Value::Null, "class": "notstarted" },
                 }
@@ -89,7 +78,12 @@ pub async fn console(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pag
     }
     pages.page(
         "console.html",
-        object! { "builders": columns, "rows": rows, "numbuilds": limit },
+        object! {
+            "builders": columns,
+            "rows": rows,
+            "numbuilds": limit,
+            "more_href": href_with(&args, "numbuilds", &(limit * 2).to_string()),
+        },
     )
 }
 
@@ -109,24 +103,24 @@ async fn changes_by_id(pages: &Pages, ids: &[i64]) -> Result<Vec<Value>, PageErr
 }
 
 /// A console box's class: `running`, `success`, `warnings`, `failure` (the builder's
-/// previous build did not fail), `failed-again`, or the result's name. `failed_before`
-/// tells, for failed builds, whether the builder's finished build before it failed.
-fn console_class(build: &Value, failed_before: &HashMap<i64, bool>) -> String {
-    if !build["complete"].as_bool().unwrap_or(false) {
+/// previous build did not fail), `failed-again`, or the result's name.
+fn console_class(build: &store::ConsoleBuild) -> String {
+    if !build.complete {
         return "running".into();
     }
-    let result = build["results"]
-        .as_i64()
+    let result = build
+        .results
         .and_then(BuildResult::from_code)
         .unwrap_or(BuildResult::Success);
     if result != BuildResult::Failure {
         return result.name().to_string();
     }
-    let again = build["buildid"]
-        .as_i64()
-        .and_then(|id| failed_before.get(&id).copied())
-        .unwrap_or(false);
-    if again { "failed-again" } else { "failure" }.into()
+    if build.failed_before {
+        "failed-again"
+    } else {
+        "failure"
+    }
+    .into()
 }
 
 /// `/grid`: builders down the side, the last `width=` revisions they built across the top
@@ -148,7 +142,12 @@ pub async fn grid(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageRe
         .collect();
     pages.page(
         "grid.html",
-        object! { "revisions": revisions, "rows": rows, "width": width },
+        object! {
+            "revisions": revisions,
+            "rows": rows,
+            "width": width,
+            "more_href": href_with(&args, "width", &(width * 2).to_string()),
+        },
     )
 }
 
@@ -182,7 +181,13 @@ pub async fn tgrid(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
         .collect();
     pages.page(
         "tgrid.html",
-        object! { "builders": columns, "rows": rows, "length": length, "rev_order": if ascending { "asc" } else { "desc" } },
+        object! {
+            "builders": columns,
+            "rows": rows,
+            "length": length,
+            "ascending": ascending,
+            "more_href": href_with(&args, "length", &(length * 2).to_string()),
+        },
     )
 }
 
