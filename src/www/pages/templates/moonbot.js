@@ -1,9 +1,9 @@
 // Live pages: a page whose <main> names an event path in data-live listens to
 // /sse/listen/PATH and, when something under it changes, fetches itself again and swaps
-// its <main>: at most once a second, except that a build's start and end are fetched at
-// once, one fetch at a time. A finished build's colour is what a visitor waits for, so its
-// links (data-buildid) take their result's class as soon as the event arrives, before the
-// page comes back; a page fetched while builds ended gets their colours again.
+// its <main>: at most once a second, except that a build's start (and the end of a build
+// the page does not show yet) is fetched at once, one fetch at a time. A finished build's
+// colour is what a visitor waits for, so its links (data-buildid) take their result's class
+// as soon as the event arrives; a page fetched while builds ended gets their colours again.
 // Without JavaScript the pages are the same, only still.
 "use strict";
 (function () {
@@ -20,12 +20,14 @@
   var stateClasses = ["running", "pending"].concat(resultNames);
   // Builds that finished while the current fetch was under way: buildid to result class.
   var endedDuringFetch = {};
+  // Whether the page showed the build.
   function recolour(buildid, result) {
     var links = document.querySelectorAll("[data-buildid='" + buildid + "']");
     for (var i = 0; i < links.length; i++) {
       stateClasses.forEach(function (name) { links[i].classList.remove(name); });
       links[i].classList.add(result);
     }
+    return links.length > 0;
   }
   function refresh() {
     if (timer) { clearTimeout(timer); timer = null; }
@@ -63,11 +65,14 @@
     // Some keys name a build by its number under its builder: the message names its id.
     var build = buildEnd.test(key) && data.message ? data.message : null;
     var result = build ? resultNames[build.results] : null;
+    var shown = false;
     if (result) {
-      recolour(build.buildid, result);
+      shown = recolour(build.buildid, result);
       if (inFlight) endedDuringFetch[build.buildid] = result;
     }
-    schedule(startOrEnd.test(key));
+    // A build already recoloured can wait for the next throttled fetch: a burst of ends
+    // then costs one fetch, not one each, and the colours are on screen meanwhile.
+    schedule(startOrEnd.test(key) && !shown);
   });
   source.addEventListener("lagged", function () { schedule(false); });
   if (main.getAttribute("data-follow")) window.scrollTo(0, document.body.scrollHeight);
