@@ -15,7 +15,7 @@ use super::query::{
 use super::{announce, Resource};
 use super::{flag, opt_int, opt_time, projected, time};
 use crate::bus::Bus;
-use crate::db::{now, Batch, Db, DbError, DbResult, Param};
+use crate::db::{now, Batch, Db, DbError, DbResult};
 use crate::model::BuildResult;
 
 pub const BUILD: Entity = Entity {
@@ -735,7 +735,7 @@ pub struct NewStep<'a> {
 /// Adds a step, with the build's new state in the same write, and announces it as `new`
 /// (and `started` if it started); answers its id.
 pub async fn add_step(db: &Db, bus: &Bus, step: &NewStep<'_>) -> DbResult<i64> {
-    let mut params: Vec<Param> = vec![
+    let mut params: Vec<Bind> = vec![
         step.number.into(),
         step.name.into(),
         step.buildid.into(),

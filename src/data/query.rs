@@ -341,12 +341,7 @@ impl Query {
     }
 }
 
-/// A value bound to a SQL placeholder.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Bind {
-    Int(i64),
-    Text(String),
-}
+pub(crate) use crate::db::{bind_all, Bind};
 
 impl Bind {
     fn of(value: &Value) -> Option<Bind> {
@@ -699,24 +694,17 @@ pub struct JsonPage {
     pub total: usize,
 }
 
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 type AnyScalar<'q> = sqlx::query::QueryScalar<'q, sqlx::Any, i64, sqlx::any::AnyArguments<'q>>;
-
-pub(crate) fn bind_all<'q>(mut query: AnyQuery<'q>, binds: &'q [Bind]) -> AnyQuery<'q> {
-    for bind in binds {
-        query = match bind {
-            Bind::Int(value) => query.bind(*value),
-            Bind::Text(value) => query.bind(value.as_str()),
-        };
-    }
-    query
-}
 
 fn bind_all_scalar<'q>(mut query: AnyScalar<'q>, binds: &'q [Bind]) -> AnyScalar<'q> {
     for bind in binds {
         query = match bind {
             Bind::Int(value) => query.bind(*value),
+            Bind::Real(value) => query.bind(*value),
             Bind::Text(value) => query.bind(value.as_str()),
+            Bind::Blob(value) => query.bind(value.as_slice()),
+            Bind::OptInt(value) => query.bind(*value),
+            Bind::OptText(value) => query.bind(value.as_deref()),
         };
     }
     query

@@ -11,10 +11,11 @@ use sqlx::{Acquire, Either, Executor};
 
 use super::{Db, DbResult, Dialect};
 
-/// A value bound to a statement of a [`Batch`]. There is no nullable float: sqlx's `Any`
+/// A value bound to a SQL placeholder (a [`Batch`]'s statements, the REST listings' filters).
+/// There is no nullable float: sqlx's `Any`
 /// driver declares a NULL `f64` as float4 to PostgreSQL, which then refuses float8.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Param {
+pub enum Bind {
     Int(i64),
     Real(f64),
     Text(String),
@@ -24,52 +25,52 @@ pub enum Param {
     OptText(Option<String>),
 }
 
-impl From<Option<i64>> for Param {
-    fn from(value: Option<i64>) -> Param {
-        Param::OptInt(value)
+impl From<Option<i64>> for Bind {
+    fn from(value: Option<i64>) -> Bind {
+        Bind::OptInt(value)
     }
 }
 
-impl From<Option<String>> for Param {
-    fn from(value: Option<String>) -> Param {
-        Param::OptText(value)
+impl From<Option<String>> for Bind {
+    fn from(value: Option<String>) -> Bind {
+        Bind::OptText(value)
     }
 }
 
-impl From<i64> for Param {
-    fn from(value: i64) -> Param {
-        Param::Int(value)
+impl From<i64> for Bind {
+    fn from(value: i64) -> Bind {
+        Bind::Int(value)
     }
 }
 
-impl From<f64> for Param {
-    fn from(value: f64) -> Param {
-        Param::Real(value)
+impl From<f64> for Bind {
+    fn from(value: f64) -> Bind {
+        Bind::Real(value)
     }
 }
 
-impl From<&str> for Param {
-    fn from(value: &str) -> Param {
-        Param::Text(value.to_string())
+impl From<&str> for Bind {
+    fn from(value: &str) -> Bind {
+        Bind::Text(value.to_string())
     }
 }
 
-impl From<String> for Param {
-    fn from(value: String) -> Param {
-        Param::Text(value)
+impl From<String> for Bind {
+    fn from(value: String) -> Bind {
+        Bind::Text(value)
     }
 }
 
-impl From<Vec<u8>> for Param {
-    fn from(value: Vec<u8>) -> Param {
-        Param::Blob(value)
+impl From<Vec<u8>> for Bind {
+    fn from(value: Vec<u8>) -> Bind {
+        Bind::Blob(value)
     }
 }
 
 /// Statements that commit together or not at all, each with its own `$1 ..` parameters.
 #[derive(Debug, Default)]
 pub struct Batch {
-    statements: Vec<(String, Vec<Param>)>,
+    statements: Vec<(String, Vec<Bind>)>,
 }
 
 impl Batch {
@@ -78,7 +79,7 @@ impl Batch {
     }
 
     /// Adds a statement; `sql` numbers its parameters from `$1`, as if it ran alone.
-    pub fn push(&mut self, sql: impl Into<String>, params: Vec<Param>) -> &mut Batch {
+    pub fn push(&mut self, sql: impl Into<String>, params: Vec<Bind>) -> &mut Batch {
         self.statements.push((sql.into(), params));
         self
     }
@@ -108,7 +109,7 @@ impl Batch {
             // Several statements in one query: sqlx 0.8 deprecates it, but its SQLite
             // driver runs them in order, each ending with its result (`Left`).
             #[allow(deprecated)]
-            let mut steps = bound(sqlx::query(&sql), &params).fetch_many(&mut **conn);
+            let mut steps = bind_all(sqlx::query(&sql), &params).fetch_many(&mut **conn);
             let mut rows: Vec<Vec<AnyRow>> = vec![Vec::new()];
             while let Some(step) = steps.try_next().await? {
                 match step {
@@ -140,7 +141,11 @@ impl Batch {
         let mut tx = connection.begin().await?;
         let mut rows = Vec::new();
         for (sql, params) in &self.statements {
-            rows.push(bound(sqlx::query(sql), params).fetch_all(&mut *tx).await?);
+            rows.push(
+                bind_all(sqlx::query(sql), params)
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
         }
         tx.commit().await?;
         Ok(rows)
@@ -172,18 +177,19 @@ impl Drop for OpenTransaction {
     }
 }
 
-fn bound<'q>(
+/// `query` with `binds` bound to its placeholders in order.
+pub fn bind_all<'q>(
     mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    params: &'q [Param],
+    binds: &'q [Bind],
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    for param in params {
-        query = match param {
-            Param::Int(value) => query.bind(*value),
-            Param::Real(value) => query.bind(*value),
-            Param::Text(value) => query.bind(value.as_str()),
-            Param::Blob(value) => query.bind(value.as_slice()),
-            Param::OptInt(value) => query.bind(*value),
-            Param::OptText(value) => query.bind(value.as_deref()),
+    for bind in binds {
+        query = match bind {
+            Bind::Int(value) => query.bind(*value),
+            Bind::Real(value) => query.bind(*value),
+            Bind::Text(value) => query.bind(value.as_str()),
+            Bind::Blob(value) => query.bind(value.as_slice()),
+            Bind::OptInt(value) => query.bind(*value),
+            Bind::OptText(value) => query.bind(value.as_deref()),
         };
     }
     query

@@ -15,7 +15,7 @@ mod logs;
 mod outbox;
 mod registry;
 
-pub use batch::{Batch, Param};
+pub use batch::{bind_all, Batch, Bind};
 pub use builds::PendingRequest;
 pub use buildsets::{BuildsetSpec, SourceStampSpec};
 pub use changes::{AfterCommit, ChangeSpec, StoredChange};
