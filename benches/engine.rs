@@ -297,10 +297,11 @@ async fn measure_jobs(
         "jobs: {JOB_BUILDS} builds forced over one HTTP connection to `moonbot start --nodaemon`, \
          {JOBS} builders of `true` and `echo hello` on a LocalWorker with max_builds=4, SQLite{mailed}: \
          {:.1} builds/s ({elapsed:.2} s); master CPU per build (utime+stime) {:.2} ms; \
-         master plus reaped children {:.2} ms",
+         master plus reaped children {:.2} ms; the master's thread switches per build {:.0}",
         JOB_BUILDS as f64 / elapsed,
         per_build(after.own - before.own),
         per_build(after.own + after.children - before.own - before.children),
+        (after.switches - before.switches) as f64 / JOB_BUILDS as f64,
     );
     anyhow::ensure!(
         lost.is_empty(),
@@ -311,10 +312,13 @@ async fn measure_jobs(
 }
 
 /// CPU seconds of another process, from `/proc/PID/stat`: its own (utime+stime) and its
-/// children's that it reaped (cutime+cstime).
+/// children's that it reaped (cutime+cstime); and how often its threads were switched out
+/// (each wake-up of a thread that had nothing to do costs one), summed over the threads
+/// alive at the time.
 struct ProcessCpu {
     own: f64,
     children: f64,
+    switches: u64,
 }
 
 impl ProcessCpu {
@@ -335,9 +339,22 @@ impl ProcessCpu {
         anyhow::ensure!(ticks.len() == 4, "short /proc/{pid}/stat");
         // SAFETY: sysconf only reads a constant of the system.
         let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let mut switches = 0;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            // A thread may end between the listing and the read.
+            let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+                continue;
+            };
+            switches += status
+                .lines()
+                .filter(|line| line.contains("ctxt_switches:"))
+                .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
         Ok(ProcessCpu {
             own: (ticks[0] + ticks[1]) / per_second,
             children: (ticks[2] + ticks[3]) / per_second,
+            switches,
         })
     }
 }
@@ -742,7 +759,7 @@ async fn change_latency(dir: &Path) -> anyhow::Result<()> {
 }
 
 async fn wait_for(
-    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<moonbot::bus::Event>>,
+    events: &mut moonbot::bus::Subscription,
     wanted: impl Fn(&str) -> bool,
 ) -> anyhow::Result<()> {
     tokio::time::timeout(WAIT, async {

@@ -239,7 +239,7 @@ async fn post(stream: &mut TcpStream, request: &[u8]) -> anyhow::Result<()> {
 }
 
 async fn wait_for(
-    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<moonbot::bus::Event>>,
+    events: &mut moonbot::bus::Subscription,
     wanted: impl Fn(&str) -> bool,
 ) -> anyhow::Result<()> {
     tokio::time::timeout(WAIT, async {

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use moonbot::bus::Event;
+use moonbot::bus::{Event, Subscription};
 use moonbot::changes::{
     send_change, sendchange, ChangeMessage, GitPollerService, RunningSource, SendError,
     SendchangeArgs,
@@ -18,7 +18,6 @@ use moonbot::runtime::{Context, Control, Polls, Reconfigured, Service};
 use moonbot::script::ScriptHost;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -105,7 +104,7 @@ fn poller(ctx: &Context, index: usize) -> GitPollerService {
     }
 }
 
-async fn next_event(events: &mut broadcast::Receiver<Arc<Event>>) -> Arc<Event> {
+async fn next_event(events: &mut Subscription) -> Arc<Event> {
     tokio::time::timeout(WAIT, events.recv())
         .await
         .expect("an event in time")

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Map, Value};
-use tokio::sync::broadcast::Receiver;
 use tokio_util::sync::CancellationToken;
 
-use moonbot::bus::{Bus, Event};
+use moonbot::bus::{Bus, Subscription};
 use moonbot::config::build::{Schedule, SchedulerConfig};
 use moonbot::config::{self};
 use moonbot::data::{self, Resource};
@@ -123,7 +122,7 @@ async fn add_change(ctx: &Context, spec: ChangeSpec) -> i64 {
 }
 
 /// The next buildset announced within `within`, if any.
-async fn next_buildset(events: &mut Receiver<Arc<Event>>, within: Duration) -> Option<i64> {
+async fn next_buildset(events: &mut Subscription, within: Duration) -> Option<i64> {
     let wait = async {
         loop {
             let event = events.recv().await.expect("the bus is open");
@@ -136,7 +135,7 @@ async fn next_buildset(events: &mut Receiver<Arc<Event>>, within: Duration) -> O
     tokio::time::timeout(within, wait).await.ok()
 }
 
-async fn expect_buildset(events: &mut Receiver<Arc<Event>>) -> i64 {
+async fn expect_buildset(events: &mut Subscription) -> i64 {
     next_buildset(events, Duration::from_secs(10))
         .await
         .expect("a buildset is submitted")

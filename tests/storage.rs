@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use moonbot::bus::Bus;
+use moonbot::data::builds::{claim_and_add_build, BuildOn};
 use moonbot::db::{
     now, BuildsetSpec, ChangeSpec, Db, DbError, Dialect, MasterEvent, NewMessage, Refusal,
     SourceStampSpec,
@@ -313,10 +315,16 @@ async fn properties_past_one_statements_rows_are_all_stored(test: TestDb) {
         db.worker_id("local").await.unwrap(),
         db.master_id("master").await.unwrap(),
     );
-    let build =
-        moonbot::data::builds::add_build(db, builderid, requests[&builderid], workerid, masterid)
-            .await
-            .unwrap();
+    let on = BuildOn {
+        builderid,
+        workerid,
+        masterid,
+    };
+    let bus = Bus::default();
+    let build = claim_and_add_build(db, &bus, requests[&builderid], &on)
+        .await
+        .unwrap()
+        .expect("the request was pending");
     assert_eq!(build.number, 1);
     db.set_build_properties(build.buildid, &properties)
         .await
@@ -338,10 +346,10 @@ async fn properties_past_one_statements_rows_are_all_stored(test: TestDb) {
     );
     // The builder's next build is numbered after it.
     let (_, again) = db.add_buildset(&spec).await.unwrap();
-    let next =
-        moonbot::data::builds::add_build(db, builderid, again[&builderid], workerid, masterid)
-            .await
-            .unwrap();
+    let next = claim_and_add_build(db, &bus, again[&builderid], &on)
+        .await
+        .unwrap()
+        .expect("the request was pending");
     assert_eq!(next.number, 2);
 }
 

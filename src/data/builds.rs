@@ -12,7 +12,7 @@ use super::query::{
     bind_all, id_list, wanted_properties, Bind, Entity, FieldType as F, JsonField as J, JsonPage,
     Listing, Page, Query,
 };
-use super::{announce, Resource};
+use super::{announce_with, Resource};
 use super::{flag, opt_int, opt_time, projected, time};
 use crate::bus::Bus;
 use crate::db::{now, Batch, Db, DbError, DbResult};
@@ -683,41 +683,82 @@ pub async fn raw_lines(db: &Db, log: &RawLog, first: i64, last: i64) -> DbResult
 // event's message, so no read follows the write. On the engine's hot path every query is a
 // round trip to a database thread.
 
-/// A build just stored, with its message for `new`: the caller announces it once the
-/// build's properties are stored too.
+/// A build just stored, with its row for the message of `new`: the caller announces it
+/// once the build's properties are stored too.
 pub struct NewBuild {
     pub buildid: i64,
     pub number: i64,
-    pub message: Value,
+    row: AnyRow,
 }
 
-/// Stores a new build, numbered after the builder's last one, in one statement (so one
-/// write, atomic without a transaction of its own).
-pub async fn add_build(
+impl NewBuild {
+    /// Announces the build `new`.
+    pub fn announce(&self, bus: &Bus) -> DbResult<()> {
+        announce_with(bus, Resource::Build(self.buildid), "new", || {
+            build_json(&self.row)
+        })
+    }
+}
+
+/// What a claimed request becomes on a worker: `(builder, worker, master)` ids.
+pub struct BuildOn {
+    pub builderid: i64,
+    pub workerid: i64,
+    pub masterid: i64,
+}
+
+/// Claims pending request `brid` and stores its build in the same write, one round trip:
+/// the build only if the claim was this one. Announces the request `claimed` with the row
+/// the update returned, and answers the build; `None` when another claim got there first.
+pub async fn claim_and_add_build(
     db: &Db,
-    builderid: i64,
-    buildrequestid: i64,
-    workerid: i64,
-    masterid: i64,
-) -> DbResult<NewBuild> {
-    let sql = format!(
-        "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at, \
-         state_string) VALUES ((SELECT COALESCE(MAX(number), 0) + 1 FROM builds \
-         WHERE builderid = $1), $1, $2, $3, $4, $5, 'starting') RETURNING {BUILD_SELECT}"
-    );
-    let row = sqlx::query(&sql)
-        .bind(builderid)
-        .bind(buildrequestid)
-        .bind(workerid)
-        .bind(masterid)
-        .bind(now())
-        .fetch_one(&db.pool)
-        .await?;
-    Ok(NewBuild {
-        buildid: row.try_get(0)?,
-        number: row.try_get(1)?,
-        message: build_json(&row)?,
-    })
+    bus: &Bus,
+    brid: i64,
+    on: &BuildOn,
+) -> DbResult<Option<NewBuild>> {
+    let claimed_at = now();
+    let mut batch = Batch::new();
+    batch
+        .push(
+            format!(
+                "UPDATE buildrequests SET claimed_by_masterid = $1, claimed_at = $2 \
+                 WHERE id = $3 AND claimed_by_masterid IS NULL AND complete = 0 \
+                 RETURNING {BUILDREQUEST_SELECT}"
+            ),
+            vec![on.masterid.into(), claimed_at.into(), brid.into()],
+        )
+        .push(
+            // Numbered after the builder's last build in the statement itself.
+            format!(
+                "INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, \
+                 started_at, state_string) SELECT (SELECT COALESCE(MAX(number), 0) + 1 \
+                 FROM builds WHERE builderid = $1), $1, $2, $3, $4, $5, 'starting' \
+                 WHERE EXISTS (SELECT 1 FROM buildrequests WHERE id = $2 \
+                 AND claimed_by_masterid = $4 AND claimed_at = $5) RETURNING {BUILD_SELECT}"
+            ),
+            vec![
+                on.builderid.into(),
+                brid.into(),
+                on.workerid.into(),
+                on.masterid.into(),
+                claimed_at.into(),
+            ],
+        );
+    let mut rows = batch.run(db).await?.into_iter();
+    let (Some(mut claim), Some(mut build)) = (rows.next(), rows.next()) else {
+        return Ok(None);
+    };
+    let (Some(request), Some(build)) = (claim.pop(), build.pop()) else {
+        return Ok(None);
+    };
+    announce_with(bus, Resource::BuildRequest(brid), "claimed", || {
+        buildrequest_json(&request)
+    })?;
+    Ok(Some(NewBuild {
+        buildid: build.try_get(0)?,
+        number: build.try_get(1)?,
+        row: build,
+    }))
 }
 
 /// A step about to be added to a running build.
@@ -766,17 +807,18 @@ pub async fn add_step(db: &Db, bus: &Bus, step: &NewStep<'_>) -> DbResult<i64> {
         .first()
         .ok_or_else(|| DbError::NotFound(format!("the new step of build {}", step.buildid)))?;
     let stepid = row.try_get(0)?;
-    let message = step_json(row)?;
     if step.started.is_some() {
-        let mut pending = message.clone();
-        for field in ["started_at", "locks_acquired_at"] {
-            pending[field] = Value::Null;
-        }
-        pending["state_string"] = Value::from("pending");
-        announce(bus, Resource::Step(stepid), "new", pending);
-        announce(bus, Resource::Step(stepid), "started", message);
+        announce_with(bus, Resource::Step(stepid), "new", || {
+            let mut pending = step_json(row)?;
+            for field in ["started_at", "locks_acquired_at"] {
+                pending[field] = Value::Null;
+            }
+            pending["state_string"] = Value::from("pending");
+            Ok(pending)
+        })?;
+        announce_with(bus, Resource::Step(stepid), "started", || step_json(row))?;
     } else {
-        announce(bus, Resource::Step(stepid), "new", message);
+        announce_with(bus, Resource::Step(stepid), "new", || step_json(row))?;
     }
     Ok(stepid)
 }
@@ -792,8 +834,7 @@ pub async fn start_step(db: &Db, bus: &Bus, stepid: i64, state: &str) -> DbResul
         .bind(stepid)
         .fetch_one(&db.pool)
         .await?;
-    announce(bus, Resource::Step(stepid), "started", step_json(&row)?);
-    Ok(())
+    announce_with(bus, Resource::Step(stepid), "started", || step_json(&row))
 }
 
 /// Marks a step finished and announces it.
@@ -817,8 +858,7 @@ pub async fn finish_step(
         .bind(stepid)
         .fetch_one(&db.pool)
         .await?;
-    announce(bus, Resource::Step(stepid), "finished", step_json(&row)?);
-    Ok(())
+    announce_with(bus, Resource::Step(stepid), "finished", || step_json(&row))
 }
 
 /// Marks a build finished and announces it.
@@ -840,8 +880,9 @@ pub async fn finish_build(
         .bind(buildid)
         .fetch_one(&db.pool)
         .await?;
-    announce(bus, Resource::Build(buildid), "finished", build_json(&row)?);
-    Ok(())
+    announce_with(bus, Resource::Build(buildid), "finished", || {
+        build_json(&row)
+    })
 }
 
 /// Marks a build finished and, in the same write, completes its request `brid` and the
@@ -876,12 +917,14 @@ pub async fn finish_build_and_request(
         .push(complete_buildset_sql(), vec![now.into(), bsid.into()]);
     let rows = batch.run(db).await?;
     if let Some(build) = rows[0].first() {
-        let message = build_json(build)?;
-        announce(bus, Resource::Build(buildid), "finished", message);
+        announce_with(bus, Resource::Build(buildid), "finished", || {
+            build_json(build)
+        })?;
     }
     if let Some(request) = rows[1].first() {
-        let message = buildrequest_json(request)?;
-        announce(bus, Resource::BuildRequest(brid), "complete", message);
+        announce_with(bus, Resource::BuildRequest(brid), "complete", || {
+            buildrequest_json(request)
+        })?;
     }
     if let Some(buildset) = rows[2].first() {
         announce_complete_buildset(db, bus, bsid, buildset).await?;
@@ -893,6 +936,64 @@ pub async fn finish_build_and_request(
 mod tests {
     use super::*;
 
+    /// Claims a new request of builder 1 for master `masterid`, and answers its build.
+    async fn claimed_build(db: &Db, bus: &Bus, masterid: i64) -> Option<NewBuild> {
+        let brid: i64 = sqlx::query_scalar(
+            "INSERT INTO buildrequests (buildsetid, builderid, submitted_at) \
+             VALUES (1, 1, 0) RETURNING id",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        let on = BuildOn {
+            builderid: 1,
+            workerid: 1,
+            masterid,
+        };
+        claim_and_add_build(db, bus, brid, &on).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_another_master_claimed_first_gets_no_build_and_no_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
+        let bus = Bus::new(16);
+        let mut events = bus.subscribe();
+        let first = claimed_build(&db, &bus, 1).await.unwrap();
+        assert_eq!((first.buildid, first.number), (1, 1));
+        assert_eq!(
+            events.try_recv().unwrap().key,
+            "buildsets/1/builders/1/buildrequests/1/claimed"
+        );
+        let brid: i64 = sqlx::query_scalar(
+            "INSERT INTO buildrequests (buildsetid, builderid, submitted_at, claimed_by_masterid) \
+             VALUES (1, 1, 0, 3) RETURNING id",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        let on = BuildOn {
+            builderid: 1,
+            workerid: 1,
+            masterid: 2,
+        };
+        let mut events = bus.subscribe();
+        assert!(claim_and_add_build(&db, &bus, brid, &on)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(events.try_recv().is_err());
+        let builds: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM builds")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(builds, 1);
+        let second = claimed_build(&db, &bus, 1).await.unwrap();
+        assert_eq!(second.number, 2, "numbered after the builder's last build");
+    }
+
     #[tokio::test]
     async fn a_step_stored_started_is_announced_new_as_pending_then_started() {
         let dir = tempfile::tempdir().unwrap();
@@ -900,8 +1001,8 @@ mod tests {
             .await
             .unwrap();
         let bus = Bus::new(16);
+        let build = claimed_build(&db, &bus, 1).await.unwrap();
         let mut events = bus.subscribe();
-        let build = add_build(&db, 1, 1, 1, 1).await.unwrap();
         let new_step = NewStep {
             buildid: build.buildid,
             number: 0,

@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::query::{
     bind_all, id_list, wanted_properties, Bind, Entity, FieldType as F, Listing, Page, Query,
 };
-use super::{announce, flag, opt_int, opt_time, projected, time, Resource};
+use super::{announce, announce_with, flag, opt_int, opt_time, projected, time, Resource};
 use crate::bus::Bus;
 use crate::db::{now, Db, DbResult, StoredChange};
 use crate::model::{BuildResult, Change};
@@ -469,19 +469,22 @@ pub async fn complete_buildset(db: &Db, bus: &Bus, bsid: i64) -> DbResult<Option
 }
 
 /// Announces buildset `bsid` complete from the row [`complete_buildset_sql`] returned, and
-/// answers its result.
+/// answers its result. Its sourcestamps are read only when someone listens.
 pub(super) async fn announce_complete_buildset(
     db: &Db,
     bus: &Bus,
     bsid: i64,
     row: &AnyRow,
 ) -> DbResult<BuildResult> {
-    let message = buildset_with_sourcestamps(db, row).await?;
-    let results = message["results"]
-        .as_i64()
+    let results = row
+        .try_get::<Option<i64>, _>(6)?
         .and_then(BuildResult::from_code)
         .unwrap_or(BuildResult::Success);
-    announce(bus, Resource::Buildset(bsid), "complete", message);
+    let resource = Resource::Buildset(bsid);
+    if bus.wants_any(resource.key_shapes(), "complete") {
+        let message = buildset_with_sourcestamps(db, row).await?;
+        announce(bus, resource, "complete", message);
+    }
     Ok(results)
 }
 
@@ -611,32 +614,6 @@ pub async fn buildrequest(db: &Db, brid: i64, query: &Query) -> DbResult<Option<
     Ok(Some(item))
 }
 
-/// Claims pending request `brid` for `masterid` and announces it `claimed` with the row
-/// the update returned; false when another claim got there first.
-pub async fn claim_request(db: &Db, bus: &Bus, brid: i64, masterid: i64) -> DbResult<bool> {
-    let sql = format!(
-        "UPDATE buildrequests SET claimed_by_masterid = $1, claimed_at = $2 \
-         WHERE id = $3 AND claimed_by_masterid IS NULL AND complete = 0 \
-         RETURNING {BUILDREQUEST_SELECT}"
-    );
-    let Some(row) = sqlx::query(&sql)
-        .bind(masterid)
-        .bind(now())
-        .bind(brid)
-        .fetch_optional(&db.pool)
-        .await?
-    else {
-        return Ok(false);
-    };
-    announce(
-        bus,
-        Resource::BuildRequest(brid),
-        "claimed",
-        buildrequest_json(&row)?,
-    );
-    Ok(true)
-}
-
 /// Completes pending request `brid` with `results` and announces it with `event`, with
 /// the row the update returned. Answers its buildset, or `None` if it was not pending.
 pub async fn complete_request(
@@ -659,10 +636,10 @@ pub async fn complete_request(
     else {
         return Ok(None);
     };
-    let message = buildrequest_json(&row)?;
-    let bsid = row.try_get(1)?;
-    announce(bus, Resource::BuildRequest(brid), event, message);
-    Ok(Some(bsid))
+    announce_with(bus, Resource::BuildRequest(brid), event, || {
+        buildrequest_json(&row)
+    })?;
+    Ok(Some(row.try_get(1)?))
 }
 
 #[cfg(test)]

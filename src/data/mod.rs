@@ -66,10 +66,57 @@ pub async fn publish(db: &Db, bus: &Bus, resource: Resource, event: &str) -> DbR
 }
 
 /// Publishes `event` with a message the caller already holds in the resource's REST shape
-/// (a log writer knows its log's row), sparing `publish`'s read.
+/// (a log writer knows its log's row), sparing `publish`'s read. Only the keys some
+/// subscriber wants are sent.
 pub fn announce(bus: &Bus, resource: Resource, event: &str, message: Value) {
-    for path in event_paths(resource, &message) {
-        bus.publish(format!("{path}/{event}"), message.clone());
+    let mut keys = event_paths(resource, &message)
+        .into_iter()
+        .map(|path| format!("{path}/{event}"))
+        .filter(|key| bus.wants(key))
+        .collect::<Vec<_>>();
+    let Some(last) = keys.pop() else {
+        return;
+    };
+    for key in keys {
+        bus.publish(key, message.clone());
+    }
+    bus.publish(last, message);
+}
+
+/// [`announce`] with the message `make` makes, called only when some subscriber may want
+/// the event: most events of a build have no subscriber, and their JSON would be made for
+/// nothing.
+pub fn announce_with(
+    bus: &Bus,
+    resource: Resource,
+    event: &str,
+    make: impl FnOnce() -> DbResult<Value>,
+) -> DbResult<()> {
+    if bus.wants_any(resource.key_shapes(), event) {
+        announce(bus, resource, event, make()?);
+    }
+    Ok(())
+}
+
+impl Resource {
+    /// Its routing keys' paths ([`event_paths`]) with `*` for each id.
+    pub fn key_shapes(self) -> &'static [&'static str] {
+        match self {
+            Resource::Change(_) => &["changes/*"],
+            Resource::Buildset(_) => &["buildsets/*"],
+            Resource::BuildRequest(_) => &[
+                "buildsets/*/builders/*/buildrequests/*",
+                "buildrequests/*",
+                "builders/*/buildrequests/*",
+            ],
+            Resource::Build(_) => &["builders/*/builds/*", "builds/*", "workers/*/builds/*"],
+            Resource::Step(_) => &["builds/*/steps/*", "steps/*"],
+            Resource::Log(_) => &["logs/*", "steps/*/logs/*"],
+            Resource::Worker(_) => &["workers/*"],
+            Resource::Builder(_) => &["builders/*"],
+            Resource::Master(_) => &["masters/*"],
+            Resource::Scheduler(_) => &["schedulers/*"],
+        }
     }
 }
 
@@ -196,8 +243,39 @@ mod tests {
             (Resource::Scheduler(8), json!({}), vec!["schedulers/8"]),
         ];
         for (resource, message, expected) in cases {
-            assert_eq!(event_paths(resource, &message), expected, "{resource:?}");
+            let paths = event_paths(resource, &message);
+            assert_eq!(paths, expected, "{resource:?}");
+            for path in paths {
+                let shaped = resource.key_shapes().iter().any(|shape| {
+                    let parts = shape.split('/').zip(path.split('/'));
+                    shape.split('/').count() == path.split('/').count()
+                        && parts.into_iter().all(|(s, p)| s == "*" || s == p)
+                });
+                assert!(shaped, "{resource:?}: {path}");
+            }
         }
+    }
+
+    #[test]
+    fn an_event_no_subscriber_wants_has_no_message_made_and_no_key_sent() {
+        let bus = Bus::new(16);
+        let made = std::cell::Cell::new(0);
+        let make = || {
+            made.set(made.get() + 1);
+            Ok(json!({"buildid": 7, "builderid": 2, "number": 5, "workerid": 3}))
+        };
+        announce_with(&bus, Resource::Build(7), "finished", make).unwrap();
+        let mut events = bus.subscribe_to(crate::bus::Topics::Only(&["builds/*/finished"]));
+        announce_with(&bus, Resource::Build(7), "new", make).unwrap();
+        announce_with(&bus, Resource::Step(9), "finished", make).unwrap();
+        assert_eq!(made.get(), 0);
+        announce_with(&bus, Resource::Build(7), "finished", make).unwrap();
+        assert_eq!(made.get(), 1);
+        assert_eq!(events.try_recv().unwrap().key, "builds/7/finished");
+        assert!(
+            events.try_recv().is_err(),
+            "the build's other keys are not sent"
+        );
     }
 
     #[tokio::test]

@@ -10,10 +10,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::build::ValueOrFunction;
 use crate::config::build::{StepCommon, StepConfig};
 use crate::data::builds::{
-    add_build, add_step, finish_build, finish_build_and_request, finish_step, start_step, NewBuild,
-    NewStep,
+    add_step, finish_build, finish_build_and_request, finish_step, start_step, NewBuild, NewStep,
 };
-use crate::data::{announce, publish, Resource};
+use crate::data::{publish, Resource};
 use crate::db::{DbResult, PendingRequest};
 use crate::model::{BuildResult, Properties};
 use crate::runtime::Context;
@@ -42,25 +41,10 @@ pub struct BuildPlan {
     pub stop: CancellationToken,
 }
 
-/// Runs a build to its end and returns its result. Storage errors end the build with
-/// EXCEPTION after logging them; they never leave it hanging.
-pub async fn run(ctx: Context, plan: BuildPlan) -> BuildResult {
-    let new = match add_build(
-        &ctx.db,
-        plan.builderid,
-        plan.request.id,
-        plan.workerid,
-        ctx.masterid,
-    )
-    .await
-    {
-        Ok(new) => new,
-        Err(error) => {
-            tracing::error!(builder = %plan.builder_name, "cannot store a new build: {error}");
-            let _ = ctx.db.unclaim_requests(&[plan.request.id]).await;
-            return BuildResult::Exception;
-        }
-    };
+/// Runs build `new` (stored with its request's claim) to its end and returns its result.
+/// Storage errors end the build with EXCEPTION after logging them; they never leave it
+/// hanging.
+pub async fn run(ctx: Context, plan: BuildPlan, new: NewBuild) -> BuildResult {
     let buildid = new.buildid;
     let results = match execute(&ctx, &plan, new).await {
         Ok(results) => results,
@@ -103,18 +87,14 @@ async fn make_builder_dir(plan: &BuildPlan) -> std::io::Result<()> {
 }
 
 async fn execute(ctx: &Context, plan: &BuildPlan, new: NewBuild) -> DbResult<BuildResult> {
-    let NewBuild {
-        buildid,
-        number,
-        message,
-    } = new;
+    let (buildid, number) = (new.buildid, new.number);
     let bsid = plan.request.buildsetid;
     let sourcestamps = ctx.db.buildset_sourcestamps(bsid).await?;
     let properties = build_properties(ctx, plan, number, &sourcestamps, bsid).await?;
     ctx.db.set_build_properties(buildid, &properties).await?;
     // What storage holds, so only changed properties are written again.
     let mut stored = properties.clone();
-    announce(&ctx.bus, Resource::Build(buildid), "new", message);
+    new.announce(&ctx.bus)?;
     tracing::debug!(builder = %plan.builder_name, number, worker = %plan.worker_name, "build started");
 
     let build = RunningBuild {

@@ -19,9 +19,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use build::BuildPlan;
 
+use crate::bus::Topics;
 use crate::config::build::{BuilderConfig, CollapseRequests, StepConfig, WorkerKind};
 use crate::config::{same_options, MasterConfig};
-use crate::data::changes::{claim_request, complete_buildset, complete_request};
+use crate::data::builds::{claim_and_add_build, BuildOn, NewBuild};
+use crate::data::changes::{complete_buildset, complete_request};
 use crate::data::{publish, Resource};
 use crate::db::{BuildsetSpec, DbError};
 use crate::db::{DbResult, PendingRequest};
@@ -368,7 +370,10 @@ impl Engine {
         mut reconfigs: mpsc::Receiver<Reconfigure>,
         grace: Duration,
     ) {
-        let mut events = self.ctx.bus.subscribe();
+        let mut events = self
+            .ctx
+            .bus
+            .subscribe_to(Topics::Only(&["buildrequests/*/new"]));
         let mut builds: JoinSet<Finished> = JoinSet::new();
         let shutdown = self.ctx.shutdown.clone();
         self.start_builds(&mut builds).await;
@@ -704,10 +709,15 @@ impl Engine {
                 }
             };
             let ctx = &self.ctx;
-            if !claim_request(&ctx.db, &ctx.bus, request.id, ctx.masterid).await? {
+            let on = BuildOn {
+                builderid,
+                workerid: self.workers[&worker_name].id,
+                masterid: ctx.masterid,
+            };
+            let Some(new) = claim_and_add_build(&ctx.db, &ctx.bus, request.id, &on).await? else {
                 continue;
-            }
-            self.spawn_build(name, &worker_name, request, builds);
+            };
+            self.spawn_build(name, &worker_name, request, new, builds);
         }
         Ok(())
     }
@@ -717,6 +727,7 @@ impl Engine {
         builder: &str,
         worker_name: &str,
         request: PendingRequest,
+        new: NewBuild,
         builds: &mut JoinSet<Finished>,
     ) {
         let builder = &self.builders[builder];
@@ -757,7 +768,7 @@ impl Engine {
         );
         let ctx = self.ctx.clone();
         builds.spawn(async move {
-            build::run(ctx, plan).await;
+            build::run(ctx, plan, new).await;
             Finished {
                 buildrequestid: request.id,
             }

@@ -3,14 +3,12 @@
 //! it waits for are kept in its state (`upstream_bsids`), so one that completes while the
 //! master is down is still followed at the next start.
 
-use std::sync::Arc;
-
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{next_event, next_update, priority, store, submit, Registered, Request, Stamp, Update};
-use crate::bus::Event;
+use crate::bus::{Subscription, Topics};
 use crate::config::build::{DependentScheduler, SchedulerConfig};
 use crate::db::DbResult;
 use crate::model::BuildResult;
@@ -28,7 +26,10 @@ pub(super) async fn start(
     config: DependentScheduler,
     updates: mpsc::Receiver<Update>,
 ) -> DbResult<JoinHandle<()>> {
-    let events = service.ctx.bus.subscribe();
+    let events = service
+        .ctx
+        .bus
+        .subscribe_to(Topics::Only(&["buildsets/*/new", "buildsets/*/complete"]));
     let object = service.state_object(&config.base.name);
     let dependent = Dependent {
         service,
@@ -45,11 +46,7 @@ impl Dependent {
         &self.config.base.name
     }
 
-    async fn run(
-        mut self,
-        mut events: broadcast::Receiver<Arc<Event>>,
-        mut updates: mpsc::Receiver<Update>,
-    ) {
+    async fn run(mut self, mut events: Subscription, mut updates: mpsc::Receiver<Update>) {
         let stop = self.service.stop.clone();
         loop {
             tokio::select! {

@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::Event;
+use crate::bus::{Event, Subscription, Topics};
 use crate::config::build::{CodebaseDefaults, SchedulerBase, SchedulerConfig, ValueOrFunction};
 use crate::config::same_options;
 use crate::data::{self, Resource};
@@ -543,7 +543,7 @@ const CATCH_UP_PAGE: i64 = 500;
 /// order they were stored, so when the scheduler falls behind the bus and misses events,
 /// the changes after the last it saw are read from storage: none is lost.
 struct ChangeFeed {
-    events: broadcast::Receiver<Arc<Event>>,
+    events: Subscription,
     /// The newest change handed out (at first, the newest stored at subscription).
     last: i64,
     /// The newest change read from storage after events were missed: the events of
@@ -558,7 +558,7 @@ struct ChangeFeed {
 impl ChangeFeed {
     /// Listens first, then notes the newest change stored, so that none falls between.
     async fn subscribe(ctx: &Context) -> DbResult<ChangeFeed> {
-        let events = ctx.bus.subscribe();
+        let events = ctx.bus.subscribe_to(Topics::Only(&["changes/*/new"]));
         Ok(ChangeFeed {
             events,
             last: ctx.db.last_change_id().await?,
@@ -623,10 +623,7 @@ impl ChangeFeed {
 
 /// Waits for the next bus event; `None` when the bus is gone. Missed events are logged:
 /// the bus keeps a bounded backlog, and a scheduler that falls that far behind loses them.
-async fn next_event(
-    events: &mut broadcast::Receiver<Arc<Event>>,
-    scheduler: &str,
-) -> Option<Arc<Event>> {
+async fn next_event(events: &mut Subscription, scheduler: &str) -> Option<Arc<Event>> {
     loop {
         match events.recv().await {
             Ok(event) => return Some(event),

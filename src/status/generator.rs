@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::snapshot;
-use crate::bus::Event;
+use crate::bus::{Subscription, Topics};
 use crate::config::status::MailMode;
 use crate::db::{Db, DbResult};
 use crate::model::{BuildInfo, BuildResult};
@@ -95,7 +95,11 @@ pub fn spawn<R: Reporter>(
 ) -> JoinHandle<()> {
     // Subscribed before the task starts: an event published as soon as the target is
     // started (a build starting) is not missed.
-    let events = ctx.bus.subscribe();
+    let events = ctx.bus.subscribe_to(Topics::Only(&[
+        "builds/*/new",
+        "builds/*/finished",
+        "buildsets/*/complete",
+    ]));
     let generator = Generator {
         ctx,
         name,
@@ -144,7 +148,7 @@ struct Progress {
 }
 
 impl<R: Reporter> Generator<R> {
-    async fn run(self, mut events: broadcast::Receiver<Arc<Event>>, stop: CancellationToken) {
+    async fn run(self, mut events: Subscription, stop: CancellationToken) {
         let mut streams = Vec::with_capacity(3);
         // Starts first: a build that started and finished meanwhile is caught up as
         // finished only, its start no longer news.

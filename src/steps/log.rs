@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::data::{announce, Resource};
+use crate::data::{announce_with, Resource};
 use crate::db::DbResult;
 use crate::runtime::Context;
 
@@ -103,15 +103,18 @@ impl LogWriter {
 
     /// Publishes the log as it now is. The writer knows its row, so nothing is read back.
     fn announce(&self, event: &str, complete: bool) {
-        let message = json!({
-            "logid": self.logid,
-            "name": self.name,
-            "slug": self.slug,
-            "stepid": self.stepid,
-            "complete": complete,
-            "num_lines": self.num_lines,
-            "type": if self.stdio { "s" } else { "t" },
-        });
-        announce(&self.ctx.bus, Resource::Log(self.logid), event, message);
+        let message = || {
+            Ok(json!({
+                "logid": self.logid,
+                "name": self.name,
+                "slug": self.slug,
+                "stepid": self.stepid,
+                "complete": complete,
+                "num_lines": self.num_lines,
+                "type": if self.stdio { "s" } else { "t" },
+            }))
+        };
+        // Making the message cannot fail.
+        let _ = announce_with(&self.ctx.bus, Resource::Log(self.logid), event, message);
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{StepOutcome, StepRun};
+use crate::bus::Topics;
 use crate::config::build::TriggerStep;
 use crate::db::SourceStampSpec;
 use crate::model::{BuildResult, Properties};
@@ -29,7 +30,10 @@ impl StepRun<'_> {
             properties.set(name.clone(), build.render(value).await?, "Trigger");
         }
         // Subscribe before triggering, so no completion can be missed.
-        let mut events = build.ctx.bus.subscribe();
+        let mut events = build
+            .ctx
+            .bus
+            .subscribe_to(Topics::Only(&["buildsets/*/complete"]));
         let mut waiting = Vec::new();
         for name in &step.scheduler_names {
             let request = TriggerRequest {

@@ -23,7 +23,7 @@ use self::message::{Attachment, Mail, MessageText};
 use self::smtp::SmtpTransport;
 use super::generator::{Finished, Report, Reporter, Wanted};
 use super::Pipeline;
-use crate::bus::Event;
+use crate::bus::{Subscription, Topics};
 use crate::config::same_options;
 use crate::config::status::{AddLogs, DomainLookup, EmailLookup, MailNotifierConfig};
 use crate::db::NewMessage;
@@ -53,7 +53,7 @@ impl Service for MailNotifier {
         let stop_missing_workers = CancellationToken::new();
         let missing_workers = tokio::spawn(mail_missing_workers(
             ctx.clone(),
-            ctx.bus.subscribe(),
+            ctx.bus.subscribe_to(Topics::Only(&["workers/*/missing"])),
             pipeline.subscribe(),
             pipeline.waker(),
             stop_missing_workers.clone(),
@@ -96,7 +96,7 @@ impl Service for MailNotifier {
 /// worker's `notify_on_missing` addresses, through the outbox.
 async fn mail_missing_workers(
     ctx: Context,
-    mut events: broadcast::Receiver<Arc<Event>>,
+    mut events: Subscription,
     mailer: watch::Receiver<Arc<Mailer>>,
     wake: Arc<Notify>,
     stop: CancellationToken,

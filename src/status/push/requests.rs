@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::PushReporter;
+use crate::bus::Topics;
 use crate::db::{Db, DbResult};
 use crate::model::BuildResult;
 use crate::runtime::Context;
@@ -69,7 +70,10 @@ async fn follow<R: PushReporter>(
     stop: CancellationToken,
 ) {
     // Subscribed before catching up, so nothing falls between the two.
-    let mut events = ctx.bus.subscribe();
+    let mut events = ctx.bus.subscribe_to(Topics::Only(&[
+        "buildrequests/*/new",
+        "buildrequests/*/cancel",
+    ]));
     let mut seen = Watermark::load(&ctx.db, &name).await;
     let report = |brid: i64, what: RequestEvent| {
         let reporter = current.borrow().clone();
