@@ -6,7 +6,7 @@
 
 use sqlx::AnyConnection;
 
-use super::{Db, DbResult};
+use super::{Batch, Db, DbResult};
 
 /// What happened to a worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +65,29 @@ impl MasterEvent {
 }
 
 impl Db {
+    /// Marks master `masterid` up: active, its last reconfig `started`, and its `started`
+    /// event, in one round trip to the database.
+    pub async fn record_master_started(&self, masterid: i64) -> DbResult<()> {
+        let now = super::now();
+        let mut batch = Batch::new();
+        batch
+            .push(
+                "UPDATE masters SET active = 1, last_active = $1, last_reconfig = $2 \
+                 WHERE id = $3",
+                vec![now.into(), "started".into(), masterid.into()],
+            )
+            .push(
+                "INSERT INTO master_events (masterid, event, at) VALUES ($1, $2, $3)",
+                vec![
+                    masterid.into(),
+                    MasterEvent::Started.as_str().into(),
+                    now.into(),
+                ],
+            );
+        batch.run(self).await?;
+        Ok(())
+    }
+
     /// Records `event` of master `masterid` as happening now.
     pub async fn record_master_event(&self, masterid: i64, event: MasterEvent) -> DbResult<()> {
         sqlx::query("INSERT INTO master_events (masterid, event, at) VALUES ($1, $2, $3)")

@@ -29,8 +29,19 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 use thiserror::Error;
+
+/// Connections to a SQLite database at most. sqlx returns a connection to its pool only
+/// after a round trip to its thread (a ping), so concurrent REST reads keep four busy: with
+/// two, `/api/v2/builds?limit=50` under wrk answered half as many requests.
+const SQLITE_CONNECTIONS: u32 = 4;
+
+/// How long a SQLite connection stays open unused. Each is a thread, a page cache and a
+/// parsed schema; an idle master holds none, and the next statement opens one (about a
+/// millisecond). sqlx checks every this often, so a connection goes one to two of these
+/// after its last statement.
+pub const SQLITE_IDLE: Duration = Duration::from_secs(1);
 
 /// Embedded migrations, applied in order at start; a migration is never edited once landed.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -89,31 +100,41 @@ impl Db {
         let (dialect, url) = sqlx_url(db_url, basedir)?;
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = match dialect {
-            // SQLite takes one writer at a time; a few connections serve the readers.
+            // SQLite takes one writer at a time; a second connection serves a reader while
+            // the other writes. Each connection is a thread with its own page cache and
+            // its own copy of the schema.
             Dialect::Sqlite => AnyPoolOptions::new()
-                .max_connections(4)
+                .max_connections(SQLITE_CONNECTIONS)
+                // An in-memory database lives as long as a connection to it: keep one.
+                .min_connections(u32::from(url == MEMORY))
+                .idle_timeout((url != MEMORY).then_some(SQLITE_IDLE))
                 // A file cannot drop a connection: no ping round trip before each query.
                 .test_before_acquire(false)
+                // What SQLite forgets when a connection closes, in one round trip.
                 .after_connect(|conn, _| {
                     Box::pin(async move {
-                        conn.execute("PRAGMA journal_mode=WAL").await?;
-                        conn.execute("PRAGMA synchronous=NORMAL").await?;
-                        conn.execute("PRAGMA busy_timeout=10000").await?;
+                        conn.execute("PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000")
+                            .await?;
                         Ok(())
                     })
                 }),
             Dialect::Postgres => AnyPoolOptions::new().max_connections(8),
         }
         .acquire_timeout(Duration::from_secs(30))
-        .connect_with(options)
-        .await?;
-        let db = Db {
+        // Opened by the first acquire, which then checks the migrations.
+        .connect_lazy_with(options);
+        let mut conn = pool.acquire().await?;
+        if dialect == Dialect::Sqlite {
+            // Kept in the file: once set, every later connection finds it.
+            conn.execute("PRAGMA journal_mode=WAL").await?;
+            tokio::spawn(open_second_connection(pool.clone()));
+        }
+        migrate(&mut conn, dialect).await?;
+        Ok(Db {
             pool,
             dialect,
             change_queue: Default::default(),
-        };
-        db.migrate().await?;
-        Ok(db)
+        })
     }
 
     /// Closes every connection, SQLite's write-ahead log emptied first: left full, the next
@@ -138,31 +159,63 @@ impl Db {
             Dialect::Postgres => self.pool.begin().await?,
         })
     }
+}
 
-    async fn migrate(&self) -> DbResult<()> {
-        self.pool
-            .execute("CREATE TABLE IF NOT EXISTS moonbot_migrations (version BIGINT PRIMARY KEY)")
-            .await?;
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM moonbot_migrations")
-            .fetch_all(&self.pool)
-            .await?;
-        for (version, sql) in MIGRATIONS {
-            if applied.contains(version) {
-                continue;
-            }
-            let mut tx = self.begin_write().await?;
-            for statement in split_statements(&self.dialect.schema(sql)) {
-                tx.execute(statement.as_str()).await?;
-            }
-            sqlx::query("INSERT INTO moonbot_migrations (version) VALUES ($1)")
-                .bind(version)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        }
-        Ok(())
+/// Opens the pool's second SQLite connection while the first checks the migrations, and
+/// has it read the schema (any statement on a table does): sqlx puts a connection back
+/// in its pool only after a round trip to its thread, so the statement after the
+/// migrations finds none idle and would wait for this one to open and read the schema.
+async fn open_second_connection(pool: AnyPool) {
+    if let Ok(mut conn) = pool.acquire().await {
+        // A new database has no table yet; nothing is lost then.
+        let _ = conn
+            .execute("SELECT version FROM moonbot_migrations LIMIT 0")
+            .await;
     }
 }
+
+/// Applies the migrations the database has not seen; a current one costs one read.
+async fn migrate(conn: &mut AnyConnection, dialect: Dialect) -> DbResult<()> {
+    let applied = match applied_migrations(conn).await {
+        Ok(applied) => applied,
+        // A new database. Any other error is met again by the second read.
+        Err(_) => {
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS moonbot_migrations (version BIGINT PRIMARY KEY)",
+            )
+            .await?;
+            applied_migrations(conn).await?
+        }
+    };
+    for (version, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        // SQLite takes the write lock up front, as `Db::begin_write` does.
+        let mut tx = match dialect {
+            Dialect::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => conn.begin().await?,
+        };
+        for statement in split_statements(&dialect.schema(sql)) {
+            tx.execute(statement.as_str()).await?;
+        }
+        sqlx::query("INSERT INTO moonbot_migrations (version) VALUES ($1)")
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+async fn applied_migrations(conn: &mut AnyConnection) -> DbResult<Vec<i64>> {
+    Ok(sqlx::query_scalar("SELECT version FROM moonbot_migrations")
+        .fetch_all(conn)
+        .await?)
+}
+
+/// sqlx's URL of an in-memory SQLite database (`sqlite:///:memory:`).
+const MEMORY: &str = "sqlite::memory:";
 
 /// Turns a Buildbot-style `db_url` into the URL sqlx understands.
 fn sqlx_url(db_url: &str, basedir: &Path) -> DbResult<(Dialect, String)> {
@@ -176,7 +229,7 @@ fn sqlx_url(db_url: &str, basedir: &Path) -> DbResult<(Dialect, String)> {
             let path = rest.strip_prefix('/').unwrap_or(rest);
             let (path, _query) = path.split_once('?').unwrap_or((path, ""));
             let file = if path == ":memory:" {
-                return Ok((Dialect::Sqlite, "sqlite::memory:".into()));
+                return Ok((Dialect::Sqlite, MEMORY.into()));
             } else {
                 basedir.join(path)
             };
@@ -291,12 +344,43 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn migrations_apply_once() {
+    async fn every_sqlite_connection_writes_ahead_syncs_normally_and_waits_for_locks() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open("sqlite:///state.sqlite", dir.path())
             .await
             .unwrap();
-        db.migrate().await.unwrap();
+        // Both connections at once: the second is opened after the journal mode was set.
+        let mut first = db.pool.acquire().await.unwrap();
+        let mut second = db.pool.acquire().await.unwrap();
+        for conn in [&mut first, &mut second] {
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            let busy_timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!(
+                (mode.as_str(), synchronous, busy_timeout),
+                ("wal", 1, 10_000)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn migrations_apply_once() {
+        let dir = tempfile::tempdir().unwrap();
+        Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM moonbot_migrations")
             .fetch_one(&db.pool)
             .await

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::Bus;
 use crate::changes::RunningSource;
 use crate::data;
-use crate::db::{Db, MasterEvent};
+use crate::db::Db;
 use crate::engine::{Engine, Reconfigure, SHUTDOWN_GRACE};
 use crate::runtime::{Context, Control, PollRequest, Polls, Service, SharedConfig};
 use crate::schedulers::RunningScheduler;
@@ -138,12 +138,7 @@ impl Master {
         let engine = tokio::spawn(engine.run(requests, engine_reconfig_receiver, SHUTDOWN_GRACE));
         let web_address = web.as_ref().and_then(|listener| listener.local_addr().ok());
         let web = web.map(|listener| tokio::spawn(www::serve(context.clone(), listener)));
-        context.db.set_master_active(context.masterid, true).await?;
-        context.db.set_last_reconfig(masterid, "started").await?;
-        context
-            .db
-            .record_master_event(masterid, MasterEvent::Started)
-            .await?;
+        context.db.record_master_started(masterid).await?;
         let (reconfig_sender, reconfig_receiver) = mpsc::channel(1);
         tracing::info!(basedir = %context.basedir.display(), "master started");
         Ok(Master {

@@ -12,8 +12,10 @@
 //! 40% more CPU per request (the worker and SQLite threads then share arena locks): not
 //! taken.
 
-/// How long after `Master::start` the services have done what they do once at start.
-pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long after `Master::start` the services have done what they do once at start, and
+/// the SQLite connections the start used have been closed (`db::SQLITE_IDLE`), their page
+/// caches freed.
+pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Gives the heap memory start-up freed back to the system (`malloc_trim`).
 pub fn release_start_up_pages() {
