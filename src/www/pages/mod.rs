@@ -1009,7 +1009,8 @@ async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery)
 }
 
 /// `/waterfall`: a column per builder, a row per build, newest on top; the builds
-/// [`selected_builds`] picks, `num_events` of them at most `num_events_max`.
+/// [`selected_builds`] would pick, `num_events` of them at most `num_events_max`, read with
+/// only what their cells show.
 /// `failures_only=true` keeps the builders that are failing now ([`failing`]).
 /// Events show in time order among the builds (the spec's default; `show_events=false`
 /// hides them): the connects and disconnects of the workers serving each builder, in its
@@ -1023,7 +1024,18 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
         columns = failing(&pages, columns).await?;
     }
     let show_events = flag(&args, "show_events", true)?;
-    let builds = selected_builds(&pages, &args, &columns, num_events, false, &[]).await?;
+    let builds = {
+        let branches = all_arguments(&args, "branch");
+        let (started_from, started_until) = time_window(&args)?;
+        let selection = store::Selection {
+            started_from,
+            started_until,
+            branches: &branches,
+            ..Default::default()
+        };
+        let builderids = column_ids(&columns);
+        store::newest_build_cells(&pages.context.db, &builderids, &selection, num_events).await?
+    };
     let window = ["show_time", "first_time", "last_time"]
         .iter()
         .any(|name| argument(&args, name).is_some());
@@ -1031,14 +1043,11 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
     let mut events = if show_events {
         // A full page of builds ends at its oldest: events before it would not show.
         let oldest = (builds.len() == num_events)
-            .then(|| builds.last().and_then(|b| b["started_at"].as_i64()))
+            .then(|| builds.last().map(|b| b.started_at))
             .flatten();
         let (first_time, last_time) = time_window(&args)?;
         let from = first_time.max(oldest);
-        let builderids: Vec<i64> = columns
-            .iter()
-            .filter_map(|c| c["builderid"].as_i64())
-            .collect();
+        let builderids = column_ids(&columns);
         let db = &pages.context.db;
         let mut events = store::worker_events(db, &builderids, from, last_time, num_events).await?;
         events.extend(store::master_events(db, from, last_time, num_events).await?);
@@ -1052,11 +1061,20 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
     let mut rows: Vec<Value> = Vec::with_capacity(builds.len() + events.len());
     for build in builds {
         // Builds tell their start in whole seconds: an event of the same second goes below.
-        let started = build["started_at"].as_i64().unwrap_or_default();
+        let started = build.started_at;
         while let Some(event) = events.next_if(|e| e.at as i64 > started) {
             rows.push(event_row(event, column_of, columns.len()));
         }
-        let column = build["builderid"].as_i64().and_then(column_of);
+        let column = column_of(build.builderid);
+        let build = object! {
+            "buildid": build.id,
+            "number": build.number,
+            "builderid": build.builderid,
+            "started_at": build.started_at,
+            "complete": build.complete,
+            "results": build.results,
+            "state_string": build.state_string,
+        };
         rows.push(object! { "build": build, "column": column });
     }
     rows.extend(events.map(|event| event_row(event, column_of, columns.len())));
@@ -1233,10 +1251,7 @@ async fn selected_build_ids(
 ) -> Result<Vec<i64>, PageError> {
     let branches = all_arguments(args, "branch");
     let (first_time, last_time) = time_window(args)?;
-    let builderids: Vec<i64> = columns
-        .iter()
-        .filter_map(|c| c["builderid"].as_i64())
-        .collect();
+    let builderids = column_ids(columns);
     let selection = store::Selection {
         finished,
         results,
@@ -1246,6 +1261,14 @@ async fn selected_build_ids(
         properties: &[],
     };
     Ok(store::newest_builds(&pages.context.db, &builderids, &selection, limit).await?)
+}
+
+/// The ids of the builders a page shows.
+fn column_ids(columns: &[Value]) -> Vec<i64> {
+    columns
+        .iter()
+        .filter_map(|c| c["builderid"].as_i64())
+        .collect()
 }
 
 /// The seconds the waterfall's URL asks to show, `(first, last)`: `first_time=` and
