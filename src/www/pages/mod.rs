@@ -521,9 +521,13 @@ async fn builder_page(
             pending.retain(|r| matching.contains(&&r["buildrequestid"]));
         }
     }
+    // 0.8 looked at the builder's last 200 finished builds for matches (`max_search`); as
+    // many as the page shows when it shows more.
+    let searched = numbuilds.max(PROPERTY_SEARCH);
     let selection = store::Selection {
         finished: true,
         properties: &wanted,
+        among_newest: (!wanted.is_empty()).then_some(searched),
         ..Default::default()
     };
     let ids = store::newest_builds(&pages.context.db, &[builderid], &selection, numbuilds).await?;
@@ -562,11 +566,16 @@ async fn builder_page(
             "numbuilds": numbuilds,
             "more_href": href_with(&args, "numbuilds", &(numbuilds * 2).to_string()),
             "filters": filters,
+            "searched": searched,
             "can": can,
             "force_schedulers": force_schedulers,
         },
     )
 }
+
+/// The finished builds a builder page's `property.NAME=VALUE` filters look through, newest
+/// first, when the page shows fewer: 0.8's `generateFinishedBuilds(max_search=200)`.
+const PROPERTY_SEARCH: usize = 200;
 
 /// Whether an item's properties (`name -> [value, source]`) have each wanted value, as
 /// [`store::property_texts`] reads it.
@@ -1258,7 +1267,7 @@ async fn selected_build_ids(
         started_from: first_time,
         started_until: last_time,
         branches: &branches,
-        properties: &[],
+        ..Default::default()
     };
     Ok(store::newest_builds(&pages.context.db, &builderids, &selection, limit).await?)
 }

@@ -33,6 +33,9 @@ pub struct Selection<'a> {
     pub branches: &'a [&'a str],
     /// Builds with each of these properties (`name`, value as [`property_texts`] reads it).
     pub properties: &'a [(&'a str, &'a str)],
+    /// Only among each builder's newest this many builds that the other conditions keep:
+    /// bounds the builds whose properties are looked at when few match.
+    pub among_newest: Option<usize>,
 }
 
 /// Placeholders and their values, numbered as they are added.
@@ -212,19 +215,30 @@ async fn newest_rows(
         let mark = binds.add(Bind::Int(last + 1));
         conditions.push_str(&format!(" AND started_at < {mark}"));
     }
-    conditions.push_str(&on_branches(&mut binds, selection.branches));
+    let mut on_properties = on_branches(&mut binds, selection.branches);
     for (name, wanted) in selection.properties {
-        conditions.push_str(&on_property(&mut binds, name, property_texts(wanted)));
+        on_properties.push_str(&on_property(&mut binds, name, property_texts(wanted)));
     }
     per_id(
         db,
         builderids,
         &binds,
-        |builder| {
-            format!(
+        |builder| match selection.among_newest {
+            // The newest builds first, then their properties: the properties of at most
+            // `among` builds are looked at, however few match.
+            Some(among) => format!(
+                "SELECT {columns} FROM (SELECT * FROM builds WHERE builderid = {builder}\
+                 {conditions} ORDER BY id DESC LIMIT {among}) AS builds{} \
+                 ORDER BY id DESC LIMIT {each}",
+                on_properties
+                    .strip_prefix(" AND ")
+                    .map(|all| format!(" WHERE {all}"))
+                    .unwrap_or_default()
+            ),
+            None => format!(
                 "SELECT {columns} FROM builds WHERE builderid = {builder}\
-                 {conditions} ORDER BY id DESC LIMIT {each}"
-            )
+                 {conditions}{on_properties} ORDER BY id DESC LIMIT {each}"
+            ),
         },
         |union| format!("SELECT {columns} FROM {union} ORDER BY id DESC LIMIT {limit}"),
     )
