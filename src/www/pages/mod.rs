@@ -205,6 +205,16 @@ impl From<minijinja::Error> for PageError {
     }
 }
 
+impl From<tokio::task::JoinError> for PageError {
+    fn from(error: tokio::task::JoinError) -> PageError {
+        tracing::error!(%error, "web page rendering stopped");
+        PageError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "internal error".into(),
+        }
+    }
+}
+
 type PageResult = Result<Response, PageError>;
 
 impl IntoResponse for PageError {
@@ -227,12 +237,16 @@ fn html_headers() -> [(header::HeaderName, &'static str); 1] {
 impl Pages {
     /// Renders a page for the visitor of the request being served: every page shows who
     /// is logged in (or how to log in) and its forms carry the session's CSRF token.
-    fn page(&self, template: &str, values: Value) -> PageResult {
+    async fn page(&self, template: &str, values: Value) -> PageResult {
         self.render_as(template, "text/html; charset=utf-8", values)
+            .await
     }
 
-    /// A template rendered with the values every page has, served as `content_type`.
-    fn render_as(
+    /// A template rendered with the values every page has, served as `content_type`. The
+    /// rendering runs on a blocking thread: a big page takes milliseconds of CPU, which on
+    /// the runtime's thread would hold back every task behind it, the event streams that
+    /// carry a finished build to open pages among them.
+    async fn render_as(
         &self,
         template: &str,
         content_type: &'static str,
@@ -263,7 +277,10 @@ impl Pages {
                 json!(web_config(&self.context).provide_feeds),
             );
         }
-        let text = self.templates.render(template, values)?;
+        let templates = self.templates.clone();
+        let template = template.to_string();
+        let text =
+            tokio::task::spawn_blocking(move || templates.render(&template, values)).await??;
         Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
     }
 }
@@ -317,13 +334,15 @@ fn query(entity: &Entity, pairs: &[(&str, String)]) -> Query {
 async fn welcome(State(pages): State<Pages>, Extension(visitor): Extension<Visitor>) -> PageResult {
     let caller = Caller::new(&pages.context, visitor.user.as_deref());
     let can_shutdown = caller.may(AuthzAction::CleanShutdown, None).await;
-    pages.page("root.html", json!({ "can_shutdown": can_shutdown }))
+    pages
+        .page("root.html", json!({ "can_shutdown": can_shutdown }))
+        .await
 }
 
 async fn about(State(pages): State<Pages>) -> PageResult {
     pages.page("about.html",
         json!({ "version": env!("CARGO_PKG_VERSION"), "basedir": pages.context.basedir.display().to_string() }),
-    )
+    ).await
 }
 
 /// Every builder with its last finished build, the builds it runs and what is queued.
@@ -342,7 +361,9 @@ async fn builders_page(
         "stop_all": caller.may(AuthzAction::StopAllBuilds, None).await,
         "cancel_all": caller.may(AuthzAction::CancelAllPendingBuilds, None).await,
     });
-    pages.page("builders.html", object! { "builders": rows, "can": can })
+    pages
+        .page("builders.html", object! { "builders": rows, "can": can })
+        .await
 }
 
 /// Each builder's row: `builder`, `last` (its last finished build), `running`, `pending`
@@ -558,19 +579,21 @@ async fn builder_page(
     });
     let force_schedulers =
         forceschedulers::forceschedulers(&pages.context.config.current(), Some(&name));
-    pages.page(
-        "builder.html",
-        object! {
-            "summary": summary,
-            "builds": builds,
-            "numbuilds": numbuilds,
-            "more_href": href_with(&args, "numbuilds", &(numbuilds * 2).to_string()),
-            "filters": filters,
-            "searched": searched,
-            "can": can,
-            "force_schedulers": force_schedulers,
-        },
-    )
+    pages
+        .page(
+            "builder.html",
+            object! {
+                "summary": summary,
+                "builds": builds,
+                "numbuilds": numbuilds,
+                "more_href": href_with(&args, "numbuilds", &(numbuilds * 2).to_string()),
+                "filters": filters,
+                "searched": searched,
+                "can": can,
+                "force_schedulers": force_schedulers,
+            },
+        )
+        .await
 }
 
 /// The finished builds a builder page's `property.NAME=VALUE` filters look through, newest
@@ -643,17 +666,19 @@ async fn build_page(
     } else {
         false
     };
-    pages.page(
-        "build.html",
-        json!({
-            "can_stop": can_stop,
-            "builder": builder_json,
-            "build": build,
-            "steps": rows,
-            "worker": worker,
-            "properties": properties,
-        }),
-    )
+    pages
+        .page(
+            "build.html",
+            json!({
+                "can_stop": can_stop,
+                "builder": builder_json,
+                "build": build,
+                "steps": rows,
+                "worker": worker,
+                "properties": properties,
+            }),
+        )
+        .await
 }
 
 /// A step a URL names, by number or name.
@@ -685,10 +710,12 @@ async fn step_page(
     let step = find_step(&pages, &builder, &number, &step).await?;
     let stepid = step["stepid"].as_i64().unwrap_or_default();
     let logs = builds::logs(&pages.context.db, stepid, &query(&builds::LOG, &[])).await?;
-    pages.page(
-        "step.html",
-        json!({ "builder": builder, "number": number, "step": step, "logs": logs.items }),
-    )
+    pages
+        .page(
+            "step.html",
+            json!({ "builder": builder, "number": number, "step": step, "logs": logs.items }),
+        )
+        .await
 }
 
 /// `/buildstatus?builder=NAME&number=N`: a build's steps top to bottom, in the
@@ -721,10 +748,12 @@ async fn build_status(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pa
         let logs = builds::logs(db, stepid, &query(&builds::LOG, &[])).await?;
         rows.push(json!({ "step": step, "logs": logs.items }));
     }
-    pages.page(
-        "buildstatus.html",
-        json!({ "builder": builder, "build": build, "steps": rows }),
-    )
+    pages
+        .page(
+            "buildstatus.html",
+            json!({ "builder": builder, "build": build, "steps": rows }),
+        )
+        .await
 }
 
 /// The log a URL names, with its step.
@@ -784,21 +813,23 @@ async fn log_page(
     let html = ansi::log_html(&text, log_type);
     let earlier = (first > 0).then(|| (first - LOG_PAGE_LINES).max(0));
     let later = (last + 1 < num_lines).then_some(last + 1);
-    pages.page(
-        "log.html",
-        json!({
-            "builder": builder,
-            "number": number,
-            "step": step_json,
-            "log": log_json,
-            "lines": html,
-            "first": first,
-            "last": last,
-            "earlier": earlier,
-            "later": later,
-            "last_page": last_page,
-        }),
-    )
+    pages
+        .page(
+            "log.html",
+            json!({
+                "builder": builder,
+                "number": number,
+                "step": step_json,
+                "log": log_json,
+                "lines": html,
+                "first": first,
+                "last": last,
+                "earlier": earlier,
+                "later": later,
+                "last_page": last_page,
+            }),
+        )
+        .await
 }
 
 /// A log as plain text, streamed in pieces: stdio lines without their channel, no escape
@@ -854,7 +885,7 @@ async fn changes_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pa
     for change in &listing.items {
         rows.push(render::change_links(&pages.context, &web, change).await);
     }
-    pages.page("changes.html", json!({ "changes": rows }))
+    pages.page("changes.html", json!({ "changes": rows })).await
 }
 
 async fn change_page(
@@ -883,16 +914,18 @@ async fn change_page(
         .into_iter()
         .map(|build| with_builder_name(build, &names))
         .collect();
-    pages.page(
-        "change.html",
-        json!({
-            "change": render::change_links(&pages.context, &web, &change).await,
-            "builds": builds,
-            "can_stop": Caller::new(&pages.context, visitor.user.as_deref())
-                .may(AuthzAction::StopChange, None)
-                .await,
-        }),
-    )
+    pages
+        .page(
+            "change.html",
+            json!({
+                "change": render::change_links(&pages.context, &web, &change).await,
+                "builds": builds,
+                "can_stop": Caller::new(&pages.context, visitor.user.as_deref())
+                    .may(AuthzAction::StopChange, None)
+                    .await,
+            }),
+        )
+        .await
 }
 
 /// Builder names by id, for pages that list builds of several builders.
@@ -952,10 +985,12 @@ async fn workers_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pa
             worker
         })
         .collect();
-    pages.page(
-        "workers.html",
-        json!({ "workers": rows, "show_builders": show_builders }),
-    )
+    pages
+        .page(
+            "workers.html",
+            json!({ "workers": rows, "show_builders": show_builders }),
+        )
+        .await
 }
 
 /// `/workers/NAME`: a worker, its state, and the controls this visitor may use.
@@ -970,7 +1005,9 @@ async fn worker_page(
         "pause": caller.may(AuthzAction::PauseSlave, Some(&worker)).await,
         "shutdown": caller.may(AuthzAction::GracefulShutdown, Some(&worker)).await,
     });
-    pages.page("worker.html", json!({ "worker": worker, "can": can }))
+    pages
+        .page("worker.html", json!({ "worker": worker, "can": can }))
+        .await
 }
 
 /// `/one_line_per_build`: the last builds of every builder (or of `builder=`), newest
@@ -1006,15 +1043,17 @@ async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery)
         .rev()
         .map(|build| with_builder_name(build, &names))
         .collect();
-    pages.page(
-        "one_line_per_build.html",
-        object! {
-            "builds": rows,
-            "builders": wanted,
-            "numbuilds": numbuilds,
-            "more_href": href_with(&args, "numbuilds", &(numbuilds * 2).to_string()),
-        },
-    )
+    pages
+        .page(
+            "one_line_per_build.html",
+            object! {
+                "builds": rows,
+                "builders": wanted,
+                "numbuilds": numbuilds,
+                "more_href": href_with(&args, "numbuilds", &(numbuilds * 2).to_string()),
+            },
+        )
+        .await
 }
 
 /// `/waterfall`: a column per builder, a row per build, newest on top; the builds
@@ -1099,7 +1138,7 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
             "more_href": href_with(&args, "num_events", &(num_events * 2).to_string()),
             "events_href": href_with(&args, "show_events", if show_events { "false" } else { "true" }),
         },
-    )
+    ).await
 }
 
 /// A waterfall row of an event: its time, what happened and to which worker if any, and
@@ -1359,7 +1398,9 @@ async fn one_box_per_builder(State(pages): State<Pages>, RawQuery(raw): RawQuery
             json!({ "builder": builder, "last": last })
         })
         .collect();
-    pages.page("one_box_per_builder.html", object! { "boxes": boxes })
+    pages
+        .page("one_box_per_builder.html", object! { "boxes": boxes })
+        .await
 }
 
 async fn robots(State(pages): State<Pages>) -> Response {
