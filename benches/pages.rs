@@ -171,15 +171,28 @@ async fn run() -> anyhow::Result<()> {
         master.context.shutdown.cancel();
         return master.wait().await;
     }
-    let delays = watch_builds_end(&master, &format!("http://{address}/waterfall")).await?;
+    let seen = watch_builds_end(&master, &format!("http://{address}/waterfall")).await?;
     println!(
         "build end to its colour in an open /waterfall (headless Chromium, {WATCHED} builds): {}",
-        delays
-            .iter()
-            .map(|ms| format!("{ms:.0} ms"))
+        seen.iter()
+            .map(|s| format!("{:.0} ms", s.colour))
             .collect::<Vec<_>>()
             .join(", ")
     );
+    for s in &seen {
+        let fetches: Vec<String> = s
+            .fetches
+            .iter()
+            .map(|(start, end)| format!("{start:.0}..{end:.0}"))
+            .collect();
+        println!(
+            "  on the bus at {:.1} ms, green at {:.0} ms by {}; the page's fetches (ms): [{}]",
+            s.bus,
+            s.colour,
+            s.by,
+            fetches.join(", ")
+        );
+    }
     master.context.shutdown.cancel();
     master.wait().await
 }
@@ -342,55 +355,124 @@ async fn multiply_history(pool: &AnyPool, copies: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One watched build's end, in milliseconds after `complete_at` was stored (the time the
+/// build's row was written, which precedes its commit).
+struct Seen {
+    /// On the master's bus (`builds/N/finished`), as a subscriber in the master's process
+    /// sees it.
+    bus: f64,
+    /// Green in the page.
+    colour: f64,
+    /// Whether the page turned it green from the event (`recolour`) or from a page it fetched.
+    by: String,
+    /// The fetches of the page under way from 300 ms before the end: start and end.
+    fetches: Vec<(f64, f64)>,
+}
+
 /// Opens `/waterfall` in headless Chromium, then submits a change `WATCHED` times and
 /// measures, for builder b01's build of it, the time from its end (`complete_at` in
-/// storage) to the page showing it green (a MutationObserver in the page notes the time).
-/// Both clocks are this machine's.
-async fn watch_builds_end(master: &Master, url: &str) -> anyhow::Result<Vec<f64>> {
+/// storage) to the page showing it green (a MutationObserver in the page notes the time,
+/// and whether a class changed or a fetched page replaced the link), with the time the
+/// master's bus carried the end and the page's fetches around it. Both clocks are this
+/// machine's.
+async fn watch_builds_end(master: &Master, url: &str) -> anyhow::Result<Vec<Seen>> {
     let (_driver, client, _profile) = browser().await?;
     client.goto(url).await?;
     let pool = &master.context.db.pool;
-    let mut delays = Vec::new();
-    for n in 0..WATCHED {
-        let number: i64 = sqlx::query_scalar(
-            "SELECT MAX(number) + 1 FROM builds JOIN builders ON builders.id = builds.builderid \
-             WHERE builders.name = 'b01'",
-        )
+    let builderid: i64 = sqlx::query_scalar("SELECT id FROM builders WHERE name = 'b01'")
         .fetch_one(pool)
         .await?;
+    let mut seen = Vec::new();
+    for n in 0..WATCHED {
+        let number: i64 =
+            sqlx::query_scalar("SELECT MAX(number) + 1 FROM builds WHERE builderid = $1")
+                .bind(builderid)
+                .fetch_one(pool)
+                .await?;
         let selector = format!("a.result.success[href='/builders/b01/builds/{number}']");
         client
             .execute(
-                "window.turnedAt = null; var selector = arguments[0];
-                 new MutationObserver(function (m, observer) {
-                   if (document.querySelector(selector)) { window.turnedAt = Date.now(); observer.disconnect(); }
+                "window.turnedAt = null; window.turnedBy = null; var selector = arguments[0];
+                 performance.clearResourceTimings();
+                 new MutationObserver(function (records, observer) {
+                   var link = document.querySelector(selector);
+                   if (!link) return;
+                   window.turnedAt = Date.now();
+                   window.turnedBy = records.some(function (r) {
+                     return r.type === 'attributes' && r.target === link;
+                   }) ? 'recolour' : 'fetch';
+                   observer.disconnect();
                  }).observe(document.body, { childList: true, subtree: true, attributes: true, attributeFilter: ['class'] });",
                 vec![json!(selector)],
             )
             .await?;
+        let mut bus = master.context.bus.subscribe();
+        let on_bus = tokio::spawn(async move {
+            while let Ok(event) = bus.recv().await {
+                if event.key.ends_with("/finished")
+                    && event.key.starts_with("builds/")
+                    && event.message["builderid"] == builderid
+                    && event.message["number"] == number
+                {
+                    return Some(epoch_ms());
+                }
+            }
+            None
+        });
         submit_change(master, CHANGES + n).await?;
         client
             .wait()
             .at_most(Duration::from_secs(30))
             .for_element(Locator::Css(&selector))
             .await?;
-        let turned = client.execute("return window.turnedAt;", vec![]).await?;
-        let turned = turned
+        let page = client
+            .execute(
+                "return [window.turnedAt, window.turnedBy,
+                   performance.getEntriesByType('resource')
+                     .filter(function (e) { return e.initiatorType === 'fetch'; })
+                     .map(function (e) { return [performance.timeOrigin + e.startTime, performance.timeOrigin + e.responseEnd]; })];",
+                vec![],
+            )
+            .await?;
+        let turned = page[0]
             .as_f64()
             .ok_or_else(|| anyhow::anyhow!("the page turned green before it was watched"))?;
         let ended: f64 = sqlx::query_scalar(
-            "SELECT builds.complete_at FROM builds JOIN builders ON builders.id = builds.builderid \
-             WHERE builders.name = 'b01' AND builds.number = $1",
+            "SELECT complete_at FROM builds WHERE builderid = $1 AND number = $2",
         )
+        .bind(builderid)
         .bind(number)
         .fetch_one(pool)
         .await?;
-        delays.push(turned - ended * 1000.0);
+        let ended = ended * 1000.0;
+        let bus = tokio::time::timeout(Duration::from_secs(5), on_bus)
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("the bus closed before build {number} ended"))?;
+        let fetches = page[2]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| Some((f[0].as_f64()? - ended, f[1].as_f64()? - ended)))
+            .filter(|(_, end)| *end > -300.0)
+            .collect();
+        seen.push(Seen {
+            bus: bus - ended,
+            colour: turned - ended,
+            by: page[1].as_str().unwrap_or("?").to_string(),
+            fetches,
+        });
         // The other builders' builds of the change end before the next one is watched.
         wait_for_builds(pool, STORED + (n + 1) * BUILDERS).await?;
     }
     client.close().await?;
-    Ok(delays)
+    Ok(seen)
+}
+
+/// Now, in milliseconds since the epoch.
+fn epoch_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |t| t.as_secs_f64() * 1000.0)
 }
 
 /// Flags Chromium needs to run headless as root in a container, with nothing of its own

@@ -549,3 +549,32 @@ async fn a_successful_reconfig_shows_on_the_waterfall_in_every_column_unless_eve
     let hidden = page("?show_events=false").await;
     assert!(!hidden.contains("class=\"event\""), "{hidden}");
 }
+
+/// `c['eventHorizon']` bounds a master's stored events from its start, and a reconfig that
+/// changes it applies to the events written after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_horizon_keeps_the_newest_master_events_and_a_reconfig_changes_it() {
+    let mut master = TestMaster::start(&config(SLOW, "c['eventHorizon'] = 2")).await;
+    let kept = |master: &TestMaster| {
+        let pool = master.context.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT event FROM master_events ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(kept(&master).await, ["started"]);
+    for _ in 0..2 {
+        assert!(master.reconfig().await.ok);
+    }
+    assert_eq!(kept(&master).await, ["reconfig", "reconfig"]);
+    std::fs::write(
+        master.dir().join("master.cfg.lua"),
+        config(SLOW, "c['eventHorizon'] = 3"),
+    )
+    .unwrap();
+    assert!(master.reconfig().await.ok);
+    assert!(master.reconfig().await.ok);
+    assert_eq!(kept(&master).await, ["reconfig", "reconfig", "reconfig"]);
+}

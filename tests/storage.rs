@@ -152,6 +152,7 @@ on_both_databases!(
     the_outbox_keeps_messages_until_sent,
     properties_past_one_statements_rows_are_all_stored,
     worker_connects_and_disconnects_and_master_events_are_recorded_with_their_time,
+    only_the_newest_event_horizon_events_of_each_worker_and_master_are_kept,
     the_pages_own_reads_answer_on_this_database,
 );
 
@@ -286,6 +287,73 @@ async fn worker_connects_and_disconnects_and_master_events_are_recorded_with_the
         .await,
         0
     );
+}
+
+/// `c['eventHorizon']` bounds the events stored: the newest of each worker and of each
+/// master are kept, older ones deleted as each new one is written, whether one worker's
+/// state changes or every worker of a master is found disconnected.
+async fn only_the_newest_event_horizon_events_of_each_worker_and_master_are_kept(test: TestDb) {
+    let db = &test.db;
+    db.set_event_horizon(3);
+    let (worker, other) = (
+        db.worker_id("w1").await.unwrap(),
+        db.worker_id("w2").await.unwrap(),
+    );
+    let (master, other_master) = (
+        db.master_id("m1").await.unwrap(),
+        db.master_id("m2").await.unwrap(),
+    );
+    for _ in 0..3 {
+        db.set_worker_connected(worker, Some(master)).await.unwrap();
+        db.set_worker_connected(worker, None).await.unwrap();
+    }
+    db.set_worker_connected(other, Some(master)).await.unwrap();
+    db.set_worker_connected(worker, Some(master)).await.unwrap();
+    let events_of = |workerid: i64| async move {
+        sqlx::query_scalar::<_, String>(
+            "SELECT event FROM worker_events WHERE workerid = $1 ORDER BY id",
+        )
+        .bind(workerid)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        events_of(worker).await,
+        ["connect", "disconnect", "connect"]
+    );
+    assert_eq!(events_of(other).await, ["connect"]);
+    db.disconnect_workers_of(master).await.unwrap();
+    assert_eq!(
+        events_of(worker).await,
+        ["disconnect", "connect", "disconnect"]
+    );
+    assert_eq!(events_of(other).await, ["connect", "disconnect"]);
+    for _ in 0..4 {
+        db.record_master_event(master, MasterEvent::Reconfig)
+            .await
+            .unwrap();
+    }
+    db.record_master_event(other_master, MasterEvent::Started)
+        .await
+        .unwrap();
+    db.record_master_event(master, MasterEvent::Started)
+        .await
+        .unwrap();
+    let master_events: Vec<(i64, String)> =
+        sqlx::query_as("SELECT masterid, event FROM master_events ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let of = |masterid: i64| -> Vec<&str> {
+        master_events
+            .iter()
+            .filter(|(m, _)| *m == masterid)
+            .map(|(_, e)| e.as_str())
+            .collect()
+    };
+    assert_eq!(of(master), ["reconfig", "reconfig", "started"]);
+    assert_eq!(of(other_master), ["started"]);
 }
 
 /// Build and buildset properties are written many rows to a statement: more than one

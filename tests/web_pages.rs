@@ -935,6 +935,58 @@ async fn property_filters_find_the_matching_builds_older_than_the_last_numbuilds
     .is_empty());
 }
 
+/// A rare property value cannot make a builder page read the builder's whole history: the
+/// filters look through the last 200 finished builds (0.8's `max_search`), or as many as
+/// `numbuilds` asks when it is more.
+#[tokio::test(flavor = "multi_thread")]
+async fn property_filters_look_only_through_the_last_200_finished_builds() {
+    let site = Site::start(CONFIG).await;
+    for owner in ["ann", "ben"] {
+        let bsid = submit(
+            &site.master,
+            &["mac"],
+            &[("owner", serde_json::json!(owner))],
+        )
+        .await;
+        complete(&site.master, bsid).await;
+    }
+    // Ben's build, 199 times more: ann's is then the 201st newest.
+    let pool = &site.master.context.db.pool;
+    sqlx::query(
+        "WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM k WHERE n < 199) \
+         INSERT INTO builds (number, builderid, buildrequestid, workerid, masterid, started_at, \
+         complete_at, locks_duration_s, state_string, results) SELECT number + n, builderid, \
+         buildrequestid, workerid, masterid, started_at, complete_at, locks_duration_s, \
+         state_string, results FROM builds, k WHERE number = 2",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO build_properties (buildid, name, value, source) SELECT b.id, p.name, \
+         p.value, p.source FROM builds b, build_properties p, builds ben \
+         WHERE ben.number = 2 AND p.buildid = ben.id AND b.number > 2",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let page = site.page("/builders/mac?property.owner=ann").await;
+    assert!(!page.contains(r#"href="/builders/mac/builds/1""#), "{page}");
+    assert!(
+        page.contains("among the last 200 finished builds"),
+        "the page says how far it looked: {page}"
+    );
+    let page = site
+        .page("/builders/mac?property.owner=ann&numbuilds=201")
+        .await;
+    assert!(page.contains(r#"href="/builders/mac/builds/1""#), "{page}");
+    let page = site.page("/builders/mac?property.owner=ben").await;
+    assert!(
+        page.contains(r#"href="/builders/mac/builds/201""#),
+        "{page}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn property_filters_choose_a_builders_builds() {
     let site = Site::start(CONFIG).await;

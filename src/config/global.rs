@@ -39,10 +39,10 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "outbox",
     "collapseRequests",
     "mergeRequests",
+    "eventHorizon",
     // Accepted so a translated master.cfg loads, but not implemented yet.
     "changeHorizon",
     "buildHorizon",
-    "eventHorizon",
     "logHorizon",
     "buildCacheSize",
     "changeCacheSize",
@@ -68,7 +68,6 @@ pub const GLOBAL_KEYS: &[&str] = &[
 const UNIMPLEMENTED_KEYS: &[&str] = &[
     "changeHorizon",
     "buildHorizon",
-    "eventHorizon",
     "logHorizon",
     "buildCacheSize",
     "changeCacheSize",
@@ -126,6 +125,10 @@ pub struct MasterConfig {
     /// `c['outbox'] = {retryDelay=SECONDS, maxRetryDelay=SECONDS, giveUpAfter=SECONDS}`: how
     /// status targets retry delivery.
     pub outbox: RetryPolicy,
+    /// `c['eventHorizon']`: the events (a worker's connects and disconnects, a master's
+    /// starts and reconfigs) kept of each worker and each master; older ones are deleted as
+    /// new ones are written.
+    pub event_horizon: usize,
     /// `c['status']` and `c['services']`, with `c['www']` as a WebStatus among them.
     pub status: Vec<StatusTarget>,
     /// Lists that held an object whose own errors were reported: cross-checks against such a
@@ -323,6 +326,7 @@ pub(super) fn read(
         msgpack_port: ports.msgpack,
         script_limits: read_script_limits(&keys),
         outbox: read_outbox_policy(&keys),
+        event_horizon: read_event_horizon(&keys),
         workers,
         builders,
         collapse_requests: read_collapse_requests(&keys),
@@ -499,6 +503,29 @@ fn read_outbox_policy(keys: &KeyReader) -> RetryPolicy {
         );
     }
     policy
+}
+
+/// Buildbot 0.8's default `c['eventHorizon']`.
+pub const DEFAULT_EVENT_HORIZON: usize = 50;
+
+/// `c['eventHorizon']`: a whole number of events, at least 1 (0.8 sliced its list with it, so
+/// 0 kept everything and a negative number dropped the newest: neither is meant).
+fn read_event_horizon(keys: &KeyReader) -> usize {
+    match keys.get::<f64>("eventHorizon") {
+        None => DEFAULT_EVENT_HORIZON,
+        Some(value) if value >= 1.0 && value.fract() == 0.0 && value <= u32::MAX as f64 => {
+            value as usize
+        }
+        Some(value) => {
+            keys.error(
+                "eventHorizon",
+                format!(
+                    "c['eventHorizon'] must be a whole number of events, at least 1, got {value}"
+                ),
+            );
+            DEFAULT_EVENT_HORIZON
+        }
+    }
 }
 
 /// The worker ports of `c['protocols']` and `c['slavePortnum']`.

@@ -4,9 +4,13 @@
 //! events and the state they tell of cannot disagree; and the master starting or taking a
 //! new config.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use sqlx::AnyConnection;
 
 use super::{Batch, Db, DbResult};
+use crate::config::DEFAULT_EVENT_HORIZON;
 
 /// What happened to a worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,22 +29,77 @@ impl WorkerEvent {
     }
 }
 
-/// Records, as happening now, `event` of each worker `which` selects: a condition on
-/// `workers` whose one parameter, `$3`, is `value` (`id = $3`).
+/// The workers an event happened to.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Workers {
+    /// The worker of this id.
+    One(i64),
+    /// Those attached to this master.
+    AttachedTo(i64),
+}
+
+impl Workers {
+    /// The condition on `workers` selecting them, with `mark` for the id.
+    fn condition(self, mark: &str) -> String {
+        match self {
+            Workers::One(_) => format!("id = {mark}"),
+            Workers::AttachedTo(_) => format!("connected_masterid = {mark}"),
+        }
+    }
+
+    fn id(self) -> i64 {
+        match self {
+            Workers::One(id) | Workers::AttachedTo(id) => id,
+        }
+    }
+}
+
+/// How many events of each worker and of each master are kept (`c['eventHorizon']`), shared
+/// by every clone of a `Db` and changed by a reconfig.
+#[derive(Clone, Debug)]
+pub(super) struct Horizon(Arc<AtomicUsize>);
+
+impl Default for Horizon {
+    fn default() -> Self {
+        Horizon(Arc::new(AtomicUsize::new(DEFAULT_EVENT_HORIZON)))
+    }
+}
+
+impl Horizon {
+    fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed) as i64
+    }
+}
+
+/// Records, as happening now, `event` of `workers`, and deletes their events beyond the
+/// newest `horizon`: in the caller's transaction, so that storage never holds more than
+/// the horizon and one for a worker, and pruning costs a walk over those few rows.
 pub(super) async fn record(
     conn: &mut AnyConnection,
     event: WorkerEvent,
-    which: &str,
-    value: i64,
+    workers: Workers,
+    horizon: &Horizon,
 ) -> DbResult<()> {
     let sql = format!(
         "INSERT INTO worker_events (workerid, event, at) SELECT id, $1, $2 FROM workers \
-         WHERE {which}"
+         WHERE {}",
+        workers.condition("$3")
     );
     sqlx::query(&sql)
         .bind(event.as_str())
         .bind(super::now())
-        .bind(value)
+        .bind(workers.id())
+        .execute(&mut *conn)
+        .await?;
+    let sql = format!(
+        "DELETE FROM worker_events WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() \
+         OVER (PARTITION BY workerid ORDER BY at DESC, id DESC) AS newer FROM worker_events \
+         WHERE workerid IN (SELECT id FROM workers WHERE {})) AS ranked WHERE newer > $2)",
+        workers.condition("$1")
+    );
+    sqlx::query(&sql)
+        .bind(workers.id())
+        .bind(horizon.get())
         .execute(conn)
         .await?;
     Ok(())
@@ -64,9 +123,21 @@ impl MasterEvent {
     }
 }
 
+/// Deletes master `$1`'s events beyond the newest `$2`.
+const PRUNE_MASTER_EVENTS: &str = "DELETE FROM master_events WHERE id IN (SELECT id FROM \
+     (SELECT id, ROW_NUMBER() OVER (ORDER BY at DESC, id DESC) AS newer FROM master_events \
+     WHERE masterid = $1) AS ranked WHERE newer > $2)";
+
 impl Db {
+    /// Keeps `events` events of each worker and each master from the next one written on
+    /// (`c['eventHorizon']`, at least 1).
+    pub fn set_event_horizon(&self, events: usize) {
+        self.event_horizon.0.store(events.max(1), Ordering::Relaxed);
+    }
+
     /// Marks master `masterid` up: active, its last reconfig `started`, and its `started`
-    /// event, in one round trip to the database.
+    /// event with its events beyond the newest `c['eventHorizon']` deleted, in one round
+    /// trip to the database.
     pub async fn record_master_started(&self, masterid: i64) -> DbResult<()> {
         let now = super::now();
         let mut batch = Batch::new();
@@ -83,19 +154,31 @@ impl Db {
                     MasterEvent::Started.as_str().into(),
                     now.into(),
                 ],
+            )
+            .push(
+                PRUNE_MASTER_EVENTS,
+                vec![masterid.into(), self.event_horizon.get().into()],
             );
         batch.run(self).await?;
         Ok(())
     }
 
-    /// Records `event` of master `masterid` as happening now.
+    /// Records `event` of master `masterid` as happening now, and deletes its events beyond
+    /// the newest `c['eventHorizon']`, in one transaction.
     pub async fn record_master_event(&self, masterid: i64, event: MasterEvent) -> DbResult<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO master_events (masterid, event, at) VALUES ($1, $2, $3)")
             .bind(masterid)
             .bind(event.as_str())
             .bind(super::now())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query(PRUNE_MASTER_EVENTS)
+            .bind(masterid)
+            .bind(self.event_horizon.get())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

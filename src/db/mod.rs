@@ -90,6 +90,8 @@ pub struct Db {
     pub dialect: Dialect,
     /// Changes waiting to be committed together (`add_changes`).
     change_queue: std::sync::Arc<changes::ChangeQueue>,
+    /// `c['eventHorizon']`, read as events are written.
+    event_horizon: events::Horizon,
 }
 
 impl Db {
@@ -134,6 +136,7 @@ impl Db {
             pool,
             dialect,
             change_queue: Default::default(),
+            event_horizon: Default::default(),
         })
     }
 

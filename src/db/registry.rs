@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::events::{self, WorkerEvent};
+use super::events::{self, WorkerEvent, Workers};
 use super::{Db, DbResult};
 
 impl Db {
@@ -142,7 +142,7 @@ impl Db {
             Some(_) => WorkerEvent::Connect,
             None => WorkerEvent::Disconnect,
         };
-        events::record(&mut tx, event, "id = $3", workerid).await?;
+        events::record(&mut tx, event, Workers::One(workerid), &self.event_horizon).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -177,8 +177,14 @@ impl Db {
     /// finds them: their disconnect is recorded as happening now, when it is known.
     pub async fn disconnect_workers_of(&self, masterid: i64) -> DbResult<()> {
         let mut tx = self.begin_write().await?;
-        let which = "connected_masterid = $3";
-        events::record(&mut tx, WorkerEvent::Disconnect, which, masterid).await?;
+        let workers = Workers::AttachedTo(masterid);
+        events::record(
+            &mut tx,
+            WorkerEvent::Disconnect,
+            workers,
+            &self.event_horizon,
+        )
+        .await?;
         sqlx::query("UPDATE workers SET connected_masterid = NULL WHERE connected_masterid = $1")
             .bind(masterid)
             .execute(&mut *tx)

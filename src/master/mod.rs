@@ -79,6 +79,7 @@ impl Master {
         let db = Db::open(&config.db_url, basedir)
             .await
             .with_context(|| format!("cannot open the database {}", config.db_url))?;
+        db.set_event_horizon(config.event_horizon);
         let script = ScriptHost::start(loaded.lua, config.script_limits)?;
         let masterid = db.master_id(&master_name(basedir)).await?;
         let (control, requests) = Control::channel();

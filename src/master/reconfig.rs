@@ -162,6 +162,7 @@ impl Master {
         }
         let config = Arc::new(loaded.config);
         ctx.config.replace(config.clone());
+        ctx.db.set_event_horizon(config.event_horizon);
 
         let mut diff = Diff::default();
         let mut failures = Vec::new();

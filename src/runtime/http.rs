@@ -67,6 +67,11 @@ pub async fn serve_bounded(listener: TcpListener, app: Router, shutdown: Cancell
                 }
             },
         };
+        // Responses go out as written: an event stream's small writes would otherwise wait
+        // (Nagle) for the client's delayed ACK of the one before, up to 40 ms and more.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a web connection");
+        }
         let app = TowerToHyperService::new(app.clone());
         // The client's address, for handlers and the access log (`ConnectInfo`).
         let service = service_fn(move |mut request: hyper::Request<Incoming>| {

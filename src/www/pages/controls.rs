@@ -310,6 +310,7 @@ pub async fn ping(
             "ping.html",
             json!({ "builder": builder, "answers": answers }),
         )
+        .await
         .map_err(page_error)
 }
 
@@ -439,7 +440,10 @@ pub async fn clean_shutdown(
         .clean_shutdown(Some(true))
         .await
         .map_err(page_error)?;
-    pages.page("shutdown.html", json!({})).map_err(page_error)
+    pages
+        .page("shutdown.html", json!({}))
+        .await
+        .map_err(page_error)
 }
 
 /// `GET /login`: the login form, which comes back to `then=PATH`.
@@ -453,6 +457,7 @@ pub async fn login_form(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> 
             "login.html",
             json!({ "then": then, "failed": false, "available": available }),
         )
+        .await
         .map_err(page_error)
 }
 
@@ -473,6 +478,7 @@ pub async fn login(State(pages): State<Pages>, body: Bytes) -> Answer {
                 "login.html",
                 json!({ "then": then, "failed": true, "available": authz.auth.is_some() }),
             )
+            .await
             .map_err(page_error)?;
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return Ok(response);
@@ -534,5 +540,8 @@ pub async fn users(
             "no user {uid}: this master stores no users"
         ))));
     }
-    pages.page("users.html", json!({})).map_err(page_error)
+    pages
+        .page("users.html", json!({}))
+        .await
+        .map_err(page_error)
 }

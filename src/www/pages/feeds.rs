@@ -64,16 +64,18 @@ async fn feed(
         .first()
         .and_then(|e| e["complete_at"].as_i64())
         .unwrap_or_default();
-    pages.render_as(
-        &format!("{kind}.xml"),
-        content_type,
-        json!({
-            "url": url,
-            "entries": entries,
-            "updated_rfc3339": rfc3339(updated),
-            "updated_rfc2822": rfc2822(updated),
-        }),
-    )
+    pages
+        .render_as(
+            &format!("{kind}.xml"),
+            content_type,
+            json!({
+                "url": url,
+                "entries": entries,
+                "updated_rfc3339": rfc3339(updated),
+                "updated_rfc2822": rfc2822(updated),
+            }),
+        )
+        .await
 }
 
 fn rfc3339(seconds: i64) -> String {

@@ -46,7 +46,7 @@ async fn respond(pages: &Pages, path: &str, raw: &Option<String>) -> Response {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     if segments.last() == Some(&"help") {
         let node = segments[..segments.len() - 1].join("/");
-        return match pages.page("jsonhelp.html", json!({ "node": node })) {
+        return match pages.page("jsonhelp.html", json!({ "node": node })).await {
             Ok(page) => page,
             Err(error) => error.into_response(),
         };

@@ -205,6 +205,16 @@ impl From<minijinja::Error> for PageError {
     }
 }
 
+impl From<tokio::task::JoinError> for PageError {
+    fn from(error: tokio::task::JoinError) -> PageError {
+        tracing::error!(%error, "web page rendering stopped");
+        PageError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "internal error".into(),
+        }
+    }
+}
+
 type PageResult = Result<Response, PageError>;
 
 impl IntoResponse for PageError {
@@ -227,12 +237,16 @@ fn html_headers() -> [(header::HeaderName, &'static str); 1] {
 impl Pages {
     /// Renders a page for the visitor of the request being served: every page shows who
     /// is logged in (or how to log in) and its forms carry the session's CSRF token.
-    fn page(&self, template: &str, values: Value) -> PageResult {
+    async fn page(&self, template: &str, values: Value) -> PageResult {
         self.render_as(template, "text/html; charset=utf-8", values)
+            .await
     }
 
-    /// A template rendered with the values every page has, served as `content_type`.
-    fn render_as(
+    /// A template rendered with the values every page has, served as `content_type`. The
+    /// rendering runs on a blocking thread: a big page takes milliseconds of CPU, which on
+    /// the runtime's thread would hold back every task behind it, the event streams that
+    /// carry a finished build to open pages among them.
+    async fn render_as(
         &self,
         template: &str,
         content_type: &'static str,
@@ -263,7 +277,10 @@ impl Pages {
                 json!(web_config(&self.context).provide_feeds),
             );
         }
-        let text = self.templates.render(template, values)?;
+        let templates = self.templates.clone();
+        let template = template.to_string();
+        let text =
+            tokio::task::spawn_blocking(move || templates.render(&template, values)).await??;
         Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
     }
 }
@@ -317,13 +334,15 @@ fn query(entity: &Entity, pairs: &[(&str, String)]) -> Query {
 async fn welcome(State(pages): State<Pages>, Extension(visitor): Extension<Visitor>) -> PageResult {
     let caller = Caller::new(&pages.context, visitor.user.as_deref());
     let can_shutdown = caller.may(AuthzAction::CleanShutdown, None).await;
-    pages.page("root.html", json!({ "can_shutdown": can_shutdown }))
+    pages
+        .page("root.html", json!({ "can_shutdown": can_shutdown }))
+        .await
 }
 
 async fn about(State(pages): State<Pages>) -> PageResult {
     pages.page("about.html",
         json!({ "version": env!("CARGO_PKG_VERSION"), "basedir": pages.context.basedir.display().to_string() }),
-    )
+    ).await
 }
 
 /// Every builder with its last finished build, the builds it runs and what is queued.
@@ -342,7 +361,9 @@ async fn builders_page(
         "stop_all": caller.may(AuthzAction::StopAllBuilds, None).await,
         "cancel_all": caller.may(AuthzAction::CancelAllPendingBuilds, None).await,
     });
-    pages.page("builders.html", object! { "builders": rows, "can": can })
+    pages
+        .page("builders.html", object! { "builders": rows, "can": can })
+        .await
 }
 
 /// Each builder's row: `builder`, `last` (its last finished build), `running`, `pending`
@@ -521,9 +542,13 @@ async fn builder_page(
             pending.retain(|r| matching.contains(&&r["buildrequestid"]));
         }
     }
+    // 0.8 looked at the builder's last 200 finished builds for matches (`max_search`); as
+    // many as the page shows when it shows more.
+    let searched = numbuilds.max(PROPERTY_SEARCH);
     let selection = store::Selection {
         finished: true,
         properties: &wanted,
+        among_newest: (!wanted.is_empty()).then_some(searched),
         ..Default::default()
     };
     let ids = store::newest_builds(&pages.context.db, &[builderid], &selection, numbuilds).await?;
@@ -554,19 +579,26 @@ async fn builder_page(
     });
     let force_schedulers =
         forceschedulers::forceschedulers(&pages.context.config.current(), Some(&name));
-    pages.page(
-        "builder.html",
-        object! {
-            "summary": summary,
-            "builds": builds,
-            "numbuilds": numbuilds,
-            "more_href": href_with(&args, "numbuilds", &(numbuilds * 2).to_string()),
-            "filters": filters,
-            "can": can,
-            "force_schedulers": force_schedulers,
-        },
-    )
+    pages
+        .page(
+            "builder.html",
+            object! {
+                "summary": summary,
+                "builds": builds,
+                "numbuilds": numbuilds,
+                "more_href": href_with(&args, "numbuilds", &(numbuilds * 2).to_string()),
+                "filters": filters,
+                "searched": searched,
+                "can": can,
+                "force_schedulers": force_schedulers,
+            },
+        )
+        .await
 }
+
+/// The finished builds a builder page's `property.NAME=VALUE` filters look through, newest
+/// first, when the page shows fewer: 0.8's `generateFinishedBuilds(max_search=200)`.
+const PROPERTY_SEARCH: usize = 200;
 
 /// Whether an item's properties (`name -> [value, source]`) have each wanted value, as
 /// [`store::property_texts`] reads it.
@@ -634,17 +666,19 @@ async fn build_page(
     } else {
         false
     };
-    pages.page(
-        "build.html",
-        json!({
-            "can_stop": can_stop,
-            "builder": builder_json,
-            "build": build,
-            "steps": rows,
-            "worker": worker,
-            "properties": properties,
-        }),
-    )
+    pages
+        .page(
+            "build.html",
+            json!({
+                "can_stop": can_stop,
+                "builder": builder_json,
+                "build": build,
+                "steps": rows,
+                "worker": worker,
+                "properties": properties,
+            }),
+        )
+        .await
 }
 
 /// A step a URL names, by number or name.
@@ -676,10 +710,12 @@ async fn step_page(
     let step = find_step(&pages, &builder, &number, &step).await?;
     let stepid = step["stepid"].as_i64().unwrap_or_default();
     let logs = builds::logs(&pages.context.db, stepid, &query(&builds::LOG, &[])).await?;
-    pages.page(
-        "step.html",
-        json!({ "builder": builder, "number": number, "step": step, "logs": logs.items }),
-    )
+    pages
+        .page(
+            "step.html",
+            json!({ "builder": builder, "number": number, "step": step, "logs": logs.items }),
+        )
+        .await
 }
 
 /// `/buildstatus?builder=NAME&number=N`: a build's steps top to bottom, in the
@@ -712,10 +748,12 @@ async fn build_status(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pa
         let logs = builds::logs(db, stepid, &query(&builds::LOG, &[])).await?;
         rows.push(json!({ "step": step, "logs": logs.items }));
     }
-    pages.page(
-        "buildstatus.html",
-        json!({ "builder": builder, "build": build, "steps": rows }),
-    )
+    pages
+        .page(
+            "buildstatus.html",
+            json!({ "builder": builder, "build": build, "steps": rows }),
+        )
+        .await
 }
 
 /// The log a URL names, with its step.
@@ -775,21 +813,23 @@ async fn log_page(
     let html = ansi::log_html(&text, log_type);
     let earlier = (first > 0).then(|| (first - LOG_PAGE_LINES).max(0));
     let later = (last + 1 < num_lines).then_some(last + 1);
-    pages.page(
-        "log.html",
-        json!({
-            "builder": builder,
-            "number": number,
-            "step": step_json,
-            "log": log_json,
-            "lines": html,
-            "first": first,
-            "last": last,
-            "earlier": earlier,
-            "later": later,
-            "last_page": last_page,
-        }),
-    )
+    pages
+        .page(
+            "log.html",
+            json!({
+                "builder": builder,
+                "number": number,
+                "step": step_json,
+                "log": log_json,
+                "lines": html,
+                "first": first,
+                "last": last,
+                "earlier": earlier,
+                "later": later,
+                "last_page": last_page,
+            }),
+        )
+        .await
 }
 
 /// A log as plain text, streamed in pieces: stdio lines without their channel, no escape
@@ -845,7 +885,7 @@ async fn changes_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pa
     for change in &listing.items {
         rows.push(render::change_links(&pages.context, &web, change).await);
     }
-    pages.page("changes.html", json!({ "changes": rows }))
+    pages.page("changes.html", json!({ "changes": rows })).await
 }
 
 async fn change_page(
@@ -874,16 +914,18 @@ async fn change_page(
         .into_iter()
         .map(|build| with_builder_name(build, &names))
         .collect();
-    pages.page(
-        "change.html",
-        json!({
-            "change": render::change_links(&pages.context, &web, &change).await,
-            "builds": builds,
-            "can_stop": Caller::new(&pages.context, visitor.user.as_deref())
-                .may(AuthzAction::StopChange, None)
-                .await,
-        }),
-    )
+    pages
+        .page(
+            "change.html",
+            json!({
+                "change": render::change_links(&pages.context, &web, &change).await,
+                "builds": builds,
+                "can_stop": Caller::new(&pages.context, visitor.user.as_deref())
+                    .may(AuthzAction::StopChange, None)
+                    .await,
+            }),
+        )
+        .await
 }
 
 /// Builder names by id, for pages that list builds of several builders.
@@ -943,10 +985,12 @@ async fn workers_page(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pa
             worker
         })
         .collect();
-    pages.page(
-        "workers.html",
-        json!({ "workers": rows, "show_builders": show_builders }),
-    )
+    pages
+        .page(
+            "workers.html",
+            json!({ "workers": rows, "show_builders": show_builders }),
+        )
+        .await
 }
 
 /// `/workers/NAME`: a worker, its state, and the controls this visitor may use.
@@ -961,7 +1005,9 @@ async fn worker_page(
         "pause": caller.may(AuthzAction::PauseSlave, Some(&worker)).await,
         "shutdown": caller.may(AuthzAction::GracefulShutdown, Some(&worker)).await,
     });
-    pages.page("worker.html", json!({ "worker": worker, "can": can }))
+    pages
+        .page("worker.html", json!({ "worker": worker, "can": can }))
+        .await
 }
 
 /// `/one_line_per_build`: the last builds of every builder (or of `builder=`), newest
@@ -997,19 +1043,22 @@ async fn one_line_per_build(State(pages): State<Pages>, RawQuery(raw): RawQuery)
         .rev()
         .map(|build| with_builder_name(build, &names))
         .collect();
-    pages.page(
-        "one_line_per_build.html",
-        object! {
-            "builds": rows,
-            "builders": wanted,
-            "numbuilds": numbuilds,
-            "more_href": href_with(&args, "numbuilds", &(numbuilds * 2).to_string()),
-        },
-    )
+    pages
+        .page(
+            "one_line_per_build.html",
+            object! {
+                "builds": rows,
+                "builders": wanted,
+                "numbuilds": numbuilds,
+                "more_href": href_with(&args, "numbuilds", &(numbuilds * 2).to_string()),
+            },
+        )
+        .await
 }
 
 /// `/waterfall`: a column per builder, a row per build, newest on top; the builds
-/// [`selected_builds`] picks, `num_events` of them at most `num_events_max`.
+/// [`selected_builds`] would pick, `num_events` of them at most `num_events_max`, read with
+/// only what their cells show.
 /// `failures_only=true` keeps the builders that are failing now ([`failing`]).
 /// Events show in time order among the builds (the spec's default; `show_events=false`
 /// hides them): the connects and disconnects of the workers serving each builder, in its
@@ -1023,7 +1072,18 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
         columns = failing(&pages, columns).await?;
     }
     let show_events = flag(&args, "show_events", true)?;
-    let builds = selected_builds(&pages, &args, &columns, num_events, false, &[]).await?;
+    let builds = {
+        let branches = all_arguments(&args, "branch");
+        let (started_from, started_until) = time_window(&args)?;
+        let selection = store::Selection {
+            started_from,
+            started_until,
+            branches: &branches,
+            ..Default::default()
+        };
+        let builderids = column_ids(&columns);
+        store::newest_build_cells(&pages.context.db, &builderids, &selection, num_events).await?
+    };
     let window = ["show_time", "first_time", "last_time"]
         .iter()
         .any(|name| argument(&args, name).is_some());
@@ -1031,14 +1091,11 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
     let mut events = if show_events {
         // A full page of builds ends at its oldest: events before it would not show.
         let oldest = (builds.len() == num_events)
-            .then(|| builds.last().and_then(|b| b["started_at"].as_i64()))
+            .then(|| builds.last().map(|b| b.started_at))
             .flatten();
         let (first_time, last_time) = time_window(&args)?;
         let from = first_time.max(oldest);
-        let builderids: Vec<i64> = columns
-            .iter()
-            .filter_map(|c| c["builderid"].as_i64())
-            .collect();
+        let builderids = column_ids(&columns);
         let db = &pages.context.db;
         let mut events = store::worker_events(db, &builderids, from, last_time, num_events).await?;
         events.extend(store::master_events(db, from, last_time, num_events).await?);
@@ -1052,11 +1109,20 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
     let mut rows: Vec<Value> = Vec::with_capacity(builds.len() + events.len());
     for build in builds {
         // Builds tell their start in whole seconds: an event of the same second goes below.
-        let started = build["started_at"].as_i64().unwrap_or_default();
+        let started = build.started_at;
         while let Some(event) = events.next_if(|e| e.at as i64 > started) {
             rows.push(event_row(event, column_of, columns.len()));
         }
-        let column = build["builderid"].as_i64().and_then(column_of);
+        let column = column_of(build.builderid);
+        let build = object! {
+            "buildid": build.id,
+            "number": build.number,
+            "builderid": build.builderid,
+            "started_at": build.started_at,
+            "complete": build.complete,
+            "results": build.results,
+            "state_string": build.state_string,
+        };
         rows.push(object! { "build": build, "column": column });
     }
     rows.extend(events.map(|event| event_row(event, column_of, columns.len())));
@@ -1072,7 +1138,7 @@ async fn waterfall(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
             "more_href": href_with(&args, "num_events", &(num_events * 2).to_string()),
             "events_href": href_with(&args, "show_events", if show_events { "false" } else { "true" }),
         },
-    )
+    ).await
 }
 
 /// A waterfall row of an event: its time, what happened and to which worker if any, and
@@ -1233,19 +1299,24 @@ async fn selected_build_ids(
 ) -> Result<Vec<i64>, PageError> {
     let branches = all_arguments(args, "branch");
     let (first_time, last_time) = time_window(args)?;
-    let builderids: Vec<i64> = columns
-        .iter()
-        .filter_map(|c| c["builderid"].as_i64())
-        .collect();
+    let builderids = column_ids(columns);
     let selection = store::Selection {
         finished,
         results,
         started_from: first_time,
         started_until: last_time,
         branches: &branches,
-        properties: &[],
+        ..Default::default()
     };
     Ok(store::newest_builds(&pages.context.db, &builderids, &selection, limit).await?)
+}
+
+/// The ids of the builders a page shows.
+fn column_ids(columns: &[Value]) -> Vec<i64> {
+    columns
+        .iter()
+        .filter_map(|c| c["builderid"].as_i64())
+        .collect()
 }
 
 /// The seconds the waterfall's URL asks to show, `(first, last)`: `first_time=` and
@@ -1327,7 +1398,9 @@ async fn one_box_per_builder(State(pages): State<Pages>, RawQuery(raw): RawQuery
             json!({ "builder": builder, "last": last })
         })
         .collect();
-    pages.page("one_box_per_builder.html", object! { "boxes": boxes })
+    pages
+        .page("one_box_per_builder.html", object! { "boxes": boxes })
+        .await
 }
 
 async fn robots(State(pages): State<Pages>) -> Response {

@@ -33,6 +33,9 @@ pub struct Selection<'a> {
     pub branches: &'a [&'a str],
     /// Builds with each of these properties (`name`, value as [`property_texts`] reads it).
     pub properties: &'a [(&'a str, &'a str)],
+    /// Only among each builder's newest this many builds that the other conditions keep:
+    /// bounds the builds whose properties are looked at when few match.
+    pub among_newest: Option<usize>,
 }
 
 /// Placeholders and their values, numbered as they are added.
@@ -121,6 +124,76 @@ pub async fn newest_of_each(
     each: usize,
     limit: usize,
 ) -> DbResult<Vec<BuildKey>> {
+    let rows = newest_rows(
+        db,
+        builderids,
+        selection,
+        each,
+        limit,
+        "id, builderid, number",
+    )
+    .await?;
+    let mut keys = rows
+        .iter()
+        .map(BuildKey::from_row)
+        .collect::<DbResult<Vec<_>>>()?;
+    keys.sort_unstable_by_key(|key| std::cmp::Reverse(key.id));
+    keys.truncate(limit);
+    Ok(keys)
+}
+
+/// A build as a waterfall's cell shows it.
+pub struct BuildCell {
+    pub id: i64,
+    pub builderid: i64,
+    pub number: i64,
+    /// Seconds since the epoch, whole as the REST API gives them.
+    pub started_at: i64,
+    pub complete: bool,
+    pub results: Option<i64>,
+    pub state_string: String,
+}
+
+/// The newest builds of `builderids` (by id) that `selection` keeps, at most `limit`,
+/// newest first, with what a waterfall shows of each: the cells come with the ids, so a
+/// waterfall is one statement rather than ids and then every column of REST build objects.
+pub async fn newest_build_cells(
+    db: &Db,
+    builderids: &[i64],
+    selection: &Selection<'_>,
+    limit: usize,
+) -> DbResult<Vec<BuildCell>> {
+    let columns = "id, builderid, number, started_at, complete_at, results, state_string";
+    let rows = newest_rows(db, builderids, selection, limit, limit, columns).await?;
+    let mut cells = rows
+        .iter()
+        .map(|row| {
+            Ok(BuildCell {
+                id: row.try_get(0)?,
+                builderid: row.try_get(1)?,
+                number: row.try_get(2)?,
+                started_at: row.try_get::<f64, _>(3)? as i64,
+                complete: row.try_get::<Option<f64>, _>(4)?.is_some(),
+                results: row.try_get(5)?,
+                state_string: row.try_get(6)?,
+            })
+        })
+        .collect::<DbResult<Vec<_>>>()?;
+    cells.sort_unstable_by_key(|cell| std::cmp::Reverse(cell.id));
+    cells.truncate(limit);
+    Ok(cells)
+}
+
+/// `columns` of the newest builds of `builderids` (by id) that `selection` keeps, at most
+/// `each` of a builder and `limit` of each statement, in no order.
+async fn newest_rows(
+    db: &Db,
+    builderids: &[i64],
+    selection: &Selection<'_>,
+    each: usize,
+    limit: usize,
+    columns: &str,
+) -> DbResult<Vec<sqlx::any::AnyRow>> {
     if builderids.is_empty() || limit == 0 || each == 0 {
         return Ok(Vec::new());
     }
@@ -142,30 +215,34 @@ pub async fn newest_of_each(
         let mark = binds.add(Bind::Int(last + 1));
         conditions.push_str(&format!(" AND started_at < {mark}"));
     }
-    conditions.push_str(&on_branches(&mut binds, selection.branches));
+    let mut on_properties = on_branches(&mut binds, selection.branches);
     for (name, wanted) in selection.properties {
-        conditions.push_str(&on_property(&mut binds, name, property_texts(wanted)));
+        on_properties.push_str(&on_property(&mut binds, name, property_texts(wanted)));
     }
-    let rows = per_id(
+    per_id(
         db,
         builderids,
         &binds,
-        |builder| {
-            format!(
-                "SELECT id, builderid, number FROM builds WHERE builderid = {builder}\
-                 {conditions} ORDER BY id DESC LIMIT {each}"
-            )
+        |builder| match selection.among_newest {
+            // The newest builds first, then their properties: the properties of at most
+            // `among` builds are looked at, however few match.
+            Some(among) => format!(
+                "SELECT {columns} FROM (SELECT * FROM builds WHERE builderid = {builder}\
+                 {conditions} ORDER BY id DESC LIMIT {among}) AS builds{} \
+                 ORDER BY id DESC LIMIT {each}",
+                on_properties
+                    .strip_prefix(" AND ")
+                    .map(|all| format!(" WHERE {all}"))
+                    .unwrap_or_default()
+            ),
+            None => format!(
+                "SELECT {columns} FROM builds WHERE builderid = {builder}\
+                 {conditions}{on_properties} ORDER BY id DESC LIMIT {each}"
+            ),
         },
-        |union| format!("SELECT id, builderid, number FROM {union} ORDER BY id DESC LIMIT {limit}"),
+        |union| format!("SELECT {columns} FROM {union} ORDER BY id DESC LIMIT {limit}"),
     )
-    .await?;
-    let mut keys = rows
-        .iter()
-        .map(BuildKey::from_row)
-        .collect::<DbResult<Vec<_>>>()?;
-    keys.sort_unstable_by_key(|key| std::cmp::Reverse(key.id));
-    keys.truncate(limit);
-    Ok(keys)
+    .await
 }
 
 /// The `nth` newest build of a builder (the first is its last), walking its index without

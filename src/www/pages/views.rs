@@ -76,15 +76,17 @@ pub async fn console(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> Pag
             "cells": cells,
         });
     }
-    pages.page(
-        "console.html",
-        object! {
-            "builders": columns,
-            "rows": rows,
-            "numbuilds": limit,
-            "more_href": href_with(&args, "numbuilds", &(limit * 2).to_string()),
-        },
-    )
+    pages
+        .page(
+            "console.html",
+            object! {
+                "builders": columns,
+                "rows": rows,
+                "numbuilds": limit,
+                "more_href": href_with(&args, "numbuilds", &(limit * 2).to_string()),
+            },
+        )
+        .await
 }
 
 /// Changes by id, in one query, in id order.
@@ -140,15 +142,17 @@ pub async fn grid(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageRe
             object! { "builder": builder.clone(), "cells": builds }
         })
         .collect();
-    pages.page(
-        "grid.html",
-        object! {
-            "revisions": revisions,
-            "rows": rows,
-            "width": width,
-            "more_href": href_with(&args, "width", &(width * 2).to_string()),
-        },
-    )
+    pages
+        .page(
+            "grid.html",
+            object! {
+                "revisions": revisions,
+                "rows": rows,
+                "width": width,
+                "more_href": href_with(&args, "width", &(width * 2).to_string()),
+            },
+        )
+        .await
 }
 
 /// `/tgrid`: the grid transposed: revisions down the side (`rev_order=desc`, newest first,
@@ -179,16 +183,18 @@ pub async fn tgrid(State(pages): State<Pages>, RawQuery(raw): RawQuery) -> PageR
             object! { "revision": revision.clone(), "cells": builds }
         })
         .collect();
-    pages.page(
-        "tgrid.html",
-        object! {
-            "builders": columns,
-            "rows": rows,
-            "length": length,
-            "ascending": ascending,
-            "more_href": href_with(&args, "length", &(length * 2).to_string()),
-        },
-    )
+    pages
+        .page(
+            "tgrid.html",
+            object! {
+                "builders": columns,
+                "rows": rows,
+                "length": length,
+                "ascending": ascending,
+                "more_href": href_with(&args, "length", &(length * 2).to_string()),
+            },
+        )
+        .await
 }
 
 /// The builds of a builder from a revision.

@@ -4,3 +4,4 @@ c['db_url'] = "mysql://ci@localhost/ci"
 c['protocols'] = {pb = {port = 9989}}
 c['slavePortnum'] = 9989
 c['change_sources'] = {}
+c['eventHorizon'] = 2.5

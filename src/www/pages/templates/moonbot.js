@@ -42,7 +42,10 @@
         var fresh = new DOMParser().parseFromString(html, "text/html");
         var content = fresh.querySelector("main");
         if (!content) return;
-        document.querySelector("main").innerHTML = content.innerHTML;
+        // The parsed nodes move over as they are: copying them as HTML text would parse the
+        // page a second time, and events wait for the main thread meanwhile.
+        var current = document.querySelector("main");
+        current.replaceChildren.apply(current, Array.prototype.slice.call(content.childNodes));
         document.title = fresh.title;
         Object.keys(endedDuringFetch).forEach(function (id) { recolour(id, endedDuringFetch[id]); });
         if (main.getAttribute("data-follow")) window.scrollTo(0, document.body.scrollHeight);
