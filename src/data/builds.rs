@@ -936,12 +936,19 @@ pub async fn finish_build_and_request(
 mod tests {
     use super::*;
 
-    /// Claims a new request of builder 1 for master `masterid`, and answers its build.
-    async fn claimed_build(db: &Db, bus: &Bus, masterid: i64) -> Option<NewBuild> {
+    /// Stores a request of builder 1, already claimed by master `claimed_by` if given, then
+    /// claims it for master `masterid` and answers the build, if the claim was won.
+    async fn claimed_build(
+        db: &Db,
+        bus: &Bus,
+        claimed_by: Option<i64>,
+        masterid: i64,
+    ) -> Option<NewBuild> {
         let brid: i64 = sqlx::query_scalar(
-            "INSERT INTO buildrequests (buildsetid, builderid, submitted_at) \
-             VALUES (1, 1, 0) RETURNING id",
+            "INSERT INTO buildrequests (buildsetid, builderid, submitted_at, claimed_by_masterid) \
+             VALUES (1, 1, 0, $1) RETURNING id",
         )
+        .bind(claimed_by)
         .fetch_one(&db.pool)
         .await
         .unwrap();
@@ -961,36 +968,21 @@ mod tests {
             .unwrap();
         let bus = Bus::new(16);
         let mut events = bus.subscribe();
-        let first = claimed_build(&db, &bus, 1).await.unwrap();
+        let first = claimed_build(&db, &bus, None, 1).await.unwrap();
         assert_eq!((first.buildid, first.number), (1, 1));
         assert_eq!(
             events.try_recv().unwrap().key,
             "buildsets/1/builders/1/buildrequests/1/claimed"
         );
-        let brid: i64 = sqlx::query_scalar(
-            "INSERT INTO buildrequests (buildsetid, builderid, submitted_at, claimed_by_masterid) \
-             VALUES (1, 1, 0, 3) RETURNING id",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-        let on = BuildOn {
-            builderid: 1,
-            workerid: 1,
-            masterid: 2,
-        };
         let mut events = bus.subscribe();
-        assert!(claim_and_add_build(&db, &bus, brid, &on)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(claimed_build(&db, &bus, Some(3), 2).await.is_none());
         assert!(events.try_recv().is_err());
         let builds: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM builds")
             .fetch_one(&db.pool)
             .await
             .unwrap();
         assert_eq!(builds, 1);
-        let second = claimed_build(&db, &bus, 1).await.unwrap();
+        let second = claimed_build(&db, &bus, None, 1).await.unwrap();
         assert_eq!(second.number, 2, "numbered after the builder's last build");
     }
 
@@ -1001,7 +993,7 @@ mod tests {
             .await
             .unwrap();
         let bus = Bus::new(16);
-        let build = claimed_build(&db, &bus, 1).await.unwrap();
+        let build = claimed_build(&db, &bus, None, 1).await.unwrap();
         let mut events = bus.subscribe();
         let new_step = NewStep {
             buildid: build.buildid,
