@@ -36,6 +36,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 
 use super::auth::{self, Gate, Sessions, Visitor};
 use super::rest::Caller;
@@ -63,6 +64,11 @@ struct Pages {
     templates: Arc<Templates>,
     sessions: Arc<Sessions>,
     sse: Arc<live::SseSessions>,
+    /// Renders run on blocking threads, so that a big page does not hold back the runtime's
+    /// other tasks (the event streams among them); one per core at most, so that many
+    /// requests at once queue here instead of each taking a thread of its own and all of
+    /// them contending for the cores.
+    renders: Arc<Semaphore>,
 }
 
 /// The page routes. Templates are looked up in `BASEDIR/templates/` and `template_dirs`
@@ -81,6 +87,9 @@ pub fn router(gate: Gate) -> Router {
         sse: Arc::default(),
         context,
         sessions: gate.sessions,
+        renders: Arc::new(Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+        )),
     };
     Router::new()
         .route("/", get(welcome))
@@ -279,6 +288,11 @@ impl Pages {
         }
         let templates = self.templates.clone();
         let template = template.to_string();
+        let _slot = self
+            .renders
+            .acquire()
+            .await
+            .expect("the render semaphore is never closed");
         let text =
             tokio::task::spawn_blocking(move || templates.render(&template, values)).await??;
         Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
