@@ -123,11 +123,6 @@ impl MasterEvent {
     }
 }
 
-/// Deletes master `$1`'s events beyond the newest `$2`.
-const PRUNE_MASTER_EVENTS: &str = "DELETE FROM master_events WHERE id IN (SELECT id FROM \
-     (SELECT id, ROW_NUMBER() OVER (ORDER BY at DESC, id DESC) AS newer FROM master_events \
-     WHERE masterid = $1) AS ranked WHERE newer > $2)";
-
 impl Db {
     /// Keeps `events` events of each worker and each master from the next one written on
     /// (`c['eventHorizon']`, at least 1).
@@ -136,49 +131,40 @@ impl Db {
     }
 
     /// Marks master `masterid` up: active, its last reconfig `started`, and its `started`
-    /// event with its events beyond the newest `c['eventHorizon']` deleted, in one round
-    /// trip to the database.
+    /// event, in one round trip to the database.
     pub async fn record_master_started(&self, masterid: i64) -> DbResult<()> {
         let now = super::now();
         let mut batch = Batch::new();
-        batch
-            .push(
-                "UPDATE masters SET active = 1, last_active = $1, last_reconfig = $2 \
-                 WHERE id = $3",
-                vec![now.into(), "started".into(), masterid.into()],
-            )
-            .push(
-                "INSERT INTO master_events (masterid, event, at) VALUES ($1, $2, $3)",
-                vec![
-                    masterid.into(),
-                    MasterEvent::Started.as_str().into(),
-                    now.into(),
-                ],
-            )
-            .push(
-                PRUNE_MASTER_EVENTS,
-                vec![masterid.into(), self.event_horizon.get().into()],
-            );
+        batch.push(
+            "UPDATE masters SET active = 1, last_active = $1, last_reconfig = $2 WHERE id = $3",
+            vec![now.into(), "started".into(), masterid.into()],
+        );
+        self.push_master_event(&mut batch, masterid, MasterEvent::Started, now);
         batch.run(self).await?;
         Ok(())
     }
 
-    /// Records `event` of master `masterid` as happening now, and deletes its events beyond
-    /// the newest `c['eventHorizon']`, in one transaction.
+    /// Records `event` of master `masterid` as happening now.
     pub async fn record_master_event(&self, masterid: i64, event: MasterEvent) -> DbResult<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query("INSERT INTO master_events (masterid, event, at) VALUES ($1, $2, $3)")
-            .bind(masterid)
-            .bind(event.as_str())
-            .bind(super::now())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(PRUNE_MASTER_EVENTS)
-            .bind(masterid)
-            .bind(self.event_horizon.get())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        let mut batch = Batch::new();
+        self.push_master_event(&mut batch, masterid, event, super::now());
+        batch.run(self).await?;
         Ok(())
+    }
+
+    /// Adds to `batch` the writing of `event` of master `masterid` at time `at`, and the
+    /// deletion of its events beyond the newest `c['eventHorizon']`.
+    fn push_master_event(&self, batch: &mut Batch, masterid: i64, event: MasterEvent, at: f64) {
+        batch
+            .push(
+                "INSERT INTO master_events (masterid, event, at) VALUES ($1, $2, $3)",
+                vec![masterid.into(), event.as_str().into(), at.into()],
+            )
+            .push(
+                "DELETE FROM master_events WHERE id IN (SELECT id FROM (SELECT id, \
+                 ROW_NUMBER() OVER (ORDER BY at DESC, id DESC) AS newer FROM master_events \
+                 WHERE masterid = $1) AS ranked WHERE newer > $2)",
+                vec![masterid.into(), self.event_horizon.get().into()],
+            );
     }
 }
