@@ -311,6 +311,17 @@ fn a_build_running_when_the_master_is_killed_is_marked_retry_and_built_again() {
         serde_json::json!([1, 5, "interrupted: the master stopped while it ran"])
     );
     assert_eq!(builds[1][1], serde_json::json!(0));
+    // Its running step ended as RETRY too, and every log it left open was closed.
+    let steps = sql(
+        base,
+        "SELECT results, state_string LIKE '% (interrupted)' FROM steps \
+         WHERE buildid = (SELECT id FROM builds WHERE number = 1) AND started_at IS NOT NULL",
+    );
+    assert_eq!(steps.last(), Some(&serde_json::json!([5, 1])), "{steps:?}");
+    assert_eq!(
+        sql(base, "SELECT id FROM logs WHERE complete = 0"),
+        Vec::<serde_json::Value>::new()
+    );
     assert!(moonbot(&["stop", dir_arg]).status.success());
 }
 

@@ -156,7 +156,9 @@ impl Fixture {
         };
         let listener = moonbot::www::bind(&context).await.unwrap().unwrap();
         let base = format!("http://{}/api/v2", listener.local_addr().unwrap());
-        let server = tokio::spawn(moonbot::www::serve(context, listener));
+        let (started, web_started) = tokio::sync::oneshot::channel();
+        started.send(()).unwrap();
+        let server = tokio::spawn(moonbot::www::serve(context, listener, web_started));
         Fixture {
             base,
             client: reqwest::Client::new(),

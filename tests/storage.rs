@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use moonbot::bus::Bus;
 use moonbot::data::builds::{claim_and_add_build, BuildOn};
 use moonbot::db::{
-    now, BuildsetSpec, ChangeSpec, Db, DbError, Dialect, MasterEvent, NewMessage, Refusal,
+    now, Batch, BuildsetSpec, ChangeSpec, Db, DbError, Dialect, MasterEvent, NewMessage, Refusal,
     SourceStampSpec,
 };
 use moonbot::model::Properties;
@@ -246,7 +246,9 @@ async fn worker_connects_and_disconnects_and_master_events_are_recorded_with_the
     db.set_worker_connected(worker, None).await.unwrap();
     db.set_worker_connected(worker, Some(master)).await.unwrap();
     db.set_worker_connected(other, Some(master)).await.unwrap();
-    db.disconnect_workers_of(master).await.unwrap();
+    let mut batch = Batch::new();
+    db.push_disconnect_workers_of(&mut batch, master);
+    batch.run(db).await.unwrap();
     let events: Vec<(i64, String, f64)> =
         sqlx::query_as("SELECT workerid, event, at FROM worker_events ORDER BY id")
             .fetch_all(&db.pool)
@@ -323,7 +325,9 @@ async fn only_the_newest_event_horizon_events_of_each_worker_and_master_are_kept
         ["connect", "disconnect", "connect"]
     );
     assert_eq!(events_of(other).await, ["connect"]);
-    db.disconnect_workers_of(master).await.unwrap();
+    let mut batch = Batch::new();
+    db.push_disconnect_workers_of(&mut batch, master);
+    batch.run(db).await.unwrap();
     assert_eq!(
         events_of(worker).await,
         ["disconnect", "connect", "disconnect"]

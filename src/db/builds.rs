@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{now, Db, DbResult};
+use super::{now, Batch, Db, DbResult};
 use crate::model::{BuildResult, Properties};
 
 /// An unclaimed build request, with what collapsing and ordering look at.
@@ -250,55 +250,49 @@ impl Db {
     /// After a crash: the builds this master left running are finished as RETRY (with their
     /// steps and logs closed) and the requests it had claimed go back to the queue, as
     /// Buildbot does. Returns the ids of the builds it finished.
+    /// One round trip: a clean stop leaves nothing to change, and a start waits for this.
     pub async fn recover_interrupted(&self, masterid: i64) -> DbResult<Vec<i64>> {
-        let now = now();
-        let retry = BuildResult::Retry.code();
-        let mut tx = self.begin_write().await?;
+        let (now, retry) = (now(), BuildResult::Retry.code());
         // Through the builders, so that the (builderid, complete_at) index answers it: a
         // plain `complete_at IS NULL` reads every build ever stored at each start.
-        let builds: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM builds WHERE builderid IN (SELECT id FROM builders) \
-             AND complete_at IS NULL AND masterid = $1 ORDER BY id",
-        )
-        .bind(masterid)
-        .fetch_all(&mut *tx)
-        .await?;
-        for buildid in &builds {
-            sqlx::query(
-                "UPDATE logs SET complete = 1 WHERE complete = 0 AND stepid IN \
-                 (SELECT id FROM steps WHERE buildid = $1)",
+        const INTERRUPTED: &str = "SELECT id FROM builds WHERE builderid IN \
+             (SELECT id FROM builders) AND complete_at IS NULL AND masterid = $1";
+        let mut batch = Batch::new();
+        batch
+            .push(
+                format!(
+                    "UPDATE logs SET complete = 1 WHERE complete = 0 AND stepid IN \
+                     (SELECT id FROM steps WHERE buildid IN ({INTERRUPTED}))"
+                ),
+                vec![masterid.into()],
             )
-            .bind(buildid)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE steps SET complete_at = $1, results = $2, \
-                 state_string = state_string || ' (interrupted)' \
-                 WHERE buildid = $3 AND complete_at IS NULL",
+            .push(
+                format!(
+                    "UPDATE steps SET complete_at = $2, results = $3, \
+                     state_string = state_string || ' (interrupted)' \
+                     WHERE complete_at IS NULL AND buildid IN ({INTERRUPTED})"
+                ),
+                vec![masterid.into(), now.into(), retry.into()],
             )
-            .bind(now)
-            .bind(retry)
-            .bind(buildid)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE builds SET complete_at = $1, results = $2, \
-                 state_string = 'interrupted: the master stopped while it ran' WHERE id = $3",
+            .push(
+                format!(
+                    "UPDATE builds SET complete_at = $2, results = $3, \
+                     state_string = 'interrupted: the master stopped while it ran' \
+                     WHERE id IN ({INTERRUPTED}) RETURNING id"
+                ),
+                vec![masterid.into(), now.into(), retry.into()],
             )
-            .bind(now)
-            .bind(retry)
-            .bind(buildid)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "UPDATE buildrequests SET claimed_by_masterid = NULL, claimed_at = NULL \
-             WHERE complete = 0 AND claimed_by_masterid = $1",
-        )
-        .bind(masterid)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+            .push(
+                "UPDATE buildrequests SET claimed_by_masterid = NULL, claimed_at = NULL \
+                 WHERE complete = 0 AND claimed_by_masterid = $1",
+                vec![masterid.into()],
+            );
+        let answers = batch.run(self).await?;
+        let mut builds = answers[2]
+            .iter()
+            .map(|row| row.try_get::<i64, _>(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        builds.sort_unstable();
         Ok(builds)
     }
 

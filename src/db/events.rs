@@ -7,8 +7,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use sqlx::AnyConnection;
-
 use super::{Batch, Db, DbResult};
 use crate::config::DEFAULT_EVENT_HORIZON;
 
@@ -71,38 +69,36 @@ impl Horizon {
     }
 }
 
-/// Records, as happening now, `event` of `workers`, and deletes their events beyond the
-/// newest `horizon`: in the caller's transaction, so that storage never holds more than
-/// the horizon and one for a worker, and pruning costs a walk over those few rows.
-pub(super) async fn record(
-    conn: &mut AnyConnection,
+/// Adds to `batch` the writing of `event` of `workers` at time `at`, and the deletion of
+/// their events beyond the newest `horizon`: in the batch that changes the worker's
+/// `connected_masterid`, so that storage never holds more than the horizon and one for a
+/// worker, and pruning costs a walk over those few rows.
+pub(super) fn push_worker_event(
+    batch: &mut Batch,
     event: WorkerEvent,
     workers: Workers,
     horizon: &Horizon,
-) -> DbResult<()> {
-    let sql = format!(
-        "INSERT INTO worker_events (workerid, event, at) SELECT id, $1, $2 FROM workers \
-         WHERE {}",
-        workers.condition("$3")
-    );
-    sqlx::query(&sql)
-        .bind(event.as_str())
-        .bind(super::now())
-        .bind(workers.id())
-        .execute(&mut *conn)
-        .await?;
-    let sql = format!(
-        "DELETE FROM worker_events WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() \
-         OVER (PARTITION BY workerid ORDER BY at DESC, id DESC) AS newer FROM worker_events \
-         WHERE workerid IN (SELECT id FROM workers WHERE {})) AS ranked WHERE newer > $2)",
-        workers.condition("$1")
-    );
-    sqlx::query(&sql)
-        .bind(workers.id())
-        .bind(horizon.get())
-        .execute(conn)
-        .await?;
-    Ok(())
+    at: f64,
+) {
+    batch
+        .push(
+            format!(
+                "INSERT INTO worker_events (workerid, event, at) SELECT id, $1, $2 FROM workers \
+                 WHERE {}",
+                workers.condition("$3")
+            ),
+            vec![event.as_str().into(), at.into(), workers.id().into()],
+        )
+        .push(
+            format!(
+                "DELETE FROM worker_events WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() \
+                 OVER (PARTITION BY workerid ORDER BY at DESC, id DESC) AS newer FROM \
+                 worker_events WHERE workerid IN (SELECT id FROM workers WHERE {})) AS ranked \
+                 WHERE newer > $2)",
+                workers.condition("$1")
+            ),
+            vec![workers.id().into(), horizon.get().into()],
+        );
 }
 
 /// What happened to a master.

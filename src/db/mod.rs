@@ -29,7 +29,8 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyConnection, AnyPool, Connection, Executor};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use thiserror::Error;
 
 /// Connections to a SQLite database at most. sqlx returns a connection to its pool only
@@ -140,17 +141,38 @@ impl Db {
         })
     }
 
-    /// Closes every connection, SQLite's write-ahead log emptied first: left full, the next
-    /// start reads all of it back before its first query. The last connection to close
-    /// removes the log too, but a connection still held by a task ends on its own thread,
-    /// which the exiting process may not wait for.
-    pub async fn close(&self) {
+    /// Empties SQLite's write-ahead log into the database file, for a master about to stop:
+    /// left full, the next start reads all of it back before its first query. What is
+    /// written after it (the master's own row, marked stopped) is all the log holds at the
+    /// next start, and stays there: see [`Db::close`].
+    pub async fn empty_log(&self) {
         if self.dialect == Dialect::Sqlite {
             if let Err(error) = self.pool.execute("PRAGMA wal_checkpoint(TRUNCATE)").await {
                 tracing::warn!("cannot empty the database's write-ahead log: {error}");
             }
         }
+    }
+
+    /// Closes every connection. On SQLite the write-ahead log is kept with what was written
+    /// since [`Db::empty_log`]: the last connection to close would otherwise move it into
+    /// the database and delete the file, and the next start's first write would then begin
+    /// a new log, which SQLite syncs to disk (and its directory, the file being new) even
+    /// with `synchronous=NORMAL`, while the first REST request waits.
+    pub async fn close(&self) {
+        let keeper = match self.dialect {
+            Dialect::Sqlite => match log_keeper(&self.pool).await {
+                Ok(keeper) => Some(keeper),
+                Err(error) => {
+                    tracing::warn!("cannot keep the database's write-ahead log: {error}");
+                    None
+                }
+            },
+            Dialect::Postgres => None,
+        };
         self.pool.close().await;
+        if let Some(keeper) = keeper {
+            let _ = keeper.close().await;
+        }
     }
 
     /// Begins a transaction that will write. SQLite takes the write lock up front
@@ -162,6 +184,37 @@ impl Db {
             Dialect::Postgres => self.pool.begin().await?,
         })
     }
+}
+
+/// A connection to the pool's SQLite database that leaves the write-ahead log as it is
+/// when it closes last (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`). sqlx's `Any` connections do not reach SQLite's
+/// handle, so this one is its own SQLite connection.
+async fn log_keeper(pool: &AnyPool) -> Result<SqliteConnection, sqlx::Error> {
+    let options = SqliteConnectOptions::from_url(&pool.connect_options().database_url)?;
+    let mut keeper = options.connect().await?;
+    let mut handle = keeper.lock_handle().await?;
+    // SAFETY: the handle is the open connection's, locked for this call; the option takes
+    // an int and an optional int pointer for the previous value, here none.
+    let code = unsafe {
+        libsqlite3_sys::sqlite3_db_config(
+            handle.as_raw_handle().as_ptr(),
+            libsqlite3_sys::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            1 as std::ffi::c_int,
+            std::ptr::null_mut::<std::ffi::c_int>(),
+        )
+    };
+    drop(handle);
+    if code != libsqlite3_sys::SQLITE_OK {
+        let _ = keeper.close().await;
+        return Err(sqlx::Error::Protocol(format!(
+            "SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE refused ({code})"
+        )));
+    }
+    // A connection in WAL mode holds its shared lock on the database from its first read
+    // until it closes, and a closing one empties the log only if it can lock the database
+    // alone: with this read, no connection of the pool can.
+    keeper.execute("SELECT count(*) FROM sqlite_master").await?;
+    Ok(keeper)
 }
 
 /// Opens the pool's second SQLite connection while the first checks the migrations, and

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::events::{self, WorkerEvent, Workers};
-use super::{Db, DbResult};
+use super::{Batch, Db, DbResult};
 
 impl Db {
     /// The id of the named row in `table` (`builders`, `workers`, `schedulers`,
@@ -132,19 +132,24 @@ impl Db {
     /// Records the worker attached to `masterid` (`None`: detached), as its `connected_to`,
     /// and the event (`connect`, `disconnect`) with its time.
     pub async fn set_worker_connected(&self, workerid: i64, masterid: Option<i64>) -> DbResult<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE workers SET connected_masterid = $1 WHERE id = $2")
-            .bind(masterid)
-            .bind(workerid)
-            .execute(&mut *tx)
-            .await?;
+        let mut batch = Batch::new();
+        self.push_worker_connected(&mut batch, workerid, masterid);
+        batch.run(self).await?;
+        Ok(())
+    }
+
+    /// [`Db::set_worker_connected`] as part of `batch`.
+    pub fn push_worker_connected(&self, batch: &mut Batch, workerid: i64, masterid: Option<i64>) {
+        batch.push(
+            "UPDATE workers SET connected_masterid = $1 WHERE id = $2",
+            vec![masterid.into(), workerid.into()],
+        );
         let event = match masterid {
             Some(_) => WorkerEvent::Connect,
             None => WorkerEvent::Disconnect,
         };
-        events::record(&mut tx, event, Workers::One(workerid), &self.event_horizon).await?;
-        tx.commit().await?;
-        Ok(())
+        let workers = Workers::One(workerid);
+        events::push_worker_event(batch, event, workers, &self.event_horizon, super::now());
     }
 
     /// Records what a worker said about itself when it attached (`workerinfo` in the API).
@@ -164,33 +169,41 @@ impl Db {
         paused: bool,
         graceful: bool,
     ) -> DbResult<()> {
-        sqlx::query("UPDATE workers SET paused = $1, graceful = $2 WHERE id = $3")
-            .bind(i64::from(paused))
-            .bind(i64::from(graceful))
-            .bind(workerid)
-            .execute(&self.pool)
-            .await?;
+        let mut batch = Batch::new();
+        self.push_worker_state(&mut batch, workerid, paused, graceful);
+        batch.run(self).await?;
         Ok(())
     }
 
-    /// Detaches every worker attached to `masterid`, as a master that starts after a crash
-    /// finds them: their disconnect is recorded as happening now, when it is known.
-    pub async fn disconnect_workers_of(&self, masterid: i64) -> DbResult<()> {
-        let mut tx = self.begin_write().await?;
+    /// [`Db::set_worker_state`] as part of `batch`.
+    pub fn push_worker_state(
+        &self,
+        batch: &mut Batch,
+        workerid: i64,
+        paused: bool,
+        graceful: bool,
+    ) {
+        batch.push(
+            "UPDATE workers SET paused = $1, graceful = $2 WHERE id = $3",
+            vec![
+                i64::from(paused).into(),
+                i64::from(graceful).into(),
+                workerid.into(),
+            ],
+        );
+    }
+
+    /// Adds to `batch` the detaching of every worker attached to `masterid`, as a master
+    /// that starts after a crash finds them: their disconnect is recorded as happening now,
+    /// when it is known.
+    pub fn push_disconnect_workers_of(&self, batch: &mut Batch, masterid: i64) {
         let workers = Workers::AttachedTo(masterid);
-        events::record(
-            &mut tx,
-            WorkerEvent::Disconnect,
-            workers,
-            &self.event_horizon,
-        )
-        .await?;
-        sqlx::query("UPDATE workers SET connected_masterid = NULL WHERE connected_masterid = $1")
-            .bind(masterid)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        let (event, at) = (WorkerEvent::Disconnect, super::now());
+        events::push_worker_event(batch, event, workers, &self.event_horizon, at);
+        batch.push(
+            "UPDATE workers SET connected_masterid = NULL WHERE connected_masterid = $1",
+            vec![masterid.into()],
+        );
     }
 
     pub async fn worker_id(&self, name: &str) -> DbResult<i64> {

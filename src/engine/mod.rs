@@ -25,7 +25,7 @@ use crate::config::{same_options, MasterConfig};
 use crate::data::builds::{claim_and_add_build, BuildOn, NewBuild};
 use crate::data::changes::{complete_buildset, complete_request};
 use crate::data::{publish, Resource};
-use crate::db::{BuildsetSpec, DbError};
+use crate::db::{Batch, BuildsetSpec, DbError};
 use crate::db::{DbResult, PendingRequest};
 use crate::model::BuildResult;
 use crate::runtime::{Context, ControlError, ControlRequest, PendingOf, Pinged, Submitted};
@@ -182,7 +182,8 @@ impl Engine {
     /// (and only them) to this master.
     /// Opens the msgpack port when the config has one.
     pub async fn new(ctx: Context) -> Result<Engine, EngineError> {
-        ctx.db.disconnect_workers_of(ctx.masterid).await?;
+        let mut writes = Batch::new();
+        ctx.db.push_disconnect_workers_of(&mut writes, ctx.masterid);
         let (attach, attached) = mpsc::channel(16);
         if let Some(port) = ctx.config.current().msgpack_port.clone() {
             let listener = workers::bind(&port)
@@ -208,17 +209,20 @@ impl Engine {
             lost_sender,
             draining: false,
         };
-        engine.apply(&ctx.config.current()).await?;
+        engine.apply(&ctx.config.current(), writes).await?;
         Ok(engine)
     }
 
     /// Takes a config's workers and builders, by name: new ones are registered, changed
     /// ones replaced, removed ones dropped. Running builds keep the steps they started with
     /// and a removed worker's slots are simply not reused, but a removed builder's builds are
-    /// stopped: their commands are interrupted, on the master or on the worker.
-    async fn apply(&mut self, config: &MasterConfig) -> DbResult<Diff> {
+    /// stopped: their commands are interrupted, on the master or on the worker. `writes`
+    /// (the start's detaching of workers a crash left attached) are written with the new
+    /// workers' state, in one round trip.
+    async fn apply(&mut self, config: &MasterConfig, mut writes: Batch) -> DbResult<Diff> {
         let ctx = self.ctx.clone();
         let mut diff = Diff::default();
+        let mut connected = Vec::new();
         let mut workers = BTreeMap::new();
         for worker in &config.workers {
             let (basedir, link) = match &worker.kind {
@@ -286,17 +290,24 @@ impl Engine {
                     diff.added += 1;
                     // Pausing lasts as long as the engine that was asked: a new one starts
                     // every worker unpaused, and says so in storage.
-                    ctx.db.set_worker_state(id, false, false).await?;
+                    ctx.db.push_worker_state(&mut writes, id, false, false);
                     let mut fresh = fresh;
                     if fresh.link.is_some() {
-                        ctx.db.set_worker_connected(id, Some(ctx.masterid)).await?;
-                        publish(&ctx.db, &ctx.bus, Resource::Worker(id), "connected").await?;
+                        ctx.db
+                            .push_worker_connected(&mut writes, id, Some(ctx.masterid));
+                        connected.push(id);
                     } else {
                         fresh.start_missing_timer(&ctx);
                     }
                     workers.insert(worker.name.clone(), fresh);
                 }
             }
+        }
+        if !writes.is_empty() {
+            writes.run(&ctx.db).await?;
+        }
+        for id in connected {
+            publish(&ctx.db, &ctx.bus, Resource::Worker(id), "connected").await?;
         }
         for mut gone in std::mem::replace(&mut self.workers, workers).into_values() {
             diff.removed += 1;
@@ -411,7 +422,7 @@ impl Engine {
                 }
                 Some((name, id)) = self.lost.recv() => self.lose(&name, id).await,
                 Some(reconfigure) = reconfigs.recv() => {
-                    let _ = reconfigure.reply.send(self.apply(&reconfigure.config).await);
+                    let _ = reconfigure.reply.send(self.apply(&reconfigure.config, Batch::new()).await);
                     self.start_builds(&mut builds).await;
                 }
                 Some(request) = control.recv() => {

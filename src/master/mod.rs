@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -112,6 +112,10 @@ impl Master {
         }
         // Bound first, so a port in use fails the start before anything runs.
         let web = www::bind(&context).await?;
+        let web_address = web.as_ref().and_then(|listener| listener.local_addr().ok());
+        let (started, web_started) = oneshot::channel();
+        let web =
+            web.map(|listener| tokio::spawn(www::serve(context.clone(), listener, web_started)));
         let engine = Engine::new(context.clone()).await?;
         let mut change_sources = Vec::new();
         let config = context.config.current();
@@ -137,8 +141,7 @@ impl Master {
         }
         let (engine_reconfigs, engine_reconfig_receiver) = mpsc::channel(1);
         let engine = tokio::spawn(engine.run(requests, engine_reconfig_receiver, SHUTDOWN_GRACE));
-        let web_address = web.as_ref().and_then(|listener| listener.local_addr().ok());
-        let web = web.map(|listener| tokio::spawn(www::serve(context.clone(), listener)));
+        let _ = started.send(());
         context.db.record_master_started(masterid).await?;
         let (reconfig_sender, reconfig_receiver) = mpsc::channel(1);
         tracing::info!(basedir = %context.basedir.display(), "master started");
@@ -191,6 +194,7 @@ impl Master {
         if let Some(web) = self.web {
             web.await??;
         }
+        self.context.db.empty_log().await;
         self.context
             .db
             .set_master_active(self.context.masterid, false)

@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use axum::routing::{any, get};
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 use crate::config::status::StatusTarget;
 use crate::runtime::{http, Context};
@@ -67,8 +68,15 @@ pub fn router(context: Context) -> Router {
 
 /// Serves on `listener` until the master shuts down; requests under way are finished.
 /// Each request is written to `http.log` (rotated as the config's first WebStatus says
-/// when the server starts).
-pub async fn serve(context: Context, listener: TcpListener) -> anyhow::Result<()> {
+/// when the server starts). The routes are made at once, while the master's start goes
+/// on, and requests are taken once `started` is sent (the first ones wait in the listen
+/// queue): an answer before then could show builders and workers the config has not
+/// recorded yet. A start that fails drops `started`, and no request is taken.
+pub async fn serve(
+    context: Context,
+    listener: TcpListener,
+    started: oneshot::Receiver<()>,
+) -> anyhow::Result<()> {
     let shutdown = context.shutdown.clone();
     let address = listener.local_addr()?;
     let log = access_log::open(&context.basedir, &pages::web_config(&context))?;
@@ -76,6 +84,9 @@ pub async fn serve(context: Context, listener: TcpListener) -> anyhow::Result<()
         log,
         access_log::record,
     ));
+    if started.await.is_err() {
+        return Ok(());
+    }
     tracing::info!(%address, "web server listening");
     http::serve_bounded(listener, app, shutdown).await;
     tracing::info!(%address, "web server stopped");
