@@ -38,36 +38,30 @@ impl Db {
         .await
     }
 
-    /// What storage holds of every builder, for [`Db::record_builder`]: two reads where
+    /// What storage holds of every builder, for [`Db::record_builder`]: one read where
     /// a builder by builder check would take several statements each.
     pub async fn recorded_builders(&self) -> DbResult<RecordedBuilders> {
-        let rows: Vec<(i64, String, Option<String>, String, i64)> =
-            sqlx::query_as("SELECT id, name, description, tags, active FROM builders")
-                .fetch_all(&self.pool)
-                .await?;
-        let links: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT builderid, workerid FROM builder_workers")
-                .fetch_all(&self.pool)
-                .await?;
-        let mut workers: HashMap<i64, Vec<i64>> = HashMap::new();
-        for (builderid, workerid) in links {
-            workers.entry(builderid).or_default().push(workerid);
+        type Row = (i64, String, Option<String>, String, i64, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT b.id, b.name, b.description, b.tags, b.active, w.workerid \
+             FROM builders b LEFT JOIN builder_workers w ON w.builderid = b.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut builders: HashMap<String, RecordedBuilder> = HashMap::new();
+        for (id, name, description, tags, active, workerid) in rows {
+            let record = builders.entry(name).or_insert_with(|| RecordedBuilder {
+                id,
+                description,
+                tags,
+                active: active != 0,
+                worker_ids: Vec::new(),
+            });
+            record.worker_ids.extend(workerid);
         }
-        let builders = rows
-            .into_iter()
-            .map(|(id, name, description, tags, active)| {
-                let mut worker_ids = workers.remove(&id).unwrap_or_default();
-                worker_ids.sort_unstable();
-                let record = RecordedBuilder {
-                    id,
-                    description,
-                    tags,
-                    active: active != 0,
-                    worker_ids,
-                };
-                (name, record)
-            })
-            .collect();
+        for record in builders.values_mut() {
+            record.worker_ids.sort_unstable();
+        }
         Ok(RecordedBuilders(builders))
     }
 
