@@ -113,11 +113,15 @@ impl Db {
                 .idle_timeout((url != MEMORY).then_some(SQLITE_IDLE))
                 // A file cannot drop a connection: no ping round trip before each query.
                 .test_before_acquire(false)
-                // What SQLite forgets when a connection closes, in one round trip.
+                // What SQLite forgets when a connection closes, in one round trip; and the
+                // journal mode, which the file keeps (only a new database changes).
                 .after_connect(|conn, _| {
                     Box::pin(async move {
-                        conn.execute("PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000")
-                            .await?;
+                        conn.execute(
+                            "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; \
+                             PRAGMA journal_mode=WAL",
+                        )
+                        .await?;
                         Ok(())
                     })
                 }),
@@ -128,8 +132,6 @@ impl Db {
         .connect_lazy_with(options);
         let mut conn = pool.acquire().await?;
         if dialect == Dialect::Sqlite {
-            // Kept in the file: once set, every later connection finds it.
-            conn.execute("PRAGMA journal_mode=WAL").await?;
             tokio::spawn(open_second_connection(pool.clone()));
         }
         migrate(&mut conn, dialect).await?;
