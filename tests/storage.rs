@@ -389,11 +389,16 @@ async fn properties_past_one_statements_rows_are_all_stored(test: TestDb) {
         masterid,
     };
     let bus = Bus::default();
-    let build = claim_and_add_build(db, &bus, requests[&builderid], &on)
+    let pending = db.pending_requests(builderid).await.unwrap();
+    assert_eq!(pending[0].id, requests[&builderid]);
+    let build = claim_and_add_build(db, &bus, &pending[0], &on)
         .await
         .unwrap()
         .expect("the request was pending");
     assert_eq!(build.number, 1);
+    // What the build is made from is read in the claim's round trip.
+    assert_eq!(build.buildset_properties.as_dict(), properties.as_dict());
+    assert_eq!(build.sourcestamps.len(), 1);
     db.set_build_properties(build.buildid, &properties)
         .await
         .unwrap();
@@ -413,8 +418,9 @@ async fn properties_past_one_statements_rows_are_all_stored(test: TestDb) {
         properties.as_dict()
     );
     // The builder's next build is numbered after it.
-    let (_, again) = db.add_buildset(&spec).await.unwrap();
-    let next = claim_and_add_build(db, &bus, again[&builderid], &on)
+    db.add_buildset(&spec).await.unwrap();
+    let pending = db.pending_requests(builderid).await.unwrap();
+    let next = claim_and_add_build(db, &bus, &pending[0], &on)
         .await
         .unwrap()
         .expect("the request was pending");

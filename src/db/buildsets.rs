@@ -137,12 +137,23 @@ impl Db {
 
     /// The properties of a buildset, with their sources.
     pub async fn buildset_properties(&self, bsid: i64) -> DbResult<Properties> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT name, value, source FROM buildset_properties WHERE buildsetid = $1",
-        )
-        .bind(bsid)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(super::properties_from_rows(rows))
+        let rows = sqlx::query(BUILDSET_PROPERTIES)
+            .bind(bsid)
+            .fetch_all(&self.pool)
+            .await?;
+        properties_of(&rows)
     }
+}
+
+/// The properties of buildset `$1`, as [`properties_of`] reads them.
+pub const BUILDSET_PROPERTIES: &str =
+    "SELECT name, value, source FROM buildset_properties WHERE buildsetid = $1";
+
+/// Properties from `(name, JSON value, source)` rows.
+pub fn properties_of(rows: &[sqlx::any::AnyRow]) -> DbResult<Properties> {
+    let rows = rows
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect::<DbResult<Vec<_>>>()?;
+    Ok(super::properties_from_rows(rows))
 }
