@@ -154,7 +154,57 @@ on_both_databases!(
     worker_connects_and_disconnects_and_master_events_are_recorded_with_their_time,
     only_the_newest_event_horizon_events_of_each_worker_and_master_are_kept,
     the_pages_own_reads_answer_on_this_database,
+    several_builders_pending_requests_come_in_one_read_at_most_so_many_of_each,
 );
+
+/// After a build the engine reads the pending requests of every builder with a free worker
+/// in one statement, at most as many of each as it can start: in build order (priority,
+/// then age), the claimed and complete ones left out.
+async fn several_builders_pending_requests_come_in_one_read_at_most_so_many_of_each(test: TestDb) {
+    let db = &test.db;
+    let builders = [
+        db.builder_id("linux").await.unwrap(),
+        db.builder_id("windows").await.unwrap(),
+    ];
+    let spec = |builderid: i64, priority: i64| BuildsetSpec {
+        reason: "queued".into(),
+        scheduler: "force".into(),
+        new_sourcestamps: vec![SourceStampSpec::default()],
+        builder_ids: vec![builderid],
+        priority,
+        ..BuildsetSpec::default()
+    };
+    let mut linux = Vec::new();
+    for priority in [0, 5, 0] {
+        let (_, requests) = db.add_buildset(&spec(builders[0], priority)).await.unwrap();
+        linux.push(requests[&builders[0]]);
+    }
+    let (_, requests) = db.add_buildset(&spec(builders[1], 0)).await.unwrap();
+    let windows = requests[&builders[1]];
+    let masterid = db.master_id("master").await.unwrap();
+    assert!(db.claim_requests(&[linux[0]], masterid).await.unwrap());
+
+    let ids = |pending: &[moonbot::db::PendingRequest]| -> Vec<i64> {
+        pending.iter().map(|r| r.id).collect()
+    };
+    let first = db.pending_requests_of(&builders, 1).await.unwrap();
+    assert_eq!(
+        ids(&first[&builders[0]]),
+        [linux[1]],
+        "the higher priority first"
+    );
+    assert_eq!(ids(&first[&builders[1]]), [windows]);
+    let all = db
+        .pending_requests_of(&builders[..1], i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "only the builders asked about");
+    assert_eq!(ids(&all[&builders[0]]), [linux[1], linux[2]]);
+    assert_eq!(
+        all[&builders[0]],
+        db.pending_requests(builders[0]).await.unwrap()
+    );
+}
 
 /// The pages' own statements (`www/pages/store.rs`) on this database, through a master
 /// serving them: a property filter, the waterfall's worker events, `/json`'s builder node.

@@ -556,6 +556,27 @@ mod tests {
     }
 
     #[test]
+    fn a_target_of_finished_builds_is_sent_no_start_and_no_buildset_completion() {
+        let bus = crate::bus::Bus::new(16);
+        let finished = Wanted {
+            finished: true,
+            ..Wanted::default()
+        };
+        let _events = bus.subscribe_to(topics(&finished));
+        assert!(bus.wants("builds/7/finished"));
+        assert!(!bus.wants("builds/7/new"));
+        assert!(!bus.wants_any(&["buildsets/*"], "complete"));
+        let summary = Wanted {
+            buildsets: true,
+            started: true,
+            ..Wanted::default()
+        };
+        let _events = bus.subscribe_to(topics(&summary));
+        assert!(bus.wants("buildsets/3/complete"));
+        assert!(bus.wants("builds/7/new"));
+    }
+
+    #[test]
     fn modes_follow_buildbot() {
         let change = modes(&[MailMode::Change]);
         assert!(mode_wants(&change, Failure, Some(Success)));
