@@ -1049,7 +1049,8 @@ async fn log_lines_come_back_across_chunks(test: TestDb) {
     db.append_log(logid, "hecho hi\n").await.unwrap();
     // Not a complete line: nothing is stored.
     db.append_log(logid, "").await.unwrap();
-    let long: String = (0..200).map(|i| format!("oline {i} ünïcode\n")).collect();
+    // Above 4 KiB: compressed.
+    let long: String = (0..200).map(|i| format!("oline {i} ünïcode ünïcode\n")).collect();
     db.append_log(logid, &long).await.unwrap();
     db.append_log(logid, "eboom\nhexit 1\n").await.unwrap();
     db.append_log(other, "just text\n").await.unwrap();
@@ -1057,11 +1058,11 @@ async fn log_lines_come_back_across_chunks(test: TestDb) {
     assert_eq!(db.log_lines(logid, 0, 0).await.unwrap(), "hecho hi\n");
     assert_eq!(
         db.log_lines(logid, 0, 2).await.unwrap(),
-        "hecho hi\noline 0 ünïcode\noline 1 ünïcode\n"
+        "hecho hi\noline 0 ünïcode ünïcode\noline 1 ünïcode ünïcode\n"
     );
     assert_eq!(
         db.log_lines(logid, 200, 1000).await.unwrap(),
-        "oline 199 ünïcode\neboom\nhexit 1\n"
+        "oline 199 ünïcode ünïcode\neboom\nhexit 1\n"
     );
     let all = db.log_lines(logid, 0, i64::MAX).await.unwrap();
     assert_eq!(all, format!("hecho hi\n{long}eboom\nhexit 1\n"));
