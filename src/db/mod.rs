@@ -17,7 +17,9 @@ mod registry;
 
 pub use batch::{bind_all, Batch, Bind};
 pub use builds::{push_build_properties, PendingRequest};
-pub use buildsets::{properties_of, BuildsetSpec, SourceStampSpec, BUILDSET_PROPERTIES};
+pub use buildsets::{
+    properties_of, AddedBuildset, BuildsetSpec, SourceStampSpec, BUILDSET_PROPERTIES,
+};
 pub use changes::{AfterCommit, ChangeSpec, StoredChange, BUILDSET_SOURCESTAMPS};
 pub use events::MasterEvent;
 pub use outbox::{NewMessage, OutboxMessage, Refusal};
