@@ -1050,7 +1050,9 @@ async fn log_lines_come_back_across_chunks(test: TestDb) {
     // Not a complete line: nothing is stored.
     db.append_log(logid, "").await.unwrap();
     // Above 4 KiB: compressed.
-    let long: String = (0..200).map(|i| format!("oline {i} ünïcode ünïcode\n")).collect();
+    let long: String = (0..200)
+        .map(|i| format!("oline {i} ünïcode ünïcode\n"))
+        .collect();
     db.append_log(logid, &long).await.unwrap();
     db.append_log(logid, "eboom\nhexit 1\n").await.unwrap();
     db.append_log(other, "just text\n").await.unwrap();

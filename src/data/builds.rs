@@ -775,6 +775,9 @@ pub struct Carried {
     new: Option<NewBuild>,
     properties: Properties,
     step_end: Option<StepEnd>,
+    /// A first log stored with its step that the step never opened (it failed before
+    /// its command): never announced, it goes as if it had not been.
+    unused_log: Option<i64>,
 }
 
 /// A step that ended, to be stored with the build's next write.
@@ -791,8 +794,12 @@ impl Carried {
         Carried {
             new: Some(new),
             properties,
-            step_end: None,
+            ..Carried::default()
         }
+    }
+
+    pub fn drop_unused_log(&mut self, logid: i64) {
+        self.unused_log = Some(logid);
     }
 
     pub fn set_properties(&mut self, changed: &Properties) {
@@ -807,6 +814,9 @@ impl Carried {
     /// answers what to announce once it committed.
     fn push(self, batch: &mut Batch, buildid: i64) -> CarriedAnnouncements {
         push_build_properties(batch, buildid, &self.properties);
+        if let Some(logid) = self.unused_log {
+            batch.push("DELETE FROM logs WHERE id = $1", vec![logid.into()]);
+        }
         let step_end = self.step_end.map(|end| {
             batch.push(
                 format!(
@@ -865,11 +875,25 @@ pub struct NewStep<'a> {
     /// The step's description when it starts at once (nothing to ask first, such as a
     /// `doStepIf` function): it is stored started, announced `new` then `started`.
     pub started: Option<&'a str>,
+    /// The stdio log the step opens first (a shell step's `stdio`), stored with it and
+    /// announced when the step opens it.
+    pub first_log: Option<&'a str>,
 }
 
-/// Adds a step, with the build's new state and the writes `carried` in the same write,
-/// and announces it as `new` (and `started` if it started); answers its id.
-pub async fn add_step(db: &Db, bus: &Bus, step: &NewStep<'_>, carried: Carried) -> DbResult<i64> {
+/// A step just added: its id, and the id of its first log when it was stored with it.
+pub struct AddedStep {
+    pub stepid: i64,
+    pub first_log: Option<i64>,
+}
+
+/// Adds a step (with its first log), with the build's new state and the writes `carried`
+/// in the same write, and announces it as `new` (and `started` if it started).
+pub async fn add_step(
+    db: &Db,
+    bus: &Bus,
+    step: &NewStep<'_>,
+    carried: Carried,
+) -> DbResult<AddedStep> {
     let mut params: Vec<Bind> = vec![
         step.number.into(),
         step.name.into(),
@@ -897,13 +921,32 @@ pub async fn add_step(db: &Db, bus: &Bus, step: &NewStep<'_>, carried: Carried) 
             ),
             params,
         );
+    let step_index = batch.len() - 1;
+    if let Some(name) = step.first_log {
+        batch.push(
+            format!(
+                "INSERT INTO logs (name, slug, stepid, complete, num_lines, type) \
+                 VALUES ($1, $2, {}, 0, 0, 's') RETURNING id",
+                db.inserted_id("steps")
+            ),
+            vec![name.into(), crate::model::LogInfo::slug_of(name).into()],
+        );
+    }
     let rows = batch.run(db).await?;
     carried.announce(bus, &rows)?;
-    let row = rows
-        .last()
-        .and_then(|rows| rows.first())
+    let row = rows[step_index]
+        .first()
         .ok_or_else(|| DbError::NotFound(format!("the new step of build {}", step.buildid)))?;
     let stepid = row.try_get(0)?;
+    let first_log = match step.first_log {
+        Some(_) => Some(
+            rows[step_index + 1]
+                .first()
+                .ok_or_else(|| DbError::NotFound(format!("the first log of step {stepid}")))?
+                .try_get(0)?,
+        ),
+        None => None,
+    };
     if step.started.is_some() {
         announce_with(bus, Resource::Step(stepid), "new", || {
             let mut pending = step_json(row)?;
@@ -917,7 +960,7 @@ pub async fn add_step(db: &Db, bus: &Bus, step: &NewStep<'_>, carried: Carried) 
     } else {
         announce_with(bus, Resource::Step(stepid), "new", || step_json(row))?;
     }
-    Ok(stepid)
+    Ok(AddedStep { stepid, first_log })
 }
 
 /// Marks a step started and announces it.
@@ -1093,10 +1136,19 @@ mod tests {
             name: "compile",
             build_state: "running compile",
             started: Some("compiling"),
+            first_log: Some("stdio"),
         };
-        let stepid = add_step(&db, &bus, &new_step, Carried::default())
+        let added = add_step(&db, &bus, &new_step, Carried::default())
             .await
             .unwrap();
+        let stepid = added.stepid;
+        let logs: Vec<(i64, String, i64)> =
+            sqlx::query_as("SELECT id, slug, stepid FROM logs ORDER BY id")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        let first_log = added.first_log.expect("stored with the step");
+        assert_eq!(logs, [(first_log, "stdio".to_string(), stepid)]);
         let mut seen = Vec::new();
         while let Ok(event) = events.try_recv() {
             seen.push(event);

@@ -141,18 +141,22 @@ async fn execute(ctx: &Context, plan: &BuildPlan, mut new: NewBuild) -> DbResult
         let starts_at_once =
             !stopping && matches!(step.common.do_step_if, ValueOrFunction::Value(true));
         let description = description(&step.common);
+        let first_log = StepRun::first_log(&step.kind);
         let new_step = NewStep {
             buildid,
             number: index as i64,
             name: &step.common.name,
             build_state: &format!("running {}", step.common.name),
             started: starts_at_once.then_some(description.as_str()),
+            first_log: first_log.filter(|_| starts_at_once),
         };
-        let stepid = add_step(&ctx.db, &ctx.bus, &new_step, std::mem::take(&mut carried)).await?;
+        let added = add_step(&ctx.db, &ctx.bus, &new_step, std::mem::take(&mut carried)).await?;
+        let stepid = added.stepid;
         let run = StepRun {
             build: &build,
             config: step,
             stepid,
+            first_log: Mutex::new(first_log.zip(added.first_log)),
         };
         let outcome = if starts_at_once {
             run.run().await
@@ -165,6 +169,9 @@ async fn execute(ctx: &Context, plan: &BuildPlan, mut new: NewBuild) -> DbResult
             .unwrap_or_else(|| step_summary(step, outcome.results));
         let hidden = hide(&build, &step.common, outcome.results).await;
         carry_changed_properties(&build, &mut stored, &mut carried);
+        if let Some(logid) = run.unused_first_log() {
+            carried.drop_unused_log(logid);
+        }
         if step
             .common
             .update_build_summary_policy
