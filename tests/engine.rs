@@ -568,6 +568,43 @@ c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f}
         .any(|e| e.key.starts_with("steps/") && e.key.ends_with("/logs/stdio/new")));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_step_that_fails_before_its_command_keeps_no_empty_stdio_log() {
+    let dir = tempfile::tempdir().unwrap();
+    // A shell step's stdio log is stored with the step, before its command is rendered.
+    let config = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local") }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="broken", command={"echo", util.renderer(function() error("no command") end)}})
+f:addStep(steps.ShellCommand{name="fine", command="echo ok", alwaysRun=true})
+c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f} }
+"#;
+    let master = TestMaster::start_in(dir, config).await;
+    let bsid = submit(&master, &["b"], &[]).await;
+    assert_eq!(complete(&master, bsid).await, BuildResult::Exception);
+    let logs: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT s.name, l.name, l.complete FROM logs l JOIN steps s ON s.id = l.stepid \
+         ORDER BY l.id",
+    )
+    .fetch_all(&master.context.db.pool)
+    .await
+    .unwrap();
+    let logs: Vec<(&str, &str, i64)> = logs
+        .iter()
+        .map(|(step, log, complete)| (step.as_str(), log.as_str(), *complete))
+        .collect();
+    assert_eq!(
+        logs,
+        [("broken", "err.text", 1), ("fine", "stdio", 1)],
+        "the broken step's unused stdio log is gone"
+    );
+    assert!(log_text(&master, "broken", "err.text")
+        .await
+        .contains("no command"));
+    assert!(log_text(&master, "fine", "stdio").await.contains("ok"));
+}
+
 /// Forces a build of `builders` through the REST API's JSON-RPC; the buildset id.
 async fn force_over_rest(api: &str, builders: &[&str]) -> i64 {
     let answer: Value = reqwest::Client::new()

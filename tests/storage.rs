@@ -154,7 +154,57 @@ on_both_databases!(
     worker_connects_and_disconnects_and_master_events_are_recorded_with_their_time,
     only_the_newest_event_horizon_events_of_each_worker_and_master_are_kept,
     the_pages_own_reads_answer_on_this_database,
+    several_builders_pending_requests_come_in_one_read_at_most_so_many_of_each,
 );
+
+/// After a build the engine reads the pending requests of every builder with a free worker
+/// in one statement, at most as many of each as it can start: in build order (priority,
+/// then age), the claimed and complete ones left out.
+async fn several_builders_pending_requests_come_in_one_read_at_most_so_many_of_each(test: TestDb) {
+    let db = &test.db;
+    let builders = [
+        db.builder_id("linux").await.unwrap(),
+        db.builder_id("windows").await.unwrap(),
+    ];
+    let spec = |builderid: i64, priority: i64| BuildsetSpec {
+        reason: "queued".into(),
+        scheduler: "force".into(),
+        new_sourcestamps: vec![SourceStampSpec::default()],
+        builder_ids: vec![builderid],
+        priority,
+        ..BuildsetSpec::default()
+    };
+    let mut linux = Vec::new();
+    for priority in [0, 5, 0] {
+        let (_, requests) = db.add_buildset(&spec(builders[0], priority)).await.unwrap();
+        linux.push(requests[&builders[0]]);
+    }
+    let (_, requests) = db.add_buildset(&spec(builders[1], 0)).await.unwrap();
+    let windows = requests[&builders[1]];
+    let masterid = db.master_id("master").await.unwrap();
+    assert!(db.claim_requests(&[linux[0]], masterid).await.unwrap());
+
+    let ids = |pending: &[moonbot::db::PendingRequest]| -> Vec<i64> {
+        pending.iter().map(|r| r.id).collect()
+    };
+    let first = db.pending_requests_of(&builders, 1).await.unwrap();
+    assert_eq!(
+        ids(&first[&builders[0]]),
+        [linux[1]],
+        "the higher priority first"
+    );
+    assert_eq!(ids(&first[&builders[1]]), [windows]);
+    let all = db
+        .pending_requests_of(&builders[..1], i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "only the builders asked about");
+    assert_eq!(ids(&all[&builders[0]]), [linux[1], linux[2]]);
+    assert_eq!(
+        all[&builders[0]],
+        db.pending_requests(builders[0]).await.unwrap()
+    );
+}
 
 /// The pages' own statements (`www/pages/store.rs`) on this database, through a master
 /// serving them: a property filter, the waterfall's worker events, `/json`'s builder node.
@@ -393,11 +443,16 @@ async fn properties_past_one_statements_rows_are_all_stored(test: TestDb) {
         masterid,
     };
     let bus = Bus::default();
-    let build = claim_and_add_build(db, &bus, requests[&builderid], &on)
+    let pending = db.pending_requests(builderid).await.unwrap();
+    assert_eq!(pending[0].id, requests[&builderid]);
+    let build = claim_and_add_build(db, &bus, &pending[0], &on)
         .await
         .unwrap()
         .expect("the request was pending");
     assert_eq!(build.number, 1);
+    // What the build is made from is read in the claim's round trip.
+    assert_eq!(build.buildset_properties.as_dict(), properties.as_dict());
+    assert_eq!(build.sourcestamps.len(), 1);
     db.set_build_properties(build.buildid, &properties)
         .await
         .unwrap();
@@ -417,8 +472,9 @@ async fn properties_past_one_statements_rows_are_all_stored(test: TestDb) {
         properties.as_dict()
     );
     // The builder's next build is numbered after it.
-    let (_, again) = db.add_buildset(&spec).await.unwrap();
-    let next = claim_and_add_build(db, &bus, again[&builderid], &on)
+    db.add_buildset(&spec).await.unwrap();
+    let pending = db.pending_requests(builderid).await.unwrap();
+    let next = claim_and_add_build(db, &bus, &pending[0], &on)
         .await
         .unwrap()
         .expect("the request was pending");
@@ -997,7 +1053,10 @@ async fn log_lines_come_back_across_chunks(test: TestDb) {
     db.append_log(logid, "hecho hi\n").await.unwrap();
     // Not a complete line: nothing is stored.
     db.append_log(logid, "").await.unwrap();
-    let long: String = (0..200).map(|i| format!("oline {i} ünïcode\n")).collect();
+    // Above 4 KiB: compressed.
+    let long: String = (0..200)
+        .map(|i| format!("oline {i} ünïcode ünïcode\n"))
+        .collect();
     db.append_log(logid, &long).await.unwrap();
     db.append_log(logid, "eboom\nhexit 1\n").await.unwrap();
     db.append_log(other, "just text\n").await.unwrap();
@@ -1005,11 +1064,11 @@ async fn log_lines_come_back_across_chunks(test: TestDb) {
     assert_eq!(db.log_lines(logid, 0, 0).await.unwrap(), "hecho hi\n");
     assert_eq!(
         db.log_lines(logid, 0, 2).await.unwrap(),
-        "hecho hi\noline 0 ünïcode\noline 1 ünïcode\n"
+        "hecho hi\noline 0 ünïcode ünïcode\noline 1 ünïcode ünïcode\n"
     );
     assert_eq!(
         db.log_lines(logid, 200, 1000).await.unwrap(),
-        "oline 199 ünïcode\neboom\nhexit 1\n"
+        "oline 199 ünïcode ünïcode\neboom\nhexit 1\n"
     );
     let all = db.log_lines(logid, 0, i64::MAX).await.unwrap();
     assert_eq!(all, format!("hecho hi\n{long}eboom\nhexit 1\n"));

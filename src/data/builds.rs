@@ -15,8 +15,11 @@ use super::query::{
 use super::{announce_with, Resource};
 use super::{flag, opt_int, opt_time, projected, time};
 use crate::bus::Bus;
-use crate::db::{now, Batch, Db, DbError, DbResult};
-use crate::model::BuildResult;
+use crate::db::{
+    now, properties_of, push_build_properties, Batch, Db, DbError, DbResult, PendingRequest,
+    BUILDSET_PROPERTIES, BUILDSET_SOURCESTAMPS,
+};
+use crate::model::{BuildResult, Properties, SourceStamp};
 
 pub const BUILD: Entity = Entity {
     name: "build",
@@ -683,21 +686,15 @@ pub async fn raw_lines(db: &Db, log: &RawLog, first: i64, last: i64) -> DbResult
 // event's message, so no read follows the write. On the engine's hot path every query is a
 // round trip to a database thread.
 
-/// A build just stored, with its row for the message of `new`: the caller announces it
-/// once the build's properties are stored too.
+/// A build just stored, with its row for the message of `new`, which its first write
+/// announces (the write that stores its properties), and what it is built from, read in
+/// the claim's round trip.
 pub struct NewBuild {
     pub buildid: i64,
     pub number: i64,
+    pub sourcestamps: Vec<SourceStamp>,
+    pub buildset_properties: Properties,
     row: AnyRow,
-}
-
-impl NewBuild {
-    /// Announces the build `new`.
-    pub fn announce(&self, bus: &Bus) -> DbResult<()> {
-        announce_with(bus, Resource::Build(self.buildid), "new", || {
-            build_json(&self.row)
-        })
-    }
 }
 
 /// What a claimed request becomes on a worker: `(builder, worker, master)` ids.
@@ -707,15 +704,17 @@ pub struct BuildOn {
     pub masterid: i64,
 }
 
-/// Claims pending request `brid` and stores its build in the same write, one round trip:
-/// the build only if the claim was this one. Announces the request `claimed` with the row
-/// the update returned, and answers the build; `None` when another claim got there first.
+/// Claims pending request `request` and stores its build in the same write, one round
+/// trip: the build only if the claim was this one; the request's buildset's sourcestamps
+/// and properties are read in it too. Announces the request `claimed` with the row the
+/// update returned, and answers the build; `None` when another claim got there first.
 pub async fn claim_and_add_build(
     db: &Db,
     bus: &Bus,
-    brid: i64,
+    request: &PendingRequest,
     on: &BuildOn,
 ) -> DbResult<Option<NewBuild>> {
+    let (brid, bsid) = (request.id, request.buildsetid);
     let claimed_at = now();
     let mut batch = Batch::new();
     batch
@@ -743,9 +742,13 @@ pub async fn claim_and_add_build(
                 on.masterid.into(),
                 claimed_at.into(),
             ],
-        );
+        )
+        .push(BUILDSET_SOURCESTAMPS, vec![bsid.into()])
+        .push(BUILDSET_PROPERTIES, vec![bsid.into()]);
     let mut rows = batch.run(db).await?.into_iter();
-    let (Some(mut claim), Some(mut build)) = (rows.next(), rows.next()) else {
+    let (Some(mut claim), Some(mut build), Some(stamps), Some(properties)) =
+        (rows.next(), rows.next(), rows.next(), rows.next())
+    else {
         return Ok(None);
     };
     let (Some(request), Some(build)) = (claim.pop(), build.pop()) else {
@@ -757,8 +760,109 @@ pub async fn claim_and_add_build(
     Ok(Some(NewBuild {
         buildid: build.try_get(0)?,
         number: build.try_get(1)?,
+        sourcestamps: db.sourcestamps_of(stamps).await?,
+        buildset_properties: properties_of(&properties)?,
         row: build,
     }))
+}
+
+/// Writes of a running build that wait for its next write and go in that write's round
+/// trip: its announcement `new` (made once its properties are stored), the properties
+/// set since the last write, and the end of the step that ran last. Nothing waits long:
+/// the next step is added, or the build ends, right after a step.
+#[derive(Default)]
+pub struct Carried {
+    new: Option<NewBuild>,
+    properties: Properties,
+    step_end: Option<StepEnd>,
+    /// A first log stored with its step that the step never opened (it failed before
+    /// its command): never announced, it goes as if it had not been.
+    unused_log: Option<i64>,
+}
+
+/// A step that ended, to be stored with the build's next write.
+pub struct StepEnd {
+    pub stepid: i64,
+    pub results: BuildResult,
+    pub state: String,
+    pub hidden: bool,
+}
+
+impl Carried {
+    /// The build's first write: `new` announced after it, with its `properties`.
+    pub fn first(new: NewBuild, properties: Properties) -> Carried {
+        Carried {
+            new: Some(new),
+            properties,
+            ..Carried::default()
+        }
+    }
+
+    pub fn drop_unused_log(&mut self, logid: i64) {
+        self.unused_log = Some(logid);
+    }
+
+    pub fn set_properties(&mut self, changed: &Properties) {
+        self.properties.update(changed);
+    }
+
+    pub fn end_step(&mut self, end: StepEnd) {
+        self.step_end = Some(end);
+    }
+
+    /// Pushes the carried writes onto `batch`, before the write that carries them;
+    /// answers what to announce once it committed.
+    fn push(self, batch: &mut Batch, buildid: i64) -> CarriedAnnouncements {
+        push_build_properties(batch, buildid, &self.properties);
+        if let Some(logid) = self.unused_log {
+            batch.push("DELETE FROM logs WHERE id = $1", vec![logid.into()]);
+        }
+        let step_end = self.step_end.map(|end| {
+            batch.push(
+                format!(
+                    "UPDATE steps SET complete_at = $1, results = $2, state_string = $3, \
+                     hidden = $4 WHERE id = $5 RETURNING {STEP_SELECT}"
+                ),
+                vec![
+                    now().into(),
+                    end.results.code().into(),
+                    end.state.into(),
+                    (end.hidden as i64).into(),
+                    end.stepid.into(),
+                ],
+            );
+            (end.stepid, batch.len() - 1)
+        });
+        CarriedAnnouncements {
+            new: self.new,
+            step_end,
+        }
+    }
+}
+
+/// What carried writes announce once they are committed.
+struct CarriedAnnouncements {
+    new: Option<NewBuild>,
+    /// The step that ended and the index of its statement's rows.
+    step_end: Option<(i64, usize)>,
+}
+
+impl CarriedAnnouncements {
+    /// The build `new`, then the step `finished`, before what the carrying write announces.
+    fn announce(self, bus: &Bus, rows: &[Vec<AnyRow>]) -> DbResult<()> {
+        if let Some(new) = self.new {
+            announce_with(bus, Resource::Build(new.buildid), "new", || {
+                build_json(&new.row)
+            })?;
+        }
+        if let Some((stepid, index)) = self.step_end {
+            let row = rows[index]
+                .first()
+                .ok_or_else(|| DbError::NotFound(format!("step {stepid}")))?;
+            announce_with(bus, Resource::Step(stepid), "finished", || step_json(row))?;
+        }
+        Ok(())
+    }
 }
 
 /// A step about to be added to a running build.
@@ -771,11 +875,25 @@ pub struct NewStep<'a> {
     /// The step's description when it starts at once (nothing to ask first, such as a
     /// `doStepIf` function): it is stored started, announced `new` then `started`.
     pub started: Option<&'a str>,
+    /// The stdio log the step opens first (a shell step's `stdio`), stored with it and
+    /// announced when the step opens it.
+    pub first_log: Option<&'a str>,
 }
 
-/// Adds a step, with the build's new state in the same write, and announces it as `new`
-/// (and `started` if it started); answers its id.
-pub async fn add_step(db: &Db, bus: &Bus, step: &NewStep<'_>) -> DbResult<i64> {
+/// A step just added: its id, and the id of its first log when it was stored with it.
+pub struct AddedStep {
+    pub stepid: i64,
+    pub first_log: Option<i64>,
+}
+
+/// Adds a step (with its first log), with the build's new state and the writes `carried`
+/// in the same write, and announces it as `new` (and `started` if it started).
+pub async fn add_step(
+    db: &Db,
+    bus: &Bus,
+    step: &NewStep<'_>,
+    carried: Carried,
+) -> DbResult<AddedStep> {
     let mut params: Vec<Bind> = vec![
         step.number.into(),
         step.name.into(),
@@ -790,6 +908,7 @@ pub async fn add_step(db: &Db, bus: &Bus, step: &NewStep<'_>) -> DbResult<i64> {
         None => "NULL",
     };
     let mut batch = Batch::new();
+    let carried = carried.push(&mut batch, step.buildid);
     batch
         .push(
             "UPDATE builds SET state_string = $1 WHERE id = $2",
@@ -802,11 +921,32 @@ pub async fn add_step(db: &Db, bus: &Bus, step: &NewStep<'_>) -> DbResult<i64> {
             ),
             params,
         );
+    let step_index = batch.len() - 1;
+    if let Some(name) = step.first_log {
+        batch.push(
+            format!(
+                "INSERT INTO logs (name, slug, stepid, complete, num_lines, type) \
+                 VALUES ($1, $2, {}, 0, 0, 's') RETURNING id",
+                db.inserted_id("steps")
+            ),
+            vec![name.into(), crate::model::LogInfo::slug_of(name).into()],
+        );
+    }
     let rows = batch.run(db).await?;
-    let row = rows[1]
+    carried.announce(bus, &rows)?;
+    let row = rows[step_index]
         .first()
         .ok_or_else(|| DbError::NotFound(format!("the new step of build {}", step.buildid)))?;
     let stepid = row.try_get(0)?;
+    let first_log = match step.first_log {
+        Some(_) => Some(
+            rows[step_index + 1]
+                .first()
+                .ok_or_else(|| DbError::NotFound(format!("the first log of step {stepid}")))?
+                .try_get(0)?,
+        ),
+        None => None,
+    };
     if step.started.is_some() {
         announce_with(bus, Resource::Step(stepid), "new", || {
             let mut pending = step_json(row)?;
@@ -820,7 +960,7 @@ pub async fn add_step(db: &Db, bus: &Bus, step: &NewStep<'_>) -> DbResult<i64> {
     } else {
         announce_with(bus, Resource::Step(stepid), "new", || step_json(row))?;
     }
-    Ok(stepid)
+    Ok(AddedStep { stepid, first_log })
 }
 
 /// Marks a step started and announces it.
@@ -837,68 +977,55 @@ pub async fn start_step(db: &Db, bus: &Bus, stepid: i64, state: &str) -> DbResul
     announce_with(bus, Resource::Step(stepid), "started", || step_json(&row))
 }
 
-/// Marks a step finished and announces it.
-pub async fn finish_step(
-    db: &Db,
-    bus: &Bus,
-    stepid: i64,
-    results: BuildResult,
-    state: &str,
-    hidden: bool,
-) -> DbResult<()> {
-    let sql = format!(
-        "UPDATE steps SET complete_at = $1, results = $2, state_string = $3, hidden = $4 \
-         WHERE id = $5 RETURNING {STEP_SELECT}"
-    );
-    let row = sqlx::query(&sql)
-        .bind(now())
-        .bind(results.code())
-        .bind(state)
-        .bind(hidden as i64)
-        .bind(stepid)
-        .fetch_one(&db.pool)
-        .await?;
-    announce_with(bus, Resource::Step(stepid), "finished", || step_json(&row))
-}
-
-/// Marks a build finished and announces it.
+/// Marks a build finished, with the writes `carried`, and announces it.
 pub async fn finish_build(
     db: &Db,
     bus: &Bus,
     buildid: i64,
-    results: BuildResult,
-    state: &str,
+    (results, state): (BuildResult, &str),
+    carried: Carried,
 ) -> DbResult<()> {
-    let sql = format!(
-        "UPDATE builds SET complete_at = $1, results = $2, state_string = $3 WHERE id = $4 \
-         RETURNING {BUILD_SELECT}"
+    let mut batch = Batch::new();
+    let carried = carried.push(&mut batch, buildid);
+    batch.push(
+        format!(
+            "UPDATE builds SET complete_at = $1, results = $2, state_string = $3 WHERE id = $4 \
+             RETURNING {BUILD_SELECT}"
+        ),
+        vec![
+            now().into(),
+            results.code().into(),
+            state.into(),
+            buildid.into(),
+        ],
     );
-    let row = sqlx::query(&sql)
-        .bind(now())
-        .bind(results.code())
-        .bind(state)
-        .bind(buildid)
-        .fetch_one(&db.pool)
-        .await?;
-    announce_with(bus, Resource::Build(buildid), "finished", || {
-        build_json(&row)
-    })
+    let rows = batch.run(db).await?;
+    carried.announce(bus, &rows)?;
+    if let Some(build) = rows.last().and_then(|rows| rows.first()) {
+        announce_with(bus, Resource::Build(buildid), "finished", || {
+            build_json(build)
+        })?;
+    }
+    Ok(())
 }
 
-/// Marks a build finished and, in the same write, completes its request `brid` and the
-/// request's buildset `bsid` when no other request of it is pending; announces the build
-/// `finished`, then the request and the buildset `complete`, as the separate writes did.
+/// Marks a build finished, with the writes `carried`, and in the same write completes its
+/// request `brid` and the request's buildset `bsid` when no other request of it is
+/// pending; announces the build `finished`, then the request and the buildset `complete`,
+/// as the separate writes did.
 pub async fn finish_build_and_request(
     db: &Db,
     bus: &Bus,
     buildid: i64,
     (results, state): (BuildResult, &str),
-    brid: i64,
-    bsid: i64,
+    (brid, bsid): (i64, i64),
+    carried: Carried,
 ) -> DbResult<()> {
     let now = now();
     let code = results.code();
     let mut batch = Batch::new();
+    let carried = carried.push(&mut batch, buildid);
+    let first = batch.len();
     batch
         .push(
             format!(
@@ -916,6 +1043,8 @@ pub async fn finish_build_and_request(
         )
         .push(complete_buildset_sql(), vec![now.into(), bsid.into()]);
     let rows = batch.run(db).await?;
+    carried.announce(bus, &rows)?;
+    let rows = &rows[first..];
     if let Some(build) = rows[0].first() {
         announce_with(bus, Resource::Build(buildid), "finished", || {
             build_json(build)
@@ -957,7 +1086,13 @@ mod tests {
             workerid: 1,
             masterid,
         };
-        claim_and_add_build(db, bus, brid, &on).await.unwrap()
+        let request = PendingRequest {
+            id: brid,
+            buildsetid: 1,
+            priority: 0,
+            submitted_at: 0.0,
+        };
+        claim_and_add_build(db, bus, &request, &on).await.unwrap()
     }
 
     #[tokio::test]
@@ -1001,8 +1136,19 @@ mod tests {
             name: "compile",
             build_state: "running compile",
             started: Some("compiling"),
+            first_log: Some("stdio"),
         };
-        let stepid = add_step(&db, &bus, &new_step).await.unwrap();
+        let added = add_step(&db, &bus, &new_step, Carried::default())
+            .await
+            .unwrap();
+        let stepid = added.stepid;
+        let logs: Vec<(i64, String, i64)> =
+            sqlx::query_as("SELECT id, slug, stepid FROM logs ORDER BY id")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        let first_log = added.first_log.expect("stored with the step");
+        assert_eq!(logs, [(first_log, "stdio".to_string(), stepid)]);
         let mut seen = Vec::new();
         while let Ok(event) = events.try_recv() {
             seen.push(event);

@@ -513,6 +513,15 @@ const BUILDREQUEST_COLUMNS: &[(&str, &str)] = &[
     ("waited_for", "buildrequests.waited_for"),
 ];
 
+/// Announces a request stored just now `new`, with the row its INSERT returned
+/// ([`crate::db::AddedBuildset`]).
+pub fn announce_new_request(bus: &Bus, row: &AnyRow) -> DbResult<()> {
+    let brid: i64 = row.try_get(0)?;
+    announce_with(bus, Resource::BuildRequest(brid), "new", || {
+        buildrequest_json(row)
+    })
+}
+
 pub(super) fn buildrequest_json(row: &AnyRow) -> DbResult<Value> {
     let claimed_by = opt_int(row, 5)?;
     Ok(json!({

@@ -45,8 +45,13 @@ pub enum Resource {
 
 /// Reads the resource as it is now and publishes `event` (`new`, `started`, `finished`,
 /// `complete`, `append`, `connected`, ...) about it under each of Buildbot's routing keys
-/// for its type (a build: `builds/ID/EVENT` and `builders/B/builds/N/EVENT`, ...).
+/// for its type (a build: `builds/ID/EVENT` and `builders/B/builds/N/EVENT`, ...). An event
+/// no subscriber wants is neither read nor sent: a forced buildset's `new` has none
+/// without a status target.
 pub async fn publish(db: &Db, bus: &Bus, resource: Resource, event: &str) -> DbResult<()> {
+    if !bus.wants_any(resource.key_shapes(), event) {
+        return Ok(());
+    }
     let none = Query::default();
     let message = match resource {
         Resource::Change(id) => changes::change(db, id).await?,

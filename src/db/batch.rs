@@ -88,6 +88,11 @@ impl Batch {
         self.statements.is_empty()
     }
 
+    /// How many statements it holds: the index the next one's rows will have.
+    pub fn len(&self) -> usize {
+        self.statements.len()
+    }
+
     /// Runs every statement in one transaction and answers the rows each returned, one
     /// list a statement (empty for a statement without `RETURNING`).
     pub async fn run(self, db: &Db) -> DbResult<Vec<Vec<AnyRow>>> {

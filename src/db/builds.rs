@@ -1,5 +1,7 @@
 //! Build requests as builders take them, builds, their properties and steps.
 
+use std::collections::BTreeMap;
+
 use sqlx::Row;
 
 use super::{now, Batch, Db, DbResult};
@@ -66,17 +68,44 @@ impl Db {
             .collect()
     }
 
-    /// The builders that have unclaimed, incomplete requests.
-    pub async fn builders_with_pending_requests(
+    /// The unclaimed, incomplete requests of each of `builders`, at most `first` of each,
+    /// in the order of [`Db::pending_requests`]: one statement for all the builders a
+    /// finished build may let start, rather than a look for the builders with work and
+    /// then one per builder.
+    pub async fn pending_requests_of(
         &self,
-    ) -> DbResult<std::collections::BTreeSet<i64>> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT DISTINCT builderid FROM buildrequests \
-             WHERE complete = 0 AND claimed_by_masterid IS NULL",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids.into_iter().collect())
+        builders: &[i64],
+        first: i64,
+    ) -> DbResult<BTreeMap<i64, Vec<PendingRequest>>> {
+        let placeholders = (0..builders.len())
+            .map(|n| format!("${}", n + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT builderid, id, buildsetid, priority, submitted_at FROM (\
+             SELECT builderid, id, buildsetid, priority, submitted_at, ROW_NUMBER() OVER (\
+             PARTITION BY builderid ORDER BY priority DESC, submitted_at, id) AS place \
+             FROM buildrequests WHERE complete = 0 AND claimed_by_masterid IS NULL \
+             AND builderid IN ({placeholders})) AS queued WHERE place <= $1 \
+             ORDER BY builderid, place"
+        );
+        let mut query = sqlx::query(&sql).bind(first);
+        for builderid in builders {
+            query = query.bind(builderid);
+        }
+        let mut pending: BTreeMap<i64, Vec<PendingRequest>> = BTreeMap::new();
+        for row in query.fetch_all(&self.pool).await? {
+            pending
+                .entry(row.try_get(0)?)
+                .or_default()
+                .push(PendingRequest {
+                    id: row.try_get(1)?,
+                    buildsetid: row.try_get(2)?,
+                    priority: row.try_get(3)?,
+                    submitted_at: row.try_get(4)?,
+                });
+        }
+        Ok(pending)
     }
 
     /// Claims requests for this master; false when another claim got there first.
@@ -116,26 +145,16 @@ impl Db {
         Ok(())
     }
 
-    /// Stores every property of a build, replacing earlier values: one statement for
-    /// up to [`super::ROWS_PER_INSERT`] of them, as a round trip costs more than a row.
+    /// Stores every property of a build, replacing earlier values.
     pub async fn set_build_properties(
         &self,
         buildid: i64,
         properties: &Properties,
     ) -> DbResult<()> {
-        let rows = super::property_rows(properties);
-        match rows.len() {
-            0 => {}
-            1..=super::ROWS_PER_INSERT => {
-                upsert_build_properties(&self.pool, buildid, &rows).await?
-            }
-            _ => {
-                let mut tx = self.begin_write().await?;
-                for chunk in rows.chunks(super::ROWS_PER_INSERT) {
-                    upsert_build_properties(&mut *tx, buildid, chunk).await?;
-                }
-                tx.commit().await?;
-            }
+        let mut batch = Batch::new();
+        push_build_properties(&mut batch, buildid, properties);
+        if !batch.is_empty() {
+            batch.run(self).await?;
         }
         Ok(())
     }
@@ -161,23 +180,24 @@ impl Db {
     }
 }
 
-/// `(name, JSON value, source)` rows into `build_properties`, in one statement.
-async fn upsert_build_properties<'e>(
-    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
-    buildid: i64,
-    rows: &[(&str, String, &str)],
-) -> DbResult<()> {
-    let sql = format!(
-        "INSERT INTO build_properties (buildid, name, value, source) VALUES {} \
-         ON CONFLICT (buildid, name) DO UPDATE SET value = excluded.value, source = excluded.source",
-        super::values_placeholders(rows.len(), 1, 3)
-    );
-    let mut query = sqlx::query(&sql).bind(buildid);
-    for (name, value, source) in rows {
-        query = query.bind(*name).bind(value.as_str()).bind(*source);
+/// Adds the writes that store `properties` of build `buildid`, replacing earlier values, to
+/// `batch`: one statement for up to [`super::ROWS_PER_INSERT`] of them, as a round trip
+/// costs more than a row. A build's properties go with the build's next write this way.
+pub fn push_build_properties(batch: &mut Batch, buildid: i64, properties: &Properties) {
+    let rows = super::property_rows(properties);
+    for chunk in rows.chunks(super::ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO build_properties (buildid, name, value, source) VALUES {} \
+             ON CONFLICT (buildid, name) DO UPDATE SET value = excluded.value, source = excluded.source",
+            super::values_placeholders(chunk.len(), 1, 3)
+        );
+        let mut params = Vec::with_capacity(1 + 3 * chunk.len());
+        params.push(buildid.into());
+        for (name, value, source) in chunk {
+            params.extend([(*name).into(), value.as_str().into(), (*source).into()]);
+        }
+        batch.push(sql, params);
     }
-    query.execute(executor).await?;
-    Ok(())
 }
 
 impl Db {

@@ -37,12 +37,28 @@ pub struct BuildsetSpec {
     pub waited_for: bool,
 }
 
+/// A buildset just stored.
+pub struct AddedBuildset {
+    pub bsid: i64,
+    /// The request id per builder id.
+    pub brids: BTreeMap<i64, i64>,
+    /// Each request's row, in the columns of the data API's `buildrequests` select.
+    pub request_rows: Vec<sqlx::any::AnyRow>,
+}
+
 impl Db {
     /// Stores a buildset with its sourcestamps, properties and build requests, in one
     /// transaction and, on SQLite, one round trip (a [`Batch`]: each statement finds the
     /// ids inserted before it in SQL). Returns the buildset id and the request id per
     /// builder id.
     pub async fn add_buildset(&self, spec: &BuildsetSpec) -> DbResult<(i64, BTreeMap<i64, i64>)> {
+        let added = self.add_buildset_rows(spec).await?;
+        Ok((added.bsid, added.brids))
+    }
+
+    /// [`Db::add_buildset`], answering each request's row too, as the data API's
+    /// `buildrequests` select would read it: its `new` event needs no read.
+    pub async fn add_buildset_rows(&self, spec: &BuildsetSpec) -> DbResult<AddedBuildset> {
         let submitted_at = now();
         let bsid = self.inserted_id("buildsets");
         let mut batch = Batch::new();
@@ -112,7 +128,9 @@ impl Db {
                 format!(
                     "INSERT INTO buildrequests (buildsetid, builderid, priority, complete, \
                      submitted_at, waited_for) VALUES ({bsid}, $1, $2, 0, $3, $4) \
-                     RETURNING id, builderid"
+                     RETURNING id, buildsetid, builderid, priority, claimed_at, \
+                     claimed_by_masterid, complete, results, submitted_at, complete_at, \
+                     waited_for"
                 ),
                 vec![
                     builderid.into(),
@@ -122,27 +140,42 @@ impl Db {
                 ],
             );
         }
-        let rows = batch.run(self).await?;
-        let mut rows = rows.iter().flatten();
+        let mut rows = batch.run(self).await?.into_iter().flatten();
         let bsid: i64 = rows
             .next()
             .ok_or_else(|| DbError::NotFound("the new buildset".into()))?
             .try_get(0)?;
+        let request_rows: Vec<_> = rows.collect();
         let mut brids = BTreeMap::new();
-        for row in rows {
-            brids.insert(row.try_get(1)?, row.try_get(0)?);
+        for row in &request_rows {
+            brids.insert(row.try_get(2)?, row.try_get(0)?);
         }
-        Ok((bsid, brids))
+        Ok(AddedBuildset {
+            bsid,
+            brids,
+            request_rows,
+        })
     }
 
     /// The properties of a buildset, with their sources.
     pub async fn buildset_properties(&self, bsid: i64) -> DbResult<Properties> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT name, value, source FROM buildset_properties WHERE buildsetid = $1",
-        )
-        .bind(bsid)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(super::properties_from_rows(rows))
+        let rows = sqlx::query(BUILDSET_PROPERTIES)
+            .bind(bsid)
+            .fetch_all(&self.pool)
+            .await?;
+        properties_of(&rows)
     }
+}
+
+/// The properties of buildset `$1`, as [`properties_of`] reads them.
+pub const BUILDSET_PROPERTIES: &str =
+    "SELECT name, value, source FROM buildset_properties WHERE buildsetid = $1";
+
+/// Properties from `(name, JSON value, source)` rows.
+pub fn properties_of(rows: &[sqlx::any::AnyRow]) -> DbResult<Properties> {
+    let rows = rows
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect::<DbResult<Vec<_>>>()?;
+    Ok(super::properties_from_rows(rows))
 }

@@ -144,6 +144,17 @@ struct ChangeIds {
     when: f64,
 }
 
+/// The sourcestamps of buildset `$1` with their changes' ids, in one statement: a row per
+/// change, or one with no change id for a stamp without changes
+/// ([`Db::sourcestamps_of`] reads them).
+pub const BUILDSET_SOURCESTAMPS: &str = "SELECT s.id, s.branch, s.revision, s.repository, \
+     s.codebase, s.project, p.patchlevel, p.patch, p.author AS patch_author, \
+     p.comment AS patch_comment, p.subdir AS patch_subdir, c.changeid \
+     FROM sourcestamps s JOIN buildset_sourcestamps b ON b.sourcestampid = s.id \
+     LEFT JOIN patches p ON p.id = s.patchid \
+     LEFT JOIN changes c ON c.sourcestampid = s.id \
+     WHERE b.buildsetid = $1 ORDER BY s.codebase, s.id, c.changeid";
+
 impl Db {
     /// Stores a change and the sourcestamp it describes; returns the change id.
     pub async fn add_change(&self, spec: &ChangeSpec) -> DbResult<i64> {
@@ -264,20 +275,18 @@ impl Db {
 
     /// The sourcestamps of a buildset, each with the changes that made it.
     pub async fn buildset_sourcestamps(&self, bsid: i64) -> DbResult<Vec<SourceStamp>> {
-        // The stamps with their changes' ids in one query: a row per change, or one with
-        // no change id for a stamp without changes.
-        let rows = sqlx::query(
-            "SELECT s.id, s.branch, s.revision, s.repository, s.codebase, s.project, \
-             p.patchlevel, p.patch, p.author AS patch_author, p.comment AS patch_comment, \
-             p.subdir AS patch_subdir, c.changeid \
-             FROM sourcestamps s JOIN buildset_sourcestamps b ON b.sourcestampid = s.id \
-             LEFT JOIN patches p ON p.id = s.patchid \
-             LEFT JOIN changes c ON c.sourcestampid = s.id \
-             WHERE b.buildsetid = $1 ORDER BY s.codebase, s.id, c.changeid",
-        )
-        .bind(bsid)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(BUILDSET_SOURCESTAMPS)
+            .bind(bsid)
+            .fetch_all(&self.pool)
+            .await?;
+        self.sourcestamps_of(rows).await
+    }
+
+    /// The sourcestamps in rows of [`BUILDSET_SOURCESTAMPS`], with their changes.
+    pub async fn sourcestamps_of(
+        &self,
+        rows: Vec<sqlx::any::AnyRow>,
+    ) -> DbResult<Vec<SourceStamp>> {
         let mut stamps: Vec<(i64, SourceStamp)> = Vec::new();
         for row in rows {
             let ssid: i64 = row.try_get("id")?;

@@ -16,9 +16,11 @@ mod outbox;
 mod registry;
 
 pub use batch::{bind_all, Batch, Bind};
-pub use builds::PendingRequest;
-pub use buildsets::{BuildsetSpec, SourceStampSpec};
-pub use changes::{AfterCommit, ChangeSpec, StoredChange};
+pub use builds::{push_build_properties, PendingRequest};
+pub use buildsets::{
+    properties_of, AddedBuildset, BuildsetSpec, SourceStampSpec, BUILDSET_PROPERTIES,
+};
+pub use changes::{AfterCommit, ChangeSpec, StoredChange, BUILDSET_SOURCESTAMPS};
 pub use events::MasterEvent;
 pub use outbox::{NewMessage, OutboxMessage, Refusal};
 pub use registry::RecordedBuilders;

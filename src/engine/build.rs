@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::build::ValueOrFunction;
 use crate::config::build::{StepCommon, StepConfig};
 use crate::data::builds::{
-    add_step, finish_build, finish_build_and_request, finish_step, start_step, NewBuild, NewStep,
+    add_step, finish_build, finish_build_and_request, start_step, Carried, NewBuild, NewStep,
+    StepEnd,
 };
 use crate::data::{publish, Resource};
 use crate::db::{DbResult, PendingRequest};
@@ -52,7 +53,8 @@ pub async fn run(ctx: Context, plan: BuildPlan, new: NewBuild) -> BuildResult {
             tracing::error!(build = buildid, "storage failed during the build: {error}");
             let request = (plan.request.id, plan.request.buildsetid);
             let ended = (BuildResult::Exception, "storage error");
-            if let Err(error) = finish(&ctx, buildid, ended, request).await {
+            let finished = finish(&ctx, buildid, ended, request, Carried::default()).await;
+            if let Err(error) = finished {
                 tracing::error!(build = buildid, "cannot finish the build: {error}");
             }
             BuildResult::Exception
@@ -77,24 +79,24 @@ pub async fn run(ctx: Context, plan: BuildPlan, new: NewBuild) -> BuildResult {
     results
 }
 
-/// The builder's directory: made by the master for a LocalWorker; a remote worker makes
-/// a command's directory itself.
-async fn make_builder_dir(plan: &BuildPlan) -> std::io::Result<()> {
+/// The builder's directory: made by the master for a LocalWorker (on this thread: for a
+/// directory that exists, a syscall costs less than tokio's blocking pool's thread
+/// switches); a remote worker makes a command's directory itself.
+fn make_builder_dir(plan: &BuildPlan) -> std::io::Result<()> {
     match &plan.worker {
-        WorkerLink::Local => tokio::fs::create_dir_all(&plan.builder_dir).await,
+        WorkerLink::Local => std::fs::create_dir_all(&plan.builder_dir),
         WorkerLink::Remote(_) => Ok(()),
     }
 }
 
-async fn execute(ctx: &Context, plan: &BuildPlan, new: NewBuild) -> DbResult<BuildResult> {
+async fn execute(ctx: &Context, plan: &BuildPlan, mut new: NewBuild) -> DbResult<BuildResult> {
     let (buildid, number) = (new.buildid, new.number);
-    let bsid = plan.request.buildsetid;
-    let sourcestamps = ctx.db.buildset_sourcestamps(bsid).await?;
-    let properties = build_properties(ctx, plan, number, &sourcestamps, bsid).await?;
-    ctx.db.set_build_properties(buildid, &properties).await?;
-    // What storage holds, so only changed properties are written again.
+    let sourcestamps = std::mem::take(&mut new.sourcestamps);
+    let properties = build_properties(ctx, plan, number, &sourcestamps, &new.buildset_properties);
+    // Stored, and the build announced, with its first step.
+    let mut carried = Carried::first(new, properties.clone());
+    // What storage holds once carried, so only changed properties are written again.
     let mut stored = properties.clone();
-    new.announce(&ctx.bus)?;
     tracing::debug!(builder = %plan.builder_name, number, worker = %plan.worker_name, "build started");
 
     let build = RunningBuild {
@@ -106,18 +108,25 @@ async fn execute(ctx: &Context, plan: &BuildPlan, new: NewBuild) -> DbResult<Bui
         worker_name: plan.worker_name.clone(),
         builder_dir: plan.builder_dir.clone(),
         worker: plan.worker.clone(),
-        properties: Mutex::new(properties.clone()),
+        properties: Mutex::new(properties),
         sourcestamps,
         env: plan.builder_env.clone(),
         stop: plan.stop.clone(),
     };
-    if let Err(error) = make_builder_dir(plan).await {
+    if let Err(error) = make_builder_dir(plan) {
         let why = format!(
             "cannot create the worker directory {}: {error}",
             plan.builder_dir.display()
         );
         tracing::error!(build = buildid, "{why}");
-        return end(&build, plan, &mut stored, BuildResult::Exception, &why).await;
+        return end(
+            &build,
+            plan,
+            (&mut stored, carried),
+            BuildResult::Exception,
+            &why,
+        )
+        .await;
     }
 
     let mut results = BuildResult::Success;
@@ -132,18 +141,22 @@ async fn execute(ctx: &Context, plan: &BuildPlan, new: NewBuild) -> DbResult<Bui
         let starts_at_once =
             !stopping && matches!(step.common.do_step_if, ValueOrFunction::Value(true));
         let description = description(&step.common);
+        let first_log = StepRun::first_log(&step.kind);
         let new_step = NewStep {
             buildid,
             number: index as i64,
             name: &step.common.name,
             build_state: &format!("running {}", step.common.name),
             started: starts_at_once.then_some(description.as_str()),
+            first_log: first_log.filter(|_| starts_at_once),
         };
-        let stepid = add_step(&ctx.db, &ctx.bus, &new_step).await?;
+        let added = add_step(&ctx.db, &ctx.bus, &new_step, std::mem::take(&mut carried)).await?;
+        let stepid = added.stepid;
         let run = StepRun {
             build: &build,
             config: step,
             stepid,
+            first_log: Mutex::new(first_log.zip(added.first_log)),
         };
         let outcome = if starts_at_once {
             run.run().await
@@ -155,15 +168,24 @@ async fn execute(ctx: &Context, plan: &BuildPlan, new: NewBuild) -> DbResult<Bui
             .clone()
             .unwrap_or_else(|| step_summary(step, outcome.results));
         let hidden = hide(&build, &step.common, outcome.results).await;
-        store_changed_properties(&build, &mut stored).await?;
-        finish_step(&ctx.db, &ctx.bus, stepid, outcome.results, &summary, hidden).await?;
+        carry_changed_properties(&build, &mut stored, &mut carried);
+        if let Some(logid) = run.unused_first_log() {
+            carried.drop_unused_log(logid);
+        }
         if step
             .common
             .update_build_summary_policy
             .contains(&outcome.results)
         {
-            summaries.push(summary);
+            summaries.push(summary.clone());
         }
+        // Stored with the next step, or with the build's end.
+        carried.end_step(StepEnd {
+            stepid,
+            results: outcome.results,
+            state: summary,
+            hidden,
+        });
         let (overall, terminate) = result_and_termination(&step.common, outcome.results, results);
         results = overall;
         halted |= terminate || plan.stop.is_cancelled();
@@ -178,7 +200,7 @@ async fn execute(ctx: &Context, plan: &BuildPlan, new: NewBuild) -> DbResult<Bui
     } else {
         summaries.join(" ")
     };
-    end(&build, plan, &mut stored, results, &state).await
+    end(&build, plan, (&mut stored, carried), results, &state).await
 }
 
 /// What a step says while it runs: its `description`, else its name.
@@ -289,42 +311,51 @@ fn result_and_termination(
 async fn end(
     build: &RunningBuild,
     plan: &BuildPlan,
-    stored: &mut Properties,
+    (stored, mut carried): (&mut Properties, Carried),
     results: BuildResult,
     state: &str,
 ) -> DbResult<BuildResult> {
-    store_changed_properties(build, stored).await?;
+    carry_changed_properties(build, stored, &mut carried);
     let request = (plan.request.id, plan.request.buildsetid);
-    finish(&build.ctx, build.buildid, (results, state), request).await?;
+    finish(
+        &build.ctx,
+        build.buildid,
+        (results, state),
+        request,
+        carried,
+    )
+    .await?;
     tracing::debug!(builder = %build.builder_name, number = build.number, %results, "build finished");
     Ok(results)
 }
 
-/// Stores the build finished; unless it is to be retried, its request `(id, buildset)` is
-/// completed in the same write, and the buildset with it when that was its last request.
+/// Stores the build finished, with the writes `carried`; unless it is to be retried, its
+/// request `(id, buildset)` is completed in the same write, and the buildset with it when
+/// that was its last request.
 async fn finish(
     ctx: &Context,
     buildid: i64,
-    (results, state): (BuildResult, &str),
-    (brid, bsid): (i64, i64),
+    ended: (BuildResult, &str),
+    request: (i64, i64),
+    carried: Carried,
 ) -> DbResult<()> {
-    if results == BuildResult::Retry {
-        finish_build(&ctx.db, &ctx.bus, buildid, results, state).await
+    if ended.0 == BuildResult::Retry {
+        finish_build(&ctx.db, &ctx.bus, buildid, ended, carried).await
     } else {
-        finish_build_and_request(&ctx.db, &ctx.bus, buildid, (results, state), brid, bsid).await
+        finish_build_and_request(&ctx.db, &ctx.bus, buildid, ended, request, carried).await
     }
 }
 
 /// The properties a build starts with, from the least to the most specific source, as
 /// Buildbot layers them: global, builder, worker, buildset (scheduler, force, trigger),
 /// then what the build itself knows.
-async fn build_properties(
+fn build_properties(
     ctx: &Context,
     plan: &BuildPlan,
     number: i64,
     sourcestamps: &[crate::model::SourceStamp],
-    bsid: i64,
-) -> DbResult<Properties> {
+    buildset_properties: &Properties,
+) -> Properties {
     let mut properties = ctx.config.current().properties.clone();
     for (name, value) in &plan.builder_properties {
         properties.set(name.clone(), value.clone(), "Builder");
@@ -332,7 +363,7 @@ async fn build_properties(
     for (name, value) in &plan.worker_properties {
         properties.set(name.clone(), value.clone(), "Worker");
     }
-    properties.update(&ctx.db.buildset_properties(bsid).await?);
+    properties.update(buildset_properties);
     for change in sourcestamps.iter().flat_map(|ss| ss.changes.iter()) {
         for (name, value) in &change.properties {
             properties.set(name.clone(), value.clone(), "Change");
@@ -373,12 +404,12 @@ async fn build_properties(
         Value::String(plan.builder_dir.display().to_string()),
         "Worker",
     );
-    Ok(properties)
+    properties
 }
 
-/// Writes the properties that changed since the last write (steps set a few; most never
-/// change after the build starts).
-async fn store_changed_properties(build: &RunningBuild, stored: &mut Properties) -> DbResult<()> {
+/// Carries the properties that changed since the last write to the next one (steps set
+/// a few; most never change after the build starts).
+fn carry_changed_properties(build: &RunningBuild, stored: &mut Properties, carried: &mut Carried) {
     let current = build.properties();
     let mut changed = Properties::new();
     for (name, value) in current.values() {
@@ -387,13 +418,6 @@ async fn store_changed_properties(build: &RunningBuild, stored: &mut Properties)
             changed.set(name, value.clone(), source);
         }
     }
-    if !changed.is_empty() {
-        build
-            .ctx
-            .db
-            .set_build_properties(build.buildid, &changed)
-            .await?;
-    }
+    carried.set_properties(&changed);
     *stored = current;
-    Ok(())
 }

@@ -581,25 +581,43 @@ impl Engine {
         }
         // Storage is asked only about builders with a free worker: while the workers are
         // busy, a new request or a finished build costs no query.
-        let ready: Vec<(String, i64)> = self
+        let ready: Vec<(String, i64, usize)> = self
             .builders
             .iter()
-            .filter(|(name, _)| !self.free_workers(name).is_empty())
-            .map(|(name, builder)| (name.clone(), builder.id))
+            .map(|(name, builder)| (name.clone(), builder.id, self.free_workers(name).len()))
+            .filter(|(_, _, free)| *free > 0)
             .collect();
         if ready.is_empty() {
             return;
         }
-        // One query finds the builders with work, rather than one per configured builder.
-        let waiting = match self.ctx.db.builders_with_pending_requests().await {
-            Ok(ids) => ids,
+        // One query reads the requests of every ready builder, as many of each as it has
+        // free workers, unless a `nextBuild` function is to choose among all of them.
+        let choosing = ready
+            .iter()
+            .any(|(name, _, _)| self.builders[name].config.next_build.is_some());
+        let first = match choosing {
+            true => i64::MAX,
+            false => ready
+                .iter()
+                .map(|(_, _, free)| *free as i64)
+                .max()
+                .unwrap_or(1),
+        };
+        let ids: Vec<i64> = ready.iter().map(|(_, id, _)| *id).collect();
+        let mut waiting = match self.ctx.db.pending_requests_of(&ids, first).await {
+            Ok(waiting) => waiting,
             Err(error) => {
                 tracing::error!("cannot look for pending build requests: {error}");
                 return;
             }
         };
-        for (name, _) in ready.iter().filter(|(_, id)| waiting.contains(id)) {
-            if let Err(error) = self.start_builds_of(name, builds).await {
+        for (name, id, _) in &ready {
+            let Some(pending) = waiting.remove(id) else {
+                continue;
+            };
+            // Fewer than asked for: the builder has no other request.
+            let all = (pending.len() as i64) < first;
+            if let Err(error) = self.start_builds_of(name, pending, all, builds).await {
                 tracing::error!(builder = %name, "cannot start builds: {error}");
             }
         }
@@ -619,20 +637,28 @@ impl Engine {
         else {
             return;
         };
-        if let Err(error) = self.start_builds_of(&name, builds).await {
+        if self.free_workers(&name).is_empty() {
+            return;
+        }
+        let started = match self.ctx.db.pending_requests(builderid).await {
+            Ok(pending) => self.start_builds_of(&name, pending, true, builds).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = started {
             tracing::error!(builder = %name, "cannot start builds: {error}");
         }
     }
 
+    /// Starts builds of builder `name` from its `pending` requests, the first to build
+    /// first; unless they are `all` its requests, the rest are read once those are used up
+    /// and workers are still free (requests skipped, or claimed by another master).
     async fn start_builds_of(
         &mut self,
         name: &str,
+        mut pending: Vec<PendingRequest>,
+        mut all: bool,
         builds: &mut JoinSet<Finished>,
     ) -> DbResult<()> {
-        // An earlier builder in this round may have taken the last free slot.
-        if self.free_workers(name).is_empty() {
-            return Ok(());
-        }
         let builder = &self.builders[name];
         let builderid = builder.id;
         let table = choose::builder_table(name, builderid);
@@ -643,11 +669,19 @@ impl Engine {
             config.can_start_build.clone(),
             config.do_build_if.clone(),
         );
-        let mut pending = self.ctx.db.pending_requests(builderid).await?;
-        while !pending.is_empty() {
+        loop {
             let mut free = self.free_workers(name);
+            // An earlier builder in this round may have taken the last free slot.
             if free.is_empty() {
                 break;
+            }
+            if pending.is_empty() {
+                if all {
+                    break;
+                }
+                pending = self.ctx.db.pending_requests(builderid).await?;
+                all = true;
+                continue;
             }
             let index = match &next_build {
                 None => 0,
@@ -725,7 +759,7 @@ impl Engine {
                 workerid: self.workers[&worker_name].id,
                 masterid: ctx.masterid,
             };
-            let Some(new) = claim_and_add_build(&ctx.db, &ctx.bus, request.id, &on).await? else {
+            let Some(new) = claim_and_add_build(&ctx.db, &ctx.bus, &request, &on).await? else {
                 continue;
             };
             self.spawn_build(name, &worker_name, request, new, builds);

@@ -206,7 +206,7 @@ pub async fn run(spec: &CommandSpec, sink: Sender<Chunk>, interrupt: Cancellatio
     let env = environ::build(&spec.env, &spec.workdir);
     write_start_header(spec, &env, &argv_repr, &out).await;
 
-    if let Err(reason) = check_workdir(spec).await {
+    if let Err(reason) = check_workdir(spec) {
         return spawn_failed(reason, &out).await;
     }
     let argv = spec.command.argv();
@@ -398,9 +398,11 @@ async fn write_start_header(
     out.header(" using PTY: False\n").await;
 }
 
-async fn check_workdir(spec: &CommandSpec) -> Result<(), String> {
+/// Checks on this thread, as [`resolve_program`] does: a `stat` costs less than the two
+/// thread switches of tokio's blocking pool.
+fn check_workdir(spec: &CommandSpec) -> Result<(), String> {
     let shown = spec.workdir.display();
-    match tokio::fs::metadata(&spec.workdir).await {
+    match std::fs::metadata(&spec.workdir) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(_) => Err(format!("workdir '{shown}' is not a directory")),
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
@@ -480,11 +482,14 @@ async fn pump(
     activity: &Activity,
 ) {
     let Some(mut pipe) = pipe else { return };
-    let mut buffer = vec![0; READ_SIZE];
+    // Read into spare capacity, never zeroed: a command's two streams would otherwise
+    // clear 128 KiB for the few bytes most commands print.
+    let mut buffer = Vec::with_capacity(READ_SIZE);
     loop {
-        let read = match pipe.read(&mut buffer).await {
+        buffer.clear();
+        match pipe.read_buf(&mut buffer).await {
             Ok(0) => return,
-            Ok(read) => read,
+            Ok(_) => {}
             Err(error) => {
                 tracing::warn!(%error, "cannot read command output");
                 return;
@@ -492,7 +497,7 @@ async fn pump(
         };
         activity.touch();
         activity.sending.fetch_add(1, Ordering::Relaxed);
-        out.send(channel(buffer[..read].to_vec())).await;
+        out.send(channel(buffer.as_slice().to_vec())).await;
         activity.sending.fetch_sub(1, Ordering::Relaxed);
         activity.touch();
     }

@@ -312,10 +312,11 @@ async fn submit(ctx: &Context, base: &SchedulerBase, request: Request) -> DbResu
         parent_relationship: request.parent_relationship,
         waited_for: request.waited_for,
     };
-    let (bsid, brids) = ctx.db.add_buildset(&spec).await?;
+    let added = ctx.db.add_buildset_rows(&spec).await?;
+    let (bsid, brids) = (added.bsid, added.brids);
     data::publish(&ctx.db, &ctx.bus, Resource::Buildset(bsid), "new").await?;
-    for &brid in brids.values() {
-        data::publish(&ctx.db, &ctx.bus, Resource::BuildRequest(brid), "new").await?;
+    for row in &added.request_rows {
+        data::changes::announce_new_request(&ctx.bus, row)?;
     }
     tracing::debug!(
         scheduler = %base.name,

@@ -95,11 +95,7 @@ pub fn spawn<R: Reporter>(
 ) -> JoinHandle<()> {
     // Subscribed before the task starts: an event published as soon as the target is
     // started (a build starting) is not missed.
-    let events = ctx.bus.subscribe_to(Topics::Only(&[
-        "builds/*/new",
-        "builds/*/finished",
-        "buildsets/*/complete",
-    ]));
+    let events = ctx.bus.subscribe_to(topics(current.borrow().wanted()));
     let generator = Generator {
         ctx,
         name,
@@ -107,6 +103,29 @@ pub fn spawn<R: Reporter>(
         wake_delivery,
     };
     tokio::spawn(generator.run(events, stop))
+}
+
+/// The keys of the streams `wanted` names, and only those: a mail target of finished
+/// builds is not woken by every build's start and buildset's completion, nor does a
+/// buildset's completion read its sourcestamps for it.
+fn topics(wanted: &Wanted) -> Topics {
+    const NEW: &str = "builds/*/new";
+    const FINISHED: &str = "builds/*/finished";
+    const COMPLETE: &str = "buildsets/*/complete";
+    const BY_STREAMS: [&[&str]; 8] = [
+        &[],
+        &[NEW],
+        &[FINISHED],
+        &[NEW, FINISHED],
+        &[COMPLETE],
+        &[NEW, COMPLETE],
+        &[FINISHED, COMPLETE],
+        &[NEW, FINISHED, COMPLETE],
+    ];
+    let index = usize::from(wanted.started)
+        | usize::from(wanted.finished) << 1
+        | usize::from(wanted.buildsets) << 2;
+    Topics::Only(BY_STREAMS[index])
 }
 
 /// How often the watermarks are written while builds finish: a crash re-reads at most this
@@ -148,7 +167,7 @@ struct Progress {
 }
 
 impl<R: Reporter> Generator<R> {
-    async fn run(self, mut events: Subscription, stop: CancellationToken) {
+    async fn run(self, events: Subscription, stop: CancellationToken) {
         let mut streams = Vec::with_capacity(3);
         // Starts first: a build that started and finished meanwhile is caught up as
         // finished only, its start no longer news.
@@ -172,10 +191,28 @@ impl<R: Reporter> Generator<R> {
             progress.handled_until = self.catch_up(progress.stream, progress.handled_until).await;
         }
         let mut flush = tokio::time::interval(WATERMARK_EVERY);
+        let mut reconfigured = self.current.clone();
+        let mut subscribed = topics(self.current.borrow().wanted());
+        let mut events = events;
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
-                _ = flush.tick() => self.store(&mut streams).await,
+                _ = flush.tick() => {
+                    self.pass_over_unwanted(&mut streams);
+                    self.store(&mut streams).await
+                }
+                Ok(()) = reconfigured.changed() => {
+                    let now_wanted = topics(reconfigured.borrow_and_update().wanted());
+                    if now_wanted != subscribed {
+                        // Subscribed before catching up: nothing falls between the two.
+                        events = self.ctx.bus.subscribe_to(now_wanted);
+                        subscribed = now_wanted;
+                        for progress in &mut streams {
+                            progress.handled_until =
+                                self.catch_up(progress.stream, progress.handled_until).await;
+                        }
+                    }
+                }
                 event = events.recv() => match event {
                     Ok(event) => {
                         let (stream, id, at) = match (
@@ -207,7 +244,24 @@ impl<R: Reporter> Generator<R> {
                 }
             }
         }
+        self.pass_over_unwanted(&mut streams);
         self.store(&mut streams).await;
+    }
+
+    /// A stream the target does not want has nothing to handle: it keeps up with the
+    /// wanted ones, as if its events had been seen and passed over, so a reconfig or a
+    /// restart that wants it again does not report its past.
+    fn pass_over_unwanted(&self, streams: &mut [Progress]) {
+        let current = self.current.borrow().clone();
+        let wanted = current.wanted();
+        let reached = streams
+            .iter()
+            .filter(|p| p.stream.is_wanted(wanted))
+            .map(|p| p.handled_until)
+            .fold(f64::MIN, f64::max);
+        for progress in streams.iter_mut().filter(|p| !p.stream.is_wanted(wanted)) {
+            progress.handled_until = progress.handled_until.max(reached);
+        }
     }
 
     async fn store(&self, streams: &mut [Progress]) {
@@ -375,30 +429,24 @@ impl<R: Reporter> Generator<R> {
     }
 
     /// A snapshot of the build, when its builder, tags and (finished) result leave a report
-    /// possible. Decided on one row first: most builds are not reported, and a snapshot
-    /// reads the build's steps, logs and changes.
+    /// possible. Decided on the build's row first: most builds are not reported, and the
+    /// rest of a snapshot reads the build's properties, sourcestamps, steps and logs.
     async fn candidate(
         &self,
         wanted: &Wanted,
         buildid: i64,
         modes: Option<&BTreeSet<MailMode>>,
     ) -> anyhow::Result<Option<Arc<BuildInfo>>> {
-        let (results, builder, tags): (Option<i64>, String, String) = sqlx::query_as(
-            "SELECT b.results, bl.name, bl.tags FROM builds b \
-             JOIN builders bl ON bl.id = b.builderid WHERE b.id = $1",
-        )
-        .bind(buildid)
-        .fetch_one(&self.ctx.db.pool)
-        .await?;
-        if !wanted.builders.is_empty() && !wanted.builders.contains(&builder) {
+        let row = snapshot::BuildRow::read(&self.ctx.db, buildid).await?;
+        let builder = &row.builder;
+        if !wanted.builders.is_empty() && !wanted.builders.contains(&builder.name) {
             return Ok(None);
         }
-        let tags: Vec<String> = serde_json::from_str(&tags).unwrap_or_default();
-        if !wanted.tags.is_empty() && !tags.iter().any(|t| wanted.tags.contains(t)) {
+        if !wanted.tags.is_empty() && !builder.tags.iter().any(|t| wanted.tags.contains(t)) {
             return Ok(None);
         }
         if let Some(modes) = modes {
-            let Some(results) = results.and_then(BuildResult::from_code) else {
+            let Some(results) = row.results else {
                 return Ok(None);
             };
             // A previous result that differs from this one and is not a failure is the one
@@ -411,9 +459,7 @@ impl<R: Reporter> Generator<R> {
                 return Ok(None);
             }
         }
-        Ok(Some(Arc::new(
-            snapshot::build_info(&self.ctx.db, buildid).await?,
-        )))
+        Ok(Some(Arc::new(row.build_info(&self.ctx.db).await?)))
     }
 
     /// The result of the build to compare with: `previousBuildGetter`'s answer, or the
@@ -507,6 +553,27 @@ mod tests {
 
     fn modes(names: &[MailMode]) -> BTreeSet<MailMode> {
         names.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_target_of_finished_builds_is_sent_no_start_and_no_buildset_completion() {
+        let bus = crate::bus::Bus::new(16);
+        let finished = Wanted {
+            finished: true,
+            ..Wanted::default()
+        };
+        let _events = bus.subscribe_to(topics(&finished));
+        assert!(bus.wants("builds/7/finished"));
+        assert!(!bus.wants("builds/7/new"));
+        assert!(!bus.wants_any(&["buildsets/*"], "complete"));
+        let summary = Wanted {
+            buildsets: true,
+            started: true,
+            ..Wanted::default()
+        };
+        let _events = bus.subscribe_to(topics(&summary));
+        assert!(bus.wants("buildsets/3/complete"));
+        assert!(bus.wants("builds/7/new"));
     }
 
     #[test]

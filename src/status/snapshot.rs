@@ -13,88 +13,124 @@ use crate::model::{
 
 /// Takes a snapshot of a build as it is stored now.
 pub async fn build_info(db: &Db, buildid: i64) -> DbResult<BuildInfo> {
-    let row = sqlx::query(
-        "SELECT b.number, b.builderid, b.started_at, b.complete_at, b.state_string, b.results, \
-         r.buildsetid, s.reason, bl.name AS builder, bl.tags, w.name AS worker \
-         FROM builds b JOIN buildrequests r ON r.id = b.buildrequestid \
-         JOIN buildsets s ON s.id = r.buildsetid JOIN builders bl ON bl.id = b.builderid \
-         LEFT JOIN workers w ON w.id = b.workerid WHERE b.id = $1",
-    )
-    .bind(buildid)
-    .fetch_optional(&db.pool)
-    .await?
-    .ok_or_else(|| DbError::NotFound(format!("build {buildid}")))?;
-    let tags: String = row.try_get("tags")?;
-    let state: String = row.try_get("state_string")?;
-    let results: Option<i64> = row.try_get("results")?;
-    let bsid: i64 = row.try_get("buildsetid")?;
-    let properties = db.build_properties(buildid).await?;
-    Ok(BuildInfo {
-        builder: BuilderInfo {
-            id: row.try_get("builderid")?,
-            name: row.try_get("builder")?,
-            tags: serde_json::from_str(&tags).unwrap_or_default(),
-        },
-        number: row.try_get("number")?,
-        reason: row.try_get("reason")?,
-        results: results.and_then(BuildResult::from_code),
-        text: state.split_whitespace().map(String::from).collect(),
-        started_at: row.try_get("started_at")?,
-        complete_at: row.try_get("complete_at")?,
-        worker_name: row
-            .try_get::<Option<String>, _>("worker")?
-            .unwrap_or_default(),
-        properties,
-        sourcestamps: db.buildset_sourcestamps(bsid).await?,
-        steps: steps(db, buildid).await?,
-        history: Some(Arc::new(StoredHistory {
-            db: db.clone(),
-            runtime: Handle::current(),
-        })),
-    })
+    BuildRow::read(db, buildid).await?.build_info(db).await
 }
 
+/// A build's own row, joined with its builder, worker and buildset: enough to decide
+/// whether a status target reports it, before the rest of its snapshot is read.
+pub struct BuildRow {
+    buildid: i64,
+    bsid: i64,
+    pub builder: BuilderInfo,
+    pub results: Option<BuildResult>,
+    number: i64,
+    reason: String,
+    state: String,
+    started_at: f64,
+    complete_at: Option<f64>,
+    worker_name: String,
+}
+
+impl BuildRow {
+    pub async fn read(db: &Db, buildid: i64) -> DbResult<BuildRow> {
+        let row = sqlx::query(
+            "SELECT b.number, b.builderid, b.started_at, b.complete_at, b.state_string, \
+             b.results, r.buildsetid, s.reason, bl.name AS builder, bl.tags, w.name AS worker \
+             FROM builds b JOIN buildrequests r ON r.id = b.buildrequestid \
+             JOIN buildsets s ON s.id = r.buildsetid JOIN builders bl ON bl.id = b.builderid \
+             LEFT JOIN workers w ON w.id = b.workerid WHERE b.id = $1",
+        )
+        .bind(buildid)
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or_else(|| DbError::NotFound(format!("build {buildid}")))?;
+        let tags: String = row.try_get("tags")?;
+        let results: Option<i64> = row.try_get("results")?;
+        Ok(BuildRow {
+            buildid,
+            bsid: row.try_get("buildsetid")?,
+            builder: BuilderInfo {
+                id: row.try_get("builderid")?,
+                name: row.try_get("builder")?,
+                tags: serde_json::from_str(&tags).unwrap_or_default(),
+            },
+            results: results.and_then(BuildResult::from_code),
+            number: row.try_get("number")?,
+            reason: row.try_get("reason")?,
+            state: row.try_get("state_string")?,
+            started_at: row.try_get("started_at")?,
+            complete_at: row.try_get("complete_at")?,
+            worker_name: row
+                .try_get::<Option<String>, _>("worker")?
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The snapshot: the row with the build's properties, sourcestamps, steps and logs.
+    pub async fn build_info(self, db: &Db) -> DbResult<BuildInfo> {
+        Ok(BuildInfo {
+            properties: db.build_properties(self.buildid).await?,
+            sourcestamps: db.buildset_sourcestamps(self.bsid).await?,
+            steps: steps(db, self.buildid).await?,
+            builder: self.builder,
+            number: self.number,
+            reason: self.reason,
+            results: self.results,
+            text: self.state.split_whitespace().map(String::from).collect(),
+            started_at: self.started_at,
+            complete_at: self.complete_at,
+            worker_name: self.worker_name,
+            history: Some(Arc::new(StoredHistory {
+                db: db.clone(),
+                runtime: Handle::current(),
+            })),
+        })
+    }
+}
+
+/// The build's steps with their logs, in one statement: a row per log, or one with no log
+/// for a step without logs.
 async fn steps(db: &Db, buildid: i64) -> DbResult<Vec<StepInfo>> {
     let rows = sqlx::query(
-        "SELECT id, name, results, state_string, started_at, complete_at FROM steps \
-         WHERE buildid = $1 ORDER BY number",
+        "SELECT s.id, s.name, s.results, s.state_string, s.started_at, s.complete_at, \
+         l.id AS logid, l.name AS logname, l.complete, l.type FROM steps s \
+         LEFT JOIN logs l ON l.stepid = s.id WHERE s.buildid = $1 ORDER BY s.number, l.id",
     )
     .bind(buildid)
     .fetch_all(&db.pool)
     .await?;
-    let mut steps = Vec::new();
+    let mut steps: Vec<(i64, StepInfo)> = Vec::new();
     for row in rows {
         let stepid: i64 = row.try_get("id")?;
-        let logs: Vec<(i64, String, i64, String)> = sqlx::query_as(
-            "SELECT id, name, complete, type FROM logs WHERE stepid = $1 ORDER BY id",
-        )
-        .bind(stepid)
-        .fetch_all(&db.pool)
-        .await?;
-        let state: String = row.try_get("state_string")?;
-        let results: Option<i64> = row.try_get("results")?;
-        steps.push(StepInfo {
-            name: row.try_get("name")?,
-            results: results.and_then(BuildResult::from_code),
-            text: state.split_whitespace().map(String::from).collect(),
-            started_at: row.try_get("started_at")?,
-            complete_at: row.try_get("complete_at")?,
-            logs: logs
-                .into_iter()
-                .map(|(logid, name, complete, log_type)| LogInfo {
-                    name,
-                    finished: complete == 1,
-                    source: Arc::new(StoredLog {
-                        db: db.clone(),
-                        logid,
-                        stdio: log_type == "s",
-                        runtime: Handle::current(),
-                    }),
-                })
-                .collect(),
-        });
+        if steps.last().is_none_or(|(last, _)| *last != stepid) {
+            let state: String = row.try_get("state_string")?;
+            let results: Option<i64> = row.try_get("results")?;
+            let step = StepInfo {
+                name: row.try_get("name")?,
+                results: results.and_then(BuildResult::from_code),
+                text: state.split_whitespace().map(String::from).collect(),
+                started_at: row.try_get("started_at")?,
+                complete_at: row.try_get("complete_at")?,
+                logs: Vec::new(),
+            };
+            steps.push((stepid, step));
+        }
+        if let Some(logid) = row.try_get::<Option<i64>, _>("logid")? {
+            let log_type: String = row.try_get("type")?;
+            let log = LogInfo {
+                name: row.try_get("logname")?,
+                finished: row.try_get::<i64, _>("complete")? == 1,
+                source: Arc::new(StoredLog {
+                    db: db.clone(),
+                    logid,
+                    stdio: log_type == "s",
+                    runtime: Handle::current(),
+                }),
+            };
+            steps.last_mut().expect("pushed above").1.logs.push(log);
+        }
     }
-    Ok(steps)
+    Ok(steps.into_iter().map(|(_, step)| step).collect())
 }
 
 /// A log in storage. `text` runs on the script host's thread, outside the runtime, so it

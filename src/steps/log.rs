@@ -55,6 +55,24 @@ impl LogWriter {
         Ok(writer)
     }
 
+    /// A stdio log stored already (with its step, [`crate::data::builds::AddedStep`]):
+    /// announced `new` now, as the step opens it.
+    pub fn stored(ctx: &Context, stepid: i64, name: &str, logid: i64) -> LogWriter {
+        let writer = LogWriter {
+            ctx: ctx.clone(),
+            logid,
+            stepid,
+            name: name.to_string(),
+            slug: crate::model::LogInfo::slug_of(name),
+            num_lines: 0,
+            stdio: true,
+            buffer: String::new(),
+            oldest: None,
+        };
+        writer.announce("new", false);
+        writer
+    }
+
     /// Adds one line (without its newline) on a stdio channel: `o`, `e` or `h`; the channel
     /// is ignored for text logs.
     pub async fn line(&mut self, channel: char, line: &str) -> DbResult<()> {

@@ -142,13 +142,49 @@ pub struct StepRun<'a> {
     pub build: &'a RunningBuild,
     pub config: &'a StepConfig,
     pub stepid: i64,
+    /// The stdio log stored with the step ([`StepRun::first_log`]): `(name, id)` until the
+    /// step opens it.
+    pub first_log: Mutex<Option<(&'static str, i64)>>,
 }
 
 impl StepRun<'_> {
+    /// The name of the stdio log a step of `kind` opens first, which is stored with the step
+    /// in its round trip; `None` when that depends on what it runs.
+    pub fn first_log(kind: &StepKind) -> Option<&'static str> {
+        match kind {
+            StepKind::ShellCommand(_)
+            | StepKind::Configure(_)
+            | StepKind::Compile(..)
+            | StepKind::Test(..)
+            | StepKind::SetPropertyFromCommand(..)
+            | StepKind::MasterShellCommand(_) => Some("stdio"),
+            _ => None,
+        }
+    }
+
     pub async fn log(&self, name: &str, stdio: bool) -> Result<LogWriter, String> {
+        let stored = {
+            let mut first = self.first_log.lock().unwrap_or_else(|e| e.into_inner());
+            match *first {
+                Some((first_name, logid)) if stdio && first_name == name => {
+                    *first = None;
+                    Some(logid)
+                }
+                _ => None,
+            }
+        };
+        if let Some(logid) = stored {
+            return Ok(LogWriter::stored(&self.build.ctx, self.stepid, name, logid));
+        }
         LogWriter::create(&self.build.ctx, self.stepid, name, stdio)
             .await
             .map_err(|e| e.to_string())
+    }
+
+    /// The first log's id if the step never opened it.
+    pub fn unused_first_log(&self) -> Option<i64> {
+        let first = self.first_log.lock().unwrap_or_else(|e| e.into_inner());
+        first.map(|(_, logid)| logid)
     }
 
     /// Writes `text` to a text log named `name` (what a step that fails early explains).
