@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use moonbot::config::{self, CONFIG_FILE};
 use moonbot::daemon::{self, StartOptions, Stopped, LOG_FILE};
 
+mod math;
+
 /// The sample config `create-master` writes: the same file as `master.cfg.lua` in the repo.
 const SAMPLE_CONFIG: &str = include_str!("../master.cfg.lua");
 

@@ -543,3 +543,50 @@ fn a_step_watcher_that_was_killed_is_replaced_and_still_ends_the_steps() {
         group_members(pgid).is_empty()
     });
 }
+
+/// Every C math function the binary defines itself (`src/math.rs`), called through Lua and
+/// checked against glibc's answers: one wired to the wrong function, or with its arguments
+/// swapped, fails the evaluation.
+const MATH_CHECKS: &str = r#"
+local function near(name, got, want)
+  if math.abs(got - want) > 4e-16 * math.abs(want) then
+    error(string.format("%s: %.17g, not %.17g", name, got, want))
+  end
+end
+near("acos", math.acos(0.5), 1.0471975511965979)
+near("asin", math.asin(0.5), 0.5235987755982989)
+near("atan2", math.atan(1, 2), 0.4636476090008061)
+near("cos", math.cos(1), 0.5403023058681398)
+near("sin", math.sin(1), 0.8414709848078965)
+near("tan", math.tan(1), 1.5574077246549023)
+near("cosh", math.cosh(1), 1.5430806348152437)
+near("sinh", math.sinh(1), 1.1752011936438014)
+near("tanh", math.tanh(0.5), 0.46211715726000974)
+near("exp", math.exp(1), 2.718281828459045)
+near("log", math.log(10), 2.302585092994046)
+near("log2", math.log(10, 2), 3.321928094887362)
+near("log10", math.log(2, 10), 0.3010299956639812)
+near("pow", 2 ^ 0.5, 1.4142135623730951)
+local fraction, power = math.frexp(48)
+near("frexp", fraction, 0.75)
+assert(power == 6, "frexp: exponent " .. power .. ", not 6")
+near("ldexp", math.ldexp(0.75, 6), 48)
+"#;
+
+#[test]
+fn lua_math_answers_as_glibc_did_with_the_binary_s_own_math_functions() {
+    let master = MasterDir::new();
+    std::fs::write(master.file("master.cfg.lua"), MATH_CHECKS).unwrap();
+    let out = master.moonbot(&["checkconfig"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn the_binary_maps_no_libm_for_its_few_math_functions() {
+    // With this variable set, glibc's loader lists the libraries it would map and exits.
+    let mut command = Command::new(MOONBOT);
+    command.env("LD_TRACE_LOADED_OBJECTS", "1");
+    let listing = text(&run(command).stdout);
+    assert!(listing.contains("libc.so"), "{listing}");
+    assert!(!listing.contains("libm.so"), "{listing}");
+}
