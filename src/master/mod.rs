@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::Bus;
 use crate::changes::RunningSource;
-use crate::config::build::SchedulerConfig;
 use crate::data;
 use crate::db::Db;
 use crate::engine::{Engine, Reconfigure, SHUTDOWN_GRACE};
@@ -117,6 +116,7 @@ impl Master {
         let (started, web_started) = oneshot::channel();
         let web =
             web.map(|listener| tokio::spawn(www::serve(context.clone(), listener, web_started)));
+        let engine = Engine::new(context.clone()).await?;
         let mut change_sources = Vec::new();
         let config = context.config.current();
         for source in &config.change_sources {
@@ -129,21 +129,11 @@ impl Master {
             change_sources.clone(),
             context.shutdown.clone(),
         ));
-        // Apart from each other: together, their round trips to storage overlap.
-        let (engine, schedulers) = tokio::join!(
-            Engine::new(context.clone()),
-            start_schedulers(&context, &config.schedulers)
-        );
-        let engine = match engine {
-            Ok(engine) => engine,
-            Err(error) => {
-                for (_, scheduler) in schedulers.into_iter().flatten() {
-                    scheduler.stop().await;
-                }
-                return Err(error.into());
-            }
-        };
-        let schedulers = schedulers?;
+        let mut schedulers = Vec::new();
+        for scheduler in &config.schedulers {
+            let running = RunningScheduler::start(&context, scheduler).await?;
+            schedulers.push((RunningScheduler::name_of(scheduler).to_string(), running));
+        }
         let mut status_targets = Vec::new();
         for target in &targets::reported(&config) {
             let running = RunningTarget::start(&context, target).await?;
@@ -212,19 +202,6 @@ impl Master {
         tracing::info!("master stopped");
         Ok(())
     }
-}
-
-/// Starts the config's schedulers, one after the other.
-async fn start_schedulers(
-    context: &Context,
-    configs: &[SchedulerConfig],
-) -> anyhow::Result<Vec<(String, RunningScheduler)>> {
-    let mut schedulers = Vec::new();
-    for scheduler in configs {
-        let running = RunningScheduler::start(context, scheduler).await?;
-        schedulers.push((RunningScheduler::name_of(scheduler).to_string(), running));
-    }
-    Ok(schedulers)
 }
 
 /// The running change sources, by name.
