@@ -191,8 +191,8 @@ impl Db {
 }
 
 /// A connection to the pool's SQLite database that leaves the write-ahead log as it is
-/// when it closes last (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`). sqlx's `Any` connections do not reach SQLite's
-/// handle, so this one is its own SQLite connection.
+/// when it closes last (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`). sqlx's `Any` connections do
+/// not reach SQLite's handle, so this one is its own SQLite connection.
 async fn log_keeper(pool: &AnyPool) -> Result<SqliteConnection, sqlx::Error> {
     let options = SqliteConnectOptions::from_url(&pool.connect_options().database_url)?;
     let mut keeper = options.connect().await?;

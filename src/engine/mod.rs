@@ -422,7 +422,8 @@ impl Engine {
                 }
                 Some((name, id)) = self.lost.recv() => self.lose(&name, id).await,
                 Some(reconfigure) = reconfigs.recv() => {
-                    let _ = reconfigure.reply.send(self.apply(&reconfigure.config, Batch::new()).await);
+                    let applied = self.apply(&reconfigure.config, Batch::new()).await;
+                    let _ = reconfigure.reply.send(applied);
                     self.start_builds(&mut builds).await;
                 }
                 Some(request) = control.recv() => {
