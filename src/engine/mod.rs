@@ -596,13 +596,14 @@ impl Engine {
         let choosing = ready
             .iter()
             .any(|(name, _, _)| self.builders[name].config.next_build.is_some());
-        let first = match choosing {
-            true => i64::MAX,
-            false => ready
+        let first = if choosing {
+            i64::MAX
+        } else {
+            ready
                 .iter()
                 .map(|(_, _, free)| *free as i64)
                 .max()
-                .unwrap_or(1),
+                .unwrap_or(1)
         };
         let ids: Vec<i64> = ready.iter().map(|(_, id, _)| *id).collect();
         let mut waiting = match self.ctx.db.pending_requests_of(&ids, first).await {

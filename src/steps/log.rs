@@ -40,6 +40,25 @@ impl LogWriter {
             .db
             .add_log(stepid, name, &slug, if stdio { "s" } else { "t" })
             .await?;
+        Ok(LogWriter::opened(ctx, stepid, name, slug, logid, stdio))
+    }
+
+    /// A stdio log stored already (with its step, [`crate::data::builds::AddedStep`]):
+    /// announced `new` now, as the step opens it.
+    pub fn stored(ctx: &Context, stepid: i64, name: &str, logid: i64) -> LogWriter {
+        let slug = crate::model::LogInfo::slug_of(name);
+        LogWriter::opened(ctx, stepid, name, slug, logid, true)
+    }
+
+    /// The writer of stored log `logid`, announced `new`.
+    fn opened(
+        ctx: &Context,
+        stepid: i64,
+        name: &str,
+        slug: String,
+        logid: i64,
+        stdio: bool,
+    ) -> LogWriter {
         let writer = LogWriter {
             ctx: ctx.clone(),
             logid,
@@ -48,24 +67,6 @@ impl LogWriter {
             slug,
             num_lines: 0,
             stdio,
-            buffer: String::new(),
-            oldest: None,
-        };
-        writer.announce("new", false);
-        Ok(writer)
-    }
-
-    /// A stdio log stored already (with its step, [`crate::data::builds::AddedStep`]):
-    /// announced `new` now, as the step opens it.
-    pub fn stored(ctx: &Context, stepid: i64, name: &str, logid: i64) -> LogWriter {
-        let writer = LogWriter {
-            ctx: ctx.clone(),
-            logid,
-            stepid,
-            name: name.to_string(),
-            slug: crate::model::LogInfo::slug_of(name),
-            num_lines: 0,
-            stdio: true,
             buffer: String::new(),
             oldest: None,
         };
