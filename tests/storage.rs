@@ -155,7 +155,37 @@ on_both_databases!(
     only_the_newest_event_horizon_events_of_each_worker_and_master_are_kept,
     the_pages_own_reads_answer_on_this_database,
     several_builders_pending_requests_come_in_one_read_at_most_so_many_of_each,
+    a_scheduler_claimed_again_keeps_its_id_and_names_the_master_that_claimed_it_last,
 );
+
+/// A start registers each scheduler and marks it as its own in one statement once the
+/// scheduler is stored; its first start inserts it.
+async fn a_scheduler_claimed_again_keeps_its_id_and_names_the_master_that_claimed_it_last(
+    test: TestDb,
+) {
+    let db = &test.db;
+    let first = db.master_id("host:/srv/first").await.unwrap();
+    let second = db.master_id("host:/srv/second").await.unwrap();
+    let master_of = |id: i64| async move {
+        sqlx::query_scalar::<_, Option<i64>>("SELECT masterid FROM schedulers WHERE id = $1")
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
+    let force = db.claim_scheduler("force", first).await.unwrap();
+    assert_eq!(master_of(force).await, Some(first));
+    let nightly = db.claim_scheduler("nightly", first).await.unwrap();
+    assert_ne!(nightly, force);
+    assert_eq!(db.claim_scheduler("force", second).await.unwrap(), force);
+    assert_eq!(master_of(force).await, Some(second));
+    assert_eq!(
+        master_of(nightly).await,
+        Some(first),
+        "only the one claimed"
+    );
+    assert_eq!(db.scheduler_id("force").await.unwrap(), force);
+}
 
 /// After a build the engine reads the pending requests of every builder with a free worker
 /// in one statement, at most as many of each as it can start: in build order (priority,

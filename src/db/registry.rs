@@ -218,6 +218,27 @@ impl Db {
         .await
     }
 
+    /// The scheduler `name`'s id, its row marked as run by `masterid`: for one already
+    /// stored (every start but the first), one statement.
+    pub async fn claim_scheduler(&self, name: &str, masterid: i64) -> DbResult<i64> {
+        let claimed =
+            sqlx::query_scalar("UPDATE schedulers SET masterid = $1 WHERE name = $2 RETURNING id")
+                .bind(masterid)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        if let Some(id) = claimed {
+            return Ok(id);
+        }
+        let id = self.scheduler_id(name).await?;
+        sqlx::query("UPDATE schedulers SET masterid = $1 WHERE id = $2")
+            .bind(masterid)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
     pub async fn changesource_id(&self, name: &str) -> DbResult<i64> {
         self.id_for_name(
             "changesources",

@@ -71,12 +71,9 @@ impl Service for RunningScheduler {
         let name = config.name().to_string();
         let id = ctx
             .db
-            .scheduler_id(&name)
+            .claim_scheduler(&name, ctx.masterid)
             .await
             .with_context(|| format!("cannot register scheduler '{name}'"))?;
-        store::set_master(&ctx.db, id, Some(ctx.masterid))
-            .await
-            .with_context(|| format!("cannot claim scheduler '{name}'"))?;
         let stop = ctx.shutdown.child_token();
         let registered = Registered {
             ctx: ctx.clone(),
