@@ -303,9 +303,17 @@ impl Engine {
                 }
             }
         }
-        if !writes.is_empty() {
-            writes.run(&ctx.db).await?;
-        }
+        // The builders are read, on another connection, while the workers' rows are written:
+        // neither touches the other's tables.
+        let written = async {
+            if !writes.is_empty() {
+                writes.run(&ctx.db).await?;
+            }
+            Ok::<_, DbError>(())
+        };
+        let (written, recorded) = tokio::join!(written, ctx.db.recorded_builders());
+        written?;
+        let recorded = recorded?;
         for id in connected {
             publish(&ctx.db, &ctx.bus, Resource::Worker(id), "connected").await?;
         }
@@ -320,7 +328,6 @@ impl Engine {
             }
         }
         let mut builders = BTreeMap::new();
-        let recorded = ctx.db.recorded_builders().await?;
         for builder in &config.builders {
             let mut worker_ids = Vec::new();
             for name in &builder.workernames {
