@@ -589,3 +589,35 @@ async fn the_event_horizon_keeps_the_newest_master_events_and_a_reconfig_changes
     assert!(master.reconfig().await.ok);
     assert_eq!(kept(&master).await, ["reconfig", "reconfig", "reconfig"]);
 }
+
+/// A start opens the default `state.sqlite`, when it exists, while the config is
+/// evaluated; a config that names another database must still get that one, and leave
+/// the default file as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_whose_config_names_another_database_than_the_state_sqlite_beside_it_runs_on_the_one_named(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let default = moonbot::db::Db::open("sqlite:///state.sqlite", dir.path())
+        .await
+        .unwrap();
+    default.close().await;
+    let named = config(QUICK, "c['db_url'] = 'sqlite:///other.sqlite'");
+    let master = TestMaster::start_in(dir, &named).await;
+    let builders = |file: &str| {
+        let url = format!("sqlite:///{file}");
+        let dir = master.dir().to_path_buf();
+        async move {
+            let db = moonbot::db::Db::open(&url, &dir).await.unwrap();
+            let names: Vec<String> = sqlx::query_scalar("SELECT name FROM builders")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+            db.close().await;
+            names
+        }
+    };
+    assert_eq!(builders("other.sqlite").await, ["quick"]);
+    assert!(builders("state.sqlite").await.is_empty());
+    let bsid = force(&master, "quick").await;
+    assert_eq!(finished(&master, bsid).await, BuildResult::Success);
+}

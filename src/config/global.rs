@@ -89,6 +89,9 @@ const UNIMPLEMENTED_KEYS: &[&str] = &[
     "buildbotNetUsageData",
 ];
 
+/// The database of a config that names none: `state.sqlite` in the base directory.
+pub const DEFAULT_DB_URL: &str = "sqlite:///state.sqlite";
+
 const DB_KEYS: &[&str] = &["db_url", "db_poll_interval"];
 const LUA_KEYS: &[&str] = &["timeout", "memoryLimit"];
 /// `pb` is accepted (it changes nothing while only LocalWorkers exist); remote workers
@@ -374,7 +377,7 @@ fn read_db_url(keys: &KeyReader) -> String {
     }
     let url = from_db
         .or(from_key)
-        .unwrap_or_else(|| "sqlite:///state.sqlite".into());
+        .unwrap_or_else(|| DEFAULT_DB_URL.into());
     let supported = [
         "sqlite://",
         "postgresql://",

@@ -33,7 +33,7 @@ pub use errors::{
     report as report_error, report_unimplemented, suggest, ConfigError, ConfigErrors, Diagnostics,
     Location,
 };
-pub use global::{MasterConfig, RetryPolicy, DEFAULT_EVENT_HORIZON, GLOBAL_KEYS};
+pub use global::{MasterConfig, RetryPolicy, DEFAULT_DB_URL, DEFAULT_EVENT_HORIZON, GLOBAL_KEYS};
 pub use kwargs::{ClassOptions, FromOption, Kwargs, OneOrMany, OptionError};
 pub use port::PortSpec;
 

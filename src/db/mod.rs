@@ -31,6 +31,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
 use thiserror::Error;
@@ -101,6 +102,44 @@ impl Db {
     /// Opens the database `db_url` names (relative SQLite paths are under `basedir`) and
     /// applies the migrations it has not seen yet.
     pub async fn open(db_url: &str, basedir: &Path) -> DbResult<Db> {
+        Db::open_reading(db_url, basedir).await?.migrate().await
+    }
+
+    /// Opens `db_url`'s database when it is a SQLite file that exists, reading but writing
+    /// nothing until [`Opened::migrate`]: a start opens the default one while its config
+    /// is evaluated, before the config says which database to use. None when it is not
+    /// such a file, or failed to open (a start then opens it again, to report why).
+    pub async fn open_existing(db_url: &str, basedir: &Path) -> Option<Opened> {
+        let (_, url) = sqlx_url(db_url, basedir).ok()?;
+        let file = url.strip_prefix("sqlite://")?.split('?').next()?;
+        if !Path::new(file).is_file() {
+            return None;
+        }
+        let mut opened = Db::open_reading(db_url, basedir).await.ok()?;
+        // Back in the pool before the config is evaluated: the start's next statement
+        // finds it idle rather than opening one more.
+        opened.conn = None;
+        Some(opened)
+    }
+
+    /// Opens a first connection and reads which migrations the database has seen; on
+    /// SQLite a second connection opens meanwhile, once the first has.
+    async fn open_reading(db_url: &str, basedir: &Path) -> DbResult<Opened> {
+        let db = Db::connect(db_url, basedir)?;
+        let mut conn = db.pool.acquire().await?;
+        if db.dialect == Dialect::Sqlite {
+            tokio::spawn(open_second_connection(db.pool.clone()));
+        }
+        let applied = applied_migrations(&mut conn).await.ok();
+        Ok(Opened {
+            db,
+            conn: Some(conn),
+            applied,
+        })
+    }
+
+    /// A pool on the database `db_url` names, no connection opened yet.
+    fn connect(db_url: &str, basedir: &Path) -> DbResult<Db> {
         sqlx::any::install_default_drivers();
         let (dialect, url) = sqlx_url(db_url, basedir)?;
         let options = AnyConnectOptions::from_str(&url)?;
@@ -130,13 +169,7 @@ impl Db {
             Dialect::Postgres => AnyPoolOptions::new().max_connections(8),
         }
         .acquire_timeout(Duration::from_secs(30))
-        // Opened by the first acquire, which then checks the migrations.
         .connect_lazy_with(options);
-        let mut conn = pool.acquire().await?;
-        if dialect == Dialect::Sqlite {
-            tokio::spawn(open_second_connection(pool.clone()));
-        }
-        migrate(&mut conn, dialect).await?;
         Ok(Db {
             pool,
             dialect,
@@ -221,10 +254,44 @@ async fn log_keeper(pool: &AnyPool) -> Result<SqliteConnection, sqlx::Error> {
     Ok(keeper)
 }
 
-/// Opens the pool's second SQLite connection while the first checks the migrations, and
-/// has it read the schema (any statement on a table does): sqlx puts a connection back
-/// in its pool only after a round trip to its thread, so the statement after the
-/// migrations finds none idle and would wait for this one to open and read the schema.
+/// A database opened and not yet migrated ([`Db::open_existing`]): the connection that
+/// read the migrations it has seen (none read when it has no migrations table yet).
+pub struct Opened {
+    db: Db,
+    conn: Option<PoolConnection<sqlx::Any>>,
+    applied: Option<Vec<i64>>,
+}
+
+impl Opened {
+    /// Applies the migrations the database has not seen; a current one costs nothing more.
+    pub async fn migrate(self) -> DbResult<Db> {
+        let current = self
+            .applied
+            .as_ref()
+            .is_some_and(|applied| MIGRATIONS.iter().all(|(v, _)| applied.contains(v)));
+        if !current {
+            let mut conn = match self.conn {
+                Some(conn) => conn,
+                None => self.db.pool.acquire().await?,
+            };
+            migrate(&mut conn, self.db.dialect, self.applied).await?;
+        }
+        Ok(self.db)
+    }
+
+    /// Closes the pool unused: the config named another database.
+    pub fn abandon(self) {
+        drop(self.conn);
+        tokio::spawn(async move { self.db.pool.close().await });
+    }
+}
+
+/// Opens the pool's second SQLite connection once the first has (opening at once, the
+/// second would find the log's index locked while the first rebuilds it, and sleep a
+/// millisecond in SQLite's busy handler), and has it read the schema (any statement on a
+/// table does; with opening the log, about 0.3 ms): sqlx puts a connection back in its
+/// pool only after a round trip to its thread, so the statement after the migrations
+/// finds none idle and would wait for this one to open and read the schema.
 async fn open_second_connection(pool: AnyPool) {
     if let Ok(mut conn) = pool.acquire().await {
         // A new database has no table yet; nothing is lost then.
@@ -234,12 +301,17 @@ async fn open_second_connection(pool: AnyPool) {
     }
 }
 
-/// Applies the migrations the database has not seen; a current one costs one read.
-async fn migrate(conn: &mut AnyConnection, dialect: Dialect) -> DbResult<()> {
-    let applied = match applied_migrations(conn).await {
-        Ok(applied) => applied,
+/// Applies the migrations the database has not seen (`applied`, or none read when it has
+/// no migrations table yet).
+async fn migrate(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    applied: Option<Vec<i64>>,
+) -> DbResult<()> {
+    let applied = match applied {
+        Some(applied) => applied,
         // A new database. Any other error is met again by the second read.
-        Err(_) => {
+        None => {
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS moonbot_migrations (version BIGINT PRIMARY KEY)",
             )

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::Bus;
 use crate::changes::RunningSource;
+use crate::config::DEFAULT_DB_URL;
 use crate::data;
 use crate::db::Db;
 use crate::engine::{Engine, Reconfigure, SHUTDOWN_GRACE};
@@ -73,12 +74,25 @@ impl Master {
     /// Loads the config, opens storage and starts every service. Errors here (a broken
     /// config, a database that cannot be opened) leave nothing running.
     pub async fn start(basedir: &Path, shutdown: CancellationToken) -> anyhow::Result<Master> {
-        let loaded = reconfig::load_checked(basedir)
+        // The config is evaluated on a thread of its own while the default database, which
+        // most configs use, opens here: both take about a millisecond.
+        let config_dir = basedir.to_path_buf();
+        let loading = tokio::task::spawn_blocking(move || reconfig::load_checked(&config_dir));
+        let (loaded, early) = tokio::join!(loading, Db::open_existing(DEFAULT_DB_URL, basedir));
+        let loaded = loaded
+            .context("the config's evaluation panicked")?
             .map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
         let config = loaded.config;
-        let db = Db::open(&config.db_url, basedir)
-            .await
-            .with_context(|| format!("cannot open the database {}", config.db_url))?;
+        let opened = match early {
+            Some(opened) if config.db_url == DEFAULT_DB_URL => opened.migrate().await,
+            other => {
+                if let Some(unused) = other {
+                    unused.abandon();
+                }
+                Db::open(&config.db_url, basedir).await
+            }
+        };
+        let db = opened.with_context(|| format!("cannot open the database {}", config.db_url))?;
         db.set_event_horizon(config.event_horizon);
         let script = ScriptHost::start(loaded.lua, config.script_limits)?;
         let masterid = db.master_id(&master_name(basedir)).await?;
