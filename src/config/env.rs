@@ -2,11 +2,12 @@
 
 use std::os::unix::ffi::OsStrExt;
 
-use mlua::{Function, Lua, Table};
+use mlua::{ChunkMode, Function, Lua, Table};
 
 use super::errors::suggest;
 
-const PRELUDE: &str = include_str!("../../lua/prelude.lua");
+/// `lua/prelude.lua` as bytecode (build.rs), which names itself `PRELUDE_NAME` in errors.
+const PRELUDE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/prelude.luac"));
 /// The prelude's file name in errors and tracebacks.
 pub const PRELUDE_NAME: &str = "buildbot/prelude.lua";
 
@@ -76,7 +77,7 @@ pub fn prepare(lua: &Lua) -> mlua::Result<Prepared> {
     })?;
     let (store, locations, getinfo): (Table, Table, Function) = lua
         .load(PRELUDE)
-        .set_name(format!("={PRELUDE_NAME}"))
+        .set_mode(ChunkMode::Binary)
         .call((suggest_fn, caller_location, regular_file))?;
     let ns = Namespaces::of(lua)?;
     crate::script::register(lua, &ns)?;

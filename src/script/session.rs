@@ -20,7 +20,8 @@ use super::Callback;
 use crate::config::kwargs::describe;
 use crate::config::{define, Namespaces};
 
-const SOURCES: &str = include_str!("../../lua/sources.lua");
+/// `lua/sources.lua` as bytecode (build.rs), which names itself `buildbot/sources.lua`.
+const SOURCES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sources.luac"));
 
 /// The longest a process or a request may take when the caller names no timeout.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
@@ -77,7 +78,7 @@ struct Kit {
 pub fn register(lua: &Lua, ns: &Namespaces) -> mlua::Result<()> {
     let (token, sessions, make_self): (Table, Table, mlua::Function) = lua
         .load(SOURCES)
-        .set_name("=buildbot/sources.lua")
+        .set_mode(mlua::ChunkMode::Binary)
         .call(ns.util.clone())?;
     lua.set_app_data(Kit {
         token: lua.create_registry_value(token)?,
