@@ -157,6 +157,7 @@ async fn execute(ctx: &Context, plan: &BuildPlan, mut new: NewBuild) -> DbResult
             config: step,
             stepid,
             first_log: Mutex::new(first_log.zip(added.first_log)),
+            ended_logs: Mutex::default(),
         };
         let outcome = if starts_at_once {
             run.run().await
@@ -172,6 +173,7 @@ async fn execute(ctx: &Context, plan: &BuildPlan, mut new: NewBuild) -> DbResult
         if let Some(logid) = run.unused_first_log() {
             carried.drop_unused_log(logid);
         }
+        carried.end_logs(run.take_ended_logs());
         if step
             .common
             .update_build_summary_policy
