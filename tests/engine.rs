@@ -612,7 +612,9 @@ c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f}
     assert_eq!(log_text(&master, "say", "out").await, "a\nb\n");
     let stdio = log_text(&master, "say", "stdio").await;
     assert!(stdio.contains("oone\notwo\n"), "{stdio}");
-    assert!(log_text(&master, "last", "stdio").await.contains("othree\n"));
+    assert!(log_text(&master, "last", "stdio")
+        .await
+        .contains("othree\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

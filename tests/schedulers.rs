@@ -606,13 +606,15 @@ async fn force_refuses_bad_fields_naming_each() {
     .unwrap_err();
     assert_eq!(error.status, 400);
     assert!(error.message.contains("builderNames"), "{}", error.message);
-    let error = schedulers::force_named(&ctx, "nope", params(json!({ "target": "web" })), &|_| None)
-        .await
-        .unwrap_err();
+    let error =
+        schedulers::force_named(&ctx, "nope", params(json!({ "target": "web" })), &|_| None)
+            .await
+            .unwrap_err();
     assert_eq!(error.status, 404);
-    let error = schedulers::force_named(&ctx, "force", params(json!({ "owner": "bob" })), &|_| None)
-        .await
-        .unwrap_err();
+    let error =
+        schedulers::force_named(&ctx, "force", params(json!({ "owner": "bob" })), &|_| None)
+            .await
+            .unwrap_err();
     assert_eq!(error.status, 400);
     assert!(error.message.contains("target:"), "{}", error.message);
     let buildsets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM buildsets")
