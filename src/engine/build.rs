@@ -412,14 +412,18 @@ fn build_properties(
 /// Carries the properties that changed since the last write to the next one (steps set
 /// a few; most never change after the build starts).
 fn carry_changed_properties(build: &RunningBuild, stored: &mut Properties, carried: &mut Carried) {
-    let current = build.properties();
     let mut changed = Properties::new();
-    for (name, value) in current.values() {
-        let source = current.source(name).unwrap_or_default();
-        if stored.get(name) != Some(value) || stored.source(name) != Some(source) {
-            changed.set(name, value.clone(), source);
+    {
+        // Compared in place: a copy of every property after each step cost more than
+        // the few that change.
+        let current = build.properties.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, value) in current.values() {
+            let source = current.source(name).unwrap_or_default();
+            if stored.get(name) != Some(value) || stored.source(name) != Some(source) {
+                changed.set(name, value.clone(), source);
+            }
         }
     }
+    stored.update(&changed);
     carried.set_properties(&changed);
-    *stored = current;
 }
