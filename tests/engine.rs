@@ -569,6 +569,55 @@ c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_s_logs_are_stored_whole_and_finished_before_the_step_is_announced_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    // The logs' last lines and ends are written with the step's end, in its round trip.
+    let config = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local") }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{name="say", command="printf 'a\\nb\\n' > out.txt; echo one; echo two",
+  logfiles={out="out.txt"}})
+f:addStep(steps.ShellCommand{name="last", command="echo three"})
+c['builders'] = { util.BuilderConfig{name="b", workernames={"local"}, factory=f} }
+"#;
+    let master = TestMaster::start_in(dir, config).await;
+    let mut events = master.context.bus.subscribe();
+    let bsid = submit(&master, &["b"], &[]).await;
+    complete(&master, bsid).await;
+    let mut keys = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        keys.push(event.key.clone());
+    }
+    let logs: Vec<(i64, i64, String, i64, i64)> = sqlx::query_as(
+        "SELECT l.id, s.id, l.name, l.complete, l.num_lines FROM logs l \
+         JOIN steps s ON s.id = l.stepid ORDER BY l.id",
+    )
+    .fetch_all(&master.context.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(logs.len(), 3, "{logs:?}");
+    for (logid, stepid, name, complete, num_lines) in &logs {
+        assert_eq!(*complete, 1, "log {name} is complete");
+        let at = |key: String| keys.iter().position(|k| *k == key);
+        let log_finished = at(format!("logs/{logid}/finished"))
+            .unwrap_or_else(|| panic!("log {name} announced finished: {keys:?}"));
+        let step_finished = at(format!("steps/{stepid}/finished"))
+            .unwrap_or_else(|| panic!("step {stepid} announced finished: {keys:?}"));
+        assert!(log_finished < step_finished, "{keys:?}");
+        if name == "out" {
+            assert_eq!(*num_lines, 2);
+        }
+    }
+    assert_eq!(log_text(&master, "say", "out").await, "a\nb\n");
+    let stdio = log_text(&master, "say", "stdio").await;
+    assert!(stdio.contains("oone\notwo\n"), "{stdio}");
+    assert!(log_text(&master, "last", "stdio")
+        .await
+        .contains("othree\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shell_step_that_fails_before_its_command_keeps_no_empty_stdio_log() {
     let dir = tempfile::tempdir().unwrap();
     // A shell step's stdio log is stored with the step, before its command is rendered.

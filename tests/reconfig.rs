@@ -362,6 +362,40 @@ async fn schedulers_come_and_go_with_the_config() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_force_after_a_reconfig_that_adds_a_builder_requests_each_builder_by_its_stored_id() {
+    // The engine hands a force the ids of the builders it registered, read nowhere else.
+    let scheduler = |names: &str| {
+        format!("c['schedulers'] = {{ schedulers.ForceScheduler{{name='force', builderNames={{{names}}}}} }}")
+    };
+    let mut master = TestMaster::start(&config(QUICK, &scheduler("'quick'"))).await;
+    std::fs::write(
+        master.dir().join("master.cfg.lua"),
+        config(&format!("{SLOW}, {QUICK}"), &scheduler("'slow', 'quick'")),
+    )
+    .unwrap();
+    let outcome = master.reconfig().await;
+    assert!(outcome.line.starts_with("reconfig complete"), "{outcome:?}");
+    let params =
+        serde_json::json!({"builderNames": ["slow", "quick"], "username": "t <t@example.org>"});
+    let (bsid, _) = master
+        .context
+        .control
+        .force("force", params.as_object().unwrap().clone())
+        .await
+        .unwrap();
+    assert_eq!(finished(&master, bsid).await, BuildResult::Success);
+    let requested: Vec<String> = sqlx::query_scalar(
+        "SELECT b.name FROM buildrequests r JOIN builders b ON b.id = r.builderid \
+         WHERE r.buildsetid = $1 ORDER BY b.name",
+    )
+    .bind(bsid)
+    .fetch_all(&master.context.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(requested, ["quick", "slow"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_running_through_a_reconfig_still_calls_its_own_lua() {
     let steps = r#"
 local f = util.BuildFactory()

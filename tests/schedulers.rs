@@ -501,6 +501,7 @@ async fn force_builds_with_the_validated_fields() {
             "jobs": "4",
             "clean": true,
         })),
+        &|_| None,
     )
     .await
     .unwrap();
@@ -541,6 +542,7 @@ async fn force_builds_with_the_validated_fields() {
         &ctx,
         &force_scheduler(&ctx),
         params(json!({ "builderid": builder_b, "owner": "bob@example.org", "target": "api" })),
+        &|_| None,
     )
     .await
     .unwrap();
@@ -582,7 +584,7 @@ async fn force_refuses_bad_fields_naming_each() {
         ),
     ];
     for (given, names) in cases {
-        let error = schedulers::force(&ctx, &force, params(given.clone()))
+        let error = schedulers::force(&ctx, &force, params(given.clone()), &|_| None)
             .await
             .expect_err("bad parameters are refused");
         assert_eq!(error.status, 400, "{given}");
@@ -598,18 +600,21 @@ async fn force_refuses_bad_fields_naming_each() {
         &ctx,
         &force,
         params(json!({ "builderNames": ["zzz"], "target": "web", "owner": "bob" })),
+        &|_| None,
     )
     .await
     .unwrap_err();
     assert_eq!(error.status, 400);
     assert!(error.message.contains("builderNames"), "{}", error.message);
-    let error = schedulers::force_named(&ctx, "nope", params(json!({ "target": "web" })))
-        .await
-        .unwrap_err();
+    let error =
+        schedulers::force_named(&ctx, "nope", params(json!({ "target": "web" })), &|_| None)
+            .await
+            .unwrap_err();
     assert_eq!(error.status, 404);
-    let error = schedulers::force_named(&ctx, "force", params(json!({ "owner": "bob" })))
-        .await
-        .unwrap_err();
+    let error =
+        schedulers::force_named(&ctx, "force", params(json!({ "owner": "bob" })), &|_| None)
+            .await
+            .unwrap_err();
     assert_eq!(error.status, 400);
     assert!(error.message.contains("target:"), "{}", error.message);
     let buildsets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM buildsets")

@@ -16,8 +16,8 @@ use super::{announce_with, Resource};
 use super::{flag, opt_int, opt_time, projected, time};
 use crate::bus::Bus;
 use crate::db::{
-    now, properties_of, push_build_properties, Batch, Db, DbError, DbResult, PendingRequest,
-    BUILDSET_PROPERTIES, BUILDSET_SOURCESTAMPS,
+    now, properties_of, push_build_properties, push_log_write, Batch, Db, DbError, DbResult,
+    PendingRequest, BUILDSET_PROPERTIES, BUILDSET_SOURCESTAMPS,
 };
 use crate::model::{BuildResult, Properties, SourceStamp};
 
@@ -774,10 +774,49 @@ pub async fn claim_and_add_build(
 pub struct Carried {
     new: Option<NewBuild>,
     properties: Properties,
+    /// The last lines and the end of the logs of the step that ran last.
+    log_ends: Vec<LogEnd>,
     step_end: Option<StepEnd>,
     /// A first log stored with its step that the step never opened (it failed before
     /// its command): never announced, it goes as if it had not been.
     unused_log: Option<i64>,
+}
+
+/// A log of a running step as its writer knows it: enough for its events, so nothing is
+/// read back.
+pub struct LogHead {
+    pub logid: i64,
+    pub stepid: i64,
+    pub name: String,
+    pub slug: String,
+    /// Buildbot's type: `s` (stdio, each line prefixed by its channel) or `t`.
+    pub stdio: bool,
+}
+
+impl LogHead {
+    /// Publishes the log as it now is.
+    pub fn announce(&self, bus: &Bus, event: &str, complete: bool, num_lines: i64) {
+        let message = || {
+            Ok(json!({
+                "logid": self.logid,
+                "name": self.name,
+                "slug": self.slug,
+                "stepid": self.stepid,
+                "complete": complete,
+                "num_lines": num_lines,
+                "type": if self.stdio { "s" } else { "t" },
+            }))
+        };
+        // Making the message cannot fail.
+        let _ = announce_with(bus, Resource::Log(self.logid), event, message);
+    }
+}
+
+/// A log whose step's command is over: its last lines (maybe none) and its end, to be
+/// stored with the step's end.
+pub struct LogEnd {
+    pub head: LogHead,
+    pub lines: String,
 }
 
 /// A step that ended, to be stored with the build's next write.
@@ -806,16 +845,25 @@ impl Carried {
         self.properties.update(changed);
     }
 
+    pub fn end_logs(&mut self, ends: Vec<LogEnd>) {
+        self.log_ends.extend(ends);
+    }
+
     pub fn end_step(&mut self, end: StepEnd) {
         self.step_end = Some(end);
     }
 
     /// Pushes the carried writes onto `batch`, before the write that carries them;
     /// answers what to announce once it committed.
-    fn push(self, batch: &mut Batch, buildid: i64) -> CarriedAnnouncements {
+    fn push(self, batch: &mut Batch, buildid: i64) -> DbResult<CarriedAnnouncements> {
         push_build_properties(batch, buildid, &self.properties);
         if let Some(logid) = self.unused_log {
             batch.push("DELETE FROM logs WHERE id = $1", vec![logid.into()]);
+        }
+        let mut log_ends = Vec::with_capacity(self.log_ends.len());
+        for end in self.log_ends {
+            let index = push_log_write(batch, end.head.logid, &end.lines, true)?;
+            log_ends.push((end.head, !end.lines.is_empty(), index));
         }
         let step_end = self.step_end.map(|end| {
             batch.push(
@@ -833,27 +881,42 @@ impl Carried {
             );
             (end.stepid, batch.len() - 1)
         });
-        CarriedAnnouncements {
+        Ok(CarriedAnnouncements {
             new: self.new,
+            log_ends,
             step_end,
-        }
+        })
     }
 }
 
 /// What carried writes announce once they are committed.
 struct CarriedAnnouncements {
     new: Option<NewBuild>,
+    /// Each log that ended, whether lines were added to it, and the index of the statement
+    /// whose row holds its line count.
+    log_ends: Vec<(LogHead, bool, usize)>,
     /// The step that ended and the index of its statement's rows.
     step_end: Option<(i64, usize)>,
 }
 
 impl CarriedAnnouncements {
-    /// The build `new`, then the step `finished`, before what the carrying write announces.
+    /// The build `new`, the logs' last `append` and `finished`, then the step `finished`,
+    /// before what the carrying write announces.
     fn announce(self, bus: &Bus, rows: &[Vec<AnyRow>]) -> DbResult<()> {
         if let Some(new) = self.new {
             announce_with(bus, Resource::Build(new.buildid), "new", || {
                 build_json(&new.row)
             })?;
+        }
+        for (head, appended, index) in self.log_ends {
+            let num_lines: i64 = rows[index]
+                .first()
+                .ok_or_else(|| DbError::NotFound(format!("log {}", head.logid)))?
+                .try_get(0)?;
+            if appended {
+                head.announce(bus, "append", false, num_lines);
+            }
+            head.announce(bus, "finished", true, num_lines);
         }
         if let Some((stepid, index)) = self.step_end {
             let row = rows[index]
@@ -908,7 +971,7 @@ pub async fn add_step(
         None => "NULL",
     };
     let mut batch = Batch::new();
-    let carried = carried.push(&mut batch, step.buildid);
+    let carried = carried.push(&mut batch, step.buildid)?;
     batch
         .push(
             "UPDATE builds SET state_string = $1 WHERE id = $2",
@@ -986,7 +1049,7 @@ pub async fn finish_build(
     carried: Carried,
 ) -> DbResult<()> {
     let mut batch = Batch::new();
-    let carried = carried.push(&mut batch, buildid);
+    let carried = carried.push(&mut batch, buildid)?;
     batch.push(
         format!(
             "UPDATE builds SET complete_at = $1, results = $2, state_string = $3 WHERE id = $4 \
@@ -1024,7 +1087,7 @@ pub async fn finish_build_and_request(
     let now = now();
     let code = results.code();
     let mut batch = Batch::new();
-    let carried = carried.push(&mut batch, buildid);
+    let carried = carried.push(&mut batch, buildid)?;
     let first = batch.len();
     batch
         .push(

@@ -31,9 +31,13 @@ pub fn forceschedulers(config: &MasterConfig, builder: Option<&str>) -> Vec<Valu
 }
 
 pub fn forcescheduler(config: &MasterConfig, name: &str) -> Option<Value> {
-    force_schedulers(config)
-        .find(|s| s.base.name == name)
-        .map(forcescheduler_json)
+    named(config, name).map(forcescheduler_json)
+}
+
+/// The config's force scheduler `name`: what a force call needs, without the JSON that
+/// describes its form (which cost a force more than the rest of its answer).
+pub fn named<'a>(config: &'a MasterConfig, name: &str) -> Option<&'a ForceScheduler> {
+    force_schedulers(config).find(|s| s.base.name == name)
 }
 
 fn force_schedulers(config: &MasterConfig) -> impl Iterator<Item = &ForceScheduler> {

@@ -104,10 +104,13 @@ impl Batch {
 
     async fn run_as_one_query(self, db: &Db) -> DbResult<Vec<Vec<AnyRow>>> {
         let count = self.statements.len();
-        let mut sql = String::from("BEGIN IMMEDIATE;\n");
+        // Room for the statements and their renumbered parameters.
+        let length: usize = self.statements.iter().map(|(sql, _)| sql.len() + 8).sum();
+        let mut sql = String::with_capacity(32 + length);
+        sql.push_str("BEGIN IMMEDIATE;\n");
         let mut params = Vec::new();
         for (statement, own) in self.statements {
-            sql.push_str(&renumbered(&statement, params.len()));
+            push_renumbered(&mut sql, &statement, params.len());
             sql.push_str(";\n");
             params.extend(own);
         }
@@ -204,26 +207,31 @@ pub fn bind_all<'q>(
     query
 }
 
-/// `sql` with each `$N` parameter moved to `$(N + offset)`, so that statements joined in
-/// one query each find their own values. The engine's statements hold no `$` in literals.
-fn renumbered(sql: &str, offset: usize) -> String {
+/// Appends `sql` to `out` with each `$N` parameter moved to `$(N + offset)`, so that
+/// statements joined in one query each find their own values; written in place, as a
+/// string for each parameter cost a batch more than its renumbering. The engine's
+/// statements hold no `$` in literals.
+fn push_renumbered(out: &mut String, sql: &str, offset: usize) {
+    use std::fmt::Write;
     if offset == 0 {
-        return sql.to_string();
+        out.push_str(sql);
+        return;
     }
-    let mut out = String::with_capacity(sql.len() + 8);
     let mut rest = sql;
     while let Some(at) = rest.find('$') {
         out.push_str(&rest[..=at]);
         rest = &rest[at + 1..];
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         match rest[..digits].parse::<usize>() {
-            Ok(number) => out.push_str(&(number + offset).to_string()),
+            // Writing to a String cannot fail.
+            Ok(number) => {
+                let _ = write!(out, "{}", number + offset);
+            }
             Err(_) => out.push_str(&rest[..digits]),
         }
         rest = &rest[digits..];
     }
     out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
@@ -232,10 +240,15 @@ mod tests {
 
     #[test]
     fn a_later_statements_parameters_follow_the_earlier_ones() {
-        assert_eq!(renumbered("a = $1 AND b = $2", 0), "a = $1 AND b = $2");
+        let renumbered = |sql: &str, offset: usize| {
+            let mut out = String::from("x; ");
+            push_renumbered(&mut out, sql, offset);
+            out
+        };
+        assert_eq!(renumbered("a = $1 AND b = $2", 0), "x; a = $1 AND b = $2");
         assert_eq!(
             renumbered("a = $1 AND b = $12, c = $2", 3),
-            "a = $4 AND b = $15, c = $5"
+            "x; a = $4 AND b = $15, c = $5"
         );
     }
 

@@ -65,38 +65,10 @@ impl Db {
                 .await?
                 .ok_or_else(missing);
         }
-        let (content, compressed) = if lines.len() > COMPRESS_ABOVE {
-            let mut encoder = ZlibEncoder::new(Vec::new(), Compression::fast());
-            encoder
-                .write_all(lines.as_bytes())
-                .and_then(|_| encoder.finish())
-                .map(|bytes| (bytes, 1i64))
-                .map_err(|e| DbError::Corrupt(format!("cannot compress a log chunk: {e}")))?
-        } else {
-            (lines.as_bytes().to_vec(), 0)
-        };
-        // Reserving the lines is the batch's first statement: it takes SQLite's write lock
-        // and PostgreSQL's row lock at once, so concurrent appends queue instead of reading
-        // the same line count. The chunk then reads where its lines start from the row.
-        let reserve = if complete {
-            "UPDATE logs SET num_lines = num_lines + $1, complete = 1 WHERE id = $2 \
-             RETURNING num_lines"
-        } else {
-            "UPDATE logs SET num_lines = num_lines + $1 WHERE id = $2 RETURNING num_lines"
-        };
         let mut batch = Batch::new();
-        batch.push(reserve, vec![count.into(), logid.into()]).push(
-            "INSERT INTO logchunks (logid, first_line, last_line, content, compressed) \
-                 SELECT id, num_lines - $2, num_lines - 1, $3, $4 FROM logs WHERE id = $1",
-            vec![
-                logid.into(),
-                count.into(),
-                content.into(),
-                compressed.into(),
-            ],
-        );
+        let reserve = push_log_write(&mut batch, logid, lines, complete)?;
         let rows = batch.run(self).await?;
-        let end: i64 = rows[0].first().ok_or_else(missing)?.try_get(0)?;
+        let end: i64 = rows[reserve].first().ok_or_else(missing)?.try_get(0)?;
         Ok(end)
     }
 
@@ -141,6 +113,57 @@ fn decompress(content: Vec<u8>, method: i64) -> DbResult<String> {
         other => return Err(DbError::Corrupt(format!("unknown log compression {other}"))),
     };
     String::from_utf8(bytes).map_err(|e| DbError::Corrupt(format!("a log chunk is not UTF-8: {e}")))
+}
+
+/// Pushes onto `batch` the write of `lines` (complete lines, maybe none) to log `logid`,
+/// and with `complete` its end; answers the index of the statement whose row holds the
+/// log's line count after it.
+pub fn push_log_write(
+    batch: &mut Batch,
+    logid: i64,
+    lines: &str,
+    complete: bool,
+) -> DbResult<usize> {
+    let count = lines.bytes().filter(|&b| b == b'\n').count() as i64;
+    if count == 0 {
+        let sql = if complete {
+            "UPDATE logs SET complete = 1 WHERE id = $1 RETURNING num_lines"
+        } else {
+            "SELECT num_lines FROM logs WHERE id = $1"
+        };
+        batch.push(sql, vec![logid.into()]);
+        return Ok(batch.len() - 1);
+    }
+    let (content, compressed) = if lines.len() > COMPRESS_ABOVE {
+        let mut encoder = ZlibEncoder::new(Vec::new(), Compression::fast());
+        encoder
+            .write_all(lines.as_bytes())
+            .and_then(|_| encoder.finish())
+            .map(|bytes| (bytes, 1i64))
+            .map_err(|e| DbError::Corrupt(format!("cannot compress a log chunk: {e}")))?
+    } else {
+        (lines.as_bytes().to_vec(), 0)
+    };
+    // Reserving the lines comes first: it takes SQLite's write lock and PostgreSQL's row
+    // lock at once, so concurrent appends queue instead of reading the same line count.
+    // The chunk then reads where its lines start from the row.
+    let reserve = if complete {
+        "UPDATE logs SET num_lines = num_lines + $1, complete = 1 WHERE id = $2 \
+         RETURNING num_lines"
+    } else {
+        "UPDATE logs SET num_lines = num_lines + $1 WHERE id = $2 RETURNING num_lines"
+    };
+    batch.push(reserve, vec![count.into(), logid.into()]).push(
+        "INSERT INTO logchunks (logid, first_line, last_line, content, compressed) \
+             SELECT id, num_lines - $2, num_lines - 1, $3, $4 FROM logs WHERE id = $1",
+        vec![
+            logid.into(),
+            count.into(),
+            content.into(),
+            compressed.into(),
+        ],
+    );
+    Ok(batch.len() - 2)
 }
 
 #[cfg(test)]

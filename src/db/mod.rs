@@ -22,6 +22,7 @@ pub use buildsets::{
 };
 pub use changes::{AfterCommit, ChangeSpec, StoredChange, BUILDSET_SOURCESTAMPS};
 pub use events::MasterEvent;
+pub use logs::push_log_write;
 pub use outbox::{NewMessage, OutboxMessage, Refusal};
 pub use registry::RecordedBuilders;
 

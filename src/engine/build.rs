@@ -157,6 +157,7 @@ async fn execute(ctx: &Context, plan: &BuildPlan, mut new: NewBuild) -> DbResult
             config: step,
             stepid,
             first_log: Mutex::new(first_log.zip(added.first_log)),
+            ended_logs: Mutex::default(),
         };
         let outcome = if starts_at_once {
             run.run().await
@@ -172,6 +173,7 @@ async fn execute(ctx: &Context, plan: &BuildPlan, mut new: NewBuild) -> DbResult
         if let Some(logid) = run.unused_first_log() {
             carried.drop_unused_log(logid);
         }
+        carried.end_logs(run.take_ended_logs());
         if step
             .common
             .update_build_summary_policy
@@ -410,14 +412,18 @@ fn build_properties(
 /// Carries the properties that changed since the last write to the next one (steps set
 /// a few; most never change after the build starts).
 fn carry_changed_properties(build: &RunningBuild, stored: &mut Properties, carried: &mut Carried) {
-    let current = build.properties();
     let mut changed = Properties::new();
-    for (name, value) in current.values() {
-        let source = current.source(name).unwrap_or_default();
-        if stored.get(name) != Some(value) || stored.source(name) != Some(source) {
-            changed.set(name, value.clone(), source);
+    {
+        // Compared in place: a copy of every property after each step cost more than
+        // the few that change.
+        let current = build.properties.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, value) in current.values() {
+            let source = current.source(name).unwrap_or_default();
+            if stored.get(name) != Some(value) || stored.source(name) != Some(source) {
+                changed.set(name, value.clone(), source);
+            }
         }
     }
+    stored.update(&changed);
     carried.set_properties(&changed);
-    *stored = current;
 }

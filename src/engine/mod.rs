@@ -886,7 +886,10 @@ impl Engine {
                 params,
                 reply,
             } => {
-                let _ = reply.send(schedulers::force_named(&self.ctx, &scheduler, params).await);
+                let builders = &self.builders;
+                let known = |name: &str| builders.get(name).map(|builder| builder.id);
+                let forced = schedulers::force_named(&self.ctx, &scheduler, params, &known).await;
+                let _ = reply.send(forced);
             }
             ControlRequest::StopBuild {
                 buildid,

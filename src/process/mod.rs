@@ -18,8 +18,6 @@ mod lifeline;
 mod lines;
 mod logfile;
 
-use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -225,10 +223,10 @@ pub async fn run(spec: &CommandSpec, sink: Sender<Chunk>, interrupt: Cancellatio
         Stdio::null()
     };
     let start = Instant::now();
-    let mut child = match Command::new(resolve_program(program, &env, &spec.workdir))
+    let mut command = Command::new(resolve_program(program, &env, &spec.workdir));
+    env.apply(&mut command);
+    let mut child = match command
         .args(args)
-        .env_clear()
-        .envs(&env)
         .current_dir(&spec.workdir)
         .stdin(stdin)
         .stdout(Stdio::piped())
@@ -362,7 +360,7 @@ pub async fn run(spec: &CommandSpec, sink: Sender<Chunk>, interrupt: Cancellatio
 /// The header Buildbot's worker writes before starting a command.
 async fn write_start_header(
     spec: &CommandSpec,
-    env: &BTreeMap<OsString, OsString>,
+    env: &environ::Environ,
     argv_repr: &str,
     out: &Output<'_>,
 ) {
@@ -385,9 +383,16 @@ async fn write_start_header(
     out.header(format!(" argv: {argv_repr}\n")).await;
     if spec.log_environ {
         let mut listing = String::from(" environment:\n");
-        for (name, value) in env {
-            let (name, value) = (name.to_string_lossy(), value.to_string_lossy());
-            listing.push_str(&format!("  {name}={value}\n"));
+        for (name, value) in env.iter() {
+            for part in [
+                "  ",
+                &name.to_string_lossy(),
+                "=",
+                &value.to_string_lossy(),
+                "\n",
+            ] {
+                listing.push_str(part);
+            }
         }
         out.header(listing).await;
     }
@@ -640,20 +645,15 @@ impl Drop for GroupGuard {
 /// posix_spawn (vfork) to fork, which copies the master's page tables, when the environment
 /// sets PATH and the program is a bare name. Unresolved names go through unchanged, so
 /// spawning reports them as not found.
-fn resolve_program(
-    program: &str,
-    env: &BTreeMap<OsString, OsString>,
-    workdir: &std::path::Path,
-) -> PathBuf {
+fn resolve_program(program: &str, env: &environ::Environ, workdir: &std::path::Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     if program.contains('/') {
         return PathBuf::from(program);
     }
     let path = env
-        .get(&OsString::from("PATH"))
-        .cloned()
-        .unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
-    std::env::split_paths(&path)
+        .get("PATH")
+        .unwrap_or_else(|| std::ffi::OsStr::new("/usr/bin:/bin"));
+    std::env::split_paths(path)
         .map(|dir| workdir.join(dir).join(program))
         .find(|candidate| {
             std::fs::metadata(candidate)

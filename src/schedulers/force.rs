@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
-use super::{stamps_with_defaults, submit, Request};
+use super::{stamps_with_defaults, submit, KnownBuilders, Request};
 use crate::config::build::{ForceParameter, ForceScheduler, ParameterKind, SchedulerConfig};
 use crate::db::SourceStampSpec;
 use crate::model::Properties;
@@ -26,6 +26,7 @@ pub async fn force_named(
     ctx: &Context,
     scheduler: &str,
     params: Map<String, Value>,
+    known: KnownBuilders<'_>,
 ) -> Result<Submitted, ControlError> {
     let current = ctx.config.current();
     let config = current
@@ -36,7 +37,7 @@ pub async fn force_named(
             _ => None,
         })
         .ok_or_else(|| ControlError::not_found(format!("no ForceScheduler named '{scheduler}'")))?;
-    force(ctx, config, params).await
+    force(ctx, config, params, known).await
 }
 
 /// Forces a build with `params`, the force request's parameters: `builderNames` (or
@@ -48,8 +49,9 @@ pub async fn force(
     ctx: &Context,
     scheduler: &ForceScheduler,
     params: Map<String, Value>,
+    known: KnownBuilders<'_>,
 ) -> Result<Submitted, ControlError> {
-    let builder_names = builder_names(ctx, scheduler, &params).await?;
+    let builders = builders(ctx, scheduler, &params, known).await?;
     let mut errors: BTreeMap<String, String> = BTreeMap::new();
     let mut field = |parameter: &ForceParameter, full_name: &str| {
         value(parameter, params.get(full_name))
@@ -118,7 +120,7 @@ pub async fn force(
     let base = &scheduler.base;
     let request = Request {
         properties,
-        builder_names: Some(builder_names),
+        builders: Some(builders),
         ..Request::new(
             reason_text,
             stamps_with_defaults(base, sourcestamps, None),
@@ -134,18 +136,33 @@ pub async fn force(
     })
 }
 
-/// The builders to build: `builderNames` (each one of the scheduler's, or the whole call is
-/// refused), the one `builderid` names, or all of the scheduler's.
-async fn builder_names(
+/// The builders to build, with their ids: `builderNames` (each one of the scheduler's, or
+/// the whole call is refused), the one `builderid` names, or all of the scheduler's.
+async fn builders(
     ctx: &Context,
     scheduler: &ForceScheduler,
     params: &Map<String, Value>,
-) -> Result<Vec<String>, ControlError> {
+    known: KnownBuilders<'_>,
+) -> Result<Vec<(String, i64)>, ControlError> {
     let own = &scheduler.base.builder_names;
-    let names: Vec<String> = if let Some(requested) = params.get("builderNames") {
-        let requested: Vec<String> = serde_json::from_value(requested.clone()).map_err(|_| {
-            ControlError::bad_request("builderNames: must be a list of builder names")
-        })?;
+    let id_of = |name: &str| {
+        let name = name.to_owned();
+        async move {
+            super::builder_id(ctx, known, &name).await.map_err(|error| {
+                tracing::error!("cannot read builder '{name}': {error}");
+                ControlError {
+                    status: 500,
+                    message: "cannot read the builders".into(),
+                }
+            })
+        }
+    };
+    let mut builders = Vec::new();
+    if let Some(requested) = params.get("builderNames") {
+        let mut requested: Vec<String> =
+            serde_json::from_value(requested.clone()).map_err(|_| {
+                ControlError::bad_request("builderNames: must be a list of builder names")
+            })?;
         let unknown: Vec<&str> = requested
             .iter()
             .filter(|name| !own.contains(name))
@@ -159,39 +176,35 @@ async fn builder_names(
                 own.join(", ")
             )));
         }
-        let mut names = requested;
-        names.sort();
-        names.dedup();
-        names
+        requested.sort();
+        requested.dedup();
+        for name in requested {
+            let id = id_of(&name).await?;
+            builders.push((name, id));
+        }
     } else if let Some(builderid) = params.get("builderid") {
         let builderid = builderid
             .as_i64()
             .or_else(|| builderid.as_str().and_then(|s| s.parse().ok()))
             .ok_or_else(|| ControlError::bad_request("builderid: must be a builder id"))?;
-        let mut names = Vec::new();
         for name in own {
-            let id = ctx.db.builder_id(name).await.map_err(|error| {
-                tracing::error!("cannot read builder '{name}': {error}");
-                ControlError {
-                    status: 500,
-                    message: "cannot read the builders".into(),
-                }
-            })?;
-            if id == builderid {
-                names.push(name.clone());
+            if id_of(name).await? == builderid {
+                builders.push((name.clone(), builderid));
             }
         }
-        names
     } else {
-        own.clone()
-    };
-    if names.is_empty() {
+        for name in own {
+            let id = id_of(name).await?;
+            builders.push((name.clone(), id));
+        }
+    }
+    if builders.is_empty() {
         return Err(ControlError::bad_request(format!(
             "builderNames not specified or not supported by scheduler '{}'",
             scheduler.base.name
         )));
     }
-    Ok(names)
+    Ok(builders)
 }
 
 /// A codebase field's name in the request: `CODEBASE_FIELD`, or the field alone for the

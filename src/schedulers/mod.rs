@@ -234,14 +234,28 @@ enum Stamp {
     New(SourceStampSpec),
 }
 
+/// Ids of builders the caller already knows by name. The engine knows every configured
+/// builder's, so a force it runs reads none; a builder's id never changes (its row is never
+/// deleted), so what it knew before a reconfig stays right. Names it does not know are read,
+/// and recorded when new.
+pub type KnownBuilders<'a> = &'a (dyn Fn(&str) -> Option<i64> + Sync);
+
+/// The id of builder `name`: from `known`, or else from storage.
+async fn builder_id(ctx: &Context, known: KnownBuilders<'_>, name: &str) -> DbResult<i64> {
+    match known(name) {
+        Some(id) => Ok(id),
+        None => ctx.db.builder_id(name).await,
+    }
+}
+
 /// A buildset a scheduler asks for.
 struct Request {
     reason: String,
     stamps: Vec<Stamp>,
     /// Layered over the scheduler's own properties.
     properties: Properties,
-    /// `None` builds on all the scheduler's builders.
-    builder_names: Option<Vec<String>>,
+    /// The builders by name with their ids; `None` builds on all the scheduler's builders.
+    builders: Option<Vec<(String, i64)>>,
     priority: i64,
     parent_buildid: Option<i64>,
     parent_relationship: Option<String>,
@@ -254,7 +268,7 @@ impl Request {
             reason,
             stamps,
             properties: Properties::new(),
-            builder_names: None,
+            builders: None,
             priority,
             parent_buildid: None,
             parent_relationship: None,
@@ -289,13 +303,16 @@ async fn submit(ctx: &Context, base: &SchedulerBase, request: Request) -> DbResu
             Stamp::New(spec) => new_sourcestamps.push(spec),
         }
     }
-    let builder_names = request
-        .builder_names
-        .unwrap_or_else(|| base.builder_names.clone());
-    let mut builder_ids = Vec::with_capacity(builder_names.len());
-    for name in &builder_names {
-        builder_ids.push(ctx.db.builder_id(name).await?);
-    }
+    let builders = match request.builders {
+        Some(builders) => builders,
+        None => {
+            let mut builders = Vec::with_capacity(base.builder_names.len());
+            for name in &base.builder_names {
+                builders.push((name.clone(), ctx.db.builder_id(name).await?));
+            }
+            builders
+        }
+    };
     let spec = BuildsetSpec {
         reason: request.reason,
         scheduler: base.name.clone(),
@@ -303,7 +320,7 @@ async fn submit(ctx: &Context, base: &SchedulerBase, request: Request) -> DbResu
         sourcestamp_ids,
         new_sourcestamps,
         properties,
-        builder_ids,
+        builder_ids: builders.iter().map(|&(_, id)| id).collect(),
         priority: request.priority,
         parent_buildid: request.parent_buildid,
         parent_relationship: request.parent_relationship,
@@ -320,7 +337,11 @@ async fn submit(ctx: &Context, base: &SchedulerBase, request: Request) -> DbResu
         buildset = bsid,
         "scheduler '{}' submitted buildset {bsid} for {}: {}",
         base.name,
-        builder_names.join(", "),
+        builders
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         spec.reason
     );
     Ok((bsid, brids))

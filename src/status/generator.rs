@@ -342,7 +342,7 @@ impl<R: Reporter> Generator<R> {
         if !wanted.started {
             return;
         }
-        let outcome = match self.candidate(wanted, buildid, None).await {
+        let outcome = match self.candidate(wanted, buildid, Moment::Started).await {
             Ok(Some(build)) => {
                 let report = Report::Started { buildid, build };
                 current.report(&self.ctx, report).await
@@ -365,7 +365,7 @@ impl<R: Reporter> Generator<R> {
     /// modes need it.
     async fn finished(&self, wanted: &Wanted, buildid: i64) -> anyhow::Result<Option<Finished>> {
         let Some(build) = self
-            .candidate(wanted, buildid, wanted.modes.as_ref())
+            .candidate(wanted, buildid, Moment::Finished(wanted.modes.as_ref()))
             .await?
         else {
             return Ok(None);
@@ -435,9 +435,18 @@ impl<R: Reporter> Generator<R> {
         &self,
         wanted: &Wanted,
         buildid: i64,
-        modes: Option<&BTreeSet<MailMode>>,
+        moment: Moment<'_>,
     ) -> anyhow::Result<Option<Arc<BuildInfo>>> {
-        let row = snapshot::BuildRow::read(&self.ctx.db, buildid).await?;
+        let mut row = snapshot::BuildRow::read(&self.ctx.db, buildid).await?;
+        let modes = match moment {
+            // A build may have ended by the time its start is reported: it is shown as it
+            // started, as the event that announced it.
+            Moment::Started => {
+                row.as_started();
+                None
+            }
+            Moment::Finished(modes) => modes,
+        };
         let builder = &row.builder;
         if !wanted.builders.is_empty() && !wanted.builders.contains(&builder.name) {
             return Ok(None);
@@ -488,6 +497,13 @@ impl<R: Reporter> Generator<R> {
             snapshot::previous_finished(&self.ctx.db, build.builder.id, build.number).await?;
         Ok(previous.and_then(|(_, results)| results))
     }
+}
+
+/// Which report a build's snapshot is for.
+enum Moment<'a> {
+    Started,
+    /// Finished, reported when one of these modes (any, with none) wants it.
+    Finished(Option<&'a BTreeSet<MailMode>>),
 }
 
 /// Buildbot's mode rules, given the build's result and the previous build's.

@@ -32,6 +32,12 @@ pub struct BuildRow {
 }
 
 impl BuildRow {
+    /// The build as it started: not finished, whatever storage holds now.
+    pub fn as_started(&mut self) {
+        self.results = None;
+        self.complete_at = None;
+    }
+
     pub async fn read(db: &Db, buildid: i64) -> DbResult<BuildRow> {
         let row = sqlx::query(
             "SELECT b.number, b.builderid, b.started_at, b.complete_at, b.state_string, \

@@ -3,9 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
-use crate::data::{announce_with, Resource};
+use crate::data::builds::{LogEnd, LogHead};
 use crate::db::DbResult;
 use crate::runtime::Context;
 
@@ -17,13 +15,8 @@ const FLUSH_AFTER: Duration = Duration::from_millis(200);
 /// One log of a running step.
 pub struct LogWriter {
     ctx: Context,
-    pub logid: i64,
-    stepid: i64,
-    name: String,
-    slug: String,
+    head: LogHead,
     num_lines: i64,
-    /// Buildbot's type: `s` (stdio, each line prefixed by its channel) or `t`.
-    stdio: bool,
     buffer: String,
     oldest: Option<Instant>,
 }
@@ -61,12 +54,14 @@ impl LogWriter {
     ) -> LogWriter {
         let writer = LogWriter {
             ctx: ctx.clone(),
-            logid,
-            stepid,
-            name: name.to_string(),
-            slug,
+            head: LogHead {
+                logid,
+                stepid,
+                name: name.to_string(),
+                slug,
+                stdio,
+            },
             num_lines: 0,
-            stdio,
             buffer: String::new(),
             oldest: None,
         };
@@ -77,7 +72,7 @@ impl LogWriter {
     /// Adds one line (without its newline) on a stdio channel: `o`, `e` or `h`; the channel
     /// is ignored for text logs.
     pub async fn line(&mut self, channel: char, line: &str) -> DbResult<()> {
-        if self.stdio {
+        if self.head.stdio {
             self.buffer.push(channel);
         }
         self.buffer.push_str(line);
@@ -103,7 +98,7 @@ impl LogWriter {
             return Ok(());
         }
         let lines = std::mem::take(&mut self.buffer);
-        self.num_lines = self.ctx.db.append_log(self.logid, &lines).await?;
+        self.num_lines = self.ctx.db.append_log(self.head.logid, &lines).await?;
         self.announce("append", false);
         Ok(())
     }
@@ -112,7 +107,7 @@ impl LogWriter {
     /// announced as `append` before `finished`, as a flush would have.
     pub async fn finish(mut self) -> DbResult<()> {
         let lines = std::mem::take(&mut self.buffer);
-        self.num_lines = self.ctx.db.finish_log(self.logid, &lines).await?;
+        self.num_lines = self.ctx.db.finish_log(self.head.logid, &lines).await?;
         if !lines.is_empty() {
             self.announce("append", false);
         }
@@ -120,20 +115,18 @@ impl LogWriter {
         Ok(())
     }
 
+    /// What is buffered and the log's end, left for the step's end to store in its round
+    /// trip, which announces them.
+    pub fn end(mut self) -> LogEnd {
+        LogEnd {
+            lines: std::mem::take(&mut self.buffer),
+            head: self.head,
+        }
+    }
+
     /// Publishes the log as it now is. The writer knows its row, so nothing is read back.
     fn announce(&self, event: &str, complete: bool) {
-        let message = || {
-            Ok(json!({
-                "logid": self.logid,
-                "name": self.name,
-                "slug": self.slug,
-                "stepid": self.stepid,
-                "complete": complete,
-                "num_lines": self.num_lines,
-                "type": if self.stdio { "s" } else { "t" },
-            }))
-        };
-        // Making the message cannot fail.
-        let _ = announce_with(&self.ctx.bus, Resource::Log(self.logid), event, message);
+        self.head
+            .announce(&self.ctx.bus, event, complete, self.num_lines);
     }
 }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 pub use log::LogWriter;
 
 use crate::config::build::{StepConfig, StepKind};
+use crate::data::builds::LogEnd;
 use crate::model::{BuildResult, Properties, SourceStamp};
 use crate::runtime::Context;
 use crate::script::{Arg, RenderData, Renderable};
@@ -145,6 +146,9 @@ pub struct StepRun<'a> {
     /// The stdio log stored with the step ([`StepRun::first_log`]): `(name, id)` until the
     /// step opens it.
     pub first_log: Mutex<Option<(&'static str, i64)>>,
+    /// Logs whose command is over, their last lines and end stored with the step's end
+    /// (one round trip fewer for each).
+    pub ended_logs: Mutex<Vec<LogEnd>>,
 }
 
 impl StepRun<'_> {
@@ -182,6 +186,18 @@ impl StepRun<'_> {
     }
 
     /// The first log's id if the step never opened it.
+    /// Leaves the end of `log` to the step's end.
+    pub fn end_log_with_step(&self, log: LogWriter) {
+        let mut ended = self.ended_logs.lock().unwrap_or_else(|e| e.into_inner());
+        ended.push(log.end());
+    }
+
+    /// The logs left to the step's end, in the order they ended.
+    pub fn take_ended_logs(&self) -> Vec<LogEnd> {
+        let mut ended = self.ended_logs.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut ended)
+    }
+
     pub fn unused_first_log(&self) -> Option<i64> {
         let first = self.first_log.lock().unwrap_or_else(|e| e.into_inner());
         first.map(|(_, logid)| logid)

@@ -71,7 +71,7 @@ impl StepRun<'_> {
         let ran = self
             .run_in_log(&mut stdio, command, shell, workdir, capture)
             .await?;
-        stdio.finish().await.map_err(|e| e.to_string())?;
+        self.end_log_with_step(stdio);
         Ok(ran)
     }
 
@@ -147,7 +147,7 @@ impl StepRun<'_> {
             if let Some(rest) = lines.flush() {
                 log.line('o', &rest).await.map_err(|e| e.to_string())?;
             }
-            log.finish().await.map_err(|e| e.to_string())?;
+            self.end_log_with_step(log);
         }
         let results = match &outcome {
             Outcome::Exited(code) => shell

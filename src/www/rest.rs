@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::auth::{self, Visitor};
 use super::paths::{resolve, Endpoint};
+use crate::config::build::ForceScheduler;
 use crate::config::status::{AuthzAction, AuthzConfig, AuthzRule};
 use crate::data::builds::{self, BuilderRef, BuildsOf, RawLog};
 use crate::data::changes::{self, ChangesOf};
@@ -735,13 +736,13 @@ async fn call(
         (Endpoint::ForceScheduler, "force") => {
             let name = args.text("schedulername").unwrap_or_default();
             let config = context.config.current();
-            let Some(scheduler) = forceschedulers::forcescheduler(&config, name) else {
+            let Some(scheduler) = forceschedulers::named(&config, name) else {
                 return Err(not_found("forcescheduler").into());
             };
             // Only a Lua rule is handed the builders: another decides without them, and
             // reading them costs a force three queries.
             if matches!(caller.authz.rule(A::ForceBuild), AuthzRule::Function(_)) {
-                for builder in force_targets(context, &scheduler, &params).await? {
+                for builder in force_targets(context, scheduler, &params).await? {
                     caller.permit(A::ForceBuild, Some(&builder)).await?;
                 }
             } else {
@@ -903,7 +904,7 @@ async fn call(
 /// `builderNames`, else every builder of the scheduler.
 async fn force_targets(
     context: &Context,
-    scheduler: &Value,
+    scheduler: &ForceScheduler,
     params: &Map<String, Value>,
 ) -> Result<Vec<Value>, DbError> {
     let db = &context.db;
@@ -915,7 +916,7 @@ async fn force_targets(
                 .iter()
                 .filter_map(|n| n.as_str().map(str::to_string))
                 .collect(),
-            None => serde_json::from_value(scheduler["builder_names"].clone()).unwrap_or_default(),
+            None => scheduler.base.builder_names.clone(),
         };
         let mut ids = Vec::new();
         for name in names {

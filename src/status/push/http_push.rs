@@ -102,6 +102,12 @@ impl HttpPushReporter {
         else {
             return Ok(false);
         };
+        if event.name == "buildStarted" {
+            // The build may have ended since it started: its start shows it running.
+            body["complete"] = json!(false);
+            body["complete_at"] = Value::Null;
+            body["results"] = Value::Null;
+        }
         let build = &event.build;
         body["builder"] = json!({"builderid": build.builder.id, "name": build.builder.name});
         body["url"] = json!(self.master.build_url(build.builder.id, build.number));
