@@ -51,24 +51,13 @@ impl Db {
     }
 
     async fn write_log(&self, logid: i64, lines: &str, complete: bool) -> DbResult<i64> {
-        let missing = || DbError::NotFound(format!("log {logid}"));
-        let count = lines.bytes().filter(|&b| b == b'\n').count() as i64;
-        if count == 0 {
-            let sql = if complete {
-                "UPDATE logs SET complete = 1 WHERE id = $1 RETURNING num_lines"
-            } else {
-                "SELECT num_lines FROM logs WHERE id = $1"
-            };
-            return sqlx::query_scalar(sql)
-                .bind(logid)
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(missing);
-        }
         let mut batch = Batch::new();
-        let reserve = push_log_write(&mut batch, logid, lines, complete)?;
+        let index = push_log_write(&mut batch, logid, lines, complete)?;
         let rows = batch.run(self).await?;
-        let end: i64 = rows[reserve].first().ok_or_else(missing)?.try_get(0)?;
+        let end: i64 = rows[index]
+            .first()
+            .ok_or_else(|| DbError::NotFound(format!("log {logid}")))?
+            .try_get(0)?;
         Ok(end)
     }
 
