@@ -219,24 +219,26 @@ impl Db {
     }
 
     /// The scheduler `name`'s id, its row marked as run by `masterid`: for one already
-    /// stored (every start but the first), one statement.
+    /// stored (every start but the first), one statement; on its first start, its row is
+    /// made first.
     pub async fn claim_scheduler(&self, name: &str, masterid: i64) -> DbResult<i64> {
+        if let Some(id) = self.claim_stored_scheduler(name, masterid).await? {
+            return Ok(id);
+        }
+        self.scheduler_id(name).await?;
+        self.claim_stored_scheduler(name, masterid)
+            .await?
+            .ok_or_else(|| super::DbError::NotFound(format!("scheduler '{name}'")))
+    }
+
+    async fn claim_stored_scheduler(&self, name: &str, masterid: i64) -> DbResult<Option<i64>> {
         let claimed =
             sqlx::query_scalar("UPDATE schedulers SET masterid = $1 WHERE name = $2 RETURNING id")
                 .bind(masterid)
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await?;
-        if let Some(id) = claimed {
-            return Ok(id);
-        }
-        let id = self.scheduler_id(name).await?;
-        sqlx::query("UPDATE schedulers SET masterid = $1 WHERE id = $2")
-            .bind(masterid)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(id)
+        Ok(claimed)
     }
 
     pub async fn changesource_id(&self, name: &str) -> DbResult<i64> {

@@ -185,7 +185,6 @@ impl StepRun<'_> {
             .map_err(|e| e.to_string())
     }
 
-    /// The first log's id if the step never opened it.
     /// Leaves the end of `log` to the step's end.
     pub fn end_log_with_step(&self, log: LogWriter) {
         let mut ended = self.ended_logs.lock().unwrap_or_else(|e| e.into_inner());
@@ -198,6 +197,7 @@ impl StepRun<'_> {
         std::mem::take(&mut ended)
     }
 
+    /// The first log's id if the step never opened it.
     pub fn unused_first_log(&self) -> Option<i64> {
         let first = self.first_log.lock().unwrap_or_else(|e| e.into_inner());
         first.map(|(_, logid)| logid)
