@@ -44,7 +44,7 @@ async fn context(dir: &Path, lua: &str) -> Context {
     let config = Arc::new(loaded.config);
     let db = Db::open("sqlite:///state.sqlite", dir).await.unwrap();
     let script = ScriptHost::start(loaded.lua, config.script_limits).unwrap();
-    let masterid = db.master_id("test:master").await.unwrap();
+    let masterid = db.start_master("test:master").await.unwrap().0;
     let (control, _requests) = Control::channel();
     Context {
         db,
@@ -301,6 +301,60 @@ async fn change_filters_select_by_fields_patterns_and_functions() {
     assert_eq!(
         next_buildset(&mut events, Duration::from_millis(500)).await,
         None
+    );
+    stop(&ctx, running).await;
+}
+
+#[tokio::test]
+async fn a_restart_without_the_tree_stable_timer_forgets_the_changes_kept_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept_changes = |ctx: &Context| {
+        let pool = ctx.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT changeid FROM scheduler_changes")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let ctx = context(
+        dir.path(),
+        r#"
+        c['schedulers']:append(schedulers.SingleBranchScheduler{
+          name = "stable", branch = "main", treeStableTimer = 60, builderNames = { "a" },
+        })
+    "#,
+    )
+    .await;
+    let running = start_all(&ctx).await;
+    let waiting = add_change(&ctx, change("main", "s1", &["a.c"])).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while kept_changes(&ctx).await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change is classified"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop(&ctx, running).await;
+    assert_eq!(kept_changes(&ctx).await, [waiting]);
+
+    let ctx = context(
+        dir.path(),
+        r#"
+        c['schedulers']:append(schedulers.SingleBranchScheduler{
+          name = "stable", branch = "main", builderNames = { "a" },
+        })
+    "#,
+    )
+    .await;
+    let mut events = ctx.bus.subscribe();
+    let running = start_all(&ctx).await;
+    assert_eq!(kept_changes(&ctx).await, Vec::<i64>::new());
+    assert_eq!(
+        next_buildset(&mut events, Duration::from_millis(500)).await,
+        None,
+        "a change classified for the old timer is not built"
     );
     stop(&ctx, running).await;
 }

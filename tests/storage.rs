@@ -164,8 +164,8 @@ async fn a_scheduler_claimed_again_keeps_its_id_and_names_the_master_that_claime
     test: TestDb,
 ) {
     let db = &test.db;
-    let first = db.master_id("host:/srv/first").await.unwrap();
-    let second = db.master_id("host:/srv/second").await.unwrap();
+    let first = db.start_master("host:/srv/first").await.unwrap().0;
+    let second = db.start_master("host:/srv/second").await.unwrap().0;
     let master_of = |id: i64| async move {
         sqlx::query_scalar::<_, Option<i64>>("SELECT masterid FROM schedulers WHERE id = $1")
             .bind(id)
@@ -173,11 +173,14 @@ async fn a_scheduler_claimed_again_keeps_its_id_and_names_the_master_that_claime
             .await
             .unwrap()
     };
-    let force = db.claim_scheduler("force", first).await.unwrap();
+    let force = db.claim_scheduler("force", first, false).await.unwrap();
     assert_eq!(master_of(force).await, Some(first));
-    let nightly = db.claim_scheduler("nightly", first).await.unwrap();
+    let nightly = db.claim_scheduler("nightly", first, false).await.unwrap();
     assert_ne!(nightly, force);
-    assert_eq!(db.claim_scheduler("force", second).await.unwrap(), force);
+    assert_eq!(
+        db.claim_scheduler("force", second, false).await.unwrap(),
+        force
+    );
     assert_eq!(master_of(force).await, Some(second));
     assert_eq!(
         master_of(nightly).await,
@@ -211,7 +214,7 @@ async fn several_builders_pending_requests_come_in_one_read_at_most_so_many_of_e
     }
     let (_, requests) = db.add_buildset(&spec(builders[1], 0)).await.unwrap();
     let windows = requests[&builders[1]];
-    let masterid = db.master_id("master").await.unwrap();
+    let masterid = db.start_master("master").await.unwrap().0;
     assert!(db.claim_requests(&[linux[0]], masterid).await.unwrap());
 
     let ids = |pending: &[moonbot::db::PendingRequest]| -> Vec<i64> {
@@ -320,7 +323,7 @@ async fn worker_connects_and_disconnects_and_master_events_are_recorded_with_the
         db.worker_id("w1").await.unwrap(),
         db.worker_id("w2").await.unwrap(),
     );
-    let master = db.master_id("master").await.unwrap();
+    let master = db.start_master("master").await.unwrap().0;
     let before = now();
     db.set_worker_connected(worker, Some(master)).await.unwrap();
     db.set_worker_connected(worker, None).await.unwrap();
@@ -382,8 +385,8 @@ async fn only_the_newest_event_horizon_events_of_each_worker_and_master_are_kept
         db.worker_id("w2").await.unwrap(),
     );
     let (master, other_master) = (
-        db.master_id("m1").await.unwrap(),
-        db.master_id("m2").await.unwrap(),
+        db.start_master("m1").await.unwrap().0,
+        db.start_master("m2").await.unwrap().0,
     );
     for _ in 0..3 {
         db.set_worker_connected(worker, Some(master)).await.unwrap();
@@ -465,7 +468,7 @@ async fn properties_past_one_statements_rows_are_all_stored(test: TestDb) {
 
     let (workerid, masterid) = (
         db.worker_id("local").await.unwrap(),
-        db.master_id("master").await.unwrap(),
+        db.start_master("master").await.unwrap().0,
     );
     let on = BuildOn {
         builderid,
@@ -1019,13 +1022,19 @@ async fn registry_ids_are_stable(test: TestDb) {
     assert_eq!(db.scheduler_id("force").await.unwrap(), scheduler);
     let source = db.changesource_id("GitPoller:hello").await.unwrap();
     assert_eq!(db.changesource_id("GitPoller:hello").await.unwrap(), source);
-    let master = db.master_id("host:/srv/master").await.unwrap();
-    assert_eq!(db.master_id("host:/srv/master").await.unwrap(), master);
-    assert_ne!(db.master_id("other:/srv/master").await.unwrap(), master);
+    let master = db.start_master("host:/srv/master").await.unwrap().0;
+    assert_eq!(db.start_master("host:/srv/master").await.unwrap().0, master);
+    assert_ne!(
+        db.start_master("other:/srv/master").await.unwrap().0,
+        master
+    );
     // A restarted master sees the same ids.
     let again = test.reopen().await;
     assert_eq!(again.builder_id("windows").await.unwrap(), windows);
-    assert_eq!(again.master_id("host:/srv/master").await.unwrap(), master);
+    assert_eq!(
+        again.start_master("host:/srv/master").await.unwrap().0,
+        master
+    );
 
     let tags = vec!["fast".to_string(), "ünïcode".to_string()];
     db.update_builder(

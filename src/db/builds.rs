@@ -267,53 +267,69 @@ impl Db {
 }
 
 impl Db {
-    /// After a crash: the builds this master left running are finished as RETRY (with their
-    /// steps and logs closed) and the requests it had claimed go back to the queue, as
-    /// Buildbot does. Returns the ids of the builds it finished.
-    /// One round trip: a clean stop leaves nothing to change, and a start waits for this.
-    pub async fn recover_interrupted(&self, masterid: i64) -> DbResult<Vec<i64>> {
+    /// Registers the master `name` (its row is made at its first start) and recovers what
+    /// its last run left: after a crash, the builds it left running are finished as RETRY
+    /// (with their steps and logs closed) and the requests it had claimed go back to the
+    /// queue, as Buildbot does. Returns the master's id and the builds it finished.
+    /// One round trip: a start waits for it, and a clean stop leaves nothing to change.
+    pub async fn start_master(&self, name: &str) -> DbResult<(i64, Vec<i64>)> {
         let (now, retry) = (now(), BuildResult::Retry.code());
+        const MASTER: &str = "(SELECT id FROM masters WHERE name = $1)";
         // Through the builders, so that the (builderid, complete_at) index answers it: a
         // plain `complete_at IS NULL` reads every build ever stored at each start.
-        const INTERRUPTED: &str = "SELECT id FROM builds WHERE builderid IN \
-             (SELECT id FROM builders) AND complete_at IS NULL AND masterid = $1";
+        let interrupted = format!(
+            "SELECT id FROM builds WHERE builderid IN (SELECT id FROM builders) \
+             AND complete_at IS NULL AND masterid = {MASTER}"
+        );
         let mut batch = Batch::new();
         batch
             .push(
+                "INSERT INTO masters (name, last_active) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO NOTHING",
+                vec![name.into(), now.into()],
+            )
+            .push(format!("SELECT {MASTER}"), vec![name.into()])
+            .push(
                 format!(
                     "UPDATE logs SET complete = 1 WHERE complete = 0 AND stepid IN \
-                     (SELECT id FROM steps WHERE buildid IN ({INTERRUPTED}))"
+                     (SELECT id FROM steps WHERE buildid IN ({interrupted}))"
                 ),
-                vec![masterid.into()],
+                vec![name.into()],
             )
             .push(
                 format!(
                     "UPDATE steps SET complete_at = $2, results = $3, \
                      state_string = state_string || ' (interrupted)' \
-                     WHERE complete_at IS NULL AND buildid IN ({INTERRUPTED})"
+                     WHERE complete_at IS NULL AND buildid IN ({interrupted})"
                 ),
-                vec![masterid.into(), now.into(), retry.into()],
+                vec![name.into(), now.into(), retry.into()],
             )
             .push(
                 format!(
                     "UPDATE builds SET complete_at = $2, results = $3, \
                      state_string = 'interrupted: the master stopped while it ran' \
-                     WHERE id IN ({INTERRUPTED}) RETURNING id"
+                     WHERE id IN ({interrupted}) RETURNING id"
                 ),
-                vec![masterid.into(), now.into(), retry.into()],
+                vec![name.into(), now.into(), retry.into()],
             )
             .push(
-                "UPDATE buildrequests SET claimed_by_masterid = NULL, claimed_at = NULL \
-                 WHERE complete = 0 AND claimed_by_masterid = $1",
-                vec![masterid.into()],
+                format!(
+                    "UPDATE buildrequests SET claimed_by_masterid = NULL, claimed_at = NULL \
+                     WHERE complete = 0 AND claimed_by_masterid = {MASTER}"
+                ),
+                vec![name.into()],
             );
         let answers = batch.run(self).await?;
-        let mut builds = answers[2]
+        let masterid = answers[1]
+            .first()
+            .ok_or_else(|| super::DbError::NotFound(format!("master '{name}'")))?
+            .try_get::<i64, _>(0)?;
+        let mut builds = answers[4]
             .iter()
             .map(|row| row.try_get::<i64, _>(0))
             .collect::<Result<Vec<_>, _>>()?;
         builds.sort_unstable();
-        Ok(builds)
+        Ok((masterid, builds))
     }
 
     /// Records the outcome of the last start or reconfig, which `/api/v2/masters` shows.

@@ -218,27 +218,51 @@ impl Db {
         .await
     }
 
-    /// The scheduler `name`'s id, its row marked as run by `masterid`: for one already
-    /// stored (every start but the first), one statement; on its first start, its row is
-    /// made first.
-    pub async fn claim_scheduler(&self, name: &str, masterid: i64) -> DbResult<i64> {
-        if let Some(id) = self.claim_stored_scheduler(name, masterid).await? {
+    /// The scheduler `name`'s id, its row marked as run by `masterid`, and with
+    /// `forget_classified` the changes an earlier run classified for it deleted: for one
+    /// already stored (every start but the first), one round trip; on its first start, its
+    /// row is made first.
+    pub async fn claim_scheduler(
+        &self,
+        name: &str,
+        masterid: i64,
+        forget_classified: bool,
+    ) -> DbResult<i64> {
+        if let Some(id) = self
+            .claim_stored_scheduler(name, masterid, forget_classified)
+            .await?
+        {
             return Ok(id);
         }
         self.scheduler_id(name).await?;
-        self.claim_stored_scheduler(name, masterid)
+        self.claim_stored_scheduler(name, masterid, forget_classified)
             .await?
             .ok_or_else(|| super::DbError::NotFound(format!("scheduler '{name}'")))
     }
 
-    async fn claim_stored_scheduler(&self, name: &str, masterid: i64) -> DbResult<Option<i64>> {
-        let claimed =
-            sqlx::query_scalar("UPDATE schedulers SET masterid = $1 WHERE name = $2 RETURNING id")
-                .bind(masterid)
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(claimed)
+    async fn claim_stored_scheduler(
+        &self,
+        name: &str,
+        masterid: i64,
+        forget_classified: bool,
+    ) -> DbResult<Option<i64>> {
+        let mut batch = Batch::new();
+        batch.push(
+            "UPDATE schedulers SET masterid = $1 WHERE name = $2 RETURNING id",
+            vec![masterid.into(), name.into()],
+        );
+        if forget_classified {
+            batch.push(
+                "DELETE FROM scheduler_changes WHERE schedulerid IN \
+                 (SELECT id FROM schedulers WHERE name = $1)",
+                vec![name.into()],
+            );
+        }
+        let answers = batch.run(self).await?;
+        Ok(answers[0]
+            .first()
+            .map(|row| sqlx::Row::try_get(row, 0))
+            .transpose()?)
     }
 
     pub async fn changesource_id(&self, name: &str) -> DbResult<i64> {
@@ -246,15 +270,6 @@ impl Db {
             "changesources",
             name,
             "INSERT INTO changesources (name) SELECT $1 WHERE $2 = $2 ON CONFLICT (name) DO NOTHING",
-        )
-        .await
-    }
-
-    pub async fn master_id(&self, name: &str) -> DbResult<i64> {
-        self.id_for_name(
-            "masters",
-            name,
-            "INSERT INTO masters (name, last_active) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
         .await
     }

@@ -95,7 +95,7 @@ impl Master {
         let db = opened.with_context(|| format!("cannot open the database {}", config.db_url))?;
         db.set_event_horizon(config.event_horizon);
         let script = ScriptHost::start(loaded.lua, config.script_limits)?;
-        let masterid = db.master_id(&master_name(basedir)).await?;
+        let (masterid, interrupted) = db.start_master(&master_name(basedir)).await?;
         let (control, requests) = Control::channel();
         let (polls, poll_requests) = Polls::channel();
         let context = Context {
@@ -110,7 +110,6 @@ impl Master {
             shutdown,
             source_endpoints: Default::default(),
         };
-        let interrupted = context.db.recover_interrupted(masterid).await?;
         for buildid in &interrupted {
             tracing::warn!(
                 build = buildid,
@@ -130,24 +129,31 @@ impl Master {
         let (started, web_started) = oneshot::channel();
         let web =
             web.map(|listener| tokio::spawn(www::serve(context.clone(), listener, web_started)));
-        let engine = Engine::new(context.clone()).await?;
-        let mut change_sources = Vec::new();
         let config = context.config.current();
-        for source in &config.change_sources {
-            let running = RunningSource::start(&context, source).await?;
-            change_sources.push((RunningSource::name_of(source).to_string(), running));
-        }
+        // The engine registers its builders and workers while the change sources and the
+        // schedulers register themselves: none waits for another's rows.
+        let services = async {
+            let mut change_sources = Vec::new();
+            for source in &config.change_sources {
+                let running = RunningSource::start(&context, source).await?;
+                change_sources.push((RunningSource::name_of(source).to_string(), running));
+            }
+            let mut schedulers = Vec::new();
+            for scheduler in &config.schedulers {
+                let running = RunningScheduler::start(&context, scheduler).await?;
+                schedulers.push((RunningScheduler::name_of(scheduler).to_string(), running));
+            }
+            anyhow::Ok((change_sources, schedulers))
+        };
+        let (engine, services) = tokio::join!(Engine::new(context.clone()), services);
+        let engine = engine?;
+        let (change_sources, schedulers) = services?;
         let change_sources = ChangeSources::new(change_sources);
         tokio::spawn(serve_polls(
             poll_requests,
             change_sources.clone(),
             context.shutdown.clone(),
         ));
-        let mut schedulers = Vec::new();
-        for scheduler in &config.schedulers {
-            let running = RunningScheduler::start(&context, scheduler).await?;
-            schedulers.push((RunningScheduler::name_of(scheduler).to_string(), running));
-        }
         let mut status_targets = Vec::new();
         for target in &targets::reported(&config) {
             let running = RunningTarget::start(&context, target).await?;

@@ -57,11 +57,10 @@ pub(super) async fn start(
         timers: BTreeMap::new(),
         last,
     };
+    // Without a timer, the changes classified under an earlier config that had one went as
+    // the scheduler was claimed.
     if scheduler.config.tree_stable_timer.is_some() {
         scheduler.restart_timers().await?;
-    } else {
-        // Changes classified under an earlier config that had a timer are of no use now.
-        store::flush(&scheduler.service.ctx.db, scheduler.service.id, None).await?;
     }
     Ok(tokio::spawn(scheduler.run(feed, updates)))
 }

@@ -58,6 +58,21 @@ struct Update {
     applied: oneshot::Sender<()>,
 }
 
+/// Whether a scheduler keeps no change classified by an earlier run (no tree-stable timer,
+/// or a timed scheduler that watches no change): those are deleted as it is claimed, in the
+/// same round trip.
+fn forgets_classified_changes(config: &SchedulerConfig) -> bool {
+    match config {
+        SchedulerConfig::SingleBranch(s) | SchedulerConfig::AnyBranch(s) => {
+            s.tree_stable_timer.is_none()
+        }
+        SchedulerConfig::Periodic(s) | SchedulerConfig::Nightly(s) => !timed::watches_changes(s),
+        SchedulerConfig::Dependent(_)
+        | SchedulerConfig::Force(_)
+        | SchedulerConfig::Triggerable(_) => false,
+    }
+}
+
 impl Service for RunningScheduler {
     type Config = SchedulerConfig;
 
@@ -71,7 +86,7 @@ impl Service for RunningScheduler {
         let name = config.name().to_string();
         let id = ctx
             .db
-            .claim_scheduler(&name, ctx.masterid)
+            .claim_scheduler(&name, ctx.masterid, forgets_classified_changes(config))
             .await
             .with_context(|| format!("cannot register scheduler '{name}'"))?;
         let stop = ctx.shutdown.child_token();

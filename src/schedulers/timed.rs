@@ -30,7 +30,7 @@ struct Timed {
 }
 
 /// Changes matter only to decide whether to build, or to remember revisions.
-fn watches_changes(config: &TimedScheduler) -> bool {
+pub(super) fn watches_changes(config: &TimedScheduler) -> bool {
     config.only_if_changed || config.create_absolute_source_stamps
 }
 
@@ -42,10 +42,10 @@ pub(super) async fn start(
     let ctx = service.ctx.clone();
     let object = service.state_object(&config.base.name);
     let watches_changes = watches_changes(&config);
+    // Without a feed, the changes kept from the last run went as it was claimed.
     let feed = if watches_changes {
         Some(ChangeFeed::subscribe(&ctx).await?)
     } else {
-        store::flush(&ctx.db, service.id, None).await?;
         None
     };
     let last_actuated = ctx
