@@ -75,10 +75,15 @@ impl Master {
     /// config, a database that cannot be opened) leave nothing running.
     pub async fn start(basedir: &Path, shutdown: CancellationToken) -> anyhow::Result<Master> {
         // The config is evaluated on a thread of its own while the default database, which
-        // most configs use, opens here: both take about a millisecond.
+        // most configs use, opens: both take about a millisecond, the database a little
+        // more, so it starts first (before the config's thread is made).
+        let dir = basedir.to_path_buf();
+        let early = tokio::spawn(async move { Db::open_existing(DEFAULT_DB_URL, &dir).await });
         let config_dir = basedir.to_path_buf();
         let loading = tokio::task::spawn_blocking(move || reconfig::load_checked(&config_dir));
-        let (loaded, early) = tokio::join!(loading, Db::open_existing(DEFAULT_DB_URL, basedir));
+        let (loaded, early) = tokio::join!(loading, early);
+        // A panic while opening is no answer: the start opens the database again below.
+        let early = early.ok().flatten();
         let loaded = loaded
             .context("the config's evaluation panicked")?
             .map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
