@@ -293,8 +293,8 @@ impl Opened {
 }
 
 /// Opens the pool's second SQLite connection once the first has (opening at once, the
-/// second would find the log's index locked while the first rebuilds it, and sleep a
-/// millisecond in SQLite's busy handler), and has it read the schema (any statement on a
+/// second would find the log's index locked while the first rebuilds it, and wait in the
+/// busy handler), and has it read the schema (any statement on a
 /// table does; with opening the log, about 0.3 ms): sqlx puts a connection back in its
 /// pool only after a round trip to its thread, so the statement after the migrations
 /// finds none idle and would wait for this one to open and read the schema.
