@@ -11,10 +11,12 @@
 //! own `busy_timeout`, which it replaces.
 
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::Once;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use libsqlite3_sys as ffi;
+
+use super::{DbError, DbResult};
 
 /// The first sleep, doubled after each try up to [`LONGEST`].
 const FIRST: Duration = Duration::from_micros(10);
@@ -22,18 +24,21 @@ const LONGEST: Duration = Duration::from_millis(2);
 /// How long a write waits in all before SQLite reports the database locked.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
 
-/// Gives every SQLite connection the process opens from now on the SQL function.
-pub(super) fn register() {
-    static REGISTERED: Once = Once::new();
-    REGISTERED.call_once(|| {
-        // SAFETY: registers a function with the signature SQLite calls it with.
-        let code = unsafe { ffi::sqlite3_auto_extension(Some(add_function)) };
-        if code != ffi::SQLITE_OK {
-            tracing::warn!(
-                "SQLite refused the short busy waits ({code}): writers that meet wait 1 ms"
-            );
-        }
-    });
+/// Gives every SQLite connection the process opens from now on the SQL function. Without
+/// it a connection could not run what the pool sends as it opens, so a refusal (SQLite out
+/// of memory) is an error.
+pub(super) fn register() -> DbResult<()> {
+    static REGISTERED: OnceLock<c_int> = OnceLock::new();
+    // SAFETY: registers a function with the signature SQLite calls it with.
+    let code =
+        *REGISTERED.get_or_init(|| unsafe { ffi::sqlite3_auto_extension(Some(add_function)) });
+    if code == ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(DbError::Sql(sqlx::Error::Configuration(
+            format!("SQLite refused the function that shortens its busy waits ({code})").into(),
+        )))
+    }
 }
 
 /// The automatic extension: adds `moonbot_short_busy_waits()` to a new connection.

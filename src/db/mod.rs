@@ -150,7 +150,7 @@ impl Db {
             // the other writes. Each connection is a thread with its own page cache and
             // its own copy of the schema.
             Dialect::Sqlite => {
-                busy::register();
+                busy::register()?;
                 AnyPoolOptions::new()
                     .max_connections(SQLITE_CONNECTIONS)
                     // An in-memory database lives as long as a connection to it: keep one.
