@@ -93,15 +93,13 @@ unsafe extern "C" fn wait(_data: *mut c_void, tries: c_int) -> c_int {
 /// The sleep before retry `tries` (0 first), None once the earlier ones add up to
 /// [`GIVE_UP_AFTER`].
 fn sleep_before(tries: u32) -> Option<Duration> {
-    let doublings = LONGEST.as_micros() / FIRST.as_micros();
-    // How many sleeps double before they stay at LONGEST, and what they add up to.
-    let growing = u128::BITS - doublings.leading_zeros();
-    let slept = if tries <= growing {
-        FIRST.as_micros() * ((1 << tries) - 1)
-    } else {
-        FIRST.as_micros() * ((1 << growing) - 1) + LONGEST.as_micros() * u128::from(tries - growing)
-    };
-    (slept < GIVE_UP_AFTER.as_micros()).then(|| (FIRST * 2u32.saturating_pow(tries)).min(LONGEST))
+    let slept: Duration = (0..tries).map(sleep_at).sum();
+    (slept < GIVE_UP_AFTER).then(|| sleep_at(tries))
+}
+
+/// [`FIRST`], doubled at each retry, up to [`LONGEST`].
+fn sleep_at(tries: u32) -> Duration {
+    (FIRST * 2u32.saturating_pow(tries)).min(LONGEST)
 }
 
 #[cfg(test)]

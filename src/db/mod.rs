@@ -165,7 +165,7 @@ impl Db {
                         Box::pin(async move {
                             conn.execute(
                                 "PRAGMA synchronous=NORMAL; SELECT moonbot_short_busy_waits(); \
-                             PRAGMA journal_mode=WAL",
+                                 PRAGMA journal_mode=WAL",
                             )
                             .await?;
                             Ok(())
