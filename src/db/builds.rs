@@ -288,7 +288,7 @@ impl Db {
                  ON CONFLICT (name) DO NOTHING",
                 vec![name.into(), now.into()],
             )
-            .push(format!("SELECT {MASTER}"), vec![name.into()])
+            .push("SELECT id FROM masters WHERE name = $1", vec![name.into()])
             .push(
                 format!(
                     "UPDATE logs SET complete = 1 WHERE complete = 0 AND stepid IN \
