@@ -788,7 +788,7 @@ async fn store_builds(db: &Db, builder: &str, count: i64) -> anyhow::Result<()> 
             .bind(builderid)
             .fetch_one(&db.pool)
             .await?;
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let start = moonbot::db::now() - count as f64 * 10.0;
     for i in 0..count {
         let at = start + i as f64 * 10.0;

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{ClientBuilder, Locator};
 use moonbot::db::ChangeSpec;
+use moonbot::db::{Pool, Transaction};
 use moonbot::master::Master;
 use serde_json::json;
-use sqlx::AnyPool;
 use tokio_util::sync::CancellationToken;
 
 #[path = "support/wrk.rs"]
@@ -221,7 +221,7 @@ async fn submit_change(master: &Master, n: usize) -> anyhow::Result<()> {
 }
 
 /// Waits until `count` builds have finished.
-async fn wait_for_builds(pool: &AnyPool, count: usize) -> anyhow::Result<()> {
+async fn wait_for_builds(pool: &Pool, count: usize) -> anyhow::Result<()> {
     tokio::time::timeout(WAIT, async {
         loop {
             let done: i64 =
@@ -244,7 +244,7 @@ async fn wait_for_builds(pool: &AnyPool, count: usize) -> anyhow::Result<()> {
 /// master's own history. Each copy has its own ids (the table's largest id times `k` added),
 /// build numbers (the largest number times `k` added) and revisions (the copy's number in
 /// the first 8 hex digits), so it reads as builds of other changes.
-async fn multiply_history(pool: &AnyPool, copies: usize) -> anyhow::Result<()> {
+async fn multiply_history(pool: &Pool, copies: usize) -> anyhow::Result<()> {
     let max = |table: &str, column: &str| {
         let sql = format!("SELECT COALESCE(MAX({column}), 0) FROM {table}");
         async move { sqlx::query_scalar::<_, i64>(&sql).fetch_one(pool).await }
@@ -337,7 +337,7 @@ async fn multiply_history(pool: &AnyPool, copies: usize) -> anyhow::Result<()> {
              compressed FROM logchunks, g"
         ),
     ];
-    let mut transaction = pool.begin().await?;
+    let mut transaction = Transaction::begin(pool.acquire().await?, "BEGIN IMMEDIATE").await?;
     for sql in shift {
         sqlx::query(sql)
             .bind(back)

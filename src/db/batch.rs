@@ -179,12 +179,12 @@ impl Db {
 /// A pooled connection that may hold an open transaction: dropped before the batch ended
 /// (its future cancelled, a failed rollback), it is closed rather than returned to the
 /// pool, and closing rolls the transaction back.
-struct OpenTransaction(Option<sqlx::pool::PoolConnection<sqlx::Any>>);
+struct OpenTransaction(Option<super::Conn>);
 
 impl Drop for OpenTransaction {
     fn drop(&mut self) {
         if let Some(connection) = self.0.take() {
-            drop(connection.detach());
+            connection.discard();
         }
     }
 }

@@ -383,7 +383,7 @@ const CHANGES_PER_INSERT: usize = 100;
 /// change by its columns (identical ones are interchangeable), and each change by its
 /// sourcestamp.
 async fn insert_change_rows(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut super::Transaction,
     specs: &[&ChangeSpec],
 ) -> DbResult<Vec<ChangeIds>> {
     let whens: Vec<f64> = specs

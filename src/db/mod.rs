@@ -14,6 +14,7 @@ mod changes;
 mod events;
 mod logs;
 mod outbox;
+mod pool;
 mod registry;
 
 pub use batch::{bind_all, Batch, Bind};
@@ -25,6 +26,7 @@ pub use changes::{AfterCommit, ChangeSpec, StoredChange, BUILDSET_SOURCESTAMPS};
 pub use events::MasterEvent;
 pub use logs::push_log_write;
 pub use outbox::{NewMessage, OutboxMessage, Refusal};
+pub use pool::{Conn, Pool, Transaction};
 pub use registry::RecordedBuilders;
 
 use std::fmt::Write;
@@ -33,21 +35,21 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
+use sqlx::{AnyConnection, ConnectOptions, Connection, Executor};
 use thiserror::Error;
 
-/// Connections to a SQLite database at most. sqlx returns a connection to its pool only
-/// after a round trip to its thread (a ping), so concurrent REST reads keep four busy: with
-/// two, `/api/v2/builds?limit=50` under wrk answered half as many requests.
+/// Connections to a SQLite database at most: REST reads under load keep this many busy on
+/// two cores (a connection's statements run on its own thread, one at a time).
 const SQLITE_CONNECTIONS: u32 = 4;
 
 /// How long a SQLite connection stays open unused. Each is a thread, a page cache and a
 /// parsed schema; an idle master holds none, and the next statement opens one (about a
-/// millisecond). sqlx checks every this often, so a connection goes one to two of these
-/// after its last statement.
+/// millisecond).
 pub const SQLITE_IDLE: Duration = Duration::from_secs(1);
+
+/// How long a statement waits for a connection before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Embedded migrations, applied in order at start; a migration is never edited once landed.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -92,7 +94,7 @@ pub type DbResult<T> = Result<T, DbError>;
 /// A pool of connections to the master's database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Db {
-    pub pool: AnyPool,
+    pub pool: Pool,
     pub dialect: Dialect,
     /// Changes waiting to be committed together (`add_changes`).
     change_queue: std::sync::Arc<changes::ChangeQueue>,
@@ -124,14 +126,10 @@ impl Db {
         Some(opened)
     }
 
-    /// Opens a first connection and reads which migrations the database has seen; on
-    /// SQLite a second connection opens meanwhile, once the first has.
+    /// Opens a first connection and reads which migrations the database has seen.
     async fn open_reading(db_url: &str, basedir: &Path) -> DbResult<Opened> {
         let db = Db::connect(db_url, basedir)?;
         let mut conn = db.pool.acquire().await?;
-        if db.dialect == Dialect::Sqlite {
-            tokio::spawn(open_second_connection(db.pool.clone()));
-        }
         let applied = applied_migrations(&mut conn).await.ok();
         Ok(Opened {
             db,
@@ -151,11 +149,10 @@ impl Db {
             // its own copy of the schema.
             Dialect::Sqlite => {
                 busy::register()?;
-                AnyPoolOptions::new()
+                let sqlx = AnyPoolOptions::new()
                     .max_connections(SQLITE_CONNECTIONS)
                     // An in-memory database lives as long as a connection to it: keep one.
                     .min_connections(u32::from(url == MEMORY))
-                    .idle_timeout((url != MEMORY).then_some(SQLITE_IDLE))
                     // A file cannot drop a connection: no ping round trip before each query.
                     .test_before_acquire(false)
                     // What SQLite forgets when a connection closes, in one round trip: the sync
@@ -171,11 +168,18 @@ impl Db {
                             Ok(())
                         })
                     })
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_lazy_with(options);
+                let idle_timeout = (url != MEMORY).then_some(SQLITE_IDLE);
+                Pool::sqlite(sqlx, SQLITE_CONNECTIONS, idle_timeout, ACQUIRE_TIMEOUT)
             }
-            Dialect::Postgres => AnyPoolOptions::new().max_connections(8),
-        }
-        .acquire_timeout(Duration::from_secs(30))
-        .connect_lazy_with(options);
+            Dialect::Postgres => Pool::postgres(
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_lazy_with(options),
+            ),
+        };
         Ok(Db {
             pool,
             dialect,
@@ -221,18 +225,19 @@ impl Db {
     /// Begins a transaction that will write. SQLite takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first cannot wait for the lock
     /// when it later writes, and fails at once with "database is locked".
-    pub async fn begin_write(&self) -> DbResult<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Dialect::Postgres => self.pool.begin().await?,
-        })
+    pub async fn begin_write(&self) -> DbResult<Transaction> {
+        let begin = match self.dialect {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        };
+        Ok(Transaction::begin(self.pool.acquire().await?, begin).await?)
     }
 }
 
 /// A connection to the pool's SQLite database that leaves the write-ahead log as it is
 /// when it closes last (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`). sqlx's `Any` connections do
 /// not reach SQLite's handle, so this one is its own SQLite connection.
-async fn log_keeper(pool: &AnyPool) -> Result<SqliteConnection, sqlx::Error> {
+async fn log_keeper(pool: &Pool) -> Result<SqliteConnection, sqlx::Error> {
     let options = SqliteConnectOptions::from_url(&pool.connect_options().database_url)?;
     let mut keeper = options.connect().await?;
     let mut handle = keeper.lock_handle().await?;
@@ -264,7 +269,7 @@ async fn log_keeper(pool: &AnyPool) -> Result<SqliteConnection, sqlx::Error> {
 /// read the migrations it has seen (none read when it has no migrations table yet).
 pub struct Opened {
     db: Db,
-    conn: Option<PoolConnection<sqlx::Any>>,
+    conn: Option<Conn>,
     applied: Option<Vec<i64>>,
 }
 
@@ -289,21 +294,6 @@ impl Opened {
     pub fn abandon(self) {
         drop(self.conn);
         tokio::spawn(async move { self.db.pool.close().await });
-    }
-}
-
-/// Opens the pool's second SQLite connection once the first has (opening at once, the
-/// second would find the log's index locked while the first rebuilds it, and wait in the
-/// busy handler), and has it read the schema (any statement on a
-/// table does; with opening the log, about 0.3 ms): sqlx puts a connection back in its
-/// pool only after a round trip to its thread, so the statement after the migrations
-/// finds none idle and would wait for this one to open and read the schema.
-async fn open_second_connection(pool: AnyPool) {
-    if let Ok(mut conn) = pool.acquire().await {
-        // A new database has no table yet; nothing is lost then.
-        let _ = conn
-            .execute("SELECT version FROM moonbot_migrations LIMIT 0")
-            .await;
     }
 }
 
