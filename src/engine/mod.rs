@@ -303,8 +303,8 @@ impl Engine {
                 }
             }
         }
-        // The builders are read, on another connection, while the workers' rows are written:
-        // neither touches the other's tables.
+        // The builders are read while the workers' rows are written (on another connection
+        // when one is idle): neither touches the other's tables.
         let written = async {
             if !writes.is_empty() {
                 writes.run(&ctx.db).await?;
