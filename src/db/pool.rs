@@ -4,10 +4,11 @@
 //! after another finds no connection idle and opens one more (a thread, a page cache and a
 //! parse of the schema). Here a SQLite connection is idle again as its user drops it, and
 //! closes once it has been idle for [`SQLITE_IDLE`](super::SQLITE_IDLE). A statement that
-//! finds none idle waits for the first given back, and one more opens only once it has
+//! finds none idle waits its turn for one given back, and one more opens only once it has
 //! waited about as long as an opening takes ([`GROW_AFTER`]). A PostgreSQL connection,
 //! which the server can drop, goes through sqlx's own checks.
 
+use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Describe, Either, Execute, Executor};
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 
 /// How long a statement waits for a connection in use before one more opens: about what
 /// opening one takes, so a few statements at once (a start registering its parts) share
@@ -46,20 +47,22 @@ struct Reuse {
     /// How long a statement waits for a connection before it fails.
     acquire_timeout: Duration,
     state: Mutex<State>,
-    /// Wakes a waiting statement: a connection is idle, or an opening ended.
-    changed: Notify,
 }
+
+/// What a waiting statement is handed: a connection, or why the one opened for it failed.
+type Handed = Result<PoolConnection<Any>, sqlx::Error>;
 
 #[derive(Debug, Default)]
 struct State {
     /// Oldest first; the last one back is the next one out, its pages the warmest, and the
     /// others are left to close.
     idle: Vec<(PoolConnection<Any>, Instant)>,
+    /// Statements waiting for a connection, first come first: a connection given back
+    /// goes to the first, so none waits behind later ones. None is idle while one waits.
+    waiting: VecDeque<oneshot::Sender<Handed>>,
     /// Connections idle, in use or opening.
     open: usize,
     opening: bool,
-    /// Why the last opening failed, for the next statement that finds none idle.
-    open_error: Option<sqlx::Error>,
     /// A task closes those idle too long (at most one such task at a time).
     reaping: bool,
     /// [`Pool::close`] began: a connection given back goes to sqlx, which closes it.
@@ -80,7 +83,6 @@ impl Pool {
             idle_timeout,
             acquire_timeout,
             state: Mutex::default(),
-            changed: Notify::new(),
         };
         Pool {
             shared: Arc::new(Shared {
@@ -122,12 +124,17 @@ impl Pool {
     /// Closes every connection, waiting for those in use to be given back.
     pub async fn close(&self) {
         if let Some(reuse) = &self.shared.reuse {
-            let idle = {
+            let (idle, waiting) = {
                 let mut state = reuse.lock();
                 state.closed = true;
-                std::mem::take(&mut state.idle)
+                (
+                    std::mem::take(&mut state.idle),
+                    std::mem::take(&mut state.waiting),
+                )
             };
-            reuse.changed.notify_waiters();
+            for waiter in waiting {
+                let _ = waiter.send(Err(sqlx::Error::PoolClosed));
+            }
             for (conn, _) in idle {
                 let _ = conn.close().await;
             }
@@ -149,45 +156,47 @@ impl Shared {
             .expect("only a SQLite pool reuses connections")
     }
 
-    /// Takes an idle connection, or waits for one. One more opens meanwhile when none is
-    /// open, or when this statement has waited as long as an opening takes.
+    /// Takes an idle connection, or waits for one, after those already waiting. One more
+    /// opens meanwhile when none is open, or when this statement has waited as long as an
+    /// opening takes.
     async fn wait_for_one(self: &Arc<Shared>) -> Result<PoolConnection<Any>, sqlx::Error> {
         let reuse = self.reuse();
+        let handed = {
+            let mut state = reuse.lock();
+            if state.closed {
+                return Err(sqlx::Error::PoolClosed);
+            }
+            if let Some((conn, _)) = state.idle.pop() {
+                return Ok(conn);
+            }
+            let (sender, handed) = oneshot::channel();
+            state.waiting.push_back(sender);
+            if state.open == 0 {
+                self.open_one_more(&mut state);
+            }
+            Waiting { handed, home: self }
+        };
         let grow_at = tokio::time::Instant::now() + GROW_AFTER;
-        let mut waited_long = false;
-        loop {
-            // Listening before the state is read, so a change in between is not missed.
-            let changed = reuse.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            {
-                let mut state = reuse.lock();
-                if state.closed {
-                    return Err(sqlx::Error::PoolClosed);
-                }
-                if let Some((conn, _)) = state.idle.pop() {
-                    return Ok(conn);
-                }
-                if let Some(error) = state.open_error.take() {
-                    // The next waiter tries again, and meets its own error if it fails too.
-                    reuse.changed.notify_one();
-                    return Err(error);
-                }
-                if !state.opening && state.open < reuse.most && (state.open == 0 || waited_long) {
-                    state.opening = true;
-                    state.open += 1;
-                    tokio::spawn(self.clone().open_one());
-                }
-            }
-            if waited_long {
-                changed.await;
-            } else if tokio::time::timeout_at(grow_at, changed).await.is_err() {
-                waited_long = true;
-            }
+        let mut handed = std::pin::pin!(handed);
+        if let Ok(conn) = tokio::time::timeout_at(grow_at, handed.as_mut()).await {
+            return conn;
+        }
+        self.open_one_more(&mut reuse.lock());
+        handed.await
+    }
+
+    /// Has one more connection opened, unless one is opening or the most are open.
+    fn open_one_more(self: &Arc<Shared>, state: &mut State) {
+        if !state.opening && state.open < self.reuse().most && !state.closed {
+            state.opening = true;
+            state.open += 1;
+            tokio::spawn(self.clone().open_one());
         }
     }
 
-    /// Opens a connection for whoever waits first.
+    /// Opens a connection for the first statement waiting. Should it fail, that statement
+    /// gets the error, and another opening is tried for the next one when none is open to
+    /// be given back to it.
     async fn open_one(self: Arc<Shared>) {
         let opened = self.sqlx.acquire().await;
         let reuse = self.reuse();
@@ -200,21 +209,38 @@ impl Shared {
             }
             Err(error) => {
                 state.open -= 1;
-                state.open_error = Some(error);
-                drop(state);
-                reuse.changed.notify_one();
+                let mut error = Some(error);
+                while let Some(waiter) = state.waiting.pop_front() {
+                    match waiter.send(Err(error.take().expect("sent once"))) {
+                        Ok(()) => break,
+                        Err(Err(unsent)) => error = Some(unsent),
+                        Err(Ok(_)) => unreachable!("an error was sent"),
+                    }
+                }
+                if !state.waiting.is_empty() && state.open == 0 {
+                    self.open_one_more(&mut state);
+                }
             }
         }
     }
 
-    /// Puts `conn` back among the idle ones, and has a task close it once it has been idle
-    /// too long.
+    /// Hands `conn` to the first statement waiting, or puts it among the idle ones and has
+    /// a task close it once it has been idle too long.
     fn give_back(self: &Arc<Shared>, conn: PoolConnection<Any>) {
         let reuse = self.reuse();
         let mut state = reuse.lock();
         if state.closed {
             state.open -= 1;
             return;
+        }
+        let mut conn = conn;
+        while let Some(waiter) = state.waiting.pop_front() {
+            match waiter.send(Ok(conn)) {
+                Ok(()) => return,
+                // That statement stopped waiting.
+                Err(Ok(unsent)) => conn = unsent,
+                Err(Err(_)) => unreachable!("a connection was sent"),
+            }
         }
         state.idle.push((conn, Instant::now()));
         if let Some(timeout) = reuse.idle_timeout {
@@ -225,15 +251,15 @@ impl Shared {
                 }
             }
         }
-        drop(state);
-        reuse.changed.notify_one();
     }
 
     /// Counts out a connection closed rather than given back, so another can open.
-    fn forget(&self) {
-        let reuse = self.reuse();
-        reuse.lock().open -= 1;
-        reuse.changed.notify_one();
+    fn forget(self: &Arc<Shared>) {
+        let mut state = self.reuse().lock();
+        state.open -= 1;
+        if !state.waiting.is_empty() {
+            self.open_one_more(&mut state);
+        }
     }
 
     /// Closes each connection once it has been idle for `timeout`, until none is idle.
@@ -252,9 +278,6 @@ impl Shared {
                 state.reaping = next_due.is_some();
                 (stale, next_due)
             };
-            if !stale.is_empty() {
-                reuse.changed.notify_one();
-            }
             for (conn, _) in stale {
                 let _ = conn.close().await;
             }
@@ -262,6 +285,35 @@ impl Shared {
                 Some(since) => tokio::time::sleep_until((since + timeout).into()).await,
                 None => return,
             }
+        }
+    }
+}
+
+/// A statement's place among those waiting. Dropped (the statement cancelled) after a
+/// connection was handed to it, it gives the connection back.
+struct Waiting<'a> {
+    handed: oneshot::Receiver<Handed>,
+    home: &'a Arc<Shared>,
+}
+
+impl std::future::Future for Waiting<'_> {
+    type Output = Handed;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Handed> {
+        std::pin::Pin::new(&mut self.handed)
+            .poll(cx)
+            .map(|handed| handed.unwrap_or(Err(sqlx::Error::PoolClosed)))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.handed.close();
+        if let Ok(Ok(conn)) = self.handed.try_recv() {
+            self.home.give_back(conn);
         }
     }
 }
@@ -512,6 +564,49 @@ mod tests {
         }
         // The first opened serves them in turn.
         assert_eq!(pool.shared.sqlx.size(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_given_back_goes_to_the_statement_that_waited_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = connections(dir.path(), 1, None);
+        let held = pool.acquire().await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let waiters: Vec<_> = (1..=2)
+            .map(|n| {
+                let (pool, order) = (pool.clone(), order.clone());
+                tokio::spawn(async move {
+                    let _conn = pool.acquire().await.unwrap();
+                    order.lock().unwrap().push(n);
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Given back, then asked for at once by a statement that has not waited: it waits
+        // behind the two that have.
+        drop(held);
+        let _conn = pool.acquire().await.unwrap();
+        order.lock().unwrap().push(3);
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_statement_cancelled_while_waiting_leaves_the_connection_to_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = connections(dir.path(), 1, None);
+        let held = pool.acquire().await.unwrap();
+        let cancelled = tokio::time::timeout(Duration::from_millis(20), pool.acquire()).await;
+        assert!(cancelled.is_err());
+        drop(held);
+        let again = tokio::time::timeout(Duration::from_secs(10), pool.acquire()).await;
+        assert!(
+            again.is_ok(),
+            "the connection is not lost to the cancelled statement"
+        );
+        assert_eq!(pool.shared.reuse().lock().open, 1);
     }
 
     #[tokio::test]
