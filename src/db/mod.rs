@@ -171,7 +171,7 @@ impl Db {
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_lazy_with(options);
                 let idle_timeout = (url != MEMORY).then_some(SQLITE_IDLE);
-                Pool::sqlite(sqlx, SQLITE_CONNECTIONS, idle_timeout, ACQUIRE_TIMEOUT)
+                Pool::sqlite(sqlx, idle_timeout)
             }
             Dialect::Postgres => Pool::postgres(
                 AnyPoolOptions::new()

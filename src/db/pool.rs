@@ -40,11 +40,11 @@ struct Shared {
 
 #[derive(Debug)]
 struct Reuse {
-    /// Connections open at most, as sqlx's own pool allows.
+    /// Connections open at most: sqlx's own pool's most.
     most: usize,
     /// None keeps idle connections open (an in-memory database lives as long as they do).
     idle_timeout: Option<Duration>,
-    /// How long a statement waits for a connection before it fails.
+    /// How long a statement waits for a connection before it fails: sqlx's own wait.
     acquire_timeout: Duration,
     state: Mutex<State>,
 }
@@ -70,18 +70,14 @@ struct State {
 }
 
 impl Pool {
-    /// Reuses SQLite connections, at most `most` open at once; `idle_timeout` None keeps
-    /// them open.
-    pub fn sqlite(
-        sqlx: AnyPool,
-        most: u32,
-        idle_timeout: Option<Duration>,
-        acquire_timeout: Duration,
-    ) -> Pool {
+    /// Reuses SQLite connections, at most as many open at once as `sqlx` allows, each
+    /// statement waiting for one as long as `sqlx` would; `idle_timeout` None keeps them
+    /// open.
+    pub fn sqlite(sqlx: AnyPool, idle_timeout: Option<Duration>) -> Pool {
         let reuse = Reuse {
-            most: most as usize,
+            most: sqlx.options().get_max_connections() as usize,
             idle_timeout,
-            acquire_timeout,
+            acquire_timeout: sqlx.options().get_acquire_timeout(),
             state: Mutex::default(),
         };
         Pool {
@@ -504,7 +500,7 @@ mod tests {
             .max_connections(most)
             .connect_lazy(&url)
             .unwrap();
-        Pool::sqlite(sqlx, most, idle_timeout, Duration::from_secs(30))
+        Pool::sqlite(sqlx, idle_timeout)
     }
 
     /// Whether the connection `conn` is the one that created the temporary table `mark`
@@ -629,7 +625,7 @@ mod tests {
         // mode=rw: the file must exist, and it does not.
         let url = format!("sqlite://{}/missing.sqlite?mode=rw", dir.path().display());
         let sqlx = AnyPoolOptions::new().connect_lazy(&url).unwrap();
-        let pool = Pool::sqlite(sqlx, 2, None, Duration::from_secs(30));
+        let pool = Pool::sqlite(sqlx, None);
         let statements = (0..3).map(|_| pool.execute("SELECT 1"));
         for failed in futures_util::future::join_all(statements).await {
             let error = failed.unwrap_err().to_string();
