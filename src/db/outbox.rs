@@ -221,7 +221,8 @@ impl Db {
 
     /// Records an attempt the peer took for some recipients and not others: the message
     /// goes next to `retry` alone (at `retry_at`, or, with `None`, it is dead), or is sent
-    /// when `retry` is empty. `refused` is every recipient refused for good so far.
+    /// when `retry` is empty. `refused` is every recipient refused for good so far. Like a
+    /// failure, it leaves alone a message superseded or dropped meanwhile.
     pub async fn mark_outbox_partly_sent(
         &self,
         id: i64,
@@ -246,7 +247,7 @@ impl Db {
             "UPDATE outbox SET state = $1, next_attempt_at = $2, \
              sent_at = CASE WHEN $1 = 'sent' THEN $2 END, \
              attempts = attempts + 1, last_error = $3, retry_recipients = $4, \
-             refused_recipients = $5 WHERE id = $6",
+             refused_recipients = $5 WHERE id = $6 AND state = 'pending'",
         )
         .bind(state)
         .bind(next)
@@ -276,7 +277,8 @@ impl Db {
     }
 
     /// Records a failed attempt: the message is tried again at `retry_at`, or, with `None`,
-    /// is dead.
+    /// is dead. A message superseded or dropped while it was being tried stays so: the
+    /// failure must not bring it back.
     pub async fn mark_outbox_failed(
         &self,
         id: i64,
@@ -289,7 +291,7 @@ impl Db {
         };
         sqlx::query(
             "UPDATE outbox SET state = $1, next_attempt_at = $2, attempts = attempts + 1, \
-             last_error = $3 WHERE id = $4",
+             last_error = $3 WHERE id = $4 AND state = 'pending'",
         )
         .bind(state)
         .bind(at)
@@ -466,6 +468,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count, 1);
+        // The attempt that was under way when it was superseded fails after: it stays
+        // superseded, not to be sent after the newer one.
+        db.mark_outbox_failed(waiting.unwrap(), "connection refused", Some(now()))
+            .await
+            .unwrap();
         let states: Vec<(i64, String)> = db
             .outbox_messages(Some("MailNotifier"), &["sent", "pending", "superseded"])
             .await
