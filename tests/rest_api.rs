@@ -130,6 +130,14 @@ async fn exec(db: &Db, sql: &str) {
 
 impl Fixture {
     async fn start() -> Fixture {
+        let (fixture, gate) = Fixture::start_held().await;
+        gate.open();
+        fixture
+    }
+
+    /// A fixture whose web server holds its requests, as during a master's start, until
+    /// the gate opens.
+    async fn start_held() -> (Fixture, moonbot::www::StartGate) {
         let dir = tempfile::tempdir().unwrap();
         let loaded = moonbot::config::load_source("master.cfg.lua", CONFIG, dir.path()).unwrap();
         let config = Arc::new(loaded.config);
@@ -156,10 +164,9 @@ impl Fixture {
         };
         let listener = moonbot::www::bind(&context).await.unwrap().unwrap();
         let base = format!("http://{}/api/v2", listener.local_addr().unwrap());
-        let (started, web_started) = tokio::sync::oneshot::channel();
-        started.send(()).unwrap();
-        let server = tokio::spawn(moonbot::www::serve(context, listener, web_started));
-        Fixture {
+        let (gate, held) = moonbot::www::start_gate();
+        let server = tokio::spawn(moonbot::www::serve(context, listener, held));
+        let fixture = Fixture {
             base,
             client: reqwest::Client::new(),
             db,
@@ -168,7 +175,8 @@ impl Fixture {
             server,
             ids,
             _dir: dir,
-        }
+        };
+        (fixture, gate)
     }
 
     async fn request(&self, path: &str) -> (u16, Value) {
@@ -1301,13 +1309,20 @@ c['status'] = {{ status.WebStatus{{http_port="tcp:0:interface=127.0.0.1", authz=
             .map(|w| (w["name"].clone(), w["connected_to"].clone()))
             .collect::<Vec<_>>()
     };
-    assert_eq!(
-        connected().await,
-        vec![
-            (json!("w1"), json!([{ "masterid": masterid }])),
-            (json!("w2"), json!([{ "masterid": masterid }]))
-        ]
-    );
+    // A start answers before its workers' rows are written; they attach just after.
+    let both_attached = vec![
+        (json!("w1"), json!([{ "masterid": masterid }])),
+        (json!("w2"), json!([{ "masterid": masterid }])),
+    ];
+    let deadline = std::time::Instant::now() + WAIT;
+    while connected().await != both_attached {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the workers never attached: {:?}",
+            connected().await
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     std::fs::write(
         dir.path().join("master.cfg.lua"),
         config(r#"worker.LocalWorker("w1")"#),
@@ -1331,4 +1346,90 @@ c['status'] = {{ status.WebStatus{{http_port="tcp:0:interface=127.0.0.1", authz=
             .await
             .unwrap();
     assert_eq!(attached, 0, "a stopped master holds no worker");
+}
+
+/// A master is active from its registration on; a start that fails after it (its web port
+/// taken) leaves it inactive, and the next start, active again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_leaves_its_master_inactive_and_the_next_one_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = format!(
+        r#"
+local c = BuildmasterConfig
+c['status'] = {{ status.WebStatus{{http_port="tcp:{port}:interface=127.0.0.1"}} }}
+"#
+    );
+    std::fs::write(dir.path().join("master.cfg.lua"), &config).unwrap();
+    let failed = moonbot::master::Master::start(dir.path(), CancellationToken::new()).await;
+    let error = failed.err().expect("the port is taken");
+    assert!(format!("{error:#}").contains("cannot listen"), "{error:#}");
+    let db = Db::open("sqlite:///state.sqlite", dir.path())
+        .await
+        .unwrap();
+    let active: Vec<i64> = sqlx::query_scalar("SELECT active FROM masters")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(active, [0]);
+    db.close().await;
+
+    drop(taken);
+    let master = support::start(dir.path(), &config).await;
+    let masters: Value = reqwest::get(format!(
+        "http://{}/api/v2/masters",
+        master.web_address.unwrap()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(masters["masters"][0]["active"], true, "{masters}");
+    master.context.shutdown.cancel();
+    master.wait().await.unwrap();
+}
+
+/// Requests that come while the master starts are read and held, and answered once it has
+/// started; the work the start leaves for later waits until they are, a client gone away
+/// included. A start that fails answers them 503.
+#[tokio::test]
+async fn requests_during_a_start_are_held_until_it_is_done_then_counted_out() {
+    use tokio::io::AsyncWriteExt;
+    let (f, gate) = Fixture::start_held().await;
+    let held = tokio::spawn(f.client.get(format!("{}/builders", f.base)).send());
+    let address = f
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches("/api/v2");
+    let mut gone = tokio::net::TcpStream::connect(address).await.unwrap();
+    gone.write_all(b"GET /api/v2/builders HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!held.is_finished(), "answered before the start");
+    drop(gone);
+    let answered = gate.open();
+    let response = timeout(WAIT, held).await.unwrap().unwrap().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let builders: Value = response.json().await.unwrap();
+    assert_eq!(builders["meta"]["total"], 2);
+    timeout(WAIT, answered.wait())
+        .await
+        .expect("every held request counted out");
+
+    let (f, gate) = Fixture::start_held().await;
+    let held = tokio::spawn(f.client.get(format!("{}/builders", f.base)).send());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(gate);
+    let response = timeout(WAIT, held).await.unwrap().unwrap().unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "the master failed to start");
+    timeout(WAIT, f.server)
+        .await
+        .expect("the server stops after a failed start")
+        .unwrap()
+        .unwrap();
 }

@@ -267,11 +267,12 @@ impl Db {
 }
 
 impl Db {
-    /// Registers the master `name` (its row is made at its first start) and recovers what
-    /// its last run left: after a crash, the builds it left running are finished as RETRY
-    /// (with their steps and logs closed) and the requests it had claimed go back to the
-    /// queue, as Buildbot does. Returns the master's id and the builds it finished.
-    /// One round trip: a start waits for it, and a clean stop leaves nothing to change.
+    /// Registers the master `name` (its row is made at its first start) as active, and
+    /// recovers what its last run left: after a crash, the builds it left running are
+    /// finished as RETRY (with their steps and logs closed) and the requests it had claimed
+    /// go back to the queue, as Buildbot does. Returns the master's id and the builds it
+    /// finished. One round trip: a start waits for it, and a clean stop leaves nothing to
+    /// change.
     pub async fn start_master(&self, name: &str) -> DbResult<(i64, Vec<i64>)> {
         let (now, retry) = (now(), BuildResult::Retry.code());
         const MASTER: &str = "(SELECT id FROM masters WHERE name = $1)";
@@ -284,8 +285,8 @@ impl Db {
         let mut batch = Batch::new();
         batch
             .push(
-                "INSERT INTO masters (name, last_active) VALUES ($1, $2) \
-                 ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO masters (name, last_active, active) VALUES ($1, $2, 1) \
+                 ON CONFLICT (name) DO UPDATE SET active = 1, last_active = excluded.last_active",
                 vec![name.into(), now.into()],
             )
             .push("SELECT id FROM masters WHERE name = $1", vec![name.into()])

@@ -126,13 +126,14 @@ impl Db {
         self.event_horizon.0.store(events.max(1), Ordering::Relaxed);
     }
 
-    /// Marks master `masterid` up: active, its last reconfig `started`, and its `started`
-    /// event, in one round trip to the database.
+    /// Records that master `masterid` has started (it is active since
+    /// [`Db::start_master`]): its last reconfig `started`, and its `started` event, in one
+    /// round trip to the database.
     pub async fn record_master_started(&self, masterid: i64) -> DbResult<()> {
         let now = super::now();
         let mut batch = Batch::new();
         batch.push(
-            "UPDATE masters SET active = 1, last_active = $1, last_reconfig = $2 WHERE id = $3",
+            "UPDATE masters SET last_active = $1, last_reconfig = $2 WHERE id = $3",
             vec![now.into(), "started".into(), masterid.into()],
         );
         self.push_master_event(&mut batch, masterid, MasterEvent::Started, now);

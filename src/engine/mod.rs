@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -148,6 +149,18 @@ pub struct Engine {
     /// A clean shutdown is under way: no build starts, and the master shuts down when the
     /// last running one ends. Unlike the master's shutdown it can be called off.
     draining: bool,
+    /// The start's workers' rows, written once the requests that waited for the start are
+    /// answered (see [`Engine::run`]): a worker may attach at any time. No build starts
+    /// before.
+    unwritten: Option<WorkerRows>,
+}
+
+/// The workers' rows a config's application leaves to write (their state, and their
+/// attachment to this master, with a crash's leftovers detached) and the workers attached,
+/// announced once written.
+struct WorkerRows {
+    writes: Batch,
+    connected: Vec<i64>,
 }
 
 /// What a build task reports when it ends.
@@ -208,8 +221,10 @@ impl Engine {
             lost,
             lost_sender,
             draining: false,
+            unwritten: None,
         };
-        engine.apply(&ctx.config.current(), writes).await?;
+        let (_, rows) = engine.apply(&ctx.config.current(), writes).await?;
+        engine.unwritten = Some(rows);
         Ok(engine)
     }
 
@@ -217,9 +232,13 @@ impl Engine {
     /// ones replaced, removed ones dropped. Running builds keep the steps they started with
     /// and a removed worker's slots are simply not reused, but a removed builder's builds are
     /// stopped: their commands are interrupted, on the master or on the worker. `writes`
-    /// (the start's detaching of workers a crash left attached) are written with the new
-    /// workers' state, in one round trip.
-    async fn apply(&mut self, config: &MasterConfig, mut writes: Batch) -> DbResult<Diff> {
+    /// (the start's detaching of workers a crash left attached) go with the new workers'
+    /// rows, which are left to [`Engine::write_workers`].
+    async fn apply(
+        &mut self,
+        config: &MasterConfig,
+        mut writes: Batch,
+    ) -> DbResult<(Diff, WorkerRows)> {
         let ctx = self.ctx.clone();
         let mut diff = Diff::default();
         let mut connected = Vec::new();
@@ -303,20 +322,7 @@ impl Engine {
                 }
             }
         }
-        // The builders are read while the workers' rows are written (on another connection
-        // when one is idle): neither touches the other's tables.
-        let written = async {
-            if !writes.is_empty() {
-                writes.run(&ctx.db).await?;
-            }
-            Ok::<_, DbError>(())
-        };
-        let (written, recorded) = tokio::join!(written, ctx.db.recorded_builders());
-        written?;
-        let recorded = recorded?;
-        for id in connected {
-            publish(&ctx.db, &ctx.bus, Resource::Worker(id), "connected").await?;
-        }
+        let recorded = ctx.db.recorded_builders().await?;
         for mut gone in std::mem::replace(&mut self.workers, workers).into_values() {
             diff.removed += 1;
             gone.stop_missing_timer();
@@ -377,16 +383,45 @@ impl Engine {
                 running.stop.cancel();
             }
         }
-        Ok(diff)
+        Ok((diff, WorkerRows { writes, connected }))
+    }
+
+    /// Writes the start's workers' rows, when they are not written yet.
+    async fn write_start_rows(&mut self) {
+        if let Some(rows) = self.unwritten.take() {
+            if let Err(error) = self.write_workers(rows).await {
+                tracing::error!("cannot record the workers attached at start: {error}");
+            }
+        }
+    }
+
+    /// Writes what [`Engine::apply`] left for the workers, then announces those attached.
+    async fn write_workers(&self, rows: WorkerRows) -> DbResult<()> {
+        if !rows.writes.is_empty() {
+            rows.writes.run(&self.ctx.db).await?;
+        }
+        for id in rows.connected {
+            publish(
+                &self.ctx.db,
+                &self.ctx.bus,
+                Resource::Worker(id),
+                "connected",
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Runs until the master shuts down, then lets running builds finish (stopping them
-    /// after `grace`).
+    /// after `grace`). What the start left (the workers' rows, the requests left queued)
+    /// waits for `start_after`, the requests that waited for the start answered, while
+    /// control requests (theirs among them) are answered at once.
     pub async fn run(
         mut self,
         mut control: mpsc::Receiver<ControlRequest>,
         mut reconfigs: mpsc::Receiver<Reconfigure>,
         grace: Duration,
+        start_after: BoxFuture<'static, ()>,
     ) {
         let mut events = self
             .ctx
@@ -394,10 +429,14 @@ impl Engine {
             .subscribe_to(Topics::Only(&["buildrequests/*/new"]));
         let mut builds: JoinSet<Finished> = JoinSet::new();
         let shutdown = self.ctx.shutdown.clone();
-        self.start_builds(&mut builds).await;
+        let mut start_after = start_after;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                () = &mut start_after, if self.unwritten.is_some() => {
+                    self.write_start_rows().await;
+                    self.start_builds(&mut builds).await;
+                }
                 event = events.recv() => match event {
                     Ok(event) if event.key.starts_with("buildrequests/") && event.key.ends_with("/new") => {
                         let brid = event.key.split('/').nth(1).and_then(|id| id.parse().ok());
@@ -429,7 +468,11 @@ impl Engine {
                 }
                 Some((name, id)) = self.lost.recv() => self.lose(&name, id).await,
                 Some(reconfigure) = reconfigs.recv() => {
-                    let applied = self.apply(&reconfigure.config, Batch::new()).await;
+                    self.write_start_rows().await;
+                    let applied = match self.apply(&reconfigure.config, Batch::new()).await {
+                        Ok((diff, rows)) => self.write_workers(rows).await.map(|()| diff),
+                        Err(error) => Err(error),
+                    };
                     let _ = reconfigure.reply.send(applied);
                     self.start_builds(&mut builds).await;
                 }
@@ -584,7 +627,7 @@ impl Engine {
 
     /// Starts every build that can start now.
     async fn start_builds(&mut self, builds: &mut JoinSet<Finished>) {
-        if self.ctx.shutdown.is_cancelled() || self.draining {
+        if self.ctx.shutdown.is_cancelled() || self.draining || self.unwritten.is_some() {
             return;
         }
         // Storage is asked only about builders with a free worker: while the workers are
@@ -635,7 +678,7 @@ impl Engine {
     /// Starts what a new request of `builderid` allows: only that builder has work it did
     /// not have, so no other builder is looked at.
     async fn start_builds_for(&mut self, builderid: i64, builds: &mut JoinSet<Finished>) {
-        if self.ctx.shutdown.is_cancelled() || self.draining {
+        if self.ctx.shutdown.is_cancelled() || self.draining || self.unwritten.is_some() {
             return;
         }
         let Some(name) = self

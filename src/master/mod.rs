@@ -7,8 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use futures_util::FutureExt;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +19,7 @@ use crate::config::DEFAULT_DB_URL;
 use crate::data;
 use crate::db::Db;
 use crate::engine::{Engine, Reconfigure, SHUTDOWN_GRACE};
-use crate::runtime::{Context, Control, PollRequest, Polls, Service, SharedConfig};
+use crate::runtime::{Context, Control, ControlRequest, PollRequest, Polls, Service, SharedConfig};
 use crate::schedulers::RunningScheduler;
 use crate::script::ScriptHost;
 use crate::status::targets::{self, RunningTarget};
@@ -115,7 +116,28 @@ impl Master {
             shutdown,
             source_endpoints: Default::default(),
         };
-        for buildid in &interrupted {
+        let db = context.db.clone();
+        let started = Master::start_services(context, &interrupted, requests, poll_requests).await;
+        if started.is_err() {
+            // Active since `start_master`: a start that fails after it leaves it inactive.
+            if let Err(error) = db.set_master_active(masterid, false).await {
+                tracing::warn!("cannot mark the master inactive after its failed start: {error}");
+            }
+        }
+        started
+    }
+
+    /// Starts every service on the master's context: the web server, the engine, the
+    /// change sources, the schedulers and the status targets; `requests` and
+    /// `poll_requests` are what the context's `control` and `polls` send.
+    async fn start_services(
+        context: Context,
+        interrupted: &[i64],
+        requests: mpsc::Receiver<ControlRequest>,
+        poll_requests: mpsc::Receiver<PollRequest>,
+    ) -> anyhow::Result<Master> {
+        let masterid = context.masterid;
+        for buildid in interrupted {
             tracing::warn!(
                 build = buildid,
                 "build interrupted by the last stop: marked RETRY, its request queued again"
@@ -131,9 +153,8 @@ impl Master {
         // Bound first, so a port in use fails the start before anything runs.
         let web = www::bind(&context).await?;
         let web_address = web.as_ref().and_then(|listener| listener.local_addr().ok());
-        let (started, web_started) = oneshot::channel();
-        let web =
-            web.map(|listener| tokio::spawn(www::serve(context.clone(), listener, web_started)));
+        let (gate, held) = www::start_gate();
+        let web = web.map(|listener| tokio::spawn(www::serve(context.clone(), listener, held)));
         let config = context.config.current();
         // The engine registers its builders and workers while the change sources and the
         // schedulers register themselves: none waits for another's rows.
@@ -164,9 +185,19 @@ impl Master {
             let running = RunningTarget::start(&context, target).await?;
             status_targets.push((target.name().to_string(), running));
         }
+        // What the start leaves for later (the master's `started` event, the engine's
+        // workers' rows and the requests left queued) waits for the requests that waited
+        // for the start, rather than take the database's connection before them.
+        // The engine answers control requests (a held force's) at once.
+        let answered = gate.open();
         let (engine_reconfigs, engine_reconfig_receiver) = mpsc::channel(1);
-        let engine = tokio::spawn(engine.run(requests, engine_reconfig_receiver, SHUTDOWN_GRACE));
-        let _ = started.send(());
+        let engine = tokio::spawn(engine.run(
+            requests,
+            engine_reconfig_receiver,
+            SHUTDOWN_GRACE,
+            answered.clone().wait().boxed(),
+        ));
+        answered.wait().await;
         context.db.record_master_started(masterid).await?;
         let (reconfig_sender, reconfig_receiver) = mpsc::channel(1);
         tracing::info!(basedir = %context.basedir.display(), "master started");
