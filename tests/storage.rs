@@ -512,6 +512,16 @@ async fn properties_past_one_statements_rows_are_all_stored(test: TestDb) {
         .unwrap()
         .expect("the request was pending");
     assert_eq!(next.number, 2);
+    // A start after a crash finishes both builds as RETRY and puts their requests back in
+    // the queue; the start after it finds nothing left to recover.
+    let (again, interrupted) = db.start_master("master").await.unwrap();
+    assert_eq!(again, masterid);
+    assert_eq!(interrupted, [build.buildid, next.buildid]);
+    assert_eq!(db.pending_requests(builderid).await.unwrap().len(), 2);
+    assert_eq!(
+        db.start_master("master").await.unwrap().1,
+        Vec::<i64>::new()
+    );
 }
 
 /// The outbox's queries: one row per reporter and key, due rows, failures, sent and dead

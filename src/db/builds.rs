@@ -271,31 +271,51 @@ impl Db {
     /// recovers what its last run left: after a crash, the builds it left running are
     /// finished as RETRY (with their steps and logs closed) and the requests it had claimed
     /// go back to the queue, as Buildbot does. Returns the master's id and the builds it
-    /// finished. One round trip: a start waits for it, and a clean stop leaves nothing to
-    /// change.
+    /// finished. A start waits for it: after a clean stop, which leaves nothing to recover,
+    /// it is one round trip of two statements; the recovery's four, each prepared at its
+    /// first use, only follow a crash.
     pub async fn start_master(&self, name: &str) -> DbResult<(i64, Vec<i64>)> {
-        let (now, retry) = (now(), BuildResult::Retry.code());
-        const MASTER: &str = "(SELECT id FROM masters WHERE name = $1)";
-        // Through the builders, so that the (builderid, complete_at) index answers it: a
-        // plain `complete_at IS NULL` reads every build ever stored at each start.
-        let interrupted = format!(
-            "SELECT id FROM builds WHERE builderid IN (SELECT id FROM builders) \
-             AND complete_at IS NULL AND masterid = {MASTER}"
-        );
         let mut batch = Batch::new();
         batch
             .push(
                 "INSERT INTO masters (name, last_active, active) VALUES ($1, $2, 1) \
-                 ON CONFLICT (name) DO UPDATE SET active = 1, last_active = excluded.last_active",
-                vec![name.into(), now.into()],
+                 ON CONFLICT (name) DO UPDATE SET active = 1, \
+                 last_active = excluded.last_active RETURNING id",
+                vec![name.into(), now().into()],
             )
-            .push("SELECT id FROM masters WHERE name = $1", vec![name.into()])
+            .push(
+                format!(
+                    "SELECT 1 WHERE EXISTS (SELECT 1 FROM buildrequests WHERE complete = 0 \
+                     AND claimed_by_masterid = (SELECT id FROM masters WHERE name = $1)) \
+                     OR EXISTS ({})",
+                    interrupted_builds("(SELECT id FROM masters WHERE name = $1)")
+                ),
+                vec![name.into()],
+            );
+        let answers = batch.run(self).await?;
+        let masterid = answers[0]
+            .first()
+            .ok_or_else(|| super::DbError::NotFound(format!("master '{name}'")))?
+            .try_get::<i64, _>(0)?;
+        if answers[1].is_empty() {
+            return Ok((masterid, Vec::new()));
+        }
+        Ok((masterid, self.recover_master(masterid).await?))
+    }
+
+    /// Finishes as RETRY the builds master `masterid` left running (their steps and logs
+    /// closed) and puts the requests it had claimed back in the queue; answers the builds.
+    async fn recover_master(&self, masterid: i64) -> DbResult<Vec<i64>> {
+        let (now, retry) = (now(), BuildResult::Retry.code());
+        let interrupted = interrupted_builds("$1");
+        let mut batch = Batch::new();
+        batch
             .push(
                 format!(
                     "UPDATE logs SET complete = 1 WHERE complete = 0 AND stepid IN \
                      (SELECT id FROM steps WHERE buildid IN ({interrupted}))"
                 ),
-                vec![name.into()],
+                vec![masterid.into()],
             )
             .push(
                 format!(
@@ -303,7 +323,7 @@ impl Db {
                      state_string = state_string || ' (interrupted)' \
                      WHERE complete_at IS NULL AND buildid IN ({interrupted})"
                 ),
-                vec![name.into(), now.into(), retry.into()],
+                vec![masterid.into(), now.into(), retry.into()],
             )
             .push(
                 format!(
@@ -311,26 +331,20 @@ impl Db {
                      state_string = 'interrupted: the master stopped while it ran' \
                      WHERE id IN ({interrupted}) RETURNING id"
                 ),
-                vec![name.into(), now.into(), retry.into()],
+                vec![masterid.into(), now.into(), retry.into()],
             )
             .push(
-                format!(
-                    "UPDATE buildrequests SET claimed_by_masterid = NULL, claimed_at = NULL \
-                     WHERE complete = 0 AND claimed_by_masterid = {MASTER}"
-                ),
-                vec![name.into()],
+                "UPDATE buildrequests SET claimed_by_masterid = NULL, claimed_at = NULL \
+                 WHERE complete = 0 AND claimed_by_masterid = $1",
+                vec![masterid.into()],
             );
         let answers = batch.run(self).await?;
-        let masterid = answers[1]
-            .first()
-            .ok_or_else(|| super::DbError::NotFound(format!("master '{name}'")))?
-            .try_get::<i64, _>(0)?;
-        let mut builds = answers[4]
+        let mut builds = answers[2]
             .iter()
             .map(|row| row.try_get::<i64, _>(0))
             .collect::<Result<Vec<_>, _>>()?;
         builds.sort_unstable();
-        Ok((masterid, builds))
+        Ok(builds)
     }
 
     /// Records the outcome of the last start or reconfig, which `/api/v2/masters` shows.
@@ -342,4 +356,14 @@ impl Db {
             .await?;
         Ok(())
     }
+}
+
+/// The builds of master `master` (an SQL expression) not finished. Through the builders,
+/// so that the `(builderid, complete_at)` index answers it: a plain `complete_at IS NULL`
+/// reads every build ever stored at each start.
+fn interrupted_builds(master: &str) -> String {
+    format!(
+        "SELECT id FROM builds WHERE builderid IN (SELECT id FROM builders) \
+         AND complete_at IS NULL AND masterid = {master}"
+    )
 }
