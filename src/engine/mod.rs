@@ -150,8 +150,8 @@ pub struct Engine {
     /// last running one ends. Unlike the master's shutdown it can be called off.
     draining: bool,
     /// The start's workers' rows, written once the requests that waited for the start are
-    /// answered (see [`Engine::run`]): a worker may attach at any time. No build starts
-    /// before.
+    /// answered (see [`Engine::run`]), or before a reconfig's or a remote worker's own,
+    /// which must follow them. No build starts before.
     unwritten: Option<WorkerRows>,
 }
 
@@ -463,6 +463,8 @@ impl Engine {
                     self.shut_down_when_drained();
                 }
                 Some(connection) = self.attached.recv() => {
+                    // The start's rows detach what a crash left attached: before this one.
+                    self.write_start_rows().await;
                     self.attach(connection).await;
                     self.start_builds(&mut builds).await;
                 }
