@@ -421,7 +421,7 @@ impl Engine {
         mut control: mpsc::Receiver<ControlRequest>,
         mut reconfigs: mpsc::Receiver<Reconfigure>,
         grace: Duration,
-        start_after: BoxFuture<'static, ()>,
+        mut start_after: BoxFuture<'static, ()>,
     ) {
         let mut events = self
             .ctx
@@ -429,7 +429,6 @@ impl Engine {
             .subscribe_to(Topics::Only(&["buildrequests/*/new"]));
         let mut builds: JoinSet<Finished> = JoinSet::new();
         let shutdown = self.ctx.shutdown.clone();
-        let mut start_after = start_after;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
