@@ -88,14 +88,18 @@ impl<R: PushReporter> Service for Push<R> {
         let reporter = R::new(ctx, config).await?;
         let name = R::name_of(config);
         let pipeline = Pipeline::start(ctx, name, reporter, transport);
-        let requests = R::FOLLOWS_REQUESTS.then(|| {
-            Follower::spawn(
-                ctx.clone(),
-                name.to_string(),
-                pipeline.subscribe(),
-                pipeline.waker(),
-            )
-        });
+        let requests = match R::FOLLOWS_REQUESTS {
+            true => Some(
+                Follower::start(
+                    ctx.clone(),
+                    name.to_string(),
+                    pipeline.subscribe(),
+                    pipeline.waker(),
+                )
+                .await,
+            ),
+            false => None,
+        };
         Ok(Push { pipeline, requests })
     }
 

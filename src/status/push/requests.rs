@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::PushReporter;
-use crate::bus::Topics;
+use crate::bus::{Subscription, Topics};
 use crate::db::{Db, DbResult};
 use crate::model::BuildResult;
 use crate::runtime::Context;
@@ -45,14 +45,22 @@ pub struct Follower {
 }
 
 impl Follower {
-    pub fn spawn<R: PushReporter>(
+    /// Subscribes and reads the target's watermark before it returns: a target that has
+    /// none starts from the newest request, and a request queued right after its start
+    /// must be both after that and in what it hears.
+    pub async fn start<R: PushReporter>(
         ctx: Context,
         name: String,
         current: watch::Receiver<Arc<R>>,
         wake: Arc<Notify>,
     ) -> Follower {
+        let events = ctx.bus.subscribe_to(Topics::Only(&[
+            "buildrequests/*/new",
+            "buildrequests/*/cancel",
+        ]));
+        let seen = Watermark::load(&ctx.db, &name).await;
         let stop = CancellationToken::new();
-        let task = tokio::spawn(follow(ctx, name, current, wake, stop.clone()));
+        let task = tokio::spawn(follow(ctx, name, current, wake, stop.clone(), events, seen));
         Follower { stop, task }
     }
 
@@ -62,19 +70,17 @@ impl Follower {
     }
 }
 
+/// Reports the requests after `seen`, then those `events` (subscribed before `seen` was
+/// read, so nothing falls between the two) announce.
 async fn follow<R: PushReporter>(
     ctx: Context,
     name: String,
     current: watch::Receiver<Arc<R>>,
     wake: Arc<Notify>,
     stop: CancellationToken,
+    mut events: Subscription,
+    mut seen: Watermark,
 ) {
-    // Subscribed before catching up, so nothing falls between the two.
-    let mut events = ctx.bus.subscribe_to(Topics::Only(&[
-        "buildrequests/*/new",
-        "buildrequests/*/cancel",
-    ]));
-    let mut seen = Watermark::load(&ctx.db, &name).await;
     let report = |brid: i64, what: RequestEvent| {
         let reporter = current.borrow().clone();
         let (ctx, name, wake) = (&ctx, &name, &wake);
