@@ -222,7 +222,8 @@ impl Db {
     /// Records an attempt the peer took for some recipients and not others: the message
     /// goes next to `retry` alone (at `retry_at`, or, with `None`, it is dead), or is sent
     /// when `retry` is empty. `refused` is every recipient refused for good so far. Like a
-    /// failure, it leaves alone a message superseded or dropped meanwhile.
+    /// failure, it does not bring back to be tried a message superseded or dropped
+    /// meanwhile.
     pub async fn mark_outbox_partly_sent(
         &self,
         id: i64,
@@ -247,7 +248,7 @@ impl Db {
             "UPDATE outbox SET state = $1, next_attempt_at = $2, \
              sent_at = CASE WHEN $1 = 'sent' THEN $2 END, \
              attempts = attempts + 1, last_error = $3, retry_recipients = $4, \
-             refused_recipients = $5 WHERE id = $6 AND state = 'pending'",
+             refused_recipients = $5 WHERE id = $6 AND (state = 'pending' OR $1 <> 'pending')",
         )
         .bind(state)
         .bind(next)
@@ -277,8 +278,8 @@ impl Db {
     }
 
     /// Records a failed attempt: the message is tried again at `retry_at`, or, with `None`,
-    /// is dead. A message superseded or dropped while it was being tried stays so: the
-    /// failure must not bring it back.
+    /// is dead. A message superseded or dropped while it was being tried is not brought
+    /// back to be tried again; a refusal for good still records it dead, with its answer.
     pub async fn mark_outbox_failed(
         &self,
         id: i64,
@@ -291,7 +292,7 @@ impl Db {
         };
         sqlx::query(
             "UPDATE outbox SET state = $1, next_attempt_at = $2, attempts = attempts + 1, \
-             last_error = $3 WHERE id = $4 AND state = 'pending'",
+             last_error = $3 WHERE id = $4 AND (state = 'pending' OR $1 <> 'pending')",
         )
         .bind(state)
         .bind(at)
@@ -493,6 +494,19 @@ mod tests {
         assert_eq!(
             counts,
             [("MailNotifier".to_string(), "pending".to_string(), 2)]
+        );
+        // A refusal for good of that attempt still records it dead, with the answer.
+        db.mark_outbox_failed(waiting.unwrap(), "422 Unprocessable Entity", None)
+            .await
+            .unwrap();
+        let dead = db
+            .outbox_messages(Some("MailNotifier"), &["dead"])
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(
+            dead[0].last_error.as_deref(),
+            Some("422 Unprocessable Entity")
         );
     }
 }
