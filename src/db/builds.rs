@@ -275,6 +275,7 @@ impl Db {
     /// it is one round trip of two statements; the recovery's four, each prepared at its
     /// first use, only follow a crash.
     pub async fn start_master(&self, name: &str) -> DbResult<(i64, Vec<i64>)> {
+        const MASTER: &str = "(SELECT id FROM masters WHERE name = $1)";
         let mut batch = Batch::new();
         batch
             .push(
@@ -286,9 +287,8 @@ impl Db {
             .push(
                 format!(
                     "SELECT 1 WHERE EXISTS (SELECT 1 FROM buildrequests WHERE complete = 0 \
-                     AND claimed_by_masterid = (SELECT id FROM masters WHERE name = $1)) \
-                     OR EXISTS ({})",
-                    interrupted_builds("(SELECT id FROM masters WHERE name = $1)")
+                     AND claimed_by_masterid = {MASTER}) OR EXISTS ({})",
+                    interrupted_builds(MASTER)
                 ),
                 vec![name.into()],
             );

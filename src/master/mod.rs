@@ -187,8 +187,8 @@ impl Master {
         }
         // What the start leaves for later (the master's `started` event, the engine's
         // workers' rows and the requests left queued) waits for the requests that waited
-        // for the start, rather than take the database's connection before them.
-        // The engine answers control requests (a held force's) at once.
+        // for the start, rather than take the database's connection before them; the
+        // engine runs meanwhile, as a held force needs its answer.
         let answered = gate.open();
         let (engine_reconfigs, engine_reconfig_receiver) = mpsc::channel(1);
         let engine = tokio::spawn(engine.run(
