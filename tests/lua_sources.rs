@@ -372,8 +372,10 @@ async fn reconfig(master: &mut TestMaster, config: String) -> moonbot::master::O
         .expect("the reconfig does not wait for the poll")
 }
 
-/// A poller whose poll waits ten minutes, counting its starts, stops and polls.
-fn watcher(url: &str, note: &str) -> String {
+/// A poller whose poll waits ten minutes, counting its starts and stops in its state and its
+/// polls as lines of `polls.log` in `dir`: a poll that has stored nothing is abandoned at once.
+fn watcher(dir: &Path, url: &str, note: &str) -> String {
+    let log = dir.join("polls.log").display().to_string();
     format!(
         r#"local c = BuildmasterConfig
 local function count(self, key) self:setState(key, self:getState(key, 0) + 1) end
@@ -383,31 +385,40 @@ c['change_source'] = {{ changes.PollingChangeSource{{
   startService = function(self) count(self, "starts") end,
   stopService = function(self) count(self, "stops") end,
   poll = function(self)
-    count(self, "polls")
-    util.runProcess{{"sleep", "600", timeout = 900}}
+    util.runProcess{{"sh", "-c", "echo poll >> " .. {log:?} .. " && exec sleep 600", timeout = 900}}
   end,
 }} }}
 "#
     )
 }
 
+/// How many polls the [`watcher`] in `dir` began.
+fn polls(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("polls.log"))
+        .map(|log| log.lines().count())
+        .unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconfig_restarts_a_lua_poller_only_when_a_compare_attr_changed_and_waits_for_no_poll() {
-    let mut master = TestMaster::start(&watcher("https://one.example", "first")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    let mut master =
+        TestMaster::start_in(dir, &watcher(&home, "https://one.example", "first")).await;
     until("the poll at launch is under way", || async {
-        state(&master, "watch", "polls").await == json!(1)
+        polls(&home) == 1
     })
     .await;
     // Another field, not in compare_attrs: the source keeps running, its timer too.
-    let outcome = reconfig(&mut master, watcher("https://one.example", "second")).await;
+    let outcome = reconfig(&mut master, watcher(&home, "https://one.example", "second")).await;
     assert_eq!(outcome.line, "reconfig complete (+0 ~0 -0 services)");
     assert_eq!(state(&master, "watch", "starts").await, json!(1));
     assert_eq!(state(&master, "watch", "stops").await, Value::Null);
 
-    let outcome = reconfig(&mut master, watcher("https://two.example", "second")).await;
+    let outcome = reconfig(&mut master, watcher(&home, "https://two.example", "second")).await;
     assert_eq!(outcome.line, "reconfig complete (+0 ~1 -0 services)");
     until("the new source started and polled at launch", || async {
-        state(&master, "watch", "polls").await == json!(2)
+        polls(&home) == 2
     })
     .await;
     assert_eq!(state(&master, "watch", "stops").await, json!(1));
@@ -417,9 +428,9 @@ async fn a_reconfig_restarts_a_lua_poller_only_when_a_compare_attr_changed_and_w
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_the_master_abandons_a_poll_waiting_on_a_process() {
     let dir = tempfile::tempdir().unwrap();
-    let master = start(dir.path(), &watcher("https://one.example", "n")).await;
+    let master = start(dir.path(), &watcher(dir.path(), "https://one.example", "n")).await;
     until("the poll at launch is under way", || async {
-        state(&master, "watch", "polls").await == json!(1)
+        polls(dir.path()) == 1
     })
     .await;
     let shutdown: CancellationToken = master.context.shutdown.clone();
@@ -428,6 +439,38 @@ async fn stopping_the_master_abandons_a_poll_waiting_on_a_process() {
         .await
         .expect("the master stops without waiting for the poll")
         .unwrap();
+}
+
+/// A poll that stops between its `addChange` and its `setState` would report its change
+/// again at the next start: a poll that has stored something is let finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_master_lets_a_poll_that_stored_a_change_finish_and_keep_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"local c = BuildmasterConfig
+c['change_source'] = { changes.PollingChangeSource{
+  name = "between", pollInterval = 1, pollAtLaunch = true,
+  poll = function(self)
+    local n = self:getState("seen", 0) + 1
+    self:addChange{author = "between", revision = tostring(n), branch = "main"}
+    util.runProcess{"sleep", "1"}
+    self:setState("seen", n)
+  end,
+} }
+"#;
+    let master = start(dir.path(), config).await;
+    until("the poll stored its change", || async {
+        !changes(&master).await.is_empty()
+    })
+    .await;
+    stop(master).await;
+    let master = start(dir.path(), config).await;
+    until("the next start polled", || async {
+        changes(&master).await.len() >= 2
+    })
+    .await;
+    let revisions: Vec<String> = changes(&master).await.into_iter().map(|(_, r)| r).collect();
+    assert_eq!(revisions[..2], ["1", "2"]);
+    stop(master).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,10 +7,13 @@
 //! runs as a script host session: when it runs a process, makes an HTTP request or touches
 //! storage, the host suspends it and this task carries the request out, so a slow peer holds
 //! up this source only. Stopping abandons a function where it waits (its process is killed),
-//! except that a change being stored is stored.
+//! unless it has stored something (a change, a state): then it gets `FINISH_WAIT` to end, so
+//! that a poll is not cut between its `addChange` and its `setState`, which would report its
+//! changes again at the next start. A change being stored is stored either way.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -28,6 +31,9 @@ use crate::script::{Arg, Callback, Reply, Request, Step};
 
 /// How long `stopService` may take, waits included: a reconfig waits for it.
 const STOP_SERVICE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a function that has stored something when the source stops may take to end.
+const FINISH_WAIT: Duration = Duration::from_secs(5);
 
 /// Output a process may leave for Lua, each of stdout and stderr.
 const MAX_OUTPUT: usize = 16 * 1024 * 1024;
@@ -80,7 +86,7 @@ impl LuaSourceTask {
         };
         tracing::info!(source = %self.config.name, "change source started: {description}");
         if let Some(start) = self.config.start_service.clone() {
-            self.run_function("startService", &start, Vec::new(), &self.stop.clone())
+            self.run_function("startService", &start, Vec::new(), Some(self.stop.clone()))
                 .await;
         }
         let mut last_poll = Instant::now();
@@ -117,15 +123,14 @@ impl LuaSourceTask {
             let Some((timing, poll)) = self.config.polling.clone() else {
                 continue;
             };
-            self.run_function("poll", &poll, Vec::new(), &self.stop.clone())
+            self.run_function("poll", &poll, Vec::new(), Some(self.stop.clone()))
                 .await;
             last_poll = Instant::now();
             next_poll =
                 Some(last_poll + Duration::from_secs(timing.interval) + random_delay(&timing));
         }
         if let Some(stop_service) = self.config.stop_service.clone() {
-            let cancel = CancellationToken::new();
-            let run = self.run_function("stopService", &stop_service, Vec::new(), &cancel);
+            let run = self.run_function("stopService", &stop_service, Vec::new(), None);
             if tokio::time::timeout(STOP_SERVICE_WAIT, run).await.is_err() {
                 tracing::warn!(
                     source = %self.config.name,
@@ -169,7 +174,7 @@ impl LuaSourceTask {
                 "callLater function",
                 &function,
                 Vec::new(),
-                &self.stop.clone(),
+                Some(self.stop.clone()),
             )
             .await;
         }
@@ -198,7 +203,7 @@ impl LuaSourceTask {
                 "handleRequest",
                 &handler,
                 vec![Arg::Json(argument)],
-                &self.stop.clone(),
+                Some(self.stop.clone()),
             )
             .await;
         let response = match ran {
@@ -227,14 +232,25 @@ impl LuaSourceTask {
 
     /// Runs one of the source's functions with `self` and `args` to its end, carrying out
     /// what it asks for; a failure is logged with the function's place and the line that
-    /// failed. `cancel` abandons it where it is.
+    /// failed. `stop` abandons it where it is, at once or, if it has stored something,
+    /// after `FINISH_WAIT`.
     async fn run_function(
         &mut self,
         what: &str,
         function: &Callback,
         args: Vec<Arg>,
-        cancel: &CancellationToken,
+        stop: Option<CancellationToken>,
     ) -> Ran {
+        let stored = AtomicBool::new(false);
+        let mut cancel = std::pin::pin!(async {
+            match &stop {
+                Some(stop) => stop.cancelled().await,
+                None => std::future::pending().await,
+            }
+            if stored.load(Ordering::Relaxed) {
+                tokio::time::sleep(FINISH_WAIT).await;
+            }
+        });
         let mut all = vec![Arg::Handle(self.config.this.clone())];
         all.extend(args);
         let mut session = self.ctx.script.session(function, all);
@@ -242,14 +258,17 @@ impl LuaSourceTask {
         loop {
             let step = tokio::select! {
                 step = session.step(reply.take()) => step,
-                _ = cancel.cancelled() => return Ran::Stopped,
+                () = &mut cancel => return Ran::Stopped,
             };
             match step {
                 Ok(Step::Done(value)) => return Ran::Returned(value),
                 Ok(Step::Asks(request)) => {
+                    if matches!(request, Request::AddChange(_) | Request::SetState(..)) {
+                        stored.store(true, Ordering::Relaxed);
+                    }
                     reply = Some(tokio::select! {
                         answer = self.carry_out(request) => answer,
-                        _ = cancel.cancelled() => return Ran::Stopped,
+                        () = &mut cancel => return Ran::Stopped,
                     });
                 }
                 Err(error) => {
