@@ -14,7 +14,7 @@ use moonbot::changes::{
 };
 use moonbot::config::build::ChangeSourceConfig;
 use moonbot::db::Db;
-use moonbot::runtime::{Context, Control, Polls, Reconfigured, Service};
+use moonbot::runtime::{Context, Control, Polls, Reconfigured, Service, Shared};
 use moonbot::script::ScriptHost;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,7 +31,7 @@ async fn context(basedir: &Path, config: &str) -> Context {
     let db = Db::open("sqlite:///state.sqlite", basedir).await.unwrap();
     let script = ScriptHost::start(loaded.lua, config.script_limits).unwrap();
     let masterid = db.start_master("test:master").await.unwrap().0;
-    Context {
+    Context::new(Shared {
         db,
         bus: Default::default(),
         control: Control::channel().0,
@@ -42,7 +42,7 @@ async fn context(basedir: &Path, config: &str) -> Context {
         masterid,
         shutdown: CancellationToken::new(),
         source_endpoints: Default::default(),
-    }
+    })
 }
 
 fn git(repo: &Path, args: &[&str], date: &str) -> String {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use moonbot::bus::Bus;
 use moonbot::db::{BuildsetSpec, ChangeSpec, Db};
 use moonbot::model::Properties;
-use moonbot::runtime::{Context, Control, ControlError, ControlRequest, Polls};
+use moonbot::runtime::{Context, Control, ControlError, ControlRequest, Polls, Shared};
 use moonbot::script::ScriptHost;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -150,7 +150,7 @@ impl Fixture {
         let (seen_tx, seen) = mpsc::unbounded_channel();
         tokio::spawn(engine(requests, seen_tx));
         let shutdown = CancellationToken::new();
-        let context = Context {
+        let context = Context::new(Shared {
             db: db.clone(),
             bus: Bus::default(),
             control,
@@ -161,7 +161,7 @@ impl Fixture {
             masterid: ids.master,
             shutdown: shutdown.clone(),
             source_endpoints: Default::default(),
-        };
+        });
         let listener = moonbot::www::bind(&context).await.unwrap().unwrap();
         let base = format!("http://{}/api/v2", listener.local_addr().unwrap());
         let (gate, held) = moonbot::www::start_gate();
@@ -1007,7 +1007,7 @@ async fn no_web_server_without_a_web_status() {
     let dir = tempfile::tempdir().unwrap();
     let loaded = moonbot::config::load_source("master.cfg.lua", "", dir.path()).unwrap();
     let config = Arc::new(loaded.config);
-    let context = Context {
+    let context = Context::new(Shared {
         db: Db::open("sqlite:///state.sqlite", dir.path())
             .await
             .unwrap(),
@@ -1020,7 +1020,7 @@ async fn no_web_server_without_a_web_status() {
         masterid: 1,
         shutdown: CancellationToken::new(),
         source_endpoints: Default::default(),
-    };
+    });
     assert!(moonbot::www::bind(&context).await.unwrap().is_none());
 }
 

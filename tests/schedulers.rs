@@ -16,7 +16,7 @@ use moonbot::config::{self};
 use moonbot::data::{self, Resource};
 use moonbot::db::{ChangeSpec, Db, SourceStampSpec};
 use moonbot::model::Properties;
-use moonbot::runtime::{Context, Control, Polls, Reconfigured, Service};
+use moonbot::runtime::{Context, Control, Polls, Reconfigured, Service, Shared};
 use moonbot::schedulers::{self, RunningScheduler, TriggerRequest};
 use moonbot::script::ScriptHost;
 
@@ -40,13 +40,18 @@ fn load(dir: &Path, lua: &str) -> config::LoadedConfig {
 
 /// A master's shared state over the database in `dir`, with the schedulers `lua` defines.
 async fn context(dir: &Path, lua: &str) -> Context {
+    Context::new(shared(dir, lua).await)
+}
+
+/// What [`context`] holds, for a test to change before it is shared.
+async fn shared(dir: &Path, lua: &str) -> Shared {
     let loaded = load(dir, lua);
     let config = Arc::new(loaded.config);
     let db = Db::open("sqlite:///state.sqlite", dir).await.unwrap();
     let script = ScriptHost::start(loaded.lua, config.script_limits).unwrap();
     let masterid = db.start_master("test:master").await.unwrap().0;
     let (control, _requests) = Control::channel();
-    Context {
+    Shared {
         db,
         bus: Bus::default(),
         control,
@@ -1135,7 +1140,7 @@ async fn a_periodic_scheduler_keeps_its_schedule_unless_its_timing_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduler_that_falls_behind_the_bus_still_builds_every_change_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ctx = context(
+    let mut shared = shared(
         dir.path(),
         r#"
         c['schedulers']:append(schedulers.SingleBranchScheduler{
@@ -1145,7 +1150,8 @@ async fn a_scheduler_that_falls_behind_the_bus_still_builds_every_change_once() 
     )
     .await;
     // A bus far shorter than the burst: the scheduler misses most of its events.
-    ctx.bus = Bus::new(8);
+    shared.bus = Bus::new(8);
+    let ctx = Context::new(shared);
     let running = start_all(&ctx).await;
     let mut messages = Vec::new();
     for n in 0..100 {

@@ -19,7 +19,9 @@ use crate::config::DEFAULT_DB_URL;
 use crate::data;
 use crate::db::Db;
 use crate::engine::{Engine, Reconfigure, SHUTDOWN_GRACE};
-use crate::runtime::{Context, Control, ControlRequest, PollRequest, Polls, Service, SharedConfig};
+use crate::runtime::{
+    Context, Control, ControlRequest, PollRequest, Polls, Service, Shared, SharedConfig,
+};
 use crate::schedulers::RunningScheduler;
 use crate::script::ScriptHost;
 use crate::status::targets::{self, RunningTarget};
@@ -104,7 +106,7 @@ impl Master {
         let (masterid, interrupted) = db.start_master(&master_name(basedir)).await?;
         let (control, requests) = Control::channel();
         let (polls, poll_requests) = Polls::channel();
-        let context = Context {
+        let context = Context::new(Shared {
             db,
             bus: Bus::default(),
             control,
@@ -115,7 +117,7 @@ impl Master {
             masterid,
             shutdown,
             source_endpoints: Default::default(),
-        };
+        });
         let db = context.db.clone();
         let started = Master::start_services(context, &interrupted, requests, poll_requests).await;
         if started.is_err() {

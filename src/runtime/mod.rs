@@ -15,7 +15,9 @@ pub mod secrets;
 pub mod service;
 pub mod tls;
 
+use std::ops::Deref;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
@@ -28,9 +30,27 @@ pub use polls::{PollRequest, Polls};
 pub use rotating_log::RotatingLog;
 pub use service::{Reconfigured, Service, SharedConfig};
 
-/// What every service of a running master shares. Cheap to clone.
+/// What every service of a running master shares: one reference count to clone, as the
+/// web server's router clones it for each of its routes and requests.
 #[derive(Clone)]
-pub struct Context {
+pub struct Context(Arc<Shared>);
+
+impl Context {
+    pub fn new(shared: Shared) -> Context {
+        Context(Arc::new(shared))
+    }
+}
+
+impl Deref for Context {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What a [`Context`] holds.
+pub struct Shared {
     pub db: Db,
     pub bus: Bus,
     pub control: Control,

@@ -1,9 +1,9 @@
 //! Web sessions: a random id in a cookie, the users logged in by id (in memory: a restart
 //! logs everyone out), and CSRF tokens derived from the id with an HMAC under a key made at
-//! start, so a visitor who is not logged in costs the server nothing to remember.
+//! the first form, so a visitor who is not logged in costs the server nothing to remember.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,20 +27,27 @@ struct Login {
 
 pub struct Sessions {
     random: SystemRandom,
-    key: hmac::Key,
+    /// Made when first needed: making it at start set up the crypto library's CPU features
+    /// (slow under a hypervisor) before the first request, for a master that may never
+    /// serve a form.
+    key: OnceLock<hmac::Key>,
     logins: Mutex<HashMap<String, Login>>,
 }
 
 impl Sessions {
     pub fn new() -> Sessions {
-        let random = SystemRandom::new();
-        let key = hmac::Key::generate(hmac::HMAC_SHA256, &random)
-            .expect("the system has a source of randomness");
         Sessions {
-            random,
-            key,
+            random: SystemRandom::new(),
+            key: OnceLock::new(),
             logins: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn key(&self) -> &hmac::Key {
+        self.key.get_or_init(|| {
+            hmac::Key::generate(hmac::HMAC_SHA256, &self.random)
+                .expect("the system has a source of randomness")
+        })
     }
 
     /// A fresh session id: 32 random bytes.
@@ -54,7 +61,7 @@ impl Sessions {
 
     /// The token a form of this session carries.
     pub fn csrf_token(&self, session: &str) -> String {
-        URL_SAFE_NO_PAD.encode(hmac::sign(&self.key, session.as_bytes()))
+        URL_SAFE_NO_PAD.encode(hmac::sign(self.key(), session.as_bytes()))
     }
 
     /// Whether `token` is this session's, compared in constant time.
@@ -62,7 +69,7 @@ impl Sessions {
         let Ok(tag) = URL_SAFE_NO_PAD.decode(token) else {
             return false;
         };
-        hmac::verify(&self.key, session.as_bytes(), &tag).is_ok()
+        hmac::verify(self.key(), session.as_bytes(), &tag).is_ok()
     }
 
     /// Logs `user` in under a new session id (never the one the visitor brought, so a
