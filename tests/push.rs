@@ -20,8 +20,8 @@ use moonbot::model::{BuildResult, Properties};
 use serde_json::{json, Value};
 use support::{complete, golden, TestMaster, WAIT};
 
-/// A builder `b` whose one step sleeps `pause` seconds, then exits with the build property
-/// `rc` (0 success, 2 failure).
+/// A builder `b` whose one step waits until the file named by the build property `gate`
+/// exists (see [`Gate`]), then exits with the build property `rc` (0 success, 2 failure).
 fn config(status: &str) -> String {
     format!(
         r#"
@@ -32,12 +32,31 @@ c['www'] = {{port='tcp:0:interface=127.0.0.1'}}
 c['workers'] = {{worker.LocalWorker('local', {{max_builds=1}})}}
 local f = util.BuildFactory()
 f:addStep(steps.ShellCommand{{name='run', decodeRC={{[0]=util.SUCCESS, [2]=util.FAILURE}},
-  command={{'sh', '-c', util.Interpolate('sleep %(prop:pause:-0)s; exit %(prop:rc:-0)s')}}}})
+  command={{'sh', '-c', util.Interpolate('while [ -n "%(prop:gate:-)s" ] && [ ! -e "%(prop:gate:-)s" ]; do sleep 0.02; done; exit %(prop:rc:-0)s')}}}})
 c['builders'] = {{util.BuilderConfig{{name='b', workernames={{'local'}}, factory=f}}}}
 c['outbox'] = {{retryDelay=0.1, maxRetryDelay=0.3}}
 {status}
 "#
     )
+}
+
+/// A file a build of `b` waits for: the build runs until the test opens it, however slow
+/// the machine, so a status about the running build goes before the result's.
+struct Gate(std::path::PathBuf);
+
+impl Gate {
+    fn new(master: &TestMaster) -> Gate {
+        Gate(master.dir().join("gate"))
+    }
+
+    /// The build property that makes a build wait for it.
+    fn property(&self) -> (&'static str, Value) {
+        ("gate", json!(self.0))
+    }
+
+    fn open(&self) {
+        std::fs::write(&self.0, "").unwrap();
+    }
 }
 
 /// Runs one build of `b` on `revision` exiting with `rc`; answers its result.
@@ -160,10 +179,18 @@ fn github(server: &HttpServer, extra: &str) -> String {
 async fn github_gets_pending_then_the_result_for_the_commit_with_the_token() {
     let server = HttpServer::start();
     let master = TestMaster::start(&config(&github(&server, ""))).await;
-    // Long enough for the pending status to go before the result supersedes it.
-    let pause = ("pause", json!(0.5));
-    let result = build(&master, "abc123", 2, &[("owner", json!("octo")), pause]).await;
-    assert_eq!(result, BuildResult::Failure);
+    let gate = Gate::new(&master);
+    let (bsid, _) = queue(
+        &master,
+        "abc123",
+        2,
+        &[("owner", json!("octo")), gate.property()],
+    )
+    .await;
+    // The pending status goes before the result could supersede it.
+    wait_for_state(&server, "abc123", "pending").await;
+    gate.open();
+    assert_eq!(complete(&master, bsid).await, BuildResult::Failure);
     let taken = of_builds(wait_for_state(&server, "abc123", "failure").await);
     for request in &taken {
         assert_eq!(request.path, "/api/v3/repos/octo/moon/statuses/abc123");
@@ -300,7 +327,8 @@ async fn a_queued_request_shows_pending_at_once_and_a_cancelled_one_an_error() {
     let master = TestMaster::start(&config(&github(&server, ""))).await;
     // The one worker slot is busy for long enough that the next request waits.
     let owner = ("owner", json!("octo"));
-    let (running, _) = queue(&master, "abc123", 0, &[owner.clone(), ("pause", json!(1))]).await;
+    let gate = Gate::new(&master);
+    let (running, _) = queue(&master, "abc123", 0, &[owner.clone(), gate.property()]).await;
     let (_, waiting) = queue(&master, "def456", 0, std::slice::from_ref(&owner)).await;
     let (_, cancelled) = queue(&master, "0ff1ce", 0, &[owner]).await;
     let queued = wait_for_state(&server, "def456", "pending").await;
@@ -327,6 +355,7 @@ async fn a_queued_request_shows_pending_at_once_and_a_cancelled_one_an_error() {
         .find(|r| r.path.ends_with("0ff1ce"))
         .unwrap();
     assert_eq!(last.json()["description"], "Build request cancelled.");
+    gate.open();
     complete(&master, running).await;
     wait_for_state(&server, "def456", "success").await;
 }
@@ -339,7 +368,11 @@ async fn stash_gets_inprogress_then_the_result_per_commit_with_basic_auth() {
         server.url()
     );
     let master = TestMaster::start(&config(&status)).await;
-    build(&master, "abc123", 2, &[("pause", json!(0.5))]).await;
+    let gate = Gate::new(&master);
+    let (bsid, _) = queue(&master, "abc123", 2, &[gate.property()]).await;
+    server.wait_for(1, WAIT).await;
+    gate.open();
+    complete(&master, bsid).await;
     let taken = server.wait_for(2, WAIT).await;
     for request in &taken {
         assert_eq!(request.path, "/rest/build-status/1.0/commits/abc123");
@@ -731,7 +764,8 @@ async fn requests_queued_or_cancelled_while_the_target_was_away_are_reported_whe
     let with_github = config(&github(&server, ""));
     let mut master = TestMaster::start(&with_github).await;
     let owner = ("owner", json!("octo"));
-    let (running, _) = queue(&master, "abc123", 0, &[owner.clone(), ("pause", json!(1))]).await;
+    let gate = Gate::new(&master);
+    let (running, _) = queue(&master, "abc123", 0, &[owner.clone(), gate.property()]).await;
     wait_for_state(&server, "abc123", "pending").await;
     let file = master.dir().join("master.cfg.lua");
     std::fs::write(&file, config("")).unwrap();
@@ -762,6 +796,7 @@ async fn requests_queued_or_cancelled_while_the_target_was_away_are_reported_whe
         "{taken:#?}"
     );
     wait_for_state(&server, "0ff1ce", "error").await;
+    gate.open();
     complete(&master, running).await;
     wait_for_state(&server, "def456", "success").await;
 }
@@ -777,7 +812,8 @@ async fn a_build_that_started_while_the_target_was_away_gets_its_start_status_wh
         "reconfig complete (+0 ~0 -1 services)"
     );
     let owner = ("owner", json!("octo"));
-    let (running, _) = queue(&master, "abc123", 0, &[owner, ("pause", json!(2))]).await;
+    let gate = Gate::new(&master);
+    let (running, _) = queue(&master, "abc123", 0, &[owner, gate.property()]).await;
     let deadline = std::time::Instant::now() + WAIT;
     while support::sql(master.dir(), "SELECT COUNT(*) FROM builds")[0][0] != 1 {
         assert!(
@@ -793,6 +829,7 @@ async fn a_build_that_started_while_the_target_was_away_gets_its_start_status_wh
     );
     let taken = wait_for_state(&server, "abc123", "pending").await;
     assert_eq!(taken[0].json()["description"], "b started", "{taken:#?}");
+    gate.open();
     complete(&master, running).await;
     wait_for_state(&server, "abc123", "success").await;
 }
