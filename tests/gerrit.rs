@@ -194,8 +194,13 @@ async fn reviews_sent_while_sshd_is_down_arrive_once_when_it_is_back() {
 async fn a_replaced_patch_set_gets_its_review_without_labels() {
     let sshd = Sshd::start("3.9.1");
     let master = TestMaster::start(&config(&sshd, "", "")).await;
-    let old = submit(&master, &["a"], &change(1, &[("pause", json!("sleep 1"))])).await;
+    // The old patch set's build runs until the new one is submitted, however slow the
+    // machine.
+    let gate = master.dir().join("gate");
+    let wait = format!("while [ ! -e '{}' ]; do sleep 0.02; done", gate.display());
+    let old = submit(&master, &["a"], &change(1, &[("pause", json!(wait))])).await;
     let new = submit(&master, &["b"], &change(2, &[])).await;
+    std::fs::write(&gate, "").unwrap();
     complete(&master, old).await;
     complete(&master, new).await;
     let commands = sshd.wait_for(2);
