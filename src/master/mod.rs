@@ -78,9 +78,9 @@ impl Master {
     /// config, a database that cannot be opened) leave nothing running.
     pub async fn start(basedir: &Path, shutdown: CancellationToken) -> anyhow::Result<Master> {
         // The default database, which most configs use, opens on the runtime while the
-        // config is evaluated here: both take about a millisecond. Here is the daemon's
-        // main thread, which has nothing else to do meanwhile; a thread of its own for the
-        // evaluation cost a start more than the evaluation.
+        // config is evaluated on the caller's thread (the daemon's main thread, which has
+        // nothing else to do meanwhile), as a reconfig evaluates it: both take about a
+        // millisecond, and a thread made for the evaluation cost a start more than it saved.
         let dir = basedir.to_path_buf();
         let early = tokio::spawn(async move { Db::open_existing(DEFAULT_DB_URL, &dir).await });
         let loaded = reconfig::load_checked(basedir);
