@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 mod support;
 
-use support::{TestMaster, WAIT};
+use support::{get_json, TestMaster, WAIT};
 
 /// The directory of the webhook payloads: `MOONBOT_WEBHOOKS`, or `shared/data/webhooks`
 /// beside the repository or a directory above it.
@@ -89,15 +89,11 @@ async fn post(
 }
 
 async fn changes(master: &TestMaster) -> Vec<Value> {
-    let answer: Value = reqwest::get(format!(
+    let answer = get_json(&format!(
         "http://{}/api/v2/changes",
         master.web_address.unwrap()
     ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     answer["changes"].as_array().unwrap().clone()
 }
 
@@ -963,12 +959,7 @@ c['schedulers'] = { schedulers.SingleBranchScheduler{name="on-push", branch="mas
     let address = master.web_address.unwrap();
     let build = tokio::time::timeout(WAIT, async {
         loop {
-            let answer: Value = reqwest::get(format!("http://{address}/api/v2/builds"))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let answer = get_json(&format!("http://{address}/api/v2/builds")).await;
             if let Some(build) = answer["builds"]
                 .as_array()
                 .unwrap()
@@ -984,22 +975,13 @@ c['schedulers'] = { schedulers.SingleBranchScheduler{name="on-push", branch="mas
     .expect("the push builds");
     assert_eq!(build["results"], 0);
     // One build, of the push's last commit: the tree-stable timer gathered both changes.
-    let answer: Value = reqwest::get(format!("http://{address}/api/v2/builds"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = get_json(&format!("http://{address}/api/v2/builds")).await;
     assert_eq!(answer["builds"].as_array().unwrap().len(), 1);
-    let answer: Value = reqwest::get(format!(
+    let answer = get_json(&format!(
         "http://{address}/api/v2/builds/{}/changes",
         build["buildid"]
     ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     let revisions: Vec<&Value> = answer["changes"]
         .as_array()
         .unwrap()

@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use moonbot::master::Master;
 use moonbot::model::BuildResult;
-use serde_json::Value;
 
 mod support;
 
-use support::{complete as finished, sql, submit, TestMaster, WAIT};
+use support::{complete as finished, get_json, sql, submit, TestMaster, WAIT};
 
 fn config(builders: &str, extra: &str) -> String {
     format!(
@@ -436,12 +435,7 @@ async fn the_masters_endpoint_shows_the_last_outcome_and_the_bus_announces_it() 
     let web = "c['status'] = { status.WebStatus{http_port='tcp:0:interface=127.0.0.1'} }";
     let mut master = TestMaster::start(&config(SLOW, web)).await;
     let api = format!("http://{}/api/v2", master.web_address.unwrap());
-    let masters: Value = reqwest::get(format!("{api}/masters"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let masters = get_json(&format!("{api}/masters")).await;
     assert_eq!(masters["masters"][0]["last_reconfig"], "started");
     let mut events = master.context.bus.subscribe();
     std::fs::write(
@@ -456,12 +450,7 @@ async fn the_masters_endpoint_shows_the_last_outcome_and_the_bus_announces_it() 
         format!("masters/{}/reconfig", master.context.masterid)
     );
     assert_eq!(event.message["last_reconfig"], outcome.line.as_str());
-    let masters: Value = reqwest::get(format!("{api}/masters"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let masters = get_json(&format!("{api}/masters")).await;
     assert_eq!(
         masters["masters"][0]["last_reconfig"],
         "reconfig complete (+1 ~0 -0 services)"

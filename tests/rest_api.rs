@@ -1296,12 +1296,7 @@ c['status'] = {{ status.WebStatus{{http_port="tcp:0:interface=127.0.0.1", authz=
     let api = format!("http://{}/api/v2", master.web_address.unwrap());
     let masterid = master.context.masterid;
     let connected = || async {
-        let body: Value = reqwest::get(format!("{api}/workers"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = support::get_json(&format!("{api}/workers")).await;
         body["workers"]
             .as_array()
             .unwrap()
@@ -1377,15 +1372,11 @@ c['status'] = {{ status.WebStatus{{http_port="tcp:{port}:interface=127.0.0.1"}} 
 
     drop(taken);
     let master = support::start(dir.path(), &config).await;
-    let masters: Value = reqwest::get(format!(
+    let masters = support::get_json(&format!(
         "http://{}/api/v2/masters",
         master.web_address.unwrap()
     ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(masters["masters"][0]["active"], true, "{masters}");
     master.context.shutdown.cancel();
     master.wait().await.unwrap();

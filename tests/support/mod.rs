@@ -130,6 +130,11 @@ pub async fn complete(master: &Master, bsid: i64) -> BuildResult {
     .expect("the buildset completes")
 }
 
+/// The JSON a GET of `url` answers (a REST resource of a running master).
+pub async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
 /// Runs one SQL statement on the SQLite database of a master running as its own process
 /// (through Python's sqlite3, so the test holds no connection of its own); the rows as JSON.
 pub fn sql(dir: &Path, query: &str) -> Vec<Value> {
