@@ -153,12 +153,13 @@ pub async fn serve(context: Context, listener: TcpListener, held: Held) -> anyho
 }
 
 /// Holds a request until the master has started, counted among the held ones until it
-/// has its response (see [`StartGate::open`]).
+/// has its response (see [`StartGate::open`]); after a failed start, answers 503.
 async fn after_start(State(held): State<Held>, request: Request, next: Next) -> Response {
-    if held.started.peek().is_some() {
-        return next.run(request).await;
-    }
-    let _counted = Counted::new(held.count.clone());
+    let _counted = held
+        .started
+        .peek()
+        .is_none()
+        .then(|| Counted::new(held.count.clone()));
     match held.started.clone().await {
         Ok(()) => next.run(request).await,
         Err(_) => (
