@@ -721,12 +721,32 @@ async fn server_push_cb_pops_every_event_once_in_order_across_a_restart() {
     stop(master).await;
 }
 
+/// Whether a GitHub status of a build's success waits in the outbox.
+async fn success_waits(master: &Master) -> bool {
+    let waiting = master
+        .context
+        .db
+        .outbox_messages(Some("GitHubStatus"), &["pending"])
+        .await
+        .unwrap();
+    waiting
+        .iter()
+        .any(|message| String::from_utf8_lossy(&message.body).contains(r#""state":"success""#))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconfig_keeps_waiting_statuses_and_the_new_options_take_the_next_build() {
     let mut server = HttpServer::start();
     let mut master = TestMaster::start(&config(&github(&server, ", context='old'"))).await;
     server.stop();
     build(&master, "abc123", 0, &[("owner", json!("octo"))]).await;
+    // The build's result waits in the outbox before the reconfig: the build's end, announced
+    // just after its buildset is complete, would otherwise reach the new target too.
+    let deadline = std::time::Instant::now() + WAIT;
+    while !success_waits(&master).await {
+        assert!(std::time::Instant::now() < deadline, "no result waits");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     let file = master.dir().join("master.cfg.lua");
     let write = |status: &str| std::fs::write(&file, config(status)).unwrap();
     write(&github(&server, ", context='new'"));
