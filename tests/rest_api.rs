@@ -603,6 +603,12 @@ async fn nested_paths_name_the_same_resources() {
         [json!("linux"), json!("mac")]
     );
     assert_eq!(
+        f.column(&format!("masters/{}/builders", master + 1), "name")
+            .await,
+        Vec::<Value>::new(),
+        "a master that is not active has no builders"
+    );
+    assert_eq!(
         f.column(&format!("workers/{worker}/builders"), "name")
             .await,
         [json!("linux")]

@@ -85,8 +85,12 @@ async fn active_masters(db: &Db) -> DbResult<Vec<i64>> {
 
 // ---- builders --------------------------------------------------------------------------
 
+/// A builder's columns, then the active masters (`1,2`, or NULL when none is), read in the
+/// same statement: an uncorrelated subquery, evaluated once. `string_agg` with its `ORDER
+/// BY` is both SQLite's (3.44 on) and PostgreSQL's.
 const BUILDER_SELECT: &str =
-    "builders.id, builders.name, builders.description, builders.tags, builders.active";
+    "builders.id, builders.name, builders.description, builders.tags, builders.active, \
+     (SELECT string_agg(CAST(id AS TEXT), ',' ORDER BY id) FROM masters WHERE active = 1)";
 
 const BUILDER_COLUMNS: &[(&str, &str)] = &[
     ("builderid", "builders.id"),
@@ -94,9 +98,23 @@ const BUILDER_COLUMNS: &[(&str, &str)] = &[
     ("description", "builders.description"),
 ];
 
-fn builder_json(row: &AnyRow, masters: &[i64]) -> DbResult<Value> {
+/// The active masters a [`BUILDER_SELECT`] row carries.
+fn row_masters(row: &AnyRow) -> DbResult<Vec<i64>> {
+    let list: Option<String> = row.try_get(5)?;
+    Ok(list
+        .iter()
+        .flat_map(|list| list.split(','))
+        .filter_map(|id| id.parse().ok())
+        .collect())
+}
+
+fn builder_json(row: &AnyRow) -> DbResult<Value> {
     let tags: String = row.try_get(3)?;
-    let masterids: &[i64] = if flag(row, 4)? { masters } else { &[] };
+    let masterids = if flag(row, 4)? {
+        row_masters(row)?
+    } else {
+        Vec::new()
+    };
     Ok(json!({
         "builderid": row.try_get::<i64, _>(0)?,
         "name": row.try_get::<String, _>(1)?,
@@ -127,19 +145,17 @@ pub async fn builders(db: &Db, of: &BuildersOf, query: &Query) -> DbResult<Page>
         .when("bw.workerid", Bind::Int(workerid)),
         None => Listing::new(BUILDER_SELECT, "builders", BUILDER_COLUMNS, "builders.id"),
     };
-    if of.masterid.is_some() {
-        listing = listing.when_sql("builders.active = 1");
+    // A master's builders are the active ones, while that master is active itself.
+    if let Some(masterid) = of.masterid {
+        listing = listing.when_sql("builders.active = 1").when_bound(
+            |master| format!("EXISTS (SELECT 1 FROM masters WHERE id = {master} AND active = 1)"),
+            Bind::Int(masterid),
+        );
     }
-    // The builders are read while the active masters are: one round trip, not two.
-    let (masters, listed) = tokio::join!(active_masters(db), listing.fetch(db, query));
-    let masters = masters?;
-    if of.masterid.is_some_and(|m| !masters.contains(&m)) {
-        return Ok(query.page(Vec::new(), None));
-    }
-    let (rows, counted, rest) = listed?;
+    let (rows, counted, rest) = listing.fetch(db, query).await?;
     let items = rows
         .iter()
-        .map(|row| builder_json(row, &masters))
+        .map(builder_json)
         .collect::<DbResult<Vec<_>>>()?;
     Ok(projected(query, rest.page(items, counted)))
 }
@@ -153,7 +169,7 @@ pub async fn builder(db: &Db, builderid: i64) -> DbResult<Option<Value>> {
     let Some(row) = row else {
         return Ok(None);
     };
-    Ok(Some(builder_json(&row, &active_masters(db).await?)?))
+    Ok(Some(builder_json(&row)?))
 }
 
 // ---- workers ---------------------------------------------------------------------------
