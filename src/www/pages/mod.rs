@@ -65,7 +65,8 @@ struct Pages {
     sessions: Arc<Sessions>,
     sse: Arc<live::SseSessions>,
     /// Renders run on blocking threads, so that a big page does not hold back the runtime's
-    /// other tasks (the event streams among them); one per core at most, so that many
+    /// other tasks (the event streams among them); as many at once as the runtime has
+    /// worker threads (the daemon's are one per core of a small machine), so that many
     /// requests at once queue here instead of each taking a thread of its own and all of
     /// them contending for the cores.
     renders: Arc<Semaphore>,
@@ -87,8 +88,10 @@ pub fn router(gate: Gate) -> Router {
         sse: Arc::default(),
         context,
         sessions: gate.sessions,
+        // The runtime's workers, not `available_parallelism`, which reads cgroup files
+        // during the start.
         renders: Arc::new(Semaphore::new(
-            std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+            tokio::runtime::Handle::current().metrics().num_workers(),
         )),
     };
     Router::new()
