@@ -30,7 +30,7 @@ async fn context(basedir: &Path, config: &str) -> Context {
     let config = Arc::new(loaded.config);
     let db = Db::open("sqlite:///state.sqlite", basedir).await.unwrap();
     let script = ScriptHost::start(loaded.lua, config.script_limits).unwrap();
-    let masterid = db.start_master("test:master").await.unwrap().0;
+    let masterid = db.start_master("test:master", &[]).await.unwrap().masterid;
     Context::new(Shared {
         db,
         bus: Default::default(),

@@ -233,7 +233,11 @@ impl Fixture {
 /// Two builders, a worker, a change, a buildset with a request, 25 builds of `linux` (ids
 /// 1..=25, numbers 1..=25, odd ones finished), steps and logs for build 1.
 async fn fill(db: &Db) -> Ids {
-    let master = db.start_master("host:/srv/master").await.unwrap().0;
+    let master = db
+        .start_master("host:/srv/master", &[])
+        .await
+        .unwrap()
+        .masterid;
     exec(
         db,
         "UPDATE masters SET active = 1, last_active = 1700000000.5",

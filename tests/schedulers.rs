@@ -49,7 +49,7 @@ async fn shared(dir: &Path, lua: &str) -> Shared {
     let config = Arc::new(loaded.config);
     let db = Db::open("sqlite:///state.sqlite", dir).await.unwrap();
     let script = ScriptHost::start(loaded.lua, config.script_limits).unwrap();
-    let masterid = db.start_master("test:master").await.unwrap().0;
+    let masterid = db.start_master("test:master", &[]).await.unwrap().masterid;
     let (control, _requests) = Control::channel();
     Shared {
         db,

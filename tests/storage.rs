@@ -159,13 +159,21 @@ on_both_databases!(
 );
 
 /// A start registers each scheduler and marks it as its own in one statement once the
-/// scheduler is stored; its first start inserts it.
+/// scheduler is stored, with its own row; its first start inserts it.
 async fn a_scheduler_claimed_again_keeps_its_id_and_names_the_master_that_claimed_it_last(
     test: TestDb,
 ) {
     let db = &test.db;
-    let first = db.start_master("host:/srv/first").await.unwrap().0;
-    let second = db.start_master("host:/srv/second").await.unwrap().0;
+    let first = db
+        .start_master("host:/srv/first", &[])
+        .await
+        .unwrap()
+        .masterid;
+    let second = db
+        .start_master("host:/srv/second", &[])
+        .await
+        .unwrap()
+        .masterid;
     let master_of = |id: i64| async move {
         sqlx::query_scalar::<_, Option<i64>>("SELECT masterid FROM schedulers WHERE id = $1")
             .bind(id)
@@ -188,6 +196,41 @@ async fn a_scheduler_claimed_again_keeps_its_id_and_names_the_master_that_claime
         "only the one claimed"
     );
     assert_eq!(db.scheduler_id("force").await.unwrap(), force);
+
+    // A start claims the stored ones it names in its own round trip, deleting the changes
+    // classified for those that forget them; one not stored yet is left to its own claim.
+    for schedulerid in [force, nightly] {
+        sqlx::query(
+            "INSERT INTO scheduler_changes (schedulerid, changeid, important) VALUES ($1, 1, 1)",
+        )
+        .bind(schedulerid)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let claims = [("force", false), ("nightly", true), ("new", false)];
+    let started = db.start_master("host:/srv/first", &claims).await.unwrap();
+    assert_eq!(started.masterid, first);
+    let claimed: BTreeMap<_, _> = started.schedulers.into_iter().collect();
+    assert_eq!(
+        claimed,
+        BTreeMap::from([
+            ("force".to_string(), force),
+            ("nightly".to_string(), nightly)
+        ])
+    );
+    assert_eq!(master_of(force).await, Some(first));
+    assert_eq!(master_of(nightly).await, Some(first));
+    let classified = |id: i64| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM scheduler_changes WHERE schedulerid = $1",
+        )
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!((classified(force).await, classified(nightly).await), (1, 0));
 }
 
 /// After a build the engine reads the pending requests of every builder with a free worker
@@ -214,7 +257,7 @@ async fn several_builders_pending_requests_come_in_one_read_at_most_so_many_of_e
     }
     let (_, requests) = db.add_buildset(&spec(builders[1], 0)).await.unwrap();
     let windows = requests[&builders[1]];
-    let masterid = db.start_master("master").await.unwrap().0;
+    let masterid = db.start_master("master", &[]).await.unwrap().masterid;
     assert!(db.claim_requests(&[linux[0]], masterid).await.unwrap());
 
     let ids = |pending: &[moonbot::db::PendingRequest]| -> Vec<i64> {
@@ -323,7 +366,7 @@ async fn worker_connects_and_disconnects_and_master_events_are_recorded_with_the
         db.worker_id("w1").await.unwrap(),
         db.worker_id("w2").await.unwrap(),
     );
-    let master = db.start_master("master").await.unwrap().0;
+    let master = db.start_master("master", &[]).await.unwrap().masterid;
     let before = now();
     db.set_worker_connected(worker, Some(master)).await.unwrap();
     db.set_worker_connected(worker, None).await.unwrap();
@@ -385,8 +428,8 @@ async fn only_the_newest_event_horizon_events_of_each_worker_and_master_are_kept
         db.worker_id("w2").await.unwrap(),
     );
     let (master, other_master) = (
-        db.start_master("m1").await.unwrap().0,
-        db.start_master("m2").await.unwrap().0,
+        db.start_master("m1", &[]).await.unwrap().masterid,
+        db.start_master("m2", &[]).await.unwrap().masterid,
     );
     for _ in 0..3 {
         db.set_worker_connected(worker, Some(master)).await.unwrap();
@@ -468,7 +511,7 @@ async fn properties_past_one_statements_rows_are_all_stored(test: TestDb) {
 
     let (workerid, masterid) = (
         db.worker_id("local").await.unwrap(),
-        db.start_master("master").await.unwrap().0,
+        db.start_master("master", &[]).await.unwrap().masterid,
     );
     let on = BuildOn {
         builderid,
@@ -514,12 +557,12 @@ async fn properties_past_one_statements_rows_are_all_stored(test: TestDb) {
     assert_eq!(next.number, 2);
     // A start after a crash finishes both builds as RETRY and puts their requests back in
     // the queue; the start after it finds nothing left to recover.
-    let (again, interrupted) = db.start_master("master").await.unwrap();
-    assert_eq!(again, masterid);
-    assert_eq!(interrupted, [build.buildid, next.buildid]);
+    let again = db.start_master("master", &[]).await.unwrap();
+    assert_eq!(again.masterid, masterid);
+    assert_eq!(again.interrupted, [build.buildid, next.buildid]);
     assert_eq!(db.pending_requests(builderid).await.unwrap().len(), 2);
     assert_eq!(
-        db.start_master("master").await.unwrap().1,
+        db.start_master("master", &[]).await.unwrap().interrupted,
         Vec::<i64>::new()
     );
 }
@@ -1032,17 +1075,34 @@ async fn registry_ids_are_stable(test: TestDb) {
     assert_eq!(db.scheduler_id("force").await.unwrap(), scheduler);
     let source = db.changesource_id("GitPoller:hello").await.unwrap();
     assert_eq!(db.changesource_id("GitPoller:hello").await.unwrap(), source);
-    let master = db.start_master("host:/srv/master").await.unwrap().0;
-    assert_eq!(db.start_master("host:/srv/master").await.unwrap().0, master);
+    let master = db
+        .start_master("host:/srv/master", &[])
+        .await
+        .unwrap()
+        .masterid;
+    assert_eq!(
+        db.start_master("host:/srv/master", &[])
+            .await
+            .unwrap()
+            .masterid,
+        master
+    );
     assert_ne!(
-        db.start_master("other:/srv/master").await.unwrap().0,
+        db.start_master("other:/srv/master", &[])
+            .await
+            .unwrap()
+            .masterid,
         master
     );
     // A restarted master sees the same ids.
     let again = test.reopen().await;
     assert_eq!(again.builder_id("windows").await.unwrap(), windows);
     assert_eq!(
-        again.start_master("host:/srv/master").await.unwrap().0,
+        again
+            .start_master("host:/srv/master", &[])
+            .await
+            .unwrap()
+            .masterid,
         master
     );
 

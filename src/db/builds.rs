@@ -1,10 +1,11 @@
 //! Build requests as builders take them, builds, their properties and steps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 
-use super::{now, Batch, Db, DbResult};
+use super::registry::claimed_schedulers;
+use super::{now, Batch, Db, DbResult, Recorded};
 use crate::model::{BuildResult, Properties};
 
 /// An unclaimed build request, with what collapsing and ordering look at.
@@ -270,11 +271,17 @@ impl Db {
     /// Registers the master `name` (its row is made at its first start) as active, and
     /// recovers what its last run left: after a crash, the builds it left running are
     /// finished as RETRY (with their steps and logs closed) and the requests it had claimed
-    /// go back to the queue, as Buildbot does. Returns the master's id and the builds it
-    /// finished. A start waits for it: after a clean stop, which leaves nothing to recover,
-    /// it is one round trip of two statements; the recovery's four, each prepared at its
-    /// first use, only follow a crash.
-    pub async fn start_master(&self, name: &str) -> DbResult<(i64, Vec<i64>)> {
+    /// go back to the queue, as Buildbot does. In the same round trip it claims the stored
+    /// ones among `schedulers` ([`Db::push_scheduler_claims`]) and reads what is recorded
+    /// of the builders and workers ([`Db::push_recorded`]), which the start would otherwise
+    /// wait for one by one. A start waits for it: after a clean stop, which leaves nothing
+    /// to recover, it is one round trip; the recovery's four statements, each prepared at
+    /// its first use, only follow a crash.
+    pub async fn start_master(
+        &self,
+        name: &str,
+        schedulers: &[(&str, bool)],
+    ) -> DbResult<StartedMaster> {
         const MASTER: &str = "(SELECT id FROM masters WHERE name = $1)";
         let mut batch = Batch::new();
         batch
@@ -292,15 +299,29 @@ impl Db {
                 ),
                 vec![name.into()],
             );
+        Db::push_recorded(&mut batch);
+        Db::push_scheduler_claims(&mut batch, name, schedulers);
         let answers = batch.run(self).await?;
         let masterid = answers[0]
             .first()
             .ok_or_else(|| super::DbError::NotFound(format!("master '{name}'")))?
             .try_get::<i64, _>(0)?;
-        if answers[1].is_empty() {
-            return Ok((masterid, Vec::new()));
-        }
-        Ok((masterid, self.recover_master(masterid).await?))
+        let recorded = Recorded::from_rows(&answers[2], &answers[3])?;
+        let schedulers = match answers.get(4) {
+            Some(rows) => claimed_schedulers(rows)?,
+            None => HashMap::new(),
+        };
+        let interrupted = if answers[1].is_empty() {
+            Vec::new()
+        } else {
+            self.recover_master(masterid).await?
+        };
+        Ok(StartedMaster {
+            masterid,
+            interrupted,
+            recorded,
+            schedulers,
+        })
     }
 
     /// Finishes as RETRY the builds master `masterid` left running (their steps and logs
@@ -356,6 +377,16 @@ impl Db {
             .await?;
         Ok(())
     }
+}
+
+/// What [`Db::start_master`] found and did.
+pub struct StartedMaster {
+    pub masterid: i64,
+    /// The builds the last run left running, finished as RETRY.
+    pub interrupted: Vec<i64>,
+    pub recorded: Recorded,
+    /// The schedulers claimed, by name; one not stored yet is not among them.
+    pub schedulers: HashMap<String, i64>,
 }
 
 /// The builds of master `master` (an SQL expression) not finished. Through the builders,

@@ -18,7 +18,7 @@ mod pool;
 mod registry;
 
 pub use batch::{bind_all, Batch, Bind};
-pub use builds::{push_build_properties, PendingRequest};
+pub use builds::{push_build_properties, PendingRequest, StartedMaster};
 pub use buildsets::{
     properties_of, AddedBuildset, BuildsetSpec, SourceStampSpec, BUILDSET_PROPERTIES,
 };
@@ -27,7 +27,7 @@ pub use events::MasterEvent;
 pub use logs::push_log_write;
 pub use outbox::{NewMessage, OutboxMessage, Refusal};
 pub use pool::{Conn, Pool, Transaction};
-pub use registry::RecordedBuilders;
+pub use registry::Recorded;
 
 use std::fmt::Write;
 use std::path::Path;

@@ -1,10 +1,14 @@
 //! The named things a config defines (masters, builders, workers, schedulers, change
 //! sources): each gets a stable id the first time its name is seen.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
 use super::events::{self, WorkerEvent, Workers};
-use super::{Batch, Db, DbResult};
+use super::{Batch, Bind, Db, DbResult};
 
 impl Db {
     /// The id of the named row in `table` (`builders`, `workers`, `schedulers`,
@@ -38,31 +42,30 @@ impl Db {
         .await
     }
 
-    /// What storage holds of every builder, for [`Db::record_builder`]: one read where
-    /// a builder by builder check would take several statements each.
-    pub async fn recorded_builders(&self) -> DbResult<RecordedBuilders> {
-        type Row = (i64, String, Option<String>, String, i64, Option<i64>);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT b.id, b.name, b.description, b.tags, b.active, w.workerid \
-             FROM builders b LEFT JOIN builder_workers w ON w.builderid = b.id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut builders: HashMap<String, RecordedBuilder> = HashMap::new();
-        for (id, name, description, tags, active, workerid) in rows {
-            let record = builders.entry(name).or_insert_with(|| RecordedBuilder {
-                id,
-                description,
-                tags,
-                active: active != 0,
-                worker_ids: Vec::new(),
-            });
-            record.worker_ids.extend(workerid);
+    /// What storage holds of every builder and worker, for [`Db::record_builder`] and
+    /// [`Db::recorded_worker_id`]: two reads where a builder by builder check would take
+    /// several statements each. A start reads it in its master's round trip instead
+    /// ([`Db::push_recorded`]).
+    pub async fn recorded(&self) -> DbResult<Recorded> {
+        let builders = sqlx::query(RECORDED_BUILDERS).fetch_all(&self.pool).await?;
+        let workers = sqlx::query(RECORDED_WORKERS).fetch_all(&self.pool).await?;
+        Recorded::from_rows(&builders, &workers)
+    }
+
+    /// Adds [`Db::recorded`]'s two reads to `batch`; [`Recorded::from_rows`] takes their
+    /// answers.
+    pub(super) fn push_recorded(batch: &mut Batch) {
+        batch
+            .push(RECORDED_BUILDERS, Vec::new())
+            .push(RECORDED_WORKERS, Vec::new());
+    }
+
+    /// The id of worker `name`, from `recorded` when it was there.
+    pub async fn recorded_worker_id(&self, recorded: &Recorded, name: &str) -> DbResult<i64> {
+        match recorded.workers.get(name) {
+            Some(id) => Ok(*id),
+            None => self.worker_id(name).await,
         }
-        for record in builders.values_mut() {
-            record.worker_ids.sort_unstable();
-        }
-        Ok(RecordedBuilders(builders))
     }
 
     /// The id of builder `name`, with its description, tags and workers recorded; a builder
@@ -70,13 +73,13 @@ impl Db {
     /// costs no statement.
     pub async fn record_builder(
         &self,
-        recorded: &RecordedBuilders,
+        recorded: &Recorded,
         name: &str,
         description: Option<&str>,
         tags: &[String],
         worker_ids: &[i64],
     ) -> DbResult<i64> {
-        if let Some(record) = recorded.0.get(name) {
+        if let Some(record) = recorded.builders.get(name) {
             let mut wanted = worker_ids.to_vec();
             wanted.sort_unstable();
             if record.active
@@ -240,6 +243,49 @@ impl Db {
             .ok_or_else(|| super::DbError::NotFound(format!("scheduler '{name}'")))
     }
 
+    /// Adds to `batch` the claims of the stored schedulers among `schedulers` (a name,
+    /// and whether it forgets the changes an earlier run classified for it) for the master
+    /// named `master`: what [`Db::claim_scheduler`] does for each, in one statement or
+    /// two. The answer ([`claimed_schedulers`]) leaves out those not stored yet.
+    pub(super) fn push_scheduler_claims(
+        batch: &mut Batch,
+        master: &str,
+        schedulers: &[(&str, bool)],
+    ) {
+        if schedulers.is_empty() {
+            return;
+        }
+        let names = |wanted: &dyn Fn(bool) -> bool| {
+            let names: Vec<Bind> = schedulers
+                .iter()
+                .filter(|(_, forgets)| wanted(*forgets))
+                .map(|(name, _)| (*name).into())
+                .collect();
+            let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+            (placeholders.join(", "), names)
+        };
+        let (all, mut binds) = names(&|_| true);
+        let master_at = binds.len() + 1;
+        binds.push(master.into());
+        batch.push(
+            format!(
+                "UPDATE schedulers SET masterid = (SELECT id FROM masters WHERE name = \
+                 ${master_at}) WHERE name IN ({all}) RETURNING name, id"
+            ),
+            binds,
+        );
+        let (forgetting, binds) = names(&|forgets| forgets);
+        if !binds.is_empty() {
+            batch.push(
+                format!(
+                    "DELETE FROM scheduler_changes WHERE schedulerid IN \
+                     (SELECT id FROM schedulers WHERE name IN ({forgetting}))"
+                ),
+                binds,
+            );
+        }
+    }
+
     async fn claim_stored_scheduler(
         &self,
         name: &str,
@@ -275,6 +321,14 @@ impl Db {
     }
 }
 
+/// The ids of the schedulers a [`Db::push_scheduler_claims`] claimed, by name, from its
+/// first statement's rows.
+pub(super) fn claimed_schedulers(rows: &[AnyRow]) -> DbResult<HashMap<String, i64>> {
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
 impl Db {
     /// Marks the master running (or not), as `/api/v2/masters` shows it.
     pub async fn set_master_active(&self, masterid: i64, active: bool) -> DbResult<()> {
@@ -288,8 +342,43 @@ impl Db {
     }
 }
 
-/// Builders as storage holds them, by name ([`Db::recorded_builders`]).
-pub struct RecordedBuilders(HashMap<String, RecordedBuilder>);
+const RECORDED_BUILDERS: &str = "SELECT b.id, b.name, b.description, b.tags, b.active, \
+     w.workerid FROM builders b LEFT JOIN builder_workers w ON w.builderid = b.id";
+const RECORDED_WORKERS: &str = "SELECT id, name FROM workers";
+
+/// Builders and workers as storage holds them, by name ([`Db::recorded`]).
+pub struct Recorded {
+    builders: HashMap<String, RecordedBuilder>,
+    workers: HashMap<String, i64>,
+}
+
+impl Recorded {
+    /// From the rows of [`Db::recorded`]'s two reads.
+    pub(super) fn from_rows(builder_rows: &[AnyRow], worker_rows: &[AnyRow]) -> DbResult<Recorded> {
+        let mut builders: HashMap<String, RecordedBuilder> = HashMap::new();
+        for row in builder_rows {
+            let record = match builders.entry(row.try_get(1)?) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => entry.insert(RecordedBuilder {
+                    id: row.try_get(0)?,
+                    description: row.try_get(2)?,
+                    tags: row.try_get(3)?,
+                    active: row.try_get::<i64, _>(4)? != 0,
+                    worker_ids: Vec::new(),
+                }),
+            };
+            record.worker_ids.extend(row.try_get::<Option<i64>, _>(5)?);
+        }
+        for record in builders.values_mut() {
+            record.worker_ids.sort_unstable();
+        }
+        let workers = worker_rows
+            .iter()
+            .map(|row| Ok((row.try_get(1)?, row.try_get(0)?)))
+            .collect::<DbResult<_>>()?;
+        Ok(Recorded { builders, workers })
+    }
+}
 
 struct RecordedBuilder {
     id: i64,

@@ -27,7 +27,7 @@ use crate::data::builds::{claim_and_add_build, BuildOn, NewBuild};
 use crate::data::changes::{complete_buildset, complete_request};
 use crate::data::{publish, Resource};
 use crate::db::{Batch, BuildsetSpec, DbError};
-use crate::db::{DbResult, PendingRequest};
+use crate::db::{DbResult, PendingRequest, Recorded};
 use crate::model::BuildResult;
 use crate::runtime::{Context, ControlError, ControlRequest, PendingOf, Pinged, Submitted};
 use crate::schedulers;
@@ -191,10 +191,10 @@ pub struct Reconfigure {
 }
 
 impl Engine {
-    /// Registers the config's builders and workers in storage, and attaches the workers
-    /// (and only them) to this master.
-    /// Opens the msgpack port when the config has one.
-    pub async fn new(ctx: Context) -> Result<Engine, EngineError> {
+    /// Registers the config's builders and workers in storage, `recorded` being what
+    /// storage held of them at the start, and attaches the workers (and only them) to this
+    /// master. Opens the msgpack port when the config has one.
+    pub async fn new(ctx: Context, recorded: Recorded) -> Result<Engine, EngineError> {
         let mut writes = Batch::new();
         ctx.db.push_disconnect_workers_of(&mut writes, ctx.masterid);
         let (attach, attached) = mpsc::channel(16);
@@ -223,7 +223,9 @@ impl Engine {
             draining: false,
             unwritten: None,
         };
-        let (_, rows) = engine.apply(&ctx.config.current(), writes).await?;
+        let (_, rows) = engine
+            .apply(&ctx.config.current(), writes, recorded)
+            .await?;
         engine.unwritten = Some(rows);
         Ok(engine)
     }
@@ -238,6 +240,7 @@ impl Engine {
         &mut self,
         config: &MasterConfig,
         mut writes: Batch,
+        recorded: Recorded,
     ) -> DbResult<(Diff, WorkerRows)> {
         let ctx = self.ctx.clone();
         let mut diff = Diff::default();
@@ -251,7 +254,7 @@ impl Engine {
                 ),
                 WorkerKind::Remote { .. } => (PathBuf::new(), None),
             };
-            let id = ctx.db.worker_id(&worker.name).await?;
+            let id = ctx.db.recorded_worker_id(&recorded, &worker.name).await?;
             let fresh = Worker {
                 id,
                 name: worker.name.clone(),
@@ -322,7 +325,6 @@ impl Engine {
                 }
             }
         }
-        let recorded = ctx.db.recorded_builders().await?;
         for mut gone in std::mem::replace(&mut self.workers, workers).into_values() {
             diff.removed += 1;
             gone.stop_missing_timer();
@@ -339,7 +341,7 @@ impl Engine {
             for name in &builder.workernames {
                 worker_ids.push(match self.workers.get(name) {
                     Some(worker) => worker.id,
-                    None => ctx.db.worker_id(name).await?,
+                    None => ctx.db.recorded_worker_id(&recorded, name).await?,
                 });
             }
             let id = ctx
@@ -470,7 +472,11 @@ impl Engine {
                 Some((name, id)) = self.lost.recv() => self.lose(&name, id).await,
                 Some(reconfigure) = reconfigs.recv() => {
                     self.write_start_rows().await;
-                    let applied = match self.apply(&reconfigure.config, Batch::new()).await {
+                    let applied = match self.ctx.db.recorded().await {
+                        Ok(recorded) => self.apply(&reconfigure.config, Batch::new(), recorded).await,
+                        Err(error) => Err(error),
+                    };
+                    let applied = match applied {
                         Ok((diff, rows)) => self.write_workers(rows).await.map(|()| diff),
                         Err(error) => Err(error),
                     };

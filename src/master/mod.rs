@@ -17,7 +17,7 @@ use crate::bus::Bus;
 use crate::changes::RunningSource;
 use crate::config::DEFAULT_DB_URL;
 use crate::data;
-use crate::db::Db;
+use crate::db::{Db, StartedMaster};
 use crate::engine::{Engine, Reconfigure, SHUTDOWN_GRACE};
 use crate::runtime::{
     Context, Control, ControlRequest, PollRequest, Polls, Service, Shared, SharedConfig,
@@ -100,7 +100,13 @@ impl Master {
         let db = opened.with_context(|| format!("cannot open the database {}", config.db_url))?;
         db.set_event_horizon(config.event_horizon);
         let script = ScriptHost::start(loaded.lua, config.script_limits)?;
-        let (masterid, interrupted) = db.start_master(&master_name(basedir)).await?;
+        let schedulers: Vec<_> = config
+            .schedulers
+            .iter()
+            .map(RunningScheduler::claim_of)
+            .collect();
+        let started = db.start_master(&master_name(basedir), &schedulers).await?;
+        let masterid = started.masterid;
         let (control, requests) = Control::channel();
         let (polls, poll_requests) = Polls::channel();
         let context = Context::new(Shared {
@@ -116,7 +122,7 @@ impl Master {
             source_endpoints: Default::default(),
         });
         let db = context.db.clone();
-        let started = Master::start_services(context, &interrupted, requests, poll_requests).await;
+        let started = Master::start_services(context, started, requests, poll_requests).await;
         if started.is_err() {
             // Active since `start_master`: a start that fails after it leaves it inactive.
             if let Err(error) = db.set_master_active(masterid, false).await {
@@ -127,16 +133,17 @@ impl Master {
     }
 
     /// Starts every service on the master's context: the web server, the engine, the
-    /// change sources, the schedulers and the status targets; `requests` and
-    /// `poll_requests` are what the context's `control` and `polls` send.
+    /// change sources, the schedulers and the status targets, from what registering the
+    /// master `started` found; `requests` and `poll_requests` are what the context's
+    /// `control` and `polls` send.
     async fn start_services(
         context: Context,
-        interrupted: &[i64],
+        started: StartedMaster,
         requests: mpsc::Receiver<ControlRequest>,
         poll_requests: mpsc::Receiver<PollRequest>,
     ) -> anyhow::Result<Master> {
         let masterid = context.masterid;
-        for buildid in interrupted {
+        for buildid in &started.interrupted {
             tracing::warn!(
                 build = buildid,
                 "build interrupted by the last stop: marked RETRY, its request queued again"
@@ -165,12 +172,16 @@ impl Master {
             }
             let mut schedulers = Vec::new();
             for scheduler in &config.schedulers {
-                let running = RunningScheduler::start(&context, scheduler).await?;
+                let running = match started.schedulers.get(scheduler.name()) {
+                    Some(id) => RunningScheduler::start_claimed(&context, scheduler, *id).await?,
+                    None => RunningScheduler::start(&context, scheduler).await?,
+                };
                 schedulers.push((RunningScheduler::name_of(scheduler).to_string(), running));
             }
             anyhow::Ok((change_sources, schedulers))
         };
-        let (engine, services) = tokio::join!(Engine::new(context.clone()), services);
+        let engine = Engine::new(context.clone(), started.recorded);
+        let (engine, services) = tokio::join!(engine, services);
         let engine = engine?;
         let (change_sources, schedulers) = services?;
         let change_sources = ChangeSources::new(change_sources);

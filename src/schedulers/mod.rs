@@ -58,37 +58,36 @@ struct Update {
     applied: oneshot::Sender<()>,
 }
 
-/// Whether a scheduler keeps no change classified by an earlier run (no tree-stable timer,
-/// or a timed scheduler that watches no change): those are deleted as it is claimed, in the
-/// same round trip.
-fn forgets_classified_changes(config: &SchedulerConfig) -> bool {
-    match config {
-        SchedulerConfig::SingleBranch(s) | SchedulerConfig::AnyBranch(s) => {
-            s.tree_stable_timer.is_none()
-        }
-        SchedulerConfig::Periodic(s) | SchedulerConfig::Nightly(s) => !timed::watches_changes(s),
-        SchedulerConfig::Dependent(_)
-        | SchedulerConfig::Force(_)
-        | SchedulerConfig::Triggerable(_) => false,
+impl RunningScheduler {
+    /// What a start claims of `config` with the master ([`Db::start_master`]): its name,
+    /// and whether it keeps no change classified by an earlier run (no tree-stable timer,
+    /// or a timed scheduler that watches no change), whose rows the claim deletes.
+    ///
+    /// [`Db::start_master`]: crate::db::Db::start_master
+    pub fn claim_of(config: &SchedulerConfig) -> (&str, bool) {
+        let forgets_classified_changes = match config {
+            SchedulerConfig::SingleBranch(s) | SchedulerConfig::AnyBranch(s) => {
+                s.tree_stable_timer.is_none()
+            }
+            SchedulerConfig::Periodic(s) | SchedulerConfig::Nightly(s) => {
+                !timed::watches_changes(s)
+            }
+            SchedulerConfig::Dependent(_)
+            | SchedulerConfig::Force(_)
+            | SchedulerConfig::Triggerable(_) => false,
+        };
+        (config.name(), forgets_classified_changes)
     }
-}
 
-impl Service for RunningScheduler {
-    type Config = SchedulerConfig;
-
-    fn name_of(config: &SchedulerConfig) -> &str {
-        config.name()
-    }
-
-    /// Registers the scheduler, reloads what it kept from an earlier run and starts its
-    /// task. When this returns, the scheduler already listens to the bus.
-    async fn start(ctx: &Context, config: &SchedulerConfig) -> anyhow::Result<RunningScheduler> {
+    /// Starts the scheduler `config` describes, already claimed as `id`: reloads what it
+    /// kept from an earlier run and starts its task. When this returns, the scheduler
+    /// already listens to the bus.
+    pub async fn start_claimed(
+        ctx: &Context,
+        config: &SchedulerConfig,
+        id: i64,
+    ) -> anyhow::Result<RunningScheduler> {
         let name = config.name().to_string();
-        let id = ctx
-            .db
-            .claim_scheduler(&name, ctx.masterid, forgets_classified_changes(config))
-            .await
-            .with_context(|| format!("cannot register scheduler '{name}'"))?;
         let stop = ctx.shutdown.child_token();
         let registered = Registered {
             ctx: ctx.clone(),
@@ -126,6 +125,25 @@ impl Service for RunningScheduler {
             updates,
             task,
         })
+    }
+}
+
+impl Service for RunningScheduler {
+    type Config = SchedulerConfig;
+
+    fn name_of(config: &SchedulerConfig) -> &str {
+        config.name()
+    }
+
+    /// Registers the scheduler, then starts it ([`RunningScheduler::start_claimed`]).
+    async fn start(ctx: &Context, config: &SchedulerConfig) -> anyhow::Result<RunningScheduler> {
+        let (name, forgets_classified_changes) = RunningScheduler::claim_of(config);
+        let id = ctx
+            .db
+            .claim_scheduler(name, ctx.masterid, forgets_classified_changes)
+            .await
+            .with_context(|| format!("cannot register scheduler '{name}'"))?;
+        RunningScheduler::start_claimed(ctx, config, id).await
     }
 
     /// Hands the task the new config and waits until it uses it: every option applies in
