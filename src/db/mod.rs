@@ -9,13 +9,13 @@
 mod batch;
 mod builds;
 mod buildsets;
-mod busy;
 mod changes;
 mod events;
 mod logs;
 mod outbox;
 mod pool;
 mod registry;
+mod sqlite_setup;
 
 pub use batch::{bind_all, Batch, Bind};
 pub use builds::{push_build_properties, PendingRequest, StartedMaster};
@@ -148,26 +148,13 @@ impl Db {
             // the other writes. Each connection is a thread with its own page cache and
             // its own copy of the schema.
             Dialect::Sqlite => {
-                busy::register()?;
+                sqlite_setup::register()?;
                 let sqlx = AnyPoolOptions::new()
                     .max_connections(SQLITE_CONNECTIONS)
                     // An in-memory database lives as long as a connection to it: keep one.
                     .min_connections(u32::from(url == MEMORY))
                     // A file cannot drop a connection: no ping round trip before each query.
                     .test_before_acquire(false)
-                    // What SQLite forgets when a connection closes, in one round trip: the sync
-                    // level and the short busy waits (`busy`); and the journal mode, which the
-                    // file keeps (only a new database changes).
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA synchronous=NORMAL; SELECT moonbot_short_busy_waits(); \
-                                 PRAGMA journal_mode=WAL",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_lazy_with(options);
                 let idle_timeout = (url != MEMORY).then_some(SQLITE_IDLE);

@@ -1,16 +1,19 @@
-//! How a SQLite connection waits for the write lock another connection holds.
+//! What every SQLite connection is set up with as it opens: `synchronous=NORMAL`, the
+//! write-ahead log, and a busy handler of our own.
 //!
 //! SQLite's own busy handler (`busy_timeout`) sleeps 1 ms first, then longer, while a write
 //! transaction here lasts tens of microseconds: two writers that meet (a build's end and
 //! the next one's start, a start's registrations) lost a millisecond each time. This one
 //! sleeps 10 µs first and doubles up to 2 ms, for the same 10 s in all.
 //!
-//! sqlx's `Any` connections do not reach SQLite's handle, so the handler goes in through SQL:
-//! every connection gets a function, `moonbot_short_busy_waits()`, that installs it on the
-//! connection that calls it; the pool calls it once a connection is open, after sqlx's
-//! own `busy_timeout`, which it replaces.
+//! sqlx's `Any` connections do not reach SQLite's handle, and a query sent once a
+//! connection is open is one more round trip to its thread. So an automatic extension,
+//! which SQLite runs inside `sqlite3_open_v2` on the connection's own thread, sets the
+//! pragmas there; and as sqlx sets its `busy_timeout` after the open, which would replace
+//! the handler, the extension leaves a trace callback that installs the handler as the
+//! connection's first statement (sqlx's own pragma) begins, then removes itself.
 
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -24,58 +27,67 @@ const LONGEST: Duration = Duration::from_millis(2);
 /// How long a write waits in all before SQLite reports the database locked.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
 
-/// Gives every SQLite connection the process opens from now on the SQL function. Without
-/// it a connection could not run what the pool sends as it opens, so a refusal (SQLite out
-/// of memory) is an error.
+/// What a connection runs as it opens. The journal mode is the file's (only a new database
+/// changes); the sync level is the connection's.
+const PRAGMAS: &std::ffi::CStr = c"PRAGMA synchronous=NORMAL; PRAGMA journal_mode=WAL";
+
+/// Sets up every SQLite connection the process opens from now on. A refusal (SQLite out
+/// of memory) is an error: the connections would not be set up.
 pub(super) fn register() -> DbResult<()> {
     static REGISTERED: OnceLock<c_int> = OnceLock::new();
     // SAFETY: registers a function with the signature SQLite calls it with.
-    let code =
-        *REGISTERED.get_or_init(|| unsafe { ffi::sqlite3_auto_extension(Some(add_function)) });
+    let code = *REGISTERED.get_or_init(|| unsafe { ffi::sqlite3_auto_extension(Some(set_up)) });
     if code == ffi::SQLITE_OK {
         Ok(())
     } else {
         Err(DbError::Sql(sqlx::Error::Configuration(
-            format!("SQLite refused the function that shortens its busy waits ({code})").into(),
+            format!("SQLite refused the setup of its connections ({code})").into(),
         )))
     }
 }
 
-/// The automatic extension: adds `moonbot_short_busy_waits()` to a new connection.
-unsafe extern "C" fn add_function(
+/// The automatic extension: the busy handler first (the pragmas read the file, which
+/// another connection may have locked), then the pragmas, then the trace callback that
+/// puts the handler back after sqlx's `busy_timeout`. An error fails the open with
+/// SQLite's message.
+unsafe extern "C" fn set_up(
     db: *mut ffi::sqlite3,
-    _error: *mut *mut c_char,
+    error: *mut *mut c_char,
     _api: *const ffi::sqlite3_api_routines,
 ) -> c_int {
-    // SAFETY: `db` is the connection being opened; the name is a C string that lives as
-    // long as the program, and the function keeps no user data.
+    // SAFETY: `db` is the connection being opened, on this thread; `error` is where SQLite
+    // takes a message it frees; the callbacks keep no user data.
     unsafe {
-        ffi::sqlite3_create_function_v2(
+        ffi::sqlite3_busy_handler(db, Some(wait), std::ptr::null_mut());
+        let code = ffi::sqlite3_exec(db, PRAGMAS.as_ptr(), None, std::ptr::null_mut(), error);
+        if code != ffi::SQLITE_OK {
+            return code;
+        }
+        ffi::sqlite3_trace_v2(
             db,
-            c"moonbot_short_busy_waits".as_ptr(),
-            0,
-            ffi::SQLITE_UTF8,
+            ffi::SQLITE_TRACE_STMT as c_uint,
+            Some(first_statement),
             std::ptr::null_mut(),
-            Some(install),
-            None,
-            None,
-            None,
         )
     }
 }
 
-/// The SQL function: installs [`wait`] as the busy handler of the calling connection.
-unsafe extern "C" fn install(
-    context: *mut ffi::sqlite3_context,
-    _argc: c_int,
-    _argv: *mut *mut ffi::sqlite3_value,
-) {
-    // SAFETY: SQLite passes the context of a running call, whose connection is open.
+/// The trace callback, called as a statement begins: installs [`wait`] on the statement's
+/// connection, then removes itself.
+unsafe extern "C" fn first_statement(
+    _event: c_uint,
+    _context: *mut c_void,
+    statement: *mut c_void,
+    _sql: *mut c_void,
+) -> c_int {
+    // SAFETY: for SQLITE_TRACE_STMT, SQLite passes the running statement, whose connection
+    // is open; both calls only set the connection's fields.
     unsafe {
-        let db = ffi::sqlite3_context_db_handle(context);
+        let db = ffi::sqlite3_db_handle(statement.cast());
         ffi::sqlite3_busy_handler(db, Some(wait), std::ptr::null_mut());
-        ffi::sqlite3_result_null(context);
+        ffi::sqlite3_trace_v2(db, 0, None, std::ptr::null_mut());
     }
+    0
 }
 
 /// The busy handler: sleeps before the `tries`-th retry, or gives up (0) once the sleeps
