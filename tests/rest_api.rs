@@ -130,14 +130,14 @@ async fn exec(db: &Db, sql: &str) {
 
 impl Fixture {
     async fn start() -> Fixture {
-        let (fixture, gate) = Fixture::start_held().await;
+        let (fixture, gate) = Fixture::start_held(moonbot::www::FIRST_REQUESTS).await;
         gate.open();
         fixture
     }
 
     /// A fixture whose web server holds its requests, as during a master's start, until
-    /// the gate opens.
-    async fn start_held() -> (Fixture, moonbot::www::StartGate) {
+    /// the gate opens; a request taken within `window` after it is one of the first.
+    async fn start_held(window: Duration) -> (Fixture, moonbot::www::StartGate) {
         let dir = tempfile::tempdir().unwrap();
         let loaded = moonbot::config::load_source("master.cfg.lua", CONFIG, dir.path()).unwrap();
         let config = Arc::new(loaded.config);
@@ -164,7 +164,7 @@ impl Fixture {
         });
         let listener = moonbot::www::bind(&context).await.unwrap().unwrap();
         let base = format!("http://{}/api/v2", listener.local_addr().unwrap());
-        let (gate, held) = moonbot::www::start_gate();
+        let (gate, held) = moonbot::www::start_gate(window);
         let server = tokio::spawn(moonbot::www::serve(context, listener, held));
         let fixture = Fixture {
             base,
@@ -1395,10 +1395,53 @@ c['status'] = {{ status.WebStatus{{http_port="tcp:{port}:interface=127.0.0.1"}} 
 /// Requests that come while the master starts are read and held, and answered once it has
 /// started; the work the start leaves for later waits until they are, a client gone away
 /// included. A start that fails answers them 503.
+/// A request taken just after the start's gate opens (a probe that saw the port accept) is
+/// one of the start's first: the work the start left for later waits for its answer too.
+/// With none, that work waits only for the window to pass.
+#[tokio::test]
+async fn the_work_a_start_leaves_waits_for_a_request_taken_as_it_opens() {
+    use tokio::io::AsyncWriteExt;
+    // A window as long as the test, so that the request surely falls within it.
+    let (f, gate) = Fixture::start_held(Duration::from_secs(60)).await;
+    let address = f
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches("/api/v2");
+    let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+    let answered = gate.open();
+    // Its body never comes: the handler waits for it, unanswered.
+    slow.write_all(
+        b"POST /api/v2/forceschedulers/force HTTP/1.1\r\nHost: x\r\n\
+          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let waiting = tokio::spawn(answered.wait());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !waiting.is_finished(),
+        "done before the first request's answer"
+    );
+    let call = format!(
+        "{:<100}",
+        r#"{"jsonrpc": "2.0", "method": "force", "id": 1}"#
+    );
+    slow.write_all(call.as_bytes()).await.unwrap();
+    timeout(WAIT, waiting)
+        .await
+        .expect("done once the request is answered")
+        .unwrap();
+
+    let (_f, gate) = Fixture::start_held(Duration::from_millis(50)).await;
+    timeout(WAIT, gate.open().wait())
+        .await
+        .expect("with no request, the window passes");
+}
+
 #[tokio::test]
 async fn requests_during_a_start_are_held_until_it_is_done_then_counted_out() {
     use tokio::io::AsyncWriteExt;
-    let (f, gate) = Fixture::start_held().await;
+    let (f, gate) = Fixture::start_held(moonbot::www::FIRST_REQUESTS).await;
     let held = tokio::spawn(f.client.get(format!("{}/builders", f.base)).send());
     let address = f
         .base
@@ -1420,7 +1463,7 @@ async fn requests_during_a_start_are_held_until_it_is_done_then_counted_out() {
         .await
         .expect("every held request counted out");
 
-    let (f, gate) = Fixture::start_held().await;
+    let (f, gate) = Fixture::start_held(moonbot::www::FIRST_REQUESTS).await;
     let held = tokio::spawn(f.client.get(format!("{}/builders", f.base)).send());
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(gate);

@@ -159,7 +159,7 @@ impl Master {
         // Bound first, so a port in use fails the start before anything runs.
         let web = www::bind(&context).await?;
         let web_address = web.as_ref().and_then(|listener| listener.local_addr().ok());
-        let (gate, held) = www::start_gate();
+        let (gate, held) = www::start_gate(www::FIRST_REQUESTS);
         let web = web.map(|listener| tokio::spawn(www::serve(context.clone(), listener, held)));
         let config = context.config.current();
         // The engine registers its builders and workers while the change sources and the
@@ -196,9 +196,10 @@ impl Master {
             status_targets.push((target.name().to_string(), running));
         }
         // What the start leaves for later (the master's `started` event, the engine's
-        // workers' rows and the requests left queued) waits for the requests that waited
-        // for the start, rather than take the database's connection before them; the
-        // engine runs meanwhile, as a held force needs its answer.
+        // workers' rows and the requests left queued) waits for the start's first requests,
+        // those that waited for it and those that come as it opens, rather than take the
+        // database's connection before them; the engine runs meanwhile, as a held force
+        // needs its answer.
         let answered = gate.open();
         let (engine_reconfigs, engine_reconfig_receiver) = mpsc::channel(1);
         let engine = tokio::spawn(engine.run(

@@ -11,7 +11,8 @@ mod paths;
 mod rest;
 mod sources;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::extract::{Request, State};
@@ -72,29 +73,57 @@ pub fn router(context: Context) -> Router {
         )
 }
 
+/// How long after a start's gate opens a request still counts among the start's first
+/// ([`start_gate`]): a probe that found the port accepting sends its request about as the
+/// gate opens, and the work the start leaves for later waits for it too, rather than take
+/// the database's connection before it.
+pub const FIRST_REQUESTS: Duration = Duration::from_millis(5);
+
 /// The master's side of the web server's gate during a start: requests are taken and
 /// held until it opens (see [`serve`]).
 pub struct StartGate {
     started: oneshot::Sender<()>,
-    held: watch::Receiver<usize>,
+    opened: Arc<OnceLock<Instant>>,
+    first: watch::Receiver<FirstRequests>,
+    window: Duration,
 }
 
-/// The web server's side of the [`StartGate`]: whether the master has started, and how
-/// many requests taken before are not answered yet.
+/// The web server's side of the [`StartGate`]: whether the master has started, when, and
+/// the start's first requests.
 #[derive(Clone)]
 pub struct Held {
     started: Shared<oneshot::Receiver<()>>,
-    count: Arc<watch::Sender<usize>>,
+    opened: Arc<OnceLock<Instant>>,
+    first: Arc<watch::Sender<FirstRequests>>,
+    window: Duration,
 }
 
-/// A closed gate, and the web server's side of it.
-pub fn start_gate() -> (StartGate, Held) {
+/// The requests taken before the gate opened or within its window after.
+#[derive(Clone, Copy, Debug, Default)]
+struct FirstRequests {
+    /// Those without their response yet.
+    unanswered: usize,
+    /// Whether there was any.
+    taken: bool,
+}
+
+/// A closed gate, and the web server's side of it; a request taken within `window` after
+/// the gate opens ([`FIRST_REQUESTS`] for a master) is one of the start's first.
+pub fn start_gate(window: Duration) -> (StartGate, Held) {
     let (started, started_receiver) = oneshot::channel();
-    let (count, held) = watch::channel(0);
-    let gate = StartGate { started, held };
+    let (first, first_receiver) = watch::channel(FirstRequests::default());
+    let opened = Arc::new(OnceLock::new());
+    let gate = StartGate {
+        started,
+        opened: opened.clone(),
+        first: first_receiver,
+        window,
+    };
     let server_side = Held {
         started: started_receiver.shared(),
-        count: Arc::new(count),
+        opened,
+        first: Arc::new(first),
+        window,
     };
     (gate, server_side)
 }
@@ -103,20 +132,36 @@ impl StartGate {
     /// Lets the held requests through, at once. Dropping the gate unopened (a start that
     /// failed) answers them 503.
     pub fn open(self) -> Answered {
+        let opened = Instant::now();
+        let _ = self.opened.set(opened);
         let _ = self.started.send(());
-        Answered(self.held)
+        Answered {
+            first: self.first,
+            window_ends: opened + self.window,
+        }
     }
 }
 
-/// When the requests held through a start are answered: the work a start leaves for later
-/// waits for it rather than take the database's connection before them. A request counts
-/// as answered once it has its response, so a stream or a WebSocket does not keep it.
+/// When the start's first requests are answered: those held through the start and those
+/// taken within the gate's window after it (and when none came, once that has passed).
+/// The work a start leaves for later waits for it rather than take the database's
+/// connection before them. A request counts as answered once it has its response, so a
+/// stream or a WebSocket does not keep it.
 #[derive(Clone)]
-pub struct Answered(watch::Receiver<usize>);
+pub struct Answered {
+    first: watch::Receiver<FirstRequests>,
+    window_ends: Instant,
+}
 
 impl Answered {
     pub async fn wait(mut self) {
-        let _ = self.0.wait_for(|count| *count == 0).await;
+        let window = tokio::time::sleep_until(self.window_ends.into());
+        let answered = |first: &FirstRequests| first.unanswered == 0;
+        tokio::select! {
+            _ = self.first.wait_for(|first| first.taken && answered(first)) => return,
+            () = window => {}
+        }
+        let _ = self.first.wait_for(answered).await;
     }
 }
 
@@ -152,14 +197,15 @@ pub async fn serve(context: Context, listener: TcpListener, held: Held) -> anyho
     Ok(())
 }
 
-/// Holds a request until the master has started, counted among the held ones until it
-/// has its response (see [`StartGate::open`]); after a failed start, answers 503.
+/// Holds a request until the master has started, counted among the start's first
+/// requests until it has its response (see [`Answered`]); after a failed start, answers
+/// 503.
 async fn after_start(State(held): State<Held>, request: Request, next: Next) -> Response {
-    let _counted = held
-        .started
-        .peek()
-        .is_none()
-        .then(|| Counted::new(held.count.clone()));
+    let first = held
+        .opened
+        .get()
+        .is_none_or(|opened| opened.elapsed() < held.window);
+    let _counted = first.then(|| Counted::new(held.first.clone()));
     match held.started.clone().await {
         Ok(()) => next.run(request).await,
         Err(_) => (
@@ -170,19 +216,22 @@ async fn after_start(State(held): State<Held>, request: Request, next: Next) -> 
     }
 }
 
-/// One held request, counted while it lives: a client that goes away, or a handler that
-/// panics, is counted out as well.
-struct Counted(Arc<watch::Sender<usize>>);
+/// One of the start's first requests, counted while it lives: a client that goes away, or
+/// a handler that panics, is counted out as well.
+struct Counted(Arc<watch::Sender<FirstRequests>>);
 
 impl Counted {
-    fn new(count: Arc<watch::Sender<usize>>) -> Counted {
-        count.send_modify(|count| *count += 1);
-        Counted(count)
+    fn new(first: Arc<watch::Sender<FirstRequests>>) -> Counted {
+        first.send_modify(|first| {
+            first.unanswered += 1;
+            first.taken = true;
+        });
+        Counted(first)
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.send_modify(|count| *count -= 1);
+        self.0.send_modify(|first| first.unanswered -= 1);
     }
 }
