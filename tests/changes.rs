@@ -39,7 +39,7 @@ async fn context(basedir: &Path, config: &str) -> Context {
         script,
         config: moonbot::runtime::SharedConfig::new((*config).clone()),
         basedir: basedir.to_path_buf(),
-        masterid,
+        masterid: masterid.into(),
         shutdown: CancellationToken::new(),
         source_endpoints: Default::default(),
     })

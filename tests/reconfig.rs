@@ -447,7 +447,7 @@ async fn the_masters_endpoint_shows_the_last_outcome_and_the_bus_announces_it() 
     let event = events.recv().await.unwrap();
     assert_eq!(
         event.key,
-        format!("masters/{}/reconfig", master.context.masterid)
+        format!("masters/{}/reconfig", master.context.masterid.get())
     );
     assert_eq!(event.message["last_reconfig"], outcome.line.as_str());
     let masters = get_json(&format!("{api}/masters")).await;

@@ -158,7 +158,7 @@ impl Fixture {
             script,
             config: moonbot::runtime::SharedConfig::new((*config).clone()),
             basedir: dir.path().to_path_buf(),
-            masterid: ids.master,
+            masterid: ids.master.into(),
             shutdown: shutdown.clone(),
             source_endpoints: Default::default(),
         });
@@ -1027,7 +1027,7 @@ async fn no_web_server_without_a_web_status() {
         script: ScriptHost::start(loaded.lua, config.script_limits).unwrap(),
         config: moonbot::runtime::SharedConfig::new((*config).clone()),
         basedir: dir.path().to_path_buf(),
-        masterid: 1,
+        masterid: 1.into(),
         shutdown: CancellationToken::new(),
         source_endpoints: Default::default(),
     });
@@ -1304,7 +1304,7 @@ c['status'] = {{ status.WebStatus{{http_port="tcp:0:interface=127.0.0.1", authz=
     let both = config(r#"worker.LocalWorker("w1"), worker.LocalWorker("w2")"#);
     let mut master = support::start(dir.path(), &both).await;
     let api = format!("http://{}/api/v2", master.web_address.unwrap());
-    let masterid = master.context.masterid;
+    let masterid = master.context.masterid.get();
     let connected = || async {
         let body = support::get_json(&format!("{api}/workers")).await;
         body["workers"]
@@ -1353,23 +1353,48 @@ c['status'] = {{ status.WebStatus{{http_port="tcp:0:interface=127.0.0.1", authz=
     assert_eq!(attached, 0, "a stopped master holds no worker");
 }
 
-/// A master is active from its registration on; a start that fails after it (its web port
-/// taken) leaves it inactive, and the next start, active again.
+/// A master is active from its registration on; a start that fails after it (its workers'
+/// port taken) leaves it inactive, and the next start, active again. A web port taken
+/// fails the start before the registration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_that_fails_leaves_its_master_inactive_and_the_next_one_active() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let config = format!(
-        r#"
-local c = BuildmasterConfig
-c['status'] = {{ status.WebStatus{{http_port="tcp:{port}:interface=127.0.0.1"}} }}
-"#
-    );
+    let with_status = |status: &str| {
+        format!(
+            "local c = BuildmasterConfig\n\
+             c['protocols'] = {{ msgpack_experimental_v7 = {{ port = 'tcp:{port}:interface=127.0.0.1' }} }}\n\
+             c['status'] = {{ {status} }}\n"
+        )
+    };
+    let web_on_taken_port =
+        format!("status.WebStatus{{http_port='tcp:{port}:interface=127.0.0.1'}}");
+    std::fs::write(
+        dir.path().join("master.cfg.lua"),
+        with_status(&web_on_taken_port),
+    )
+    .unwrap();
+    let failed = moonbot::master::Master::start(dir.path(), CancellationToken::new()).await;
+    let error = failed.err().expect("the web port is taken");
+    assert!(format!("{error:#}").contains("cannot listen"), "{error:#}");
+    let db = Db::open("sqlite:///state.sqlite", dir.path())
+        .await
+        .unwrap();
+    let active: Vec<i64> = sqlx::query_scalar("SELECT active FROM masters")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(active, Vec::<i64>::new(), "not registered");
+    db.close().await;
+
+    // The web server on a free port, the workers' port taken: the engine fails after the
+    // registration.
+    let config = with_status("status.WebStatus{http_port='tcp:0:interface=127.0.0.1'}");
     std::fs::write(dir.path().join("master.cfg.lua"), &config).unwrap();
     let failed = moonbot::master::Master::start(dir.path(), CancellationToken::new()).await;
-    let error = failed.err().expect("the port is taken");
-    assert!(format!("{error:#}").contains("cannot listen"), "{error:#}");
+    let error = failed.err().expect("the workers' port is taken");
+    assert!(format!("{error:#}").contains("listen"), "{error:#}");
     let db = Db::open("sqlite:///state.sqlite", dir.path())
         .await
         .unwrap();
@@ -1392,9 +1417,6 @@ c['status'] = {{ status.WebStatus{{http_port="tcp:{port}:interface=127.0.0.1"}} 
     master.wait().await.unwrap();
 }
 
-/// Requests that come while the master starts are read and held, and answered once it has
-/// started; the work the start leaves for later waits until they are, a client gone away
-/// included. A start that fails answers them 503.
 /// A request taken just after the start's gate opens (a probe that saw the port accept) is
 /// one of the start's first: the work the start left for later waits for its answer too.
 /// With none, that work waits only for the window to pass.
@@ -1438,6 +1460,9 @@ async fn the_work_a_start_leaves_waits_for_a_request_taken_as_it_opens() {
         .expect("with no request, the window passes");
 }
 
+/// Requests that come while the master starts are read and held, and answered once it has
+/// started; the work the start leaves for later waits until they are, a client gone away
+/// included. A start that fails answers them 503.
 #[tokio::test]
 async fn requests_during_a_start_are_held_until_it_is_done_then_counted_out() {
     use tokio::io::AsyncWriteExt;

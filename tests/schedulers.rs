@@ -59,7 +59,7 @@ async fn shared(dir: &Path, lua: &str) -> Shared {
         script,
         config: moonbot::runtime::SharedConfig::new((*config).clone()),
         basedir: dir.to_path_buf(),
-        masterid,
+        masterid: masterid.into(),
         shutdown: CancellationToken::new(),
         source_endpoints: Default::default(),
     }
@@ -1128,7 +1128,10 @@ async fn a_periodic_scheduler_keeps_its_schedule_unless_its_timing_changes() {
     assert_eq!(outcomes, [Reconfigured::NeedsRestart]);
 
     // Stopping one scheduler (not the master) ends its task and releases its row.
-    assert_eq!(scheduler_master(&ctx, "hourly").await, Some(ctx.masterid));
+    assert_eq!(
+        scheduler_master(&ctx, "hourly").await,
+        Some(ctx.masterid.get())
+    );
     let scheduler = running.pop().unwrap();
     tokio::time::timeout(Duration::from_secs(5), scheduler.stop())
         .await

@@ -158,7 +158,7 @@ async fn can_be_collapsed(
 
 /// Completes requests without building them (collapsed, or refused by `do_build_if`).
 pub async fn skip(ctx: &Context, ids: &[i64]) -> DbResult<()> {
-    if ids.is_empty() || !ctx.db.claim_requests(ids, ctx.masterid).await? {
+    if ids.is_empty() || !ctx.db.claim_requests(ids, ctx.masterid.get()).await? {
         return Ok(());
     }
     super::complete_requests(ctx, ids, BuildResult::Skipped, "complete").await?;

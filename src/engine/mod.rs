@@ -196,7 +196,8 @@ impl Engine {
     /// master. Opens the msgpack port when the config has one.
     pub async fn new(ctx: Context, recorded: Recorded) -> Result<Engine, EngineError> {
         let mut writes = Batch::new();
-        ctx.db.push_disconnect_workers_of(&mut writes, ctx.masterid);
+        ctx.db
+            .push_disconnect_workers_of(&mut writes, ctx.masterid.get());
         let (attach, attached) = mpsc::channel(16);
         if let Some(port) = ctx.config.current().msgpack_port.clone() {
             let listener = workers::bind(&port)
@@ -316,7 +317,7 @@ impl Engine {
                     let mut fresh = fresh;
                     if fresh.link.is_some() {
                         ctx.db
-                            .push_worker_connected(&mut writes, id, Some(ctx.masterid));
+                            .push_worker_connected(&mut writes, id, Some(ctx.masterid.get()));
                         connected.push(id);
                     } else {
                         fresh.start_missing_timer(&ctx);
@@ -576,7 +577,8 @@ impl Engine {
         };
         let recorded = async {
             db.set_worker_info(id, &info).await?;
-            db.set_worker_connected(id, Some(self.ctx.masterid)).await?;
+            db.set_worker_connected(id, Some(self.ctx.masterid.get()))
+                .await?;
             publish(db, &self.ctx.bus, Resource::Worker(id), "connected").await
         };
         if let Err(error) = recorded.await {
@@ -816,7 +818,7 @@ impl Engine {
             let on = BuildOn {
                 builderid,
                 workerid: self.workers[&worker_name].id,
-                masterid: ctx.masterid,
+                masterid: ctx.masterid.get(),
             };
             let Some(new) = claim_and_add_build(&ctx.db, &ctx.bus, &request, &on).await? else {
                 continue;

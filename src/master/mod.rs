@@ -20,7 +20,7 @@ use crate::data;
 use crate::db::{Db, StartedMaster};
 use crate::engine::{Engine, Reconfigure, SHUTDOWN_GRACE};
 use crate::runtime::{
-    Context, Control, ControlRequest, PollRequest, Polls, Service, Shared, SharedConfig,
+    Context, Control, ControlRequest, MasterId, PollRequest, Polls, Service, Shared, SharedConfig,
 };
 use crate::schedulers::RunningScheduler;
 use crate::script::ScriptHost;
@@ -100,13 +100,6 @@ impl Master {
         let db = opened.with_context(|| format!("cannot open the database {}", config.db_url))?;
         db.set_event_horizon(config.event_horizon);
         let script = ScriptHost::start(loaded.lua, config.script_limits)?;
-        let schedulers: Vec<_> = config
-            .schedulers
-            .iter()
-            .map(RunningScheduler::claim_of)
-            .collect();
-        let started = db.start_master(&master_name(basedir), &schedulers).await?;
-        let masterid = started.masterid;
         let (control, requests) = Control::channel();
         let (polls, poll_requests) = Polls::channel();
         let context = Context::new(Shared {
@@ -117,12 +110,28 @@ impl Master {
             script,
             config: SharedConfig::new(config),
             basedir: basedir.to_path_buf(),
-            masterid,
+            masterid: MasterId::default(),
             shutdown,
             source_endpoints: Default::default(),
         });
+        // The web server binds its port and makes its routes while the master registers:
+        // a port in use fails the start before the master is marked active, and requests
+        // are held until the start's gate opens.
+        let web = Web::start(&context).await?;
+        let config = context.config.current();
+        let claims: Vec<_> = config
+            .schedulers
+            .iter()
+            .map(RunningScheduler::claim_of)
+            .collect();
+        let started = context
+            .db
+            .start_master(&master_name(basedir), &claims)
+            .await?;
+        let masterid = started.masterid;
+        context.masterid.set(masterid);
         let db = context.db.clone();
-        let started = Master::start_services(context, started, requests, poll_requests).await;
+        let started = Master::start_services(context, started, web, requests, poll_requests).await;
         if started.is_err() {
             // Active since `start_master`: a start that fails after it leaves it inactive.
             if let Err(error) = db.set_master_active(masterid, false).await {
@@ -132,17 +141,18 @@ impl Master {
         started
     }
 
-    /// Starts every service on the master's context: the web server, the engine, the
-    /// change sources, the schedulers and the status targets, from what registering the
-    /// master `started` found; `requests` and `poll_requests` are what the context's
-    /// `control` and `polls` send.
+    /// Starts every service on the master's context (the web server is started already):
+    /// the engine, the change sources, the schedulers and the status targets, from what
+    /// registering the master `started` found, then opens the web server's gate;
+    /// `requests` and `poll_requests` are what the context's `control` and `polls` send.
     async fn start_services(
         context: Context,
         started: StartedMaster,
+        web: Web,
         requests: mpsc::Receiver<ControlRequest>,
         poll_requests: mpsc::Receiver<PollRequest>,
     ) -> anyhow::Result<Master> {
-        let masterid = context.masterid;
+        let masterid = context.masterid.get();
         for buildid in &started.interrupted {
             tracing::warn!(
                 build = buildid,
@@ -156,11 +166,6 @@ impl Master {
             )
             .await?;
         }
-        // Bound first, so a port in use fails the start before anything runs.
-        let web = www::bind(&context).await?;
-        let web_address = web.as_ref().and_then(|listener| listener.local_addr().ok());
-        let (gate, held) = www::start_gate(www::FIRST_REQUESTS);
-        let web = web.map(|listener| tokio::spawn(www::serve(context.clone(), listener, held)));
         let config = context.config.current();
         // The engine registers its builders and workers while the change sources and the
         // schedulers register themselves: none waits for another's rows.
@@ -200,7 +205,7 @@ impl Master {
         // those that waited for it and those that come as it opens, rather than take the
         // database's connection before them; the engine runs meanwhile, as a held force
         // needs its answer.
-        let answered = gate.open();
+        let answered = web.gate.open();
         let (engine_reconfigs, engine_reconfig_receiver) = mpsc::channel(1);
         let engine = tokio::spawn(engine.run(
             requests,
@@ -219,8 +224,8 @@ impl Master {
             change_sources,
             schedulers,
             status_targets,
-            web,
-            web_address,
+            web: web.task,
+            web_address: web.address,
             reconfig_sender,
             reconfig_receiver,
             reconfig_count: 0,
@@ -264,10 +269,33 @@ impl Master {
         self.context.db.empty_log().await;
         self.context
             .db
-            .set_master_active(self.context.masterid, false)
+            .set_master_active(self.context.masterid.get(), false)
             .await?;
         tracing::info!("master stopped");
         Ok(())
+    }
+}
+
+/// The web server during a start: serving (taking connections, holding requests) from
+/// before the master registers, its gate opened once every service has started.
+struct Web {
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    address: Option<std::net::SocketAddr>,
+    gate: www::StartGate,
+}
+
+impl Web {
+    /// Binds the config's web port, when it has one, and serves it behind a closed gate.
+    async fn start(context: &Context) -> anyhow::Result<Web> {
+        let listener = www::bind(context).await?;
+        let address = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let (gate, held) = www::start_gate(www::FIRST_REQUESTS);
+        let task = listener.map(|l| tokio::spawn(www::serve(context.clone(), l, held)));
+        Ok(Web {
+            task,
+            address,
+            gate,
+        })
     }
 }
 

@@ -121,13 +121,17 @@ impl Master {
         if let Err(error) = written {
             tracing::warn!("cannot write {}: {error}", file.display());
         }
-        if let Err(error) = ctx.db.set_last_reconfig(ctx.masterid, &outcome.line).await {
+        if let Err(error) = ctx
+            .db
+            .set_last_reconfig(ctx.masterid.get(), &outcome.line)
+            .await
+        {
             tracing::warn!("cannot record the reconfig outcome: {error}");
         }
         if outcome.ok {
             if let Err(error) = ctx
                 .db
-                .record_master_event(ctx.masterid, MasterEvent::Reconfig)
+                .record_master_event(ctx.masterid.get(), MasterEvent::Reconfig)
                 .await
             {
                 tracing::warn!("cannot record the reconfig event: {error}");
@@ -136,7 +140,7 @@ impl Master {
         let _ = publish(
             &ctx.db,
             &ctx.bus,
-            Resource::Master(ctx.masterid),
+            Resource::Master(ctx.masterid.get()),
             "reconfig",
         )
         .await;

@@ -17,7 +17,7 @@ pub mod tls;
 
 use std::ops::Deref;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +49,32 @@ impl Deref for Context {
     }
 }
 
+/// This master's id in storage, known once it is registered (`Db::start_master`). A start
+/// makes its context, and the web server its routes, while the registration's round trip
+/// is under way; nothing reads the id before the start's gate opens.
+#[derive(Debug, Default)]
+pub struct MasterId(OnceLock<i64>);
+
+impl MasterId {
+    pub fn get(&self) -> i64 {
+        *self
+            .0
+            .get()
+            .expect("the master's id is read only once it is registered")
+    }
+
+    /// Records the id the registration answered; a second one is ignored.
+    pub fn set(&self, id: i64) {
+        let _ = self.0.set(id);
+    }
+}
+
+impl From<i64> for MasterId {
+    fn from(id: i64) -> MasterId {
+        MasterId(OnceLock::from(id))
+    }
+}
+
 /// What a [`Context`] holds.
 pub struct Shared {
     pub db: Db,
@@ -61,7 +87,7 @@ pub struct Shared {
     /// The config running now; a reconfig replaces it.
     pub config: SharedConfig,
     pub basedir: PathBuf,
-    pub masterid: i64,
+    pub masterid: MasterId,
     /// Cancelled when the master begins to shut down.
     pub shutdown: CancellationToken,
     /// Change sources that answer requests on the web server.

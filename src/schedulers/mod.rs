@@ -140,7 +140,7 @@ impl Service for RunningScheduler {
         let (name, forgets_classified_changes) = RunningScheduler::claim_of(config);
         let id = ctx
             .db
-            .claim_scheduler(name, ctx.masterid, forgets_classified_changes)
+            .claim_scheduler(name, ctx.masterid.get(), forgets_classified_changes)
             .await
             .with_context(|| format!("cannot register scheduler '{name}'"))?;
         RunningScheduler::start_claimed(ctx, config, id).await

@@ -876,7 +876,7 @@ async fn call(
             Ok(json!({ "cancelled": cancelled }))
         }
         (Endpoint::Master, "shutdown") => {
-            if args.int("masterid") != Some(context.masterid) {
+            if args.int("masterid") != Some(context.masterid.get()) {
                 return Err(RpcError::bad(
                     INVALID_PARAMS,
                     "only this master can be shut down here",
