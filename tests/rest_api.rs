@@ -1368,42 +1368,36 @@ async fn a_start_that_fails_leaves_its_master_inactive_and_the_next_one_active()
              c['status'] = {{ {status} }}\n"
         )
     };
-    let web_on_taken_port =
-        format!("status.WebStatus{{http_port='tcp:{port}:interface=127.0.0.1'}}");
-    std::fs::write(
-        dir.path().join("master.cfg.lua"),
-        with_status(&web_on_taken_port),
-    )
-    .unwrap();
-    let failed = moonbot::master::Master::start(dir.path(), CancellationToken::new()).await;
-    let error = failed.err().expect("the web port is taken");
-    assert!(format!("{error:#}").contains("cannot listen"), "{error:#}");
-    let db = Db::open("sqlite:///state.sqlite", dir.path())
-        .await
-        .unwrap();
-    let active: Vec<i64> = sqlx::query_scalar("SELECT active FROM masters")
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
+    // Starts a master on `config`, a start that must fail: its error, and the masters'
+    // `active` flags it left.
+    let basedir = dir.path();
+    let failed_start = |config: String| async move {
+        std::fs::write(basedir.join("master.cfg.lua"), config).unwrap();
+        let error = moonbot::master::Master::start(basedir, CancellationToken::new())
+            .await
+            .err()
+            .expect("the start fails");
+        let db = Db::open("sqlite:///state.sqlite", basedir).await.unwrap();
+        let active: Vec<i64> = sqlx::query_scalar("SELECT active FROM masters")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+        db.close().await;
+        (format!("{error:#}"), active)
+    };
+    let (error, active) = failed_start(with_status(&format!(
+        "status.WebStatus{{http_port='tcp:{port}:interface=127.0.0.1'}}"
+    )))
+    .await;
+    assert!(error.contains("cannot listen"), "{error}");
     assert_eq!(active, Vec::<i64>::new(), "not registered");
-    db.close().await;
 
     // The web server on a free port, the workers' port taken: the engine fails after the
     // registration.
     let config = with_status("status.WebStatus{http_port='tcp:0:interface=127.0.0.1'}");
-    std::fs::write(dir.path().join("master.cfg.lua"), &config).unwrap();
-    let failed = moonbot::master::Master::start(dir.path(), CancellationToken::new()).await;
-    let error = failed.err().expect("the workers' port is taken");
-    assert!(format!("{error:#}").contains("listen"), "{error:#}");
-    let db = Db::open("sqlite:///state.sqlite", dir.path())
-        .await
-        .unwrap();
-    let active: Vec<i64> = sqlx::query_scalar("SELECT active FROM masters")
-        .fetch_all(&db.pool)
-        .await
-        .unwrap();
+    let (error, active) = failed_start(config.clone()).await;
+    assert!(error.contains("listen"), "{error}");
     assert_eq!(active, [0]);
-    db.close().await;
 
     drop(taken);
     let master = support::start(dir.path(), &config).await;
