@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 
-use super::registry::claimed_schedulers;
+use super::registry::{claimed_schedulers, Claimant};
 use super::{now, Batch, Db, DbResult, Recorded};
 use crate::model::{BuildResult, Properties};
 
@@ -300,7 +300,7 @@ impl Db {
                 vec![name.into()],
             );
         Db::push_recorded(&mut batch);
-        Db::push_scheduler_claims(&mut batch, name, schedulers);
+        Db::push_scheduler_claims(&mut batch, Claimant::Named(name), schedulers);
         let answers = batch.run(self).await?;
         let masterid = answers[0]
             .first()

@@ -244,37 +244,39 @@ impl Db {
     }
 
     /// Adds to `batch` the claims of the stored schedulers among `schedulers` (a name,
-    /// and whether it forgets the changes an earlier run classified for it) for the master
-    /// named `master`: what [`Db::claim_scheduler`] does for each, in one statement or
-    /// two. The answer ([`claimed_schedulers`]) leaves out those not stored yet.
+    /// and whether it forgets the changes an earlier run classified for it) for `claimant`:
+    /// each marked as that master's, and the classified changes of those that forget them
+    /// deleted, in one statement or two. The answer ([`claimed_schedulers`]) leaves out
+    /// those not stored yet.
     pub(super) fn push_scheduler_claims(
         batch: &mut Batch,
-        master: &str,
+        claimant: Claimant,
         schedulers: &[(&str, bool)],
     ) {
         if schedulers.is_empty() {
             return;
         }
-        let names = |wanted: &dyn Fn(bool) -> bool| {
-            let names: Vec<Bind> = schedulers
-                .iter()
-                .filter(|(_, forgets)| wanted(*forgets))
-                .map(|(name, _)| (*name).into())
-                .collect();
-            let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
-            (placeholders.join(", "), names)
+        let (all, mut binds) = name_list(schedulers.iter().map(|(name, _)| *name));
+        let at = binds.len() + 1;
+        let master = match claimant {
+            Claimant::Id(id) => {
+                binds.push(id.into());
+                format!("${at}")
+            }
+            Claimant::Named(name) => {
+                binds.push(name.into());
+                format!("(SELECT id FROM masters WHERE name = ${at})")
+            }
         };
-        let (all, mut binds) = names(&|_| true);
-        let master_at = binds.len() + 1;
-        binds.push(master.into());
         batch.push(
             format!(
-                "UPDATE schedulers SET masterid = (SELECT id FROM masters WHERE name = \
-                 ${master_at}) WHERE name IN ({all}) RETURNING name, id"
+                "UPDATE schedulers SET masterid = {master} WHERE name IN ({all}) \
+                 RETURNING name, id"
             ),
             binds,
         );
-        let (forgetting, binds) = names(&|forgets| forgets);
+        let forgetting = schedulers.iter().filter(|(_, forgets)| *forgets);
+        let (forgetting, binds) = name_list(forgetting.map(|(name, _)| *name));
         if !binds.is_empty() {
             batch.push(
                 format!(
@@ -293,22 +295,10 @@ impl Db {
         forget_classified: bool,
     ) -> DbResult<Option<i64>> {
         let mut batch = Batch::new();
-        batch.push(
-            "UPDATE schedulers SET masterid = $1 WHERE name = $2 RETURNING id",
-            vec![masterid.into(), name.into()],
-        );
-        if forget_classified {
-            batch.push(
-                "DELETE FROM scheduler_changes WHERE schedulerid IN \
-                 (SELECT id FROM schedulers WHERE name = $1)",
-                vec![name.into()],
-            );
-        }
+        let claim = [(name, forget_classified)];
+        Db::push_scheduler_claims(&mut batch, Claimant::Id(masterid), &claim);
         let answers = batch.run(self).await?;
-        Ok(answers[0]
-            .first()
-            .map(|row| sqlx::Row::try_get(row, 0))
-            .transpose()?)
+        Ok(claimed_schedulers(&answers[0])?.remove(name))
     }
 
     pub async fn changesource_id(&self, name: &str) -> DbResult<i64> {
@@ -319,6 +309,20 @@ impl Db {
         )
         .await
     }
+}
+
+/// The master that claims schedulers ([`Db::push_scheduler_claims`]): by its id, or by its
+/// name in the round trip that registers it.
+pub(super) enum Claimant<'a> {
+    Id(i64),
+    Named(&'a str),
+}
+
+/// `$1, $2, ..` for `names`, and their values.
+fn name_list<'a>(names: impl Iterator<Item = &'a str>) -> (String, Vec<Bind>) {
+    let binds: Vec<Bind> = names.map(Bind::from).collect();
+    let placeholders: Vec<String> = (1..=binds.len()).map(|i| format!("${i}")).collect();
+    (placeholders.join(", "), binds)
 }
 
 /// The ids of the schedulers a [`Db::push_scheduler_claims`] claimed, by name, from its
