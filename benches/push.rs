@@ -174,21 +174,29 @@ impl Recorder {
         Ok(())
     }
 
-    /// When the success status of `sha` arrived, waiting for it.
+    /// When the final status of `sha` arrived, waiting for it; an error names a final
+    /// status other than success (the build failed) or, after `WAIT`, every state `sha`
+    /// got, so that a failed run says which of the two went wrong.
     async fn final_status(&self, sha: &str) -> anyhow::Result<f64> {
         let deadline = Instant::now() + WAIT;
         loop {
-            let found = self
+            let states: Vec<(String, f64)> = self
                 .taken
                 .lock()
                 .unwrap()
                 .iter()
-                .find(|(s, state, _)| s == sha && state == "success")
-                .map(|(_, _, at)| *at);
-            if let Some(at) = found {
-                return Ok(at);
+                .filter(|(s, _, _)| s == sha)
+                .map(|(_, state, at)| (state.clone(), *at))
+                .collect();
+            if let Some((state, at)) = states.iter().find(|(state, _)| state != "pending") {
+                anyhow::ensure!(state == "success", "the build of {sha} ended {state}");
+                return Ok(*at);
             }
-            anyhow::ensure!(Instant::now() < deadline, "no status for {sha}");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no final status for {sha}; its statuses: {:?}",
+                states.iter().map(|(state, _)| state).collect::<Vec<_>>()
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
