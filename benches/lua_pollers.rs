@@ -46,6 +46,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *args):
         pass
+# The 500 pollers' first polls come at once: the default listen backlog (5) drops them.
+http.server.ThreadingHTTPServer.request_queue_size = 1024
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()
