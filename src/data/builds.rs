@@ -714,6 +714,7 @@ pub async fn claim_and_add_build(
     request: &PendingRequest,
     on: &BuildOn,
 ) -> DbResult<Option<NewBuild>> {
+    db.expect_builds();
     let (brid, bsid) = (request.id, request.buildsetid);
     let claimed_at = now();
     let mut batch = Batch::new();

@@ -70,7 +70,7 @@ impl From<Vec<u8>> for Bind {
 /// Statements that commit together or not at all, each with its own `$1 ..` parameters.
 #[derive(Debug, Default)]
 pub struct Batch {
-    statements: Vec<(String, Vec<Bind>)>,
+    pub(super) statements: Vec<(String, Vec<Bind>)>,
 }
 
 impl Batch {
@@ -97,12 +97,15 @@ impl Batch {
     /// list a statement (empty for a statement without `RETURNING`).
     pub async fn run(self, db: &Db) -> DbResult<Vec<Vec<AnyRow>>> {
         match db.dialect {
-            Dialect::Sqlite => self.run_as_one_query(db).await,
+            Dialect::Sqlite => match db.direct.as_ref().and_then(|d| d.write(&self.statements)) {
+                Some(rows) => Ok(rows),
+                None => self.run_as_one_query(db).await,
+            },
             Dialect::Postgres => self.run_one_by_one(db).await,
         }
     }
 
-    async fn run_as_one_query(self, db: &Db) -> DbResult<Vec<Vec<AnyRow>>> {
+    pub(super) async fn run_as_one_query(self, db: &Db) -> DbResult<Vec<Vec<AnyRow>>> {
         let count = self.statements.len();
         // Room for the statements and their renumbered parameters.
         let length: usize = self.statements.iter().map(|(sql, _)| sql.len() + 8).sum();
@@ -149,6 +152,14 @@ impl Batch {
     }
 
     async fn run_one_by_one(self, db: &Db) -> DbResult<Vec<Vec<AnyRow>>> {
+        if let [(sql, params)] = &self.statements[..] {
+            // One statement is a transaction of its own.
+            return Ok(vec![
+                bind_all(sqlx::query(sql), params)
+                    .fetch_all(&db.pool)
+                    .await?,
+            ]);
+        }
         let mut connection = db.pool.acquire().await?;
         let mut tx = connection.begin().await?;
         let mut rows = Vec::new();
@@ -165,6 +176,17 @@ impl Batch {
 }
 
 impl Db {
+    /// The rows of the read `sql` with `params` bound to its `$1 ..`: while builds run,
+    /// on SQLite, read on the caller's thread ([`Db::expect_builds`]).
+    pub async fn read(&self, sql: &str, params: &[Bind]) -> DbResult<Vec<AnyRow>> {
+        if let Some(rows) = self.direct.as_ref().and_then(|d| d.read(sql, params)) {
+            return Ok(rows);
+        }
+        Ok(bind_all(sqlx::query(sql), params)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// The id of the row a batch inserted last into `table`, as SQL for a later statement
     /// of the same batch. On SQLite the batch holds the write lock, so the largest id is
     /// its own; on PostgreSQL the sequence's `currval` is the session's own.

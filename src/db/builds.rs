@@ -21,14 +21,14 @@ impl Db {
     /// The unclaimed, incomplete requests of a builder, the one to build first first
     /// (highest priority, then oldest), as Buildbot's default `nextBuild` orders them.
     pub async fn pending_requests(&self, builderid: i64) -> DbResult<Vec<PendingRequest>> {
-        let rows = sqlx::query(
-            "SELECT id, buildsetid, priority, submitted_at FROM buildrequests \
-             WHERE builderid = $1 AND complete = 0 AND claimed_by_masterid IS NULL \
-             ORDER BY priority DESC, submitted_at, id",
-        )
-        .bind(builderid)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .read(
+                "SELECT id, buildsetid, priority, submitted_at FROM buildrequests \
+                 WHERE builderid = $1 AND complete = 0 AND claimed_by_masterid IS NULL \
+                 ORDER BY priority DESC, submitted_at, id",
+                &[builderid.into()],
+            )
+            .await?;
         rows.into_iter()
             .map(|row| {
                 Ok(PendingRequest {

@@ -10,6 +10,7 @@ mod batch;
 mod builds;
 mod buildsets;
 mod changes;
+mod direct;
 mod events;
 mod logs;
 mod outbox;
@@ -96,6 +97,8 @@ pub type DbResult<T> = Result<T, DbError>;
 pub struct Db {
     pub pool: Pool,
     pub dialect: Dialect,
+    /// Where batches are written on the caller's thread: SQLite files only.
+    direct: Option<std::sync::Arc<direct::DirectWriter>>,
     /// Changes waiting to be committed together (`add_changes`).
     change_queue: std::sync::Arc<changes::ChangeQueue>,
     /// `c['eventHorizon']`, read as events are written.
@@ -167,9 +170,20 @@ impl Db {
                     .connect_lazy_with(options),
             ),
         };
+        let direct = match url.strip_prefix("sqlite://") {
+            Some(file) if url != MEMORY => {
+                let file = file.split('?').next().unwrap_or(file);
+                Some(std::sync::Arc::new(direct::DirectWriter::new(
+                    file.into(),
+                    pool.clone(),
+                )))
+            }
+            _ => None,
+        };
         Ok(Db {
             pool,
             dialect,
+            direct,
             change_queue: Default::default(),
             event_horizon: Default::default(),
         })
@@ -203,9 +217,20 @@ impl Db {
             },
             Dialect::Postgres => None,
         };
+        if let Some(direct) = &self.direct {
+            direct.close();
+        }
         self.pool.close().await;
         if let Some(keeper) = keeper {
             let _ = keeper.close().await;
+        }
+    }
+
+    /// Builds are about to write a batch every few milliseconds: on SQLite they are then
+    /// written on the caller's thread ([`direct`]). A start's few writes do not open it.
+    pub fn expect_builds(&self) {
+        if let Some(direct) = &self.direct {
+            direct.open();
         }
     }
 
@@ -228,16 +253,8 @@ async fn log_keeper(pool: &Pool) -> Result<SqliteConnection, sqlx::Error> {
     let options = SqliteConnectOptions::from_url(&pool.connect_options().database_url)?;
     let mut keeper = options.connect().await?;
     let mut handle = keeper.lock_handle().await?;
-    // SAFETY: the handle is the open connection's, locked for this call; the option takes
-    // an int and an optional int pointer for the previous value, here none.
-    let code = unsafe {
-        libsqlite3_sys::sqlite3_db_config(
-            handle.as_raw_handle().as_ptr(),
-            libsqlite3_sys::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            1 as std::ffi::c_int,
-            std::ptr::null_mut::<std::ffi::c_int>(),
-        )
-    };
+    // SAFETY: the handle is the open connection's, locked for this call.
+    let code = unsafe { sqlite_setup::keep_log_at_close(handle.as_raw_handle().as_ptr()) };
     drop(handle);
     if code != libsqlite3_sys::SQLITE_OK {
         let _ = keeper.close().await;

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{now, Db, DbResult};
+use super::{now, Batch, Db, DbError, DbResult};
 
 /// A notification to write: rendered, addressed, not yet sent.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,22 +88,28 @@ impl Db {
     /// with this key (the event was seen before).
     pub async fn add_outbox_message(&self, message: &NewMessage) -> DbResult<Option<i64>> {
         let at = now();
-        let id: Option<i64> = sqlx::query_scalar(
+        // A batch: while builds run, written on this thread ([`Db::expect_builds`]).
+        let mut batch = Batch::new();
+        batch.push(
             "INSERT INTO outbox (reporter, kind, dedup_key, summary, meta, body, state, \
              attempts, created_at, next_attempt_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7) \
              ON CONFLICT (reporter, dedup_key) DO NOTHING RETURNING id",
-        )
-        .bind(&message.reporter)
-        .bind(&message.kind)
-        .bind(&message.dedup_key)
-        .bind(&message.summary)
-        .bind(message.meta.to_string())
-        .bind(&message.body)
-        .bind(at)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(id)
+            vec![
+                message.reporter.as_str().into(),
+                message.kind.as_str().into(),
+                message.dedup_key.as_str().into(),
+                message.summary.as_str().into(),
+                message.meta.to_string().into(),
+                message.body.clone().into(),
+                at.into(),
+            ],
+        );
+        let rows = batch.run(self).await?;
+        Ok(match rows[0].first() {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        })
     }
 
     /// The reporter's pending messages that are due at `at`, oldest first.
@@ -113,15 +119,13 @@ impl Db {
         at: f64,
         limit: i64,
     ) -> DbResult<Vec<OutboxMessage>> {
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT {COLUMNS} FROM outbox WHERE reporter = $1 AND state = 'pending' \
              AND next_attempt_at <= $2 ORDER BY id LIMIT $3"
-        ))
-        .bind(reporter)
-        .bind(at)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let rows = self
+            .read(&sql, &[reporter.into(), at.into(), limit.into()])
+            .await?;
         rows.iter().map(message_of).collect()
     }
 
@@ -133,14 +137,11 @@ impl Db {
         at: f64,
         limit: i64,
     ) -> DbResult<Vec<OutboxMessage>> {
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT {COLUMNS} FROM outbox WHERE reporter = $1 AND state = 'pending' \
              ORDER BY id LIMIT $2"
-        ))
-        .bind(reporter)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let rows = self.read(&sql, &[reporter.into(), limit.into()]).await?;
         let mut head = Vec::with_capacity(rows.len());
         for row in &rows {
             let message = message_of(row)?;
@@ -155,13 +156,17 @@ impl Db {
     /// When the reporter's oldest pending message falls due, if it has one: the next
     /// delivery of a transport that delivers in order.
     pub async fn first_pending_outbox_due(&self, reporter: &str) -> DbResult<Option<f64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT next_attempt_at FROM outbox WHERE reporter = $1 AND state = 'pending' \
-             ORDER BY id LIMIT 1",
-        )
-        .bind(reporter)
-        .fetch_optional(&self.pool)
-        .await?)
+        let rows = self
+            .read(
+                "SELECT next_attempt_at FROM outbox WHERE reporter = $1 AND state = 'pending' \
+                 ORDER BY id LIMIT 1",
+                &[reporter.into()],
+            )
+            .await?;
+        Ok(match rows.first() {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        })
     }
 
     /// Marks the reporter's pending messages older than `newer` whose key starts with
@@ -211,12 +216,17 @@ impl Db {
 
     /// When the reporter's next pending message falls due, if it has one.
     pub async fn next_outbox_due(&self, reporter: &str) -> DbResult<Option<f64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE reporter = $1 AND state = 'pending'",
-        )
-        .bind(reporter)
-        .fetch_one(&self.pool)
-        .await?)
+        let rows = self
+            .read(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE reporter = $1 \
+                 AND state = 'pending'",
+                &[reporter.into()],
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| DbError::NotFound("the earliest outbox message".into()))?;
+        Ok(row.try_get(0)?)
     }
 
     /// Records an attempt the peer took for some recipients and not others: the message
@@ -267,13 +277,16 @@ impl Db {
             return Ok(());
         }
         let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        sqlx::query(&format!(
-            "UPDATE outbox SET state = 'sent', sent_at = $1, attempts = attempts + 1, \
-             last_error = NULL WHERE id IN ({list})"
-        ))
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
+        // A batch: while builds run, written on this thread ([`Db::expect_builds`]).
+        let mut batch = Batch::new();
+        batch.push(
+            format!(
+                "UPDATE outbox SET state = 'sent', sent_at = $1, attempts = attempts + 1, \
+                 last_error = NULL WHERE id IN ({list})"
+            ),
+            vec![now().into()],
+        );
+        batch.run(self).await?;
         Ok(())
     }
 

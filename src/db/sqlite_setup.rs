@@ -90,6 +90,33 @@ unsafe extern "C" fn first_statement(
     0
 }
 
+/// Has the connection `db` leave the write-ahead log as it is when it closes last
+/// (`SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE`); answers SQLite's code.
+///
+/// # Safety
+/// `db` is an open connection, used by no other thread during the call.
+pub(super) unsafe fn keep_log_at_close(db: *mut ffi::sqlite3) -> c_int {
+    // SAFETY: as the caller promises; the option takes an int and an optional int pointer
+    // for the previous value, here none.
+    unsafe {
+        ffi::sqlite3_db_config(
+            db,
+            ffi::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            1 as c_int,
+            std::ptr::null_mut::<c_int>(),
+        )
+    }
+}
+
+/// Removes the callback that puts [`wait`] back at the first statement, from a connection
+/// that sets a busy handler of its own ([`super::direct`]).
+pub(super) fn keep_busy_handler(connection: &rusqlite::Connection) {
+    // SAFETY: the handle is the open connection's; this only clears its trace callback.
+    unsafe {
+        ffi::sqlite3_trace_v2(connection.handle(), 0, None, std::ptr::null_mut());
+    }
+}
+
 /// The busy handler: sleeps before the `tries`-th retry, or gives up (0) once the sleeps
 /// so far reach [`GIVE_UP_AFTER`].
 unsafe extern "C" fn wait(_data: *mut c_void, tries: c_int) -> c_int {

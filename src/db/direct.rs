@@ -1,0 +1,478 @@
+//! Batches written on the caller's own thread.
+//!
+//! sqlx runs each SQLite connection's statements on a thread of its own, so a batch is a
+//! hop to that thread and back: two thread switches, which cost the master more than the
+//! batch's statements (`benches/README.md`). While builds run, a connection of our own
+//! (rusqlite) writes each batch where it is asked for, holding SQLite's write lock for tens
+//! of microseconds, and hands back the rows as sqlx's would be.
+//!
+//! It keeps a runtime thread no longer than that, beyond its open (about a millisecond,
+//! once builds start after an idle second): when another connection holds the write lock
+//! past a short spin, when the connection is busy on another thread, or when a statement
+//! fails (rolled back here), the batch goes the sqlx way instead, which waits as long as
+//! it must and answers sqlx's own error. Its log checkpoints run on sqlx's thread too, and
+//! it closes once idle for [`SQLITE_IDLE`], as sqlx's connections do.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_void};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use sqlx::any::AnyRow;
+use sqlx_core::any::{AnyColumn, AnyTypeInfo, AnyTypeInfoKind, AnyValue, AnyValueKind};
+use sqlx_core::ext::ustr::UStr;
+
+use super::{Bind, Pool, SQLITE_IDLE};
+
+/// Log pages after which a commit asks for a checkpoint: SQLite's own default.
+const CHECKPOINT_PAGES: i32 = 1000;
+
+/// Statements kept prepared: every statement the engine's batches use, with room.
+const PREPARED: usize = 64;
+
+/// How many short sleeps the write lock is waited for here before the batch goes the
+/// sqlx way (each about 60 µs, with the kernel's timer slack).
+const SPINS: i32 = 3;
+
+/// The writer of a SQLite file database, open while builds write.
+pub(super) struct DirectWriter {
+    path: PathBuf,
+    /// Where checkpoints run.
+    pool: Pool,
+    connection: Mutex<Option<Writer>>,
+    /// Written since the idle check last looked.
+    used: AtomicBool,
+    checkpointing: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for DirectWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectWriter")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An open connection, with the column names of each statement that returns rows.
+struct Writer {
+    connection: Connection,
+    columns: HashMap<String, Columns>,
+    /// The pages in the log after the last commit, as SQLite's log hook reports them;
+    /// boxed, as the hook keeps its address.
+    log_pages: Box<AtomicI32>,
+}
+
+/// The columns of a statement's rows, as [`AnyRow`] holds them.
+#[derive(Clone)]
+struct Columns {
+    names: Arc<sqlx_core::HashMap<UStr, usize>>,
+    columns: Vec<AnyColumn>,
+}
+
+/// Why a batch was not written here; it is then written the sqlx way.
+enum NotHere {
+    /// Another connection holds the write lock.
+    Busy,
+    /// A statement failed (rolled back), or a value cannot be handed over.
+    Failed,
+}
+
+impl From<rusqlite::Error> for NotHere {
+    fn from(_: rusqlite::Error) -> NotHere {
+        NotHere::Failed
+    }
+}
+
+impl DirectWriter {
+    pub fn new(path: PathBuf, pool: Pool) -> DirectWriter {
+        DirectWriter {
+            path,
+            pool,
+            connection: Mutex::new(None),
+            used: AtomicBool::new(false),
+            checkpointing: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Opens the connection if it is closed (about a millisecond, on this thread), and
+    /// watches it, to close it once idle.
+    pub fn open(self: &Arc<Self>) {
+        let Ok(mut connection) = self.connection.try_lock() else {
+            return;
+        };
+        if connection.is_some() {
+            return;
+        }
+        match open(&self.path) {
+            Ok(writer) => {
+                *connection = Some(writer);
+                self.used.store(true, Ordering::Relaxed);
+                tokio::spawn(self.clone().close_when_idle());
+            }
+            Err(error) => tracing::debug!("batches go through sqlx: {error}"),
+        }
+    }
+
+    /// Closes the connection (a master's stop).
+    pub fn close(&self) {
+        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        *connection = None;
+    }
+
+    async fn close_when_idle(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(SQLITE_IDLE).await;
+            if self.used.swap(false, Ordering::Relaxed) {
+                continue;
+            }
+            let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+            // Unless it was used while the lock was awaited.
+            if !self.used.load(Ordering::Relaxed) {
+                *connection = None;
+                return;
+            }
+        }
+    }
+
+    /// Runs the read `sql` on this thread, outside any transaction (a reader never waits
+    /// for the write lock), and answers its rows; `None` when it is to go the sqlx way.
+    pub fn read(&self, sql: &str, params: &[Bind]) -> Option<Vec<AnyRow>> {
+        let mut connection = self.connection.try_lock().ok()?;
+        let writer = connection.as_mut()?;
+        self.used.store(true, Ordering::Relaxed);
+        writer.run(sql, params).ok()
+    }
+
+    /// Writes `statements` in one transaction on this thread, and answers each one's
+    /// rows; `None` when they are to go the sqlx way (see the module's documentation).
+    pub fn write(&self, statements: &[(String, Vec<Bind>)]) -> Option<Vec<Vec<AnyRow>>> {
+        let mut connection = self.connection.try_lock().ok()?;
+        let writer = connection.as_mut()?;
+        self.used.store(true, Ordering::Relaxed);
+        let rows = match writer.write(statements) {
+            Ok(rows) => rows,
+            Err(NotHere::Busy) => return None,
+            Err(NotHere::Failed) => {
+                if !writer.connection.is_autocommit() {
+                    // A connection that cannot roll back is not used again.
+                    if writer.connection.execute_batch("ROLLBACK").is_err() {
+                        *connection = None;
+                    }
+                }
+                return None;
+            }
+        };
+        if writer.log_pages.load(Ordering::Relaxed) >= CHECKPOINT_PAGES
+            && !self.checkpointing.swap(true, Ordering::Relaxed)
+        {
+            let (pool, checkpointing) = (self.pool.clone(), self.checkpointing.clone());
+            tokio::spawn(async move {
+                let checkpoint = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)");
+                if let Err(error) = checkpoint.execute(&pool).await {
+                    tracing::warn!("cannot checkpoint the database's write-ahead log: {error}");
+                }
+                checkpointing.store(false, Ordering::Relaxed);
+            });
+        }
+        Some(rows)
+    }
+}
+
+impl Writer {
+    fn write(&mut self, statements: &[(String, Vec<Bind>)]) -> Result<Vec<Vec<AnyRow>>, NotHere> {
+        match self
+            .connection
+            .prepare_cached("BEGIN IMMEDIATE")?
+            .raw_execute()
+        {
+            Ok(_) => {}
+            Err(error) if error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {
+                return Err(NotHere::Busy)
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let mut answers = Vec::with_capacity(statements.len());
+        for (sql, params) in statements {
+            answers.push(self.run(sql, params)?);
+        }
+        self.connection.prepare_cached("COMMIT")?.raw_execute()?;
+        Ok(answers)
+    }
+
+    /// Runs one statement and reads the rows it returns.
+    fn run(&mut self, sql: &str, params: &[Bind]) -> Result<Vec<AnyRow>, NotHere> {
+        let mut statement = self.connection.prepare_cached(sql)?;
+        for index in 1..=statement.parameter_count() {
+            // The engine's statements number their parameters `$1`, `$2`, ...
+            let number = statement
+                .parameter_name(index)
+                .and_then(|name| name.strip_prefix('$')?.parse::<usize>().ok())
+                .ok_or(NotHere::Failed)?;
+            let value = params.get(number - 1).ok_or(NotHere::Failed)?;
+            match value {
+                Bind::Int(value) => statement.raw_bind_parameter(index, value)?,
+                Bind::Real(value) => statement.raw_bind_parameter(index, value)?,
+                Bind::Text(value) => statement.raw_bind_parameter(index, value)?,
+                Bind::Blob(value) => statement.raw_bind_parameter(index, value)?,
+                Bind::OptInt(value) => statement.raw_bind_parameter(index, value)?,
+                Bind::OptText(value) => statement.raw_bind_parameter(index, value)?,
+            }
+        }
+        let count = statement.column_count();
+        if count == 0 {
+            statement.raw_execute()?;
+            return Ok(Vec::new());
+        }
+        let columns = match self.columns.get(sql) {
+            Some(columns) => columns.clone(),
+            None => {
+                let names = statement.column_names();
+                let columns = Columns {
+                    names: Arc::new(
+                        names
+                            .iter()
+                            .enumerate()
+                            .map(|(index, name)| (UStr::new(name), index))
+                            .collect(),
+                    ),
+                    columns: names
+                        .iter()
+                        .enumerate()
+                        .map(|(ordinal, name)| AnyColumn {
+                            ordinal,
+                            name: UStr::new(name),
+                            type_info: AnyTypeInfo {
+                                kind: AnyTypeInfoKind::Null,
+                            },
+                        })
+                        .collect(),
+                };
+                if self.columns.len() >= PREPARED {
+                    self.columns.clear();
+                }
+                self.columns.insert(sql.to_string(), columns.clone());
+                columns
+            }
+        };
+        let mut rows = statement.raw_query();
+        let mut answered = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut values = Vec::with_capacity(count);
+            for index in 0..count {
+                values.push(AnyValue {
+                    kind: any_value(row.get_ref(index)?)?,
+                });
+            }
+            answered.push(AnyRow {
+                column_names: columns.names.clone(),
+                columns: columns.columns.clone(),
+                values,
+            });
+        }
+        Ok(answered)
+    }
+}
+
+/// A SQLite value as sqlx's SQLite driver hands it to `Any`: by the value's own type.
+fn any_value(value: ValueRef<'_>) -> Result<AnyValueKind<'static>, NotHere> {
+    Ok(match value {
+        ValueRef::Null => AnyValueKind::Null(AnyTypeInfoKind::Null),
+        ValueRef::Integer(value) => AnyValueKind::BigInt(value),
+        ValueRef::Real(value) => AnyValueKind::Double(value),
+        ValueRef::Text(text) => AnyValueKind::Text(Cow::Owned(
+            std::str::from_utf8(text)
+                .map_err(|_| NotHere::Failed)?
+                .to_string(),
+        )),
+        ValueRef::Blob(blob) => AnyValueKind::Blob(Cow::Owned(blob.to_vec())),
+    })
+}
+
+/// Opens the database with the set-up every connection gets ([`super::sqlite_setup`]),
+/// then a short busy spin of its own, the log hook in place of automatic checkpoints, and
+/// no checkpoint at its close: writing the log into the database is left to sqlx's
+/// connections, off the runtime's threads.
+fn open(path: &std::path::Path) -> rusqlite::Result<Writer> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.set_prepared_statement_cache_capacity(PREPARED);
+    super::sqlite_setup::keep_busy_handler(&connection);
+    connection.busy_handler(Some(spin))?;
+    // As sqlx's connections have it.
+    connection.pragma_update(None, "foreign_keys", true)?;
+    let log_pages = Box::new(AtomicI32::new(0));
+    // SAFETY: the handle is this open connection's, used by this thread alone. The hook's
+    // data is the boxed counter, which lives as long as the connection (dropped after it,
+    // as a field declared later).
+    unsafe {
+        let handle = connection.handle();
+        libsqlite3_sys::sqlite3_wal_hook(
+            handle,
+            Some(count_log_pages),
+            std::ptr::from_ref::<AtomicI32>(&log_pages)
+                .cast_mut()
+                .cast(),
+        );
+        // Closing last, it would write the log into the database on a runtime thread; a
+        // refusal (an older SQLite) leaves that as it was.
+        super::sqlite_setup::keep_log_at_close(handle);
+    }
+    Ok(Writer {
+        connection,
+        columns: HashMap::new(),
+        log_pages,
+    })
+}
+
+/// The busy handler: a few short sleeps, then the batch goes the sqlx way.
+fn spin(tries: i32) -> bool {
+    if tries >= SPINS {
+        return false;
+    }
+    std::thread::sleep(Duration::from_micros(10));
+    true
+}
+
+/// SQLite's log hook, called after each commit: records how many pages the log holds.
+unsafe extern "C" fn count_log_pages(
+    data: *mut c_void,
+    _db: *mut libsqlite3_sys::sqlite3,
+    _name: *const c_char,
+    pages: c_int,
+) -> c_int {
+    // SAFETY: `data` is the counter given with the hook, alive while the connection is.
+    unsafe { (*data.cast::<AtomicI32>()).store(pages, Ordering::Relaxed) };
+    libsqlite3_sys::SQLITE_OK
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+
+    use crate::db::{Batch, Db};
+
+    const INSERT: &str =
+        "INSERT INTO masters (name, active, last_active) VALUES ($1, 1, $2) RETURNING id, name";
+
+    async fn opened() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open("sqlite:///state.sqlite", dir.path())
+            .await
+            .unwrap();
+        db.expect_builds();
+        (dir, db)
+    }
+
+    fn statements(names: &[&str]) -> Vec<(String, Vec<crate::db::Bind>)> {
+        names
+            .iter()
+            .map(|name| (INSERT.to_string(), vec![(*name).into(), 1.5.into()]))
+            .collect()
+    }
+
+    async fn names(db: &Db) -> Vec<String> {
+        sqlx::query_scalar("SELECT name FROM masters ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_written_here_and_its_rows_read_as_sqlxs() {
+        let (_dir, db) = opened().await;
+        let direct = db.direct.clone().unwrap();
+        let rows = direct
+            .write(&statements(&["one", "two"]))
+            .expect("written here");
+        let read: Vec<(i64, String)> = rows
+            .iter()
+            .map(|rows| (rows[0].get("id"), rows[0].get(1)))
+            .collect();
+        assert_eq!(read, [(1, "one".to_string()), (2, "two".to_string())]);
+        // The same batch the sqlx way reads alike.
+        let mut batch = Batch::new();
+        batch.push(
+            "SELECT id, name, last_active, NULL AS none FROM masters WHERE id = $1",
+            vec![2.into()],
+        );
+        let here = direct.write(&batch.statements).unwrap();
+        let there = batch.run_as_one_query(&db).await.unwrap();
+        for row in [&here[0][0], &there[0][0]] {
+            assert_eq!(row.get::<i64, _>("id"), 2);
+            assert_eq!(row.get::<String, _>("name"), "two");
+            assert_eq!(row.get::<f64, _>("last_active"), 1.5);
+            assert_eq!(row.get::<Option<i64>, _>("none"), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_batch_is_rolled_back_and_left_to_sqlx() {
+        let (_dir, db) = opened().await;
+        let direct = db.direct.clone().unwrap();
+        assert!(
+            direct.write(&statements(&["one", "one"])).is_none(),
+            "names are unique"
+        );
+        assert!(names(&db).await.is_empty());
+        direct
+            .write(&statements(&["two"]))
+            .expect("the connection writes on");
+        assert_eq!(names(&db).await, ["two"]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_finding_the_write_lock_held_is_left_to_sqlx() {
+        let (_dir, db) = opened().await;
+        let direct = db.direct.clone().unwrap();
+        let held = db.begin_write().await.unwrap();
+        assert!(direct.write(&statements(&["one"])).is_none());
+        held.commit().await.unwrap();
+        let mut batch = Batch::new();
+        batch.push(INSERT, vec!["one".into(), 1.5.into()]);
+        batch.run(&db).await.unwrap();
+        assert_eq!(names(&db).await, ["one"]);
+    }
+
+    #[tokio::test]
+    async fn its_log_is_checkpointed_by_sqlx_as_it_grows() {
+        let (dir, db) = opened().await;
+        let direct = db.direct.clone().unwrap();
+        sqlx::query("CREATE TABLE scratch (data BLOB)")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        // 3,000 pages of 4 KiB: three times the pages after which a checkpoint is asked for.
+        let blob = vec![7u8; 40 * 1024];
+        for _ in 0..300 {
+            let insert = (
+                "INSERT INTO scratch (data) VALUES ($1)".to_string(),
+                vec![blob.clone().into()],
+            );
+            direct.write(&[insert]).expect("written here");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let log = std::fs::metadata(dir.path().join("state.sqlite-wal")).unwrap();
+        assert!(log.len() < 8 << 20, "the log grew to {} bytes", log.len());
+    }
+
+    #[tokio::test]
+    async fn it_is_closed_once_idle() {
+        let (_dir, db) = opened().await;
+        let direct = db.direct.clone().unwrap();
+        assert!(direct.write(&statements(&["one"])).is_some());
+        tokio::time::sleep(crate::db::SQLITE_IDLE * 5 / 2).await;
+        assert!(direct.write(&statements(&["two"])).is_none(), "closed");
+        db.expect_builds();
+        assert!(
+            direct.write(&statements(&["three"])).is_some(),
+            "open again"
+        );
+    }
+}
