@@ -96,6 +96,22 @@ async fn queue_from(
     rc: i64,
     properties: &[(&str, Value)],
 ) -> (i64, i64) {
+    let (bsid, brid) = store_request(master, repository, revision, rc, properties).await;
+    let ctx = &master.context;
+    publish(&ctx.db, &ctx.bus, Resource::BuildRequest(brid), "new")
+        .await
+        .unwrap();
+    (bsid, brid)
+}
+
+/// A build request as [`queue_from`] stores it, not announced yet.
+async fn store_request(
+    master: &Master,
+    repository: &str,
+    revision: &str,
+    rc: i64,
+    properties: &[(&str, Value)],
+) -> (i64, i64) {
     let ctx = &master.context;
     let mut pairs: Vec<(&str, Value)> = vec![("rc", json!(rc))];
     pairs.extend(properties.iter().cloned());
@@ -113,11 +129,7 @@ async fn queue_from(
         ..BuildsetSpec::default()
     };
     let (bsid, brids) = ctx.db.add_buildset(&spec).await.unwrap();
-    let brid = *brids.values().next().unwrap();
-    publish(&ctx.db, &ctx.bus, Resource::BuildRequest(brid), "new")
-        .await
-        .unwrap();
-    (bsid, brid)
+    (bsid, *brids.values().next().unwrap())
 }
 
 /// Waits until `server` took a status in `state` for `sha`; answers every status taken.
@@ -776,6 +788,38 @@ async fn a_reconfig_keeps_waiting_statuses_and_the_new_options_take_the_next_bui
         "{outcome:?}"
     );
     assert!(rows(&master, "GitHubStatus", "pending").await > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_claimed_before_its_queued_status_is_written_gets_none_to_supersede_its_builds() {
+    let server = HttpServer::start();
+    let master = TestMaster::start(&config(&github(&server, ""))).await;
+    let ctx = &master.context;
+    // Claimed before the target hears that it was queued, as when the engine is quicker
+    // than the target: a queued status written now would come after its build's statuses
+    // and supersede the final one.
+    let owner = ("owner", json!("octo"));
+    let repository = "https://example.org/moon.git";
+    let properties = std::slice::from_ref(&owner);
+    let (_, brid) = store_request(&master, repository, "fed789", 0, properties).await;
+    assert!(ctx
+        .db
+        .claim_requests(&[brid], ctx.masterid.get())
+        .await
+        .unwrap());
+    publish(&ctx.db, &ctx.bus, Resource::BuildRequest(brid), "new")
+        .await
+        .unwrap();
+    // The target hears of requests in order: once the next one is built and reported, it
+    // has heard of this one.
+    build(&master, "a11ce5", 0, properties).await;
+    wait_for_state(&server, "a11ce5", "success").await;
+    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE dedup_key LIKE $1")
+        .bind(format!("%#request:{brid}:queued"))
+        .fetch_one(&ctx.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(queued, 0, "{:#?}", server.requests());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -625,6 +625,24 @@ async fn the_outbox_keeps_messages_until_sent(test: TestDb) {
     );
     assert_eq!(db.next_outbox_due("mail").await.unwrap(), None);
 
+    // A status about a queued request is written only while the request is.
+    let spec = BuildsetSpec {
+        reason: "queued".into(),
+        scheduler: "force".into(),
+        new_sourcestamps: vec![SourceStampSpec::default()],
+        builder_ids: vec![db.builder_id("linux").await.unwrap()],
+        ..BuildsetSpec::default()
+    };
+    let (_, requests) = db.add_buildset(&spec).await.unwrap();
+    let brid = *requests.values().next().unwrap();
+    let queued = |n: i64| message("github", &format!("request:{brid}:queued:{n}"));
+    let while_queued = db.add_outbox_message_while_queued(&queued(1), brid).await;
+    assert!(while_queued.unwrap().is_some());
+    let masterid = db.start_master("claimer", &[]).await.unwrap().masterid;
+    assert!(db.claim_requests(&[brid], masterid).await.unwrap());
+    let once_claimed = db.add_outbox_message_while_queued(&queued(2), brid).await;
+    assert_eq!(once_claimed.unwrap(), None);
+
     // Taken for some recipients: the rest retried alone, those refused for good recorded.
     let partly = db
         .add_outbox_message(&message("mail", "build:2"))

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{now, Batch, Db, DbError, DbResult};
+use super::{now, Batch, Bind, Db, DbError, DbResult};
 
 /// A notification to write: rendered, addressed, not yet sent.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,23 +87,54 @@ impl Db {
     /// Writes a pending message, due now. `None` when the reporter already has a message
     /// with this key (the event was seen before).
     pub async fn add_outbox_message(&self, message: &NewMessage) -> DbResult<Option<i64>> {
+        self.insert_outbox_message(message, None).await
+    }
+
+    /// Writes a message about build request `brid` being queued, only while it is: not
+    /// claimed, not complete (else `None`). Its build's messages, written once it is
+    /// claimed, supersede the waiting ones about it; one about the queued request written
+    /// after them would supersede theirs.
+    pub async fn add_outbox_message_while_queued(
+        &self,
+        message: &NewMessage,
+        brid: i64,
+    ) -> DbResult<Option<i64>> {
+        self.insert_outbox_message(message, Some(brid)).await
+    }
+
+    async fn insert_outbox_message(
+        &self,
+        message: &NewMessage,
+        queued: Option<i64>,
+    ) -> DbResult<Option<i64>> {
         let at = now();
+        let mut params: Vec<Bind> = vec![
+            message.reporter.as_str().into(),
+            message.kind.as_str().into(),
+            message.dedup_key.as_str().into(),
+            message.summary.as_str().into(),
+            message.meta.to_string().into(),
+            message.body.clone().into(),
+            at.into(),
+        ];
+        let only_if = match queued {
+            Some(brid) => {
+                params.push(brid.into());
+                "EXISTS (SELECT 1 FROM buildrequests WHERE id = $8 \
+                 AND claimed_by_masterid IS NULL AND complete = 0)"
+            }
+            None => "1 = 1",
+        };
         // A batch: while builds run, written on this thread ([`Db::expect_builds`]).
         let mut batch = Batch::new();
         batch.push(
-            "INSERT INTO outbox (reporter, kind, dedup_key, summary, meta, body, state, \
-             attempts, created_at, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7) \
-             ON CONFLICT (reporter, dedup_key) DO NOTHING RETURNING id",
-            vec![
-                message.reporter.as_str().into(),
-                message.kind.as_str().into(),
-                message.dedup_key.as_str().into(),
-                message.summary.as_str().into(),
-                message.meta.to_string().into(),
-                message.body.clone().into(),
-                at.into(),
-            ],
+            format!(
+                "INSERT INTO outbox (reporter, kind, dedup_key, summary, meta, body, state, \
+                 attempts, created_at, next_attempt_at) \
+                 SELECT $1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7 WHERE {only_if} \
+                 ON CONFLICT (reporter, dedup_key) DO NOTHING RETURNING id"
+            ),
+            params,
         );
         let rows = batch.run(self).await?;
         Ok(match rows[0].first() {

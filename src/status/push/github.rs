@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::requests::{RequestEvent, RequestInfo};
 use super::transport::{request_meta, Auth, HttpTransport};
-use super::{enqueue_status, render_data, render_text, Push, PushReporter};
+use super::{enqueue_status, render_data, render_text, Push, PushReporter, Status};
 use crate::config::status::{github_repository, GitHubStatusConfig};
 use crate::model::{BuildResult, MasterInfo};
 use crate::runtime::Context;
@@ -88,6 +88,7 @@ impl PushReporter for GitHubReporter {
             target_url: format!("{}#buildrequests/{}", self.master.root_url(), request.brid),
             what: format!("{} request {}", request.builder, request.brid),
             key: format!("request:{}:{event}", request.brid),
+            queued_request: (what == RequestEvent::Queued).then_some(request.brid),
             data: request.data,
         };
         self.status(ctx, about, state, &Renderable::string(description))
@@ -120,6 +121,7 @@ impl Reporter for GitHubReporter {
             target_url: self.master.build_url(build.builder.id, build.number),
             what: format!("{} #{}", build.builder.name, build.number),
             key: format!("build:{buildid}:{event}"),
+            queued_request: None,
         };
         self.status(ctx, about, state, description).await
     }
@@ -133,6 +135,8 @@ struct About {
     what: String,
     /// The event, unique per status (`build:17:finished`).
     key: String,
+    /// The request, for a status about it being queued: written only while it is.
+    queued_request: Option<i64>,
 }
 
 /// GitHub's state for a build's result.
@@ -197,15 +201,14 @@ impl GitHubReporter {
             "description": description,
             "context": context,
         });
-        enqueue_status(
-            ctx,
-            &self.name,
-            &format!("{owner}/{repo}/{sha}/{context}"),
-            &about.key,
-            format!("{state} {owner}/{repo}@{sha} {context}: {what}"),
-            request_meta(&url, "application/json"),
-            body.to_string().into_bytes(),
-        )
-        .await
+        let status = Status {
+            group: &format!("{owner}/{repo}/{sha}/{context}"),
+            event: &about.key,
+            queued_request: about.queued_request,
+            summary: format!("{state} {owner}/{repo}@{sha} {context}: {what}"),
+            meta: request_meta(&url, "application/json"),
+            body: body.to_string().into_bytes(),
+        };
+        enqueue_status(ctx, &self.name, status).await
     }
 }

@@ -153,30 +153,42 @@ async fn render_text(
     }
 }
 
-/// Writes a status to the outbox and supersedes the older ones about the same thing that
-/// are still waiting. Its key is `GROUP#EVENT`: the event (`build:17:finished`) keeps a
-/// status seen twice from being written twice. `true` when it was written.
-async fn enqueue_status(
-    ctx: &Context,
-    reporter: &str,
-    group: &str,
-    event: &str,
+/// A status for the outbox.
+struct Status<'a> {
+    /// What it is about, such as `owner/repo/sha/context`: a newer status supersedes the
+    /// waiting ones of its group.
+    group: &'a str,
+    /// The event that made it (`build:17:finished`).
+    event: &'a str,
+    /// The request, for a status saying it is queued: written only while it is, as once
+    /// claimed its build's statuses say more, and a late one would supersede them.
+    queued_request: Option<i64>,
     summary: String,
     meta: Value,
     body: Vec<u8>,
-) -> anyhow::Result<bool> {
-    let group = format!("{group}#");
-    let written = ctx
-        .db
-        .add_outbox_message(&NewMessage {
-            reporter: reporter.to_string(),
-            kind: "http".into(),
-            dedup_key: format!("{group}{event}"),
-            summary,
-            meta,
-            body,
-        })
-        .await?;
+}
+
+/// Writes a status to the outbox and supersedes the older ones of its group that are
+/// still waiting. Its key is `GROUP#EVENT`: the event keeps a status seen twice from being
+/// written twice. `true` when it was written.
+async fn enqueue_status(ctx: &Context, reporter: &str, status: Status<'_>) -> anyhow::Result<bool> {
+    let group = format!("{}#", status.group);
+    let message = NewMessage {
+        reporter: reporter.to_string(),
+        kind: "http".into(),
+        dedup_key: format!("{group}{}", status.event),
+        summary: status.summary,
+        meta: status.meta,
+        body: status.body,
+    };
+    let written = match status.queued_request {
+        Some(brid) => {
+            ctx.db
+                .add_outbox_message_while_queued(&message, brid)
+                .await?
+        }
+        None => ctx.db.add_outbox_message(&message).await?,
+    };
     let Some(id) = written else {
         return Ok(false);
     };

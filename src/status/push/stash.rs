@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::transport::{request_meta, Auth, HttpTransport};
-use super::{enqueue_status, Push, PushReporter};
+use super::{enqueue_status, Push, PushReporter, Status};
 use crate::config::status::StashStatusPushConfig;
 use crate::model::{BuildInfo, BuildResult, MasterInfo};
 use crate::runtime::Context;
@@ -119,16 +119,15 @@ impl StashReporter {
                 "{}rest/build-status/1.0/commits/{sha}",
                 self.config.base_url
             );
-            written |= enqueue_status(
-                ctx,
-                &self.name,
-                &format!("{sha}/{builder}"),
-                &format!("build:{buildid}:{event}"),
-                format!("{state} {sha}: {builder} #{}", build.number),
-                request_meta(&url, "application/json"),
-                body.to_string().into_bytes(),
-            )
-            .await?;
+            let status = Status {
+                group: &format!("{sha}/{builder}"),
+                event: &format!("build:{buildid}:{event}"),
+                queued_request: None,
+                summary: format!("{state} {sha}: {builder} #{}", build.number),
+                meta: request_meta(&url, "application/json"),
+                body: body.to_string().into_bytes(),
+            };
+            written |= enqueue_status(ctx, &self.name, status).await?;
         }
         if !written && !build.sourcestamps.iter().any(|ss| ss.revision.is_some()) {
             tracing::info!(
