@@ -161,11 +161,16 @@ impl Db {
     }
 
     pub async fn build_properties(&self, buildid: i64) -> DbResult<Properties> {
-        let rows: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT name, value, source FROM build_properties WHERE buildid = $1")
-                .bind(buildid)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = self
+            .read(
+                "SELECT name, value, source FROM build_properties WHERE buildid = $1",
+                &[buildid.into()],
+            )
+            .await?;
+        let rows = rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<Vec<(String, String, String)>, sqlx::Error>>()?;
         Ok(super::properties_from_rows(rows))
     }
 

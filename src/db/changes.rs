@@ -275,10 +275,7 @@ impl Db {
 
     /// The sourcestamps of a buildset, each with the changes that made it.
     pub async fn buildset_sourcestamps(&self, bsid: i64) -> DbResult<Vec<SourceStamp>> {
-        let rows = sqlx::query(BUILDSET_SOURCESTAMPS)
-            .bind(bsid)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = self.read(BUILDSET_SOURCESTAMPS, &[bsid.into()]).await?;
         self.sourcestamps_of(rows).await
     }
 

@@ -39,17 +39,19 @@ impl BuildRow {
     }
 
     pub async fn read(db: &Db, buildid: i64) -> DbResult<BuildRow> {
-        let row = sqlx::query(
-            "SELECT b.number, b.builderid, b.started_at, b.complete_at, b.state_string, \
-             b.results, r.buildsetid, s.reason, bl.name AS builder, bl.tags, w.name AS worker \
-             FROM builds b JOIN buildrequests r ON r.id = b.buildrequestid \
-             JOIN buildsets s ON s.id = r.buildsetid JOIN builders bl ON bl.id = b.builderid \
-             LEFT JOIN workers w ON w.id = b.workerid WHERE b.id = $1",
-        )
-        .bind(buildid)
-        .fetch_optional(&db.pool)
-        .await?
-        .ok_or_else(|| DbError::NotFound(format!("build {buildid}")))?;
+        let row = db
+            .read(
+                "SELECT b.number, b.builderid, b.started_at, b.complete_at, b.state_string, \
+                 b.results, r.buildsetid, s.reason, bl.name AS builder, bl.tags, \
+                 w.name AS worker FROM builds b JOIN buildrequests r ON r.id = b.buildrequestid \
+                 JOIN buildsets s ON s.id = r.buildsetid JOIN builders bl ON bl.id = b.builderid \
+                 LEFT JOIN workers w ON w.id = b.workerid WHERE b.id = $1",
+                &[buildid.into()],
+            )
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| DbError::NotFound(format!("build {buildid}")))?;
         let tags: String = row.try_get("tags")?;
         let results: Option<i64> = row.try_get("results")?;
         Ok(BuildRow {
@@ -97,14 +99,14 @@ impl BuildRow {
 /// The build's steps with their logs, in one statement: a row per log, or one with no log
 /// for a step without logs.
 async fn steps(db: &Db, buildid: i64) -> DbResult<Vec<StepInfo>> {
-    let rows = sqlx::query(
-        "SELECT s.id, s.name, s.results, s.state_string, s.started_at, s.complete_at, \
-         l.id AS logid, l.name AS logname, l.complete, l.type FROM steps s \
-         LEFT JOIN logs l ON l.stepid = s.id WHERE s.buildid = $1 ORDER BY s.number, l.id",
-    )
-    .bind(buildid)
-    .fetch_all(&db.pool)
-    .await?;
+    let rows = db
+        .read(
+            "SELECT s.id, s.name, s.results, s.state_string, s.started_at, s.complete_at, \
+             l.id AS logid, l.name AS logname, l.complete, l.type FROM steps s \
+             LEFT JOIN logs l ON l.stepid = s.id WHERE s.buildid = $1 ORDER BY s.number, l.id",
+            &[buildid.into()],
+        )
+        .await?;
     let mut steps: Vec<(i64, StepInfo)> = Vec::new();
     for row in rows {
         let stepid: i64 = row.try_get("id")?;
