@@ -3,7 +3,8 @@
 //! another back), which costs more than the statement: a batch sends `BEGIN IMMEDIATE`,
 //! its statements and `COMMIT` as one multi-statement query, one round trip in all. On
 //! PostgreSQL, which prepares one statement at a time, they run one after the other in a
-//! transaction.
+//! transaction. While builds run, a SQLite batch has no round trip at all: it is written
+//! on the caller's thread ([`super::direct`]), and goes as one query only when that cannot.
 
 use futures_util::TryStreamExt;
 use sqlx::any::AnyRow;
