@@ -137,10 +137,7 @@ impl Db {
             params,
         );
         let rows = batch.run(self).await?;
-        Ok(match rows[0].first() {
-            Some(row) => Some(row.try_get(0)?),
-            None => None,
-        })
+        Ok(rows[0].first().map(|row| row.try_get(0)).transpose()?)
     }
 
     /// The reporter's pending messages that are due at `at`, oldest first.
@@ -194,10 +191,7 @@ impl Db {
                 &[reporter.into()],
             )
             .await?;
-        Ok(match rows.first() {
-            Some(row) => Some(row.try_get(0)?),
-            None => None,
-        })
+        Ok(rows.first().map(|row| row.try_get(0)).transpose()?)
     }
 
     /// Marks the reporter's pending messages older than `newer` whose key starts with
