@@ -15,9 +15,13 @@
 //! unrelated process. The watcher lists only groups whose leader has not been reaped, so a
 //! pgid it kills is still the step's.
 //!
+//! The watcher is started (or found running) before a command is spawned, not when its group
+//! is listed: starting it then was a process start between the spawn and the listing, and a
+//! master killed meanwhile left the step running with nobody to end it.
+//!
 //! The watcher ignores the signals a terminal or a service manager sends to everything, so it
-//! lives as long as the master; if it dies anyway, the next registration starts another one
-//! and hands it the groups running then.
+//! lives as long as the master; if it dies anyway, the next command's spawn or listing starts
+//! another one and hands it the groups running then.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -48,6 +52,18 @@ static LIFELINE: Mutex<Lifeline> = Mutex::new(Lifeline {
     live: BTreeSet::new(),
 });
 
+/// Makes sure a watcher runs before a command is spawned, so that [`hold`] only writes a line.
+pub(super) fn prepare() {
+    let mut lifeline = LIFELINE.lock().unwrap_or_else(|e| e.into_inner());
+    let running = match &mut lifeline.watcher {
+        Some((child, _)) => matches!(child.try_wait(), Ok(None)),
+        None => false,
+    };
+    if !running {
+        lifeline.restart();
+    }
+}
+
 /// Lists a command's process group to be killed if the master dies before [`release`].
 pub(super) fn hold(pgid: i32) {
     let mut lifeline = LIFELINE.lock().unwrap_or_else(|e| e.into_inner());
@@ -65,15 +81,19 @@ pub(super) fn release(pgid: i32) {
 }
 
 impl Lifeline {
-    /// Writes a line to the watcher, starting one (with every live group) when there is none
-    /// or the last one died. A line is a few bytes, far below the pipe's buffer, so the write
-    /// does not block.
+    /// Writes a line to the watcher, starting another (with every live group) when the write
+    /// fails. A line is a few bytes, far below the pipe's buffer, so the write does not block.
     fn send(&mut self, line: &str) {
         if let Some((_, stdin)) = &mut self.watcher {
             if stdin.write_all(line.as_bytes()).is_ok() {
                 return;
             }
         }
+        self.restart();
+    }
+
+    /// Replaces a watcher that ended (or was never started) with one told every live group.
+    fn restart(&mut self) {
         if let Some((mut child, _)) = self.watcher.take() {
             tracing::warn!("the step watcher ended; starting another");
             let _ = child.kill();

@@ -222,6 +222,7 @@ pub async fn run(spec: &CommandSpec, sink: Sender<Chunk>, interrupt: Cancellatio
     } else {
         Stdio::null()
     };
+    lifeline::prepare();
     let start = Instant::now();
     let mut command = Command::new(resolve_program(program, &env, &spec.workdir));
     env.apply(&mut command);
