@@ -442,6 +442,34 @@ async fn mail_waits_for_a_relay_that_is_down_and_arrives_once_each() {
     assert_eq!(answer["messages"], json!([]));
 }
 
+/// A MailNotifier keeps its SMTP session a moment for the next mail; one the relay dropped
+/// meanwhile is replaced within the same attempt (a failed attempt would wait the ten
+/// minutes of `retryDelay`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_mail_takes_the_last_ones_session_or_a_new_one_if_the_relay_dropped_it() {
+    let mut server = SmtpServer::start(SmtpOptions::default());
+    let status = "c['outbox'] = {retryDelay=600, maxRetryDelay=600}\n\
+                  c['status']:append(mail{fromaddr='bb@example.org', sendToInterestedUsers=false, \
+                  extraRecipients={'list@example.org'}, mode={'failing'}})";
+    let master = TestMaster::start(&config(server.port(), status)).await;
+    for n in 1..=2 {
+        assert_eq!(build(&master, "b", 2).await, BuildResult::Failure);
+        server.wait_for(n, WAIT).await;
+    }
+    let mails = server.received();
+    assert_eq!(mails[0].session, mails[1].session);
+
+    server.restart();
+    assert_eq!(build(&master, "b", 2).await, BuildResult::Failure);
+    let mails = server.wait_for(3, WAIT).await;
+    assert!(mails[2].session > mails[1].session);
+    let url = format!(
+        "http://{}/api/v2/reporters/MailNotifier/messages",
+        master.web_address.unwrap()
+    );
+    assert_eq!(get_json(&url).await["messages"], json!([]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_that_keeps_failing_ends_dead_with_its_last_error_and_is_listed() {
     let server = SmtpServer::start(SmtpOptions {

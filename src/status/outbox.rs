@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -21,16 +21,18 @@ use crate::db::{now, Db, DbResult, OutboxMessage, Refusal};
 /// A peer's way in: opens sessions (a connection, secured and logged in) and sends one
 /// message at a time over one.
 ///
-/// A batch peer (SMTP, an HTTP push) opens a session per batch and closes it after; a chat
-/// peer (IRC) keeps one open between batches ([`Transport::KEEPS_SESSION`]), and the
-/// delivery task opens another when it breaks. A session that must answer the peer while
-/// idle (IRC's PING) does so from a task of its own.
+/// An HTTP push opens a session per batch and closes it after; SMTP keeps its session open
+/// for a while after a batch, for the next one, and a chat peer (IRC) keeps it for good
+/// ([`Transport::KEEP_IDLE`]). A kept session the peer dropped meanwhile is replaced by a
+/// new one for the same messages. A session that must answer the peer while idle (IRC's
+/// PING) does so from a task of its own.
 pub trait Transport: Send + Sync + 'static {
     /// One open connection to the peer.
     type Session: Send;
 
-    /// Whether a session stays open between batches rather than closed after each.
-    const KEEPS_SESSION: bool = false;
+    /// How long a session stays open after a batch for the next one: none, closed after
+    /// each batch; `Duration::MAX`, until it breaks or the task stops.
+    const KEEP_IDLE: Duration = Duration::ZERO;
 
     /// Whether messages go strictly in the order they were written: a message that is not
     /// taken holds every later one back until it went (or died).
@@ -182,10 +184,12 @@ impl<T: Transport> Delivery<T> {
     }
 }
 
-/// A session and the transport that opened it.
+/// A session kept after a batch, the transport that opened it, and when it is closed unless
+/// another batch takes it first (`None`: never).
 struct Open<T: Transport> {
     transport: Arc<T>,
     session: T::Session,
+    idle_until: Option<Instant>,
 }
 
 /// The delivery task's state.
@@ -199,12 +203,12 @@ struct Worker<T: Transport> {
 impl<T: Transport> Worker<T> {
     async fn deliver_forever(self, wake: Arc<Notify>) {
         let reporter = &self.reporter;
-        // A session kept open between batches ([`Transport::KEEPS_SESSION`]).
+        // A session kept open between batches ([`Transport::KEEP_IDLE`]).
         let mut kept: Option<Open<T>> = None;
-        let mut pruned_at: Option<std::time::Instant> = None;
+        let mut pruned_at: Option<Instant> = None;
         while !self.stop.is_cancelled() {
             if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-                pruned_at = Some(std::time::Instant::now());
+                pruned_at = Some(Instant::now());
                 let before = now() - KEEP_SENT.as_secs_f64();
                 if let Err(error) = self.db.prune_sent_outbox(before).await {
                     tracing::warn!("{reporter}: cannot prune sent messages: {error}");
@@ -224,6 +228,19 @@ impl<T: Transport> Worker<T> {
                     tracing::warn!("{reporter}: cannot read the outbox: {error}");
                     STORAGE_RETRY
                 }
+            };
+            let idle_left = kept
+                .as_ref()
+                .and_then(|open| open.idle_until)
+                .map(|until| until.saturating_duration_since(Instant::now()));
+            let wait = match idle_left {
+                Some(left) if left.is_zero() => {
+                    let open = kept.take().expect("a kept session");
+                    open.transport.close(open.session).await;
+                    wait
+                }
+                Some(left) => wait.min(left),
+                None => wait,
             };
             if wait.is_zero() {
                 continue;
@@ -351,10 +368,11 @@ impl<T: Transport> Worker<T> {
             }
         }
         if let Some((open, _)) = session {
-            if T::KEEPS_SESSION && !self.stop.is_cancelled() {
+            if !T::KEEP_IDLE.is_zero() && !self.stop.is_cancelled() {
                 *kept = Some(Open {
                     transport,
                     session: open,
+                    idle_until: Instant::now().checked_add(T::KEEP_IDLE),
                 });
             } else {
                 transport.close(open).await;
@@ -463,6 +481,7 @@ mod tests {
     struct Peer {
         up: AtomicBool,
         connections: AtomicUsize,
+        closed: AtomicUsize,
         accepted: Mutex<Vec<String>>,
         /// Answers given before accepting anything, one per message sent.
         script: Mutex<VecDeque<Outcome>>,
@@ -470,12 +489,18 @@ mod tests {
         generation: AtomicUsize,
     }
 
-    struct ToPeer<const KEEP: bool, const ORDER: bool = false>(Arc<Peer>);
+    /// Keeps an idle session this many milliseconds; [`FOR_GOOD`], until it breaks.
+    struct ToPeer<const KEEP_MS: u64, const ORDER: bool = false>(Arc<Peer>);
 
-    impl<const KEEP: bool, const ORDER: bool> Transport for ToPeer<KEEP, ORDER> {
+    const FOR_GOOD: u64 = u64::MAX;
+
+    impl<const KEEP_MS: u64, const ORDER: bool> Transport for ToPeer<KEEP_MS, ORDER> {
         /// The peer's generation when the session was opened.
         type Session = usize;
-        const KEEPS_SESSION: bool = KEEP;
+        const KEEP_IDLE: Duration = match KEEP_MS {
+            FOR_GOOD => Duration::MAX,
+            ms => Duration::from_millis(ms),
+        };
         const IN_ORDER: bool = ORDER;
 
         async fn open(&self) -> Result<usize, String> {
@@ -501,7 +526,9 @@ mod tests {
             Outcome::Accepted
         }
 
-        async fn close(&self, _: usize) {}
+        async fn close(&self, _: usize) {
+            self.0.closed.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     fn message(n: usize) -> NewMessage {
@@ -542,7 +569,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = open_db(&dir).await;
         let peer = Arc::new(Peer::default());
-        let transport = ToPeer::<false>(peer.clone());
+        let transport = ToPeer::<0>(peer.clone());
         let delivery = Delivery::spawn(db.clone(), "test".into(), transport, FAST);
         for n in 0..10 {
             db.add_outbox_message(&message(n)).await.unwrap();
@@ -573,7 +600,7 @@ mod tests {
             give_up_after: Duration::from_millis(100),
             ..FAST
         };
-        let transport = ToPeer::<false>(peer.clone());
+        let transport = ToPeer::<0>(peer.clone());
         let delivery = Delivery::spawn(db.clone(), "test".into(), transport, brief);
         let dead = || async { db.outbox_messages(Some("test"), &["dead"]).await.unwrap() };
         for _ in 0..200 {
@@ -594,7 +621,7 @@ mod tests {
         // delivers it.
         db.add_outbox_message(&message(2)).await.unwrap();
         peer.up.store(true, Ordering::SeqCst);
-        let transport = ToPeer::<false>(peer.clone());
+        let transport = ToPeer::<0>(peer.clone());
         let delivery = Delivery::spawn(db.clone(), "test".into(), transport, FAST);
         until(|| peer.accepted.lock().unwrap().as_slice() == ["m2"]).await;
         delivery.stop().await;
@@ -626,7 +653,7 @@ mod tests {
         for n in 1..=3 {
             db.add_outbox_message(&message(n)).await.unwrap();
         }
-        let transport = ToPeer::<false>(peer.clone());
+        let transport = ToPeer::<0>(peer.clone());
         let delivery = Delivery::spawn(db.clone(), "test".into(), transport, FAST);
         // m2 goes again to b alone, after its backoff.
         until(|| peer.accepted.lock().unwrap().as_slice() == ["m2 to b"]).await;
@@ -669,7 +696,7 @@ mod tests {
             db.add_outbox_message(&message(n)).await.unwrap();
         }
         let started = std::time::Instant::now();
-        let transport = ToPeer::<false, true>(peer.clone());
+        let transport = ToPeer::<0, true>(peer.clone());
         let delivery = Delivery::spawn(db.clone(), "test".into(), transport, FAST);
         until(|| peer.accepted.lock().unwrap().len() == 3).await;
         assert_eq!(peer.accepted.lock().unwrap().as_slice(), ["m1", "m2", "m3"]);
@@ -695,7 +722,7 @@ mod tests {
             up: AtomicBool::new(true),
             ..Peer::default()
         });
-        let transport = ToPeer::<true>(peer.clone());
+        let transport = ToPeer::<FOR_GOOD>(peer.clone());
         let delivery = Delivery::spawn(db.clone(), "test".into(), transport, FAST);
         for n in 1..=3 {
             db.add_outbox_message(&message(n)).await.unwrap();
@@ -713,5 +740,35 @@ mod tests {
         let m4 = db.outbox_messages(Some("test"), &["sent"]).await.unwrap();
         assert_eq!(m4[0].attempts, 1);
         delivery.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_session_kept_for_a_while_serves_the_next_batch_then_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(&dir).await;
+        let peer = Arc::new(Peer {
+            up: AtomicBool::new(true),
+            ..Peer::default()
+        });
+        let delivery =
+            Delivery::spawn(db.clone(), "test".into(), ToPeer::<500>(peer.clone()), FAST);
+        for n in 1..=2 {
+            db.add_outbox_message(&message(n)).await.unwrap();
+            delivery.wake();
+            until(|| peer.accepted.lock().unwrap().len() == n).await;
+        }
+        assert_eq!(peer.connections.load(Ordering::SeqCst), 1);
+
+        until(|| peer.closed.load(Ordering::SeqCst) == 1).await;
+        db.add_outbox_message(&message(3)).await.unwrap();
+        delivery.wake();
+        until(|| peer.accepted.lock().unwrap().len() == 3).await;
+        assert_eq!(peer.connections.load(Ordering::SeqCst), 2);
+        delivery.stop().await;
+        assert_eq!(
+            peer.closed.load(Ordering::SeqCst),
+            2,
+            "the stop closes the kept one"
+        );
     }
 }

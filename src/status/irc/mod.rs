@@ -446,7 +446,7 @@ impl RecentAnnouncements {
 impl Transport for IrcTransport {
     /// The generation of the connection the session is on.
     type Session = u64;
-    const KEEPS_SESSION: bool = true;
+    const KEEP_IDLE: Duration = Duration::MAX;
 
     async fn open(&self) -> Result<u64, String> {
         tokio::select! {

@@ -1,5 +1,5 @@
 //! Delivering mail over SMTP with lettre: plain, STARTTLS or implicit TLS, with AUTH PLAIN
-//! or LOGIN, one session per batch.
+//! or LOGIN, one session per batch, kept a moment for the next.
 //!
 //! lettre's low-level connection is driven command by command rather than through its
 //! `send`, because `send` drops the connection on any refusal and answers for the message
@@ -257,6 +257,11 @@ impl SmtpTransport {
 
 impl Transport for SmtpTransport {
     type Session = AsyncSmtpConnection;
+    /// The next batch usually comes within moments of the last (each build's end is one),
+    /// and a session saves it the connection, the greeting, EHLO and QUIT. Two seconds, as
+    /// Postfix's own client caches its connections; a relay that dropped the session
+    /// meanwhile costs one failed command, then the message goes over a new one.
+    const KEEP_IDLE: Duration = Duration::from_secs(2);
 
     async fn open(&self) -> Result<AsyncSmtpConnection, String> {
         self.connect()
