@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::Row;
 
 use super::registry::{claimed_schedulers, Claimant};
-use super::{now, Batch, Db, DbResult, Recorded};
+use super::{now, Batch, Bind, Db, DbResult, Recorded};
 use crate::model::{BuildResult, Properties};
 
 /// An unclaimed build request, with what collapsing and ordering look at.
@@ -90,12 +90,12 @@ impl Db {
              AND builderid IN ({placeholders})) AS queued WHERE place <= $1 \
              ORDER BY builderid, place"
         );
-        let mut query = sqlx::query(&sql).bind(first);
-        for builderid in builders {
-            query = query.bind(builderid);
-        }
+        let params: Vec<Bind> = std::iter::once(first)
+            .chain(builders.iter().copied())
+            .map(Bind::from)
+            .collect();
         let mut pending: BTreeMap<i64, Vec<PendingRequest>> = BTreeMap::new();
-        for row in query.fetch_all(&self.pool).await? {
+        for row in self.read(&sql, &params).await? {
             pending
                 .entry(row.try_get(0)?)
                 .or_default()

@@ -175,15 +175,21 @@ pub async fn previous_finished(
     builderid: i64,
     number: i64,
 ) -> DbResult<Option<(i64, Option<BuildResult>)>> {
-    let row: Option<(i64, Option<i64>)> = sqlx::query_as(
-        "SELECT id, results FROM builds WHERE builderid = $1 AND number < $2 \
-         AND complete_at IS NOT NULL ORDER BY number DESC LIMIT 1",
-    )
-    .bind(builderid)
-    .bind(number)
-    .fetch_optional(&db.pool)
-    .await?;
-    Ok(row.map(|(id, results)| (id, results.and_then(BuildResult::from_code))))
+    let rows = db
+        .read(
+            "SELECT id, results FROM builds WHERE builderid = $1 AND number < $2 \
+             AND complete_at IS NOT NULL ORDER BY number DESC LIMIT 1",
+            &[builderid.into(), number.into()],
+        )
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let results: Option<i64> = row.try_get(1)?;
+    Ok(Some((
+        row.try_get(0)?,
+        results.and_then(BuildResult::from_code),
+    )))
 }
 
 struct StoredHistory {
