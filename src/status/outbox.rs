@@ -558,6 +558,13 @@ mod tests {
         panic!("timed out");
     }
 
+    /// Writes message `n`, wakes the delivery, and waits until the peer has accepted `n`.
+    async fn deliver_nth<T: Transport>(db: &Db, delivery: &Delivery<T>, peer: &Peer, n: usize) {
+        db.add_outbox_message(&message(n)).await.unwrap();
+        delivery.wake();
+        until(|| peer.accepted.lock().unwrap().len() == n).await;
+    }
+
     async fn open_db(dir: &tempfile::TempDir) -> Db {
         Db::open("sqlite:///state.sqlite", dir.path())
             .await
@@ -695,7 +702,7 @@ mod tests {
         for n in 1..=3 {
             db.add_outbox_message(&message(n)).await.unwrap();
         }
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let transport = ToPeer::<0, true>(peer.clone());
         let delivery = Delivery::spawn(db.clone(), "test".into(), transport, FAST);
         until(|| peer.accepted.lock().unwrap().len() == 3).await;
@@ -725,17 +732,13 @@ mod tests {
         let transport = ToPeer::<FOR_GOOD>(peer.clone());
         let delivery = Delivery::spawn(db.clone(), "test".into(), transport, FAST);
         for n in 1..=3 {
-            db.add_outbox_message(&message(n)).await.unwrap();
-            delivery.wake();
-            until(|| peer.accepted.lock().unwrap().len() == n).await;
+            deliver_nth(&db, &delivery, &peer, n).await;
         }
         assert_eq!(peer.connections.load(Ordering::SeqCst), 1);
 
         // The peer drops the idle session: the next message goes over a new one, at once.
         peer.generation.fetch_add(1, Ordering::SeqCst);
-        db.add_outbox_message(&message(4)).await.unwrap();
-        delivery.wake();
-        until(|| peer.accepted.lock().unwrap().len() == 4).await;
+        deliver_nth(&db, &delivery, &peer, 4).await;
         assert_eq!(peer.connections.load(Ordering::SeqCst), 2);
         let m4 = db.outbox_messages(Some("test"), &["sent"]).await.unwrap();
         assert_eq!(m4[0].attempts, 1);
@@ -753,16 +756,12 @@ mod tests {
         let delivery =
             Delivery::spawn(db.clone(), "test".into(), ToPeer::<500>(peer.clone()), FAST);
         for n in 1..=2 {
-            db.add_outbox_message(&message(n)).await.unwrap();
-            delivery.wake();
-            until(|| peer.accepted.lock().unwrap().len() == n).await;
+            deliver_nth(&db, &delivery, &peer, n).await;
         }
         assert_eq!(peer.connections.load(Ordering::SeqCst), 1);
 
         until(|| peer.closed.load(Ordering::SeqCst) == 1).await;
-        db.add_outbox_message(&message(3)).await.unwrap();
-        delivery.wake();
-        until(|| peer.accepted.lock().unwrap().len() == 3).await;
+        deliver_nth(&db, &delivery, &peer, 3).await;
         assert_eq!(peer.connections.load(Ordering::SeqCst), 2);
         delivery.stop().await;
         assert_eq!(
