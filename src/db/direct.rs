@@ -459,11 +459,11 @@ mod tests {
             .execute(&db.pool)
             .await
             .unwrap();
-        // 3,000 pages of 4 KiB: three times the pages after which a checkpoint is asked
-        // for, written while the checkpoints run, as builds write.
+        // 6,000 pages of 4 KiB: six times the pages after which a checkpoint is asked for,
+        // written while the checkpoints run, as builds write.
         let blob = vec![7u8; 40 * 1024];
-        let mut here = 0;
-        for _ in 0..300 {
+        let (mut here, mut restarts, mut last_pages) = (0, 0, 0);
+        for _ in 0..600 {
             let mut batch = Batch::new();
             batch.push(
                 "INSERT INTO scratch (data) VALUES ($1)",
@@ -471,14 +471,27 @@ mod tests {
             );
             if direct.write(&batch.statements).is_some() {
                 here += 1;
+                let pages = log_pages(&direct);
+                if pages < last_pages {
+                    restarts += 1;
+                }
+                last_pages = pages;
             } else {
                 batch.run(&db).await.unwrap();
             }
             tokio::task::yield_now().await;
         }
-        assert!(here > 150, "{here} of 300 batches written here");
+        assert!(here > 300, "{here} of 600 batches written here");
+        assert!(restarts >= 2, "the log started over {restarts} times");
         let log = std::fs::metadata(dir.path().join("state.sqlite-wal")).unwrap();
         assert!(log.len() < 6 << 20, "the log grew to {} bytes", log.len());
+    }
+
+    /// The pages in the log after the direct connection's last commit.
+    fn log_pages(direct: &super::DirectWriter) -> i32 {
+        let connection = direct.connection.lock().unwrap();
+        let writer = connection.as_ref().expect("open");
+        writer.log_pages.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     #[tokio::test]
