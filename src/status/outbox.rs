@@ -489,6 +489,16 @@ mod tests {
         generation: AtomicUsize,
     }
 
+    impl Peer {
+        /// A peer that is up from the start.
+        fn up() -> Peer {
+            Peer {
+                up: AtomicBool::new(true),
+                ..Peer::default()
+            }
+        }
+    }
+
     /// Keeps an idle session this many milliseconds; [`FOR_GOOD`], until it breaks.
     struct ToPeer<const KEEP_MS: u64, const ORDER: bool = false>(Arc<Peer>);
 
@@ -643,7 +653,6 @@ mod tests {
             answer: answer.into(),
         };
         let peer = Arc::new(Peer {
-            up: AtomicBool::new(true),
             script: Mutex::new(VecDeque::from([
                 Outcome::Refused("peer: 550 no such list".into()),
                 Outcome::Partly {
@@ -655,7 +664,7 @@ mod tests {
                     refused: vec![refusal("e", "peer: 550 no e here")],
                 },
             ])),
-            ..Peer::default()
+            ..Peer::up()
         });
         for n in 1..=3 {
             db.add_outbox_message(&message(n)).await.unwrap();
@@ -689,7 +698,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = open_db(&dir).await;
         let peer = Arc::new(Peer {
-            up: AtomicBool::new(true),
             script: Mutex::new(VecDeque::from([
                 Outcome::Failed("peer: 500".into()),
                 Outcome::Deferred {
@@ -697,7 +705,7 @@ mod tests {
                     until: now() + 0.3,
                 },
             ])),
-            ..Peer::default()
+            ..Peer::up()
         });
         for n in 1..=3 {
             db.add_outbox_message(&message(n)).await.unwrap();
@@ -725,10 +733,7 @@ mod tests {
     async fn a_kept_session_serves_later_batches_and_is_reopened_when_it_broke() {
         let dir = tempfile::tempdir().unwrap();
         let db = open_db(&dir).await;
-        let peer = Arc::new(Peer {
-            up: AtomicBool::new(true),
-            ..Peer::default()
-        });
+        let peer = Arc::new(Peer::up());
         let transport = ToPeer::<FOR_GOOD>(peer.clone());
         let delivery = Delivery::spawn(db.clone(), "test".into(), transport, FAST);
         for n in 1..=3 {
@@ -749,10 +754,7 @@ mod tests {
     async fn a_session_kept_for_a_while_serves_the_next_batch_then_is_closed() {
         let dir = tempfile::tempdir().unwrap();
         let db = open_db(&dir).await;
-        let peer = Arc::new(Peer {
-            up: AtomicBool::new(true),
-            ..Peer::default()
-        });
+        let peer = Arc::new(Peer::up());
         let delivery =
             Delivery::spawn(db.clone(), "test".into(), ToPeer::<500>(peer.clone()), FAST);
         for n in 1..=2 {
