@@ -267,9 +267,11 @@ impl Db {
 
     /// The id of the newest change, 0 when there is none.
     pub async fn last_change_id(&self) -> DbResult<i64> {
-        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(changeid) FROM changes")
-            .fetch_one(&self.pool)
-            .await?;
+        let rows = self.read("SELECT MAX(changeid) FROM changes", &[]).await?;
+        let last: Option<i64> = match rows.first() {
+            Some(row) => row.try_get(0)?,
+            None => None,
+        };
         Ok(last.unwrap_or(0))
     }
 

@@ -2,9 +2,10 @@
 //!
 //! sqlx runs each SQLite connection's statements on a thread of its own, so a batch is a
 //! hop to that thread and back: two thread switches, which cost the master more than the
-//! batch's statements (`benches/README.md`). While builds run, a connection of our own
-//! (rusqlite) writes each batch where it is asked for, holding SQLite's write lock for tens
-//! of microseconds, and hands back the rows as sqlx's would be.
+//! batch's statements (`benches/README.md`). While builds run, and through a start until
+//! its first answers, a connection of our own (rusqlite) writes each batch where it is
+//! asked for, holding SQLite's write lock for tens of microseconds, and hands back the rows
+//! as sqlx's would be.
 //!
 //! It keeps a runtime thread no longer than that, beyond its open (about a millisecond,
 //! once builds start after an idle second): when another connection holds the write lock

@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{AnyConnection, ConnectOptions, Connection, Executor};
+use sqlx::{AnyConnection, ConnectOptions, Connection, Executor, Row};
 use thiserror::Error;
 
 /// Connections to a SQLite database at most: REST reads under load keep this many busy on
@@ -116,11 +116,32 @@ impl Db {
     /// nothing until [`Opened::migrate`]: a start opens the default one while its config
     /// is evaluated, before the config says which database to use. None when it is not
     /// such a file, or failed to open (a start then opens it again, to report why).
+    ///
+    /// The start's statements up to its first answer are few and run one after another:
+    /// they go on the caller's own connection ([`direct`]), opened here on this thread,
+    /// rather than each a round trip to sqlx's. sqlx's first connection opens meanwhile,
+    /// for the REST reads that follow.
     pub async fn open_existing(db_url: &str, basedir: &Path) -> Option<Opened> {
         let (_, url) = sqlx_url(db_url, basedir).ok()?;
         let file = url.strip_prefix("sqlite://")?.split('?').next()?;
         if !Path::new(file).is_file() {
             return None;
+        }
+        if let Ok(db) = Db::connect(db_url, basedir) {
+            if let Some(applied) = db.direct.as_ref().and_then(|direct| {
+                direct.open();
+                direct.read(APPLIED_MIGRATIONS, &[])
+            }) {
+                let pool = db.pool.clone();
+                tokio::spawn(async move { drop(pool.acquire().await) });
+                let applied: Result<Vec<i64>, _> =
+                    applied.iter().map(|row| row.try_get(0)).collect();
+                return Some(Opened {
+                    db,
+                    conn: None,
+                    applied: applied.ok(),
+                });
+            }
         }
         let mut opened = Db::open_reading(db_url, basedir).await.ok()?;
         // Back in the pool before the config is evaluated: the start's next statement
@@ -227,7 +248,8 @@ impl Db {
     }
 
     /// Builds are about to write a batch every few milliseconds: on SQLite they are then
-    /// written on the caller's thread ([`direct`]). A start's few writes do not open it.
+    /// written on the caller's thread ([`direct`]). A start opens it with the database
+    /// ([`Db::open_existing`]).
     pub fn expect_builds(&self) {
         if let Some(direct) = &self.direct {
             direct.open();
@@ -297,6 +319,9 @@ impl Opened {
     /// Closes the pool unused: the config named another database.
     pub fn abandon(self) {
         drop(self.conn);
+        if let Some(direct) = &self.db.direct {
+            direct.close();
+        }
         tokio::spawn(async move { self.db.pool.close().await });
     }
 }
@@ -340,8 +365,10 @@ async fn migrate(
     Ok(())
 }
 
+const APPLIED_MIGRATIONS: &str = "SELECT version FROM moonbot_migrations";
+
 async fn applied_migrations(conn: &mut AnyConnection) -> DbResult<Vec<i64>> {
-    Ok(sqlx::query_scalar("SELECT version FROM moonbot_migrations")
+    Ok(sqlx::query_scalar(APPLIED_MIGRATIONS)
         .fetch_all(conn)
         .await?)
 }
@@ -473,6 +500,46 @@ mod tests {
             (Dialect::Postgres, "postgres://bb:pw@localhost/bb".into())
         );
         assert!(sqlx_url("mysql://x", base).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_existing_database_is_opened_on_the_callers_own_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "sqlite:///state.sqlite";
+        Db::open(url, dir.path()).await.unwrap().close().await;
+        let opened = Db::open_existing(url, dir.path())
+            .await
+            .expect("the file exists");
+        let mut applied = opened.applied.clone().expect("read");
+        applied.sort_unstable();
+        let every: Vec<i64> = MIGRATIONS.iter().map(|(version, _)| *version).collect();
+        assert_eq!(applied, every);
+        let db = opened.migrate().await.unwrap();
+        // The start's first batch is written on it, with no round trip to sqlx's thread.
+        let register = (
+            "INSERT INTO masters (name, active, last_active) VALUES ($1, 1, 0)".to_string(),
+            vec!["master".into()],
+        );
+        let direct = db.direct.clone().unwrap();
+        assert!(direct.write(&[register]).is_some(), "written on it");
+    }
+
+    #[tokio::test]
+    async fn an_existing_file_without_the_migrations_is_migrated_through_sqlx() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "sqlite:///state.sqlite";
+        // An empty file is an empty SQLite database.
+        std::fs::write(dir.path().join("state.sqlite"), b"").unwrap();
+        let opened = Db::open_existing(url, dir.path())
+            .await
+            .expect("the file exists");
+        assert_eq!(opened.applied, None);
+        let db = opened.migrate().await.unwrap();
+        let masters: i64 = sqlx::query_scalar("SELECT count(*) FROM masters")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(masters, 0);
     }
 
     #[tokio::test]
