@@ -539,15 +539,9 @@ impl<'a> Listing<'a> {
     ) -> DbResult<(Vec<AnyRow>, Option<i64>, Query)> {
         let plan = self.plan(db.dialect, query);
         let sql = format!("SELECT {}{}", self.select, plan.tail);
-        let rows = bind_all(sqlx::query(&sql), &self.binds)
-            .fetch_all(&db.pool)
-            .await?;
+        let rows = db.rest_read(&sql, &self.binds).await?;
         let total = match &plan.count {
-            Some(count) => Some(
-                bind_all_scalar(sqlx::query_scalar(count), &self.binds)
-                    .fetch_one(&db.pool)
-                    .await?,
-            ),
+            Some(count) => Some(one_row(db.rest_read(count, &self.binds).await?)?.try_get(0)?),
             None => None,
         };
         Ok((rows, total, plan.rest))
@@ -614,9 +608,7 @@ impl<'a> Listing<'a> {
             "SELECT {array}, {total} FROM (SELECT {columns}{}) AS page",
             plan.tail
         );
-        let row = bind_all(sqlx::query(&sql), &self.binds)
-            .fetch_one(&db.pool)
-            .await?;
+        let row = one_row(db.rest_read(&sql, &self.binds).await?)?;
         let array: String = row.try_get(0)?;
         let total: i64 = row.try_get(1)?;
         let array = match dialect {
@@ -694,20 +686,9 @@ pub struct JsonPage {
     pub total: usize,
 }
 
-type AnyScalar<'q> = sqlx::query::QueryScalar<'q, sqlx::Any, i64, sqlx::any::AnyArguments<'q>>;
-
-fn bind_all_scalar<'q>(mut query: AnyScalar<'q>, binds: &'q [Bind]) -> AnyScalar<'q> {
-    for bind in binds {
-        query = match bind {
-            Bind::Int(value) => query.bind(*value),
-            Bind::Real(value) => query.bind(*value),
-            Bind::Text(value) => query.bind(value.as_str()),
-            Bind::Blob(value) => query.bind(value.as_slice()),
-            Bind::OptInt(value) => query.bind(*value),
-            Bind::OptText(value) => query.bind(value.as_deref()),
-        };
-    }
-    query
+/// The one row of an aggregate's answer.
+fn one_row(rows: Vec<AnyRow>) -> DbResult<AnyRow> {
+    Ok(rows.into_iter().next().ok_or(sqlx::Error::RowNotFound)?)
 }
 
 /// `$1, $2, ...` for a list of ids, and the ids to bind.

@@ -188,6 +188,21 @@ impl Db {
             .await?)
     }
 
+    /// The rows of a REST read: on a start's own connection until it has answered its
+    /// first requests ([`Db::open_existing`]), on sqlx's threads otherwise.
+    pub async fn rest_read(&self, sql: &str, params: &[Bind]) -> DbResult<Vec<AnyRow>> {
+        if let Some(rows) = self
+            .direct
+            .as_ref()
+            .and_then(|d| d.read_while_starting(sql, params))
+        {
+            return Ok(rows);
+        }
+        Ok(bind_all(sqlx::query(sql), params)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// The id of the row a batch inserted last into `table`, as SQL for a later statement
     /// of the same batch. On SQLite the batch holds the write lock, so the largest id is
     /// its own; on PostgreSQL the sequence's `currval` is the session's own.

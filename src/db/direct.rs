@@ -56,6 +56,9 @@ pub(super) struct DirectWriter {
     used: AtomicBool,
     /// A checkpoint is asked for or running: batches go the sqlx way meanwhile.
     checkpointing: Arc<AtomicBool>,
+    /// Opened by a start that has not answered its first requests yet: REST reads come
+    /// here too ([`super::Db::rest_read`]).
+    starting: AtomicBool,
 }
 
 impl std::fmt::Debug for DirectWriter {
@@ -104,7 +107,27 @@ impl DirectWriter {
             connection: Mutex::new(None),
             used: AtomicBool::new(false),
             checkpointing: Arc::new(AtomicBool::new(false)),
+            starting: AtomicBool::new(false),
         }
+    }
+
+    /// Opens the connection for a start, which reads here until [`DirectWriter::started`].
+    pub fn open_for_start(self: &Arc<Self>) {
+        self.starting.store(true, Ordering::Relaxed);
+        self.open();
+    }
+
+    /// The start has answered its first requests.
+    pub fn started(&self) {
+        self.starting.store(false, Ordering::Relaxed);
+    }
+
+    /// Like [`DirectWriter::read`], only during a start.
+    pub fn read_while_starting(&self, sql: &str, params: &[Bind]) -> Option<Vec<AnyRow>> {
+        if !self.starting.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.read(sql, params)
     }
 
     /// Opens the connection if it is closed (about a millisecond, on this thread), and

@@ -117,10 +117,11 @@ impl Db {
     /// is evaluated, before the config says which database to use. None when it is not
     /// such a file, or failed to open (a start then opens it again, to report why).
     ///
-    /// The start's statements up to its first answer are few and run one after another:
+    /// The start's statements up to its first answers are few and run one after another:
     /// they go on the caller's own connection ([`direct`]), opened here on this thread,
-    /// rather than each a round trip to sqlx's. sqlx's first connection opens meanwhile,
-    /// for the REST reads that follow.
+    /// rather than each a round trip to sqlx's, and so do the REST reads of those first
+    /// answers ([`Db::rest_read`]): sqlx's first connection opens only once a statement
+    /// needs it, after the start.
     pub async fn open_existing(db_url: &str, basedir: &Path) -> Option<Opened> {
         let (_, url) = sqlx_url(db_url, basedir).ok()?;
         let file = url.strip_prefix("sqlite://")?.split('?').next()?;
@@ -129,11 +130,9 @@ impl Db {
         }
         if let Ok(db) = Db::connect(db_url, basedir) {
             if let Some(applied) = db.direct.as_ref().and_then(|direct| {
-                direct.open();
+                direct.open_for_start();
                 direct.read(APPLIED_MIGRATIONS, &[])
             }) {
-                let pool = db.pool.clone();
-                tokio::spawn(async move { drop(pool.acquire().await) });
                 let applied: Result<Vec<i64>, _> =
                     applied.iter().map(|row| row.try_get(0)).collect();
                 return Some(Opened {
@@ -244,6 +243,14 @@ impl Db {
         self.pool.close().await;
         if let Some(keeper) = keeper {
             let _ = keeper.close().await;
+        }
+    }
+
+    /// The start has answered its first requests: REST reads go to sqlx's threads again,
+    /// where a long one holds no runtime thread.
+    pub fn start_answered(&self) {
+        if let Some(direct) = &self.direct {
+            direct.started();
         }
     }
 
@@ -522,6 +529,13 @@ mod tests {
         );
         let direct = db.direct.clone().unwrap();
         assert!(direct.write(&[register]).is_some(), "written on it");
+        // So are the REST reads of the start's first answers, and no more once it answered.
+        let masters = "SELECT name FROM masters";
+        assert!(direct.read_while_starting(masters, &[]).is_some());
+        db.start_answered();
+        assert!(direct.read_while_starting(masters, &[]).is_none());
+        let rows = db.rest_read(masters, &[]).await.unwrap();
+        assert_eq!(rows[0].get::<String, _>(0), "master");
     }
 
     #[tokio::test]

@@ -204,17 +204,23 @@ impl Master {
         // workers' rows and the requests left queued) waits for the start's first requests,
         // those that waited for it and those that come as it opens, rather than take the
         // database's connection before them; the engine runs meanwhile, as a held force
-        // needs its answer.
+        // needs its answer. Their REST reads run on the start's own connection. The engine's
+        // writes follow the master's: both then go on that connection, rather than the
+        // second open sqlx's beside it.
         let answered = web.gate.open();
+        let (recorded, engine_may_write) = tokio::sync::oneshot::channel::<()>();
         let (engine_reconfigs, engine_reconfig_receiver) = mpsc::channel(1);
         let engine = tokio::spawn(engine.run(
             requests,
             engine_reconfig_receiver,
             SHUTDOWN_GRACE,
-            answered.clone().wait().boxed(),
+            engine_may_write.map(drop).boxed(),
         ));
         answered.wait().await;
-        context.db.record_master_started(masterid).await?;
+        context.db.start_answered();
+        let written = context.db.record_master_started(masterid).await;
+        let _ = recorded.send(());
+        written?;
         let (reconfig_sender, reconfig_receiver) = mpsc::channel(1);
         tracing::info!(basedir = %context.basedir.display(), "master started");
         Ok(Master {
