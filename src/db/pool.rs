@@ -112,6 +112,12 @@ impl Pool {
         })
     }
 
+    /// How many connections sqlx holds open.
+    #[cfg(test)]
+    pub fn open_connections(&self) -> u32 {
+        self.shared.sqlx.size()
+    }
+
     /// What sqlx was told to connect to.
     pub fn connect_options(&self) -> Arc<sqlx::any::AnyConnectOptions> {
         self.shared.sqlx.connect_options()

@@ -377,3 +377,61 @@ fn master_name(basedir: &Path) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     format!("{}:{}", host.trim(), basedir.display())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sample's shape, small: a builder on the local worker, its schedulers and the
+    /// web server.
+    const CONFIG: &str = r#"
+local c = BuildmasterConfig
+c['workers'] = { worker.LocalWorker("local") }
+local f = util.BuildFactory()
+f:addStep(steps.ShellCommand{command={"true"}})
+c['builders'] = { util.BuilderConfig{name="runtests", workernames={"local"}, factory=f} }
+c['schedulers'] = { schedulers.ForceScheduler{name="force", builderNames={"runtests"}} }
+c['status'] = { status.WebStatus{ http_port = "tcp:PORT:interface=127.0.0.1" } }
+"#;
+
+    async fn stop(master: Master) {
+        master.context.shutdown.cancel();
+        master.wait().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_start_on_an_existing_database_opens_no_sqlx_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = CONFIG.replace("PORT", &port.to_string());
+        std::fs::write(dir.path().join(crate::config::CONFIG_FILE), config).unwrap();
+        stop(
+            Master::start(dir.path(), CancellationToken::new())
+                .await
+                .unwrap(),
+        )
+        .await;
+        // A request made as the master starts, held until it has started, as a probe's.
+        let starting = tokio::spawn({
+            let dir = dir.path().to_path_buf();
+            async move { Master::start(&dir, CancellationToken::new()).await }
+        });
+        let url = format!("http://127.0.0.1:{port}/api/v2/builders");
+        let answer = loop {
+            if let Ok(answer) = reqwest::get(&url).await {
+                break answer;
+            }
+            tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+        };
+        assert!(answer.status().is_success());
+        let master = starting.await.unwrap().unwrap();
+        // The engine's writes that follow the start, well within sqlx's idle timeout (1 s).
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(master.context.db.pool.open_connections(), 0);
+        stop(master).await;
+    }
+}
