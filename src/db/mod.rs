@@ -129,17 +129,21 @@ impl Db {
             return None;
         }
         if let Ok(db) = Db::connect(db_url, basedir) {
-            if let Some(applied) = db.direct.as_ref().and_then(|direct| {
+            if let Some(direct) = &db.direct {
                 direct.open_for_start();
-                direct.read(APPLIED_MIGRATIONS, &[])
-            }) {
-                let applied: Result<Vec<i64>, _> =
-                    applied.iter().map(|row| row.try_get(0)).collect();
-                return Some(Opened {
-                    db,
-                    conn: None,
-                    applied: applied.ok(),
-                });
+                match direct.read(APPLIED_MIGRATIONS, &[]) {
+                    Some(applied) => {
+                        let applied: Result<Vec<i64>, _> =
+                            applied.iter().map(|row| row.try_get(0)).collect();
+                        return Some(Opened {
+                            db,
+                            conn: None,
+                            applied: applied.ok(),
+                        });
+                    }
+                    // No migrations table (or no connection): sqlx's way below.
+                    None => direct.close(),
+                }
             }
         }
         let mut opened = Db::open_reading(db_url, basedir).await.ok()?;
@@ -372,6 +376,7 @@ async fn migrate(
     Ok(())
 }
 
+/// The versions of the migrations a database has seen.
 const APPLIED_MIGRATIONS: &str = "SELECT version FROM moonbot_migrations";
 
 async fn applied_migrations(conn: &mut AnyConnection) -> DbResult<Vec<i64>> {
