@@ -180,22 +180,21 @@ impl Db {
     /// The rows of the read `sql` with `params` bound to its `$1 ..`: while builds run,
     /// on SQLite, read on the caller's thread ([`Db::expect_builds`]).
     pub async fn read(&self, sql: &str, params: &[Bind]) -> DbResult<Vec<AnyRow>> {
-        if let Some(rows) = self.direct.as_ref().and_then(|d| d.read(sql, params)) {
-            return Ok(rows);
-        }
-        Ok(bind_all(sqlx::query(sql), params)
-            .fetch_all(&self.pool)
-            .await?)
+        self.read_on(true, sql, params).await
     }
 
     /// The rows of a REST read: on a start's own connection until it has answered its
     /// first requests ([`Db::open_existing`]), on sqlx's threads otherwise.
     pub async fn rest_read(&self, sql: &str, params: &[Bind]) -> DbResult<Vec<AnyRow>> {
-        if let Some(rows) = self
-            .direct
-            .as_ref()
-            .and_then(|d| d.read_while_starting(sql, params))
-        {
+        let starting = self.direct.as_ref().is_some_and(|d| d.starting());
+        self.read_on(starting, sql, params).await
+    }
+
+    /// A read on the caller's thread when `here` and that connection is open and free,
+    /// through sqlx otherwise.
+    async fn read_on(&self, here: bool, sql: &str, params: &[Bind]) -> DbResult<Vec<AnyRow>> {
+        let direct = self.direct.as_ref().filter(|_| here);
+        if let Some(rows) = direct.and_then(|d| d.read(sql, params)) {
             return Ok(rows);
         }
         Ok(bind_all(sqlx::query(sql), params)

@@ -122,12 +122,9 @@ impl DirectWriter {
         self.starting.store(false, Ordering::Relaxed);
     }
 
-    /// Like [`DirectWriter::read`], only during a start.
-    pub fn read_while_starting(&self, sql: &str, params: &[Bind]) -> Option<Vec<AnyRow>> {
-        if !self.starting.load(Ordering::Relaxed) {
-            return None;
-        }
-        self.read(sql, params)
+    /// Whether a start opened it and has not answered its first requests yet.
+    pub fn starting(&self) -> bool {
+        self.starting.load(Ordering::Relaxed)
     }
 
     /// Opens the connection if it is closed (about a millisecond, on this thread), and
