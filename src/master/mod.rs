@@ -205,8 +205,8 @@ impl Master {
         // those that waited for it and those that come as it opens, rather than take the
         // database's connection before them; the engine runs meanwhile, as a held force
         // needs its answer. Their REST reads run on the start's own connection. The engine's
-        // writes follow the master's: both then go on that connection, rather than the
-        // second open sqlx's beside it.
+        // writes follow the master's, so that both go on that connection: racing it, the
+        // second would open sqlx's beside it.
         let answered = web.gate.open();
         let (recorded, engine_may_write) = tokio::sync::oneshot::channel::<()>();
         let (engine_reconfigs, engine_reconfig_receiver) = mpsc::channel(1);
