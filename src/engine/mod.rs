@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -417,15 +416,17 @@ impl Engine {
 
     /// Runs until the master shuts down, then lets running builds finish (stopping them
     /// after `grace`). What the start left (the workers' rows, the requests left queued)
-    /// waits for `start_after`, the requests that waited for the start answered, while
+    /// waits for `start_after` to hand over a reply, sent once that is taken up, while
     /// control requests (theirs among them) are answered at once.
     pub async fn run(
         mut self,
         mut control: mpsc::Receiver<ControlRequest>,
         mut reconfigs: mpsc::Receiver<Reconfigure>,
         grace: Duration,
-        mut start_after: BoxFuture<'static, ()>,
+        mut start_after: oneshot::Receiver<oneshot::Sender<()>>,
     ) {
+        // Taken up once, even when a worker's attach or a reconfig wrote the rows first.
+        let mut start_pending = true;
         let mut events = self
             .ctx
             .bus
@@ -435,9 +436,13 @@ impl Engine {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                () = &mut start_after, if self.unwritten.is_some() => {
+                reply = &mut start_after, if start_pending => {
+                    start_pending = false;
                     self.write_start_rows().await;
                     self.start_builds(&mut builds).await;
+                    if let Ok(reply) = reply {
+                        let _ = reply.send(());
+                    }
                 }
                 event = events.recv() => match event {
                     Ok(event) if event.key.starts_with("buildrequests/") && event.key.ends_with("/new") => {

@@ -7,9 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use futures_util::FutureExt;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -206,21 +205,25 @@ impl Master {
         // database's connection before them; the engine runs meanwhile, as a held force
         // needs its answer. Their REST reads run on the start's own connection. The engine's
         // writes follow the master's, so that both go on that connection: racing it, the
-        // second would open sqlx's beside it.
+        // second would open sqlx's beside it. The start returns once the engine has taken up
+        // what the last run left, so that nothing the caller then queues races that.
         let answered = web.gate.open();
-        let (recorded, engine_may_write) = tokio::sync::oneshot::channel::<()>();
+        let (recorded, engine_may_write) = oneshot::channel();
         let (engine_reconfigs, engine_reconfig_receiver) = mpsc::channel(1);
         let engine = tokio::spawn(engine.run(
             requests,
             engine_reconfig_receiver,
             SHUTDOWN_GRACE,
-            engine_may_write.map(drop).boxed(),
+            engine_may_write,
         ));
         answered.wait().await;
         context.db.start_answered();
         let written = context.db.record_master_started(masterid).await;
-        let _ = recorded.send(());
+        let (taken_up, engine_took_up) = oneshot::channel();
+        let _ = recorded.send(taken_up);
         written?;
+        // An engine that stopped (a shutdown meanwhile) drops the reply: nothing to wait for.
+        let _ = engine_took_up.await;
         let (reconfig_sender, reconfig_receiver) = mpsc::channel(1);
         tracing::info!(basedir = %context.basedir.display(), "master started");
         Ok(Master {
