@@ -45,12 +45,14 @@ pub enum Endpoint {
     Messages,
 }
 
-#[derive(Clone, Debug)]
+/// A segment of a pattern; the names and literals are slices of the patterns' static text,
+/// so the table is built without a string of its own (it is built at the first request).
+#[derive(Clone, Copy, Debug)]
 enum Segment {
-    Literal(String),
-    Integer(String),
-    Identifier(String),
-    Text(String),
+    Literal(&'static str),
+    Integer(&'static str),
+    Identifier(&'static str),
+    Text(&'static str),
 }
 
 /// A value a path gave.
@@ -139,21 +141,30 @@ fn patterns() -> &'static [Pattern] {
     static PATTERNS: OnceLock<Vec<Pattern>> = OnceLock::new();
     PATTERNS.get_or_init(|| {
         use Endpoint::*;
-        let mut table: Vec<(String, Endpoint)> = Vec::new();
-        let mut add = |pattern: &str, endpoint| table.push((pattern.to_string(), endpoint));
+        let mut table = Vec::new();
+        // A pattern is its pieces joined by `/`, each piece one or more segments.
+        let mut add = |pieces: &[&'static str], endpoint| {
+            let segments = pieces
+                .iter()
+                .flat_map(|piece| piece.split('/'))
+                .filter(|text| !text.is_empty())
+                .map(segment)
+                .collect();
+            table.push(Pattern { segments, endpoint });
+        };
         for pattern in [
             "builders",
             "masters/n:masterid/builders",
             "workers/n:workerid/builders",
         ] {
-            add(pattern, Builders);
+            add(&[pattern], Builders);
         }
         for pattern in [
             "builders/n:builderid",
             "builders/s:buildername",
             "masters/n:masterid/builders/n:builderid",
         ] {
-            add(pattern, Builder);
+            add(&[pattern], Builder);
         }
         for pattern in [
             "builds",
@@ -163,49 +174,53 @@ fn patterns() -> &'static [Pattern] {
             "changes/n:changeid/builds",
             "workers/n:workerid/builds",
         ] {
-            add(pattern, Builds);
+            add(&[pattern], Builds);
         }
-        add("builds/n:buildid/triggered_builds", TriggeredBuilds);
+        add(&["builds/n:buildid/triggered_builds"], TriggeredBuilds);
         // Steps, logs and log contents under each way of naming a build (or a step).
-        let mut steps = vec!["steps/n:stepid".to_string()];
+        let mut steps = vec![["", "steps/n:stepid"]];
         for build in BUILD_PREFIXES {
-            add(build, Build);
-            add(&format!("{build}/steps"), Steps);
-            add(&format!("{build}/changes"), Changes);
-            steps.push(format!("{build}/steps/n:step_number"));
-            steps.push(format!("{build}/steps/i:step_name"));
+            add(&[build], Build);
+            add(&[build, "steps"], Steps);
+            add(&[build, "changes"], Changes);
+            steps.push([build, "steps/n:step_number"]);
+            steps.push([build, "steps/i:step_name"]);
         }
-        for step in &steps {
-            add(step, Step);
-            add(&format!("{step}/logs"), Logs);
-            add(&format!("{step}/logs/i:log_slug"), Log);
+        for &[build, step] in &steps {
+            add(&[build, step], Step);
+            add(&[build, step, "logs"], Logs);
+            add(&[build, step, "logs/i:log_slug"], Log);
         }
-        let mut logs = vec!["logs/n:logid".to_string()];
-        logs.extend(steps.iter().map(|s| format!("{s}/logs/i:log_slug")));
+        let mut logs = vec![["", "", "logs/n:logid"]];
+        logs.extend(
+            steps
+                .iter()
+                .map(|&[build, step]| [build, step, "logs/i:log_slug"]),
+        );
         for log in &logs {
             add(log, Log);
-            add(&format!("{log}/contents"), LogContents);
-            add(&format!("{log}/raw"), LogRaw);
-            add(&format!("{log}/raw_inline"), LogRawInline);
+            add(&[log.as_slice(), &["contents"]].concat(), LogContents);
+            add(&[log.as_slice(), &["raw"]].concat(), LogRaw);
+            add(&[log.as_slice(), &["raw_inline"]].concat(), LogRawInline);
         }
-        add("changes", Changes);
-        add("changes/n:changeid", Change);
-        add("sourcestamps/n:ssid/changes", Changes);
-        add("sourcestamps", Sourcestamps);
-        add("buildsets/n:buildsetid/sourcestamps", Sourcestamps);
-        add("sourcestamps/n:ssid", Sourcestamp);
-        add("buildsets", Buildsets);
-        add("buildsets/n:bsid", Buildset);
-        add("buildrequests", BuildRequests);
-        add("builders/n:builderid/buildrequests", BuildRequests);
-        add("buildrequests/n:buildrequestid", BuildRequest);
+        add(&["changes"], Changes);
+        add(&["changes/n:changeid"], Change);
+        add(&["sourcestamps/n:ssid/changes"], Changes);
+        add(&["sourcestamps"], Sourcestamps);
+        add(&["buildsets/n:buildsetid/sourcestamps"], Sourcestamps);
+        add(&["sourcestamps/n:ssid"], Sourcestamp);
+        add(&["buildsets"], Buildsets);
+        add(&["buildsets/n:bsid"], Buildset);
+        add(&["buildrequests"], BuildRequests);
+        add(&["builders/n:builderid/buildrequests"], BuildRequests);
+        add(&["buildrequests/n:buildrequestid"], BuildRequest);
         for pattern in [
             "workers",
             "masters/n:masterid/workers",
             "masters/n:masterid/builders/n:builderid/workers",
             "builders/n:builderid/workers",
         ] {
-            add(pattern, Workers);
+            add(&[pattern], Workers);
         }
         for prefix in [
             "",
@@ -213,46 +228,40 @@ fn patterns() -> &'static [Pattern] {
             "masters/n:masterid/builders/n:builderid/",
             "builders/n:builderid/",
         ] {
-            add(&format!("{prefix}workers/n:workerid"), Worker);
-            add(&format!("{prefix}workers/i:name"), Worker);
+            add(&[prefix, "workers/n:workerid"], Worker);
+            add(&[prefix, "workers/i:name"], Worker);
         }
-        add("masters", Masters);
-        add("builders/n:builderid/masters", Masters);
-        add("masters/n:masterid", Master);
-        add("builders/n:builderid/masters/n:masterid", Master);
-        add("schedulers", Schedulers);
-        add("masters/n:masterid/schedulers", Schedulers);
-        add("schedulers/n:schedulerid", Scheduler);
-        add("masters/n:masterid/schedulers/n:schedulerid", Scheduler);
-        add("changesources", ChangeSources);
-        add("masters/n:masterid/changesources", ChangeSources);
-        add("changesources/n:changesourceid", ChangeSource);
+        add(&["masters"], Masters);
+        add(&["builders/n:builderid/masters"], Masters);
+        add(&["masters/n:masterid"], Master);
+        add(&["builders/n:builderid/masters/n:masterid"], Master);
+        add(&["schedulers"], Schedulers);
+        add(&["masters/n:masterid/schedulers"], Schedulers);
+        add(&["schedulers/n:schedulerid"], Scheduler);
+        add(&["masters/n:masterid/schedulers/n:schedulerid"], Scheduler);
+        add(&["changesources"], ChangeSources);
+        add(&["masters/n:masterid/changesources"], ChangeSources);
+        add(&["changesources/n:changesourceid"], ChangeSource);
         add(
-            "masters/n:masterid/changesources/n:changesourceid",
+            &["masters/n:masterid/changesources/n:changesourceid"],
             ChangeSource,
         );
-        add("forceschedulers", ForceSchedulers);
-        add("builders/n:builderid/forceschedulers", ForceSchedulers);
-        add("forceschedulers/i:schedulername", ForceScheduler);
-        add("reporters", Reporters);
-        add("reporters/s:reportername", Reporter);
-        add("reporters/s:reportername/messages", Messages);
+        add(&["forceschedulers"], ForceSchedulers);
+        add(&["builders/n:builderid/forceschedulers"], ForceSchedulers);
+        add(&["forceschedulers/i:schedulername"], ForceScheduler);
+        add(&["reporters"], Reporters);
+        add(&["reporters/s:reportername"], Reporter);
+        add(&["reporters/s:reportername/messages"], Messages);
         table
-            .into_iter()
-            .map(|(pattern, endpoint)| Pattern {
-                segments: pattern.split('/').map(segment).collect(),
-                endpoint,
-            })
-            .collect()
     })
 }
 
-fn segment(text: &str) -> Segment {
+fn segment(text: &'static str) -> Segment {
     match text.split_once(':') {
-        Some(("n", name)) => Segment::Integer(name.to_string()),
-        Some(("i", name)) => Segment::Identifier(name.to_string()),
-        Some(("s", name)) => Segment::Text(name.to_string()),
-        _ => Segment::Literal(text.to_string()),
+        Some(("n", name)) => Segment::Integer(name),
+        Some(("i", name)) => Segment::Identifier(name),
+        Some(("s", name)) => Segment::Text(name),
+        _ => Segment::Literal(text),
     }
 }
 
@@ -274,20 +283,18 @@ pub fn resolve(path: &str) -> Option<(Endpoint, Args)> {
             continue;
         }
         let mut args = Args::default();
-        for (segment, part) in pattern.segments.iter().zip(&parts) {
+        for (&segment, &part) in pattern.segments.iter().zip(&parts) {
             match segment {
                 Segment::Literal(literal) if literal == part => {}
                 Segment::Integer(name) => match part.parse::<i64>() {
-                    Ok(value) if !part.starts_with('+') => {
-                        args.0.push((name.as_str(), Arg::Int(value)))
-                    }
+                    Ok(value) if !part.starts_with('+') => args.0.push((name, Arg::Int(value))),
                     _ => continue 'patterns,
                 },
                 Segment::Identifier(name) if is_identifier(part) => {
-                    args.0.push((name.as_str(), Arg::Str(part.to_string())))
+                    args.0.push((name, Arg::Str(part.to_string())))
                 }
                 Segment::Text(name) if !part.is_empty() => {
-                    args.0.push((name.as_str(), Arg::Str(part.to_string())))
+                    args.0.push((name, Arg::Str(part.to_string())))
                 }
                 _ => continue 'patterns,
             }
