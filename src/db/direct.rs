@@ -8,11 +8,12 @@
 //! as sqlx's would be.
 //!
 //! It keeps a runtime thread no longer than that, beyond its open (about a millisecond,
-//! once builds start after an idle second, or beside a start's config evaluation): when another connection holds the write lock
-//! past a short spin, when the connection is busy on another thread, or when a statement
-//! fails (rolled back here), the batch goes the sqlx way instead, which waits as long as
-//! it must and answers sqlx's own error. Its log checkpoints run on sqlx's thread too, and
-//! it closes once idle for [`SQLITE_IDLE`], as sqlx's connections do.
+//! once builds start after an idle second, or beside a start's config evaluation): when
+//! another connection holds the write lock past a short spin, when the connection is busy
+//! on another thread, or when a statement fails (rolled back here), the batch goes the
+//! sqlx way instead, which waits as long as it must and answers sqlx's own error. Its log
+//! checkpoints run on sqlx's thread too, and it closes once idle for [`SQLITE_IDLE`], as
+//! sqlx's connections do.
 //!
 //! A checkpoint holds the write lock while it copies the log (SQLite's `RESTART`), so that
 //! the next commit starts the log over; batches meanwhile go the sqlx way. One that let
