@@ -25,7 +25,10 @@ struct Cli {
     command: Command,
 }
 
+/// Each subcommand's arguments are built only when it is the one run: a start does not pay
+/// for building every other subcommand's.
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum Command {
     /// Make a base directory holding a commented sample master.cfg.lua.
     CreateMaster {

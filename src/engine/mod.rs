@@ -359,7 +359,7 @@ impl Engine {
                 Some(_) => {}
                 None => diff.added += 1,
             }
-            let steps = Arc::new(builder.steps());
+            let steps = builder.steps();
             builders.insert(
                 builder.name.clone(),
                 Builder {

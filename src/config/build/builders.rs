@@ -1,6 +1,7 @@
 //! `util.BuilderConfig`: a builder, the workers it may use and the factory it runs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use mlua::{Lua, MultiValue, UserData, Value};
 
@@ -72,19 +73,19 @@ impl FromOption for BuilderConfig {
 
 impl BuilderConfig {
     /// The factory's steps, in order.
-    pub fn steps(&self) -> Vec<StepConfig> {
+    pub fn steps(&self) -> Arc<Vec<StepConfig>> {
         self.factory.steps()
     }
 
     /// Scheduler names its Trigger steps fire, with each step's place.
     pub fn triggered_schedulers(&self) -> Vec<(String, Location)> {
         self.steps()
-            .into_iter()
-            .filter_map(|step| match step.kind {
-                StepKind::Trigger(trigger) => Some((trigger.scheduler_names, step.location)),
+            .iter()
+            .filter_map(|step| match &step.kind {
+                StepKind::Trigger(trigger) => Some((&trigger.scheduler_names, &step.location)),
                 _ => None,
             })
-            .flat_map(|(names, location)| names.into_iter().map(move |n| (n, location.clone())))
+            .flat_map(|(names, location)| names.iter().map(|n| (n.clone(), location.clone())))
             .collect()
     }
 }

@@ -12,22 +12,24 @@ use crate::config::{report_error, report_unimplemented, ConfigError, Location, N
 /// The step list is shared by the Lua object and every `BuilderConfig` made from it, because
 /// a config may add steps after making the builder (`f:addStep(...)` below
 /// `util.BuilderConfig{factory=f}`). A loaded config keeps a [`BuildFactory::detached`] copy.
+/// The list itself is copied on write: the builders detached from one factory, and the
+/// engine's builders after them, share one list until a later `addStep` copies it.
 #[derive(Clone, Debug, Default)]
 pub struct BuildFactory {
-    steps: Arc<Mutex<Vec<StepConfig>>>,
+    steps: Arc<Mutex<Arc<Vec<StepConfig>>>>,
 }
 
 pub const BUILD_FACTORY_OPTIONS: &[&str] = &["steps"];
 
 impl BuildFactory {
-    fn lock(&self) -> MutexGuard<'_, Vec<StepConfig>> {
+    fn lock(&self) -> MutexGuard<'_, Arc<Vec<StepConfig>>> {
         // A panic while holding the lock cannot leave the list half-written: pushes are
         // single operations, so a poisoned list is still whole.
         self.steps.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The steps as they are now.
-    pub fn steps(&self) -> Vec<StepConfig> {
+    pub fn steps(&self) -> Arc<Vec<StepConfig>> {
         self.lock().clone()
     }
 
@@ -42,7 +44,7 @@ impl BuildFactory {
     /// evaluation goes on and every mistake is listed.
     fn add(&self, lua: &Lua, what: &str, value: Value, location: &Location) {
         match StepConfig::from_option(value, lua) {
-            Ok(step) => self.lock().push(step),
+            Ok(step) => Arc::make_mut(&mut self.lock()).push(step),
             Err(OptionError::Wrong(why)) => report_error(
                 lua,
                 ConfigError::at(location.clone(), format!("{what}: the step {why}")),

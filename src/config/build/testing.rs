@@ -58,7 +58,7 @@ c.builders = {{util.BuilderConfig{{name='b', workernames={{'w'}}, factory=util.B
 c.schedulers = {{schedulers.Triggerable{{name='t1', builderNames={{'b'}}}},
                  schedulers.Triggerable{{name='t2', builderNames={{'b'}}}}}}"
     );
-    load(&source).config.builders[0].steps()
+    load(&source).config.builders[0].steps().to_vec()
 }
 
 pub(super) fn step(snippet: &str) -> StepConfig {
