@@ -98,10 +98,15 @@ impl Batch {
     /// list a statement (empty for a statement without `RETURNING`).
     pub async fn run(self, db: &Db) -> DbResult<Vec<Vec<AnyRow>>> {
         match db.dialect {
-            Dialect::Sqlite => match db.direct.as_ref().and_then(|d| d.write(&self.statements)) {
-                Some(rows) => Ok(rows),
-                None => self.run_as_one_query(db).await,
-            },
+            Dialect::Sqlite => {
+                if let Some(direct) = &db.direct {
+                    direct.checkpoint_ended().await;
+                }
+                match db.direct.as_ref().and_then(|d| d.write(&self.statements)) {
+                    Some(rows) => Ok(rows),
+                    None => self.run_as_one_query(db).await,
+                }
+            }
             Dialect::Postgres => self.run_one_by_one(db).await,
         }
     }
