@@ -10,12 +10,13 @@
 //! It keeps a runtime thread no longer than that, beyond its open (about a millisecond,
 //! once builds start after an idle second, or beside a start's config evaluation). A batch
 //! that finds the connection busy on another thread waits for it: that batch's tens of
-//! microseconds cost less than the sqlx way, whose hops and then both connections' page
-//! caches read again cost about a tenth of the master's CPU a build when one batch in
-//! eight went that way. When another connection holds the write lock past a short spin,
-//! or when a statement fails (rolled back here), the batch goes the sqlx way, which waits
-//! as long as it must and answers sqlx's own error. Its log checkpoints run on sqlx's
-//! thread too, and it closes once idle for [`SQLITE_IDLE`], as sqlx's connections do.
+//! microseconds cost less than the sqlx way, whose hops, and then both connections' page
+//! caches read again, cost the master about a sixth of its CPU a build when one batch in
+//! five went that way (`benches/README.md`). When another connection holds the write lock
+//! past a short spin, or when a statement fails (rolled back here), the batch goes the
+//! sqlx way, which waits as long as it must and answers sqlx's own error. Its log
+//! checkpoints run on sqlx's thread too, and it closes once idle for [`SQLITE_IDLE`], as
+//! sqlx's connections do.
 //!
 //! A checkpoint holds the write lock while it copies the log (SQLite's `RESTART`), so that
 //! the next commit starts the log over; batches wait for its end meanwhile (no thread
@@ -84,7 +85,7 @@ struct Checkpoint {
 }
 
 /// A checkpoint under way: ended when dropped, also by a task that panicked or was dropped
-/// at a shutdown, so that no batch waits for it for good.
+/// at a shutdown (before it ran, too), so that no batch waits for it for good.
 struct Running(Arc<Checkpoint>);
 
 impl Drop for Running {
@@ -261,9 +262,10 @@ impl DirectWriter {
         if writer.log_pages.load(Ordering::Relaxed) >= CHECKPOINT_PAGES
             && !self.checkpoint.running.swap(true, Ordering::AcqRel)
         {
-            let (pool, checkpoint) = (self.pool.clone(), self.checkpoint.clone());
+            // Made before the task, so that a task dropped before it ran ends it too.
+            let (pool, running) = (self.pool.clone(), Running(self.checkpoint.clone()));
             tokio::spawn(async move {
-                let _running = Running(checkpoint);
+                let _running = running;
                 let restart = sqlx::query("PRAGMA wal_checkpoint(RESTART)");
                 if let Err(error) = restart.execute(&pool).await {
                     tracing::warn!("cannot checkpoint the database's write-ahead log: {error}");
