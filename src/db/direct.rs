@@ -88,6 +88,14 @@ struct Checkpoint {
 /// at a shutdown (before it ran, too), so that no batch waits for it for good.
 struct Running(Arc<Checkpoint>);
 
+impl Running {
+    /// Marks a checkpoint running, unless one already is.
+    fn begin(checkpoint: &Arc<Checkpoint>) -> Option<Running> {
+        let already = checkpoint.running.swap(true, Ordering::AcqRel);
+        (!already).then(|| Running(checkpoint.clone()))
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         self.0.running.store(false, Ordering::Release);
@@ -259,11 +267,12 @@ impl DirectWriter {
                 return None;
             }
         };
-        if writer.log_pages.load(Ordering::Relaxed) >= CHECKPOINT_PAGES
-            && !self.checkpoint.running.swap(true, Ordering::AcqRel)
-        {
-            // Made before the task, so that a task dropped before it ran ends it too.
-            let (pool, running) = (self.pool.clone(), Running(self.checkpoint.clone()));
+        let running = (writer.log_pages.load(Ordering::Relaxed) >= CHECKPOINT_PAGES)
+            .then(|| Running::begin(&self.checkpoint))
+            .flatten();
+        // Begun before the task, so that a task dropped before it ran ends it too.
+        if let Some(running) = running {
+            let pool = self.pool.clone();
             tokio::spawn(async move {
                 let _running = running;
                 let restart = sqlx::query("PRAGMA wal_checkpoint(RESTART)");
@@ -561,11 +570,7 @@ mod tests {
         let direct = db.direct.clone().unwrap();
         direct.write(&statements(&["one"])).unwrap();
         let pages = log_pages(&direct);
-        direct
-            .checkpoint
-            .running
-            .store(true, std::sync::atomic::Ordering::Release);
-        let checkpoint = super::Running(direct.checkpoint.clone());
+        let checkpoint = super::Running::begin(&direct.checkpoint).unwrap();
         let written = tokio::spawn({
             let db = db.clone();
             async move {
